@@ -1,0 +1,269 @@
+"""Connected-component labeling of 2-D label maps (run-based two-pass union-find).
+
+Algorithm
+---------
+1. **Scan** (one pass over the input): every row is cut into *runs*, maximal
+   horizontal stretches of equal, non-background value.  Each new run is merged
+   with the runs of the previous row that touch it (column ranges overlap for
+   4-connectivity, overlap or touch diagonally for 8-connectivity) *and* carry
+   the same value.  Runs are the union-find nodes, so a smooth mask costs a
+   handful of union-find operations per row instead of one per pixel.
+   The union always links the larger root under the smaller one, so
+   ``parent[i] <= i`` holds for every run and the root of a component is its
+   first run in raster order (which holds the component's first pixel).
+2. **Flatten** (one pass over the runs): because ``parent[i] <= i``, walking
+   the runs in order turns roots into consecutive labels 1..N and every other
+   run takes its parent's (already final) label.  Labels are therefore in raster
+   (row-major) order of each component's first pixel -- the numbering of
+   ``scipy.ndimage.label`` and of ``cc3d.connected_components``.
+3. **Paint** (one write pass over the output): each row is written from its runs,
+   background gaps as 0; long runs become vectorised fills.
+   Statistics (value, area, bounding box, first pixel) are gathered from the
+   runs, never from the pixels.
+
+Conventions: arrays in, arrays out; no exceptions for data (a status code is
+returned), no prints.  The input must be C-contiguous 2-D (the Python layer calls
+``np.ascontiguousarray``); the output array is passed in by the caller, and its
+dtype (int32 or int64) is also the dtype of the internal run indices, so the
+caller picks int64 when ``H * W`` could exceed the int32 range.
+
+Bounding boxes are returned as inclusive ``(row_min, col_min, row_max, col_max)``;
+the Python layer converts them to ``(x, y, w, h)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Status codes returned by the kernels.
+OK = 0
+ERR_CONNECTIVITY = 1      # connectivity not in {4, 8}
+ERR_LABEL_OVERFLOW = 2    # the component count does not fit the output dtype
+ERR_SHAPE = 3             # output shape differs from the input shape
+
+STATUS_MESSAGES = {
+    OK: "ok",
+    ERR_CONNECTIVITY: "connectivity must be 4 or 8",
+    ERR_LABEL_OVERFLOW: "the number of components does not fit the label dtype",
+    ERR_SHAPE: "output array shape differs from the input shape",
+}
+
+
+_BLOCK = 32  # pixels compared at once when skipping through a long run
+
+
+@njit(cache=True, nogil=True)
+def _find(parent, x):
+    """Root of ``x`` with full path compression."""
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@njit(cache=True, nogil=True)
+def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
+    """Cut rows into runs and union touching equal-valued runs of adjacent rows.
+
+    Fills ``rs``/``re`` (run start, exclusive end column), ``rv`` (value),
+    ``parent`` (union-find forest with ``parent[i] <= i``) and ``row_ptr``
+    (runs of row ``r`` are ``row_ptr[r]:row_ptr[r + 1]``); returns the run count.
+    """
+    H, W = img.shape
+    n = 0
+    prev_lo = 0
+    prev_hi = 0
+    ext = 1 if eight else 0
+    for r in range(H):
+        row = img[r]
+        row_ptr[r] = n
+        j = prev_lo
+        x = 0
+        while x < W:
+            v = row[x]
+            s = x
+            x += 1
+            # skip whole blocks of equal pixels with a branch-free (vectorised) test
+            while x + _BLOCK <= W:
+                blk = row[x:x + _BLOCK]
+                d = False
+                for t in range(_BLOCK):
+                    d |= blk[t] != v
+                if d:
+                    break
+                x += _BLOCK
+            while x < W and row[x] == v:
+                x += 1
+            if has_bg and v == bg:
+                continue
+            rs[n] = s
+            re[n] = x
+            rv[n] = v
+            p = n
+            # previous-row runs that end before the neighbourhood can never touch
+            # this run nor any later run of this row: skip them for good.
+            lo = s - ext
+            while j < prev_hi and re[j] <= lo:
+                j += 1
+            hi = x + ext
+            k = j
+            while k < prev_hi and rs[k] < hi:
+                if rv[k] == v:
+                    q = _find(parent, k)
+                    if p == n:
+                        p = q
+                    elif q != p:
+                        if q < p:
+                            parent[p] = q
+                            p = q
+                        else:
+                            parent[q] = p
+                k += 1
+            parent[n] = p
+            n += 1
+        prev_lo = row_ptr[r]
+        prev_hi = n
+    row_ptr[H] = n
+    return n
+
+
+@njit(cache=True, nogil=True)
+def _flatten(parent, n):
+    """Replace ``parent`` in place by final labels 1..N (raster order); return N."""
+    count = 0
+    for i in range(n):
+        p = parent[i]
+        if p == i:
+            count += 1
+            parent[i] = count
+        else:
+            parent[i] = parent[p]
+    return count
+
+
+@njit(cache=True, nogil=True)
+def _paint(rs, re, lab, row_ptr, out):
+    H, W = out.shape
+    for r in range(H):
+        orow = out[r]
+        x = 0
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            s = rs[k]
+            e = re[k]
+            L = lab[k]
+            # slices + 0-based loops: no negative-index checks, so LLVM emits fills
+            gap = orow[x:s]
+            for t in range(gap.shape[0]):
+                gap[t] = 0
+            seg = orow[s:e]
+            for t in range(seg.shape[0]):
+                seg[t] = L
+            x = e
+        gap = orow[x:W]
+        for t in range(gap.shape[0]):
+            gap[t] = 0
+
+
+@njit(cache=True, nogil=True)
+def _runs(img, connectivity, has_bg, bg, out):
+    """Shared front half: returns (status, n_runs, count, rs, re, rv, lab, row_ptr)."""
+    H, W = img.shape
+    idx = out.dtype
+    npx = H * W
+    rs = np.empty(npx, idx)
+    re = np.empty(npx, idx)
+    rv = np.empty(npx, img.dtype)
+    parent = np.empty(npx, idx)
+    row_ptr = np.empty(H + 1, idx)
+    if connectivity != 4 and connectivity != 8:
+        return ERR_CONNECTIVITY, 0, 0, rs, re, rv, parent, row_ptr
+    if out.shape[0] != H or out.shape[1] != W:
+        return ERR_SHAPE, 0, 0, rs, re, rv, parent, row_ptr
+    if npx > np.iinfo(idx).max:
+        # run indices (and so labels) could overflow the output dtype
+        return ERR_LABEL_OVERFLOW, 0, 0, rs, re, rv, parent, row_ptr
+    n = _scan_runs(img, connectivity == 8, has_bg, bg, rs, re, rv, parent, row_ptr)
+    count = _flatten(parent, n)
+    if count > np.iinfo(idx).max:
+        return ERR_LABEL_OVERFLOW, n, count, rs, re, rv, parent, row_ptr
+    return OK, n, count, rs, re, rv, parent, row_ptr
+
+
+@njit(cache=True, nogil=True)
+def label_2d(img, connectivity, has_bg, bg, out):
+    """Label ``img`` (C-contiguous 2-D) into ``out`` (int32/int64, same shape).
+
+    Pixels join when they are 4-/8-adjacent and have equal values; pixels equal
+    to ``bg`` (when ``has_bg``) get label 0.  Returns ``(status, count)``.
+    """
+    status, n, count, rs, re, rv, lab, row_ptr = _runs(img, connectivity, has_bg, bg, out)
+    if status != OK:
+        return status, count
+    _paint(rs, re, lab, row_ptr, out)
+    return OK, count
+
+
+@njit(cache=True, nogil=True)
+def _stats_from_runs(rs, re, rv, lab, row_ptr, count, H):
+    value = np.empty(count, rv.dtype)
+    area = np.zeros(count, np.int64)
+    box = np.empty((count, 4), np.int64)     # row_min, col_min, row_max, col_max (inclusive)
+    first = np.empty((count, 2), np.int64)   # row, col of the first pixel in raster order
+    for r in range(H):
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            i = lab[k] - 1
+            s = rs[k]
+            e = re[k] - 1
+            if area[i] == 0:
+                value[i] = rv[k]
+                first[i, 0] = r
+                first[i, 1] = s
+                box[i, 0] = r
+                box[i, 1] = s
+                box[i, 2] = r
+                box[i, 3] = e
+            else:
+                if s < box[i, 1]:
+                    box[i, 1] = s
+                if e > box[i, 3]:
+                    box[i, 3] = e
+                box[i, 2] = r
+            area[i] += e - s + 1
+    return value, area, box, first
+
+
+@njit(cache=True, nogil=True)
+def label_stats_2d(img, connectivity, has_bg, bg, out):
+    """Like :func:`label_2d` plus per-component statistics from the runs.
+
+    Returns ``(status, count, value, area, box, first)`` where component ``i``
+    (label ``i + 1``) has value ``value[i]``, pixel count ``area[i]``, inclusive
+    bounding box ``box[i] = (row_min, col_min, row_max, col_max)`` and first
+    pixel in raster order ``first[i] = (row, col)``.
+    """
+    H = img.shape[0]
+    status, n, count, rs, re, rv, lab, row_ptr = _runs(img, connectivity, has_bg, bg, out)
+    if status != OK:
+        count = 0
+    else:
+        _paint(rs, re, lab, row_ptr, out)
+    value, area, box, first = _stats_from_runs(rs, re, rv, lab, row_ptr, count, H)
+    return status, count, value, area, box, first
+
+
+@njit(cache=True, nogil=True)
+def fill_components(mask, labels, selected, fill):
+    """In place: ``mask[p] = fill`` wherever ``selected[labels[p]]``; returns pixels changed."""
+    H, W = mask.shape
+    changed = 0
+    for r in range(H):
+        for c in range(W):
+            if selected[labels[r, c]]:
+                if mask[r, c] != fill:
+                    changed += 1
+                mask[r, c] = fill
+    return changed
