@@ -248,6 +248,8 @@ def label_stats_2d(img, connectivity, has_bg, bg, out):
     H = img.shape[0]
     status, n, count, rs, re, rv, lab, row_ptr = _runs(img, connectivity, has_bg, bg, out)
     if status != OK:
+        # runs are not valid: empty statistics, never read the scratch arrays
+        row_ptr[:] = 0
         count = 0
     else:
         _paint(rs, re, lab, row_ptr, out)
