@@ -24,6 +24,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, Sequence, overload
 
+import numba
 import numpy as np
 
 from .kernels import confusion as _k
@@ -153,7 +154,7 @@ def _confusion(gt: Any, pred: Any, num_classes: Any, ignore_index: Any, out_of_r
         u8_ignore = has_ignore and 0 <= ig_val <= 255
         kernel_args = (g, p, nc, ig_val if u8_ignore else 0, u8_ignore)
         if parallel:
-            cm, g_out, p_out, counts = _k.confusion_u8_parallel(*kernel_args, 8)
+            cm, g_out, p_out, counts = _k.confusion_u8_parallel(*kernel_args, numba.get_num_threads())
         else:
             cm, g_out, p_out, counts = _k.confusion_u8(*kernel_args)
         gt_bad = {int(v): int(g_out[v]) for v in np.flatnonzero(g_out)}

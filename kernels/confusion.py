@@ -13,9 +13,9 @@ Two paths:
   keyed by ``gt << 8 | pred``, filled by a run-length scan. Real label maps have long
   stretches where both maps are constant, so the scan reads 8 pixels of each map as
   one 64-bit word and, when both words repeat the current (gt, pred) pair, counts 8
-  pixels with one add; other words are walked byte by byte, still merging equal
-  neighbours into one add (which also avoids the store-to-load dependency of
-  incrementing the same bin pixel after pixel). The histogram is then folded into the
+  pixels with one add; in other words only the positions where the pair changes
+  are visited, so a run costs one add whatever its length (which also avoids the
+  store-to-load dependency of incrementing one bin pixel after pixel). The histogram is then folded into the
   ``num_classes`` square and per-value out-of-range counts.
 * ``confusion_generic`` (any integer dtypes, e.g. uint16 or int32): the same
   run-length idea element by element, values compared as int64.
@@ -39,21 +39,35 @@ N_COUNTS = 5
 
 @njit(cache=True, nogil=True)
 def joint_histogram_u8(gt, pred, hist):
-    """Add the joint histogram of two 1-D C-contiguous uint8 arrays into ``hist``.
+    """Add the joint histogram of two 1-D contiguous uint8 arrays into ``hist``.
 
     ``hist`` is int64 of length 65536, bin ``gt << 8 | pred``. Returns nothing.
+
+    The scan keeps a current run (key, length). A word pair equal to the run's bytes
+    broadcast over 8 lanes extends it by 8. Otherwise a mask of the byte positions where
+    the (gt, pred) pair changes from the previous pixel is built with SWAR arithmetic;
+    with at most 3 changes (the usual case at region boundaries) only the change points
+    are visited, each closing a run with one add; with more (noise) every byte is added
+    on its own, branch-free.
     """
     n = gt.size
     nw = n // 8
     g64 = gt[: nw * 8].view(np.uint64)
     p64 = pred[: nw * 8].view(np.uint64)
     bc = np.uint64(0x0101010101010101)
+    lo7 = np.uint64(0x7F7F7F7F7F7F7F7F)
+    hi = np.uint64(0x8080808080808080)
+    # (1 << 8k) * magic has k in its top byte: the byte index of an isolated lane bit
+    magic = np.uint64(0x0001020304050607)
     ff = np.uint64(0xFF)
-    eight = np.uint64(8)
-    # current run: key and its two byte values broadcast over a word
+    one = np.uint64(1)
+    u3 = np.uint64(3)
+    u7 = np.uint64(7)
+    u8 = np.uint64(8)
+    u56 = np.uint64(56)
     key = np.int64(0)
-    cg = np.uint64(0)
-    cp = np.uint64(0)
+    cg = np.uint64(0)  # the run's gt byte broadcast over a word
+    cp = np.uint64(0)  # the run's pred byte broadcast over a word
     run = np.int64(0)
     for i in range(nw):
         gw = g64[i]
@@ -61,15 +75,29 @@ def joint_histogram_u8(gt, pred, hist):
         if gw == cg and pw == cp:
             run += 8
             continue
-        for s in range(0, 64, 8):
-            sh = np.uint64(s)
-            k = np.int64((((gw >> sh) & ff) << eight) | ((pw >> sh) & ff))
-            if k == key:
-                run += 1
-            else:
-                hist[key] += run
-                key = k
-                run = 1
+        # byte j of d is non-zero when pixel j's pair differs from pixel j-1's
+        # (pixel -1 being the current run)
+        d = (gw ^ ((gw << u8) | (cg & ff))) | (pw ^ ((pw << u8) | (cp & ff)))
+        m = (((d & lo7) + lo7) | d) & hi  # high bit of each non-zero byte
+        if (((m >> u7) * bc) >> u56) > u3:
+            hist[key] += run
+            for s in range(0, 56, 8):
+                sh = np.uint64(s)
+                hist[np.int64((((gw >> sh) & ff) << u8) | ((pw >> sh) & ff))] += 1
+            key = np.int64((((gw >> u56) & ff) << u8) | ((pw >> u56) & ff))
+            run = 1
+        else:
+            last = np.int64(0)
+            while m != 0:
+                low = m & (~m + one)
+                pos = np.int64(((low >> u7) * magic) >> u56)
+                hist[key] += run + pos - last
+                sh = np.uint64(pos * 8)
+                key = np.int64((((gw >> sh) & ff) << u8) | ((pw >> sh) & ff))
+                run = 0
+                last = pos
+                m ^= low
+            run += 8 - last
         cg = np.uint64(key >> 8) * bc
         cp = np.uint64(key & 0xFF) * bc
     for j in range(nw * 8, n):
@@ -102,6 +130,11 @@ def fold_u8_histogram(hist, num_classes, ignore_index, has_ignore):
             for p in range(256):
                 s += hist[row + p]
             counts[IGNORED] += s
+            continue
+        total = np.int64(0)
+        for p in range(256):
+            total += hist[row + p]
+        if total == 0:
             continue
         g_in = g < nc
         for p in range(256):
