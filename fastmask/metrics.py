@@ -393,7 +393,8 @@ class SegmentationScores:
     Per-image scores: ``image_iou`` / ``image_dice`` (n_images, num_classes), each
     image's ``image_miou`` / ``image_mdice`` (n_images,), and the mean of per-image
     scores ``image_averaged_miou`` / ``image_averaged_mdice`` (images whose mean is NaN
-    are left out) -- a different aggregation from the dataset ``miou``.
+    are left out) -- a different aggregation from the dataset ``miou``. With
+    ``keep_per_image=False`` the per-image arrays have 0 rows and their means are NaN.
     """
 
     num_classes: int
@@ -681,7 +682,10 @@ class PanopticAccumulator:
     pred's pixels on gt VOID. Unmatched non-crowd gt segments are FN; unmatched pred
     segments are FP unless more than half of their pixels lie on gt VOID or on crowd gt
     of the same category. Areas are pixel counts of the id maps. Non-zero ids missing
-    from the segment lists, or listed pred segments absent from the map, are errors.
+    from the segment lists, or listed pred segments absent from the map, are errors;
+    a listed gt segment absent from the map is an (unmatchable) FN unless crowd.
+    Segment areas are always counted from the id maps (panopticapi takes gt areas from
+    the JSON ``area`` field, which equals the pixel count in COCO files).
     (panopticapi uses only the last crowd segment of a category in an image for the FP
     rule; COCO has at most one per category, and here all of them count.)
 
