@@ -51,7 +51,7 @@ STATUS_MESSAGES = {
 }
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _find(parent, x):
     """Root of ``x`` with full path compression."""
     root = x
@@ -64,7 +64,7 @@ def _find(parent, x):
     return root
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent):
     """Append run ``[s, e)`` of value ``v`` as node ``n`` and union it with the
     touching equal-valued runs ``j..prev_hi`` of the previous row.  Returns the
@@ -130,7 +130,7 @@ def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
             for t in range(64):
                 bits |= np.uint64(a[t] != b[t]) << np.uint64(t)
             while bits:
-                e = wb + 1 + trailing_zeros(bits)
+                e = wb + 1 + np.int64(trailing_zeros(bits))
                 v = row[s]
                 if not (has_bg and v == bg):
                     j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
@@ -170,27 +170,38 @@ def _flatten(parent, n):
     return count
 
 
+_SHORT = 8  # segments up to this length are written as one fixed-width (vector) store
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _fill(orow, a, b, value, W):
+    """``orow[a:b] = value``.  A short segment is written as ``_SHORT`` values from
+    ``a`` (a branch-free vector store); the overhang is overwritten by the
+    segments that follow, which are painted left to right."""
+    if b - a <= _SHORT and a + _SHORT <= W:
+        seg = orow[a:a + _SHORT]
+        for t in range(_SHORT):
+            seg[t] = value
+    else:
+        seg = orow[a:b]
+        for t in range(seg.shape[0]):
+            seg[t] = value
+
+
 @njit(cache=True, nogil=True)
 def _paint(rs, re, lab, row_ptr, out):
+    """Write every row from its runs (labels) and the gaps between them (0)."""
     H, W = out.shape
+    zero = out.dtype.type(0)
     for r in range(H):
         orow = out[r]
         x = 0
         for k in range(row_ptr[r], row_ptr[r + 1]):
             s = rs[k]
-            e = re[k]
-            L = lab[k]
-            # slices + 0-based loops: no negative-index checks, so LLVM emits fills
-            gap = orow[x:s]
-            for t in range(gap.shape[0]):
-                gap[t] = 0
-            seg = orow[s:e]
-            for t in range(seg.shape[0]):
-                seg[t] = L
-            x = e
-        gap = orow[x:W]
-        for t in range(gap.shape[0]):
-            gap[t] = 0
+            _fill(orow, x, s, zero, W)
+            x = re[k]
+            _fill(orow, s, x, lab[k], W)
+        _fill(orow, x, W, zero, W)
 
 
 @njit(cache=True, nogil=True)
