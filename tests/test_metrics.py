@@ -536,3 +536,10 @@ def test_pq_input_errors():
         _pq([[1, 1]], gs, [[1, 1]], gs + [{"id": 0, "category_id": 1}])
     with pytest.raises(TypeError, match="integer"):
         _pq(np.ones((1, 2), np.float32), gs, [[1, 1]], gs)
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(M, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 20 and result.failed == 0
