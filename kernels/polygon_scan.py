@@ -100,8 +100,9 @@ def _clip_plane(px, py, n, axis, sign, bound):
                 t = 0.0
             elif t > 1.0:
                 t = 1.0
-            ix = (1.0 - t) * qx + t * cx
-            iy = (1.0 - t) * qy + t * cy
+            # equal coordinates stay exact (an axis-aligned far edge keeps its x or y)
+            ix = qx if qx == cx else (1.0 - t) * qx + t * cx
+            iy = qy if qy == cy else (1.0 - t) * qy + t * cy
             if axis == 0:
                 ix = sign * bound
             else:
