@@ -91,6 +91,8 @@ def _bincount_masked(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 
 def run(quick: bool = False) -> None:
+    import numba
+
     from fastmask import metrics
     from fastmask.kernels import confusion as kc
 
@@ -120,7 +122,7 @@ def run(quick: bool = False) -> None:
         table.add(f"{name}: confusion_matrix (1 thread)", t_api, t_masked, "bincount, ignore masked (mmseg)")
         table.add(f"{name}: kernel confusion_u8 only", t_kernel, t_plain, "np.bincount(nc*gt+pred)")
         table.add(f"{name}: confusion_matrix parallel=True", t_par, t_plain, "np.bincount(nc*gt+pred)",
-                  "2 shared cores")
+                  f"{numba.get_num_threads()} threads; erratic when the cores are busy")
         table.add(f"{name}: confusion_matrix uint16 (generic kernel)", t_u16, t_plain16, "np.bincount(nc*gt+pred) uint16")
         table.add(f"{name}: confusion_matrix (1 thread)", t_api, t_floor, "memory floor: count_nonzero x2",
                   f"fastmask takes {t_api / t_floor:.1f}x the floor ({fmt_time(t_floor)})")
