@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -14,11 +15,14 @@ from hypothesis import strategies as st
 from fastmask import metrics as M
 from fastmask.kernels import confusion as K
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real"
+DATA = Path(os.environ.get("FASTMASK_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 PQ_REF = DATA / "_reference" / "panoptic_pq"
 
-settings.register_profile("fastmask", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.load_profile("fastmask")
+
+def hsettings(max_examples: int = 100) -> settings:
+    """Per-test settings (no global profile change): Numba compiles on first call, so no
+    deadline."""
+    return settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 # --------------------------------------------------------------------------------------
@@ -78,7 +82,7 @@ def label_pairs(draw, max_value=None, dtype=None, allow_out_of_range=False):
 
 
 @given(label_pairs())
-@settings(max_examples=300)
+@hsettings(300)
 def test_confusion_matrix_matches_bincount(case):
     gt, pred, nc, ignore = case
     cm = M.confusion_matrix(gt, pred, nc, ignore)
@@ -87,7 +91,7 @@ def test_confusion_matrix_matches_bincount(case):
 
 
 @given(label_pairs(dtype=np.uint8))
-@settings(max_examples=100)
+@hsettings(100)
 def test_uint8_kernel_paths_agree(case):
     gt, pred, nc, ignore = case
     ref = reference_cm(gt, pred, nc, ignore)
@@ -127,7 +131,7 @@ def test_bool_masks_are_accepted():
 
 
 @given(label_pairs(allow_out_of_range=True))
-@settings(max_examples=200)
+@hsettings(200)
 def test_out_of_range_counted_never_dropped(case):
     gt, pred, nc, ignore = case
     res = M.confusion_matrix(gt, pred, nc, ignore, out_of_range="count")
@@ -212,6 +216,7 @@ def matrices(draw):
 
 
 @given(matrices(), st.sampled_from(["nan", "one", "zero"]))
+@hsettings(200)
 def test_scores_match_direct_formulas(cm, policy):
     tp = np.diag(cm).astype(float)
     fp = cm.sum(0) - tp
@@ -319,7 +324,7 @@ def _assert_same_scores(a: M.SegmentationScores, b: M.SegmentationScores):
 
 
 @given(image_lists())
-@settings(max_examples=150)
+@hsettings(150)
 def test_accumulator_merge_equals_single_pass(case):
     nc, images, cuts = case
     whole = M.ConfusionAccumulator(nc)
