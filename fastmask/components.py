@@ -123,6 +123,37 @@ def _raise_status(status: int) -> None:
         raise RuntimeError(f"connected-component kernel failed: {_k.STATUS_MESSAGES.get(status, status)}")
 
 
+def _xywh(box: np.ndarray) -> np.ndarray:
+    """Inclusive (row_min, col_min, row_max, col_max) -> (x, y, w, h)."""
+    bbox = np.empty((box.shape[0], 4), np.int64)
+    bbox[:, 0] = box[:, 1]
+    bbox[:, 1] = box[:, 0]
+    bbox[:, 2] = box[:, 3] - box[:, 1] + 1
+    bbox[:, 3] = box[:, 2] - box[:, 0] + 1
+    return bbox
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """Components as runs (no label image) plus their statistics."""
+
+    runs: tuple  # (rs, re, lab, row_ptr) for paint_lut / fill_runs
+    count: int
+    value: np.ndarray
+    area: np.ndarray
+    box: np.ndarray
+    first: np.ndarray
+
+
+def _component_runs(mask, connectivity, background) -> _Runs:
+    arr, has_bg, bg = _prepare(mask, background)
+    idx_like = np.empty(0, label_dtype(arr.size))
+    status, count, rs, re, rv, lab, row_ptr = _k.runs_2d(arr, connectivity, has_bg, bg, idx_like)
+    _raise_status(status)
+    value, area, box, first = _k.run_stats(rs, re, rv, lab, row_ptr, count)
+    return _Runs((rs, re, lab, row_ptr), int(count), value, area, box, first)
+
+
 # --------------------------------------------------------------------------- labeling
 
 
@@ -198,11 +229,7 @@ def component_stats(mask, connectivity: int = 8, background: int | None = 0, *, 
     status, count, value, area, box, first = _k.label_stats_2d(arr, connectivity, has_bg, bg, out)
     _raise_status(status)
     count = int(count)
-    bbox = np.empty((count, 4), np.int64)
-    bbox[:, 0] = box[:, 1]
-    bbox[:, 1] = box[:, 0]
-    bbox[:, 2] = box[:, 3] - box[:, 1] + 1
-    bbox[:, 3] = box[:, 2] - box[:, 0] + 1
+    bbox = _xywh(box)
     orig = np.asarray(mask)
     if orig.dtype == np.bool_ and not binary:
         value = value.astype(np.bool_)
@@ -317,9 +344,9 @@ def split_instances(
     if ignore_value is not None and (isinstance(ignore_value, bool) or not isinstance(ignore_value, numbers.Integral)):
         raise TypeError(f"ignore_value must be an integer or None, got {ignore_value!r}")
 
-    stats = component_stats(class_mask, connectivity, background)
-    values = stats.value.astype(np.int64)
-    keep = np.ones(stats.count, bool)
+    comp = _component_runs(class_mask, connectivity, background)
+    values = comp.value.astype(np.int64)
+    keep = np.ones(comp.count, bool)
     if ignore_value is not None:
         keep &= values != int(ignore_value)
     if keep.any() and values[keep].min() < 0:
@@ -329,26 +356,28 @@ def split_instances(
     classes = values[kept]
     k = _rank_within_class(classes)
     if k.size and k.max() >= base:
-        over = classes[k >= base]
-        cls = int(over[0])
+        cls = int(classes[k >= base][0])
         n_cls = int(np.count_nonzero(classes == cls))
         raise ValueError(
             f"class {cls} has {n_cls} components but id_scheme base {base} allows at most {base - 1} "
             f"per class (ids class*{base}+k would collide); use a larger base"
         )
+    if classes.size and int(classes.max()) > (int(np.iinfo(np.int64).max) - base) // base:
+        raise ValueError(f"class {int(classes.max())} * base {base} + k does not fit in int64")
     ids = classes * base + k
-    max_id = int(ids.max()) if ids.size else 0
-    dtype = instance_dtype(max_id)
-    lut = np.zeros(stats.count + 1, dtype)
+    dtype = instance_dtype(int(ids.max()) if ids.size else 0)
+    lut = np.zeros(comp.count + 1, dtype)
     lut[kept + 1] = ids.astype(dtype)
-    inst = lut[stats.labels]
+    inst = np.empty(np.shape(class_mask), dtype)
+    rs, re, lab, row_ptr = comp.runs
+    _raise_status(_k.paint_lut(rs, re, lab, row_ptr, lut, inst))
     table = InstanceTable(
         id=ids.astype(dtype),
         class_id=classes,
         k=k,
-        area=stats.area[kept],
-        bbox=stats.bbox[kept],
-        first_pixel=stats.first_pixel[kept],
+        area=comp.area[kept],
+        bbox=_xywh(comp.box)[kept],
+        first_pixel=comp.first[kept],
         base=base,
         connectivity=connectivity,
     )
@@ -374,8 +403,9 @@ def count_small(mask, min_area: int, connectivity: int = 8, background: int | No
     2
     """
     min_area = _check_min_area(min_area)
-    stats = component_stats(mask, connectivity, background)
-    return int(np.count_nonzero(stats.area < min_area))
+    connectivity = _check_connectivity(connectivity)
+    comp = _component_runs(mask, connectivity, background)
+    return int(np.count_nonzero(comp.area < min_area))
 
 
 def remove_small(
@@ -405,17 +435,20 @@ def remove_small(
         fill = background
     if isinstance(fill, bool) or not isinstance(fill, numbers.Integral):
         raise TypeError(f"fill must be an integer, got {fill!r}")
+    connectivity = _check_connectivity(connectivity)
     arr = np.asarray(mask)
-    stats = component_stats(arr, connectivity, background)
-    lo, hi = (0, 1) if arr.dtype == np.bool_ else (int(np.iinfo(arr.dtype).min), int(np.iinfo(arr.dtype).max))
-    if not lo <= int(fill) <= hi:
-        raise ValueError(f"fill={fill} is outside the range of the mask dtype {arr.dtype} [{lo}, {hi}]")
-    small = stats.area < min_area
+    if arr.ndim == 2 and (arr.dtype == np.bool_ or np.issubdtype(arr.dtype, np.integer)):
+        lo, hi = (0, 1) if arr.dtype == np.bool_ else (int(np.iinfo(arr.dtype).min), int(np.iinfo(arr.dtype).max))
+        if not lo <= int(fill) <= hi:
+            raise ValueError(f"fill={fill} is outside the range of the mask dtype {arr.dtype} [{lo}, {hi}]")
+    comp = _component_runs(arr, connectivity, background)
+    small = comp.area < min_area
     n_removed = int(np.count_nonzero(small))
     cleaned = np.array(arr, copy=True, order="C")
     if n_removed:
-        selected = np.zeros(stats.count + 1, np.bool_)
+        selected = np.zeros(comp.count + 1, np.bool_)
         selected[1:] = small
         work = cleaned.view(np.uint8) if cleaned.dtype == np.bool_ else cleaned
-        _k.fill_components(work, stats.labels, selected, work.dtype.type(int(fill)))
+        rs, re, lab, row_ptr = comp.runs
+        _raise_status(_k.fill_runs(rs, re, lab, row_ptr, selected, work.dtype.type(int(fill)), work))
     return cleaned, n_removed

@@ -205,27 +205,28 @@ def _paint(rs, re, lab, row_ptr, out):
 
 
 @njit(cache=True, nogil=True)
-def _runs(img, connectivity, has_bg, bg, out):
-    """Shared front half: returns (status, n_runs, count, rs, re, rv, lab, row_ptr)."""
+def _runs(img, connectivity, has_bg, bg, idx_like):
+    """Shared front half: scan + flatten.  ``idx_like`` is any array whose dtype
+    (int32 or int64) is used for run indices and labels.
+
+    Returns ``(status, n_runs, count, rs, re, rv, lab, row_ptr)``; on a bad status
+    ``row_ptr`` is all zeros (no runs), so the arrays are always safe to read.
+    """
     H, W = img.shape
-    idx = out.dtype
+    idx = idx_like.dtype
     npx = H * W
     rs = np.empty(npx, idx)
     re = np.empty(npx, idx)
     rv = np.empty(npx, img.dtype)
     parent = np.empty(npx, idx)
-    row_ptr = np.empty(H + 1, idx)
+    row_ptr = np.zeros(H + 1, idx)
     if connectivity != 4 and connectivity != 8:
         return ERR_CONNECTIVITY, 0, 0, rs, re, rv, parent, row_ptr
-    if out.shape[0] != H or out.shape[1] != W:
-        return ERR_SHAPE, 0, 0, rs, re, rv, parent, row_ptr
     if npx > np.iinfo(idx).max:
-        # run indices (and so labels) could overflow the output dtype
+        # run indices (and so labels) could overflow the index dtype
         return ERR_LABEL_OVERFLOW, 0, 0, rs, re, rv, parent, row_ptr
     n = _scan_runs(img, connectivity == 8, has_bg, bg, rs, re, rv, parent, row_ptr)
     count = _flatten(parent, n)
-    if count > np.iinfo(idx).max:
-        return ERR_LABEL_OVERFLOW, n, count, rs, re, rv, parent, row_ptr
     return OK, n, count, rs, re, rv, parent, row_ptr
 
 
@@ -236,15 +237,19 @@ def label_2d(img, connectivity, has_bg, bg, out):
     Pixels join when they are 4-/8-adjacent and have equal values; pixels equal
     to ``bg`` (when ``has_bg``) get label 0.  Returns ``(status, count)``.
     """
+    if out.shape[0] != img.shape[0] or out.shape[1] != img.shape[1]:
+        return ERR_SHAPE, 0
     status, n, count, rs, re, rv, lab, row_ptr = _runs(img, connectivity, has_bg, bg, out)
     if status != OK:
-        return status, count
+        return status, 0
     _paint(rs, re, lab, row_ptr, out)
     return OK, count
 
 
 @njit(cache=True, nogil=True)
-def _stats_from_runs(rs, re, rv, lab, row_ptr, count, H):
+def run_stats(rs, re, rv, lab, row_ptr, count):
+    """Per-component statistics from the runs (see :func:`label_stats_2d`)."""
+    H = row_ptr.shape[0] - 1
     value = np.empty(count, rv.dtype)
     area = np.zeros(count, np.int64)
     box = np.empty((count, 4), np.int64)     # row_min, col_min, row_max, col_max (inclusive)
@@ -279,29 +284,66 @@ def label_stats_2d(img, connectivity, has_bg, bg, out):
     Returns ``(status, count, value, area, box, first)`` where component ``i``
     (label ``i + 1``) has value ``value[i]``, pixel count ``area[i]``, inclusive
     bounding box ``box[i] = (row_min, col_min, row_max, col_max)`` and first
-    pixel in raster order ``first[i] = (row, col)``.
+    pixel in raster order ``first[i] = (row, col)``.  On a bad status the
+    statistics are empty.
     """
-    H = img.shape[0]
+    if out.shape[0] != img.shape[0] or out.shape[1] != img.shape[1]:
+        return (ERR_SHAPE, 0, np.empty(0, img.dtype), np.zeros(0, np.int64),
+                np.empty((0, 4), np.int64), np.empty((0, 2), np.int64))
     status, n, count, rs, re, rv, lab, row_ptr = _runs(img, connectivity, has_bg, bg, out)
     if status != OK:
-        # runs are not valid: empty statistics, never read the scratch arrays
-        row_ptr[:] = 0
         count = 0
     else:
         _paint(rs, re, lab, row_ptr, out)
-    value, area, box, first = _stats_from_runs(rs, re, rv, lab, row_ptr, count, H)
+    value, area, box, first = run_stats(rs, re, rv, lab, row_ptr, count)
     return status, count, value, area, box, first
 
 
 @njit(cache=True, nogil=True)
-def fill_components(mask, labels, selected, fill):
-    """In place: ``mask[p] = fill`` wherever ``selected[labels[p]]``; returns pixels changed."""
-    H, W = mask.shape
-    changed = 0
+def runs_2d(img, connectivity, has_bg, bg, idx_like):
+    """Components as runs, without painting a label image.
+
+    Returns ``(status, count, rs, re, rv, lab, row_ptr)``: the runs of row ``r``
+    are ``row_ptr[r]:row_ptr[r + 1]``, run ``k`` covers columns ``rs[k]:re[k]``
+    with value ``rv[k]`` and component label ``lab[k]`` (1..count).  Use with
+    :func:`run_stats`, :func:`paint_lut` and :func:`fill_runs`.
+    """
+    status, n, count, rs, re, rv, lab, row_ptr = _runs(img, connectivity, has_bg, bg, idx_like)
+    if status != OK:
+        count = 0
+    return status, count, rs[:n], re[:n], rv[:n], lab[:n], row_ptr
+
+
+@njit(cache=True, nogil=True)
+def paint_lut(rs, re, lab, row_ptr, lut, out):
+    """Paint ``out`` (H, W) from runs: run ``k`` gets ``lut[lab[k]]``, gaps ``lut[0]``."""
+    H, W = out.shape
+    if row_ptr.shape[0] != H + 1:
+        return ERR_SHAPE
+    gap = lut[0]
     for r in range(H):
-        for c in range(W):
-            if selected[labels[r, c]]:
-                if mask[r, c] != fill:
-                    changed += 1
-                mask[r, c] = fill
-    return changed
+        orow = out[r]
+        x = 0
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            s = rs[k]
+            _fill(orow, x, s, gap, W)
+            x = re[k]
+            _fill(orow, s, x, lut[lab[k]], W)
+        _fill(orow, x, W, gap, W)
+    return OK
+
+
+@njit(cache=True, nogil=True)
+def fill_runs(rs, re, lab, row_ptr, selected, fill, out):
+    """In place: ``out[r, rs[k]:re[k]] = fill`` for every run whose ``selected[lab[k]]``."""
+    H, W = out.shape
+    if row_ptr.shape[0] != H + 1:
+        return ERR_SHAPE
+    for r in range(H):
+        orow = out[r]
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            if selected[lab[k]]:
+                seg = orow[rs[k]:re[k]]
+                for t in range(seg.shape[0]):
+                    seg[t] = fill
+    return OK

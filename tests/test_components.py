@@ -518,6 +518,46 @@ def test_kernel_status_codes():
     assert status == K.ERR_CONNECTIVITY and count == 0
 
 
+@SETTINGS
+@given(mask=st.one_of(small_masks, blocky_masks(max_h=12, max_w=10, max_stretch=12)), connectivity=st.sampled_from([4, 8]))
+def test_run_kernels_agree_with_label_image(mask, connectivity):
+    labels, n = label(mask, connectivity)
+    idx_like = np.empty(0, np.int32)
+    status, count, rs, re, rv, lab, row_ptr = K.runs_2d(mask, connectivity, True, np.uint8(0), idx_like)
+    assert status == K.OK and count == n
+    # runs tile the non-background pixels exactly once, with the right value and label
+    painted = np.full(mask.shape, -1, np.int64)
+    for r in range(mask.shape[0]):
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            assert np.all(painted[r, rs[k]:re[k]] == -1)
+            painted[r, rs[k]:re[k]] = lab[k]
+            assert np.all(mask[r, rs[k]:re[k]] == rv[k])
+    np.testing.assert_array_equal(np.where(painted < 0, 0, painted), labels)
+    # paint_lut with a permuting table
+    lut = np.r_[0, np.arange(n, 0, -1) + 100].astype(np.int64)
+    out = np.empty(mask.shape, np.int64)
+    assert K.paint_lut(rs, re, lab, row_ptr, lut, out) == K.OK
+    np.testing.assert_array_equal(out, lut[labels])
+    # fill_runs touches exactly the selected components
+    selected = np.zeros(n + 1, np.bool_)
+    selected[1::2] = True
+    filled = mask.copy()
+    assert K.fill_runs(rs, re, lab, row_ptr, selected, np.uint8(9), filled) == K.OK
+    np.testing.assert_array_equal(filled, np.where(selected[labels], 9, mask))
+
+
+def test_run_kernels_refuse_mismatched_shapes():
+    mask = np.ones((3, 4), np.uint8)
+    status, count, rs, re, rv, lab, row_ptr = K.runs_2d(mask, 8, True, np.uint8(0), np.empty(0, np.int32))
+    lut = np.zeros(count + 1, np.int32)
+    assert K.paint_lut(rs, re, lab, row_ptr, lut, np.zeros((4, 4), np.int32)) == K.ERR_SHAPE
+    sel = np.zeros(count + 1, np.bool_)
+    assert K.fill_runs(rs, re, lab, row_ptr, sel, np.uint8(0), np.zeros((2, 4), np.uint8)) == K.ERR_SHAPE
+    status, count, value, area, box, first = K.label_stats_2d(mask, 8, True, np.uint8(0), np.zeros((3, 5), np.int32))
+    assert status == K.ERR_SHAPE and count == 0 and value.shape == (0,) and box.shape == (0, 4)
+    assert K.runs_2d(mask, 5, True, np.uint8(0), np.empty(0, np.int32))[0] == K.ERR_CONNECTIVITY
+
+
 # --------------------------------------------------------------------------- split_instances
 
 
