@@ -5,7 +5,8 @@ Data (2048 x 1024, i.e. arrays of shape (1024, 2048); half of that with --quick)
   * noise:  binary, i.i.d. pixels with p = 0.5 (worst case: ~1 run per 2 pixels);
   * classes: 19-class label map, argmax of 19 smooth random fields (Cityscapes-like
     blob regions; values 0..18, 0 is background as in cc3d).
-Every anchor runs in this process on the same array.  ``np.count_nonzero`` on the
+Every anchor runs in this process on the same array.  fastmask is single-threaded;
+OpenCV's default uses all its threads (rows for 1 thread are shown too).  ``np.count_nonzero`` on the
 same array is printed as a memory floor (one read pass, no output).
 """
 from __future__ import annotations
@@ -66,12 +67,23 @@ def run(quick: bool = False) -> None:
     for name, mask in (("blobs", blobs), ("noise", noise)):
         table = Table(f"binary labeling, {name} {desc} (uint8, {_runs(mask)} runs)")
         floor = t(lambda: np.count_nonzero(mask))
+        buf = np.empty(mask.shape, np.int32)
         for conn in (8, 4):
             n = fc.label(mask, conn)[1]
             ours = t(lambda: fc.label(mask, conn))
             note = f"{n} comps; {ours / floor:.0f}x count_nonzero floor ({fmt_time(floor)})"
-            table.add(f"label {conn}-conn", ours, t(lambda: cv2.connectedComponents(mask, connectivity=conn)),
-                      "cv2.connectedComponents", note)
+            cv_default = t(lambda: cv2.connectedComponents(mask, connectivity=conn))
+            table.add(f"label {conn}-conn", ours, cv_default,
+                      f"cv2.connectedComponents ({cv2.getNumThreads()} threads)", note)
+            threads = cv2.getNumThreads()
+            cv2.setNumThreads(1)
+            try:
+                table.add(f"label {conn}-conn", ours, t(lambda: cv2.connectedComponents(mask, connectivity=conn)),
+                          "cv2.connectedComponents (1 thread)")
+            finally:
+                cv2.setNumThreads(threads)
+            table.add(f"label {conn}-conn, out= reused", t(lambda: fc.label(mask, conn, out=buf)), cv_default,
+                      "cv2.connectedComponents (default)", "no output allocation")
             table.add(f"label {conn}-conn", ours, t(lambda: cc3d.connected_components(mask, connectivity=conn)),
                       "cc3d")
             st = cross if conn == 4 else full
@@ -90,13 +102,16 @@ def run(quick: bool = False) -> None:
         for v in values:
             cv2.connectedComponents((classes == v).view(np.uint8), connectivity=conn)
 
+    buf = np.empty(classes.shape, np.int32)
     for conn in (8, 4):
         fc.label(classes, conn)
         n = fc.label(classes, conn)[1]
         ours = t(lambda: fc.label(classes, conn))
         note = f"{n} comps; {ours / floor:.0f}x count_nonzero floor ({fmt_time(floor)})"
-        table.add(f"label {conn}-conn", ours, t(lambda: cc3d.connected_components(classes, connectivity=conn)),
-                  "cc3d", note)
+        cc = t(lambda: cc3d.connected_components(classes, connectivity=conn))
+        table.add(f"label {conn}-conn", ours, cc, "cc3d", note)
+        table.add(f"label {conn}-conn, out= reused", t(lambda: fc.label(classes, conn, out=buf)), cc, "cc3d",
+                  "no output allocation")
         table.add(f"label {conn}-conn", ours, t(lambda: cv_loop(conn)), "cv2 loop over classes")
         stats = t(lambda: fc.component_stats(classes, conn))
         table.add(f"component_stats {conn}-conn", stats,

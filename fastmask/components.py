@@ -157,13 +157,22 @@ def _component_runs(mask, connectivity, background) -> _Runs:
 # --------------------------------------------------------------------------- labeling
 
 
-def label(mask, connectivity: int = 8, background: int | None = 0, *, binary: bool = False) -> tuple[np.ndarray, int]:
+def label(
+    mask,
+    connectivity: int = 8,
+    background: int | None = 0,
+    *,
+    binary: bool = False,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
     """Label the connected components of a 2-D mask.
 
     Returns ``(labels, count)``: ``labels`` has the mask's shape, dtype int32
     (int64 when the image has more than 2**31 - 1 pixels), 0 on background and
     1..count in raster order of each component's first pixel.  Equal-valued
     neighbours join (multilabel); ``binary=True`` joins all non-background pixels.
+    ``out`` may be a reusable C-contiguous int32/int64 array of the mask's shape
+    (int64 required above 2**31 - 1 pixels); it is overwritten and returned.
 
     >>> import numpy as np
     >>> labels, n = label(np.array([[1, 1, 0, 2], [0, 1, 0, 2]]), connectivity=4)
@@ -172,7 +181,18 @@ def label(mask, connectivity: int = 8, background: int | None = 0, *, binary: bo
     """
     connectivity = _check_connectivity(connectivity)
     arr, has_bg, bg = _prepare(mask, background, binary)
-    out = np.empty(arr.shape, label_dtype(arr.size))
+    need = label_dtype(arr.size)
+    if out is None:
+        out = np.empty(arr.shape, need)
+    else:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy array, got {type(out).__name__}")
+        if out.shape != arr.shape:
+            raise ValueError(f"out has shape {out.shape}, expected the mask's shape {arr.shape}")
+        if out.dtype not in (np.dtype(np.int32), np.dtype(np.int64)) or out.dtype.itemsize < need.itemsize:
+            raise TypeError(f"out must have dtype {need} or int64, got {out.dtype}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be a writeable C-contiguous array")
     status, count = _k.label_2d(arr, connectivity, has_bg, bg, out)
     _raise_status(status)
     return out, int(count)

@@ -721,6 +721,25 @@ def test_errors_name_the_problem():
         split_instances(SEED, connectivity=6)
 
 
+def test_label_out_parameter():
+    rng = np.random.default_rng(9)
+    mask = rng.integers(0, 3, size=(40, 90)).astype(np.uint8)
+    expected, n = label(mask, 4)
+    for dtype in (np.int32, np.int64):
+        buf = np.full(mask.shape, 77, dtype)
+        labels, count = label(mask, 4, out=buf)
+        assert labels is buf and count == n
+        np.testing.assert_array_equal(buf, expected)
+    with pytest.raises(ValueError, match="shape"):
+        label(mask, out=np.empty((40, 91), np.int32))
+    with pytest.raises(TypeError, match="dtype"):
+        label(mask, out=np.empty(mask.shape, np.int16))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        label(mask, out=np.empty((90, 40), np.int32).T)
+    with pytest.raises(TypeError, match="numpy array"):
+        label(mask, out=[[0]])
+
+
 def test_docstring_examples():
     result = doctest.testmod(fc, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 6
