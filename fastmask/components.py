@@ -90,10 +90,13 @@ def _prepare(mask, background, binary: bool = False):
     arr = np.asarray(mask)
     if arr.ndim != 2:
         raise ValueError(f"mask must be 2-D (H, W), got {arr.ndim}-D array of shape {arr.shape}")
-    if arr.dtype == np.bool_:
+    is_bool = arr.dtype == np.bool_
+    if is_bool:
         arr = arr.view(np.uint8)
     elif not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"mask must be an integer or boolean array, got dtype {arr.dtype}")
+    elif not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if background is not None:
         if isinstance(background, (bool, np.bool_)):
             background = int(background)
@@ -101,6 +104,8 @@ def _prepare(mask, background, binary: bool = False):
             raise TypeError(f"background must be an integer or None, got {background!r}")
         background = int(background)
         info = np.iinfo(arr.dtype)
+        if is_bool and background not in (0, 1):
+            raise ValueError(f"background={background} is not a boolean value (0/False or 1/True) for a bool mask")
         if not info.min <= background <= info.max:
             raise ValueError(
                 f"background={background} is outside the range of the mask dtype {arr.dtype} "

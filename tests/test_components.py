@@ -286,6 +286,14 @@ def test_bool_input_and_bool_stats():
     np.testing.assert_array_equal(labels, [[0, 1, 0], [0, 1, 1]])
 
 
+def test_big_endian_input_and_bool_background_range():
+    mask = np.array([[1, 1, 0], [0, 2, 2]], dtype=">u2")
+    labels, n = label(mask, 4)
+    assert n == 2 and labels.tolist() == [[1, 1, 0], [0, 2, 2]]
+    with pytest.raises(ValueError, match="background=2 is not a boolean value"):
+        label(np.zeros((2, 2), bool), background=2)
+
+
 @pytest.mark.parametrize("connectivity", [4, 8])
 def test_non_contiguous_inputs(connectivity):
     rng = np.random.default_rng(11)
