@@ -214,7 +214,7 @@ def _prepare(xy, ring_offsets, inclusive):
     return px, py, offs
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _edge_rows(ya, yb, inclusive, rlo, rhi):
     """Rows [a, b) (clipped to [rlo, rhi)) where the edge counts; a >= b if none."""
     if ya == yb:
@@ -236,7 +236,7 @@ def _edge_rows(ya, yb, inclusive, rlo, rhi):
     return np.int64(ft), np.int64(fb)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _trunc_div(a, b):
     """C-style integer division (toward zero), b > 0."""
     if a >= 0:
@@ -287,7 +287,7 @@ def _emit(xa, ya, xb, yb, a, b, inclusive, w, buf, pos, b0):
             pos[k] += 1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sort_small(buf, s, e):
     for i in range(s + 1, e):
         v = buf[i]
@@ -298,6 +298,20 @@ def _sort_small(buf, s, e):
         buf[j + 1] = v
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _span(lo_key, hi_key, inclusive, w):
+    """Columns [lo, hi) painted by one pair of sorted crossing keys."""
+    if inclusive:
+        lo = (lo_key + (_ONE - 1)) >> _SHIFT
+        hi = (hi_key >> _SHIFT) + 1
+        if lo < 0:
+            lo = 0
+        if hi > w:
+            hi = w
+        return lo, hi
+    return lo_key, hi_key
+
+
 @njit(cache=True, nogil=True)
 def _fill_rows(buf, pos, b0, b1, inclusive, w, out):
     """Sort each row's keys and paint the even-odd spans (pos[k] = end of row k)."""
@@ -305,29 +319,23 @@ def _fill_rows(buf, pos, b0, b1, inclusive, w, out):
     for r in range(b0, b1):
         e = pos[r - b0]
         k = e - s
-        if k == 2:
-            if buf[s] > buf[s + 1]:
-                t = buf[s]
-                buf[s] = buf[s + 1]
-                buf[s + 1] = t
+        if k == 2:  # the usual row: one span
+            u = buf[s]
+            v = buf[s + 1]
+            if u > v:
+                u, v = v, u
+            lo, hi = _span(u, v, inclusive, w)
+            if lo < hi:
+                out[r, lo:hi] = 1  # a slice store compiles to memset; a byte loop does not
         elif k > 2:
             if k <= 32:
                 _sort_small(buf, s, e)
             else:
                 buf[s:e].sort()
-        for i in range(s, e - 1, 2):
-            if inclusive:
-                lo = (buf[i] + (_ONE - 1)) >> _SHIFT
-                hi = (buf[i + 1] >> _SHIFT) + 1
-                if lo < 0:
-                    lo = 0
-                if hi > w:
-                    hi = w
-            else:
-                lo = buf[i]
-                hi = buf[i + 1]
-            for x in range(lo, hi):
-                out[r, x] = 1
+            for i in range(s, e - 1, 2):
+                lo, hi = _span(buf[i], buf[i + 1], inclusive, w)
+                if lo < hi:
+                    out[r, lo:hi] = 1
         s = e
 
 
@@ -453,10 +461,21 @@ def draw_line8(xa, ya, xb, yb, h, w, out):
     if dy < 0:
         dy = -dy
         sy = -1
+    inside = 0 <= xa and xb < w and 0 <= min(ya, yb) and max(ya, yb) < h
     if dx >= dy:
         if dx == 0:
-            if 0 <= xa < w and 0 <= ya < h:
+            if inside:
                 out[ya, xa] = 1
+            return
+        if inside:  # common case: whole line, no range arithmetic
+            err = dx - 2 * dy
+            y = ya
+            for x in range(xa, xb + 1):
+                out[y, x] = 1
+                if err < 0:
+                    y += sy
+                    err += 2 * dx
+                err -= 2 * dy
             return
         jlo = max(np.int64(0), -xa)
         jhi = min(dx, w - 1 - xa)
@@ -478,6 +497,18 @@ def draw_line8(xa, ya, xb, yb, h, w, out):
             err -= 2 * dy
             x += 1
     else:
+        if inside:
+            err = dy - 2 * dx
+            x = xa
+            y = ya
+            for _ in range(dy + 1):
+                out[y, x] = 1
+                if err < 0:
+                    x += 1
+                    err += 2 * dy
+                err -= 2 * dx
+                y += sy
+            return
         if sy > 0:
             jlo = max(np.int64(0), -ya)
             jhi = min(dy, h - 1 - ya)
