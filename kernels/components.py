@@ -99,12 +99,21 @@ def _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent):
 
 
 @njit(cache=True, nogil=True)
+def _grow(a, n, cap):
+    b = np.empty(cap, a.dtype)
+    b[:n] = a[:n]
+    return b
+
+
+@njit(cache=True, nogil=True)
 def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
     """Cut rows into runs and union touching equal-valued runs of adjacent rows.
 
     Fills ``rs``/``re`` (run start, exclusive end column), ``rv`` (value),
     ``parent`` (union-find forest with ``parent[i] <= i``) and ``row_ptr``
-    (runs of row ``r`` are ``row_ptr[r]:row_ptr[r + 1]``); returns the run count.
+    (runs of row ``r`` are ``row_ptr[r]:row_ptr[r + 1]``).  The run arrays grow
+    (doubling) when a row might not fit, so they start small: returns
+    ``(n_runs, rs, re, rv, parent)``.
 
     Run boundaries are found 64 pixels at a time: a branch-free (vectorised)
     loop packs ``row[x] != row[x - 1]`` into a 64-bit word and the set bits are
@@ -117,7 +126,15 @@ def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
     prev_hi = 0
     ext = 1 if eight else 0
     one = np.uint64(1)
+    npx = H * W
     for r in range(H):
+        if n + W > rs.shape[0]:
+            # a row adds at most W runs; n + W <= (r + 1) * W <= npx
+            cap = min(max(2 * rs.shape[0], n + W), npx)
+            rs = _grow(rs, n, cap)
+            re = _grow(re, n, cap)
+            rv = _grow(rv, n, cap)
+            parent = _grow(parent, n, cap)
         row = img[r]
         row_ptr[r] = n
         j = prev_lo
@@ -153,7 +170,7 @@ def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
         prev_lo = row_ptr[r]
         prev_hi = n
     row_ptr[H] = n
-    return n
+    return n, rs, re, rv, parent
 
 
 @njit(cache=True, nogil=True)
@@ -215,17 +232,20 @@ def _runs(img, connectivity, has_bg, bg, idx_like):
     H, W = img.shape
     idx = idx_like.dtype
     npx = H * W
-    rs = np.empty(npx, idx)
-    re = np.empty(npx, idx)
-    rv = np.empty(npx, img.dtype)
-    parent = np.empty(npx, idx)
+    # initial capacity: plenty for smooth masks; _scan_runs grows it for noisy ones.
+    # Small scratch keeps the allocator from mapping/trimming tens of MB per call.
+    cap = min(npx, max(npx // 16, 4 * W, 1024))
+    rs = np.empty(cap, idx)
+    re = np.empty(cap, idx)
+    rv = np.empty(cap, img.dtype)
+    parent = np.empty(cap, idx)
     row_ptr = np.zeros(H + 1, idx)
     if connectivity != 4 and connectivity != 8:
         return ERR_CONNECTIVITY, 0, 0, rs, re, rv, parent, row_ptr
     if npx > np.iinfo(idx).max:
         # run indices (and so labels) could overflow the index dtype
         return ERR_LABEL_OVERFLOW, 0, 0, rs, re, rv, parent, row_ptr
-    n = _scan_runs(img, connectivity == 8, has_bg, bg, rs, re, rv, parent, row_ptr)
+    n, rs, re, rv, parent = _scan_runs(img, connectivity == 8, has_bg, bg, rs, re, rv, parent, row_ptr)
     count = _flatten(parent, n)
     return OK, n, count, rs, re, rv, parent, row_ptr
 

@@ -430,6 +430,18 @@ def test_spirals(n, connectivity):
     np.testing.assert_array_equal(labels, ref)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (3, 70), (70, 3), (64, 130)])
+def test_all_distinct_values_every_pixel_is_a_component(shape):
+    # the worst case for the run arrays: H * W runs (they start small and must grow)
+    mask = np.arange(1, shape[0] * shape[1] + 1, dtype=np.int32).reshape(shape)
+    for connectivity in (4, 8):
+        labels, n = label(mask, connectivity)
+        assert n == mask.size
+        np.testing.assert_array_equal(labels, mask)
+        stats = component_stats(mask, connectivity)
+        assert np.all(stats.area == 1)
+
+
 def test_u_shapes_merge_late():
     # many U shapes whose arms join only at the bottom row: union-find must merge roots
     mask = np.zeros((20, 120), np.uint8)
