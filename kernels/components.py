@@ -72,6 +72,9 @@ def _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent):
     rs[n] = s
     re[n] = e
     rv[n] = v
+    # p: root of the new run's component so far.  It starts at n, larger than
+    # any previous-row root, so the first match simply adopts that root (the
+    # write to parent[n] is overwritten below) -- no special first-match branch.
     p = n
     # previous-row runs that end before the neighbourhood can touch neither this
     # run nor any later run of this row: skip them for good.
@@ -85,14 +88,11 @@ def _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent):
             q = parent[k]
             if parent[q] != q:
                 q = _find(parent, q)
-            if p == n:
+            if q < p:
+                parent[p] = q
                 p = q
-            elif q != p:
-                if q < p:
-                    parent[p] = q
-                    p = q
-                else:
-                    parent[q] = p
+            elif q > p:
+                parent[q] = p
         k += 1
     parent[n] = p
     return j
