@@ -255,7 +255,7 @@ def encode(bimask: np.ndarray):
 def decode(rleObjs):
     """Decode an RLE -> (h, w) uint8, or a list -> (h, w, n) uint8; Fortran order, as pycocotools.
 
-    >>> decode({'size': [4, 4], 'counts': b'52203'}).sum()
+    >>> int(decode({'size': [4, 4], 'counts': b'52203'}).sum())
     4
     """
     objs, single = _single_or_list(rleObjs, "decode")

@@ -18,7 +18,7 @@ times).
 """
 from __future__ import annotations
 
-import math
+
 
 import numpy as np
 from numba import njit
@@ -29,23 +29,23 @@ _SCALE = 5.0
 _MAX_ADJUST = 64  # bound for the exact-crossing search (only float-extreme inputs need more)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _row_of(vmin, h):
     yd = (vmin + 0.5) / _SCALE - 0.5
     if yd < 0.0:
         yd = 0.0
     elif yd > h:
         yd = float(h)
-    return np.int64(math.ceil(yd))
+    return np.int64(np.ceil(yd))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _walk(a, s, t):
     """The walk's rounded coordinate ``(int)(a + s*t + .5)`` of maskApi.c, kept in float64."""
-    return math.trunc(a + s * t + 0.5)
+    return np.trunc(a + s * t + 0.5)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def coco_crossings(xy, start, stop, h, w, cols, rows, n):
     """Append the column crossings of one polygon ``xy[start:stop]`` to ``cols``/``rows`` from index ``n``.
 
@@ -56,10 +56,10 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
         return cols, rows, n
     for j in range(k):
         j2 = j + 1 if j + 1 < k else 0
-        xs = math.trunc(_SCALE * xy[start + 2 * j] + 0.5)
-        ys = math.trunc(_SCALE * xy[start + 2 * j + 1] + 0.5)
-        xe = math.trunc(_SCALE * xy[start + 2 * j2] + 0.5)
-        ye = math.trunc(_SCALE * xy[start + 2 * j2 + 1] + 0.5)
+        xs = np.trunc(_SCALE * xy[start + 2 * j] + 0.5)
+        ys = np.trunc(_SCALE * xy[start + 2 * j + 1] + 0.5)
+        xe = np.trunc(_SCALE * xy[start + 2 * j2] + 0.5)
+        ye = np.trunc(_SCALE * xy[start + 2 * j2 + 1] + 0.5)
         dx = abs(xe - xs)
         dy = abs(ys - ye)
         if dx == 0.0 and dy == 0.0:
@@ -70,8 +70,8 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
                 ys, ye = ye, ys
             s = (ye - ys) / dx
             # pairs (t, t+1), t in [0, dx-1], with xs + t == 5c + 2
-            cmin = max(0.0, math.ceil((xs - 2.0) / _SCALE))
-            cmax = min(w - 1.0, math.floor((xe - 3.0) / _SCALE))
+            cmin = max(0.0, np.ceil((xs - 2.0) / _SCALE))
+            cmax = min(w - 1.0, np.floor((xe - 3.0) / _SCALE))
             if cmin > cmax:
                 continue
             c0 = np.int64(cmin)
@@ -95,11 +95,11 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
             u0 = _walk(xs, s, 0.0)
             u1 = _walk(xs, s, dy)
             if s > 0.0:
-                cmin = max(0.0, math.ceil((u0 - 2.0) / _SCALE))
-                cmax = min(w - 1.0, math.floor((u1 - 3.0) / _SCALE))
+                cmin = max(0.0, np.ceil((u0 - 2.0) / _SCALE))
+                cmax = min(w - 1.0, np.floor((u1 - 3.0) / _SCALE))
             else:
-                cmin = max(0.0, math.ceil((u1 - 2.0) / _SCALE))
-                cmax = min(w - 1.0, math.floor((u0 - 3.0) / _SCALE))
+                cmin = max(0.0, np.ceil((u1 - 2.0) / _SCALE))
+                cmax = min(w - 1.0, np.floor((u0 - 3.0) / _SCALE))
             if cmin > cmax:
                 continue
             c0 = np.int64(cmin)
@@ -111,9 +111,9 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
                 # first t whose walk column is past the crossing (>= lo+1 rising, <= lo falling)
                 est = (lo + 0.5 - xs) / s
                 if s > 0.0:
-                    t1 = math.ceil(est)
+                    t1 = np.ceil(est)
                 else:
-                    t1 = math.floor(est) + 1.0
+                    t1 = np.floor(est) + 1.0
                 t1 = min(max(t1, 1.0), dy)
                 for _ in range(_MAX_ADJUST):
                     if t1 > 1.0 and (_walk(xs, s, t1 - 1.0) >= lo + 1.0 if s > 0.0 else _walk(xs, s, t1 - 1.0) <= lo):
@@ -131,7 +131,7 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
     return cols, rows, n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def crossings_to_counts(cols, rows, n, h, w):
     """RLE counts from crossings, as maskApi.c: sort positions, difference, fold double toggles."""
     a = np.empty(n + 1, np.int64)
@@ -164,7 +164,7 @@ def crossings_to_counts(cols, rows, n, h, w):
     return b[:m].copy()
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def coco_polygons_to_rles(xy, coord_offsets, h, w):
     """One RLE per polygon (pycocotools' frPoly): ``polygon i = xy[coord_offsets[i]:coord_offsets[i+1]]``."""
     n_poly = coord_offsets.shape[0] - 1
@@ -183,7 +183,7 @@ def coco_polygons_to_rles(xy, coord_offsets, h, w):
     return counts[:k].copy(), offsets
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _toggle_fill(cols, rows, n, h, out):
     """OR the per-column parity fill of the crossings into ``out`` (work limited to their bounding box)."""
     if n == 0:
@@ -229,7 +229,7 @@ def _toggle_fill(cols, rows, n, h, out):
             orow[c0 + c] |= cur[c]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def coco_fill(xy, coord_offsets, h, w, evenodd, out):
     """Fill polygons into a C-ordered (h, w) uint8 ``out`` with pycocotools' pixel set.
 
@@ -250,7 +250,7 @@ def coco_fill(xy, coord_offsets, h, w, evenodd, out):
             _toggle_fill(cols, rows, n, h, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def coco_evenodd_counts(xy, coord_offsets, h, w):
     """RLE counts of the parity over all polygons together (rings cut holes)."""
     cols = np.empty(1024, np.int64)

@@ -9,7 +9,7 @@ value between consecutive positions, exactly as pycocotools' encoder sees it.
 Batches of RLEs are passed flat: ``counts`` (uint32, all RLEs back to back) and
 ``offsets`` (int64, ``n + 1`` entries; RLE ``i`` is ``counts[offsets[i]:offsets[i+1]]``).
 
-Every kernel is ``@njit(cache=True, nogil=True)``. Malformed data never raises
+Every kernel is ``@njit(cache=True, nogil=True, error_model="numpy")``. Malformed data never raises
 from compiled code: parsers return a status per RLE (see ``STATUS_*``).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ STATUS_BAD_SUM = 5        # run lengths do not sum to h * w
 _CHUNK = 32  # bytes compared per vectorised block before looking at single bytes
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _grow(arr, needed):
     """Return ``arr`` or a larger copy holding at least ``needed`` items."""
     if needed <= arr.shape[0]:
@@ -42,7 +42,7 @@ def _grow(arr, needed):
 # --------------------------------------------------------------------------- encode
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def encode_colmajor(flat):
     """Encode masks stored column-major: ``flat[n]`` is mask ``n`` as ``h*w`` bytes.
 
@@ -82,7 +82,7 @@ def encode_colmajor(flat):
     return counts[:k].copy(), offsets
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def encode_rowmajor(flat, h, w):
     """Encode masks stored row-major (C order): ``flat[n]`` is an (h, w) mask as ``h*w`` bytes.
 
@@ -172,7 +172,7 @@ def encode_rowmajor(flat, h, w):
     return counts[:k].copy(), offsets
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def encode_labelmap_rowmajor(a, h, w, values_lut):
     """Per-value RLEs of a C-ordered label map, in one pass over its transitions.
 
@@ -269,7 +269,7 @@ def encode_labelmap_rowmajor(a, h, w, values_lut):
 # --------------------------------------------------------------------------- string codec
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def counts_to_chars(counts, offsets):
     """COCO's compressed string form (LEB128-like, 6 bits per char, chars 48..111).
 
@@ -303,7 +303,7 @@ def counts_to_chars(counts, offsets):
     return out[:p].copy(), char_offsets
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def chars_to_counts(chars, char_offsets, heights, widths):
     """Parse compressed strings; validate against ``h * w``.
 
@@ -370,7 +370,7 @@ def chars_to_counts(chars, char_offsets, heights, widths):
 # --------------------------------------------------------------------------- decode
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def decode_colmajor(counts, offsets, out):
     """Write ones for the foreground runs of RLE ``n`` into ``out[n]`` (column-major, zeroed)."""
     n = offsets.shape[0] - 1
@@ -386,7 +386,7 @@ def decode_colmajor(counts, offsets, out):
             v = not v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def decode_rowmajor(counts, offsets, h, out, value):
     """Set ``out[n, y, x] = value`` for the foreground pixels of RLE ``n`` (C-ordered output)."""
     n = offsets.shape[0] - 1
@@ -410,7 +410,7 @@ def decode_rowmajor(counts, offsets, h, out, value):
             v = not v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def paint_rowmajor(counts, offsets, h, values, out):
     """Paint RLE ``i``'s foreground with ``values[i]`` into one C-ordered label map; later RLEs win."""
     n = offsets.shape[0] - 1
@@ -437,7 +437,7 @@ def paint_rowmajor(counts, offsets, h, values, out):
 # --------------------------------------------------------------------------- measures
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def area(counts, offsets):
     """Foreground pixel count of each RLE (sum of odd-indexed counts), int64."""
     n = offsets.shape[0] - 1
@@ -451,12 +451,13 @@ def area(counts, offsets):
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def to_bbox(counts, offsets, heights, widths):
-    """``[x, y, w, h]`` of each RLE's foreground, float64 (n, 4), as maskApi's rleToBbox.
+    """``[x, y, w, h]`` of each RLE's foreground, float64 (n, 4), as pycocotools 2.0.11's rleToBbox.
 
-    Mirrors pycocotools including its corners: a trailing background run is
-    ignored, and when a foreground run spans columns the box takes full height.
+    Zero-length foreground runs are skipped; a run spanning columns makes the
+    box full height. An RLE without any foreground pixel gives ``[0, 0, 0, 0]``
+    (pycocotools returns a wrapped-around width for such non-canonical RLEs).
     """
     n = offsets.shape[0] - 1
     bb = np.zeros((n, 4), np.float64)
@@ -473,23 +474,28 @@ def to_bbox(counts, offsets, heights, widths):
         xe = np.int64(0)
         ye = np.int64(0)
         cc = np.int64(0)
-        xp = np.int64(0)
+        found = False
         for j in range(m):
-            cc += np.int64(counts[start + j])
-            t = cc - (j % 2)
-            if t < 0:  # uint32 wrap-around in maskApi.c (only for a leading 0, 0)
-                t += np.int64(1) << 32
-            y = t % h
-            x = (t - y) // h
-            if j % 2 == 0:
-                xp = x
-            elif xp < x:
+            begin = cc
+            c = np.int64(counts[start + j])
+            cc += c
+            if j % 2 == 0 or c == 0:
+                continue
+            found = True
+            y0 = begin % h
+            x0 = (begin - y0) // h
+            y1 = (cc - 1) % h
+            x1 = (cc - 1 - y1) // h
+            xs = min(xs, x0)
+            xe = max(xe, x1)
+            if x0 < x1:
                 ys = 0
                 ye = h - 1
-            xs = min(xs, x)
-            xe = max(xe, x)
-            ys = min(ys, y)
-            ye = max(ye, y)
+            else:
+                ys = min(ys, y0)
+                ye = max(ye, y1)
+        if not found:
+            continue
         bb[r, 0] = xs
         bb[r, 2] = xe - xs + 1
         bb[r, 1] = ys
@@ -497,11 +503,13 @@ def to_bbox(counts, offsets, heights, widths):
     return bb
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def merge(counts, offsets, intersect):
     """Union (or intersection) of all RLEs on their runs, without decoding (maskApi's rleMerge).
 
     All RLEs must have one size (checked by the caller). Returns the merged counts.
+    Unlike maskApi.c, zero-length runs inside an RLE are stepped over instead of
+    ending the walk early (which truncates the result there).
     """
     n = offsets.shape[0] - 1
     if n == 0:
@@ -533,13 +541,14 @@ def merge(counts, offsets, intersect):
             cc += c
             ct = 0
             ca -= c
-            if ca == 0 and a < am:
+            # zero-length runs (legal in uncompressed RLE) are skipped; maskApi.c stops early on them
+            while ca == 0 and a < am:
                 ca = np.int64(a_cnt[a])
                 a += 1
                 va = not va
             ct += ca
             cb -= c
-            if cb == 0 and b < bm:
+            while cb == 0 and b < bm:
                 cb = np.int64(b_cnt[b])
                 b += 1
                 vb = not vb
@@ -557,7 +566,7 @@ def merge(counts, offsets, intersect):
     return cur
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def box_iou(dt, gt, iscrowd):
     """IoU of boxes ``[x, y, w, h]`` (maskApi's bbIou): (m, n) float64; crowd gt divides by the dt area."""
     m = dt.shape[0]
@@ -580,7 +589,7 @@ def box_iou(dt, gt, iscrowd):
     return o
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def rle_iou(dt_counts, dt_offsets, gt_counts, gt_offsets, dt_bb, gt_bb, iscrowd):
     """IoU of RLEs on their runs (maskApi's rleIou), with the box pre-check; (m, n) float64.
 
@@ -615,13 +624,13 @@ def rle_iou(dt_counts, dt_offsets, gt_counts, gt_offsets, dt_bb, gt_bb, iscrowd)
                         inter += c
                 ct = 0
                 ca -= c
-                if ca == 0 and a < ka:
+                while ca == 0 and a < ka:  # skip zero-length runs (see merge)
                     ca = np.int64(dt_counts[d0 + a])
                     a += 1
                     va = not va
                 ct += ca
                 cb -= c
-                if cb == 0 and b < kb:
+                while cb == 0 and b < kb:
                     cb = np.int64(gt_counts[g0 + b])
                     b += 1
                     vb = not vb

@@ -1,0 +1,336 @@
+"""fastmask.rle against pycocotools 2.0.11 (the oracle), plus the documented sane answers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pycocotools import mask as pm
+
+import fastmask.rle as fr
+
+from strategies import binary_masks, counts_lists, layouts, polygons
+
+
+def _ref_encode(stack: np.ndarray):
+    return pm.encode(np.asfortranarray(stack))
+
+
+# --------------------------------------------------------------------------- encode / decode
+
+
+@given(binary_masks())
+@settings(max_examples=300)
+def test_encode_any_layout_matches_pycocotools(stack):
+    ref = _ref_encode(stack)
+    for arr in layouts(stack):
+        assert fr.encode(arr) == ref
+    assert fr.encode(stack.astype(bool)) == ref
+    # 2-D input, C and Fortran
+    assert fr.encode(np.ascontiguousarray(stack[:, :, 0])) == ref[0]
+    assert fr.encode(np.asfortranarray(stack[:, :, 0])) == ref[0]
+
+
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(0, 2**32 - 1))
+def test_encode_multivalued_bytes_like_pycocotools(h, w, seed):
+    # pycocotools starts a new run at every change of byte value (not just 0 <-> nonzero)
+    m = np.random.default_rng(seed).integers(0, 4, (h, w, 2), dtype=np.uint8)
+    assert fr.encode(m) == _ref_encode(m)
+    assert fr.encode(np.ascontiguousarray(m)) == _ref_encode(m)
+
+
+@given(binary_masks())
+@settings(max_examples=200)
+def test_decode_area_bbox_match_pycocotools(stack):
+    ref = _ref_encode(stack)
+    out = fr.decode(ref)
+    expect = pm.decode(ref)
+    assert out.dtype == expect.dtype == np.uint8
+    assert out.shape == expect.shape
+    assert out.flags.f_contiguous
+    assert np.array_equal(out, expect)
+    assert np.array_equal(fr.decode(ref[0]), pm.decode(ref[0]))
+    a = fr.area(ref)
+    assert a.dtype == np.uint32 and np.array_equal(a, pm.area(ref))
+    assert fr.area(ref[0]) == pm.area(ref[0])
+    bb = fr.toBbox(ref)
+    assert bb.dtype == np.float64 and np.array_equal(bb, pm.toBbox(ref))
+    assert np.array_equal(fr.toBbox(ref[0]), pm.toBbox(ref[0]))
+    # batch entry points agree with the drop-in
+    assert np.array_equal(fr.decode_stack(ref), stack.transpose(2, 0, 1))
+    assert fr.decode_stack(ref).flags.c_contiguous
+
+
+@given(counts_lists())
+@settings(max_examples=300)
+def test_uncompressed_rle_and_string_codec(hwc):
+    h, w, counts = hwc
+    obj = {"size": [h, w], "counts": counts}
+    ref = pm.frPyObjects(obj, h, w)
+    got = fr.frPyObjects(obj, h, w)
+    assert got == ref
+    assert np.array_equal(fr.decode(got), pm.decode(ref))
+    assert fr.area(got) == pm.area(ref)
+    if fr.area(got) > 0:  # incl. non-canonical zero runs
+        assert np.array_equal(fr.toBbox(got), pm.toBbox(ref))
+    else:  # pycocotools wraps the width around for empty non-canonical RLEs; fastmask says "no box"
+        assert np.array_equal(fr.toBbox(got), np.zeros(4))
+    # the list form and the str form of counts are accepted too
+    assert np.array_equal(fr.decode(obj), pm.decode(ref))
+    assert np.array_equal(fr.decode({"size": [h, w], "counts": ref["counts"].decode()}), pm.decode(ref))
+
+
+@given(st.lists(st.integers(0, 2**31), min_size=1, max_size=12))
+def test_string_codec_large_counts(counts):
+    # large run lengths (need 7 characters): same string as pycocotools' encoder, and back
+    total = sum(counts)
+    h, w = 1, total
+    ref = pm.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    got = fr.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    assert got == ref
+    c, o, _, _ = fr.counts_of(got)
+    assert c.tolist() == counts
+
+
+# --------------------------------------------------------------------------- merge / iou
+
+
+@given(binary_masks(min_n=1, max_n=5), st.booleans())
+@settings(max_examples=300)
+def test_merge_matches_pycocotools(stack, intersect):
+    ref = _ref_encode(stack)
+    assert fr.merge(ref, intersect) == pm.merge(ref, intersect)
+    if intersect:
+        expect = np.all(stack, axis=2)
+    else:
+        expect = np.any(stack, axis=2)
+    assert np.array_equal(fr.decode(fr.merge(ref, intersect)), expect)
+
+
+@given(counts_lists(max_side=12))
+def test_merge_noncanonical_inputs(hwc):
+    # zero-length runs (legal in uncompressed RLE) can crash pycocotools' merge (heap overflow),
+    # so the oracle here is the decoded masks, and pycocotools on the canonical re-encodings
+    h, w, counts = hwc
+    a = fr.frPyObjects({"size": [h, w], "counts": counts}, h, w)
+    b = fr.frPyObjects({"size": [h, w], "counts": counts[::-1]}, h, w)
+    ma, mb = fr.decode(a), fr.decode(b)
+    canon = [pm.encode(np.asfortranarray(ma)), pm.encode(np.asfortranarray(mb))]
+    for inter, op in ((0, np.logical_or), (1, np.logical_and)):
+        merged = fr.merge([a, b], inter)
+        assert np.array_equal(fr.decode(merged), op(ma, mb))
+        assert merged == pm.merge(canon, inter)
+    assert fr.merge([a]) == a  # one RLE: returned as is, like pycocotools
+
+
+@given(binary_masks(min_n=1, max_n=4), binary_masks(min_n=1, max_n=4), st.data())
+@settings(max_examples=300)
+def test_iou_matches_pycocotools(s1, s2, data):
+    h, w = s1.shape[:2]
+    s2 = np.resize(s2, (h, w, s2.shape[2]))
+    dt, gt = _ref_encode(s1), _ref_encode(s2)
+    crowd = data.draw(st.lists(st.integers(0, 1), min_size=len(gt), max_size=len(gt)))
+    got = fr.iou(dt, gt, crowd)
+    ref = pm.iou(dt, gt, crowd)
+    assert got.shape == (len(dt), len(gt))
+    assert np.array_equal(got, ref)
+
+
+box = st.lists(st.floats(-50, 100, allow_nan=False), min_size=4, max_size=4).map(
+    lambda b: [b[0], b[1], abs(b[2]), abs(b[3])]
+)
+
+
+@given(st.lists(box, min_size=1, max_size=6), st.lists(box, min_size=1, max_size=6), st.data())
+def test_box_iou_matches_pycocotools(dt, gt, data):
+    crowd = data.draw(st.lists(st.integers(0, 1), min_size=len(gt), max_size=len(gt)))
+    ref = pm.iou(np.array(dt), np.array(gt), crowd)
+    # degenerate (denormal) boxes give NaN in both
+    assert np.array_equal(fr.iou(np.array(dt), np.array(gt), crowd), ref, equal_nan=True)
+    assert np.array_equal(fr.iou(dt, gt, crowd), ref, equal_nan=True)  # pycocotools wants arrays; lists work here
+
+
+def test_iou_empty_and_seed_example():
+    assert fr.iou([], [], []) == []
+    a = fr.frPyObjects([[0, 0, 4, 4]], 8, 8)
+    b = fr.frPyObjects([[1, 1, 4, 4]], 8, 8)
+    assert int(fr.area(a)[0]) == 16
+    assert fr.iou(a, b, [0])[0, 0] == pytest.approx(9 / 23, abs=0)
+    assert fr.iou(a, b, [1])[0, 0] == 9 / 16  # crowd gt: intersection over the detection's area
+
+
+# --------------------------------------------------------------------------- frPyObjects
+
+
+@given(st.lists(polygons(), min_size=1, max_size=4), st.integers(1, 70), st.integers(1, 70))
+@settings(max_examples=400)
+def test_frpyobjects_polygons_match_pycocotools(polys, h, w):
+    if len(polys[0]) == 4:  # pycocotools would take the list for boxes (and fail)
+        return
+    ref = pm.frPyObjects(polys, h, w)
+    assert fr.frPyObjects(polys, h, w) == ref
+    assert fr.merge(fr.frPyObjects(polys, h, w)) == pm.merge(ref)
+
+
+@given(polygons(min_vertices=2, max_vertices=2), polygons(), st.integers(1, 50), st.integers(1, 50))
+def test_four_number_polygon_inside_a_list_is_a_polygon(short, poly, h, w):
+    # pycocotools handles a 4-number polygon as a polygon when it is not first in the list
+    ref = pm.frPyObjects([poly, short], h, w)
+    got = fr.frPyObjects([poly, short], h, w)
+    assert got == ref
+    # ...and fastmask also when it comes first (pycocotools would take the list for boxes)
+    assert fr.frPyObjects([short, poly], h, w) == ref[::-1]
+
+
+@given(st.lists(box, min_size=1, max_size=6), st.integers(1, 60), st.integers(1, 60))
+def test_frpyobjects_boxes(boxes, h, w):
+    ref = pm.frPyObjects(np.array(boxes), h, w)
+    assert fr.frPyObjects(np.array(boxes), h, w) == ref
+    assert fr.frPyObjects(boxes, h, w) == ref  # a list of boxes (TypeError in pycocotools)
+    assert fr.frPyObjects(boxes[0], h, w) == ref[0]  # a single box
+
+
+def test_frpyobjects_single_objects_and_empty():
+    poly = [1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 1.0]
+    assert fr.frPyObjects(poly, 6, 6) == pm.frPyObjects([poly], 6, 6)[0]
+    assert fr.frPyObjects([], 6, 6) == []
+    with pytest.raises(TypeError):
+        fr.frPyObjects("nope", 6, 6)
+
+
+def test_huge_coordinates_do_not_crash():
+    # 1e300 would overflow pycocotools' int walk; here edges are clipped in closed form
+    big = 1e300
+    whole = fr.frPyObjects([[-big, -big, -big, big, big, big, big, -big]], 7, 5)
+    assert int(fr.area(whole)[0]) == 35
+    tri = fr.frPyObjects([[0, 0, big, 1, 0, 3]], 7, 5)
+    m = fr.decode(tri[0])
+    assert m.shape == (7, 5) and m.max() <= 1
+    # a polygon entirely outside the image is empty
+    assert int(fr.area(fr.frPyObjects([[-big, -big, -big, -1, -1, -1]], 7, 5))[0]) == 0
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "counts, message",
+    [
+        (b"5220", "do not sum to h\\*w"),
+        (b"52203 ", "outside COCO's RLE alphabet"),
+        (b"5220\x7f", "outside COCO's RLE alphabet"),
+        (b"522P", "truncated"),
+        (b"", "do not sum"),
+        ("5220é", "outside COCO's RLE alphabet"),
+    ],
+)
+def test_malformed_rle_raises(counts, message):
+    bad = {"size": [4, 4], "counts": counts}
+    for fn in (fr.decode, fr.area, fr.toBbox, lambda r: fr.merge([r, r])):
+        with pytest.raises(ValueError, match=message):
+            fn(bad)
+
+
+def test_malformed_rle_names_the_index():
+    good = fr.encode(np.zeros((4, 4), np.uint8))
+    with pytest.raises(ValueError, match="RLE 1"):
+        fr.decode([good, {"size": [4, 4], "counts": b"9"}])
+    with pytest.raises(ValueError, match="negative"):
+        fr.decode({"size": [4, 4], "counts": b"000O"})  # count 3 = count 1 + (-1)
+    with pytest.raises(ValueError, match="sum to 15"):
+        fr.frPyObjects({"size": [4, 4], "counts": [5, 10]}, 4, 4)
+    with pytest.raises(ValueError, match="size"):
+        fr.decode({"size": [4], "counts": b"0"})
+    with pytest.raises(TypeError):
+        fr.decode([{"counts": b"0"}])
+
+
+def test_size_mismatches_raise():
+    a = fr.encode(np.zeros((4, 4), np.uint8))
+    b = fr.encode(np.zeros((4, 5), np.uint8))
+    with pytest.raises(ValueError, match="same size"):
+        fr.merge([a, b])
+    with pytest.raises(ValueError, match="same size"):
+        fr.decode([a, b])
+    with pytest.raises(ValueError, match="size"):
+        fr.iou([a], [b], [0])
+    with pytest.raises(ValueError, match="iscrowd"):
+        fr.iou([a], [a, a], [0])
+    with pytest.raises(ValueError, match="at least one"):
+        fr.merge([])
+
+
+def test_encode_rejects_bad_input():
+    with pytest.raises(ValueError, match="2-D"):
+        fr.encode(np.zeros(5, np.uint8))
+    with pytest.raises(TypeError, match="uint8 or bool"):
+        fr.encode(np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        fr.encode(np.full((3, 3), 7, np.int64))
+    assert fr.encode(np.ones((3, 3), np.int64)) == fr.encode(np.ones((3, 3), np.uint8))
+
+
+def test_polygon_errors():
+    with pytest.raises(ValueError, match="polygon 1 has an odd number"):
+        fr.frPyObjects([[0, 0, 1, 1, 2, 0], [0, 0, 1, 1, 2]], 4, 4)
+    with pytest.raises(ValueError, match="polygon 0 has NaN"):
+        fr.frPyObjects([[0, 0, np.nan, 1, 2, 0]], 4, 4)
+    with pytest.raises(ValueError, match="infinite"):
+        fr.frPyObjects([[0, 0, np.inf, 1, 2, 0]], 4, 4)
+
+
+# --------------------------------------------------------------------------- sane answers past pycocotools' limits
+
+
+def test_area_and_bbox_of_many_rles():
+    # pycocotools' area() overflows a uint8 length on more than 255 RLEs under NumPy 2
+    stack = (np.random.default_rng(0).random((9, 7, 600)) < 0.4).astype(np.uint8)
+    rles = fr.encode(stack)
+    a = fr.area(rles)
+    assert a.shape == (600,) and a.dtype == np.uint32
+    assert np.array_equal(a, stack.sum(axis=(0, 1)))
+    bb = fr.toBbox(rles)
+    assert bb.shape == (600, 4)
+    for i in (0, 299, 599):
+        assert np.array_equal(bb[i], pm.toBbox(rles[i]))
+
+
+def test_zero_size_masks():
+    r = fr.encode(np.zeros((0, 5), np.uint8))
+    assert r == {"size": [0, 5], "counts": b"0"}
+    assert fr.decode(r).shape == (0, 5)
+    assert fr.area(r) == 0
+    assert np.array_equal(fr.toBbox(r), np.zeros(4))
+
+
+# --------------------------------------------------------------------------- batch entry points
+
+
+@given(st.integers(1, 30), st.integers(1, 30), st.integers(1, 6), st.integers(0, 2**32 - 1))
+def test_label_map_round_trip(h, w, n_values, seed):
+    rng = np.random.default_rng(seed)
+    lm = rng.integers(0, n_values + 1, (h, w)).astype(np.uint8)
+    if rng.random() < 0.5:  # blocky maps: long runs
+        lm = np.repeat(np.repeat(lm[: max(1, h // 4), : max(1, w // 4)], 4, 0), 4, 1)[:h, :w]
+        lm = np.ascontiguousarray(np.pad(lm, ((0, h - lm.shape[0]), (0, w - lm.shape[1]))))
+    per_value = fr.encode_labelmap(lm)
+    assert sorted(per_value) == sorted(int(v) for v in np.unique(lm) if v != 0)
+    for v, r in per_value.items():
+        assert r == pm.encode(np.asfortranarray((lm == v).astype(np.uint8)))
+    with_bg = fr.encode_labelmap(lm.astype(np.int32), values=[0, n_values + 5])
+    assert with_bg[0] == pm.encode(np.asfortranarray((lm == 0).astype(np.uint8)))
+    assert fr.area(with_bg[n_values + 5]) == 0
+    vals = list(per_value)
+    if vals:
+        painted = fr.decode_labelmap([per_value[v] for v in vals], vals)
+        assert np.array_equal(painted, lm)
+        assert painted.dtype == np.uint8
+
+
+def test_decode_labelmap_later_wins_and_dtype():
+    r = fr.frPyObjects([[0, 0, 3, 3], [1, 1, 3, 3]], 5, 5)
+    lm = fr.decode_labelmap(r, [300, 7])
+    assert lm.dtype == np.uint16
+    assert lm[0, 0] == 300 and lm[1, 1] == 7 and lm[4, 4] == 0
+    with pytest.raises(ValueError, match="values"):
+        fr.decode_labelmap(r, [1])
