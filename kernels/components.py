@@ -4,8 +4,8 @@ Algorithm
 ---------
 1. **Scan** (one pass over the input): every row is cut into *runs*, maximal
    horizontal stretches of equal, non-background value (boundaries are found
-   64 pixels at a time as a bitmask, then visited with count-trailing-zeros).  Each new run is merged
-   with the runs of the previous row that touch it (column ranges overlap for
+   64 pixels at a time as a bitmask, then visited with count-trailing-zeros).
+   Each new run is merged with the runs of the previous row that touch it (column ranges overlap for
    4-connectivity, overlap or touch diagonally for 8-connectivity) *and* carry
    the same value.  Runs are the union-find nodes, so a smooth mask costs a
    handful of union-find operations per row instead of one per pixel.
@@ -22,11 +22,18 @@ Algorithm
    Statistics (value, area, bounding box, first pixel) are gathered from the
    runs, never from the pixels.
 
+Entry points: :func:`label_2d` (label image), :func:`label_stats_2d` (label
+image + statistics), :func:`runs_2d` + :func:`run_stats` (components as runs, no
+label image) with :func:`paint_lut` (paint any per-component value, e.g. instance
+ids) and :func:`fill_runs` (overwrite selected components in place).
+
 Conventions: arrays in, arrays out; no exceptions for data (a status code is
 returned), no prints.  The input must be C-contiguous 2-D (the Python layer calls
-``np.ascontiguousarray``); the output array is passed in by the caller, and its
-dtype (int32 or int64) is also the dtype of the internal run indices, so the
-caller picks int64 when ``H * W`` could exceed the int32 range.
+``np.ascontiguousarray``).  The caller passes the output array (or, for
+:func:`runs_2d`, any array of the wanted dtype); its dtype (int32 or int64) is
+also the dtype of the run indices, and a kernel returns ``ERR_LABEL_OVERFLOW``
+instead of running when ``H * W`` does not fit it.  Run arrays start at about
+``H * W / 16`` entries and double when a row might not fit.
 
 Bounding boxes are returned as inclusive ``(row_min, col_min, row_max, col_max)``;
 the Python layer converts them to ``(x, y, w, h)``.
