@@ -241,7 +241,7 @@ def component_stats(mask, connectivity: int = 8, background: int | None = 0, *, 
     """Label ``mask`` and return per-component value, area, bbox (x, y, w, h) and first pixel.
 
     The statistics come from the same run-based pass as the labels (no extra
-    pass over the pixels).
+    pass over the pixels).  With ``binary=True`` every ``value`` is 1.
 
     >>> import numpy as np
     >>> s = component_stats(np.array([[0, 3, 3], [0, 0, 3], [5, 0, 0]]), connectivity=4)
