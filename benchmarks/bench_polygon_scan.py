@@ -16,29 +16,11 @@ from __future__ import annotations
 
 import numpy as np
 
-import statistics
-import time
 
-from benchmarks._timing import Table
+from benchmarks._timing import Table, paired_medians
 
 H, W = 480, 640
 
-
-def _interleaved(ours, theirs, repeat):
-    """Medians of ``ours`` and ``theirs`` timed back to back in each round, so both
-    sides see the same machine load (the box is shared)."""
-    ours()
-    theirs()
-    to, tt = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        theirs()
-        t2 = time.perf_counter()
-        to.append(t1 - t0)
-        tt.append(t2 - t1)
-    return statistics.median(to), statistics.median(tt)
 
 def _coco_like(n_images: int, seed: int = 0):
     rng = np.random.default_rng(seed)
@@ -122,6 +104,6 @@ def run(quick: bool = False) -> None:
         ("center: alloc + fill", ours_center, cv_alloc, "other semantics"),
     ]
     for case, ours_fn, cv_fn, note in rows:
-        t_ours, t_cv = _interleaved(ours_fn, cv_fn, repeat)
+        t_ours, t_cv = paired_medians(ours_fn, cv_fn, repeat)
         table.add(case, t_ours / n, t_cv / n, "cv2.fillPoly", note)
     table.print()

@@ -26,6 +26,7 @@ Batch entry points without per-mask Python overhead: :func:`decode_stack`,
 """
 from __future__ import annotations
 
+import sys
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -60,19 +61,21 @@ _STATUS_TEXT = {
 }
 
 
+
 # --------------------------------------------------------------------------- internal: RLE batches
 
 
 class _Batch:
     """Parsed RLEs: flat uint32 counts + int64 offsets + per-RLE heights and widths."""
 
-    __slots__ = ("counts", "offsets", "heights", "widths")
+    __slots__ = ("counts", "offsets", "heights", "widths", "uniform")
 
-    def __init__(self, counts, offsets, heights, widths):
+    def __init__(self, counts, offsets, heights, widths, uniform):
         self.counts = counts
         self.offsets = offsets
         self.heights = heights
         self.widths = widths
+        self.uniform = uniform
 
     def __len__(self) -> int:
         return self.offsets.shape[0] - 1
@@ -81,9 +84,8 @@ class _Batch:
         if len(self) == 0:
             raise ValueError(f"{what}: needs at least one RLE")
         h, w = int(self.heights[0]), int(self.widths[0])
-        bad = np.flatnonzero((self.heights != h) | (self.widths != w))
-        if bad.size:
-            i = int(bad[0])
+        if not self.uniform:
+            i = int(np.flatnonzero((self.heights != h) | (self.widths != w))[0])
             raise ValueError(
                 f"{what}: RLE {i} has size [{int(self.heights[i])}, {int(self.widths[i])}] "
                 f"but RLE 0 has size [{h}, {w}]; all RLEs must have the same size"
@@ -92,29 +94,64 @@ class _Batch:
 
 
 def _size_of(obj, i: int) -> tuple[int, int]:
+    size = obj.get("size")
     try:
-        size = obj["size"]
-        h, w = int(size[0]), int(size[1])
         if len(size) != 2:
             raise ValueError
-    except (KeyError, TypeError, IndexError, ValueError):
-        raise ValueError(f"RLE {i}: 'size' must be [height, width], got {obj.get('size') if isinstance(obj, Mapping) else obj!r}") from None
+        h, w = int(size[0]), int(size[1])
+    except (TypeError, ValueError):
+        raise ValueError(f"RLE {i}: 'size' must be [height, width], got {size!r}") from None
     if h < 0 or w < 0:
         raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
     return h, w
 
 
 def _parse(objs: Sequence[Mapping]) -> _Batch:
-    """Parse a list of RLE dicts (compressed or uncompressed counts) into one validated batch."""
+    """Parse a list of RLE dicts (compressed or uncompressed counts) into one validated batch.
+
+    The common case (well-formed dicts with bytes or str counts) costs a few
+    list comprehensions and one kernel call; anything else takes the careful
+    path that names the offending RLE.
+    """
     n = len(objs)
-    heights = np.empty(n, np.int64)
-    widths = np.empty(n, np.int64)
+    try:
+        strings = [o["counts"] for o in objs]
+        sizes = np.array([o["size"] for o in objs], dtype=np.int64).reshape(n, 2)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return _parse_careful(objs)
+    if not all(type(c) is bytes for c in strings):
+        try:  # JSON gives str counts
+            strings = [c if type(c) is bytes else c.encode("ascii") for c in strings]
+        except (AttributeError, UnicodeEncodeError):
+            return _parse_careful(objs)
+    lengths = np.fromiter(map(len, strings), np.int64, n)
+    chars = np.frombuffer(b"".join(strings), np.uint8)
+    counts, offsets, bad, status, uniform = _k.chars_to_counts(chars, lengths, sizes, _NO_SKIP[:n] if n <= 4096 else np.zeros(n, np.bool_))
+    if bad >= 0:
+        _raise_status(bad, status, sizes)
+    return _Batch(counts, offsets, sizes[:, 0], sizes[:, 1], uniform)
+
+
+_NO_SKIP = np.zeros(4096, np.bool_)
+
+
+def _raise_status(i: int, status: int, sizes: np.ndarray):
+    h, w = int(sizes[i, 0]), int(sizes[i, 1])
+    if status == _k.STATUS_BAD_SIZE:
+        raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
+    raise ValueError(f"RLE {i} (size [{h}, {w}]) is malformed: its counts string {_STATUS_TEXT[status]}")
+
+
+def _parse_careful(objs: Sequence[Mapping]) -> _Batch:
+    """Validate each RLE dict with precise errors; accepts str, bytes or list (uncompressed) counts."""
+    n = len(objs)
+    sizes = np.empty((n, 2), np.int64)
     strings: list[bytes] = []
     lists: dict[int, np.ndarray] = {}
     for i, obj in enumerate(objs):
         if not isinstance(obj, Mapping) or "counts" not in obj or "size" not in obj:
             raise TypeError(f"RLE {i}: expected a dict with 'size' and 'counts', got {type(obj).__name__}")
-        heights[i], widths[i] = _size_of(obj, i)
+        h, w = sizes[i] = _size_of(obj, i)
         c = obj["counts"]
         if isinstance(c, bytes):
             strings.append(c)
@@ -124,25 +161,18 @@ def _parse(objs: Sequence[Mapping]) -> _Batch:
             except UnicodeEncodeError:
                 raise ValueError(f"RLE {i}: counts string {_STATUS_TEXT[_k.STATUS_BAD_CHAR]}") from None
         else:
-            lists[i] = _uncompressed_counts(c, i, int(heights[i]), int(widths[i]))
+            lists[i] = _uncompressed_counts(c, i, int(h), int(w))
             strings.append(b"")
-    lengths = np.fromiter((len(s) for s in strings), np.int64, n)
-    char_offsets = np.zeros(n + 1, np.int64)
-    np.cumsum(lengths, out=char_offsets[1:])
+    lengths = np.fromiter(map(len, strings), np.int64, n)
     chars = np.frombuffer(b"".join(strings), np.uint8)
-    counts, offsets, status = _k.chars_to_counts(chars, char_offsets, heights, widths)
-    for i in lists:  # uncompressed RLEs parsed as empty strings: their status is meaningless
-        status[i] = 0
-    bad = np.flatnonzero(status)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"RLE {i} (size [{int(heights[i])}, {int(widths[i])}]) is malformed: its counts string "
-            f"{_STATUS_TEXT[int(status[i])]}"
-        )
+    skip = np.zeros(n, np.bool_)
+    skip[list(lists)] = True
+    counts, offsets, bad, status, uniform = _k.chars_to_counts(chars, lengths, sizes, skip)
+    if bad >= 0:
+        _raise_status(bad, status, sizes)
     if lists:
         counts, offsets = _splice(counts, offsets, lists)
-    return _Batch(counts, offsets, heights, widths)
+    return _Batch(counts, offsets, sizes[:, 0], sizes[:, 1], uniform)
 
 
 def _splice(counts, offsets, lists):
@@ -209,24 +239,34 @@ def _as_mask_bytes(mask: np.ndarray) -> np.ndarray:
     raise TypeError(f"encode: mask must be uint8 or bool (or 0/1 integers), got {mask.dtype}")
 
 
+def _words(buf: np.ndarray) -> np.ndarray:
+    """The uint64 view the word scans need (empty: bytes only, e.g. on big-endian machines)."""
+    if sys.byteorder != "little" or buf.ctypes.data % 8:
+        return np.zeros(0, np.uint64)
+    return buf[: buf.shape[0] // 8 * 8].view(np.uint64)
+
+
 def _encode_stack(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Counts of an (h, w, n) byte stack in whatever layout it comes, avoiding copies."""
     h, w, n = stack.shape
-    planes = stack.transpose(2, 0, 1)  # (n, h, w) view
     if n == 0:
         return np.zeros(0, np.uint32), np.zeros(1, np.int64)
     if h * w == 0:
         return np.zeros(n, np.uint32), np.arange(n + 1, dtype=np.int64)
     colmajor = stack.transpose(2, 1, 0)  # (n, w, h): each plane in column-major order
+    planes = stack.transpose(2, 0, 1)  # (n, h, w): each plane in row-major order
+    if not colmajor.flags.c_contiguous and not planes.flags.c_contiguous:
+        # planes spaced out or oddly strided: one compact copy in the cheaper order
+        st = stack.strides
+        if abs(st[0]) <= abs(st[1]):
+            colmajor = np.ascontiguousarray(colmajor)
+        else:
+            planes = np.ascontiguousarray(planes)
     if colmajor.flags.c_contiguous:
-        return _k.encode_colmajor(colmajor.reshape(n, h * w))
-    if planes.flags.c_contiguous:
-        return _k.encode_rowmajor(planes.reshape(n, h * w), h, w)
-    # per-plane contiguity (e.g. a slice of a larger stack): pick the cheaper scan order
-    st = stack.strides
-    if st[0] == 1 and st[1] == h:  # each plane column-major, planes spaced out
-        return _k.encode_colmajor(np.ascontiguousarray(colmajor).reshape(n, h * w))
-    return _k.encode_rowmajor(np.ascontiguousarray(planes).reshape(n, h * w), h, w)
+        buf = colmajor.reshape(-1)
+        return _k.encode_colmajor(_words(buf), buf, n, h * w)
+    buf = planes.reshape(-1)
+    return _k.encode_rowmajor(_words(buf), buf, n, h, w)
 
 
 def encode(bimask: np.ndarray):
@@ -363,9 +403,7 @@ def iou(dt, gt, pyiscrowd):
     hg, wg = g.common_size("iou (gt)")
     if (hd, wd) != (hg, wg):
         raise ValueError(f"iou: dt RLEs have size [{hd}, {wd}] but gt RLEs have size [{hg}, {wg}]")
-    dbb = _k.to_bbox(d.counts, d.offsets, d.heights, d.widths)
-    gbb = _k.to_bbox(g.counts, g.offsets, g.heights, g.widths)
-    return _k.rle_iou(d.counts, d.offsets, g.counts, g.offsets, dbb, gbb, crowd)
+    return _k.rle_iou(d.counts, d.offsets, d.heights, d.widths, g.counts, g.offsets, g.heights, g.widths, crowd)
 
 
 # --------------------------------------------------------------------------- frPyObjects
