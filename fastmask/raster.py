@@ -23,48 +23,18 @@ from typing import Sequence
 
 import numpy as np
 
+from ._polygons import pack
 from .kernels import polygon as _poly
-from .kernels import rle as _k
+from .rle import _obj
 
-__all__ = ["polygon_mask", "polygon_rle", "MODES", "FILL_RULES"]
+__all__ = ["polygon_mask", "polygon_rle", "polygons_to_rles", "MODES", "FILL_RULES"]
 
 MODES = ("coco", "inclusive", "center")
 FILL_RULES = ("union", "evenodd")
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
 def _flatten(polygons, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Validate COCO flat polygons and pack them as (xy float64, coordinate offsets int64)."""
-    if isinstance(polygons, np.ndarray):
-        polygons = [polygons] if polygons.ndim == 1 else list(polygons)
-    elif not isinstance(polygons, (list, tuple)):
-        raise TypeError(f"{what}: polygons must be a list of flat [x0, y0, x1, y1, ...] lists, got {type(polygons).__name__}")
-    elif len(polygons) and _is_number(polygons[0]):
-        polygons = [polygons]  # one flat polygon
-    arrays = []
-    for i, p in enumerate(polygons):
-        try:
-            a = np.asarray(p, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}: polygon {i} is not a flat list of numbers") from None
-        if a.ndim == 2 and a.shape[1] == 2:
-            a = a.reshape(-1)  # accept (k, 2) vertex arrays too
-        if a.ndim != 1:
-            raise ValueError(f"{what}: polygon {i} must be a flat list [x0, y0, x1, y1, ...], got shape {a.shape}")
-        if a.shape[0] % 2:
-            raise ValueError(f"{what}: polygon {i} has an odd number of values ({a.shape[0]})")
-        if a.shape[0] < 6:
-            raise ValueError(f"{what}: polygon {i} has {a.shape[0] // 2} vertices; at least 3 are needed")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}: polygon {i} has NaN or infinite coordinates")
-        arrays.append(a)
-    offsets = np.zeros(len(arrays) + 1, np.int64)
-    np.cumsum([a.shape[0] for a in arrays], out=offsets[1:])
-    xy = np.concatenate(arrays) if arrays else np.zeros(0, np.float64)
-    return xy, offsets
+    return pack(polygons, what, min_vertices=3)
 
 
 def _check(height, width, mode, fill_rule, what) -> tuple[int, int]:
@@ -135,8 +105,42 @@ def polygon_rle(
     elif fill_rule == "evenodd":
         counts = _poly.coco_evenodd_counts(xy, offsets, h, w)
     else:
-        parts, part_offsets = _poly.coco_polygons_to_rles(xy, offsets, h, w)
-        counts = _k.merge(parts, part_offsets, False)
+        counts = _poly.coco_union_counts(xy, offsets, h, w)
+    return _obj(counts, h, w)
+
+
+def polygons_to_rles(annotations: Sequence[Sequence[Sequence[float]]], height, width) -> list[dict]:
+    """Many COCO polygon annotations -> one RLE dict each (parts unioned), in one kernel call.
+
+    ``annotations`` is a list of COCO ``segmentation`` polygon lists; ``height`` and
+    ``width`` are ints (one image) or sequences with one entry per annotation.
+    Each result equals pycocotools' ``merge(frPyObjects(parts, h, w))``.
+
+    >>> rles = polygons_to_rles([[[1, 1, 1, 4, 4, 4, 4, 1]], [[0, 0, 0, 2, 2, 2]]], 6, 6)
+    >>> [r["counts"] for r in rles]
+    [b'733000;', b'025Og0']
+    """
+    n = len(annotations)
+    heights = np.broadcast_to(np.asarray(height, dtype=np.int64), (n,))
+    widths = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))
+    if n and (heights.min() < 0 or widths.min() < 0):
+        raise ValueError("polygons_to_rles: heights and widths must be non-negative")
+    parts_xy = []
+    part_lengths = [0]
+    ann_offsets = np.zeros(n + 1, np.int64)
+    for i, ann in enumerate(annotations):
+        try:
+            xy, offs = _flatten(ann, "polygons_to_rles") if len(ann) else (np.zeros(0), np.zeros(1, np.int64))
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"annotation {i}: {e}") from None
+        parts_xy.append(xy)
+        part_lengths.extend(np.diff(offs).tolist())
+        ann_offsets[i + 1] = ann_offsets[i] + offs.shape[0] - 1
+    xy = np.concatenate(parts_xy) if parts_xy else np.zeros(0)
+    part_offsets = np.cumsum(part_lengths, dtype=np.int64)
+    counts, offsets = _poly.coco_annotations_counts(
+        xy, part_offsets, ann_offsets, np.ascontiguousarray(heights), np.ascontiguousarray(widths)
+    )
     from .rle import from_counts
 
-    return from_counts(counts, np.array([0, counts.shape[0]]), h, w)[0]
+    return from_counts(counts, offsets, heights, widths)

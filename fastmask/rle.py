@@ -31,6 +31,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ._polygons import is_number, pack
 from .kernels import polygon as _poly
 from .kernels import rle as _k
 
@@ -204,13 +205,22 @@ def _uncompressed_counts(c, i: int, h: int, w: int) -> np.ndarray:
 
 
 def _to_objs(counts, offsets, heights, widths) -> list[dict]:
-    """Compressed-string dicts, as pycocotools' _toString."""
+    """Compressed-string dicts, as pycocotools' _toString; ``heights``/``widths`` are ints or sequences."""
     chars, char_offsets = _k.counts_to_chars(counts, offsets)
     raw = chars.tobytes()
     co = char_offsets.tolist()
-    hs = heights.tolist()
-    ws = widths.tolist()
-    return [{"size": [hs[i], ws[i]], "counts": raw[co[i] : co[i + 1]]} for i in range(len(hs))]
+    n = len(co) - 1
+    if isinstance(heights, (int, np.integer)) and isinstance(widths, (int, np.integer)):
+        size = [int(heights), int(widths)]
+        return [{"size": list(size), "counts": raw[co[i] : co[i + 1]]} for i in range(n)]
+    hs = np.broadcast_to(heights, (n,)).tolist()
+    ws = np.broadcast_to(widths, (n,)).tolist()
+    return [{"size": [hs[i], ws[i]], "counts": raw[co[i] : co[i + 1]]} for i in range(n)]
+
+
+def _obj(counts: np.ndarray, h: int, w: int) -> dict:
+    """One compressed RLE dict from one RLE's counts."""
+    return {"size": [h, w], "counts": _k.counts_to_bytes(counts).tobytes()}
 
 
 def _single_or_list(objs, what: str) -> tuple[list, bool]:
@@ -284,11 +294,11 @@ def encode(bimask: np.ndarray):
     if mask.ndim == 2:
         h, w = mask.shape
         counts, offsets = _encode_stack(_as_mask_bytes(mask)[:, :, None])
-        return _to_objs(counts, offsets, np.array([h]), np.array([w]))[0]
+        return _to_objs(counts, offsets, h, w)[0]
     if mask.ndim == 3:
         h, w, n = mask.shape
         counts, offsets = _encode_stack(_as_mask_bytes(mask))
-        return _to_objs(counts, offsets, np.full(n, h), np.full(n, w))
+        return _to_objs(counts, offsets, h, w)
     raise ValueError(f"encode: mask must be 2-D (h, w) or 3-D (h, w, n), got shape {mask.shape}")
 
 
@@ -342,8 +352,7 @@ def merge(rleObjs, intersect: int = 0):
     objs, _ = _single_or_list(rleObjs, "merge")
     batch = _parse(objs)
     h, w = batch.common_size("merge")
-    counts = _k.merge(batch.counts, batch.offsets, bool(intersect))
-    return _to_objs(counts, np.array([0, counts.shape[0]], np.int64), np.array([h]), np.array([w]))[0]
+    return _obj(_k.merge(batch.counts, batch.offsets, bool(intersect)), h, w)
 
 
 def _iou_operand(objs, what: str):
@@ -409,31 +418,6 @@ def iou(dt, gt, pyiscrowd):
 # --------------------------------------------------------------------------- frPyObjects
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
-
-
-def _poly_batch(polys: Sequence, h: int, w: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """Flatten polygons into (xy, coord_offsets), validating values (finite, even length)."""
-    lengths = []
-    arrays = []
-    for i, p in enumerate(polys):
-        try:
-            a = np.asarray(p, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise ValueError(f"{what}: polygon {i} is not a flat list of numbers") from None
-        if a.shape[0] % 2:
-            raise ValueError(f"{what}: polygon {i} has an odd number of coordinates ({a.shape[0]})")
-        if not np.isfinite(a).all():
-            raise ValueError(f"{what}: polygon {i} has NaN or infinite coordinates")
-        arrays.append(a)
-        lengths.append(a.shape[0])
-    offsets = np.zeros(len(arrays) + 1, np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    xy = np.concatenate(arrays) if arrays else np.zeros(0)
-    return xy, offsets
-
-
 def _check_hw(h, w) -> tuple[int, int]:
     try:
         hi, wi = int(h), int(w)
@@ -461,14 +445,13 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     n = polys.shape[0]
     offsets = np.arange(0, 8 * n + 1, 8, dtype=np.int64)
     counts, roff = _poly.coco_polygons_to_rles(polys.reshape(-1), offsets, h, w)
-    return _to_objs(counts, roff, np.full(n, h), np.full(n, w))
+    return _to_objs(counts, roff, h, w)
 
 
 def _fr_polys(polys, h, w) -> list[dict]:
-    xy, offsets = _poly_batch(polys, h, w, "frPyObjects")
+    xy, offsets = pack(polys, "frPyObjects", min_vertices=0)
     counts, roff = _poly.coco_polygons_to_rles(xy, offsets, h, w)
-    n = offsets.shape[0] - 1
-    return _to_objs(counts, roff, np.full(n, h), np.full(n, w))
+    return _to_objs(counts, roff, h, w)
 
 
 def _fr_uncompressed(objs) -> list[dict]:
@@ -497,19 +480,21 @@ def frPyObjects(pyobj, h, w):
         if len(pyobj) == 0:
             return []
         first = pyobj[0]
-        if _is_number(first):  # one flat polygon or box
+        if is_number(first):  # one flat polygon or box
             if len(pyobj) == 4:
                 return _fr_boxes([pyobj], h, w)[0]
             return _fr_polys([pyobj], h, w)[0]
+        if isinstance(first, (list, tuple, np.ndarray)):
+            if not all(isinstance(o, (list, tuple, np.ndarray)) for o in pyobj):
+                raise TypeError("frPyObjects: a list must hold only polygons/boxes or only RLE dicts")
+            if all(len(o) == 4 for o in pyobj):
+                return _fr_boxes(pyobj, h, w)
+            return _fr_polys(pyobj, h, w)
         if all(isinstance(o, Mapping) for o in pyobj):
             for i, o in enumerate(pyobj):
                 if "counts" not in o or "size" not in o:
                     raise TypeError(f"frPyObjects: dict {i} is not an RLE (needs 'size' and 'counts')")
             return _fr_uncompressed(list(pyobj))
-        if all(isinstance(o, (list, tuple, np.ndarray)) for o in pyobj):
-            if all(len(o) == 4 for o in pyobj):
-                return _fr_boxes(pyobj, h, w)
-            return _fr_polys(pyobj, h, w)
     raise TypeError(
         "frPyObjects: input must be a list of polygons, a list or (n, 4) array of boxes, "
         f"or (a list of) uncompressed RLE dicts; got {type(pyobj).__name__}"
@@ -536,8 +521,7 @@ def from_counts(counts, offsets, heights, widths) -> list[dict]:
     counts = np.ascontiguousarray(counts, dtype=np.uint32)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     n = offsets.shape[0] - 1
-    return _to_objs(counts, offsets, np.broadcast_to(np.asarray(heights, np.int64), (n,)).copy(),
-                    np.broadcast_to(np.asarray(widths, np.int64), (n,)).copy())
+    return _to_objs(counts, offsets, heights, widths)
 
 
 def decode_stack(rleObjs) -> np.ndarray:
@@ -615,5 +599,5 @@ def encode_labelmap(labelmap: np.ndarray, values: Iterable[int] | None = None, *
         if a.dtype not in (np.uint8, np.uint16, np.int32, np.int64):
             a = a.astype(np.int64)  # one compiled variant per common dtype; the rest widen
         counts, offsets = _k.encode_labelmap_rowmajor(a, h, w, lut)
-    objs = _to_objs(counts, offsets, np.full(len(vals), h), np.full(len(vals), w))
+    objs = _to_objs(counts, offsets, h, w)
     return dict(zip(vals, objs))

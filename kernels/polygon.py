@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .rle import _grow
+from .rle import _grow, merge
 
 _SCALE = 5.0
 _MAX_ADJUST = 64  # bound for the exact-crossing search (only float-extreme inputs need more)
@@ -46,14 +46,26 @@ def _walk(a, s, t):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def coco_crossings(xy, start, stop, h, w, cols, rows, n):
-    """Append the column crossings of one polygon ``xy[start:stop]`` to ``cols``/``rows`` from index ``n``.
+def crossing_bound(xy, start, stop, w):
+    """An upper bound of the number of crossings of polygon ``xy[start:stop]`` (columns each edge spans)."""
+    k = (stop - start) // 2
+    total = 0
+    for j in range(k):
+        j2 = j + 1 if j + 1 < k else 0
+        span = abs(xy[start + 2 * j2] - xy[start + 2 * j]) + 2.0
+        total += np.int64(min(span, w + 1.0))
+    return total
 
-    Returns ``(cols, rows, n)`` (the arrays may have been reallocated).
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def coco_crossings(xy, start, stop, h, w, cols, rows, n):
+    """Write the column crossings of polygon ``xy[start:stop]`` to ``cols``/``rows`` from index ``n``.
+
+    The arrays must hold :func:`crossing_bound` more entries. Returns the new ``n``.
     """
     k = (stop - start) // 2
     if k == 0:
-        return cols, rows, n
+        return n
     for j in range(k):
         j2 = j + 1 if j + 1 < k else 0
         xs = np.trunc(_SCALE * xy[start + 2 * j] + 0.5)
@@ -76,8 +88,6 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
                 continue
             c0 = np.int64(cmin)
             c1 = np.int64(cmax)
-            cols = _grow(cols, n + c1 - c0 + 1)
-            rows = _grow(rows, n + c1 - c0 + 1)
             for c in range(c0, c1 + 1):
                 t = _SCALE * c + 2.0 - xs
                 v0 = _walk(ys, s, t)
@@ -104,8 +114,6 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
                 continue
             c0 = np.int64(cmin)
             c1 = np.int64(cmax)
-            cols = _grow(cols, n + c1 - c0 + 1)
-            rows = _grow(rows, n + c1 - c0 + 1)
             for c in range(c0, c1 + 1):
                 lo = _SCALE * c + 2.0  # the crossing pair is (lo, lo + 1) in walk columns
                 # first t whose walk column is past the crossing (>= lo+1 rising, <= lo falling)
@@ -128,59 +136,105 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
                 cols[n] = c
                 rows[n] = _row_of(ys + t1 - 1.0, h)
                 n += 1
-    return cols, rows, n
+    return n
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def crossings_to_counts(cols, rows, n, h, w):
-    """RLE counts from crossings, as maskApi.c: sort positions, difference, fold double toggles."""
-    a = np.empty(n + 1, np.int64)
+    """RLE counts from crossings, as maskApi.c: sort positions, difference, fold double toggles.
+
+    Positions ``col * h + row`` are sorted by a counting sort on the column
+    (over the columns actually crossed) and an insertion sort inside each
+    column (crossings are few per column).
+    """
+    total = h * w
+    if n == 0:
+        out = np.empty(1, np.uint32)
+        out[0] = total
+        return out
+    cmin = cols[0]
+    cmax = cols[0]
     for i in range(n):
-        a[i] = cols[i] * h + rows[i]
-    a[:n].sort()
-    a[n] = h * w
-    k = n + 1
-    p = np.int64(0)
-    for j in range(k):
-        t = a[j]
-        a[j] -= p
-        p = t
-    b = np.empty(k, np.uint32)
-    m = 0
-    j = 0
-    b[m] = a[j]
-    m += 1
-    j += 1
-    while j < k:
-        if a[j] > 0:
-            b[m] = a[j]
+        c = cols[i]
+        if c < cmin:
+            cmin = c
+        elif c > cmax:
+            cmax = c
+    ncol = cmax - cmin + 1
+    start = np.zeros(ncol + 1, np.int64)
+    for i in range(n):
+        start[cols[i] - cmin + 1] += 1
+    for c in range(ncol):
+        start[c + 1] += start[c]
+    fill = start.copy()
+    a = np.empty(n, np.int64)
+    for i in range(n):
+        c = cols[i] - cmin
+        lo = start[c]
+        j = fill[c]
+        pos = cols[i] * h + rows[i]
+        while j > lo and a[j - 1] > pos:  # insertion sort among this column's placed items
+            a[j] = a[j - 1]
+            j -= 1
+        a[j] = pos
+        fill[c] += 1
+    # maskApi.c: differences of the sorted positions (and h*w); a zero difference (two toggles
+    # at one position) folds the next run into the previous one
+    b = np.empty(n + 1, np.uint32)
+    m = 1
+    b[0] = a[0]
+    prev = a[0]
+    j = 1
+    while j <= n:
+        d = (a[j] if j < n else total) - prev
+        if j < n:
+            prev = a[j]
+        j += 1
+        if d > 0:
+            b[m] = d
             m += 1
+        elif j <= n:
+            d2 = (a[j] if j < n else total) - prev
+            if j < n:
+                prev = a[j]
             j += 1
-        else:
-            j += 1
-            if j < k:
-                b[m - 1] += a[j]
-                j += 1
-    return b[:m].copy()
+            b[m - 1] += d2
+    return b[:m]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _polygon_counts(xy, start, stop, h, w):
+    bound = crossing_bound(xy, start, stop, w)
+    cols = np.empty(bound, np.int64)
+    rows = np.empty(bound, np.int64)
+    n = coco_crossings(xy, start, stop, h, w, cols, rows, 0)
+    return crossings_to_counts(cols, rows, n, h, w)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def coco_polygons_to_rles(xy, coord_offsets, h, w):
     """One RLE per polygon (pycocotools' frPoly): ``polygon i = xy[coord_offsets[i]:coord_offsets[i+1]]``."""
     n_poly = coord_offsets.shape[0] - 1
-    cols = np.empty(1024, np.int64)
-    rows = np.empty(1024, np.int64)
     counts = np.empty(max(16, 8 * n_poly), np.uint32)
     offsets = np.zeros(n_poly + 1, np.int64)
     k = 0
     for i in range(n_poly):
-        cols, rows, n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, 0)
-        b = crossings_to_counts(cols, rows, n, h, w)
+        b = _polygon_counts(xy, coord_offsets[i], coord_offsets[i + 1], h, w)
         counts = _grow(counts, k + b.shape[0])
         counts[k : k + b.shape[0]] = b
         k += b.shape[0]
         offsets[i + 1] = k
-    return counts[:k].copy(), offsets
+    return counts[:k], offsets
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def coco_union_counts(xy, coord_offsets, h, w):
+    """Counts of the union of the polygons: pycocotools' ``merge(frPyObjects(polys))`` in one call."""
+    n_poly = coord_offsets.shape[0] - 1
+    if n_poly == 1:
+        return _polygon_counts(xy, coord_offsets[0], coord_offsets[1], h, w)
+    parts, offsets = coco_polygons_to_rles(xy, coord_offsets, h, w)
+    return merge(parts, offsets, False)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -223,10 +277,11 @@ def _toggle_fill(cols, rows, n, h, out):
     cur = np.zeros(width, np.uint8)
     for r in range(r0, r1 + 1):
         trow = tog[r - r0]
-        orow = out[r]
+        orow = out[r, c0 : c0 + width]
         for c in range(width):
-            cur[c] ^= trow[c]
-            orow[c0 + c] |= cur[c]
+            v = np.uint8(cur[c] ^ trow[c])
+            cur[c] = v
+            orow[c] = np.uint8(orow[c] | v)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -237,25 +292,65 @@ def coco_fill(xy, coord_offsets, h, w, evenodd, out):
     ``evenodd=True``: parity over all polygons together, so rings cut holes.
     """
     n_poly = coord_offsets.shape[0] - 1
-    cols = np.empty(1024, np.int64)
-    rows = np.empty(1024, np.int64)
     if evenodd:
+        bound = 0
+        for i in range(n_poly):
+            bound += crossing_bound(xy, coord_offsets[i], coord_offsets[i + 1], w)
+        cols = np.empty(bound, np.int64)
+        rows = np.empty(bound, np.int64)
         n = 0
         for i in range(n_poly):
-            cols, rows, n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, n)
+            n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, n)
         _toggle_fill(cols, rows, n, h, out)
     else:
         for i in range(n_poly):
-            cols, rows, n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, 0)
+            bound = crossing_bound(xy, coord_offsets[i], coord_offsets[i + 1], w)
+            cols = np.empty(bound, np.int64)
+            rows = np.empty(bound, np.int64)
+            n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, 0)
             _toggle_fill(cols, rows, n, h, out)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def coco_evenodd_counts(xy, coord_offsets, h, w):
     """RLE counts of the parity over all polygons together (rings cut holes)."""
-    cols = np.empty(1024, np.int64)
-    rows = np.empty(1024, np.int64)
+    bound = 0
+    for i in range(coord_offsets.shape[0] - 1):
+        bound += crossing_bound(xy, coord_offsets[i], coord_offsets[i + 1], w)
+    cols = np.empty(bound, np.int64)
+    rows = np.empty(bound, np.int64)
     n = 0
     for i in range(coord_offsets.shape[0] - 1):
-        cols, rows, n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, n)
+        n = coco_crossings(xy, coord_offsets[i], coord_offsets[i + 1], h, w, cols, rows, n)
     return crossings_to_counts(cols, rows, n, h, w)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def coco_annotations_counts(xy, part_offsets, ann_offsets, heights, widths):
+    """Union RLE counts of many annotations in one call.
+
+    Annotation ``a`` has parts ``ann_offsets[a]..ann_offsets[a+1]`` (indices into
+    ``part_offsets``, coordinate offsets into ``xy``) and size ``heights[a]`` x ``widths[a]``.
+    Returns ``(counts uint32, offsets int64)``, one RLE per annotation.
+    """
+    n_ann = ann_offsets.shape[0] - 1
+    counts = np.empty(max(64, 16 * n_ann), np.uint32)
+    offsets = np.zeros(n_ann + 1, np.int64)
+    k = 0
+    for a in range(n_ann):
+        p0 = ann_offsets[a]
+        p1 = ann_offsets[a + 1]
+        h = heights[a]
+        w = widths[a]
+        if p1 == p0:
+            b = np.empty(1, np.uint32)
+            b[0] = h * w
+        elif p1 - p0 == 1:
+            b = _polygon_counts(xy, part_offsets[p0], part_offsets[p0 + 1], h, w)
+        else:
+            b = coco_union_counts(xy, part_offsets[p0 : p1 + 1], h, w)
+        counts = _grow(counts, k + b.shape[0])
+        counts[k : k + b.shape[0]] = b
+        k += b.shape[0]
+        offsets[a + 1] = k
+    return counts[:k], offsets
