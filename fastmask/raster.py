@@ -58,8 +58,14 @@ def polygon_mask(
     *,
     mode: str = "coco",
     fill_rule: str = "union",
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rasterize COCO flat polygons into a (height, width) uint8 0/1 mask (C order).
+
+    ``out``: an existing C-contiguous uint8 (height, width) array to paint into,
+    e.g. one plane of a preallocated ``np.zeros`` stack: the shape's pixels are
+    set to 1 and the others are left as they are (nothing is cleared, so only
+    the shape's bounding box is touched).
 
     >>> square = [1, 1, 1, 4, 4, 4, 4, 1]
     >>> int(polygon_mask([square], 6, 6, mode="inclusive").sum())
@@ -69,7 +75,11 @@ def polygon_mask(
     """
     h, w = _check(height, width, mode, fill_rule, "polygon_mask")
     xy, offsets = _flatten(polygons, "polygon_mask")
-    out = np.zeros((h, w), np.uint8)
+    if out is None:
+        out = np.zeros((h, w), np.uint8)
+    else:
+        if not isinstance(out, np.ndarray) or out.shape != (h, w) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+            raise ValueError(f"polygon_mask: out must be a C-contiguous uint8 array of shape ({h}, {w})")
     if h == 0 or w == 0 or xy.shape[0] == 0:
         return out
     evenodd = fill_rule == "evenodd"

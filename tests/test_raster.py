@@ -123,3 +123,15 @@ def test_input_forms():
     assert np.array_equal(polygon_mask([pairs], 6, 6), flat)
     assert polygon_mask([], 6, 6).sum() == 0
     assert polygon_mask([SQUARE], 0, 6).shape == (0, 6)
+
+
+def test_out_parameter():
+    stack = np.zeros((2, 6, 6), np.uint8)
+    stack[1, 0, 0] = 1
+    got = polygon_mask([SQUARE], 6, 6, mode="inclusive", out=stack[1])
+    assert np.shares_memory(got, stack)
+    # painted onto: the shape's 16 px are set, the pixel already set stays, the other plane is untouched
+    assert stack[1].sum() == 17 and stack[1, 0, 0] == 1 and stack[0].sum() == 0
+    assert np.array_equal(stack[1][1:5, 1:5], np.ones((4, 4)))
+    with pytest.raises(ValueError, match="out must be"):
+        polygon_mask([SQUARE], 6, 6, out=np.zeros((6, 5), np.uint8))

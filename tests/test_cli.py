@@ -1,0 +1,45 @@
+"""The fastmask command line: --version, --help without JIT, the demo."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from fastmask import __version__
+from fastmask.cli import main
+
+
+def test_version_and_help_do_not_load_numba():
+    code = (
+        "import sys, contextlib, io\n"
+        "from fastmask.cli import main\n"
+        "for args in (['--help'], ['--version']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "        try:\n"
+        "            main(args)\n"
+        "        except SystemExit as e:\n"
+        "            assert e.code == 0, e.code\n"
+        "    print(out.getvalue())\n"
+        "print('numba loaded:', 'numba' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "numba loaded: False" in res.stdout
+    assert f"fastmask {__version__}" in res.stdout
+    assert "demo" in res.stdout  # the subcommand is listed in --help
+
+
+def test_console_script_version():
+    res = subprocess.run([sys.executable, "-m", "fastmask", "--version"], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == f"fastmask {__version__}"
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "usage: fastmask" in capsys.readouterr().out
+
+
+def test_demo_runs_and_checks_round_trips(capsys):
+    assert main(["demo", "--images", "6", "--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "generated 6 COCO-like images" in out
+    assert "round-trip exactly" in out
+    assert "IoU 0.3913" in out
