@@ -384,6 +384,13 @@ def counts_to_chars(counts, offsets):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def counts_to_bytes(counts):
+    """The compressed string of one RLE's counts, as uint8 codes."""
+    chars, _ = counts_to_chars(counts, np.array([0, counts.shape[0]], np.int64))
+    return chars
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def chars_to_counts(chars, lengths, sizes, skip):
     """Parse compressed strings back to back in ``chars`` (string ``r`` has ``lengths[r]`` chars).
 
