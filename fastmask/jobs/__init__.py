@@ -1,0 +1,1 @@
+"""Jobs run by the engine: each is a per-item function, a per-shard reduce and a final reduce."""
