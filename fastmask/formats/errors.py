@@ -1,0 +1,57 @@
+"""One exception type for everything a reader can refuse, with a stable ``code``.
+
+Jobs turn a :class:`FormatError` into an error row (``error_code`` = ``code``,
+``error_message`` = ``message``) and go on with the next item, so the codes are
+part of the report schema: add codes, never rename them.
+
+>>> try:
+...     raise FormatError("zero_bytes", "mask.png is empty (0 bytes)")
+... except FormatError as e:
+...     (e.code, e.message)
+('zero_bytes', 'mask.png is empty (0 bytes)')
+"""
+from __future__ import annotations
+
+__all__ = ["FormatError", "CODES"]
+
+#: Every code a reader may raise, with a one-line meaning (docs/formats.md lists them too).
+CODES: dict[str, str] = {
+    "unreadable": "not an image Pillow can decode (or a format fastmask does not read)",
+    "zero_bytes": "the file is empty",
+    "truncated": "the file ends before the image data does",
+    "decompression_bomb": "the declared image size exceeds Pillow's decompression-bomb limit",
+    "unsupported_mode": "an image mode that cannot be read as integer ids (e.g. float 'F', CMYK)",
+    "path_outside_root": "a path (zip entry, COCO file_name, symlink) leads outside the dataset root",
+    "unknown_layout": "the dataset layout could not be detected (or is not the one requested)",
+    "bad_labelmap": "a label-map file or object is malformed or ambiguous",
+    "bad_json": "a JSON file is malformed or not the expected structure",
+    "bad_index": "a clean-zip index.csv is malformed",
+    "missing_file": "a file the dataset refers to does not exist",
+}
+
+
+class FormatError(Exception):
+    """A file or dataset that cannot be read; ``code`` is stable (see :data:`CODES`).
+
+    >>> FormatError("truncated", "a.png: image file is truncated").code
+    'truncated'
+    """
+
+    def __init__(self, code: str, message: str, *, path: str | None = None):
+        if code not in CODES:  # a typo here would silently fork the report schema
+            raise ValueError(f"unknown FormatError code {code!r}")
+        self.code = code
+        self.message = message
+        self.path = path
+        super().__init__(code, message)
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+    def __reduce__(self):
+        # Exceptions cross process boundaries (pools, Dask): keep code/message/path.
+        return (_rebuild, (self.code, self.message, self.path))
+
+
+def _rebuild(code, message, path):
+    return FormatError(code, message, path=path)

@@ -1,0 +1,432 @@
+"""Mask images -> integer id arrays plus what was learned about the file.
+
+Masks are read as integers, never as colours (DESIGN.md):
+
+====================  =========================================================
+Pillow mode           ``MaskData.array``
+====================  =========================================================
+``1``                 uint8 0/1
+``L`` / ``LA``        uint8 values (2- and 4-bit grey PNGs: the stored values,
+                      not Pillow's rescaled 0..255); alpha kept aside
+``P`` / ``PA``        uint8 palette *indices*; ``palette`` holds the colours
+``I;16*``             uint16 (native byte order)
+``I``                 int32
+``RGB`` / ``RGBA``    uint16 class ids through the label map's colours;
+                      colours not in it -> :data:`UNKNOWN_ID` (65535) and
+                      listed in ``unknown_colors`` with their pixel counts
+====================  =========================================================
+
+RGB without a label map: the VOC colormap is the default palette (DESIGN.md), so
+colour *i* of the VOC colormap is id *i* (0..255) and every other colour is
+unknown; ``labelmap_source`` says ``"voc-colormap"`` so a report can say so. A
+label map with names but no colours gets VOC colours at its ids, for the same
+reason.
+
+Lossy files (JPEG, lossy WebP) are read and flagged ``lossy=True``, whatever
+their name. Empty, truncated, undecodable files and decompression bombs raise
+:class:`~fastmask.formats.errors.FormatError` with codes ``zero_bytes``,
+``truncated``, ``unreadable``, ``decompression_bomb``; Pillow's limit
+(``Image.MAX_IMAGE_PIXELS``) is never changed here.
+"""
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Union
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import FormatError
+from .labelmap import UNKNOWN_ID, LabelMap, voc_colormap
+
+__all__ = [
+    "MaskData",
+    "read_mask",
+    "read_panoptic",
+    "read_image_size",
+    "write_mask",
+    "UNKNOWN_ID",
+]
+
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, IO[bytes]]
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_LOSSY_FORMATS = {"JPEG", "MPO", "JPEG2000"}
+_VOC_ALL: LabelMap | None = None  # built once per process
+
+
+@dataclass
+class MaskData:
+    """An integer mask and the facts about its file.
+
+    >>> m = read_mask(_png_bytes(np.array([[0, 1], [1, 2]], np.uint8)))
+    >>> m.array.tolist(), m.mode, m.format, (m.width, m.height), m.bit_depth, m.lossy
+    ([[0, 1], [1, 2]], 'L', 'PNG', (2, 2), 8, False)
+    """
+
+    array: np.ndarray
+    mode: str
+    format: str
+    width: int
+    height: int
+    bit_depth: int
+    channels: int
+    palette: np.ndarray | None = None
+    lossy: bool = False
+    has_alpha: bool = False
+    #: pixels whose alpha is not 255 (0 when there is no alpha channel)
+    alpha_nonopaque: int = 0
+    alpha_min: int | None = None
+    unknown_colors: list = field(default_factory=list)
+    #: label map used to turn colours into ids ("" when no colour mapping happened)
+    labelmap_source: str = ""
+    #: where the bytes came from (path or "<bytes>"), for messages
+    source: str = ""
+    #: more facts: "rgb_is_gray", "precision_lost", "missing_iend", "png_color_type", ...
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height), PIL's order."""
+        return (self.width, self.height)
+
+    @property
+    def has_unknown_colors(self) -> bool:
+        return bool(self.unknown_colors)
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _load_bytes(source: Source) -> tuple[bytes, str]:
+    """All bytes of the source and a name for messages (masks are small: one read)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source), "<bytes>"
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            with open(name, "rb") as f:
+                return f.read(), name
+        except FileNotFoundError:
+            raise FormatError("missing_file", f"{name}: no such file", path=name) from None
+        except IsADirectoryError:
+            raise FormatError("unreadable", f"{name}: is a directory", path=name) from None
+        except OSError as e:
+            raise FormatError("unreadable", f"{name}: {e.strerror or e}", path=name) from None
+    if hasattr(source, "read"):
+        name = str(getattr(source, "name", "<stream>"))
+        try:
+            return source.read(), name
+        except OSError as e:
+            raise FormatError("unreadable", f"{name}: {e}", path=name) from None
+    raise TypeError(f"read_mask: source must be a path, bytes or a binary file, got {type(source).__name__}")
+
+
+def _png_ihdr(data: bytes) -> tuple[int, int] | None:
+    """(bit_depth, color_type) from a PNG's IHDR, or None if not a PNG."""
+    if len(data) >= 29 and data[:8] == _PNG_SIG and data[12:16] == b"IHDR":
+        return data[24], data[25]
+    return None
+
+
+def _looks_truncated(data: bytes) -> bool:
+    """The file is a PNG/JPEG whose end marker is missing."""
+    if data[:8] == _PNG_SIG or _PNG_SIG.startswith(data[:8]):
+        return b"IEND" not in data[-12:]
+    if data[:2] == b"\xff\xd8":
+        return not data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    return False
+
+
+def _open_image(data: bytes, name: str) -> Image.Image:
+    """Open and fully decode, mapping every Pillow failure to a FormatError code."""
+    if len(data) == 0:
+        raise FormatError("zero_bytes", f"{name}: file is empty (0 bytes)", path=name)
+    try:
+        with warnings.catch_warnings():
+            # Pillow only *warns* between MAX_IMAGE_PIXELS and twice that: a mask
+            # that large is a bomb for us too, so the warning becomes the error.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and img.size[0] * img.size[1] > limit:
+                raise Image.DecompressionBombError(
+                    f"{img.size[0]}x{img.size[1]} pixels exceeds the limit of {limit}")
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise FormatError(
+            "decompression_bomb",
+            f"{name}: declared image size is too large ({e}); Pillow's decompression-bomb "
+            f"limit is Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}",
+            path=name) from None
+    except UnidentifiedImageError:
+        code = "truncated" if _looks_truncated(data) else "unreadable"
+        raise FormatError(code, f"{name}: cannot identify an image ({len(data)} bytes)"
+                          + (", the file ends early" if code == "truncated" else ""), path=name) from None
+    except (OSError, EOFError, SyntaxError, ValueError, struct.error, MemoryError) as e:
+        msg = str(e) or type(e).__name__
+        code = "truncated" if ("truncat" in msg.lower() or _looks_truncated(data)) else "unreadable"
+        raise FormatError(code, f"{name}: {msg}", path=name) from None
+    return img
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def _voc_all() -> LabelMap:
+    global _VOC_ALL
+    if _VOC_ALL is None:
+        _VOC_ALL = LabelMap.voc(all_colors=True)
+        _VOC_ALL.source = "voc-colormap"
+    return _VOC_ALL
+
+
+def _color_labelmap(labelmap: LabelMap | None) -> LabelMap:
+    if labelmap is None:
+        return _voc_all()
+    if not labelmap.colors:
+        # names only: the VOC colormap is the default palette (DESIGN.md)
+        cm = voc_colormap(256)
+        ids = [i for i in labelmap.ids if i < 256]
+        lm = LabelMap(names=dict(labelmap.names), colors={i: tuple(int(x) for x in cm[i]) for i in ids},
+                      ignore=set(labelmap.ignore), background=labelmap.background,
+                      source=(labelmap.source or "labelmap") + "+voc-colormap")
+        return lm
+    return labelmap
+
+
+def _bit_depth(img: Image.Image, ihdr) -> int:
+    if ihdr is not None:
+        return ihdr[0]
+    return {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}.get(img.mode, 8)
+
+
+def _is_lossy(img: Image.Image, data: bytes) -> bool:
+    fmt = (img.format or "").upper()
+    if fmt in _LOSSY_FORMATS:
+        return True
+    if fmt == "WEBP":
+        return b"VP8L" not in data[:64]  # VP8L = lossless WebP; VP8 / VP8X+VP8 = lossy
+    return False
+
+
+def _alpha_facts(alpha: np.ndarray) -> tuple[int, int]:
+    nonopaque = int(np.count_nonzero(alpha != 255))
+    return nonopaque, int(alpha.min()) if alpha.size else 255
+
+
+def _decode(img: Image.Image, data: bytes, name: str, *, labelmap: LabelMap | None, panoptic: bool) -> MaskData:
+    ihdr = _png_ihdr(data)
+    mode = img.mode
+    fmt = img.format or "UNKNOWN"
+    w, h = img.size
+    extra: dict[str, Any] = {}
+    if ihdr is not None:
+        extra["png_color_type"] = ihdr[1]
+        if b"IEND" not in data[-12:]:
+            extra["missing_iend"] = True
+    if getattr(img, "n_frames", 1) > 1:
+        extra["n_frames"] = int(img.n_frames)
+    md = dict(mode=mode, format=fmt, width=w, height=h, bit_depth=_bit_depth(img, ihdr),
+              channels=len(img.getbands()), lossy=_is_lossy(img, data), source=name, extra=extra)
+    palette = None
+    if mode == "1":
+        arr = np.asarray(img, dtype=np.uint8)  # bool -> 0/1
+    elif mode in ("L", "LA"):
+        a = np.asarray(img)
+        arr = np.ascontiguousarray(a[..., 0] if mode == "LA" else a)
+        if ihdr is not None and ihdr[1] == 0 and ihdr[0] in (2, 4):
+            # Pillow rescales 2/4-bit grey to 0..255; the stored value is the id
+            arr = arr // (85 if ihdr[0] == 2 else 17)
+        if mode == "LA":
+            md["has_alpha"] = True
+            md["alpha_nonopaque"], md["alpha_min"] = _alpha_facts(a[..., 1])
+    elif mode in ("P", "PA"):
+        a = np.asarray(img)
+        arr = np.ascontiguousarray(a[..., 0] if mode == "PA" else a)
+        pal = img.getpalette("RGB")
+        if pal:
+            palette = np.asarray(pal, dtype=np.uint8).reshape(-1, 3)
+        if mode == "PA":
+            md["has_alpha"] = True
+            md["alpha_nonopaque"], md["alpha_min"] = _alpha_facts(a[..., 1])
+        elif "transparency" in img.info:
+            md["has_alpha"] = True
+            extra["transparency"] = img.info["transparency"] if isinstance(img.info["transparency"], int) else "table"
+    elif mode.startswith("I;16"):
+        arr = np.asarray(img).astype(np.uint16, copy=False)  # native byte order
+        if not arr.dtype.isnative:
+            arr = arr.astype(np.uint16)
+    elif mode == "I":
+        arr = np.asarray(img).astype(np.int32, copy=False)
+    elif mode in ("RGB", "RGBA"):
+        a = np.asarray(img)
+        rgb = a[..., :3]
+        if mode == "RGBA":
+            md["has_alpha"] = True
+            md["alpha_nonopaque"], md["alpha_min"] = _alpha_facts(a[..., 3])
+        if ihdr is not None and ihdr[0] == 16:
+            extra["precision_lost"] = "16-bit colour PNG: Pillow keeps the high byte of each channel"
+        if panoptic:
+            arr = (rgb[..., 0].astype(np.uint32) + (rgb[..., 1].astype(np.uint32) << 8)
+                   + (rgb[..., 2].astype(np.uint32) << 16))
+            md["labelmap_source"] = "panoptic-rgb"
+        else:
+            lm = _color_labelmap(labelmap)
+            arr, unknown = lm.colors_to_ids(rgb)
+            md["unknown_colors"] = unknown
+            md["labelmap_source"] = lm.source or "labelmap"
+            if unknown and bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()):
+                extra["rgb_is_gray"] = True  # likely a grey mask saved as RGB: say so
+    else:
+        raise FormatError("unsupported_mode", f"{name}: image mode {mode!r} cannot be read as integer ids",
+                          path=name)
+    if panoptic and arr.dtype != np.uint32:
+        arr = arr.astype(np.uint32)
+    return MaskData(array=arr, palette=palette, **md)
+
+
+def read_mask(source: Source, *, labelmap: LabelMap | None = None) -> MaskData:
+    """Read a mask file (path, bytes or binary file object) as integer ids.
+
+    ``labelmap`` is only used for RGB/RGBA masks (see the module docs).
+
+    >>> m = read_mask(_png_bytes(np.array([[0, 128]], np.uint8)))
+    >>> m.array.dtype, m.array.tolist()
+    (dtype('uint8'), [[0, 128]])
+    """
+    data, name = _load_bytes(source)
+    img = _open_image(data, name)
+    try:
+        return _decode(img, data, name, labelmap=labelmap, panoptic=False)
+    finally:
+        img.close()
+
+
+def read_panoptic(source: Source) -> MaskData:
+    """Read a COCO-panoptic PNG: uint32 segment ids ``R + 256*G + 65536*B`` (0 = void).
+
+    Non-RGB files are returned as their integer values (as uint32) so a checker
+    can still report them; ``mode`` tells which it was.
+
+    >>> rgb = np.array([[[7, 0, 0], [1, 1, 0]]], np.uint8)
+    >>> read_panoptic(_png_bytes(rgb)).array.tolist()
+    [[7, 257]]
+    """
+    data, name = _load_bytes(source)
+    img = _open_image(data, name)
+    try:
+        return _decode(img, data, name, labelmap=None, panoptic=True)
+    finally:
+        img.close()
+
+
+def read_image_size(source: Source) -> tuple[int, int]:
+    """(width, height) from the image header only (no pixel decode).
+
+    >>> read_image_size(_png_bytes(np.zeros((3, 5), np.uint8)))
+    (5, 3)
+    """
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            if os.path.getsize(name) == 0:
+                raise FormatError("zero_bytes", f"{name}: file is empty (0 bytes)", path=name)
+            stream: IO[bytes] = open(name, "rb")
+        except FileNotFoundError:
+            raise FormatError("missing_file", f"{name}: no such file", path=name) from None
+        except OSError as e:
+            raise FormatError("unreadable", f"{name}: {e}", path=name) from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        name = "<bytes>"
+        if len(source) == 0:
+            raise FormatError("zero_bytes", "<bytes>: empty", path=name)
+        stream = io.BytesIO(bytes(source))
+    else:
+        name = str(getattr(source, "name", "<stream>"))
+        stream = source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # size only: nothing decoded
+            with Image.open(stream) as img:
+                return (int(img.size[0]), int(img.size[1]))
+    except Image.DecompressionBombError:
+        # the header declares it; reading the size is harmless, so report the size anyway
+        raise FormatError("decompression_bomb", f"{name}: declared image size exceeds Pillow's limit",
+                          path=name) from None
+    except UnidentifiedImageError:
+        raise FormatError("unreadable", f"{name}: cannot identify an image", path=name) from None
+    except (OSError, EOFError, SyntaxError, ValueError, struct.error) as e:
+        raise FormatError("unreadable", f"{name}: {e}", path=name) from None
+    finally:
+        if isinstance(source, (str, os.PathLike)):
+            stream.close()
+
+
+# --------------------------------------------------------------------------- write
+
+
+def write_mask(path: str | os.PathLike, array: np.ndarray, *, palette: np.ndarray | str | None = None) -> None:
+    """Write an integer mask as PNG: ``L`` (ids <= 255), ``P`` with ``palette``, ``I;16`` (ids > 255).
+
+    ``palette`` is an (n, 3) uint8 array or ``"voc"``. The file is written to a
+    temporary name in the same folder and renamed, so readers never see half a
+    file. Negative ids, ids > 65535, or a palette with ids > 255 raise ValueError.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"
+    >>> write_mask(p, np.array([[0, 1], [2, 300]], np.uint16))
+    >>> read_mask(p).mode, read_mask(p).array.tolist()
+    ('I;16', [[0, 1], [2, 300]])
+    """
+    arr = np.asarray(array)
+    if arr.ndim != 2:
+        raise ValueError(f"write_mask: expected a 2-D array, got shape {arr.shape}")
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"write_mask: expected integer ids, got dtype {arr.dtype}")
+    lo = int(arr.min()) if arr.size else 0
+    hi = int(arr.max()) if arr.size else 0
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"write_mask: ids must be in 0..65535, got {lo}..{hi}")
+    if palette is not None:
+        if hi > 255:
+            raise ValueError(f"write_mask: a palette PNG holds ids 0..255, got max {hi}")
+        pal = voc_colormap(256) if isinstance(palette, str) and palette == "voc" else np.asarray(palette, np.uint8)
+        if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= pal.shape[0] <= 256:
+            raise ValueError(f"write_mask: palette must be (n<=256, 3), got {pal.shape}")
+        img = Image.frombytes("P", (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr.astype(np.uint8)).tobytes())
+        img.putpalette(pal.reshape(-1).tolist())
+    elif hi > 255:
+        img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint16)))
+        if img.mode != "I;16":
+            img = Image.frombytes("I;16", (arr.shape[1], arr.shape[0]),
+                                  np.ascontiguousarray(arr.astype("<u2")).tobytes())
+    else:
+        img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint8)))
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    """PNG bytes of an array (doctest and test helper)."""
+    bio = io.BytesIO()
+    Image.fromarray(np.asarray(arr)).save(bio, format="PNG")
+    return bio.getvalue()
