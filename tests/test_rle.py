@@ -222,6 +222,7 @@ def test_huge_coordinates_do_not_crash():
         (b"522P", "truncated"),
         (b"", "do not sum"),
         ("5220é", "outside COCO's RLE alphabet"),
+        (b"ooooooo0", "32 bits"),  # eight characters: more than a 32-bit count can need
     ],
 )
 def test_malformed_rle_raises(counts, message):
