@@ -1,0 +1,262 @@
+"""Executors: where shards run. All of them call the same :func:`run_shard`.
+
+* ``local``  – a pool of worker processes (``spawn``: a fresh interpreter, no state
+  inherited from the driver), ``workers`` of them; ``workers=1`` runs in the driver.
+* ``threads`` – a thread pool in the driver (fine when the job's kernels release the GIL).
+* ``dask``   – dask.distributed: ``scheduler="tcp://host:port"`` (or a ``Client``) uses a
+  running cluster; no scheduler starts a ``LocalCluster`` of ``workers`` processes.
+
+Each executor keeps only a bounded window of shards in flight, so the driver holds
+neither all tasks nor any rows; it yields ``(index, outcome)`` in completion order.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import ExecutorError
+from .job import Job
+from .manifest import ShardTask
+from .shard import ensure_prepared, run_shard
+
+log = logging.getLogger("fastmask.engine")
+
+EXECUTORS = ("local", "threads", "dask")
+
+
+class ShardFailure(Exception):
+    """Raised by an executor when a shard failed as a whole; carries the shard index."""
+
+    def __init__(self, index: int | None, cause: BaseException):
+        super().__init__(index, cause)
+        self.index, self.cause = index, cause
+
+
+def default_workers() -> int:
+    """Usable CPU cores (respects CPU affinity / container limits where the OS tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+# -- process pool -------------------------------------------------------------------
+
+_WORKER_JOB: Job | None = None
+
+
+def _init_process_worker(job: Job) -> None:
+    # The job is sent once per worker (not once per shard) and prepared once.
+    global _WORKER_JOB
+    _WORKER_JOB = job
+    ensure_prepared(job)
+
+
+def _run_in_process_worker(task: ShardTask) -> dict:
+    return run_shard(_WORKER_JOB, task)
+
+
+def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], window: int
+           ) -> Iterator[tuple[int, dict]]:
+    """Keep ``window`` shards in flight; yield outcomes as they finish."""
+    it = iter(tasks)
+    pending: dict[Future, int] = {}
+
+    def top_up():
+        for task in islice(it, window - len(pending)):
+            pending[submit(task)] = task.index
+
+    top_up()
+    try:
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=pending.__getitem__):
+                index = pending.pop(fut)
+                try:
+                    outcome = fut.result()
+                except BaseException as e:  # noqa: BLE001 - reported with the shard index
+                    raise ShardFailure(index, e) from e
+                yield index, outcome
+            top_up()
+    finally:
+        for fut in pending:
+            fut.cancel()
+
+
+class Executor:
+    """Common shape: ``with make_executor(...) as ex: for i, outcome in ex.run(job, tasks)``."""
+
+    name = "local"
+    workers = 1
+    scheduler: str | None = None
+    in_driver = False  # True when shards run in this process (per-item progress possible)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def describe(self) -> dict[str, Any]:
+        return {"executor": self.name, "workers": self.workers, "scheduler": self.scheduler}
+
+    def run(self, job: Job, tasks: Iterable[ShardTask], progress=None) -> Iterator[tuple[int, dict]]:
+        raise NotImplementedError
+
+
+class InDriverExecutor(Executor):
+    """Shards one after another in the driver (``local`` with one worker)."""
+
+    in_driver = True
+
+    def run(self, job, tasks, progress=None):
+        for task in tasks:
+            try:
+                outcome = run_shard(job, task, progress)
+            except Exception as e:  # noqa: BLE001
+                raise ShardFailure(task.index, e) from e
+            yield task.index, outcome
+
+
+class ThreadExecutor(Executor):
+    name = "threads"
+    in_driver = True
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastmask-shard")
+
+    def run(self, job, tasks, progress=None):
+        yield from _drive(lambda t: self._pool.submit(run_shard, job, t, progress), tasks, 2 * self.workers)
+
+    def close(self):
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ProcessExecutor(Executor):
+    name = "local"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def run(self, job, tasks, progress=None):
+        # spawn, not fork: the driver may hold threads (tqdm, Numba's pool, Dask) that a
+        # forked child would inherit in a locked state.
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                         initializer=_init_process_worker, initargs=(job,))
+        try:
+            yield from _drive(lambda t: self._pool.submit(_run_in_process_worker, t), tasks, 2 * self.workers + 1)
+        except ShardFailure as e:
+            if isinstance(e.cause, BrokenProcessPool):
+                e.cause = BrokenProcessPool("a worker process died (killed, out of memory, or crashed in native code)")
+            raise
+
+    def close(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+class DaskExecutor(Executor):
+    name = "dask"
+
+    def __init__(self, workers: int | None, scheduler: Any = None):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as e:
+            raise ExecutorError("executor 'dask' needs dask.distributed: pip install 'dask[distributed]'") from e
+        self._cluster = None
+        self._own_client = True
+        if scheduler is None:
+            n = workers or default_workers()
+            # One single-threaded process per core, like the local executor; no dashboard
+            # port to collide with on shared machines.
+            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                         dashboard_address=None, silence_logs=logging.WARNING)
+            self._client = Client(self._cluster)
+            self.scheduler = None
+        elif isinstance(scheduler, str):
+            try:
+                self._client = Client(scheduler, timeout="20s")
+            except (OSError, TimeoutError) as e:
+                raise ExecutorError(f"cannot connect to the Dask scheduler at {scheduler}: {e}") from e
+            self.scheduler = scheduler
+        else:  # an existing distributed.Client
+            self._client, self._own_client = scheduler, False
+            self.scheduler = getattr(scheduler, "scheduler", None) and scheduler.scheduler.address
+        try:
+            self._client.wait_for_workers(1, timeout=60)
+        except TimeoutError as e:
+            self.close()
+            raise ExecutorError(f"no Dask worker joined the scheduler {self.scheduler} within 60 s") from e
+        self.workers = sum(self._client.nthreads().values())
+
+    def run(self, job, tasks, progress=None):
+        from distributed import as_completed
+
+        client = self._client
+        # Sent once to every worker; each worker prepares it on first use (ensure_prepared).
+        job_future = client.scatter(job, broadcast=True, hash=False)
+        token = uuid.uuid4().hex[:8]
+        it = iter(tasks)
+        index_of = {}
+
+        def submit(task):
+            fut = client.submit(run_shard, job_future, task, key=f"fastmask-shard-{token}-{task.index:05d}", retries=0)
+            index_of[fut.key] = task.index
+            return fut
+
+        window = 2 * max(1, self.workers) + 1
+        ac = as_completed([submit(t) for t in islice(it, window)])
+        try:
+            for fut in ac:
+                index = index_of.pop(fut.key)
+                try:
+                    outcome = fut.result()
+                except BaseException as e:  # noqa: BLE001
+                    raise ShardFailure(index, e) from e
+                yield index, outcome
+                nxt = next(it, None)
+                if nxt is not None:
+                    ac.add(submit(nxt))
+        finally:
+            for fut in list(ac.futures):
+                fut.cancel()
+            job_future.release()
+
+    def close(self):
+        if self._own_client:
+            self._client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+
+def make_executor(executor: str, workers: int | None, scheduler: Any = None) -> Executor:
+    """Build the executor named ``executor`` (``local``, ``threads`` or ``dask``).
+
+    Example::
+
+        with make_executor("local", 2) as ex:
+            for index, outcome in ex.run(job, tasks):
+                ...
+    """
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise ExecutorError(f"a scheduler address needs executor 'dask', not {executor!r}")
+    if executor == "dask":
+        return DaskExecutor(workers, scheduler)
+    n = workers or default_workers()
+    if executor == "threads":
+        return ThreadExecutor(n)
+    return InDriverExecutor() if n == 1 else ProcessExecutor(n)

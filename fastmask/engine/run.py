@@ -1,0 +1,334 @@
+"""``run_job``: manifest -> shards -> executor -> Parquet report, with resume."""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .._version import __version__
+from .errors import (
+    EngineError,
+    OutputExistsError,
+    OutputNotWritableError,
+    ResumeMismatchError,
+    RunFailedError,
+    UsageError,
+)
+from .executors import EXECUTORS, ShardFailure, make_executor
+from .job import Job, check_job, to_jsonable
+from .manifest import DEFAULT_SHARD_SIZE, ShardTask, normalize_manifest, shard_count, shard_slice
+from .options import ENGINE_ARGUMENT_NAMES
+from .progress import Progress
+from .shard import ensure_prepared, items_schema, table_schema
+from .sink import (
+    ITEMS_TABLE,
+    MANIFEST_FILE,
+    REPORT_FORMAT,
+    RUN_JSON,
+    SHARDS_DIR,
+    clear_report,
+    folder_state,
+    read_json,
+    read_marker,
+    remove_temporaries,
+    write_json_atomic,
+    write_parquet_atomic,
+)
+
+log = logging.getLogger("fastmask.engine")
+
+# run.json keys that legitimately differ between two runs of the same job on the same
+# manifest (a resumed run, another executor or worker count); everything else is equal.
+VOLATILE_RUN_KEYS = ("timing", "execution")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_job` returns (the same facts as ``run.json``).
+
+    Example::
+
+        r = run_job(job, manifest, "out/")
+        print(r.n_items, r.counts["error"], f"{r.items_per_second:.0f} items/s", r.run_json)
+    """
+
+    out_dir: Path
+    run_json: Path
+    job: str
+    n_items: int
+    counts: dict[str, Any]
+    tables: dict[str, int]
+    summary: dict[str, Any]
+    n_shards: int
+    skipped_shards: int
+    wall_seconds: float
+    items_per_second: float
+    execution: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_ok(self) -> int:
+        return self.counts["ok"]
+
+    @property
+    def n_error(self) -> int:
+        return self.counts["error"]
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _schema_text(schema: pa.Schema) -> list[str]:
+    return [f"{f.name}: {f.type}" for f in schema]
+
+
+def _resume_key(job: Job, job_arguments: dict, arguments: dict, labelmap: Any, shard_size: int, n_items: int,
+                id_type: pa.DataType) -> dict[str, Any]:
+    # Everything that decides the content of the parts; compared key by key on resume so
+    # the refusal can say what changed.
+    return {
+        "report_format": REPORT_FORMAT,
+        "fastmask_version": __version__,
+        "job": job.name,
+        "job_class": f"{type(job).__module__}.{type(job).__qualname__}",
+        "job_arguments": job_arguments,
+        "arguments": ({k: v for k, v in arguments.items() if k not in ENGINE_ARGUMENT_NAMES}
+                      if isinstance(arguments, dict) else arguments),
+        "labelmap": labelmap,
+        "shard_size": shard_size,
+        "items": n_items,
+        "schemas": {ITEMS_TABLE: _schema_text(items_schema(job, id_type)),
+                    **{n: _schema_text(table_schema(job, n, id_type)) for n in sorted(job.tables)}},
+    }
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_resume(stored: dict, key: dict, out: Path) -> None:
+    old = stored.get("resume_key")
+    if not isinstance(old, dict):
+        raise ResumeMismatchError(f"{out / RUN_JSON} has no resume information; use --overwrite to start over")
+    diffs = [f"{k}: the run in {out} has {_short(old.get(k))}, now {_short(key[k])}"
+             for k in key if old.get(k) != key[k]]
+    if diffs:
+        raise ResumeMismatchError("cannot resume: the run differs from the one in the folder\n  "
+                                  + "\n  ".join(diffs) + "\nuse --overwrite to start over, or another --out")
+
+
+def _write_run_json(path: Path, doc: dict) -> None:
+    write_json_atomic(path, doc)
+
+
+def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_size: int | None = None,
+            executor: str = "local", workers: int | None = None, scheduler: Any = None, resume: bool = False,
+            overwrite: bool = False, quiet: bool = False, arguments: dict | None = None,
+            labelmap: Any = None) -> RunResult:
+    """Run ``job`` over every item of ``manifest`` and write the report folder ``out_dir``.
+
+    * ``manifest``: a ``pyarrow.Table`` with a unique ``item_id`` column (string or
+      integer) plus whatever the job reads (paths...). Sorted by ``item_id`` here. May be
+      ``None`` with ``resume=True``: the manifest saved in the folder is used.
+    * ``shard_size``: items per shard (default 2000; a resumed run keeps its own).
+    * ``executor``: ``"local"`` (processes; ``workers=1`` runs in this process),
+      ``"threads"`` or ``"dask"``; ``workers`` defaults to all cores; ``scheduler`` is a
+      Dask scheduler address (or a ``distributed.Client``), ``None`` starts a LocalCluster.
+    * ``resume``: keep finished shards of the run in ``out_dir`` and run the rest;
+      ``overwrite``: delete the report in ``out_dir`` first. Without either, a non-empty
+      ``out_dir`` raises :class:`OutputExistsError`.
+    * ``arguments`` (default ``job.arguments()``) and ``labelmap`` (any JSON-able value)
+      are recorded in ``run.json``.
+
+    Raises :class:`EngineError` subclasses (exit code 2) before any work starts, and
+    :class:`RunFailedError` (exit code 3) when a shard fails as a whole.
+
+    Example::
+
+        manifest = pa.table({"item_id": ["a", "b"], "path": ["a.png", "b.png"]})
+        result = run_job(MyJob(), manifest, "report/", workers=2)
+        pq.read_table("report/items")  # one row per item
+    """
+    t_start = time.perf_counter()
+    started = _now()
+    check_job(job)
+    if resume and overwrite:
+        raise UsageError("use either resume or overwrite, not both")
+    if executor not in EXECUTORS:
+        raise UsageError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise UsageError(f"a scheduler needs executor 'dask', not {executor!r}")
+    for name, value in (("workers", workers), ("shard_size", shard_size)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise UsageError(f"{name} must be a positive integer, got {value!r}")
+
+    out = Path(out_dir)
+    job_arguments = to_jsonable(job.arguments())
+    recorded_arguments = to_jsonable(arguments) if arguments is not None else job_arguments
+    state = folder_state(out)
+    if state == "foreign" and (overwrite or resume):
+        raise OutputExistsError(f"{out} is not empty and holds no fastmask report (no {RUN_JSON}); "
+                                f"refusing to {'delete' if overwrite else 'resume'} it: choose another --out")
+    if state in ("report", "foreign") and not (resume or overwrite):
+        raise OutputExistsError(f"output folder {out} already exists and is not empty: "
+                                "pass --resume to continue the run in it, --overwrite to replace it, "
+                                "or choose another --out")
+
+    resuming = resume and state == "report"
+    if resuming:
+        try:
+            stored = read_json(out / RUN_JSON)
+        except (OSError, ValueError) as e:
+            raise ResumeMismatchError(f"cannot read {out / RUN_JSON} ({e}); use --overwrite to start over") from e
+        stored_manifest = pq.read_table(out / MANIFEST_FILE)
+        if manifest is None:
+            manifest = stored_manifest
+        else:
+            manifest = normalize_manifest(manifest)
+            if not manifest.equals(stored_manifest):
+                raise ResumeMismatchError(f"cannot resume: the manifest (dataset items) differs from the one "
+                                          f"saved in {out / MANIFEST_FILE}; use --overwrite to start over")
+        stored_size = stored.get("shard_size")
+        if shard_size is not None and shard_size != stored_size:
+            raise ResumeMismatchError(f"cannot resume with shard size {shard_size}: the run in {out} uses "
+                                      f"{stored_size}; drop --shard-size or use --overwrite")
+        shard_size = stored_size
+        id_type = manifest.schema.field("item_id").type
+        key = _resume_key(job, job_arguments, recorded_arguments, to_jsonable(labelmap), shard_size, manifest.num_rows, id_type)
+        _check_resume(stored, key, out)
+    else:
+        if manifest is None:
+            raise UsageError("a manifest is needed (only resume=True can reuse the saved one)")
+        manifest = normalize_manifest(manifest)
+        shard_size = shard_size or DEFAULT_SHARD_SIZE
+        id_type = manifest.schema.field("item_id").type
+        key = _resume_key(job, job_arguments, recorded_arguments, to_jsonable(labelmap), shard_size, manifest.num_rows, id_type)
+
+    n_items = manifest.num_rows
+    n_shards = max(1, shard_count(n_items, shard_size))  # an empty run still writes empty parts
+    doc: dict[str, Any] = {
+        "report_format": REPORT_FORMAT,
+        "fastmask_version": __version__,
+        "status": "running",
+        "job": job.name,
+        "arguments": recorded_arguments,
+        "labelmap": to_jsonable(labelmap),
+        "resume_key": key,
+        "shard_size": shard_size,
+        "shards": n_shards,
+        "tables": [ITEMS_TABLE] + sorted(job.tables),
+    }
+
+    try:
+        if state == "report" and overwrite:
+            clear_report(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in doc["tables"]:
+            (out / name).mkdir(exist_ok=True)
+        (out / SHARDS_DIR).mkdir(exist_ok=True)
+        if resuming:
+            removed = remove_temporaries(out)
+            if removed:
+                log.info("removed %d temporary files left by an interrupted run", removed)
+        else:
+            write_parquet_atomic(manifest, out / MANIFEST_FILE)
+            _write_run_json(out / RUN_JSON, {**doc, "timing": {"started": started}})
+    except OSError as e:
+        raise OutputNotWritableError(f"cannot write the report to {out}: {e.strerror or e}") from e
+
+    done = {i for i in range(n_shards) if read_marker(out, i) is not None} if resuming else set()
+    done_items = sum(min(shard_size, n_items - i * shard_size) for i in done)
+    if done:
+        log.info("resuming: %d of %d shards already done (%d items)", len(done), n_shards, done_items)
+
+    ensure_prepared(job)  # once in the driver, before workers start (warms Numba's cache)
+    tasks = (ShardTask(i, shard_slice(manifest, i, shard_size), str(out)) for i in range(n_shards) if i not in done)
+    processed = 0
+    progress = Progress(n_items, initial=done_items, quiet=quiet, desc=job.name)
+    execution: dict[str, Any] = {}
+    try:
+        with make_executor(executor, workers, scheduler) as ex:
+            execution = ex.describe()
+            log.info("%s: %d items in %d shards of %d, executor %s with %d workers", job.name, n_items,
+                     n_shards, shard_size, execution["executor"], execution["workers"])
+            for _index, outcome in ex.run(job, tasks, progress.update if ex.in_driver else None):
+                processed += outcome["items"]
+                progress.update(outcome["items"] - outcome.get("reported", 0))
+    except ShardFailure as e:
+        _mark_stopped(out, doc, started, f"shard {e.index} failed: {type(e.cause).__name__}: {e.cause}")
+        raise RunFailedError(f"shard {e.index} failed: {type(e.cause).__name__}: {e.cause}\n"
+                             f"finished shards are kept in {out}; fix the cause and rerun with --resume") from e.cause
+    except KeyboardInterrupt:
+        _mark_stopped(out, doc, started, "interrupted")
+        log.warning("interrupted: finished shards are kept in %s; rerun with --resume to continue", out)
+        raise
+    finally:
+        progress.close()
+
+    # Final reduce from the markers (not from what this invocation saw), so a resumed run
+    # and an uninterrupted one finalize from exactly the same values.
+    markers = []
+    for i in range(n_shards):
+        m = read_marker(out, i)
+        if m is None:
+            raise RunFailedError(f"shard {i} has no done-marker after the run; rerun with --resume")
+        markers.append(m)
+    error_codes: dict[str, int] = {}
+    for m in markers:
+        for code, n in m["error_codes"].items():
+            error_codes[code] = error_codes.get(code, 0) + n
+    counts = {"items": sum(m["items"] for m in markers), "ok": sum(m["ok"] for m in markers),
+              "error": sum(m["error"] for m in markers), "error_codes": dict(sorted(error_codes.items()))}
+    if counts["items"] != n_items:
+        raise RunFailedError(f"the shards hold {counts['items']} items, the manifest {n_items}; "
+                             "the report folder was modified: use --overwrite")
+    table_rows = {name: sum(m["rows"][name] for m in markers) for name in doc["tables"]}
+    summary = to_jsonable(job.finalize([m["summary"] for m in markers]) or {})
+
+    wall = time.perf_counter() - t_start
+    rate = processed / wall if wall > 0 else 0.0
+    doc.update(status="complete", counts=counts,
+               tables={name: {"rows": table_rows[name], "parts": n_shards} for name in doc["tables"]},
+               summary=summary, execution=execution,
+               timing={"started": started, "finished": _now(), "wall_seconds": round(wall, 3),
+                       "items_per_second": round(rate, 1), "processed_items": processed,
+                       "skipped_shards": len(done)})
+    try:
+        _write_run_json(out / RUN_JSON, doc)
+    except OSError as e:
+        raise OutputNotWritableError(f"cannot write {out / RUN_JSON}: {e.strerror or e}") from e
+    log.info("%s: %d items (%d ok, %d error) in %.1f s, %.0f items/s -> %s", job.name, counts["items"],
+             counts["ok"], counts["error"], wall, rate, out)
+    return RunResult(out_dir=out, run_json=out / RUN_JSON, job=job.name, n_items=n_items, counts=counts,
+                     tables=table_rows, summary=summary, n_shards=n_shards, skipped_shards=len(done),
+                     wall_seconds=wall, items_per_second=rate, execution=execution)
+
+
+def _mark_stopped(out: Path, doc: dict, started: str, reason: str) -> None:
+    # Best effort: tell readers of run.json that this report is not complete.
+    try:
+        _write_run_json(out / RUN_JSON, {**doc, "status": "stopped", "stop_reason": reason,
+                                         "timing": {"started": started, "stopped": _now()}})
+    except (OSError, ValueError):
+        pass
+
+
+def load_report_table(out_dir: str | Path, table: str = ITEMS_TABLE) -> pa.Table:
+    """Read one table of a report (all parts, in shard order).
+
+    Example::
+
+        items = load_report_table("report/", "items").to_pandas()
+    """
+    folder = Path(out_dir) / table
+    parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        raise EngineError(f"no parts in {folder}")
+    return pa.concat_tables([pq.read_table(p) for p in parts])
