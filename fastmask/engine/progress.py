@@ -42,7 +42,7 @@ class Progress:
         if not quiet and stderr_is_terminal():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, unit="item", unit_scale=True, desc=desc or None,
+            self.bar = tqdm(total=total, initial=initial, unit="item", desc=desc or None,
                             file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
     @property

@@ -25,7 +25,8 @@ def toy_manifest(n: int, *, start: int = 0, shuffle: bool = True) -> pa.Table:
     order = list(range(start, start + n))
     if shuffle:
         order = order[1::2] + order[0::2][::-1]
-    return pa.table({"item_id": [f"item-{i:06d}" for i in order], "n": pa.array(order, pa.int64())})
+    return pa.table({"item_id": pa.array([f"item-{i:06d}" for i in order], pa.string()),
+                     "n": pa.array(order, pa.int64())})
 
 
 class ToyJob(Job):
@@ -117,3 +118,17 @@ class NullJob(Job):
     def process(self, item):
         rows = [{"text": "x" * self.payload}] if self.payload else []
         return ItemResult({"n": item["n"]}, {"notes": rows})
+
+
+class PrepareProbeJob(Job):
+    """Records in every row which process ran it and which process ran ``prepare()``
+    on this job object: they must match in every worker."""
+
+    name = "probe"
+    item_schema = pa.schema([("pid", pa.int64()), ("prepared_pid", pa.int64())])
+
+    def prepare(self) -> None:
+        self._prepared_pid = os.getpid()
+
+    def process(self, item):
+        return ItemResult({"pid": os.getpid(), "prepared_pid": getattr(self, "_prepared_pid", None)})
