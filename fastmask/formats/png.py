@@ -292,16 +292,18 @@ def _decode(img: Image.Image, data: bytes, name: str, *, labelmap: LabelMap | No
     return MaskData(array=arr, palette=palette, **md)
 
 
-def read_mask(source: Source, *, labelmap: LabelMap | None = None) -> MaskData:
+def read_mask(source: Source, *, labelmap: LabelMap | None = None, name: str | None = None) -> MaskData:
     """Read a mask file (path, bytes or binary file object) as integer ids.
 
     ``labelmap`` is only used for RGB/RGBA masks (see the module docs).
+    ``name`` labels bytes in messages and ``MaskData.source``.
 
     >>> m = read_mask(_png_bytes(np.array([[0, 128]], np.uint8)))
     >>> m.array.dtype, m.array.tolist()
     (dtype('uint8'), [[0, 128]])
     """
-    data, name = _load_bytes(source)
+    data, name0 = _load_bytes(source)
+    name = name or name0
     img = _open_image(data, name)
     try:
         return _decode(img, data, name, labelmap=labelmap, panoptic=False)
@@ -309,7 +311,7 @@ def read_mask(source: Source, *, labelmap: LabelMap | None = None) -> MaskData:
         img.close()
 
 
-def read_panoptic(source: Source) -> MaskData:
+def read_panoptic(source: Source, *, name: str | None = None) -> MaskData:
     """Read a COCO-panoptic PNG: uint32 segment ids ``R + 256*G + 65536*B`` (0 = void).
 
     Non-RGB files are returned as their integer values (as uint32) so a checker
@@ -319,7 +321,8 @@ def read_panoptic(source: Source) -> MaskData:
     >>> read_panoptic(_png_bytes(rgb)).array.tolist()
     [[7, 257]]
     """
-    data, name = _load_bytes(source)
+    data, name0 = _load_bytes(source)
+    name = name or name0
     img = _open_image(data, name)
     try:
         return _decode(img, data, name, labelmap=None, panoptic=True)

@@ -1,0 +1,232 @@
+"""A dataset root that is a folder or a zip file, with path-safety checks on every read.
+
+:class:`Root` is what dataset objects hold: a path, a sub-folder ("base") and
+nothing else when pickled; the zip file is opened lazily, once per process.
+
+Safety (all refusals raise ``FormatError("path_outside_root")``):
+
+- zip entries with an absolute name, a drive letter, or a ``..`` part, and zip
+  entries that are symlinks, are listed (so they can be reported) but never
+  read or extracted;
+- relative paths given to :meth:`Root.read` etc. may not be absolute or climb
+  out with ``..``;
+- in a folder, a path whose real location (symlinks resolved) is outside the
+  root's real location is refused.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import re
+import stat
+import zipfile
+from typing import IO
+
+from .errors import FormatError
+
+__all__ = ["Root", "unsafe_reason", "is_junk"]
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def unsafe_reason(name: str) -> str | None:
+    """Why a relative name may not be read under a root (None when it is fine).
+
+    >>> unsafe_reason("masks/a.png") is None, unsafe_reason("../etc/passwd"), unsafe_reason("/abs")
+    (True, "contains '..'", 'is absolute')
+    """
+    n = name.replace("\\", "/")
+    if n.startswith("/") or _DRIVE.match(n):
+        return "is absolute"
+    if ".." in n.split("/"):
+        return "contains '..'"
+    if "\x00" in n:
+        return "contains a NUL byte"
+    return None
+
+
+def is_junk(rel: str) -> bool:
+    """OS metadata that is never data: macOS ``__MACOSX/`` and ``._*`` forks, ``.DS_Store``, hidden files."""
+    parts = rel.split("/")
+    return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts)
+
+
+class Root:
+    """A folder or a zip file, optionally narrowed to a sub-folder ``base``.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.txt").write_text("hi")
+    >>> r = Root(d); r.files(), r.read("a.txt")
+    (['a.txt'], b'hi')
+    """
+
+    def __init__(self, path: str | os.PathLike, base: str = ""):
+        self.path = os.path.abspath(os.fspath(path))
+        self.base = base.strip("/")
+        self.is_zip = os.path.isfile(self.path) and zipfile.is_zipfile(self.path)
+        if not self.is_zip and not os.path.isdir(self.path):
+            raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
+        self._zf: zipfile.ZipFile | None = None
+        self._zpid: int | None = None
+        self._real: str | None = None
+
+    # pickling: paths only; zip handles and caches are per process
+    def __getstate__(self):
+        return {"path": self.path, "base": self.base, "is_zip": self.is_zip}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._zf = None
+        self._zpid = None
+        self._real = None
+
+    def __repr__(self):
+        return f"Root({self.path!r}{', base=' + repr(self.base) if self.base else ''})"
+
+    def sub(self, base: str) -> "Root":
+        """The same root narrowed to a sub-folder."""
+        r = Root.__new__(Root)
+        r.__setstate__({"path": self.path, "base": posixpath.join(self.base, base).strip("/") if base else self.base,
+                        "is_zip": self.is_zip})
+        return r
+
+    # ------------------------------------------------------------------ zip
+    def _zip(self) -> zipfile.ZipFile:
+        pid = os.getpid()
+        if self._zf is None or self._zpid != pid:  # a forked child must not share the parent's handle
+            try:
+                self._zf = zipfile.ZipFile(self.path)
+            except (OSError, zipfile.BadZipFile) as e:
+                raise FormatError("unreadable", f"{self.path}: {e}", path=self.path) from None
+            self._zpid = pid
+        return self._zf
+
+    def _full(self, rel: str) -> str:
+        return posixpath.join(self.base, rel) if self.base else rel
+
+    def display(self, rel: str) -> str:
+        """A human/absolute name: ``/x/y.zip!dir/a.png`` or ``/x/dir/a.png``."""
+        full = self._full(rel)
+        return f"{self.path}!{full}" if self.is_zip else os.path.join(self.path, *full.split("/"))
+
+    # ------------------------------------------------------------------ listing
+    def files(self, under: str = "", *, recursive: bool = True) -> list[str]:
+        """Sorted relative (posix) names of files under ``under``, junk skipped.
+
+        Unsafe zip entries are included (they are reported, then refused on read).
+        Folders are walked without following directory symlinks.
+        """
+        prefix = self._full(under).strip("/")
+        out: list[str] = []
+        if self.is_zip:
+            pre = prefix + "/" if prefix else ""
+            blen = len(self.base) + 1 if self.base else 0
+            for info in self._zip().infolist():
+                name = info.filename
+                if info.is_dir() or not name.startswith(pre):
+                    continue
+                rel = name[blen:]
+                sub = name[len(pre):]
+                if not recursive and "/" in sub.replace("\\", "/"):
+                    continue
+                if unsafe_reason(rel) is None and is_junk(rel):
+                    continue
+                out.append(rel)
+        else:
+            top = os.path.join(self.path, *prefix.split("/")) if prefix else self.path
+            if not os.path.isdir(top):
+                return []
+            baselen = len(os.path.join(self.path, *self.base.split("/")) if self.base else self.path) + 1
+            for dirpath, dirnames, filenames in os.walk(top):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+                for f in filenames:
+                    if f.startswith("."):
+                        continue
+                    out.append(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/"))
+                if not recursive:
+                    break
+        out.sort()
+        return out
+
+    def isdir(self, rel: str) -> bool:
+        full = self._full(rel).strip("/")
+        if self.is_zip:
+            pre = full + "/"
+            return any(n.startswith(pre) for n in self._zip().namelist())
+        return os.path.isdir(os.path.join(self.path, *full.split("/")))
+
+    def top_dirs(self) -> list[str]:
+        """Names of the top-level folders (and files) of a zip, for base detection."""
+        if self.is_zip:
+            return sorted({n.split("/", 1)[0] for n in self._zip().namelist() if n and not is_junk(n)})
+        return sorted(os.listdir(self.path))
+
+    # ------------------------------------------------------------------ reading
+    def check(self, rel: str) -> str:
+        """Validate a relative name; return the OS path (folder) or the zip entry name."""
+        why = unsafe_reason(rel)
+        if why:
+            raise FormatError("path_outside_root", f"{self.display(rel)}: path {why}; refused", path=rel)
+        full = self._full(rel)
+        if self.is_zip:
+            try:
+                info = self._zip().getinfo(full)
+            except KeyError:
+                raise FormatError("missing_file", f"{self.display(rel)}: no such entry", path=rel) from None
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise FormatError("path_outside_root", f"{self.display(rel)}: zip entry is a symlink; refused",
+                                  path=rel)
+            return full
+        p = os.path.join(self.path, *full.split("/"))
+        if self._real is None:
+            self._real = os.path.realpath(self.path)
+        real = os.path.realpath(p)
+        if real != self._real and not real.startswith(self._real.rstrip(os.sep) + os.sep):
+            raise FormatError("path_outside_root",
+                              f"{p}: resolves to {real}, outside the dataset root {self._real}; refused", path=rel)
+        return p
+
+    def exists(self, rel: str) -> bool:
+        """True when ``rel`` is a safe, existing file (unsafe names are 'existing but refused': True)."""
+        if unsafe_reason(rel):
+            return True  # exists as far as listing goes; read() refuses it
+        full = self._full(rel)
+        if self.is_zip:
+            try:
+                self._zip().getinfo(full)
+                return True
+            except KeyError:
+                return False
+        return os.path.isfile(os.path.join(self.path, *full.split("/")))
+
+    def read(self, rel: str) -> bytes:
+        """All bytes of a file (refusing unsafe names, missing files -> missing_file)."""
+        where = self.check(rel)
+        try:
+            if self.is_zip:
+                return self._zip().read(where)
+            with open(where, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            raise FormatError("missing_file", f"{self.display(rel)}: no such file", path=rel) from None
+        except (OSError, zipfile.BadZipFile, EOFError) as e:
+            # a corrupt zip member (bad CRC, truncated archive) is this item's problem only
+            msg = str(e)
+            code = "truncated" if "truncat" in msg.lower() or isinstance(e, EOFError) else "unreadable"
+            raise FormatError(code, f"{self.display(rel)}: {msg}", path=rel) from None
+
+    def open(self, rel: str) -> IO[bytes]:
+        """A binary stream (for header-only reads)."""
+        where = self.check(rel)
+        if self.is_zip:
+            return self._zip().open(where)
+        try:
+            return open(where, "rb")
+        except FileNotFoundError:
+            raise FormatError("missing_file", f"{self.display(rel)}: no such file", path=rel) from None
+        except OSError as e:
+            raise FormatError("unreadable", f"{self.display(rel)}: {e}", path=rel) from None
+
+    def local_path(self, rel: str) -> str | None:
+        """OS path of a file in a folder root (None inside a zip)."""
+        return None if self.is_zip else os.path.join(self.path, *self._full(rel).split("/"))

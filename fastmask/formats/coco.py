@@ -1,0 +1,185 @@
+"""Layout ``coco``: a COCO instances (or stuff) JSON, plus an optional images folder.
+
+The JSON is parsed once into Arrow (see :mod:`._cocojson`): the manifest is the
+``images`` table (one row per image record, annotation-less images included)
+and each row carries ``ann_start``/``ann_count`` into the memory-mapped
+annotations table, so reading an item touches only its own annotations.
+
+- ``item_id``: the image id zero-padded to 12 digits (``000000139077``) so
+  string order is numeric order; a repeated image id gets ``#2``, ``#3``...; an
+  image without an integer id gets ``~<id as JSON>``.
+- ``images=``: where ``file_name`` is resolved. Default: the first existing of
+  ``<root>/<split>``, ``<root>/images/<split>``, ``<root>/images`` where the JSON
+  is ``<root>/annotations/<kind>_<split>.json``; none -> no image checks.
+  A ``file_name`` that is absolute or climbs out with ``..`` (or a symlink that
+  leads out) is refused for that item: ``FormatError('path_outside_root')``.
+- Label map: ``labelmap=`` or the file's ``categories``.
+
+Manifest columns: ``item_id``, ``image_id`` (int64, null if not an integer),
+``file_name``, ``width``, ``height`` (from the record), ``ann_start``,
+``ann_count``. ``Item.annotations`` is the list of that image's annotation
+dicts exactly as in the file; ``Item.extra['record_size']`` is the record's (w, h).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+
+from . import _cocojson
+from ._fs import Root
+from .errors import FormatError
+from .labelmap import LabelMap
+from .layouts import Dataset, Item, header_size
+
+__all__ = ["CocoDataset", "find_coco_json", "guess_images_dir"]
+
+
+def find_coco_json(path: str, *, panoptic: bool | None = None) -> str:
+    """The JSON file itself, or the single COCO JSON in a folder (or its ``annotations/``)."""
+    from .layouts import _dir_jsons, _json_kind
+
+    p = os.path.abspath(os.fspath(path))
+    if os.path.isfile(p):
+        return p
+    if not os.path.isdir(p):
+        raise FormatError("missing_file", f"{p}: no such file or folder", path=p)
+    want = {True: ("coco_panoptic",), False: ("coco",), None: ("coco", "coco_panoptic")}[panoptic]
+    found = [j for j in _dir_jsons(p) if _json_kind(j) in want]
+    if len(found) != 1:
+        raise FormatError("unknown_layout", f"{p}: expected exactly one COCO JSON, found {len(found)}"
+                          + (": " + ", ".join(os.path.relpath(j, p) for j in found) if found else ""), path=p)
+    return found[0]
+
+
+def guess_images_dir(json_path: str) -> str | None:
+    d = os.path.dirname(json_path)
+    root = os.path.dirname(d) if os.path.basename(d) == "annotations" else d
+    stem = os.path.splitext(os.path.basename(json_path))[0]
+    split = stem.split("_", 1)[1] if "_" in stem else stem
+    for cand in (os.path.join(root, split), os.path.join(root, "images", split), os.path.join(root, "images")):
+        if os.path.isdir(cand) and cand != d:
+            return cand
+    return None
+
+
+class _CocoBase(Dataset):
+    """Shared by instances and panoptic: cache handling, images root, label map."""
+
+    panoptic = False
+
+    def __init__(self, path, *, images=None, labelmap: LabelMap | None = None, cache_dir: str | None = None):
+        self._labelmap = None
+        super().__init__(path, labelmap)
+        self.json_path = find_coco_json(path, panoptic=self.panoptic)
+        images = images if images is not None else guess_images_dir(self.json_path)
+        self.images: Root | None = Root(images) if images is not None else None
+        self.cache_dir = cache_dir
+        self.cache: str | None = None
+        self._given_labelmap = labelmap is not None
+        self._cache_meta = None
+
+    # labelmap is filled from the file's categories on first use
+    @property
+    def labelmap(self) -> LabelMap | None:
+        if self._labelmap is None and not getattr(self, "_given_labelmap", True):
+            cats = self.meta().get("categories")
+            if cats:
+                self._labelmap = LabelMap.from_coco_categories(cats, source=f"{self.json_path}#categories")
+        return self._labelmap
+
+    @labelmap.setter
+    def labelmap(self, value):
+        self._labelmap = value
+
+    def prepare(self, cache_dir: str | None = None) -> str:
+        """Parse the JSON into the Arrow cache (once; reused across processes and runs).
+
+        >>> # ds = open_dataset("instances_val2017.json"); ds.prepare(); pickle.dumps(ds)
+        """
+        if cache_dir is not None:
+            self.cache_dir = cache_dir
+        if self.cache is None or not os.path.isfile(os.path.join(self.cache, "meta.json")):
+            self.cache = _cocojson.build_cache(self.json_path, self.cache_dir)
+        return self.cache
+
+    def meta(self) -> dict:
+        """Dataset-level facts from the parse: counts, categories, orphan/duplicate ids."""
+        if self._cache_meta is None:
+            with open(os.path.join(self.prepare(), "meta.json")) as f:
+                self._cache_meta = json.load(f)
+        return self._cache_meta
+
+    def info(self) -> dict:
+        m = self.meta()
+        out = super().info()
+        out.update({k: m[k] for k in ("json", "n_images", "n_annotations", "n_orphan_annotations",
+                                      "orphan_image_ids_sample", "duplicate_image_ids",
+                                      "duplicate_annotation_ids", "images_without_integer_id")})
+        return out
+
+    def annotations_table(self) -> pa.Table:
+        """The memory-mapped annotations table (sorted by image_id)."""
+        return _cocojson.open_table(os.path.join(self.prepare(), "annotations.arrow"))
+
+    def orphan_annotations(self) -> list[dict]:
+        """Annotations whose image_id matches no image record (for ``unknown_image`` checks)."""
+        t = self.annotations_table()
+        ids = set(self.manifest().column("image_id").drop_null().to_pylist())
+        out = []
+        for b in t.to_batches():
+            for iid, raw in zip(b.column("image_id").to_pylist(), b.column("raw").to_pylist()):
+                if iid is None or iid not in ids:
+                    out.append(json.loads(raw))
+        return out
+
+    def _build_manifest(self) -> pa.Table:
+        t = _cocojson.open_table(os.path.join(self.prepare(), "images.arrow"))
+        return t.select(["item_id", "image_id", "file_name", "width", "height", "ann_start", "ann_count"])
+
+    def _raw_annotations(self, row: dict) -> list[str]:
+        n = int(row.get("ann_count") or 0)
+        if n == 0:
+            return []
+        t = self.annotations_table()
+        return t.column("raw").slice(int(row["ann_start"]), n).to_pylist()
+
+    def _image(self, row: dict, item: Item) -> None:
+        rec = (row.get("width"), row.get("height"))
+        item.extra["record_size"] = rec if None not in rec else None
+        item.extra["image_id"] = row.get("image_id")
+        item.extra["file_name"] = row.get("file_name")
+        if self.images is None:
+            item.image_size = item.extra["record_size"]
+            return
+        fn = row.get("file_name")
+        if not fn:
+            item.missing.append("image")
+            return
+        self.images.check(fn)  # refuses absolute / '..' / outside symlinks before any access
+        if self.images.exists(fn):
+            item.image_path = self.images.display(fn)
+            item.image_size = header_size(self.images, fn, item.extra)
+        else:
+            item.missing.append("image")
+            item.extra["expected_image"] = self.images.display(fn)
+
+
+class CocoDataset(_CocoBase):
+    """COCO instances JSON (+ images folder).
+
+    >>> # ds = open_dataset("annotations/instances_val2017.json", images="val2017")
+    >>> # ds.read_item(ds.manifest().slice(0, 1).to_pylist()[0]).annotations
+    """
+
+    layout = "coco"
+
+    def read_item(self, row: dict) -> Item:
+        item = Item(item_id=row["item_id"])
+        self._image(row, item)
+        try:
+            item.annotations = [json.loads(r) for r in self._raw_annotations(row)]
+        except ValueError as e:  # cannot happen for a cache we wrote; a damaged cache is still an error row
+            raise FormatError("bad_json", f"{self.json_path}: annotation of {row['item_id']}: {e}") from None
+        return item

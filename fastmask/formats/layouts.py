@@ -1,0 +1,326 @@
+"""Dataset layouts: detection, the :class:`Dataset` base class and :func:`open_dataset`.
+
+Layout names (``layout=`` / ``--layout``):
+
+``masks``          a folder (or zip) of mask images, optionally paired with an
+                   images folder by file stem (:mod:`.maskdir`)
+``voc``            Pascal VOC / CVAT "Segmentation Mask": ``ImageSets/Segmentation/*.txt``,
+                   ``SegmentationClass/``, ``SegmentationObject/``, ``labelmap.txt``;
+                   folder or ``.zip`` (:mod:`.voc`)
+``coco``           COCO instances JSON (+ optional images folder) (:mod:`.coco`)
+``coco_panoptic``  COCO panoptic JSON + PNG folder, id = R + 256 G + 65536 B (:mod:`.panoptic`)
+``cleanzip``       ``images/ masks/ coco/ index.csv meta.json``, folder or zip (:mod:`.cleanzip`)
+
+A :class:`Dataset` is light and picklable (paths and small metadata; tables are
+cached per process and dropped when pickled) so it can be shipped to pool or
+Dask workers. ``manifest()`` lists every item, sorted by ``item_id``, including
+items whose files are missing; ``read_item(row)`` reads one item and raises
+:class:`~fastmask.formats.errors.FormatError` when it cannot.
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import pyarrow as pa
+
+from ._fs import Root
+from .errors import FormatError
+from .labelmap import LABELMAP_FILENAMES, LabelMap, load_labelmap
+from .png import MaskData, read_image_size, read_mask, read_panoptic
+
+__all__ = [
+    "Item",
+    "Dataset",
+    "LAYOUTS",
+    "detect_layout",
+    "open_dataset",
+    "MASK_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+]
+
+LAYOUTS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+
+
+@dataclass
+class Item:
+    """One dataset item as read by :meth:`Dataset.read_item`.
+
+    ``missing`` names the files the layout expected but did not find
+    (``"mask"``, ``"image"``, ``"instance_mask"``); ``extra`` holds
+    layout-specific facts (``record_size`` of a COCO image, ``splits``, ...).
+    """
+
+    item_id: str
+    mask: MaskData | None = None
+    instance_mask: MaskData | None = None
+    segments: list | None = None
+    annotations: list | None = None
+    image_path: str | None = None
+    image_size: tuple[int, int] | None = None
+    missing: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+class Dataset:
+    """Base class: a layout over a :class:`~fastmask.formats._fs.Root`.
+
+    Subclasses implement ``_build_manifest()`` and ``read_item(row)``.
+    """
+
+    layout: str = ""
+
+    def __init__(self, root: str, labelmap: LabelMap | None = None):
+        self.root = os.path.abspath(os.fspath(root))
+        self.labelmap = labelmap
+        self._manifest: pa.Table | None = None
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for k in list(state):
+            if k.startswith("_cache") or k == "_manifest":
+                state[k] = None  # per-process caches never travel
+        return state
+
+    def __repr__(self):
+        return f"{type(self).__name__}(layout={self.layout!r}, root={self.root!r})"
+
+    # ------------------------------------------------------------------ API
+    def manifest(self) -> pa.Table:
+        """One row per item, ``item_id`` unique and sorted ascending (cached per process)."""
+        if self._manifest is None:
+            self._manifest = _finish_manifest(self._build_manifest(), self)
+        return self._manifest
+
+    def __len__(self) -> int:
+        return self.manifest().num_rows
+
+    def _build_manifest(self) -> pa.Table:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read_item(self, row: dict) -> Item:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def iter_items(self) -> Iterator[tuple[dict, Item | FormatError]]:
+        """(row, Item or the FormatError it raised) for every manifest row, in order.
+
+        >>> # for row, item in ds.iter_items(): ...
+        """
+        for row in self.manifest().to_pylist():
+            try:
+                yield row, self.read_item(row)
+            except FormatError as e:
+                yield row, e
+
+    def info(self) -> dict:
+        """Small JSON-able facts about the dataset (layout, root, label map source, ...)."""
+        return {"layout": self.layout, "root": self.root,
+                "labelmap": self.labelmap.source if self.labelmap else None}
+
+
+def _finish_manifest(table: pa.Table, ds: Dataset) -> pa.Table:
+    """Sort by item_id and check uniqueness: a duplicate id is a bug in a layout, not data."""
+    if "item_id" not in table.column_names:
+        raise AssertionError(f"{type(ds).__name__} manifest has no item_id column")
+    table = table.sort_by("item_id")
+    ids = table.column("item_id").to_pylist()
+    for a, b in zip(ids, ids[1:]):
+        if a == b:
+            raise AssertionError(f"{type(ds).__name__}: duplicate item_id {a!r} in manifest")
+    return table
+
+
+# ---------------------------------------------------------------------------- shared helpers
+
+
+def stem(rel: str) -> str:
+    """Relative path without its extension (posix)."""
+    base, ext = posixpath.splitext(rel)
+    return base if ext else rel
+
+
+def find_labelmap(root: Root, *dirs: str) -> LabelMap | None:
+    """The first label-map file found in ``dirs`` of ``root`` (see LABELMAP_FILENAMES)."""
+    for d in dirs:
+        for name in LABELMAP_FILENAMES:
+            rel = posixpath.join(d, name) if d else name
+            if root.exists(rel):
+                return load_labelmap(root.display(rel), data=root.read(rel))
+    return None
+
+
+def header_size(root: Root, rel: str, extra: dict) -> tuple[int, int] | None:
+    """Image (w, h) from its header; a broken image is noted in ``extra['image_error']``, not raised.
+
+    The item's mask may be perfectly fine when its image is not, so image
+    problems are facts about the item, not a failure to read it.
+    """
+    try:
+        with root.open(rel) as f:
+            return read_image_size(f)
+    except FormatError as e:
+        if e.code == "path_outside_root":
+            raise
+        extra["image_error"] = {"code": e.code, "message": e.message}
+        return None
+
+
+def read_root_mask(root: Root, rel: str, *, labelmap: LabelMap | None = None, panoptic: bool = False) -> MaskData:
+    """Read a mask stored under a root (folder or zip), refusing unsafe names."""
+    data = root.read(rel)
+    if panoptic:
+        return read_panoptic(data, name=root.display(rel))
+    return read_mask(data, labelmap=labelmap, name=root.display(rel))
+
+
+# ---------------------------------------------------------------------------- detection
+
+
+def _json_kind(path: str) -> str | None:
+    """'coco_panoptic' / 'coco' / None by scanning the JSON text (no full parse)."""
+    seen_images = seen_annotations = False
+    tail = b""
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(1 << 24)
+            if not chunk:
+                break
+            buf = tail + chunk
+            if b'"segments_info"' in buf:
+                return "coco_panoptic"
+            seen_images = seen_images or b'"images"' in buf
+            seen_annotations = seen_annotations or b'"annotations"' in buf
+            tail = buf[-32:]
+    if seen_images or seen_annotations:
+        return "coco"
+    return None
+
+
+def _dir_jsons(path: str) -> list[str]:
+    out = []
+    for d in (path, os.path.join(path, "annotations")):
+        if os.path.isdir(d):
+            out += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.lower().endswith(".json")]
+    return out
+
+
+def _root_kind(root: Root, *, markers_only: bool = False) -> str | None:
+    """Layout of a folder/zip root from its entries (None when nothing matches)."""
+    if root.isdir("ImageSets/Segmentation") or root.isdir("SegmentationClass") or root.isdir("SegmentationObject"):
+        return "voc"
+    if (root.exists("index.csv") or root.exists("meta.json")) and (root.isdir("masks") or root.isdir("images")):
+        return "cleanzip"
+    if root.isdir("masks"):
+        return "masks"
+    if not markers_only and any(f.lower().endswith(MASK_EXTENSIONS) for f in root.files()):
+        return "masks"
+    return None
+
+
+def zip_base(root: Root) -> str:
+    """A zip holding one top folder (``export/ImageSets/...``) is read from inside that folder."""
+    if not root.is_zip:
+        return ""
+    tops = [t for t in root.top_dirs() if t]
+    if len(tops) == 1 and root.isdir(tops[0]):
+        inner = root.sub(tops[0])
+        if _root_kind(inner) is not None and _root_kind(root) in (None, "masks"):
+            return tops[0]
+    return ""
+
+
+def detect_layout(path: str | os.PathLike) -> str:
+    """Name of the layout at ``path`` (see :data:`LAYOUTS`); FormatError('unknown_layout') otherwise.
+
+    Rules, in order:
+
+    1. a ``.json`` file: ``coco_panoptic`` if it contains ``"segments_info"``,
+       else ``coco`` if it has ``"images"``/``"annotations"``;
+    2. a folder or zip (a zip with a single top folder is looked into):
+       ``voc`` if it has ``ImageSets/Segmentation/``, ``SegmentationClass/`` or
+       ``SegmentationObject/``; ``cleanzip`` if it has ``index.csv`` or
+       ``meta.json`` next to ``masks/`` or ``images/``; ``masks`` if it has a
+       ``masks/`` folder
+       (checked before step 3: ``masks`` by mask images only comes after it);
+    3. a folder holding exactly one COCO JSON (itself or in ``annotations/``):
+       that JSON's kind; several COCO JSONs: ``unknown_layout`` naming them;
+    4. a folder or zip with any mask image: ``masks``;
+    5. otherwise ``unknown_layout`` (several JSONs are listed in the message).
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "SegmentationClass").mkdir()
+    >>> detect_layout(d)
+    'voc'
+    """
+    p = os.path.abspath(os.fspath(path))
+    if not os.path.exists(p):
+        raise FormatError("missing_file", f"{p}: no such file or folder", path=p)
+    if os.path.isfile(p) and p.lower().endswith(".json"):
+        kind = _json_kind(p)
+        if kind is None:
+            raise FormatError("unknown_layout", f"{p}: JSON without 'images', 'annotations' or "
+                              "'segments_info': not a COCO file", path=p)
+        return kind
+    if os.path.isfile(p) and not zipfile.is_zipfile(p):
+        raise FormatError("unknown_layout", f"{p}: a file that is neither a COCO .json nor a .zip", path=p)
+    root = Root(p)
+    base = zip_base(root)
+    inner = root.sub(base) if base else root
+    kind = _root_kind(inner, markers_only=True)  # structural markers first
+    if kind is not None:
+        return kind
+    if os.path.isdir(p):
+        jsons = _dir_jsons(p)
+        kinds = [(j, _json_kind(j)) for j in jsons]
+        coco = [(j, k) for j, k in kinds if k]
+        if len(coco) == 1:
+            return coco[0][1]
+        if len(coco) > 1:
+            raise FormatError("unknown_layout", f"{p}: several COCO files, pass one of them: "
+                              + ", ".join(os.path.relpath(j, p) for j, _ in coco), path=p)
+    kind = _root_kind(inner)  # then: any folder of mask images
+    if kind is not None:
+        return kind
+    raise FormatError("unknown_layout", f"{p}: no known layout (masks, voc, coco, coco_panoptic, cleanzip)",
+                      path=p)
+
+
+def open_dataset(path: str | os.PathLike, *, layout: str | None = None, images: str | os.PathLike | None = None,
+                 labelmap: LabelMap | str | os.PathLike | None = None, **options: Any) -> Dataset:
+    """Open a dataset, detecting its layout unless ``layout`` is given.
+
+    ``images``: a folder of images (paired by stem for ``masks``, COCO
+    ``file_name`` root for ``coco``/``coco_panoptic``). ``labelmap``: a
+    :class:`LabelMap` or a label-map file; without it each layout looks for
+    its own (``labelmap.txt`` etc., COCO categories, VOC default). Extra
+    ``options`` go to the layout (e.g. ``masks=`` PNG folder for panoptic,
+    ``cache_dir=`` for COCO).
+
+    >>> import tempfile, pathlib, numpy as np
+    >>> from fastmask.formats.png import write_mask
+    >>> d = pathlib.Path(tempfile.mkdtemp()); write_mask(d / "a.png", np.zeros((2, 2), np.uint8))
+    >>> ds = open_dataset(d); ds.layout, ds.manifest().column("item_id").to_pylist()
+    ('masks', ['a'])
+    """
+    if layout is None:
+        layout = detect_layout(path)
+    if layout not in LAYOUTS:
+        raise FormatError("unknown_layout", f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+    if labelmap is not None and not isinstance(labelmap, LabelMap):
+        labelmap = load_labelmap(labelmap)
+    if layout == "masks":
+        from .maskdir import MaskDirDataset as cls
+    elif layout == "voc":
+        from .voc import VocDataset as cls
+    elif layout == "coco":
+        from .coco import CocoDataset as cls
+    elif layout == "coco_panoptic":
+        from .panoptic import PanopticDataset as cls
+    else:
+        from .cleanzip import CleanZipDataset as cls
+    return cls(path, images=images, labelmap=labelmap, **options)

@@ -1,0 +1,96 @@
+"""Layout ``coco_panoptic``: a COCO panoptic JSON + its folder of RGB id PNGs.
+
+The PNG folder is ``masks=`` or, by COCO's convention, the JSON's path without
+``.json`` (``annotations/panoptic_val2017.json`` -> ``annotations/panoptic_val2017/``).
+Segment ids are ``R + 256 G + 65536 B`` (0 = void), read as uint32 into
+``Item.instance_mask``; ``Item.segments`` is the annotation's ``segments_info``
+list as in the file. ``Item.mask`` stays None: class maps are derived by jobs.
+
+Items are the ``images`` records (see :mod:`.coco` for ``item_id``); an image
+without a panoptic annotation has ``missing=['instance_mask']``; a PNG named in
+the JSON but absent also gives ``missing=['instance_mask']``. Nothing is
+reconciled here: a PNG whose size differs from its record (Datumaro's
+``panoptic_train/a.png``, 5x5 vs 10x5) is returned as is, with
+``extra['record_size']`` for the checker.
+
+Manifest columns: those of :mod:`.coco` plus ``mask_file`` (the PNG's
+``file_name`` from the first annotation of the image, null when none).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pyarrow as pa
+
+from ._fs import Root
+from .coco import _CocoBase
+from .errors import FormatError
+from .layouts import Item, read_root_mask
+
+__all__ = ["PanopticDataset"]
+
+
+class PanopticDataset(_CocoBase):
+    """COCO panoptic JSON + PNG folder.
+
+    >>> # ds = open_dataset("annotations/panoptic_val2017.json", images="val2017")
+    """
+
+    layout = "coco_panoptic"
+    panoptic = True
+
+    def __init__(self, path, *, images=None, labelmap=None, cache_dir=None, masks=None):
+        super().__init__(path, images=images, labelmap=labelmap, cache_dir=cache_dir)
+        if masks is None:
+            masks = os.path.splitext(self.json_path)[0]
+        self.masks_dir = os.path.abspath(os.fspath(masks))
+        self._cache_png = None
+
+    def _png_root(self) -> Root:
+        if self._cache_png is None:
+            self._cache_png = Root(self.masks_dir)
+        return self._cache_png
+
+    def _build_manifest(self) -> pa.Table:
+        base = super()._build_manifest()
+        ann = self.annotations_table()
+        starts = base.column("ann_start").to_numpy()
+        counts = base.column("ann_count").to_numpy()
+        names = ann.column("file_name")
+        mask_file = [names[int(s)].as_py() if c > 0 else None for s, c in zip(starts, counts)]
+        return base.append_column("mask_file", pa.array(mask_file, pa.string()))
+
+    def read_item(self, row: dict) -> Item:
+        item = Item(item_id=row["item_id"])
+        self._image(row, item)
+        raws = self._raw_annotations(row)
+        if not raws:
+            item.missing.append("instance_mask")
+            return item
+        try:
+            ann = json.loads(raws[0])
+        except ValueError as e:
+            raise FormatError("bad_json", f"{self.json_path}: annotation of {row['item_id']}: {e}") from None
+        if len(raws) > 1:
+            item.extra["duplicate_annotations"] = len(raws)
+        segs = ann.get("segments_info")
+        item.segments = segs if isinstance(segs, list) else None
+        if segs is not None and not isinstance(segs, list):
+            item.extra["bad_segments_info"] = True
+        fn = row.get("mask_file")
+        if not fn:
+            item.missing.append("instance_mask")
+            return item
+        if not os.path.isdir(self.masks_dir):
+            item.missing.append("instance_mask")
+            item.extra["expected_mask"] = os.path.join(self.masks_dir, fn)
+            return item
+        png = self._png_root()
+        png.check(fn)
+        if not png.exists(fn):
+            item.missing.append("instance_mask")
+            item.extra["expected_mask"] = png.display(fn)
+            return item
+        item.instance_mask = read_root_mask(png, fn, panoptic=True)
+        return item
