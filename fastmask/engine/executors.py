@@ -33,9 +33,10 @@ EXECUTORS = ("local", "threads", "dask")
 class ShardFailure(Exception):
     """Raised by an executor when a shard failed as a whole; carries the shard index."""
 
-    def __init__(self, index: int | None, cause: BaseException):
+    def __init__(self, index: int | None, cause: BaseException, in_flight: list[int] | None = None):
         super().__init__(index, cause)
         self.index, self.cause = index, cause
+        self.in_flight = in_flight or ([] if index is None else [index])
 
 
 def default_workers() -> int:
@@ -81,7 +82,7 @@ def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], wi
                 try:
                     outcome = fut.result()
                 except BaseException as e:  # noqa: BLE001 - reported with the shard index
-                    raise ShardFailure(index, e) from e
+                    raise ShardFailure(index, e, sorted([index, *pending.values()])) from e
                 yield index, outcome
             top_up()
     finally:
@@ -158,7 +159,9 @@ class ProcessExecutor(Executor):
             yield from _drive(lambda t: self._pool.submit(_run_in_process_worker, t), tasks, 2 * self.workers + 1)
         except ShardFailure as e:
             if isinstance(e.cause, BrokenProcessPool):
-                e.cause = BrokenProcessPool("a worker process died (killed, out of memory, or crashed in native code)")
+                # The pool cannot tell which shard's process died: name all that were running.
+                e.cause = BrokenProcessPool("a worker process died (killed, out of memory, or crashed in native "
+                                            f"code) while shards {e.in_flight} were in flight")
             raise
 
     def close(self):
