@@ -354,6 +354,12 @@ def read_image_size(source: Source) -> tuple[int, int]:
     else:
         name = str(getattr(source, "name", "<stream>"))
         stream = source
+        try:
+            if not stream.read(1):
+                raise FormatError("zero_bytes", f"{name}: file is empty (0 bytes)", path=name)
+            stream.seek(0)
+        except (OSError, ValueError) as e:
+            raise FormatError("unreadable", f"{name}: {e}", path=name) from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # size only: nothing decoded
