@@ -48,14 +48,17 @@ class Table:
                 print(f"| {case} | {fmt_time(ours)} | {anchor} | {fmt_time(theirs)} | {theirs / ours:.2f}x | {note} |")
 
 
-def paired_medians(ours: Callable[[], object], theirs: Callable[[], object], repeat: int = 9) -> tuple[float, float]:
+def paired_medians(
+    ours: Callable[[], object], theirs: Callable[[], object], repeat: int = 9, warmup: int = 1
+) -> tuple[float, float]:
     """Medians of ``ours`` and ``theirs`` timed back to back in each round.
 
     Both sides see the same machine load (the box is shared and noisy), so
     their ratio is steadier than two separately timed medians.
     """
-    ours()
-    theirs()
+    for _ in range(warmup):
+        ours()
+        theirs()
     to, tt = [], []
     for _ in range(repeat):
         t0 = time.perf_counter()

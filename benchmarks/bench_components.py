@@ -13,12 +13,10 @@ thread are shown too).  ``np.count_nonzero`` on the same array is the memory flo
 """
 from __future__ import annotations
 
-import statistics
-import time
 
 import numpy as np
 
-from benchmarks._timing import Table
+from benchmarks._timing import Table, paired_medians
 
 
 def _blobs(rng: np.random.Generator, shape: tuple[int, int], sigma: float = 10.0) -> np.ndarray:
@@ -43,27 +41,6 @@ def _runs(a: np.ndarray) -> int:
     return int(np.count_nonzero(a[:, 1:] != a[:, :-1]) + a.shape[0])
 
 
-def _paired(ours, theirs, repeat: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of ``ours`` and ``theirs``, timed alternately call by call.
-
-    Interleaving exposes both sides to the same background load, so the ratio
-    stays meaningful on a shared machine even when absolute times drift.
-    """
-    for _ in range(warmup):
-        ours()
-        theirs()
-    a, b = [], []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        theirs()
-        t2 = time.perf_counter()
-        a.append(t1 - t0)
-        b.append(t2 - t1)
-    return statistics.median(a), statistics.median(b)
-
-
 def run(quick: bool = False) -> None:
     import cc3d
     import cv2
@@ -80,7 +57,7 @@ def run(quick: bool = False) -> None:
     threads = cv2.getNumThreads()
 
     def add(table, case, ours, theirs, anchor, note=""):
-        o, t = _paired(ours, theirs, repeat)
+        o, t = paired_medians(ours, theirs, repeat, warmup=2)
         table.add(case, o, t, anchor, note)
         return o
 
@@ -108,7 +85,7 @@ def run(quick: bool = False) -> None:
         for conn in (8, 4):
             n = fc.label(mask, conn)[1]
             ours = lambda: fc.label(mask, conn)  # noqa: E731
-            o, floor = _paired(ours, lambda: np.count_nonzero(mask), repeat)
+            o, floor = paired_medians(ours, lambda: np.count_nonzero(mask), repeat)
             table.add(f"label {conn}-conn", o, floor, "np.count_nonzero (memory floor)",
                       f"{n} comps; fastmask = {o / floor:.0f}x the floor")
             add(table, f"label {conn}-conn", ours, lambda: cv2.connectedComponents(mask, connectivity=conn),
@@ -138,7 +115,7 @@ def run(quick: bool = False) -> None:
     for conn in (8, 4):
         n = fc.label(classes, conn)[1]
         ours = lambda: fc.label(classes, conn)  # noqa: E731
-        o, floor = _paired(ours, lambda: np.count_nonzero(classes), repeat)
+        o, floor = paired_medians(ours, lambda: np.count_nonzero(classes), repeat)
         table.add(f"label {conn}-conn", o, floor, "np.count_nonzero (memory floor)",
                   f"{n} comps; fastmask = {o / floor:.0f}x the floor")
         add(table, f"label {conn}-conn", ours, lambda: cc3d.connected_components(classes, connectivity=conn), "cc3d")

@@ -19,25 +19,11 @@ from benchmarks._timing import Table, fmt_time, paired_medians
 H, W = 480, 640
 
 
-def coco_like_annotations(n_images: int, seed: int = 0) -> list[list[list[float]]]:
-    """Per image, a list of annotations; each annotation a list of 1-2 polygon parts."""
-    rng = np.random.default_rng(seed)
-    images = []
-    for _ in range(n_images):
-        anns = []
-        for _ in range(int(rng.integers(4, 11))):  # ~7 per image
-            parts = []
-            for _ in range(1 if rng.random() < 0.8 else 2):
-                size = float(rng.uniform(20, 300))
-                k = int(rng.integers(10, 61))
-                cx, cy = rng.uniform(0, W), rng.uniform(0, H)
-                ang = np.sort(rng.uniform(0, 2 * np.pi, k))
-                rad = size / 2 * rng.uniform(0.55, 1.0, k)
-                xy = np.stack([cx + rad * np.cos(ang), cy + rad * np.sin(ang)], 1)
-                parts.append(np.round(xy, 2).reshape(-1).tolist())
-            anns.append(parts)
-        images.append(anns)
-    return images
+def coco_like_annotations(n_images: int, seed: int = 0) -> list[list[list[list[float]]]]:
+    """Per image, a list of annotations; each annotation a list of 1-2 polygon parts (the demo's generator)."""
+    from fastmask.demo import generate
+
+    return generate(n_images, seed)
 
 
 def _startup_times() -> list[tuple[str, float]]:

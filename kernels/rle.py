@@ -556,51 +556,38 @@ def decode_colmajor(counts, offsets, out):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _paint_one(counts, start, stop, h, plane, value):
+    """Set the foreground pixels of one RLE (``counts[start:stop]``) to ``value`` in a C-ordered plane."""
+    p = 0
+    v = False
+    for i in range(start, stop):
+        c = np.int64(counts[i])
+        if v:
+            q = p
+            end = p + c
+            while q < end:  # a run may span columns: paint it column piece by column piece
+                x = q // h
+                y = q - x * h
+                seg = min(end - q, h - y)
+                for yy in range(y, y + seg):
+                    plane[yy, x] = value
+                q += seg
+        p += c
+        v = not v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def decode_rowmajor(counts, offsets, h, out, value):
     """Set ``out[n, y, x] = value`` for the foreground pixels of RLE ``n`` (C-ordered output)."""
-    n = offsets.shape[0] - 1
-    for r in range(n):
-        plane = out[r]
-        p = 0
-        v = False
-        for i in range(offsets[r], offsets[r + 1]):
-            c = np.int64(counts[i])
-            if v:
-                q = p
-                end = p + c
-                while q < end:
-                    x = q // h
-                    y = q - x * h
-                    stop = min(end - q, h - y)
-                    for yy in range(y, y + stop):
-                        plane[yy, x] = value
-                    q += stop
-            p += c
-            v = not v
+    for r in range(offsets.shape[0] - 1):
+        _paint_one(counts, offsets[r], offsets[r + 1], h, out[r], value)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def paint_rowmajor(counts, offsets, h, values, out):
     """Paint RLE ``i``'s foreground with ``values[i]`` into one C-ordered label map; later RLEs win."""
-    n = offsets.shape[0] - 1
-    for r in range(n):
-        val = values[r]
-        p = 0
-        v = False
-        for i in range(offsets[r], offsets[r + 1]):
-            c = np.int64(counts[i])
-            if v:
-                q = p
-                end = p + c
-                while q < end:
-                    x = q // h
-                    y = q - x * h
-                    stop = min(end - q, h - y)
-                    for yy in range(y, y + stop):
-                        out[yy, x] = val
-                    q += stop
-            p += c
-            v = not v
+    for r in range(offsets.shape[0] - 1):
+        _paint_one(counts, offsets[r], offsets[r + 1], h, out, values[r])
 
 
 # --------------------------------------------------------------------------- measures
