@@ -38,7 +38,10 @@ def normalize_manifest(manifest: pa.Table) -> pa.Table:
     ids = manifest.column("item_id")
     if ids.null_count:
         raise ManifestError(f"{ids.null_count} manifest rows have a null item_id")
-    if manifest.num_rows:
+    n = manifest.num_rows
+    if n > 1 and pc.all(pc.greater(ids.slice(1), ids.slice(0, n - 1))).as_py():
+        return manifest.combine_chunks()  # already sorted and unique: no copy of a big manifest
+    if n:
         manifest = manifest.take(pc.sort_indices(manifest, sort_keys=[("item_id", "ascending")]))
     manifest = manifest.combine_chunks()
     ids = manifest.column("item_id")

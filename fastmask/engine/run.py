@@ -238,7 +238,8 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
             if removed:
                 log.info("removed %d temporary files left by an interrupted run", removed)
         else:
-            write_parquet_atomic(manifest, out / MANIFEST_FILE)
+            # Row groups bound the writer's buffers: the manifest can have millions of rows.
+            write_parquet_atomic(manifest, out / MANIFEST_FILE, row_group_size=65536)
             _write_run_json(out / RUN_JSON, {**doc, "timing": {"started": started}})
     except OSError as e:
         raise OutputNotWritableError(f"cannot write the report to {out}: {e.strerror or e}") from e

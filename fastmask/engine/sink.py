@@ -84,15 +84,15 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    """Write ``table`` as one Parquet file (one row group) atomically.
+def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int | None = None) -> None:
+    """Write ``table`` as one Parquet file (one row group by default) atomically.
 
     Writer settings are fixed so the same rows always give the same bytes.
     """
     tmp = _tmp_path(path)
     try:
         with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression=PARQUET_COMPRESSION, row_group_size=max(1, table.num_rows))
+            pq.write_table(table, f, compression=PARQUET_COMPRESSION, row_group_size=row_group_size or max(1, table.num_rows))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
