@@ -181,3 +181,11 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
     assert not list(out.rglob(".*"))
     ids = load_report_table(out).column("item_id").to_pylist()
     assert ids == [f"item-{n:06d}" for n in range(400)]
+
+
+def test_resume_of_a_run_killed_before_its_manifest_was_saved(reference, tmp_path):
+    out = tmp_path / "r"
+    out.mkdir()
+    shutil.copy(reference / "run.json", out / "run.json")  # run.json is written first, then the manifest
+    run_job(ToyJob(), toy_manifest(N), out, shard_size=SHARD, workers=1, quiet=True, resume=True)
+    assert_same_report(out, reference)

@@ -215,6 +215,8 @@ def check_job(job: Job) -> None:
     """Raise ``ValueError`` when a job's schemas break the engine's contract."""
     if not isinstance(job, Job):
         raise TypeError(f"expected a fastmask Job, got {type(job).__name__}")
+    if not isinstance(job.name, str) or not job.name:
+        raise ValueError(f"{type(job).__name__}.name must be a non-empty string")
     if not isinstance(job.item_schema, pa.Schema):
         raise ValueError(f"{type(job).__name__}.item_schema must be a pyarrow.Schema")
     clash = [n for n in job.item_schema.names if n in ENGINE_ITEM_COLUMNS]

@@ -182,6 +182,10 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
                                 "or choose another --out")
 
     resuming = resume and state == "report"
+    if resuming and not (out / MANIFEST_FILE).is_file():
+        # Killed between writing run.json and the manifest: no shard can have run yet.
+        log.info("the run in %s never started its shards: starting it again", out)
+        resuming, overwrite = False, True
     if resuming:
         try:
             stored = read_json(out / RUN_JSON)
@@ -238,9 +242,10 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
             if removed:
                 log.info("removed %d temporary files left by an interrupted run", removed)
         else:
+            # run.json first: from then on the folder is recognisably a report (resumable).
+            _write_run_json(out / RUN_JSON, {**doc, "timing": {"started": started}})
             # Row groups bound the writer's buffers: the manifest can have millions of rows.
             write_parquet_atomic(manifest, out / MANIFEST_FILE, row_group_size=65536)
-            _write_run_json(out / RUN_JSON, {**doc, "timing": {"started": started}})
     except OSError as e:
         raise OutputNotWritableError(f"cannot write the report to {out}: {e.strerror or e}") from e
 
