@@ -1,0 +1,555 @@
+"""Checks on one semantic (class) mask: values, anti-aliasing, emptiness, tiny islands, palette, colours.
+
+The expensive part is shared: :func:`scan_class_mask` makes one fused kernel pass
+(histogram, neighbour transitions, valid blends) and, only when invalid values are
+present, a second pass for their bboxes and the invalid edge pixels; component
+labeling (for ``tiny_island`` and per-class component counts) is one run-based
+pass of :func:`fastmask.components.component_stats`.  :func:`check_class_mask` runs
+everything and returns the findings and the item statistics the report needs.
+
+>>> import numpy as np
+>>> m = np.zeros((64, 64), np.uint8); m[:, 32:] = 1; m[5, 5] = 7
+>>> findings, stats = check_class_mask(m, label_ids=[0, 1])
+>>> sorted(f.rule for f in findings), stats.values.tolist(), stats.counts.tolist()
+(['unexpected_value'], [0, 1, 7], [2047, 2048, 1])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from fastmask import components
+from fastmask.kernels import validate as kv
+
+from .rules_core import (
+    DEFAULT_CONFIG,
+    Finding,
+    RuleConfig,
+    bbox_from_inclusive,
+    name_of,
+    union_bbox,
+)
+
+__all__ = [
+    "ClassMaskScan",
+    "ClassMaskStats",
+    "scan_class_mask",
+    "check_class_mask",
+    "unexpected_value",
+    "antialias_suspect",
+    "empty_mask",
+    "tiny_island",
+    "palette_mismatch",
+    "unknown_color",
+    "voc_colormap",
+]
+
+# above this many distinct slots the histogram would be wasteful: compact the values
+_DIRECT_MAX = 1 << 20
+
+
+def voc_colormap(n: int = 256) -> np.ndarray:
+    """The standard VOC bit-interleaving colormap, (n, 3) uint8.
+
+    >>> voc_colormap(3).tolist()
+    [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
+    """
+    cmap = np.zeros((n, 3), np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        cmap[i] = (r, g, b)
+    return cmap
+
+
+@lru_cache(maxsize=64)
+def _kind_table(n: int, label_ids: tuple | None, ignore: int | None, background: int | None,
+                unknown_id: int | None) -> np.ndarray:
+    # KIND_CLASS for label ids and background, KIND_IGNORE for the ignore value, else invalid;
+    # without label ids every value is a class id (nothing is "unexpected")
+    if label_ids is None:
+        kind = np.full(n, kv.KIND_CLASS, np.uint8)
+    else:
+        kind = np.zeros(n, np.uint8)
+        ids = np.asarray([i for i in label_ids if 0 <= i < n], dtype=np.int64)
+        kind[ids] = kv.KIND_CLASS
+        if background is not None and 0 <= background < n:
+            kind[background] = kv.KIND_CLASS
+    if ignore is not None and 0 <= ignore < n:
+        kind[ignore] = kv.KIND_IGNORE
+    if unknown_id is not None and 0 <= unknown_id < n:
+        kind[unknown_id] = kv.KIND_INVALID
+    kind.setflags(write=False)
+    return kind
+
+
+def _kinds_for_values(values: np.ndarray, label_ids, ignore, background, unknown_id) -> np.ndarray:
+    if label_ids is None:
+        kind = np.full(values.shape, kv.KIND_CLASS, np.uint8)
+    else:
+        valid = set(int(i) for i in label_ids)
+        if background is not None:
+            valid.add(int(background))
+        kind = np.array([kv.KIND_CLASS if int(v) in valid else kv.KIND_INVALID for v in values], np.uint8)
+    if ignore is not None:
+        kind[values == ignore] = kv.KIND_IGNORE
+    if unknown_id is not None:
+        kind[values == unknown_id] = kv.KIND_INVALID
+    return kind
+
+
+@dataclass
+class ClassMaskScan:
+    """Result of :func:`scan_class_mask` (shared by the class-mask rules)."""
+
+    mask: np.ndarray
+    height: int
+    width: int
+    values: np.ndarray  # int64, sorted values present
+    counts: np.ndarray  # int64, their pixel counts
+    kinds: np.ndarray  # uint8 kind of each present value (KIND_*)
+    transitions: int
+    blend_pixels: int
+    blend_bbox: tuple | None
+    invalid_edge_pixels: int = 0
+    invalid_edge_bbox: tuple | None = None
+    #: value -> (x, y, w, h) for invalid values (present only when there are some)
+    invalid_bboxes: dict = field(default_factory=dict)
+    unknown_id: int | None = None
+
+    @property
+    def invalid_pixels(self) -> int:
+        return int(self.counts[self.kinds == kv.KIND_INVALID].sum())
+
+
+def _as_2d_int(mask) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"a class mask must be 2-D, got shape {m.shape}")
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    elif not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"a class mask must hold integers, got dtype {m.dtype}")
+    return np.ascontiguousarray(m)
+
+
+def scan_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG,
+                    *, unknown_id: int | None = None) -> ClassMaskScan:
+    """One fused pass over a 2-D integer mask: value counts, transitions, blends (+ invalid pass if needed).
+
+    ``label_ids``: the label map's ids (None: every value is valid).  ``unknown_id``:
+    the value a reader wrote for colours not in the label map (reported by
+    ``unknown_color``, never by ``unexpected_value``, but still an invalid value
+    for ``antialias_suspect``).
+
+    >>> s = scan_class_mask(np.array([[0, 0, 2, 2]], np.uint8), [0, 2])
+    >>> s.values.tolist(), s.counts.tolist(), s.transitions
+    ([0, 2], [2, 2], 1)
+    """
+    m = _as_2d_int(mask)
+    h, w = m.shape
+    ids = None if label_ids is None else tuple(sorted(int(i) for i in label_ids))
+    ignore, bg = config.ignore_value, config.background
+    if m.size == 0:
+        z = np.zeros(0, np.int64)
+        return ClassMaskScan(m, h, w, z, z, np.zeros(0, np.uint8), 0, 0, None, unknown_id=unknown_id)
+    if m.dtype == np.uint8:
+        n = 256
+        codes, lut = m, None
+    else:
+        mn, mx = int(m.min()), int(m.max())
+        if mn >= 0 and mx < _DIRECT_MAX:
+            n = mx + 1
+            codes, lut = m, None
+        else:
+            # negative or huge values: compact (np.unique keeps order, so blends stay blends)
+            lut, inv = np.unique(m, return_inverse=True)
+            codes = inv.reshape(m.shape).astype(np.int32)
+            n = lut.size
+    if lut is None:
+        kind = _kind_table(n, ids, ignore, bg, unknown_id)
+    else:
+        kind = _kinds_for_values(lut.astype(np.int64), ids, ignore, bg, unknown_id)
+    hist = np.zeros(n, np.int64)
+    out = np.zeros(kv.SCAN_LEN, np.int64)
+    kv.class_scan(codes, kind, hist, out)
+    present = np.flatnonzero(hist)
+    counts = hist[present]
+    kinds = kind[present]
+    values = present.astype(np.int64) if lut is None else lut[present].astype(np.int64)
+    scan = ClassMaskScan(
+        mask=m, height=h, width=w, values=values, counts=counts, kinds=kinds,
+        transitions=int(out[kv.SCAN_TRANSITIONS]), blend_pixels=int(out[kv.SCAN_BLENDS]),
+        blend_bbox=bbox_from_inclusive(*out[kv.SCAN_BX0:kv.SCAN_BY1 + 1]), unknown_id=unknown_id)
+    if (kinds == kv.KIND_INVALID).any():
+        vbox = np.empty((n, 4), np.int64)
+        vbox[:, 0] = w
+        vbox[:, 1] = h
+        vbox[:, 2:] = -1
+        iout = np.zeros(kv.INV_LEN, np.int64)
+        kv.invalid_scan(codes, kind, int(config.antialias_radius), vbox, iout)
+        scan.invalid_edge_pixels = int(iout[kv.INV_EDGE])
+        scan.invalid_edge_bbox = bbox_from_inclusive(*iout[kv.INV_X0:kv.INV_Y1 + 1])
+        for code, value in zip(present[kinds == kv.KIND_INVALID], values[kinds == kv.KIND_INVALID]):
+            scan.invalid_bboxes[int(value)] = bbox_from_inclusive(*vbox[code])
+    return scan
+
+
+def _scan(mask, label_ids, config, scan, unknown_id=None) -> ClassMaskScan:
+    return scan if scan is not None else scan_class_mask(mask, label_ids, config, unknown_id=unknown_id)
+
+
+def unexpected_value(mask=None, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
+                     scan: ClassMaskScan | None = None, unknown_id: int | None = None,
+                     names: Mapping[int, str] | None = None, max_findings: int = 20) -> list[Finding]:
+    """One finding per value that is not a label id, background or the ignore value.
+
+    ``class_id`` is the value, ``pixels`` its count, ``bbox`` its extent.  Beyond
+    ``max_findings`` values (most pixels first), the rest are summed in one last
+    finding with ``class_id=None``.  Nothing is reported without ``label_ids``.
+
+    >>> m = np.array([[0, 1], [9, 255]], np.uint8)
+    >>> [(f.class_id, f.pixels, f.bbox) for f in unexpected_value(m, [0, 1])]
+    [(9, 1, (0, 1, 1, 1))]
+    """
+    if not config.enabled("unexpected_value") or (label_ids is None and scan is None):
+        return []
+    s = _scan(mask, label_ids, config, scan, unknown_id)
+    bad = [(int(c), int(v)) for v, c, k in zip(s.values, s.counts, s.kinds)
+           if k == kv.KIND_INVALID and (s.unknown_id is None or v != s.unknown_id)]
+    if not bad:
+        return []
+    bad.sort(key=lambda cv: (-cv[0], cv[1]))
+    out = []
+    for count, value in bad[:max_findings]:
+        share = count / max(1, s.height * s.width)
+        out.append(config.finding(
+            "unexpected_value",
+            f"value {value} is not in the label map: {count} px ({share:.2%} of the mask)",
+            class_id=value, pixels=count, bbox=s.invalid_bboxes.get(value),
+            extra={"value": value, "share": share}))
+    rest = bad[max_findings:]
+    if rest:
+        n = sum(c for c, _ in rest)
+        out.append(config.finding(
+            "unexpected_value",
+            f"{len(rest)} more values not in the label map ({n} px), e.g. {[v for _, v in rest[:5]]}",
+            pixels=n, bbox=union_bbox([s.invalid_bboxes[v] for _, v in rest if s.invalid_bboxes.get(v)]),
+            extra={"values": [v for _, v in rest], "counts": [c for c, _ in rest]}))
+    return out
+
+
+def antialias_suspect(mask=None, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
+                      scan: ClassMaskScan | None = None, unknown_id: int | None = None) -> list[Finding]:
+    """Anti-aliased edges: invalid values or blended ids on boundaries between regions.
+
+    Two kinds of suspect pixels (see ``kernels/validate.py`` for the exact definitions):
+
+    - *invalid edge*: an invalid value (not a label id, background or ignore) whose
+      nearest valid pixels within ``antialias_radius`` on both sides along a row or a
+      column exist and differ (the pixel sits in a short invalid run between two
+      different regions);
+    - *valid blend*: a class id strictly between the class ids of its two opposite
+      4-neighbours (e.g. 5 between 2 and 8).
+
+    One finding when invalid-edge pixels >= ``antialias_min_pixels``, or when valid
+    blends >= ``antialias_min_blends`` and >= ``antialias_blend_fraction`` of the
+    neighbour transitions (a few 1-px slivers are legitimate; anti-aliasing puts a
+    blend on most boundaries).  ``pixels`` = both kinds, ``bbox`` their extent.
+
+    >>> m = np.zeros((4, 6), np.uint8); m[:, 3:] = 2; m[:, 2] = 128
+    >>> [(f.pixels, f.bbox) for f in antialias_suspect(m, [0, 2])]
+    [(4, (2, 0, 1, 4))]
+    """
+    if not config.enabled("antialias_suspect"):
+        return []
+    s = _scan(mask, label_ids, config, scan, unknown_id)
+    edge = s.invalid_edge_pixels
+    blends = s.blend_pixels
+    frac = blends / s.transitions if s.transitions else 0.0
+    edge_hit = edge >= max(1, config.antialias_min_pixels)
+    blend_hit = blends >= max(1, config.antialias_min_blends) and frac >= config.antialias_blend_fraction
+    if not (edge_hit or blend_hit):
+        return []
+    parts, boxes = [], []
+    if edge_hit:
+        parts.append(f"{edge} px of invalid values between two different regions")
+        boxes.append(s.invalid_edge_bbox)
+    if blend_hit:
+        parts.append(f"{blends} px whose id lies strictly between its neighbours' ids "
+                     f"({frac:.0%} of {s.transitions} boundary transitions)")
+        boxes.append(s.blend_bbox)
+    pixels = (edge if edge_hit else 0) + (blends if blend_hit else 0)
+    return [config.finding(
+        "antialias_suspect", "anti-aliased edges suspected: " + "; ".join(parts),
+        pixels=pixels, bbox=union_bbox([b for b in boxes if b]),
+        extra={"invalid_edge_pixels": edge, "blend_pixels": blends, "transitions": s.transitions,
+               "blend_fraction": frac, "radius": config.antialias_radius})]
+
+
+def empty_mask(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, scan: ClassMaskScan | None = None) -> list[Finding]:
+    """The mask holds only background and/or ignore pixels (or no pixels at all).
+
+    >>> [f.rule for f in empty_mask(np.zeros((3, 3), np.uint8))]
+    ['empty_mask']
+    """
+    if not config.enabled("empty_mask"):
+        return []
+    s = _scan(mask, None, config, scan)
+    bg, ign = config.background, config.ignore_value
+    other = [(int(v), int(c)) for v, c in zip(s.values, s.counts) if v != bg and v != ign]
+    if other:
+        return []
+    bg_px = int(sum(c for v, c in zip(s.values, s.counts) if v == bg))
+    ign_px = int(sum(c for v, c in zip(s.values, s.counts) if v == ign))
+    what = " and ".join(x for x, n in ((f"background ({bg})", bg_px), (f"ignore ({ign})", ign_px)) if n) or "no"
+    return [config.finding("empty_mask", f"mask has only {what} pixels ({s.height}x{s.width})",
+                           pixels=0, extra={"background_pixels": bg_px, "ignore_pixels": ign_px})]
+
+
+def _component_stats(mask, config: RuleConfig):
+    return components.component_stats(mask, connectivity=config.connectivity, background=config.background)
+
+
+def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, label_ids=None,
+                scan: ClassMaskScan | None = None, names: Mapping[int, str] | None = None) -> list[Finding]:
+    """Per class, the connected components smaller than ``min_island`` pixels.
+
+    Multilabel labeling with ``connectivity``; background, the ignore value and
+    invalid values (``unexpected_value``'s business) are not islands.  One finding
+    per class: ``pixels`` = total island pixels, ``bbox`` = union of the islands,
+    ``extra`` = count, the largest island's bbox and the first island bboxes.
+    Images smaller than ``island_min_image_pixels`` (default 256 * min_island) are
+    skipped: on a 5x5 fixture every region is "tiny".  ``cstats`` may be a
+    precomputed :class:`fastmask.components.ComponentStats` with the same connectivity.
+
+    >>> m = np.zeros((64, 64), np.uint8); m[10:20, 10:20] = 1; m[40, 40] = 1
+    >>> [(f.class_id, f.pixels, f.bbox) for f in tiny_island(m)]
+    [(1, 1, (40, 40, 1, 1))]
+    """
+    if not config.enabled("tiny_island") or config.min_island <= 0:
+        return []
+    m = _as_2d_int(mask) if mask is not None else scan.mask
+    if m.size < config.island_image_floor:
+        return []
+    st = cstats if cstats is not None else _component_stats(m, config)
+    small = st.area < config.min_island
+    if not small.any():
+        return []
+    vals = st.value[small].astype(np.int64)
+    areas = st.area[small].astype(np.int64)
+    boxes = st.bbox[small].astype(np.int64)
+    keep = np.ones(vals.shape, bool)
+    if config.ignore_value is not None:
+        keep &= vals != config.ignore_value
+    if label_ids is not None:
+        valid = set(int(i) for i in label_ids)
+        keep &= np.array([int(v) in valid for v in vals], bool)
+    if scan is not None and scan.unknown_id is not None:
+        keep &= vals != scan.unknown_id
+    out = []
+    for c in np.unique(vals[keep]):
+        sel = keep & (vals == c)
+        a, b = areas[sel], boxes[sel]
+        big = int(np.argmax(a))
+        out.append(config.finding(
+            "tiny_island",
+            f"class {name_of(int(c), names)}: {int(sel.sum())} components smaller than {config.min_island} px "
+            f"({int(a.sum())} px, {config.connectivity}-connected)",
+            class_id=int(c), pixels=int(a.sum()), bbox=union_bbox(b),
+            extra={"count": int(sel.sum()), "largest_area": int(a[big]), "largest_bbox": b[big].tolist(),
+                   "bboxes": b[:20].tolist(), "min_island": config.min_island,
+                   "connectivity": config.connectivity}))
+    return out
+
+
+@dataclass
+class ClassMaskStats:
+    """Per-item statistics of a class mask for the ``items`` and ``classes`` tables."""
+
+    height: int
+    width: int
+    values: np.ndarray
+    counts: np.ndarray
+    #: class value -> number of connected components (None when labeling was skipped)
+    components: dict | None
+    connectivity: int
+    transitions: int
+    blend_pixels: int
+    invalid_edge_pixels: int
+    invalid_pixels: int
+
+    def class_pixels(self) -> dict[int, int]:
+        """value -> pixel count."""
+        return {int(v): int(c) for v, c in zip(self.values, self.counts)}
+
+    def shares(self, ignore_value: int | None = 255) -> dict[int, float]:
+        """value -> share of the non-ignore pixels (the ``coverage_outlier`` input)."""
+        total = int(sum(c for v, c in zip(self.values, self.counts) if v != ignore_value))
+        if total == 0:
+            return {}
+        return {int(v): int(c) / total for v, c in zip(self.values, self.counts) if v != ignore_value}
+
+    def to_row(self) -> dict:
+        """JSON/Parquet-friendly dict (lists, not dicts with int keys)."""
+        comp = self.components or {}
+        return {
+            "height": self.height, "width": self.width,
+            "values": self.values.tolist(), "value_counts": self.counts.tolist(),
+            "component_values": sorted(comp), "component_counts": [comp[k] for k in sorted(comp)],
+            "connectivity": self.connectivity, "transitions": self.transitions,
+            "blend_pixels": self.blend_pixels, "invalid_edge_pixels": self.invalid_edge_pixels,
+            "invalid_pixels": self.invalid_pixels,
+        }
+
+
+def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
+                     unknown_id: int | None = None, names: Mapping[int, str] | None = None,
+                     components_needed: bool = True) -> tuple[list[Finding], ClassMaskStats]:
+    """All per-mask value rules in one go: unexpected_value, antialias_suspect, empty_mask, tiny_island.
+
+    Returns ``(findings, stats)``; ``stats.components`` maps each class value to its
+    component count (background and ignore excluded) unless ``components_needed``
+    is False and ``tiny_island`` is disabled (labeling is then skipped).
+    Palette and colour rules need the reader's facts: call :func:`palette_mismatch`
+    and :func:`unknown_color` alongside.
+
+    >>> m = np.zeros((64, 64), np.uint8); m[:8, :8] = 3
+    >>> f, st = check_class_mask(m, [0, 3]); f, st.components
+    ([], {3: 1})
+    """
+    s = scan_class_mask(mask, label_ids, config, unknown_id=unknown_id)
+    findings = []
+    findings += unexpected_value(label_ids=label_ids, config=config, scan=s, names=names)
+    findings += antialias_suspect(config=config, scan=s)
+    findings += empty_mask(config=config, scan=s)
+    comp = None
+    if components_needed or config.enabled("tiny_island"):
+        st = _component_stats(s.mask, config)
+        findings += tiny_island(s.mask, config, cstats=st, label_ids=label_ids, scan=s, names=names)
+        vals = st.value
+        if config.ignore_value is not None:
+            vals = vals[vals != config.ignore_value]
+        u, c = np.unique(vals, return_counts=True)
+        comp = {int(a): int(b) for a, b in zip(u, c)}
+    stats = ClassMaskStats(s.height, s.width, s.values, s.counts, comp, config.connectivity, s.transitions,
+                           s.blend_pixels, s.invalid_edge_pixels, s.invalid_pixels)
+    return findings, stats
+
+
+# ----------------------------------------------------------------------------- palette and colours
+
+
+def palette_mismatch(palette, used_values: Iterable[int], label_colors: Mapping[int, Sequence[int]] | None = None,
+                     config: RuleConfig = DEFAULT_CONFIG, *, counts: Iterable[int] | None = None,
+                     names: Mapping[int, str] | None = None) -> list[Finding]:
+    """P-mode palette vs label-map colours for the indices the mask uses (the palette-confusion trap).
+
+    The mask's *indices* are its class ids (DESIGN.md); when the file's palette
+    shows index ``i`` in a colour other than class ``i``'s, either the indices or the
+    colours are wrong (typically: an RGB mask was quantised to an adaptive palette,
+    so indices are arbitrary).  Indices without a label-map colour are skipped
+    (``unexpected_value`` covers them).  Without label-map colours nothing is
+    compared unless ``config.compare_voc_palette`` (then: the VOC colormap).
+    ``extra["indices"]`` lists each mismatch with ``looks_like``: the class whose
+    colour the palette shows at that index (strong evidence of the trap).
+
+    >>> pal = np.array([[0, 0, 0], [0, 128, 0], [128, 0, 0]], np.uint8)   # 1 and 2 swapped
+    >>> f = palette_mismatch(pal, [0, 1], {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0)})
+    >>> f[0].class_id, f[0].extra["indices"][0]["looks_like"]
+    (1, 2)
+    """
+    if not config.enabled("palette_mismatch") or palette is None:
+        return []
+    pal = np.asarray(palette)
+    if pal.ndim != 2 or pal.shape[1] < 3:
+        return []
+    pal = pal[:, :3].astype(np.int64)
+    if label_colors:
+        ref = {int(k): tuple(int(c) for c in v[:3]) for k, v in label_colors.items()}
+        source = "label map"
+    elif config.compare_voc_palette:
+        cm = voc_colormap(256)
+        ref = {i: tuple(int(c) for c in cm[i]) for i in range(256)}
+        source = "VOC colormap"
+    else:
+        return []
+    by_color = {}
+    for k, c in sorted(ref.items()):
+        by_color.setdefault(c, k)
+    used = [int(v) for v in used_values]
+    cnt = dict(zip(used, (int(c) for c in counts))) if counts is not None else {}
+    bad = []
+    for i in used:
+        if i not in ref:
+            continue
+        got = tuple(int(c) for c in pal[i]) if 0 <= i < pal.shape[0] else None
+        if got != ref[i]:
+            looks = by_color.get(got) if got is not None else None
+            bad.append({"index": i, "palette": list(got) if got else None, "expected": list(ref[i]),
+                        "looks_like": looks})
+    if not bad:
+        return []
+    desc = []
+    for b in bad[:5]:
+        s = f"index {b['index']} is {tuple(b['palette']) if b['palette'] else 'beyond the palette'}"
+        if b["looks_like"] is not None:
+            s += f" (the colour of class {name_of(b['looks_like'], names)})"
+        s += f", {source} says {tuple(b['expected'])}"
+        desc.append(s)
+    more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+    pixels = sum(cnt.get(b["index"], 0) for b in bad) if cnt else None
+    return [config.finding(
+        "palette_mismatch", "palette differs from the " + source + ": " + "; ".join(desc) + more,
+        class_id=bad[0]["index"] if len(bad) == 1 else None, pixels=pixels,
+        extra={"indices": bad, "reference": source,
+               "swapped": sum(1 for b in bad if b["looks_like"] is not None)})]
+
+
+def unknown_color(unknown_colors: Sequence, config: RuleConfig = DEFAULT_CONFIG, *, mask=None,
+                  unknown_id: int = 65535, label_colors: Mapping[int, Sequence[int]] | None = None,
+                  max_listed: int = 20) -> list[Finding]:
+    """RGB colours not in the label map, from the reader's ``[((r, g, b), count), ...]``.
+
+    One finding per mask: ``pixels`` = all unknown pixels, ``bbox`` from ``mask``
+    (the id array, where unknown colours hold ``unknown_id``) when given.
+    ``extra["colors"]`` lists ``[r, g, b, count]`` (most frequent first, up to
+    ``max_listed``); with ``label_colors`` the nearest label colour of each listed
+    colour is given (blends of two label colours point at anti-aliasing).
+
+    >>> [(f.pixels, f.extra["colors"]) for f in unknown_color([((1, 2, 3), 7)])]
+    [(7, [[1, 2, 3, 7]])]
+    """
+    if not config.enabled("unknown_color") or not unknown_colors:
+        return []
+    items = [(tuple(int(c) for c in rgb[:3]), int(n)) for rgb, n in unknown_colors]
+    items.sort(key=lambda x: (-x[1], x[0]))
+    total = sum(n for _, n in items)
+    bbox = None
+    if mask is not None:
+        m = _as_2d_int(mask)
+        info = np.iinfo(m.dtype)
+        if info.min <= unknown_id <= info.max:
+            o = np.zeros(5, np.int64)
+            kv.value_bbox(m, m.dtype.type(unknown_id), o)
+            bbox = bbox_from_inclusive(*o[:4]) if o[4] else None
+    extra = {"colors": [[*c, n] for c, n in items[:max_listed]], "n_colors": len(items)}
+    if label_colors:
+        keys = sorted(label_colors)
+        ref = np.array([label_colors[k][:3] for k in keys], np.int64)
+        near = []
+        for c, _ in items[:max_listed]:
+            d = np.abs(ref - np.array(c, np.int64)).sum(axis=1)
+            j = int(np.argmin(d))
+            near.append({"color": list(c), "nearest_class": int(keys[j]), "distance": int(d[j])})
+        extra["nearest"] = near
+    shown = ", ".join(f"{c} x{n}" for c, n in items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+    return [config.finding("unknown_color", f"{len(items)} colours not in the label map ({total} px): {shown}",
+                           pixels=total, bbox=bbox, extra=extra)]

@@ -1,0 +1,283 @@
+"""Kernels for ``fastmask validate``: one fused pass over a class mask, plus rare-case passes.
+
+Arrays in, arrays out; no exceptions for data (the caller guarantees that every
+value indexes ``kind``).  ``kind[v]`` classifies value ``v``:
+
+- ``KIND_INVALID`` (0): not a label id (and not the ignore value),
+- ``KIND_CLASS`` (1): a class id (background included),
+- ``KIND_IGNORE`` (2): the ignore value.
+
+Entry points:
+
+- :func:`class_scan` -- histogram, neighbour transitions and *valid blends* in one pass;
+- :func:`invalid_scan` -- only run when the histogram shows invalid values: per-value
+  bounding boxes of invalid values and *invalid edge* pixels (anti-alias suspects);
+- :func:`pair_hist` -- joint (instance, class) histogram for instance/class conflicts;
+- :func:`value_bbox` -- bounding box of the pixels equal to one value.
+
+Definitions (see docs/validate_rules.md, rule ``antialias_suspect``):
+
+- a **valid blend** is a pixel whose value ``v`` and whose two opposite 4-neighbours
+  ``a``, ``b`` along one axis (left/right or up/down) are class ids with ``v`` strictly
+  between ``a`` and ``b``;
+- an **invalid edge** pixel has an invalid value and, along one axis, a non-invalid
+  pixel within ``radius`` steps on each side, the two nearest of them with different
+  values (so the pixel sits in a short invalid run between two different regions).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+KIND_INVALID = 0
+KIND_CLASS = 1
+KIND_IGNORE = 2
+
+# out[] layout of class_scan
+SCAN_TRANSITIONS = 0
+SCAN_BLENDS = 1
+SCAN_BX0 = 2
+SCAN_BY0 = 3
+SCAN_BX1 = 4
+SCAN_BY1 = 5
+SCAN_LEN = 6
+
+# out[] layout of invalid_scan
+INV_EDGE = 0
+INV_X0 = 1
+INV_Y0 = 2
+INV_X1 = 3
+INV_Y1 = 4
+INV_LEN = 5
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _between(a, v, b):
+    return (a < v and v < b) or (b < v and v < a)
+
+
+@njit(cache=True, nogil=True)
+def class_scan(m, kind, hist, out):
+    """One pass: ``hist[v] += 1``; ``out`` = transitions, blend count and blend bbox (x0, y0, x1, y1).
+
+    ``hist`` (int64, ``len(kind)``) and ``out`` (int64, ``SCAN_LEN``) are filled in
+    place (``hist`` is added to, ``out`` is overwritten).  Transitions count
+    horizontally or vertically adjacent pixel pairs with different values.
+    The bbox is inclusive; x0 = -1 when there are no blends.
+    """
+    h, w = m.shape
+    n = hist.shape[0]
+    # four interleaved sub-histograms: runs of equal values would otherwise serialise
+    # every increment on one counter (store-to-load forwarding)
+    sub = np.zeros((4, n), np.int64)
+    # per-row flag buffers: comparisons written to a uint8 buffer vectorise, while
+    # summing booleans inside the comparison loop does not (4x slower)
+    tb = np.zeros(w, np.uint8)
+    cb = np.zeros(w, np.uint8)
+    trans = 0
+    blends = 0
+    bx0 = w
+    by0 = h
+    bx1 = -1
+    by1 = -1
+    for i in range(h):
+        row = m[i]
+        j = 0
+        while j + 4 <= w:
+            sub[0, row[j]] += 1
+            sub[1, row[j + 1]] += 1
+            sub[2, row[j + 2]] += 1
+            sub[3, row[j + 3]] += 1
+            j += 4
+        while j < w:
+            sub[0, row[j]] += 1
+            j += 1
+        for j in range(w - 1):
+            tb[j] = np.uint8(row[j] != row[j + 1])
+        tb[w - 1] = 0
+        if i + 1 < h:
+            nxt = m[i + 1]
+            for j in range(w):
+                tb[j] = tb[j] + np.uint8(row[j] != nxt[j])
+        t = 0
+        for j in range(w):
+            t += tb[j]
+        trans += t
+        if t == 0:
+            continue  # a uniform row that equals the next one has no blend candidates
+        cb[0] = 0
+        cb[w - 1] = 0
+        for j in range(1, w - 1):
+            a = row[j - 1]
+            v = row[j]
+            b = row[j + 1]
+            cb[j] = np.uint8(((a < v) & (v < b)) | ((b < v) & (v < a)))
+        if 0 < i < h - 1:
+            prv = m[i - 1]
+            nxt = m[i + 1]
+            for j in range(w):
+                a = prv[j]
+                v = row[j]
+                b = nxt[j]
+                cb[j] = cb[j] | np.uint8(((a < v) & (v < b)) | ((b < v) & (v < a)))
+        c = 0
+        for j in range(w):
+            c += cb[j]
+        if c == 0:
+            continue
+        # rare: exact test (kinds) on the candidate pixels of this row
+        for j in range(w):
+            if cb[j] == 0:
+                continue
+            v = row[j]
+            if kind[v] != KIND_CLASS:
+                continue
+            hit = False
+            if 0 < j < w - 1:
+                a = row[j - 1]
+                b = row[j + 1]
+                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+            if not hit and 0 < i < h - 1:
+                a = m[i - 1, j]
+                b = m[i + 1, j]
+                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+            if hit:
+                blends += 1
+                if j < bx0:
+                    bx0 = j
+                if j > bx1:
+                    bx1 = j
+                if i < by0:
+                    by0 = i
+                by1 = i
+    for k in range(n):
+        hist[k] += sub[0, k] + sub[1, k] + sub[2, k] + sub[3, k]
+    out[SCAN_TRANSITIONS] = trans
+    out[SCAN_BLENDS] = blends
+    if blends == 0:
+        bx0 = -1
+        by0 = -1
+    out[SCAN_BX0] = bx0
+    out[SCAN_BY0] = by0
+    out[SCAN_BX1] = bx1
+    out[SCAN_BY1] = by1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_valid(m, kind, i, j, di, dj, radius):
+    """Value of the first non-invalid pixel from (i, j) in direction (di, dj) within radius, else -1."""
+    h, w = m.shape
+    for s in range(1, radius + 1):
+        y = i + di * s
+        x = j + dj * s
+        if y < 0 or y >= h or x < 0 or x >= w:
+            return -1
+        v = m[y, x]
+        if kind[v] != KIND_INVALID:
+            return np.int64(v)
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def invalid_scan(m, kind, radius, vbox, out):
+    """Per-value bboxes of invalid values and the invalid-edge (anti-alias) pixels.
+
+    ``vbox`` (int64, (len(kind), 4)) must be initialised to (w, h, -1, -1) rows;
+    rows of invalid values get their inclusive (x0, y0, x1, y1).  ``out`` (int64,
+    ``INV_LEN``) gets the invalid-edge count and its inclusive bbox (x0 = -1 if none).
+    """
+    h, w = m.shape
+    edge = 0
+    x0 = w
+    y0 = h
+    x1 = -1
+    y1 = -1
+    for i in range(h):
+        for j in range(w):
+            v = m[i, j]
+            if kind[v] != KIND_INVALID:
+                continue
+            if j < vbox[v, 0]:
+                vbox[v, 0] = j
+            if i < vbox[v, 1]:
+                vbox[v, 1] = i
+            if j > vbox[v, 2]:
+                vbox[v, 2] = j
+            if i > vbox[v, 3]:
+                vbox[v, 3] = i
+            hit = False
+            left = _nearest_valid(m, kind, i, j, 0, -1, radius)
+            if left >= 0:
+                right = _nearest_valid(m, kind, i, j, 0, 1, radius)
+                hit = right >= 0 and right != left
+            if not hit:
+                up = _nearest_valid(m, kind, i, j, -1, 0, radius)
+                if up >= 0:
+                    down = _nearest_valid(m, kind, i, j, 1, 0, radius)
+                    hit = down >= 0 and down != up
+            if hit:
+                edge += 1
+                if j < x0:
+                    x0 = j
+                if j > x1:
+                    x1 = j
+                if i < y0:
+                    y0 = i
+                y1 = i
+    out[INV_EDGE] = edge
+    if edge == 0:
+        x0 = -1
+        y0 = -1
+    out[INV_X0] = x0
+    out[INV_Y0] = y0
+    out[INV_X1] = x1
+    out[INV_Y1] = y1
+
+
+@njit(cache=True, nogil=True)
+def pair_hist(a, b, nb, skip_a, skip_b, hist):
+    """``hist[a[p] * nb + b[p]] += 1`` for pixels with ``skip_a[a[p]] == 0`` and ``skip_b[b[p]] == 0``.
+
+    ``a`` and ``b`` are same-shape 2-D arrays of codes (already compact);
+    ``hist`` is a flat int64 array of size ``len(skip_a) * nb``.
+    """
+    h, w = a.shape
+    for i in range(h):
+        for j in range(w):
+            x = a[i, j]
+            y = b[i, j]
+            if skip_a[x] == 0 and skip_b[y] == 0:
+                hist[np.int64(x) * nb + y] += 1
+
+
+@njit(cache=True, nogil=True)
+def value_bbox(m, value, out):
+    """Inclusive bbox (x0, y0, x1, y1) and count of pixels equal to ``value`` into ``out`` (int64, 5).
+
+    x0 = -1 when the value is absent.
+    """
+    h, w = m.shape
+    x0 = w
+    y0 = h
+    x1 = -1
+    y1 = -1
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            if m[i, j] == value:
+                n += 1
+                if j < x0:
+                    x0 = j
+                if j > x1:
+                    x1 = j
+                if i < y0:
+                    y0 = i
+                y1 = i
+    if n == 0:
+        x0 = -1
+        y0 = -1
+    out[0] = x0
+    out[1] = y0
+    out[2] = x1
+    out[3] = y1
+    out[4] = n
