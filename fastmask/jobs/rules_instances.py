@@ -1,0 +1,242 @@
+"""Instance rules: split instances, instances spanning several classes, overlapping COCO masks.
+
+>>> import numpy as np
+>>> inst = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [2, 2, 0, 0]], np.uint8)
+>>> [(f.instance_id, f.extra["n_components"]) for f in disconnected_instance(inst)]
+[(1, 2)]
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from fastmask import components
+from fastmask import rle as _rle
+from fastmask.kernels import validate as kv
+
+from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, bbox_from_inclusive, name_of, union_bbox
+
+__all__ = [
+    "disconnected_instance",
+    "instance_class_conflict",
+    "instance_overlap",
+    "instance_stats",
+]
+
+_PAIR_MAX = 1 << 22  # joint-histogram cells before compacting ids
+
+
+def _as_2d(a, what) -> np.ndarray:
+    m = np.asarray(a)
+    if m.ndim != 2:
+        raise ValueError(f"{what} must be 2-D, got shape {m.shape}")
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    elif not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"{what} must hold integers, got dtype {m.dtype}")
+    return np.ascontiguousarray(m)
+
+
+def _non_instance(v, config: RuleConfig) -> bool:
+    return v == config.background or (config.ignore_value is not None and v == config.ignore_value)
+
+
+def disconnected_instance(instance_mask, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None,
+                          instance_classes: Mapping[int, int] | None = None,
+                          names: Mapping[int, str] | None = None) -> list[Finding]:
+    """Instance ids made of several connected components (``connectivity`` from the config).
+
+    Background and the ignore value (VOC's 255 object borders) are not instances.
+    One finding per split instance: ``instance_id``, ``class_id`` (from
+    ``instance_classes`` if given), ``pixels`` = the instance's area, ``bbox`` = its
+    extent, ``extra`` = number of components and their areas (largest first).
+    Occlusion can split a real object (a person behind a pole): a warning, not an error.
+
+    >>> m = np.zeros((3, 3), np.uint8); m[0, 0] = m[1, 1] = 5
+    >>> len(disconnected_instance(m)), len(disconnected_instance(m, RuleConfig(connectivity=4)))
+    (0, 1)
+    """
+    if not config.enabled("disconnected_instance"):
+        return []
+    m = _as_2d(instance_mask, "an instance mask")
+    st = cstats if cstats is not None else components.component_stats(
+        m, connectivity=config.connectivity, background=config.background)
+    if st.value.size == 0:
+        return []
+    vals = st.value.astype(np.int64)
+    u, inv, cnt = np.unique(vals, return_inverse=True, return_counts=True)
+    out = []
+    for k in np.flatnonzero(cnt > 1):
+        v = int(u[k])
+        if _non_instance(v, config):
+            continue
+        sel = inv == k
+        areas = np.sort(st.area[sel].astype(np.int64))[::-1]
+        cls = instance_classes.get(v) if instance_classes else None
+        what = f"instance {v}" + (f" (class {name_of(cls, names)})" if cls is not None else "")
+        out.append(config.finding(
+            "disconnected_instance",
+            f"{what} has {int(cnt[k])} separate parts ({config.connectivity}-connected), areas {areas[:5].tolist()}"
+            + (" ..." if areas.size > 5 else ""),
+            class_id=cls, instance_id=v, pixels=int(areas.sum()), bbox=union_bbox(st.bbox[sel]),
+            extra={"n_components": int(cnt[k]), "areas": areas[:20].tolist(), "connectivity": config.connectivity}))
+    return out
+
+
+def _codes(a: np.ndarray):
+    """(codes, values): values[codes] == a, codes small non-negative ints."""
+    if a.dtype == np.uint8:
+        return a, None, 256
+    mn, mx = int(a.min()), int(a.max())
+    if mn >= 0 and mx < 4096:
+        return a, None, mx + 1
+    u, inv = np.unique(a, return_inverse=True)
+    return inv.reshape(a.shape).astype(np.int32), u.astype(np.int64), u.size
+
+
+def instance_class_conflict(instance_mask, class_mask, config: RuleConfig = DEFAULT_CONFIG, *,
+                            names: Mapping[int, str] | None = None) -> list[Finding]:
+    """Instances whose pixels carry several classes in the class mask (VOC SegmentationObject vs SegmentationClass).
+
+    Counted: pixels whose instance id is neither background nor ignore *and* whose
+    class is not the ignore value (VOC draws the same 255 border in both files; a
+    255 on one side only says nothing about classes).  A class-mask background
+    pixel under an instance *is* a conflict (the class mask says "nothing here").
+    One finding per conflicting instance: ``class_id`` = its majority class,
+    ``pixels`` = its pixels in other classes, ``bbox`` = their extent,
+    ``extra["classes"]`` = class -> pixel count.  Masks of different shapes give a
+    ``size_mismatch`` finding instead.
+
+    >>> inst = np.array([[1, 1, 1], [2, 2, 0]], np.uint8)
+    >>> cls = np.array([[8, 8, 12], [3, 3, 0]], np.uint8)
+    >>> [(f.instance_id, f.class_id, f.pixels, f.bbox) for f in instance_class_conflict(inst, cls)]
+    [(1, 8, 1, (2, 0, 1, 1))]
+    """
+    if not config.enabled("instance_class_conflict"):
+        return []
+    inst = _as_2d(instance_mask, "an instance mask")
+    cls = _as_2d(class_mask, "a class mask")
+    if inst.shape != cls.shape:
+        if not config.enabled("size_mismatch"):
+            return []
+        return [config.finding(
+            "size_mismatch",
+            f"instance mask is {inst.shape[1]}x{inst.shape[0]} (w x h) but the class mask is {cls.shape[1]}x{cls.shape[0]}",
+            extra={"mask_size": [inst.shape[1], inst.shape[0]], "ref_size": [cls.shape[1], cls.shape[0]],
+                   "ref": "class mask"})]
+    if inst.size == 0:
+        return []
+    ic, iv, ni = _codes(inst)
+    cc, cv, nc = _codes(cls)
+    if ni * nc > _PAIR_MAX:  # many ids on both sides: compact the ones that are not yet
+        if iv is None:
+            u, inv = np.unique(inst, return_inverse=True)
+            ic, iv, ni = inv.reshape(inst.shape).astype(np.int32), u.astype(np.int64), u.size
+        if cv is None:
+            u, inv = np.unique(cls, return_inverse=True)
+            cc, cv, nc = inv.reshape(cls.shape).astype(np.int32), u.astype(np.int64), u.size
+    ivals = np.arange(ni, dtype=np.int64) if iv is None else iv
+    cvals = np.arange(nc, dtype=np.int64) if cv is None else cv
+    skip_i = np.zeros(ni, np.uint8)
+    skip_c = np.zeros(nc, np.uint8)
+    skip_i[ivals == (config.background if config.background is not None else -1)] = 1
+    if config.ignore_value is not None:
+        skip_i[ivals == config.ignore_value] = 1
+        skip_c[cvals == config.ignore_value] = 1
+    hist = np.zeros(ni * nc, np.int64)
+    kv.pair_hist(ic, cc, nc, skip_i, skip_c, hist)
+    hist = hist.reshape(ni, nc)
+    n_classes = (hist > 0).sum(axis=1)
+    out = []
+    for a in np.flatnonzero(n_classes > 1):
+        row = hist[a]
+        present = np.flatnonzero(row)
+        major = int(present[np.argmax(row[present])])
+        iid, mcls = int(ivals[a]), int(cvals[major])
+        minority = int(row.sum() - row[major])
+        # rare path: the extent of the minority pixels
+        sel = (inst == iid) & (cls != mcls)
+        if config.ignore_value is not None:
+            sel &= cls != config.ignore_value
+        ys, xs = np.nonzero(sel)
+        bbox = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)) \
+            if xs.size else None
+        classes = {int(cvals[c]): int(row[c]) for c in present}
+        desc = ", ".join(f"{name_of(c, names)}: {n} px" for c, n in sorted(classes.items(), key=lambda x: -x[1]))
+        out.append(config.finding(
+            "instance_class_conflict",
+            f"instance {iid} spans {len(classes)} classes in the class mask ({desc})",
+            class_id=mcls, instance_id=iid, pixels=minority, bbox=bbox, extra={"classes": classes}))
+    return out
+
+
+def instance_stats(instance_mask, config: RuleConfig = DEFAULT_CONFIG) -> dict:
+    """Instance ids present (background and ignore excluded) with pixel counts.
+
+    >>> instance_stats(np.array([[0, 3, 3, 255]], np.uint8))
+    {'instances': [3], 'instance_pixels': [2]}
+    """
+    m = _as_2d(instance_mask, "an instance mask")
+    u, c = np.unique(m, return_counts=True)
+    keep = [not _non_instance(int(v), config) for v in u]
+    return {"instances": u[keep].astype(np.int64).tolist(), "instance_pixels": c[keep].astype(np.int64).tolist()}
+
+
+def instance_overlap(rles: Sequence[dict], ids: Sequence | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
+                     category_ids: Sequence | None = None, names: Mapping[int, str] | None = None,
+                     max_findings: int = 100) -> list[Finding]:
+    """Pairs of masks of one image that overlap (COCO annotations; instance PNGs cannot overlap).
+
+    ``rles``: same-size RLE dicts (``fastmask.rle`` / pycocotools form); ``ids``: the
+    annotation ids (default: positions).  Crowd annotations should be left out by
+    the caller (a crowd region covers its members by design; :func:`check_coco_image`
+    does).  A pair is reported when the intersection has at least
+    ``overlap_min_pixels`` pixels and at least ``overlap_min_fraction`` of the
+    smaller mask (boundary slivers of adjacent polygons are not news).  Candidate
+    pairs are found from bboxes first, so the cost is the overlapping pairs only.
+    One finding per pair: ``instance_id`` = the first annotation, ``extra`` = both
+    ids, the overlap, both areas, the IoU; ``bbox`` = the overlap's extent.
+
+    >>> from fastmask import rle
+    >>> a, b = rle.frPyObjects([[0, 0, 4, 4], [2, 2, 4, 4]], 8, 8)
+    >>> [(f.pixels, f.extra["ids"]) for f in instance_overlap([a, b], [11, 12])]
+    [(4, [11, 12])]
+    """
+    if not config.enabled("instance_overlap") or len(rles) < 2:
+        return []
+    ids = list(range(len(rles))) if ids is None else list(ids)
+    areas = np.asarray(_rle.area(list(rles)), dtype=np.int64).reshape(-1)
+    boxes = np.asarray(_rle.toBbox(list(rles)), dtype=np.float64).reshape(-1, 4)
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    ii, jj = np.triu_indices(len(rles), k=1)
+    cand = (np.minimum(x1[ii], x1[jj]) > np.maximum(x0[ii], x0[jj])) & \
+           (np.minimum(y1[ii], y1[jj]) > np.maximum(y0[ii], y0[jj])) & (areas[ii] > 0) & (areas[jj] > 0)
+    out = []
+    for i, j in zip(ii[cand], jj[cand]):
+        inter_rle = _rle.merge([rles[i], rles[j]], intersect=1)
+        inter = int(_rle.area(inter_rle))
+        if inter < max(1, config.overlap_min_pixels):
+            continue
+        smaller = int(min(areas[i], areas[j]))
+        frac = inter / smaller
+        if frac < config.overlap_min_fraction:
+            continue
+        union = int(areas[i] + areas[j] - inter)
+        ci = category_ids[i] if category_ids is not None else None
+        cj = category_ids[j] if category_ids is not None else None
+        cat = ""
+        if ci is not None:
+            cat = f" (categories {name_of(ci, names)} and {name_of(cj, names)})"
+        out.append(config.finding(
+            "instance_overlap",
+            f"annotations {ids[i]} and {ids[j]} overlap by {inter} px ({frac:.0%} of the smaller){cat}",
+            class_id=ci if isinstance(ci, int) else None,
+            instance_id=ids[i] if isinstance(ids[i], (int, np.integer)) else None,
+            pixels=inter, bbox=tuple(_rle.toBbox(inter_rle)),
+            extra={"ids": [ids[i], ids[j]], "areas": [int(areas[i]), int(areas[j])], "iou": inter / union,
+                   "fraction_of_smaller": frac, "categories": [ci, cj]}))
+        if len(out) >= max_findings:
+            break
+    return out
