@@ -374,29 +374,38 @@ def check_coco_image(image: Mapping, annotations: Sequence[Mapping], category_id
 
 
 def _id_key(v):
-    # ids must be hashable for counting; 1 and 1.0 and True are different ids in JSON terms
-    return (type(v).__name__, v) if isinstance(v, (bool, float)) else v if isinstance(v, (int, str)) else repr(v)
+    # ids are counted by JSON value: 1, 1.0, "1" and True are different ids; lists are not hashable
+    if isinstance(v, np.integer):
+        v = int(v)
+    if isinstance(v, (bool, float)):
+        return (type(v).__name__, v)
+    if v is None or isinstance(v, (int, str)):
+        return v
+    return ("repr", repr(v))
+
+
+def _id_value(key):
+    return key[1] if isinstance(key, tuple) else key
 
 
 def duplicate_ids(ids: Iterable, kind: str = "image", config: RuleConfig = DEFAULT_CONFIG, *,
                   max_findings: int = 1000) -> list[Finding]:
     """Ids used more than once (``kind``: "image", "annotation", "category"); one finding per id.
 
-    Integer arrays are counted with NumPy (millions of ids); other ids by hashing.
+    An integer NumPy array is counted with NumPy (millions of ids); other ids by hashing.
 
     >>> [(f.extra["id"], f.extra["count"]) for f in duplicate_ids([1, 2, 2, 3, 2], "annotation")]
     [(2, 3)]
     """
     if not config.enabled("duplicate_id"):
         return []
-    arr = np.asarray(ids) if not isinstance(ids, np.ndarray) else ids
     dups: list[tuple[Any, int]]
-    if arr.ndim == 1 and np.issubdtype(arr.dtype, np.integer):
-        u, c = np.unique(arr, return_counts=True)
+    if isinstance(ids, np.ndarray) and ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer):
+        u, c = np.unique(ids, return_counts=True)
         dups = [(int(v), int(n)) for v, n in zip(u[c > 1], c[c > 1])]
     else:
         cnt = Counter(_id_key(v) for v in ids)
-        dups = [(k[1] if isinstance(k, tuple) else k, n) for k, n in cnt.items() if n > 1]
+        dups = [(_id_value(k), n) for k, n in cnt.items() if n > 1]
     out = []
     for v, n in dups[:max_findings]:
         iv = _int_or_none(v)
@@ -430,6 +439,7 @@ def unknown_images(annotation_image_ids: Iterable, image_ids: Iterable, config: 
             missing.setdefault(key, (v, []))[1].append(k)
     out = []
     for key, (v, idx) in list(missing.items())[:max_findings]:
+        v = _id_value(key)
         first = [annotation_ids[k] for k in idx[:10]] if annotation_ids is not None else None
         out.append(config.finding(
             "unknown_image",

@@ -231,7 +231,7 @@ class RuleConfig:
     polygon_tolerance: float = 1.0
     #: instance_overlap: minimum overlap pixels and minimum fraction of the smaller mask
     overlap_min_pixels: int = 1
-    overlap_min_fraction: float = 0.1
+    overlap_min_fraction: float = 0.5
     #: segment_mismatch: allowed |JSON area - PNG pixel count|
     panoptic_area_tolerance: int = 0
     #: segment_mismatch: also compare segments_info bboxes (one pass per segment)

@@ -199,9 +199,9 @@ def instance_overlap(rles: Sequence[dict], ids: Sequence | None = None, config: 
     ids, the overlap, both areas, the IoU; ``bbox`` = the overlap's extent.
 
     >>> from fastmask import rle
-    >>> a, b = rle.frPyObjects([[0, 0, 4, 4], [2, 2, 4, 4]], 8, 8)
+    >>> a, b = rle.frPyObjects([[0, 0, 4, 4], [1, 1, 4, 4]], 8, 8)
     >>> [(f.pixels, f.extra["ids"]) for f in instance_overlap([a, b], [11, 12])]
-    [(4, [11, 12])]
+    [(9, [11, 12])]
     """
     if not config.enabled("instance_overlap") or len(rles) < 2:
         return []
