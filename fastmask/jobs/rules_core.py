@@ -123,6 +123,8 @@ RULES: dict[str, RuleSpec] = dict([
 def _clean_bbox(bbox) -> tuple[int, int, int, int] | None:
     if bbox is None:
         return None
+    if type(bbox) is tuple and len(bbox) == 4 and all(type(v) is int and -(2**31) <= v < 2**31 for v in bbox):
+        return bbox
     vals = []
     for v in bbox:
         v = float(v)
@@ -133,7 +135,17 @@ def _clean_bbox(bbox) -> tuple[int, int, int, int] | None:
     return tuple(vals)  # type: ignore[return-value]
 
 
+_PLAIN = (bool, int, str, type(None))
+
+
 def _jsonable(x):
+    t = type(x)
+    if t in _PLAIN:
+        return x
+    if t is list and all(type(v) in _PLAIN or (type(v) is list and all(type(u) in _PLAIN for u in v)) for v in x):
+        return x  # the common case: a tolist() result
+    if t is dict:
+        return {(k if type(k) is str else str(k)): (v if type(v) in _PLAIN else _jsonable(v)) for k, v in x.items()}
     if isinstance(x, dict):
         return {str(k): _jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -174,15 +186,20 @@ class Finding:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # findings are built in per-mask hot loops: keep this cheap for already-clean values
         if self.rule not in RULES:
             raise ValueError(f"unknown rule {self.rule!r}")
-        severity_rank(self.severity)
-        self.bbox = _clean_bbox(self.bbox)
-        for name in ("class_id", "instance_id", "pixels"):
-            v = getattr(self, name)
-            if v is not None:
-                setattr(self, name, int(v))
-        self.extra = _jsonable(self.extra or {})
+        if self.severity not in _RANK:
+            severity_rank(self.severity)
+        if self.bbox is not None:
+            self.bbox = _clean_bbox(self.bbox)
+        if self.class_id is not None and type(self.class_id) is not int:
+            self.class_id = int(self.class_id)
+        if self.instance_id is not None and type(self.instance_id) is not int:
+            self.instance_id = int(self.instance_id)
+        if self.pixels is not None and type(self.pixels) is not int:
+            self.pixels = int(self.pixels)
+        self.extra = _jsonable(self.extra) if self.extra else {}
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-able): the shape of a ``findings`` row minus the item columns."""
