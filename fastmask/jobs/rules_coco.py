@@ -33,7 +33,7 @@ import numpy as np
 from fastmask import raster as _raster
 from fastmask import rle as _rle
 
-from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, name_of
+from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig
 from .rules_files import image_size_mismatch
 from .rules_instances import instance_overlap
 

@@ -15,7 +15,7 @@ from fastmask import components
 from fastmask import rle as _rle
 from fastmask.kernels import validate as kv
 
-from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, bbox_from_inclusive, name_of, union_bbox
+from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, name_of, union_bbox
 
 __all__ = [
     "disconnected_instance",
