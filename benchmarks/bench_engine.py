@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from fastmask.engine import ItemResult, Job, run_job
+from fastmask.engine import ItemResult, Job, default_shard_size, run_job
 
 DATA = Path(os.environ.get("FASTMASK_BENCH_DATA", "/tmp/fastmask-bench-data"))
 SIZES = {"small": (480, 640), "large": (1024, 2048)}
@@ -188,7 +188,7 @@ def _memory(n: int, tmp: Path) -> dict:
 
 def run(quick: bool = False) -> None:
     counts = {"small": 2000, "large": 200} if quick else {"small": 20_000, "large": 2_000}
-    shard_size = 200 if quick else None  # None: the engine's default (2000)
+    shard_size = None  # the engine's default: items/64 within [100, 2000]
     rounds = 3 if quick else 2
     manifest = ensure_dataset(counts)
     paths = manifest.column("path").to_pylist()
@@ -213,11 +213,12 @@ def run(quick: bool = False) -> None:
         pil, plain, w1, w2 = (statistics.median(t) for t in (t_pil, t_plain, t_w1, t_w2))
         print(f"\n## engine: no-op job (decode only) over {n} masks "
               f"({counts['small']} x 640x480, {counts['large']} x 2048x1024), reader: {reader}\n")
-        print(f"shard size {shard_size or 2000}, {rounds} interleaved rounds, medians; "
+        print(f"shard size {default_shard_size(n)} (default), {rounds} interleaved rounds, medians; "
               f"engine times are run_job wall times (startup, Parquet parts, run.json included)\n")
         print("| case | time | items/s | vs plain loop |")
         print("|---|---:|---:|---:|")
-        print(f"| plain Pillow loop (1 core): Image.open + np.asarray | {pil:.2f} s | {n / pil:.0f} | {plain / pil:.2f}x |")
+        print(f"| plain Pillow loop (1 core): Image.open + np.asarray | {pil:.2f} s | {n / pil:.0f} "
+              f"| {plain / pil:.2f}x |")
         if reader != "PIL.Image.open + np.asarray":
             print(f"| plain loop of {reader} (1 core) | {plain:.2f} s | {n / plain:.0f} | 1.00x |")
         print(f"| engine, 1 worker (in-process) | {w1:.2f} s | {n / w1:.0f} | {plain / w1:.2f}x |")
@@ -230,7 +231,7 @@ def run(quick: bool = False) -> None:
         sizes = (5_000, 50_000) if quick else (10_000, 100_000)
         mem = {k: _memory(k, tmp) for k in sizes}
         print("\n## engine: peak memory of a trivial job (200-byte row per item in a second table), "
-              "2 workers, shard size 2000\n")
+              f"2 workers, shard sizes {default_shard_size(sizes[0])} and {default_shard_size(sizes[1])}\n")
         print("| items | driver RSS before run_job | driver peak during run_job | largest worker peak RSS "
               "| manifest (input) | rows written | items/s |")
         print("|---:|---:|---:|---:|---:|---:|---:|")

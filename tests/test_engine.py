@@ -91,7 +91,8 @@ def test_every_item_exactly_once_with_error_rows(reference):
     assert doc["counts"] == {"items": N, "ok": N - n_bad - n_internal, "error": n_bad + n_internal,
                              "error_codes": {"bad_item": n_bad, "internal_error": n_internal}}
     assert doc["status"] == "complete" and doc["job"] == "toy" and doc["arguments"] == {"salt": 0, "sleep": 0.0}
-    assert doc["tables"] == {"items": {"rows": N, "parts": N // SHARD}, "findings": {"rows": len(want), "parts": N // SHARD}}
+    assert doc["tables"] == {"items": {"rows": N, "parts": N // SHARD},
+                             "findings": {"rows": len(want), "parts": N // SHARD}}
     ok_values = [expected_row(n)["value"] for n in range(N) if expected_row(n)["status"] == "ok"]
     assert doc["summary"] == {"sum": sum(ok_values), "findings": len(want), "labels": ["L0", "L1", "L2", "L3", "L4"]}
     assert doc["shard_size"] == SHARD and doc["shards"] == N // SHARD
@@ -319,3 +320,57 @@ def test_options_module_stays_light():
             "print(any(m.split('.')[0] in ('pyarrow', 'numba', 'distributed') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_job_arguments_and_json_conversion():
+    import enum
+    import math
+
+    import numpy as np
+
+    from fastmask.engine import Job, to_jsonable
+    from fastmask.jobs.base import Job as JobFromJobs
+
+    assert JobFromJobs is Job
+
+    class Mode(enum.Enum):
+        STRICT = "strict"
+
+    class J(Job):
+        def __init__(self):
+            self.root = Path("/data")
+            self.mode = Mode.STRICT
+            self.ids = (1, np.int64(2))
+            self.score = math.nan
+            self._cache = object()  # private: not an argument
+
+    assert J().arguments() == {"ids": [1, 2], "mode": "strict", "root": "/data", "score": None}
+    assert to_jsonable({1: {3, 1}, "a": np.arange(3)}) == {"1": [1, 3], "a": [0, 1, 2]}
+
+    class Opaque(Job):
+        def __init__(self):
+            self.model = object()
+
+    with pytest.raises(TypeError, match=r"Opaque.model is not plain data.*override Opaque.arguments\(\)"):
+        Opaque().arguments()
+
+
+def test_job_contract_is_checked_before_running(tmp_path):
+    class Clash(NullJob):
+        item_schema = pa.schema([("status", pa.string())])
+
+    class BadTable(NullJob):
+        tables = {"items": pa.schema([("x", pa.int64())])}
+
+    for job, match in ((Clash(), "engine-owned columns"), (BadTable(), "other than 'items'")):
+        with pytest.raises(ValueError, match=match):
+            run_job(job, toy_manifest(3), tmp_path / "r", workers=1, quiet=True)
+    assert not (tmp_path / "r").exists()
+
+
+def test_default_shard_size_depends_on_the_number_of_items_only(tmp_path):
+    from fastmask.engine import default_shard_size
+
+    assert [default_shard_size(n) for n in (0, 500, 22_000, 64 * 2000, 10**7)] == [100, 100, 344, 2000, 2000]
+    r = run_job(NullJob(), toy_manifest(1000), tmp_path / "r", workers=1, quiet=True)
+    assert (r.n_shards, json.loads((tmp_path / "r" / "run.json").read_text())["shard_size"]) == (10, 100)

@@ -24,7 +24,7 @@ _EXPORTS = {
     "RunFailedError": "errors", "UsageError": "errors",
     "EXIT_OK": "errors", "EXIT_FINDINGS": "errors", "EXIT_USAGE": "errors", "EXIT_RUN_FAILED": "errors",
     "add_engine_arguments": "options", "engine_options_from_args": "options", "EngineOptions": "options",
-    "DEFAULT_SHARD_SIZE": "manifest", "normalize_manifest": "manifest",
+    "DEFAULT_SHARD_SIZE": "manifest", "default_shard_size": "manifest", "normalize_manifest": "manifest",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -14,7 +14,24 @@ import pyarrow.compute as pc
 
 from .errors import ManifestError
 
-DEFAULT_SHARD_SIZE = 2000
+DEFAULT_SHARD_SIZE = 2000  # the largest automatic shard size
+MIN_AUTO_SHARD_SIZE = 100
+AUTO_SHARDS = 64
+
+
+def default_shard_size(n_items: int) -> int:
+    """Shard size used when none is given: ``ceil(n_items / 64)`` clamped to [100, 2000].
+
+    It depends on the number of items only (never on the workers), so reports stay
+    identical across machines. Small datasets still get enough shards to keep many cores
+    busy and balanced (a few slow items do not leave one worker running alone); large
+    ones get shards of 2000 items, i.e. few part files.
+
+    Example::
+
+        default_shard_size(22_000), default_shard_size(5_000_000)  # (344, 2000)
+    """
+    return min(DEFAULT_SHARD_SIZE, max(MIN_AUTO_SHARD_SIZE, -(-n_items // AUTO_SHARDS)))
 
 
 def normalize_manifest(manifest: pa.Table) -> pa.Table:

@@ -70,7 +70,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, out_required: bool 
     g.add_argument("--workers", metavar="N", type=_positive_int, default=None,
                    help="worker processes (default: all cores; 1 runs in this process)")
     g.add_argument("--shard-size", metavar="N", type=_positive_int, default=None,
-                   help="items per shard (default 2000; a resumed run keeps its own)")
+                   help="items per shard (default: items/64, between 100 and 2000; a resumed run keeps its own)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     return g
 

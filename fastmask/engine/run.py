@@ -22,7 +22,7 @@ from .errors import (
 )
 from .executors import EXECUTORS, ShardFailure, make_executor
 from .job import Job, check_job, to_jsonable
-from .manifest import DEFAULT_SHARD_SIZE, ShardTask, normalize_manifest, shard_count, shard_slice
+from .manifest import ShardTask, default_shard_size, normalize_manifest, shard_count, shard_slice
 from .options import ENGINE_ARGUMENT_NAMES
 from .progress import Progress
 from .shard import ensure_prepared, items_schema, table_schema
@@ -137,7 +137,8 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
     * ``manifest``: a ``pyarrow.Table`` with a unique ``item_id`` column (string or
       integer) plus whatever the job reads (paths...). Sorted by ``item_id`` here. May be
       ``None`` with ``resume=True``: the manifest saved in the folder is used.
-    * ``shard_size``: items per shard (default 2000; a resumed run keeps its own).
+    * ``shard_size``: items per shard (default ``ceil(n/64)`` within [100, 2000]; a resumed
+      run keeps its own).
     * ``executor``: ``"local"`` (processes; ``workers=1`` runs in this process),
       ``"threads"`` or ``"dask"``; ``workers`` defaults to all cores; ``scheduler`` is a
       Dask scheduler address (or a ``distributed.Client``), ``None`` starts a LocalCluster.
@@ -205,15 +206,17 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
                                       f"{stored_size}; drop --shard-size or use --overwrite")
         shard_size = stored_size
         id_type = manifest.schema.field("item_id").type
-        key = _resume_key(job, job_arguments, recorded_arguments, to_jsonable(labelmap), shard_size, manifest.num_rows, id_type)
+        key = _resume_key(job, job_arguments, recorded_arguments, to_jsonable(labelmap), shard_size,
+                          manifest.num_rows, id_type)
         _check_resume(stored, key, out)
     else:
         if manifest is None:
             raise UsageError("a manifest is needed (only resume=True can reuse the saved one)")
         manifest = normalize_manifest(manifest)
-        shard_size = shard_size or DEFAULT_SHARD_SIZE
+        shard_size = shard_size or default_shard_size(manifest.num_rows)
         id_type = manifest.schema.field("item_id").type
-        key = _resume_key(job, job_arguments, recorded_arguments, to_jsonable(labelmap), shard_size, manifest.num_rows, id_type)
+        key = _resume_key(job, job_arguments, recorded_arguments, to_jsonable(labelmap), shard_size,
+                          manifest.num_rows, id_type)
 
     n_items = manifest.num_rows
     n_shards = max(1, shard_count(n_items, shard_size))  # an empty run still writes empty parts

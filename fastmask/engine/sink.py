@@ -92,7 +92,8 @@ def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int | None
     tmp = _tmp_path(path)
     try:
         with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression=PARQUET_COMPRESSION, row_group_size=row_group_size or max(1, table.num_rows))
+            pq.write_table(table, f, compression=PARQUET_COMPRESSION,
+                           row_group_size=row_group_size or max(1, table.num_rows))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
