@@ -1,32 +1,81 @@
 """The ``fastmask`` command line: thin parsing, then a call into a job.
 
-Heavy modules (numba, kernels) are imported inside the command handlers so
+Heavy modules (numba, pyarrow, kernels) are imported inside the command handlers so
 that ``fastmask --help`` and ``fastmask --version`` never pay for them.
+
+Exit codes: 0 ok; 1 findings of error severity (jobs that check); 2 usage or
+configuration error (nothing was run); 3 the run started but stopped (``--resume``
+continues it).
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from ._version import __version__
+from .engine.options import EXIT_USAGE, add_engine_arguments, engine_options_from_args
+
+
+def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", metavar="DATASET",
+                   help="a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, or a clean-zip layout")
+    p.add_argument("--layout", choices=("masks", "voc", "coco", "coco_panoptic", "cleanzip"), default=None,
+                   help="dataset layout (default: detected)")
+    p.add_argument("--images", metavar="DIR", default=None, help="images folder (paired by file stem / COCO file_name)")
+    p.add_argument("--labelmap", metavar="FILE", default=None,
+                   help="label map: fastmask JSON, CVAT labelmap.txt, class names .txt, or a COCO JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastmask",
         description="Fast, trustworthy segmentation masks at dataset scale.",
+        epilog="exit codes: 0 ok, 1 findings of error severity, 2 usage/configuration error, 3 run stopped (use --resume)",
     )
     parser.add_argument("--version", action="version", version=f"fastmask {__version__}")
+    parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+                        help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="rasterize -> encode -> decode generated COCO-like data and report")
     demo.add_argument("--images", type=int, default=200, help="number of generated images (default 200)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)")
+    _add_dataset_arguments(scan)
+    add_engine_arguments(scan)
     return parser
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from .engine import EngineError, run_job
+    from .formats import FormatError, open_dataset
+    from .jobs.scan import ScanJob
+
+    try:
+        opts = engine_options_from_args(args)
+        dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
+        manifest = dataset.manifest()
+        result = run_job(ScanJob(dataset), manifest, labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
+                         **opts.run_kwargs())
+    except FormatError as e:
+        print(f"fastmask scan: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as e:
+        print(f"fastmask scan: {e}", file=sys.stderr)
+        return e.exit_code
+    errors = result.counts.get("error", 0)
+    print(f"scanned {result.n_items} items ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
+          f"{result.items_per_second:,.0f} items/s: {result.counts.get('ok', 0)} read, {errors} not readable")
+    for code, n in sorted(result.counts.get("error_codes", {}).items()):
+        print(f"  {code}: {n}")
+    print(f"report: {result.out_dir}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
         return 0
@@ -34,8 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return run_demo(n_images=args.images, seed=args.seed)
+    if args.command == "scan":
+        return _run_scan(args)
     parser.error(f"unknown command {args.command!r}")
-    return 2
+    return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover
