@@ -43,6 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)")
     _add_dataset_arguments(scan)
     add_engine_arguments(scan)
+    val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
+    _add_dataset_arguments(val)
+    rules = val.add_argument_group("rules")
+    rules.add_argument("--min-island", type=int, default=16, metavar="PX",
+                       help="tiny_island: components smaller than this many pixels (default 16)")
+    rules.add_argument("--connectivity", type=int, choices=(4, 8), default=8,
+                       help="pixel connectivity for components (default 8)")
+    rules.add_argument("--ignore-value", type=int, default=255, metavar="V",
+                       help="ignore value allowed in every mask (default 255; -1 for none)")
+    rules.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
+    rules.add_argument("--fail-on", choices=("error", "warning", "info", "never"), default="error",
+                       help="exit code 1 when a finding at or above this severity exists (default error)")
+    rules.add_argument("--disable", action="append", default=[], metavar="RULE", help="turn a rule off (repeatable)")
+    rules.add_argument("--severity", action="append", default=[], metavar="RULE=LEVEL",
+                       help="change a rule's severity, e.g. empty_mask=error (repeatable)")
+    add_engine_arguments(val)
     return parser
 
 
@@ -72,6 +88,52 @@ def _run_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rule_config(args: argparse.Namespace):
+    from .engine import UsageError
+    from .jobs.validate_rules import RULES, SEVERITIES, RuleConfig
+
+    unknown = [r for r in args.disable if r not in RULES]
+    severities = {}
+    for spec in args.severity:
+        rule, _, level = spec.partition("=")
+        if rule not in RULES or level not in SEVERITIES:
+            raise UsageError(f"--severity {spec!r}: expected RULE=LEVEL with a rule code and one of {', '.join(SEVERITIES)}")
+        severities[rule] = level
+    if unknown:
+        raise UsageError(f"--disable: unknown rule(s) {', '.join(unknown)}; rules: {', '.join(sorted(RULES))}")
+    if args.min_island < 1:
+        raise UsageError("--min-island must be at least 1")
+    return RuleConfig(
+        disabled=frozenset(args.disable), severities=severities, min_island=args.min_island,
+        connectivity=args.connectivity, ignore_value=None if args.ignore_value < 0 else args.ignore_value,
+        background=None if args.background < 0 else args.background,
+    )
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    from .engine import EngineError, run_job
+    from .formats import FormatError, open_dataset
+    from .jobs.validate import ValidateJob, write_dataset_tables
+    from .jobs.validate_summary import print_summary
+
+    try:
+        opts = engine_options_from_args(args)
+        config = _rule_config(args)
+        dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
+        job = ValidateJob(dataset, config)
+        result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
+                         **opts.run_kwargs())
+        dataset_found, classes = write_dataset_tables(job, result.out_dir)
+    except FormatError as e:
+        print(f"fastmask validate: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as e:
+        print(f"fastmask validate: {e}", file=sys.stderr)
+        return e.exit_code
+    failed = print_summary(result, dataset.layout, dataset_found, classes, args.fail_on)
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -85,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_demo(n_images=args.images, seed=args.seed)
     if args.command == "scan":
         return _run_scan(args)
+    if args.command == "validate":
+        return _run_validate(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 

@@ -1,0 +1,355 @@
+"""The ``validate`` job: every rule of :mod:`fastmask.jobs.validate_rules` over a dataset.
+
+Per item (one mask, one VOC id, one COCO image, one panoptic image) the job reads
+what the layout holds, runs the file, value, instance, COCO and panoptic rules and
+emits ``findings`` rows and per-class ``class_stats`` rows. Dataset-level rules
+(``class_never_seen``, ``coverage_outlier``, COCO ``duplicate_id`` / ``unknown_image``)
+run after the items, in :func:`dataset_findings`, from the shard summaries and the
+``class_stats`` table.
+
+Example::
+
+    ds = open_dataset("VOCdevkit/VOC2012")
+    job = ValidateJob(ds, RuleConfig(min_island=32))
+    run_job(job, ds.manifest(), "report/")
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..engine import ItemError, ItemResult, Job, ShardResult
+from ..formats import UNKNOWN_ID, Dataset, FormatError
+from . import validate_rules as R
+
+FINDING_SCHEMA = pa.schema(
+    [
+        ("rule", pa.string()),
+        ("severity", pa.string()),
+        ("class_id", pa.int64()),
+        ("instance_id", pa.int64()),
+        ("pixels", pa.int64()),
+        ("bbox_x", pa.int64()),
+        ("bbox_y", pa.int64()),
+        ("bbox_w", pa.int64()),
+        ("bbox_h", pa.int64()),
+        ("message", pa.string()),
+        ("extra", pa.string()),
+    ]
+)
+
+CLASS_STATS_SCHEMA = pa.schema(
+    [
+        ("class_id", pa.int64()),
+        ("pixels", pa.int64()),
+        ("components", pa.int64()),
+        ("instances", pa.int64()),
+    ]
+)
+
+
+def finding_row(f: R.Finding) -> dict[str, Any]:
+    """A :class:`Finding` as a ``findings`` row (bbox split in four columns, extra as JSON)."""
+    x = y = w = h = None
+    if f.bbox is not None:
+        x, y, w, h = (int(v) for v in f.bbox)
+    return {
+        "rule": f.rule,
+        "severity": f.severity,
+        "class_id": f.class_id,
+        "instance_id": f.instance_id,
+        "pixels": f.pixels,
+        "bbox_x": x,
+        "bbox_y": y,
+        "bbox_w": w,
+        "bbox_h": h,
+        "message": f.message,
+        "extra": json.dumps(f.extra, sort_keys=True) if f.extra else None,
+    }
+
+
+class ValidateJob(Job):
+    """Run the validation rules over each item of ``dataset`` with ``config``."""
+
+    name = "validate"
+    item_schema = pa.schema(
+        [
+            ("layout", pa.string()),
+            ("mask_format", pa.string()),
+            ("mask_mode", pa.string()),
+            ("mask_dtype", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("values", pa.list_(pa.int64())),
+            ("value_pixels", pa.list_(pa.int64())),
+            ("components", pa.int64()),
+            ("instances", pa.int64()),
+            ("n_annotations", pa.int32()),
+            ("n_findings", pa.int32()),
+            ("worst_severity", pa.string()),
+        ]
+    )
+    tables = {"findings": FINDING_SCHEMA, "class_stats": CLASS_STATS_SCHEMA}
+
+    def __init__(self, dataset: Dataset, config: R.RuleConfig = R.DEFAULT_CONFIG):
+        self._dataset = dataset
+        self._config = config
+        self._label_ids: list[int] | None = None
+        self._names: dict[int, str] | None = None
+        self._colors: dict[int, tuple] | None = None
+        self._category_ids: set[int] | None = None
+        lm = dataset.labelmap
+        if lm is not None:
+            self._label_ids = sorted(set(lm.names) | set(lm.colors))
+            self._names = dict(lm.names)
+            self._colors = dict(lm.colors) if lm.colors else None
+        if dataset.layout in ("coco", "coco_panoptic") and hasattr(dataset, "meta"):
+            cats = dataset.meta().get("categories") or []
+            ids = {c.get("id") for c in cats if isinstance(c, dict) and isinstance(c.get("id"), int)}
+            self._category_ids = ids or None
+
+    def arguments(self) -> dict[str, Any]:
+        return {"dataset": self._dataset.root, "layout": self._dataset.layout, "config": self._config.to_json()}
+
+    def prepare(self) -> None:
+        # load the Numba kernels the rules use (from the on-disk cache) before the first item
+        m = np.zeros((8, 8), np.uint8)
+        m[2:4, 2:4] = 1
+        R.check_class_mask(m, [0, 1], self._config)
+
+    # ------------------------------------------------------------------ per item
+
+    def process(self, item: dict[str, Any]) -> ItemResult:
+        cfg = self._config
+        try:
+            data = self._dataset.read_item(item)
+        except FormatError as e:
+            rows = [finding_row(f) for f in R.unreadable(e.code, e.message, cfg, path=e.path)]
+            raise ItemError(e.code, e.message, rows={"findings": rows},
+                            fields={"layout": self._dataset.layout, "n_findings": len(rows),
+                                    "worst_severity": R.worst_severity(R.unreadable(e.code, e.message, cfg))}) from None
+        findings: list[R.Finding] = []
+        fields: dict[str, Any] = {"layout": self._dataset.layout}
+        class_rows: dict[int, dict[str, int]] = {}
+        if "image" in data.missing and data.mask is not None:
+            findings += R.missing_image(data.item_id, data.extra.get("expected_image"), cfg)
+        if "mask" in data.missing:
+            findings += R.missing_mask(data.image_path or data.item_id, None, cfg)
+        if data.mask is not None:
+            findings += self._class_mask(data, fields, class_rows)
+        if data.instance_mask is not None and data.segments is None:
+            findings += self._instance_mask(data, fields, class_rows)
+        if data.annotations is not None:
+            findings += self._coco(item, data, fields)
+        if data.segments is not None or self._dataset.layout == "coco_panoptic":
+            findings += self._panoptic(data, fields)
+        fields["n_findings"] = len(findings)
+        fields["worst_severity"] = R.worst_severity(findings)
+        rows = {
+            "findings": [finding_row(f) for f in findings],
+            "class_stats": [
+                {"class_id": c, "pixels": v.get("pixels", 0), "components": v.get("components"),
+                 "instances": v.get("instances")}
+                for c, v in sorted(class_rows.items())
+            ],
+        }
+        return ItemResult(fields, rows)
+
+    def _class_mask(self, data, fields, class_rows) -> list[R.Finding]:
+        cfg = self._config
+        mask = data.mask
+        out: list[R.Finding] = []
+        fields.update(mask_format=mask.format, mask_mode=mask.mode, mask_dtype=str(mask.array.dtype),
+                      width=mask.width, height=mask.height)
+        if mask.lossy:
+            out += R.lossy_format(mask.format, True, cfg)
+        colour_mask = mask.mode in ("RGB", "RGBA")
+        expected = "color" if colour_mask and self._colors else "single"
+        out += R.unexpected_channels(mask.mode, mask.channels, cfg, expected=expected,
+                                     alpha_nonopaque=getattr(mask, "alpha_nonopaque", 0) or 0,
+                                     alpha_min=getattr(mask, "alpha_min", None))
+        if mask.unknown_colors:
+            out += R.unknown_color(mask.unknown_colors, cfg, mask=mask.array, unknown_id=UNKNOWN_ID,
+                                   label_colors=self._colors)
+        ref = data.image_size or data.extra.get("record_size")
+        if ref is not None:
+            out += R.size_mismatch((mask.width, mask.height), ref, cfg,
+                                   ref="image" if data.image_size else "record")
+        found, stats = R.check_class_mask(mask.array, self._label_ids, cfg, unknown_id=UNKNOWN_ID, names=self._names)
+        out += found
+        if mask.mode == "P" and mask.palette is not None and self._colors:
+            out += R.palette_mismatch(mask.palette, stats.values, self._colors, cfg,
+                                      counts=stats.counts, names=self._names)
+        fields["values"] = [int(v) for v in stats.values]
+        fields["value_pixels"] = [int(c) for c in stats.counts]
+        if stats.components is not None:
+            fields["components"] = int(sum(stats.components.values()))
+        for v, c in zip(stats.values, stats.counts):
+            v = int(v)
+            if v == cfg.background or v == cfg.ignore_value or v == UNKNOWN_ID:
+                continue
+            row = class_rows.setdefault(v, {})
+            row["pixels"] = int(c)
+            if stats.components is not None:
+                row["components"] = int(stats.components.get(v, 0))
+        return out
+
+    def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
+        cfg = self._config
+        inst = data.instance_mask.array
+        out = R.disconnected_instance(inst, cfg, names=self._names)
+        if data.mask is not None:
+            if data.mask.array.shape != inst.shape:
+                out += R.size_mismatch((data.instance_mask.width, data.instance_mask.height),
+                                       (data.mask.width, data.mask.height), cfg, ref="class mask")
+            else:
+                out += R.instance_class_conflict(inst, data.mask.array, cfg, names=self._names)
+                # instances per class: distinct instance ids over each class's pixels
+                valid = (inst != cfg.background) & (inst != cfg.ignore_value)
+                if valid.any():
+                    pairs = np.unique(np.stack([data.mask.array[valid].astype(np.int64),
+                                                inst[valid].astype(np.int64)]), axis=1)
+                    classes, n_inst = np.unique(pairs[0], return_counts=True)
+                    for c, k in zip(classes.tolist(), n_inst.tolist()):
+                        if c in class_rows:
+                            class_rows[c]["instances"] = int(k)
+        fields["instances"] = len(R.instance_stats(inst, cfg)["instances"])
+        return out
+
+    def _coco(self, row, data, fields) -> list[R.Finding]:
+        image = {"id": row.get("image_id"), "width": row.get("width"), "height": row.get("height"),
+                 "file_name": row.get("file_name")}
+        fields["n_annotations"] = len(data.annotations)
+        found, _ = R.check_coco_image(image, data.annotations, self._category_ids, self._config,
+                                      file_size=data.image_size if data.image_path else None, names=self._names)
+        return found
+
+    def _panoptic(self, data, fields) -> list[R.Finding]:
+        cfg = self._config
+        if data.instance_mask is None:
+            return []
+        out: list[R.Finding] = []
+        m = data.instance_mask
+        fields.update(mask_format=m.format, mask_mode=m.mode, mask_dtype=str(m.array.dtype),
+                      width=m.width, height=m.height)
+        rec = data.extra.get("record_size")
+        if rec is not None:
+            out += R.size_mismatch((m.width, m.height), rec, cfg, ref="record")
+        found, _ = R.segment_mismatch(m.array, data.segments or [], cfg, names=self._names)
+        return out + found
+
+    # ------------------------------------------------------------------ reduce
+
+    def reduce_shard(self, shard: ShardResult) -> dict:
+        counts: dict[str, int] = {}
+        f = shard.tables["findings"]
+        for rule, sev in zip(f.column("rule").to_pylist(), f.column("severity").to_pylist()):
+            counts[f"{rule}:{sev}"] = counts.get(f"{rule}:{sev}", 0) + 1
+        classes: dict[int, list[int]] = {}
+        cs = shard.tables["class_stats"]
+        for c, p, k, n in zip(cs.column("class_id").to_pylist(), cs.column("pixels").to_pylist(),
+                              cs.column("components").to_pylist(), cs.column("instances").to_pylist()):
+            t = classes.setdefault(c, [0, 0, 0, 0])
+            t[0] += p or 0
+            t[1] += 1
+            t[2] += k or 0
+            t[3] += n or 0
+        return {"findings": counts, "classes": {str(c): v for c, v in sorted(classes.items())}}
+
+    def finalize(self, summaries: list[dict]) -> dict:
+        counts: dict[str, int] = {}
+        classes: dict[int, list[int]] = {}
+        for s in summaries:
+            for k, v in s.get("findings", {}).items():
+                counts[k] = counts.get(k, 0) + v
+            for c, v in s.get("classes", {}).items():
+                t = classes.setdefault(int(c), [0, 0, 0, 0])
+                for i in range(4):
+                    t[i] += v[i]
+        return {
+            "findings": dict(sorted(counts.items())),
+            "classes": {str(c): dict(zip(("pixels", "images", "components", "instances"), v))
+                        for c, v in sorted(classes.items())},
+        }
+
+
+def dataset_findings(job: ValidateJob, summary: dict, class_stats: pa.Table, items: pa.Table) -> list[tuple[str | None, R.Finding]]:
+    """Dataset-level findings after the per-item pass: ``[(item_id or None, finding)]``.
+
+    ``class_never_seen`` from the summed class pixels; ``coverage_outlier`` from each
+    item's class shares against the dataset's distribution; COCO ``duplicate_id`` and
+    ``unknown_image`` from the parsed file.
+    """
+    cfg = job._config
+    out: list[tuple[str | None, R.Finding]] = []
+    class_pixels = {int(c): v["pixels"] for c, v in summary.get("classes", {}).items()}
+    if job._label_ids is not None and job._dataset.layout not in ("coco", "coco_panoptic"):
+        ids = [i for i in job._label_ids if i != cfg.background and i != cfg.ignore_value]
+        out += [(None, f) for f in R.class_never_seen(ids, class_pixels, cfg, names=job._names)]
+    if cfg.enabled("coverage_outlier") and len(class_stats):
+        # per item: share of each class in the item's labeled pixels
+        ids = class_stats.column("item_id").to_pylist()
+        cls = class_stats.column("class_id").to_pylist()
+        px = class_stats.column("pixels").to_pylist()
+        sizes = {r["item_id"]: (r["width"] or 0) * (r["height"] or 0) for r in items.select(["item_id", "width", "height"]).to_pylist()}
+        shares: dict[str, dict[int, float]] = {}
+        for i, c, p in zip(ids, cls, px):
+            if sizes.get(i):
+                shares.setdefault(i, {})[c] = p / sizes[i]
+        by_class: dict[int, list[float]] = {}
+        for s in shares.values():
+            for c, v in s.items():
+                by_class.setdefault(c, []).append(v)
+        bounds = R.coverage_bounds(by_class, cfg)
+        for i in sorted(shares):
+            for f in R.coverage_outlier(shares[i], bounds, cfg, names=job._names):
+                out.append((i, f))
+    if job._dataset.layout == "coco" and hasattr(job._dataset, "meta"):
+        meta = job._dataset.meta()
+        for kind, key in (("image", "duplicate_image_ids"), ("annotation", "duplicate_annotation_ids")):
+            dups = meta.get(key) or []
+            if dups:
+                out += [(None, f) for f in R.duplicate_ids(list(dups) * 2, kind, cfg)]
+        if meta.get("n_orphan_annotations"):
+            orphans = job._dataset.orphan_annotations()
+            image_ids = job._dataset.manifest().column("image_id").drop_null().to_pylist()
+            out += [(None, f) for f in R.unknown_images([a.get("image_id") for a in orphans], image_ids, cfg,
+                                                        annotation_ids=[a.get("id") for a in orphans])]
+    return out
+
+
+def write_dataset_tables(job: ValidateJob, out_dir) -> tuple[list[tuple[str | None, R.Finding]], pa.Table]:
+    """After the run: the dataset-level findings and the per-class totals, as Parquet tables.
+
+    Writes ``dataset_findings/part-00000.parquet`` (the ``findings`` columns with a nullable
+    ``item_id``) and ``classes/part-00000.parquet`` (per class: pixels, images, components,
+    instances), atomically; returns both for the summary.
+    """
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from ..engine.sink import write_parquet_atomic
+
+    out = Path(out_dir)
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    class_stats = pq.read_table(out / "class_stats")
+    items = pq.read_table(out / "items", columns=["item_id", "width", "height"])
+    found = dataset_findings(job, summary, class_stats, items)
+    rows = [{"item_id": i, **finding_row(f)} for i, f in found]
+    schema = pa.schema([("item_id", pa.string())] + list(FINDING_SCHEMA))
+    (out / "dataset_findings").mkdir(exist_ok=True)
+    (out / "classes").mkdir(exist_ok=True)
+    write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), out / "dataset_findings" / "part-00000.parquet")
+    names = job._names or {}
+    class_rows = [
+        {"class_id": int(c), "name": names.get(int(c)), **v} for c, v in summary.get("classes", {}).items()
+    ]
+    class_schema = pa.schema([("class_id", pa.int64()), ("name", pa.string()), ("pixels", pa.int64()),
+                              ("images", pa.int64()), ("components", pa.int64()), ("instances", pa.int64())])
+    classes = pa.Table.from_pylist(class_rows, schema=class_schema)
+    write_parquet_atomic(classes, out / "classes" / "part-00000.parquet")
+    return found, classes

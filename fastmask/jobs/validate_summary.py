@@ -1,0 +1,41 @@
+"""The short summary ``fastmask validate`` prints: findings per rule and severity, worst files, report path."""
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .validate_rules import SEVERITIES, severity_rank
+
+
+def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, fail_on: str, *, worst: int = 5) -> bool:
+    """Print the summary of a finished validate run; return True when a finding reaches ``fail_on``."""
+    counts: dict[tuple[str, str], int] = {}
+    for key, n in result.summary.get("findings", {}).items():
+        rule, _, sev = key.partition(":")
+        counts[(rule, sev)] = counts.get((rule, sev), 0) + n
+    for _, f in dataset_found:
+        counts[(f.rule, f.severity)] = counts.get((f.rule, f.severity), 0) + 1
+    n_err = result.counts.get("error", 0)
+    print(f"validated {result.n_items} items ({layout} layout) in {result.wall_seconds:.2f} s, "
+          f"{result.items_per_second:,.0f} items/s; {n_err} could not be read")
+    if counts:
+        print("findings:")
+        order = sorted(counts, key=lambda k: (-severity_rank(k[1]), k[0]))
+        for rule, sev in order:
+            print(f"  {sev:<7} {rule:<24} {counts[(rule, sev)]}")
+    else:
+        print("findings: none")
+    items = pq.read_table(result.out_dir / "items", columns=["item_id", "n_findings", "worst_severity"])
+    rows = [r for r in items.to_pylist() if r["n_findings"]]
+    rows.sort(key=lambda r: (-severity_rank(r["worst_severity"]) if r["worst_severity"] else 0, -r["n_findings"], str(r["item_id"])))
+    if rows:
+        print("worst items:")
+        for r in rows[:worst]:
+            print(f"  {r['item_id']}: {r['n_findings']} finding(s), worst {r['worst_severity']}")
+    print(f"classes seen: {classes.num_rows}")
+    print(f"report: {result.out_dir}")
+    if fail_on == "never":
+        return False
+    level = severity_rank(fail_on)
+    return any(severity_rank(sev) >= level for (_, sev) in counts) if level <= max(
+        (severity_rank(s) for s in SEVERITIES), default=0) else False
