@@ -17,7 +17,7 @@ Import everything from here; the code lives in ``rules_*`` modules:
 
 Every check takes a :class:`RuleConfig` (default: :data:`DEFAULT_CONFIG`), does no
 work for a disabled rule and builds findings with the configured severity.
-docs/validate_rules.md documents every rule.
+The README ("Validation rules") documents every rule.
 
 >>> import numpy as np
 >>> m = np.zeros((64, 64), np.uint8); m[:20, :20] = 1; m[30, 30] = 2
