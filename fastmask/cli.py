@@ -37,8 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="rasterize -> encode -> decode generated COCO-like data and report")
-    demo.add_argument("--images", type=int, default=200, help="number of generated images (default 200)")
+    demo = sub.add_parser("demo", help="validate the built-in sample (one planted defect per rule), or --coco-rle")
+    demo.add_argument("--out", metavar="DIR", default=None,
+                      help="where the sample and the reports go (default ./fastmask-demo, rewritten each run)")
+    demo.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    demo.add_argument("--coco-rle", action="store_true",
+                      help="instead: rasterize -> encode -> decode generated COCO-like data and report")
+    demo.add_argument("--images", type=int, default=200, help="--coco-rle: number of generated images (default 200)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)")
     _add_dataset_arguments(scan)
@@ -142,9 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     if args.command == "demo":
-        from .demo import run_demo
+        from .demo import run_demo, run_validation_demo
 
-        return run_demo(n_images=args.images, seed=args.seed)
+        if args.coco_rle:
+            return run_demo(n_images=args.images, seed=args.seed)
+        return run_validation_demo(args.out, seed=args.seed, workers=args.workers)
     if args.command == "scan":
         return _run_scan(args)
     if args.command == "validate":

@@ -1,11 +1,17 @@
-"""``fastmask demo``: rasterize -> encode -> decode on generated COCO-like data, and report.
+"""``fastmask demo``: the built-in sample, validated; ``fastmask demo --coco-rle``: the RLE round trip.
 
-Runs on the built-in generator only (no downloads, no files): a few hundred
-640x480 "images" with ~7 polygon annotations each, rasterized in COCO mode,
-encoded to COCO RLE, decoded back and checked, with timings.
+The validation demo writes the sample dataset of :mod:`fastmask.sample` (a VOC/CVAT
+folder, a COCO file and a COCO panoptic pair holding one planted example of every
+rule next to clean masks), runs ``fastmask validate`` on each, prints the summaries
+and checks that every planted defect was found and nothing else.
+
+The COCO RLE demo needs no files: a few hundred generated 640x480 "images" with ~7
+polygon annotations each, rasterized in COCO mode, encoded to COCO RLE, decoded back
+and checked, with timings.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -95,3 +101,52 @@ def run_demo(n_images: int = 200, seed: int = 0) -> int:
     print(f"all {n_ann} masks round-trip exactly (mask -> RLE -> mask, polygon -> RLE == mask -> RLE); "
           f"total {time.perf_counter() - t0:.2f} s")
     return 0
+
+
+_DEMO_MARK = ".fastmask-demo"
+
+
+def run_validation_demo(out: str | None = None, *, seed: int = 0, workers: int | None = None) -> int:
+    """Write the sample, validate its three layouts, check the findings; returns the exit code."""
+    import shutil
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from .cli import main as cli_main
+    from .sample import make_sample
+
+    root = Path(out or "fastmask-demo")
+    if root.exists() and any(root.iterdir()):
+        if not (root / _DEMO_MARK).exists():
+            print(f"fastmask demo: {root} exists and is not a demo folder; choose another --out", file=sys.stderr)
+            return 2
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / _DEMO_MARK).write_text("written by `fastmask demo`; deleted and rewritten by the next demo run\n")
+    info = make_sample(root / "sample", seed=seed)
+    print(f"sample dataset with one planted example of each of {len(info.rules)} rules: {root / 'sample'}")
+    found: set[tuple[str, object, str]] = set()
+    for key in ("voc", "coco", "panoptic"):
+        report = root / f"report-{key}"
+        print(f"\n$ fastmask validate {info.path(key)} --out {report}")
+        args = ["validate", str(info.path(key)), "--out", str(report), "--fail-on", "never", "--quiet"]
+        if workers is not None:
+            args += ["--workers", str(workers)]
+        code = cli_main(args)
+        if code != 0:
+            return code
+        for table in ("findings", "dataset_findings"):
+            for f in pq.read_table(report / table, columns=["item_id", "rule"]).to_pylist():
+                found.add((key, f["item_id"], f["rule"]))
+    expected = set(info.expected)
+    missed = sorted(expected - found, key=str)
+    extra = sorted(found - expected, key=str)
+    print(f"\nplanted defects found: {len(expected) - len(missed)} of {len(expected)}; "
+          f"findings on clean items: {len(extra)}")
+    for key, item, rule in missed:
+        print(f"  MISSED {rule} in {key} {item or '(dataset)'}")
+    for key, item, rule in extra:
+        print(f"  UNEXPECTED {rule} in {key} {item or '(dataset)'}")
+    print(f"reports: {root}/report-voc, report-coco, report-panoptic (Parquet tables + run.json)")
+    return 0 if not missed and not extra else 1

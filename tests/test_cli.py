@@ -37,9 +37,24 @@ def test_no_command_prints_help(capsys):
     assert "usage: fastmask" in capsys.readouterr().out
 
 
-def test_demo_runs_and_checks_round_trips(capsys):
-    assert main(["demo", "--images", "6", "--seed", "3"]) == 0
+def test_coco_rle_demo_runs_and_checks_round_trips(capsys):
+    assert main(["demo", "--coco-rle", "--images", "6", "--seed", "3"]) == 0
     out = capsys.readouterr().out
     assert "generated 6 COCO-like images" in out
     assert "round-trip exactly" in out
     assert "IoU 0.3913" in out
+
+
+def test_validation_demo_finds_every_planted_defect_and_nothing_else(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "planted defects found: 27 of 27; findings on clean items: 0" in text
+    assert (out / "report-voc" / "run.json").exists()
+    # a rerun replaces its own folder; a foreign non-empty folder is refused
+    assert main(["demo", "--out", str(out), "--workers", "1"]) == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    assert main(["demo", "--out", str(other)]) == 2
+    assert (other / "keep.txt").exists()
