@@ -67,23 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_scan(args: argparse.Namespace) -> int:
+def _run_dataset_job(args: argparse.Namespace, make_job):
+    """Open the dataset, run ``make_job(dataset)`` on the engine; ``(dataset, job, result)`` or an exit code.
+
+    Configuration problems (bad flags, unreadable dataset, output folder in use) are
+    printed and returned as the engine's exit code (2, or 3 for a stopped run).
+    """
     from .engine import EngineError, run_job
     from .formats import FormatError, open_dataset
-    from .jobs.scan import ScanJob
 
     try:
         opts = engine_options_from_args(args)
         dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
-        manifest = dataset.manifest()
-        result = run_job(ScanJob(dataset), manifest, labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
+        job = make_job(dataset)
+        result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
                          **opts.run_kwargs())
     except FormatError as e:
-        print(f"fastmask scan: {e.code}: {e.message}", file=sys.stderr)
+        print(f"fastmask {args.command}: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except EngineError as e:
-        print(f"fastmask scan: {e}", file=sys.stderr)
+        print(f"fastmask {args.command}: {e}", file=sys.stderr)
         return e.exit_code
+    return dataset, job, result
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from .jobs.scan import ScanJob
+
+    ran = _run_dataset_job(args, ScanJob)
+    if isinstance(ran, int):
+        return ran
+    dataset, _, result = ran
     errors = result.counts.get("error", 0)
     print(f"scanned {result.n_items} items ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
           f"{result.items_per_second:,.0f} items/s: {result.counts.get('ok', 0)} read, {errors} not readable")
@@ -116,25 +130,20 @@ def _rule_config(args: argparse.Namespace):
 
 
 def _run_validate(args: argparse.Namespace) -> int:
-    from .engine import EngineError, run_job
-    from .formats import FormatError, open_dataset
+    from .engine import EngineError
     from .jobs.validate import ValidateJob, write_dataset_tables
     from .jobs.validate_summary import print_summary
 
     try:
-        opts = engine_options_from_args(args)
         config = _rule_config(args)
-        dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
-        job = ValidateJob(dataset, config)
-        result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
-                         **opts.run_kwargs())
-        dataset_found, classes = write_dataset_tables(job, result.out_dir)
-    except FormatError as e:
-        print(f"fastmask validate: {e.code}: {e.message}", file=sys.stderr)
-        return EXIT_USAGE
     except EngineError as e:
         print(f"fastmask validate: {e}", file=sys.stderr)
         return e.exit_code
+    ran = _run_dataset_job(args, lambda dataset: ValidateJob(dataset, config))
+    if isinstance(ran, int):
+        return ran
+    dataset, job, result = ran
+    dataset_found, classes = write_dataset_tables(job, result.out_dir)
     failed = print_summary(result, dataset.layout, dataset_found, classes, args.fail_on)
     return 1 if failed else 0
 

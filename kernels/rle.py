@@ -165,6 +165,19 @@ def _collect(words, buf, a, b, length, base, out, k):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _append_counts(pos, t, total, counts, k):
+    """Append the run lengths between sorted transition positions ``pos[:t]`` (and ``total``)."""
+    counts = _grow(counts, k + t + 1)
+    last = 0
+    for i in range(t):
+        counts[k] = pos[i] - last
+        last = pos[i]
+        k += 1
+    counts[k] = total - last
+    return counts, k + 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def encode_colmajor(words, buf, n_masks, length):
     """Encode masks stored column-major back to back in ``buf`` (mask ``n`` = bytes ``[n*length, (n+1)*length)``).
 
@@ -182,14 +195,7 @@ def encode_colmajor(words, buf, n_masks, length):
                 pos[0] = 0
                 t = 1
             pos, t = _collect_prev(words, buf, s + 1, length - 1, 1, pos, t)
-        counts = _grow(counts, k + t + 1)
-        last = 0
-        for i in range(t):
-            counts[k] = pos[i] - last
-            last = pos[i]
-            k += 1
-        counts[k] = length - last
-        k += 1
+        counts, k = _append_counts(pos, t, length, counts, k)
         offsets[n + 1] = k
     return counts[:k].copy(), offsets
 
@@ -240,14 +246,7 @@ def encode_rowmajor(words, buf, n_masks, h, w):
             x = tx[i]
             pos[colcount[x]] = x * h + ty[i]
             colcount[x] += 1
-        counts = _grow(counts, k + t + 1)
-        last = 0
-        for i in range(t):
-            counts[k] = pos[i] - last
-            last = pos[i]
-            k += 1
-        counts[k] = total - last
-        k += 1
+        counts, k = _append_counts(pos, t, total, counts, k)
         offsets[n + 1] = k
     return counts[:k].copy(), offsets
 
