@@ -314,8 +314,22 @@ def empty_mask(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, scan: ClassMas
                            pixels=0, extra={"background_pixels": bg_px, "ignore_pixels": ign_px})]
 
 
+class _RunStats:
+    """Per-component value, area and (x, y, w, h) bbox -- what the rules read of a ComponentStats."""
+
+    __slots__ = ("value", "area", "bbox")
+
+    def __init__(self, value, area, bbox):
+        self.value = value
+        self.area = area
+        self.bbox = bbox
+
+
 def _component_stats(mask, config: RuleConfig):
-    return components.component_stats(mask, connectivity=config.connectivity, background=config.background)
+    # the statistics straight from the runs: no label image is painted (the rules never read it)
+    conn = components._check_connectivity(config.connectivity)
+    r = components._component_runs(mask, conn, config.background)
+    return _RunStats(r.value, r.area, components._xywh(r.box))
 
 
 def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, label_ids=None,
