@@ -19,6 +19,7 @@ odd number of values raise :class:`ValueError` naming the polygon index.
 """
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -111,12 +112,10 @@ def polygon_rle(
     xy, offsets = _flatten(polygons, "polygon_rle")
     n = offsets.shape[0] - 1
     if n == 0:
-        counts = np.array([h * w], np.uint32)
-    elif fill_rule == "evenodd":
-        counts = _poly.coco_evenodd_counts(xy, offsets, h, w)
-    else:
-        counts = _poly.coco_union_counts(xy, offsets, h, w)
-    return _obj(counts, h, w)
+        return _obj(np.array([h * w], np.uint32), h, w)
+    if fill_rule == "evenodd":
+        return _obj(_poly.coco_evenodd_counts(xy, offsets, h, w), h, w)
+    return {"size": [h, w], "counts": _poly.coco_union_string(xy, offsets, h, w).tobytes()}
 
 
 def polygons_to_rles(annotations: Sequence[Sequence[Sequence[float]]], height, width) -> list[dict]:
@@ -131,26 +130,40 @@ def polygons_to_rles(annotations: Sequence[Sequence[Sequence[float]]], height, w
     [b'733000;', b'025Og0']
     """
     n = len(annotations)
-    heights = np.broadcast_to(np.asarray(height, dtype=np.int64), (n,))
-    widths = np.broadcast_to(np.asarray(width, dtype=np.int64), (n,))
+    heights = np.ascontiguousarray(np.broadcast_to(np.asarray(height, dtype=np.int64), (n,)))
+    widths = np.ascontiguousarray(np.broadcast_to(np.asarray(width, dtype=np.int64), (n,)))
     if n and (heights.min() < 0 or widths.min() < 0):
         raise ValueError("polygons_to_rles: heights and widths must be non-negative")
-    parts_xy = []
+    arrays: list[np.ndarray] = []
     part_lengths = [0]
-    ann_offsets = np.zeros(n + 1, np.int64)
+    ann_parts = [0]
     for i, ann in enumerate(annotations):
         try:
-            xy, offs = _flatten(ann, "polygons_to_rles") if len(ann) else (np.zeros(0), np.zeros(1, np.int64))
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"annotation {i}: {e}") from None
-        parts_xy.append(xy)
-        part_lengths.extend(np.diff(offs).tolist())
-        ann_offsets[i + 1] = ann_offsets[i] + offs.shape[0] - 1
-    xy = np.concatenate(parts_xy) if parts_xy else np.zeros(0)
+            if type(ann) is list and all(type(p) is list for p in ann):
+                # fast path: convert each part; validity is checked below (finiteness at once)
+                parts = [np.array(p, dtype=np.float64) for p in ann]
+                if not all(a.ndim == 1 and a.shape[0] >= 6 and a.shape[0] % 2 == 0 for a in parts):
+                    raise ValueError
+            else:
+                raise ValueError
+        except (ValueError, TypeError):
+            try:
+                xy_i, offs = _flatten(ann, "polygons_to_rles") if len(ann) else (np.zeros(0), np.zeros(1, np.int64))
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"annotation {i}: {e}") from None
+            parts = [xy_i[offs[j] : offs[j + 1]] for j in range(offs.shape[0] - 1)]
+        arrays.extend(parts)
+        part_lengths.extend(a.shape[0] for a in parts)
+        ann_parts.append(ann_parts[-1] + len(parts))
+    xy = np.concatenate(arrays) if arrays else np.zeros(0)
+    if not math.isfinite(xy.sum()):
+        for i, ann in enumerate(annotations):  # name the annotation and polygon
+            try:
+                _flatten(ann, "polygons_to_rles")
+            except (ValueError, TypeError) as e:
+                raise type(e)(f"annotation {i}: {e}") from None
     part_offsets = np.cumsum(part_lengths, dtype=np.int64)
-    counts, offsets = _poly.coco_annotations_counts(
-        xy, part_offsets, ann_offsets, np.ascontiguousarray(heights), np.ascontiguousarray(widths)
-    )
+    counts, offsets = _poly.coco_annotations_counts(xy, part_offsets, np.array(ann_parts, np.int64), heights, widths)
     from .rle import from_counts
 
     return from_counts(counts, offsets, heights, widths)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .rle import _grow, merge
+from .rle import _grow, counts_to_chars, merge
 
 _SCALE = 5.0
 _MAX_ADJUST = 64  # bound for the exact-crossing search (only float-extreme inputs need more)
@@ -354,3 +354,11 @@ def coco_annotations_counts(xy, part_offsets, ann_offsets, heights, widths):
         k += b.shape[0]
         offsets[a + 1] = k
     return counts[:k], offsets
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def coco_union_string(xy, coord_offsets, h, w):
+    """:func:`coco_union_counts` straight to COCO's compressed string codes (one call, no counts round trip)."""
+    counts = coco_union_counts(xy, coord_offsets, h, w)
+    chars, _ = counts_to_chars(counts, np.array([0, counts.shape[0]], np.int64))
+    return chars

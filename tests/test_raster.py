@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from pycocotools import mask as pm
 
 import fastmask.rle as fr
-from fastmask.raster import polygon_mask, polygon_rle
+from fastmask.raster import polygon_mask, polygon_rle, polygons_to_rles
 
 from strategies import polygons
 
@@ -135,3 +135,24 @@ def test_out_parameter():
     assert np.array_equal(stack[1][1:5, 1:5], np.ones((4, 4)))
     with pytest.raises(ValueError, match="out must be"):
         polygon_mask([SQUARE], 6, 6, out=np.zeros((6, 5), np.uint8))
+
+
+@given(st.lists(st.lists(polygons(), min_size=0, max_size=3), min_size=1, max_size=5), st.integers(1, 60), st.integers(1, 60))
+def test_polygons_to_rles_matches_pycocotools(annotations, h, w):
+    anns = [[p for p in ann if len(p) >= 6] for ann in annotations]
+    got = polygons_to_rles(anns, h, w)
+    assert len(got) == len(anns)
+    for ann, rle in zip(anns, got):
+        if ann:
+            assert rle == pm.merge(pm.frPyObjects(ann, h, w))
+        else:  # an annotation without polygons is an empty mask
+            assert int(fr.area(rle)) == 0 and rle["size"] == [h, w]
+
+
+def test_polygons_to_rles_sizes_and_errors():
+    rles = polygons_to_rles([[SQUARE], [SQUARE]], [6, 8], [6, 9])
+    assert [r["size"] for r in rles] == [[6, 6], [8, 9]]
+    with pytest.raises(ValueError, match="annotation 1: .*polygon 0 has NaN"):
+        polygons_to_rles([[SQUARE], [[0, 0, np.nan, 1, 2, 2]]], 6, 6)
+    with pytest.raises(ValueError, match="annotation 0: .*odd number"):
+        polygons_to_rles([[[0, 0, 1]]], 6, 6)
