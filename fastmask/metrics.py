@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence, overload
+from typing import Any, Iterable, Literal, Mapping, overload
 
 import numba
 import numpy as np

@@ -520,7 +520,6 @@ def from_counts(counts, offsets, heights, widths) -> list[dict]:
     """Flat counts back to compressed RLE dicts (inverse of :func:`counts_of`)."""
     counts = np.ascontiguousarray(counts, dtype=np.uint32)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-    n = offsets.shape[0] - 1
     return _to_objs(counts, offsets, heights, widths)
 
 

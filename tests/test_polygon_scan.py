@@ -16,7 +16,6 @@ from fractions import Fraction
 
 import cv2
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw

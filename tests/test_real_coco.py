@@ -5,7 +5,6 @@ import hashlib
 import json
 
 import numpy as np
-import pytest
 
 import fastmask.rle as fr
 from fastmask.raster import polygon_mask, polygon_rle
