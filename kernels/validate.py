@@ -10,6 +10,9 @@ value indexes ``kind``).  ``kind[v]`` classifies value ``v``:
 Entry points:
 
 - :func:`class_scan` -- histogram, neighbour transitions and *valid blends* in one pass;
+- :func:`class_scan_runs` -- the same results as :func:`class_scan` plus the
+  connected-component runs of :func:`fastmask.kernels.components.runs_2d`, in one
+  pass (the histogram and the horizontal transitions/blends come from the runs);
 - :func:`invalid_scan` -- only run when the histogram shows invalid values: per-value
   bounding boxes of invalid values and *invalid edge* pixels (anti-alias suspects);
 - :func:`pair_hist` -- joint (instance, class) histogram for instance/class conflicts;
@@ -28,6 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
+
+from .components import _add_run, _flatten, _grow
 
 KIND_INVALID = 0
 KIND_CLASS = 1
@@ -161,6 +167,177 @@ def class_scan(m, kind, hist, out):
     out[SCAN_BY0] = by0
     out[SCAN_BX1] = bx1
     out[SCAN_BY1] = by1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _run_end(s, e, row, kind, hist, cb, w):
+    """Bookkeeping of one run ``row[s:e]`` (any value): histogram; a 1-px run between two
+    runs is a horizontal blend candidate (flag in ``cb``).  Returns 1 if flagged."""
+    v = row[s]
+    hist[v] += e - s
+    if e - s == 1 and s > 0 and e < w:
+        a = row[s - 1]
+        b = row[e]
+        if (a < v and v < b) or (b < v and v < a):
+            cb[s] = 1
+            return 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
+    """:func:`class_scan` fused with the run extraction of connected-component labeling.
+
+    ``hist`` and ``out`` are filled exactly as by :func:`class_scan` (same values).
+    The runs are those of :func:`fastmask.kernels.components.runs_2d` (same order,
+    same union-find, same labels): returns ``(count, rs, re, rv, lab, row_ptr)`` for
+    :func:`fastmask.kernels.components.run_stats`.  ``idx_like``'s dtype (int32 or
+    int64, large enough for ``H * W``) is the run index dtype.
+
+    Per row, the run boundaries are found 64 pixels at a time (as in
+    ``components._scan_runs``); every run (background included) adds its length to
+    the histogram, the boundaries are the horizontal transitions and a 1-px run is
+    the only possible horizontal blend.  Only the vertical comparisons (transitions
+    with the next row, blend candidates between the previous and the next row) are
+    per-pixel passes, written to uint8 buffers so that they vectorise.
+    """
+    h, w = m.shape
+    idx = idx_like.dtype
+    npx = h * w
+    cap = min(npx, max(npx // 16, 4 * w, 1024))
+    rs = np.empty(cap, idx)
+    re = np.empty(cap, idx)
+    rv = np.empty(cap, m.dtype)
+    parent = np.empty(cap, idx)
+    row_ptr = np.zeros(h + 1, idx)
+    tb = np.zeros(w, np.uint8)
+    cb = np.zeros(w, np.uint8)
+    ext = 1 if eight else 0
+    one = np.uint64(1)
+    n = 0
+    prev_lo = 0
+    prev_hi = 0
+    trans = 0
+    blends = 0
+    bx0 = w
+    by0 = h
+    bx1 = -1
+    by1 = -1
+    vt_prev = 0  # vertical transitions between the previous row and this one
+    for i in range(h):
+        if n + w > rs.shape[0]:
+            cap = min(max(2 * rs.shape[0], n + w), npx)
+            rs = _grow(rs, n, cap)
+            re = _grow(re, n, cap)
+            rv = _grow(rv, n, cap)
+            parent = _grow(parent, n, cap)
+        row = m[i]
+        # vertical transitions with the next row
+        vt = 0
+        if i + 1 < h:
+            nxt = m[i + 1]
+            for j in range(w):
+                tb[j] = np.uint8(row[j] != nxt[j])
+            for j in range(w):
+                vt += tb[j]
+        # vertical blend candidates (a pixel strictly between its upper and lower neighbours
+        # differs from both: impossible when this row equals the previous or the next one)
+        cv = 0
+        if 0 < i < h - 1 and vt > 0 and vt_prev > 0:
+            prv = m[i - 1]
+            nxt = m[i + 1]
+            for j in range(w):
+                a = prv[j]
+                v = row[j]
+                b = nxt[j]
+                cb[j] = np.uint8(((a < v) & (v < b)) | ((b < v) & (v < a)))
+            for j in range(w):
+                cv += cb[j]
+        else:
+            for j in range(w):
+                cb[j] = 0
+        # runs: histogram, horizontal transitions and blend candidates, union-find
+        row_ptr[i] = n
+        jj = prev_lo
+        s = 0
+        nb = 0  # run boundaries in this row
+        ch = 0  # horizontal blend candidates
+        wb = 0
+        while wb + 65 <= w:
+            a = row[wb + 1:wb + 65]
+            b = row[wb:wb + 64]
+            bits = np.uint64(0)
+            for t in range(64):
+                bits |= np.uint64(a[t] != b[t]) << np.uint64(t)
+            while bits:
+                e = wb + 1 + np.int64(trailing_zeros(bits))
+                ch += _run_end(s, e, row, kind, hist, cb, w)
+                nb += 1
+                v = row[s]
+                if not (has_bg and v == bg):
+                    jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
+                    n += 1
+                s = e
+                bits &= bits - one
+            wb += 64
+        for e in range(wb + 1, w):
+            if row[e] != row[e - 1]:
+                ch += _run_end(s, e, row, kind, hist, cb, w)
+                nb += 1
+                v = row[s]
+                if not (has_bg and v == bg):
+                    jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
+                    n += 1
+                s = e
+        if w > 0:
+            ch += _run_end(s, w, row, kind, hist, cb, w)
+            v = row[s]
+            if not (has_bg and v == bg):
+                jj = _add_run(s, w, v, n, jj, prev_hi, ext, rs, re, rv, parent)
+                n += 1
+        prev_lo = row_ptr[i]
+        prev_hi = n
+        trans += nb + vt
+        vt_prev = vt
+        if cv + ch == 0:
+            continue
+        # rare: exact test (kinds) on the candidate pixels of this row (as in class_scan)
+        for j in range(w):
+            if cb[j] == 0:
+                continue
+            v = row[j]
+            if kind[v] != KIND_CLASS:
+                continue
+            hit = False
+            if 0 < j < w - 1:
+                a = row[j - 1]
+                b = row[j + 1]
+                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+            if not hit and 0 < i < h - 1:
+                a = m[i - 1, j]
+                b = m[i + 1, j]
+                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+            if hit:
+                blends += 1
+                if j < bx0:
+                    bx0 = j
+                if j > bx1:
+                    bx1 = j
+                if i < by0:
+                    by0 = i
+                by1 = i
+    row_ptr[h] = n
+    count = _flatten(parent, n)
+    out[SCAN_TRANSITIONS] = trans
+    out[SCAN_BLENDS] = blends
+    if blends == 0:
+        bx0 = -1
+        by0 = -1
+    out[SCAN_BX0] = bx0
+    out[SCAN_BY0] = by0
+    out[SCAN_BX1] = bx1
+    out[SCAN_BY1] = by1
+    return count, rs[:n], re[:n], rv[:n], parent[:n], row_ptr
 
 
 @njit(cache=True, nogil=True, inline="always")

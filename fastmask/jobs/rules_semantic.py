@@ -22,6 +22,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from fastmask import components
+from fastmask.kernels import components as _kc
 from fastmask.kernels import validate as kv
 
 from .rules_core import (
@@ -105,6 +106,17 @@ def _kinds_for_values(values: np.ndarray, label_ids, ignore, background, unknown
     return kind
 
 
+class _RunStats:
+    """Per-component value, area and (x, y, w, h) bbox -- what the rules read of a ComponentStats."""
+
+    __slots__ = ("value", "area", "bbox")
+
+    def __init__(self, value, area, bbox):
+        self.value = value
+        self.area = area
+        self.bbox = bbox
+
+
 @dataclass
 class ClassMaskScan:
     """Result of :func:`scan_class_mask` (shared by the class-mask rules)."""
@@ -153,13 +165,23 @@ def scan_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleCo
     >>> s.values.tolist(), s.counts.tolist(), s.transitions
     ([0, 2], [2, 2], 1)
     """
+    return _scan_class_mask(mask, label_ids, config, unknown_id, False)[0]
+
+
+def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_components: bool):
+    """:func:`scan_class_mask`, plus the component statistics when ``with_components``.
+
+    With ``with_components`` and a mask whose values are their own codes (the usual
+    case), one fused kernel pass (:func:`kv.class_scan_runs`) gives both; returns
+    ``(scan, stats or None)`` -- None: the caller labels separately.
+    """
     m = _as_2d_int(mask)
     h, w = m.shape
     ids = None if label_ids is None else tuple(sorted(int(i) for i in label_ids))
     ignore, bg = config.ignore_value, config.background
     if m.size == 0:
         z = np.zeros(0, np.int64)
-        return ClassMaskScan(m, h, w, z, z, np.zeros(0, np.uint8), 0, 0, None, unknown_id=unknown_id)
+        return ClassMaskScan(m, h, w, z, z, np.zeros(0, np.uint8), 0, 0, None, unknown_id=unknown_id), None
     if m.dtype == np.uint8:
         n = 256
         codes, lut = m, None
@@ -179,7 +201,18 @@ def scan_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleCo
         kind = _kinds_for_values(lut.astype(np.int64), ids, ignore, bg, unknown_id)
     hist = np.zeros(n, np.int64)
     out = np.zeros(kv.SCAN_LEN, np.int64)
-    kv.class_scan(codes, kind, hist, out)
+    cstats = None
+    if with_components and lut is None:
+        conn = components._check_connectivity(config.connectivity)
+        arr, has_bg, bg_code = components._prepare(m, config.background)
+        if arr is m:
+            idx_like = np.empty(0, components.label_dtype(m.size))
+            count, rs, re, rv, lab, row_ptr = kv.class_scan_runs(m, kind, hist, out, conn == 8, has_bg, bg_code,
+                                                                 idx_like)
+            value, area, box, _ = _kc.run_stats(rs, re, rv, lab, row_ptr, count)
+            cstats = _RunStats(value, area, components._xywh(box))
+    if cstats is None:
+        kv.class_scan(codes, kind, hist, out)
     present = np.flatnonzero(hist)
     counts = hist[present]
     kinds = kind[present]
@@ -199,7 +232,7 @@ def scan_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleCo
         scan.invalid_edge_bbox = bbox_from_inclusive(*iout[kv.INV_X0:kv.INV_Y1 + 1])
         for code, value in zip(present[kinds == kv.KIND_INVALID], values[kinds == kv.KIND_INVALID]):
             scan.invalid_bboxes[int(value)] = bbox_from_inclusive(*vbox[code])
-    return scan
+    return scan, cstats
 
 
 def _scan(mask, label_ids, config, scan, unknown_id=None) -> ClassMaskScan:
@@ -312,17 +345,6 @@ def empty_mask(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, scan: ClassMas
     what = " and ".join(x for x, n in ((f"background ({bg})", bg_px), (f"ignore ({ign})", ign_px)) if n) or "no"
     return [config.finding("empty_mask", f"mask has only {what} pixels ({s.height}x{s.width})",
                            pixels=0, extra={"background_pixels": bg_px, "ignore_pixels": ign_px})]
-
-
-class _RunStats:
-    """Per-component value, area and (x, y, w, h) bbox -- what the rules read of a ComponentStats."""
-
-    __slots__ = ("value", "area", "bbox")
-
-    def __init__(self, value, area, bbox):
-        self.value = value
-        self.area = area
-        self.bbox = bbox
 
 
 def _component_stats(mask, config: RuleConfig):
@@ -458,14 +480,16 @@ def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleC
     >>> f, st = check_class_mask(m, [0, 3]); f, st.components
     ([], {3: 1})
     """
-    s = scan_class_mask(mask, label_ids, config, unknown_id=unknown_id)
+    need = components_needed or config.enabled("tiny_island")
+    s, st = _scan_class_mask(mask, label_ids, config, unknown_id, need)
     findings = []
     findings += unexpected_value(label_ids=label_ids, config=config, scan=s, names=names)
     findings += antialias_suspect(config=config, scan=s)
     findings += empty_mask(config=config, scan=s)
     comp = None
-    if components_needed or config.enabled("tiny_island"):
-        st = _component_stats(s.mask, config)
+    if need:
+        if st is None:
+            st = _component_stats(s.mask, config)
         findings += tiny_island(s.mask, config, cstats=st, label_ids=label_ids, scan=s, names=names)
         vals = st.value
         if config.ignore_value is not None:
