@@ -177,7 +177,7 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
     """
     m = _as_2d_int(mask)
     h, w = m.shape
-    ids = None if label_ids is None else tuple(sorted(int(i) for i in label_ids))
+    ids = None if label_ids is None else tuple(sorted(map(int, label_ids)))
     ignore, bg = config.ignore_value, config.background
     if m.size == 0:
         z = np.zeros(0, np.int64)
@@ -255,8 +255,11 @@ def unexpected_value(mask=None, label_ids: Iterable[int] | None = None, config: 
     if not config.enabled("unexpected_value") or (label_ids is None and scan is None):
         return []
     s = _scan(mask, label_ids, config, scan, unknown_id)
-    bad = [(int(c), int(v)) for v, c, k in zip(s.values, s.counts, s.kinds)
-           if k == kv.KIND_INVALID and (s.unknown_id is None or v != s.unknown_id)]
+    inv = s.kinds == kv.KIND_INVALID
+    if not inv.any():
+        return []
+    bad = [(c, v) for v, c in zip(s.values[inv].tolist(), s.counts[inv].tolist())
+           if s.unknown_id is None or v != s.unknown_id]
     if not bad:
         return []
     bad.sort(key=lambda cv: (-cv[0], cv[1]))
@@ -337,7 +340,7 @@ def empty_mask(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, scan: ClassMas
         return []
     s = _scan(mask, None, config, scan)
     bg, ign = config.background, config.ignore_value
-    other = [(int(v), int(c)) for v, c in zip(s.values, s.counts) if v != bg and v != ign]
+    other = [v for v in s.values.tolist() if v != bg and v != ign]
     if other:
         return []
     bg_px = int(sum(c for v, c in zip(s.values, s.counts) if v == bg))
@@ -386,7 +389,7 @@ def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, 
     if config.ignore_value is not None:
         keep &= vals != config.ignore_value
     if label_ids is not None:
-        lab = np.unique(np.fromiter((int(i) for i in label_ids), np.int64))
+        lab = np.unique(np.fromiter(map(int, label_ids), np.int64))
         if lab.size == 0:
             return []
         pos = np.minimum(np.searchsorted(lab, vals), lab.size - 1)
@@ -494,8 +497,13 @@ def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleC
         vals = st.value
         if config.ignore_value is not None:
             vals = vals[vals != config.ignore_value]
-        u, c = np.unique(vals, return_counts=True)
-        comp = {int(a): int(b) for a, b in zip(u, c)}
+        if vals.dtype == np.uint8 or vals.dtype == np.uint16:
+            c = np.bincount(vals)
+            u = np.flatnonzero(c)
+            comp = dict(zip(u.tolist(), c[u].tolist()))
+        else:
+            u, c = np.unique(vals, return_counts=True)
+            comp = {int(a): int(b) for a, b in zip(u, c)}
     stats = ClassMaskStats(s.height, s.width, s.values, s.counts, comp, config.connectivity, s.transitions,
                            s.blend_pixels, s.invalid_edge_pixels, s.invalid_pixels)
     return findings, stats

@@ -183,18 +183,21 @@ class ValidateJob(Job):
         if mask.mode == "P" and mask.palette is not None and self._colors:
             out += R.palette_mismatch(mask.palette, stats.values, self._colors, cfg,
                                       counts=stats.counts, names=self._names)
-        fields["values"] = [int(v) for v in stats.values]
-        fields["value_pixels"] = [int(c) for c in stats.counts]
-        if stats.components is not None:
-            fields["components"] = int(sum(stats.components.values()))
-        for v, c in zip(stats.values, stats.counts):
-            v = int(v)
-            if v == cfg.background or v == cfg.ignore_value or v == UNKNOWN_ID:
+        values = stats.values.tolist()
+        counts = stats.counts.tolist()
+        fields["values"] = values
+        fields["value_pixels"] = counts
+        comps = stats.components
+        if comps is not None:
+            fields["components"] = int(sum(comps.values()))
+        skip = (cfg.background, cfg.ignore_value, UNKNOWN_ID)
+        for v, c in zip(values, counts):
+            if v in skip:
                 continue
             row = class_rows.setdefault(v, {})
-            row["pixels"] = int(c)
-            if stats.components is not None:
-                row["components"] = int(stats.components.get(v, 0))
+            row["pixels"] = c
+            if comps is not None:
+                row["components"] = int(comps.get(v, 0))
         return out
 
     def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
