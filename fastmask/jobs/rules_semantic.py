@@ -25,6 +25,7 @@ from fastmask import components
 from fastmask.kernels import components as _kc
 from fastmask.kernels import validate as kv
 
+from ..formats.labelmap import voc_colormap  # the one VOC colormap (re-exported here)
 from .rules_core import (
     DEFAULT_CONFIG,
     Finding,
@@ -50,24 +51,6 @@ __all__ = [
 
 # above this many distinct slots the histogram would be wasteful: compact the values
 _DIRECT_MAX = 1 << 20
-
-
-def voc_colormap(n: int = 256) -> np.ndarray:
-    """The standard VOC bit-interleaving colormap, (n, 3) uint8.
-
-    >>> voc_colormap(3).tolist()
-    [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
-    """
-    cmap = np.zeros((n, 3), np.uint8)
-    for i in range(n):
-        c, r, g, b = i, 0, 0, 0
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
 
 
 @lru_cache(maxsize=64)
