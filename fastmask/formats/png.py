@@ -292,6 +292,44 @@ def _decode(img: Image.Image, data: bytes, name: str, *, labelmap: LabelMap | No
     return MaskData(array=arr, palette=palette, **md)
 
 
+try:  # optional faster PNG decoder (extra "fast"): libspng, ~1.4x Pillow on grey label masks
+    import pyspng as _spng
+except ImportError:  # pragma: no cover - depends on the environment
+    _spng = None
+
+#: use pyspng for plain 8/16-bit grey PNGs when it is installed (set False to force Pillow)
+USE_PYSPNG = True
+
+
+def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:
+    """pyspng decode of a plain 8/16-bit greyscale PNG, giving exactly the Pillow path's MaskData.
+
+    Returns None (the caller falls back to Pillow, which reports errors precisely)
+    for anything else: other colour types or bit depths, animated PNGs, sizes over
+    Pillow's decompression-bomb limit, or any decoding problem.
+    """
+    ihdr = _png_ihdr(data)
+    if ihdr is None or ihdr[1] != 0 or ihdr[0] not in (8, 16) or b"acTL" in data[:4096]:
+        return None
+    w, h = struct.unpack(">II", data[16:24])
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and w * h > limit:
+        return None
+    if b"IEND" not in data[-12:]:
+        return None  # truncated or trailing bytes: Pillow decides what it is
+    try:
+        arr = _spng.load(data)
+    except Exception:  # noqa: BLE001 - any libspng failure: let Pillow read (and name) it
+        return None
+    if arr.ndim != 2 or arr.shape != (h, w):
+        return None
+    mode = "L" if ihdr[0] == 8 else "I;16"
+    arr = np.ascontiguousarray(arr, dtype=np.uint8 if ihdr[0] == 8 else np.uint16)
+    return MaskData(array=arr, palette=None, mode=mode, format="PNG", width=int(w), height=int(h),
+                    bit_depth=int(ihdr[0]), channels=1, lossy=False, source=name,
+                    extra={"png_color_type": 0})
+
+
 def read_mask(source: Source, *, labelmap: LabelMap | None = None, name: str | None = None) -> MaskData:
     """Read a mask file (path, bytes or binary file object) as integer ids.
 
@@ -304,6 +342,10 @@ def read_mask(source: Source, *, labelmap: LabelMap | None = None, name: str | N
     """
     data, name0 = _load_bytes(source)
     name = name or name0
+    if _spng is not None and USE_PYSPNG:
+        fast = _read_grey_png_fast(data, name)
+        if fast is not None:
+            return fast
     img = _open_image(data, name)
     try:
         return _decode(img, data, name, labelmap=labelmap, panoptic=False)
