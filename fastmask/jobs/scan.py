@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
+from ..kernels.histogram import value_histogram
 
 
 def value_counts(array: np.ndarray) -> tuple[list[int], list[int]]:
@@ -28,11 +29,11 @@ def value_counts(array: np.ndarray) -> tuple[list[int], list[int]]:
     >>> value_counts(np.array([[0, 0], [3, 0]], np.uint8))
     ([0, 3], [3, 1])
     """
-    flat = array.reshape(-1)
+    flat = np.ascontiguousarray(array).reshape(-1)
     if flat.size == 0:
         return [], []
     if flat.dtype in (np.uint8, np.uint16):
-        counts = np.bincount(flat, minlength=0)
+        counts = value_histogram(flat, 256 if flat.dtype == np.uint8 else 65536)
         values = np.flatnonzero(counts)
         return values.tolist(), counts[values].tolist()
     values, counts = np.unique(flat, return_counts=True)
