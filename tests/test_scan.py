@@ -83,3 +83,18 @@ def test_scan_real_layouts(real_data, tmp_path):
         items = pq.read_table(out / "items")
         assert len(items) == run["counts"]["items"] > 0
         assert run["counts"]["error"] == 0, items.filter(items["status"] == "error").to_pylist()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32, np.int64])
+def test_value_counts_matches_numpy(dtype):
+    from fastmask.jobs.scan import value_counts
+
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (1, 7), (5, 1), (33, 47)]:
+        hi = min(np.iinfo(dtype).max, 70000)
+        a = rng.integers(0, hi, shape, endpoint=True).astype(dtype)
+        values, counts = value_counts(a)
+        u, k = np.unique(a, return_counts=True)
+        assert values == u.tolist() and counts == k.tolist()
+    assert value_counts(np.zeros((0, 3), np.uint8)) == ([], [])
+    assert value_counts(np.zeros((4, 4), np.uint8)[:, ::2]) == ([0], [8])  # strided input
