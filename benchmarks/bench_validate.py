@@ -1,7 +1,7 @@
 """`validate` throughput next to decoding alone and to the read-only `scan`, on the same files.
 
 Generated semantic label masks (21 classes + ignore, overlapping blobs; the engine
-benchmark's dataset in ``$FASTMASK_BENCH_DATA``): 640x480 and 2048x1024, with 1 and 2
+benchmark's dataset in ``$FASTMASK_BENCH_DATA``, with realistic defects planted in 1% of the files): 640x480 and 2048x1024, with 1 and 2
 workers. Prints masks/s, the cost of validation over decoding, and the projection per
 8 hours. Target: validate at most 25% slower than scan; 40 M 640x480 and 5 M 2048x1024
 masks per 8 hours on 2 cores.
@@ -14,6 +14,41 @@ from pathlib import Path
 from benchmarks.bench_engine import DATA, ensure_dataset
 
 
+def plant_defects(counts: dict[str, int]) -> dict[str, int]:
+    """Plant a realistic defect in 1% of the masks (every 100th file), once; returns planted counts.
+
+    Defects cycle through: an id outside the label map (77), a tiny island of another
+    class, and an anti-aliased boundary (a blended value between two classes). The
+    files stay valid PNGs, so decode-only and scan timings are unaffected.
+    """
+    import numpy as np
+    from PIL import Image
+
+    planted = {}
+    for kind, n in counts.items():
+        folder = DATA / kind
+        marker = folder / f".defects-v1-{n}"
+        idx = list(range(50, n, 100))
+        planted[kind] = len(idx)
+        if marker.exists():
+            continue
+        for k, i in enumerate(idx):
+            path = folder / f"{i:06d}.png"
+            m = np.array(Image.open(path))
+            h, w = m.shape
+            if k % 3 == 0:
+                m[h // 2 : h // 2 + 4, w // 2 : w // 2 + 4] = 77
+            elif k % 3 == 1:
+                m[5:8, 5:8] = 20 if m[6, 6] != 20 else 19
+            else:  # a 1-px blended band between two flat regions (classes 2 and 6 -> 4)
+                m[: h // 2, :] = 2
+                m[h // 2 :, :] = 6
+                m[h // 2, :] = 4
+            Image.fromarray(m, mode="L").save(path)
+        marker.write_text("planted\n")
+    return planted
+
+
 def _run(job, manifest, out, workers):
     from fastmask.engine import run_job
 
@@ -21,6 +56,13 @@ def _run(job, manifest, out, workers):
     r = run_job(job, manifest, out, workers=workers, quiet=True, overwrite=True)
     assert r.n_ok == n, r.counts
     return n / r.wall_seconds
+
+
+def _flagged(out) -> int:
+    import pyarrow.parquet as pq
+
+    items = pq.read_table(out / "items", columns=["worst_severity"]).column("worst_severity").to_pylist()
+    return sum(1 for s in items if s in ("error", "warning"))
 
 
 def run(quick: bool = False) -> None:
@@ -32,9 +74,10 @@ def run(quick: bool = False) -> None:
 
     counts = {"small": 2000, "large": 200} if quick else {"small": 20000, "large": 2000}
     ensure_dataset(counts)
+    planted = plant_defects(counts)
     labelmap = LabelMap.from_names([f"class{i}" for i in range(21)])
     tmp = Path(tempfile.mkdtemp(prefix="fastmask-bench-validate-"))
-    print("\n## validate vs decode only and vs scan, masks/s (engine runs)\n")
+    print(f"\n## validate vs decode only and vs scan, masks/s (engine runs; defects planted in 1%: {planted})\n")
     print("| masks | workers | decode only | scan | validate | validate cost over decode | over scan | validate per 8 h |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind, n in counts.items():
@@ -48,5 +91,7 @@ def run(quick: bool = False) -> None:
             dec = _run(DecodeJob(), decode_manifest, tmp / f"dec-{kind}-{workers}", workers)
             scan = _run(ScanJob(ds), manifest, tmp / f"scan-{kind}-{workers}", workers)
             val = _run(ValidateJob(ds), manifest, tmp / f"val-{kind}-{workers}", workers)
+            flagged = _flagged(tmp / f"val-{kind}-{workers}")
+            assert flagged >= planted[kind], (kind, flagged, planted[kind])
             print(f"| {n} x {w}x{h} | {workers} | {dec:,.0f} | {scan:,.0f} | {val:,.0f} | {dec / val - 1:+.0%} "
                   f"| {scan / val - 1:+.0%} | {val * 8 * 3600 / 1e6:.1f} M |")
