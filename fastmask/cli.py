@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)")
     _add_dataset_arguments(scan)
     add_engine_arguments(scan)
+    cov = sub.add_parser("coverage", help="per image and class: pixels and coverage; per class totals and histograms")
+    _add_dataset_arguments(cov)
+    cov.add_argument("--ignore-value", type=int, default=255, metavar="V", help="ignore value (default 255; -1 for none)")
+    cov.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
+    add_engine_arguments(cov)
     val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
     _add_dataset_arguments(val)
     rules = val.add_argument_group("rules")
@@ -103,6 +108,28 @@ def _run_scan(args: argparse.Namespace) -> int:
           f"{result.items_per_second:,.0f} items/s: {result.counts.get('ok', 0)} read, {errors} not readable")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
+    print(f"report: {result.out_dir}")
+    return 0
+
+
+def _run_coverage(args: argparse.Namespace) -> int:
+    from .jobs.coverage import BIN_LABELS, CoverageJob, write_classes_table
+
+    ignore = None if args.ignore_value < 0 else args.ignore_value
+    background = None if args.background < 0 else args.background
+    ran = _run_dataset_job(args, lambda ds: CoverageJob(ds, ignore_value=ignore, background=background))
+    if isinstance(ran, int):
+        return ran
+    dataset, job, result = ran
+    classes = write_classes_table(job, result.out_dir)
+    print(f"coverage of {result.n_items} items ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
+          f"{result.counts.get('error', 0)} could not be read")
+    print(f"{'class':>6} {'name':<16} {'images':>7} {'pixels':>12} {'share':>7}  images per coverage bin "
+          f"({', '.join(BIN_LABELS)})")
+    for r in sorted(classes.to_pylist(), key=lambda r: -r["pixels"]):
+        share = f"{100 * r['dataset_fraction']:.2f}%" if r["dataset_fraction"] is not None else "-"
+        print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {r['images']:>7} {r['pixels']:>12,} {share:>7}  "
+              f"{' '.join(str(v) for v in r['histogram'])}")
     print(f"report: {result.out_dir}")
     return 0
 
@@ -165,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_scan(args)
     if args.command == "validate":
         return _run_validate(args)
+    if args.command == "coverage":
+        return _run_coverage(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 

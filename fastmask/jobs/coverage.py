@@ -1,0 +1,207 @@
+"""The ``coverage`` job: how much of each class every image holds, and how it is spread.
+
+Per item and class present: the pixel count and the coverage fraction (pixels / all
+pixels of the image). Per run: per class totals, the number of images containing the
+class, and histograms of the per-image fraction over fixed bins (:data:`BINS`), for
+the whole dataset and for every shard (so drift between batches shows).
+
+Class masks come from the layout: mask files as they are; COCO annotations are
+rasterized in ``coco`` mode without writing PNGs (later annotations win, crowd regions
+go to the ignore value); COCO panoptic segments count under their category.
+
+Example::
+
+    ds = open_dataset("annotations/instances_val2017.json")
+    run_job(CoverageJob(ds), ds.manifest(), "coverage-report/")
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..engine import ItemError, ItemResult, Job, ShardResult
+from ..formats import UNKNOWN_ID, Dataset, FormatError
+from .scan import value_counts
+
+#: bin edges of the per-image coverage fraction: [0, 0.1%), [0.1%, 1%), ... [75%, 100%]
+BINS = (0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+BIN_LABELS = ("<0.1%", "0.1-1%", "1-5%", "5-10%", "10-25%", "25-50%", "50-75%", ">=75%")
+
+
+def coverage_bin(fraction: float) -> int:
+    """Index of the :data:`BINS` bin holding ``fraction`` (the last bin includes 1.0).
+
+    >>> coverage_bin(0.0005), coverage_bin(0.3), coverage_bin(1.0)
+    (0, 5, 7)
+    """
+    i = int(np.searchsorted(BINS, fraction, side="right")) - 1
+    return min(max(i, 0), len(BINS) - 2)
+
+
+def coco_class_map(annotations: list[dict], height: int, width: int, ignore_value: int) -> tuple[np.ndarray, int]:
+    """Rasterize COCO annotations of one image into a class map (later wins; crowd -> ignore).
+
+    Returns ``(class_map, skipped)``: annotations whose segmentation cannot be read are skipped
+    and counted (``fastmask validate`` reports why).
+    """
+    from .. import rle as fr
+    from ..raster import polygon_rle
+
+    rles, values, skipped = [], [], 0
+    for ann in annotations:
+        seg = ann.get("segmentation")
+        try:
+            if isinstance(seg, list):
+                if not seg:
+                    skipped += 1
+                    continue
+                r = polygon_rle(seg, height, width)
+            elif isinstance(seg, dict):
+                r = fr.frPyObjects(seg, height, width) if isinstance(seg.get("counts"), list) else seg
+                if list(r.get("size", [])) != [height, width]:
+                    raise ValueError("size is not the image's")
+                fr.area(r)  # validates the counts
+            else:
+                raise ValueError("no segmentation")
+        except (ValueError, TypeError):
+            skipped += 1
+            continue
+        rles.append(r)
+        values.append(ignore_value if ann.get("iscrowd") else int(ann.get("category_id", 0)))
+    if not rles:
+        return np.zeros((height, width), np.uint8), skipped
+    return fr.decode_labelmap(rles, values), skipped
+
+
+class CoverageJob(Job):
+    """Per image and class: pixels and coverage fraction; per run: totals and histograms."""
+
+    name = "coverage"
+    item_schema = pa.schema(
+        [
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("n_classes", pa.int32()),
+            ("ignore_pixels", pa.int64()),
+            ("skipped_annotations", pa.int32()),
+        ]
+    )
+    tables = {
+        "class_coverage": pa.schema(
+            [("class_id", pa.int64()), ("pixels", pa.int64()), ("fraction", pa.float64()), ("bin", pa.int8())]
+        )
+    }
+
+    def __init__(self, dataset: Dataset, *, ignore_value: int | None = 255, background: int | None = 0):
+        self._dataset = dataset
+        self.ignore_value = ignore_value
+        self.background = background
+
+    def arguments(self) -> dict[str, Any]:
+        return {"dataset": self._dataset.root, "layout": self._dataset.layout, "ignore_value": self.ignore_value,
+                "background": self.background, "bins": list(BINS)}
+
+    def _class_counts(self, row: dict, data) -> tuple[list[int], list[int], int, int, int]:
+        """(values, pixels, width, height, skipped annotations) of the item's class map."""
+        if data.annotations is not None:
+            w, h = row.get("width"), row.get("height")
+            if not w or not h:
+                raise ItemError("unreadable", "the COCO image record has no usable width/height")
+            cmap, skipped = coco_class_map(data.annotations, int(h), int(w),
+                                           255 if self.ignore_value is None else self.ignore_value)
+            values, pixels = value_counts(cmap)
+            return values, pixels, int(w), int(h), skipped
+        if data.segments is not None and data.instance_mask is not None:
+            ids, pixels = value_counts(data.instance_mask.array)
+            cat = {int(s["id"]): int(s["category_id"]) for s in data.segments if "id" in s and "category_id" in s}
+            totals: dict[int, int] = {}
+            for i, p in zip(ids, pixels):  # void (0) and unknown segments count as background 0
+                c = cat.get(int(i), 0)
+                totals[c] = totals.get(c, 0) + p
+            m = data.instance_mask
+            return sorted(totals), [totals[c] for c in sorted(totals)], m.width, m.height, 0
+        mask = data.mask if data.mask is not None else None
+        if mask is None:
+            raise ItemError("missing_mask", f"{data.item_id}: no class mask to measure")
+        values, pixels = value_counts(mask.array)
+        return values, pixels, mask.width, mask.height, 0
+
+    def process(self, item: dict[str, Any]) -> ItemResult:
+        try:
+            data = self._dataset.read_item(item)
+        except FormatError as e:
+            raise ItemError(e.code, e.message) from None
+        values, pixels, w, h, skipped = self._class_counts(item, data)
+        total = w * h
+        rows = []
+        ignore = 0
+        for v, p in zip(values, pixels):
+            if v == self.ignore_value or v == UNKNOWN_ID:
+                ignore += p
+                continue
+            if v == self.background:
+                continue
+            f = p / total if total else 0.0
+            rows.append({"class_id": int(v), "pixels": int(p), "fraction": f, "bin": coverage_bin(f)})
+        fields = {"width": w, "height": h, "n_classes": len(rows), "ignore_pixels": ignore,
+                  "skipped_annotations": skipped}
+        return ItemResult(fields, {"class_coverage": rows})
+
+    def reduce_shard(self, shard: ShardResult) -> dict:
+        t = shard.tables["class_coverage"]
+        classes: dict[int, dict] = {}
+        for c, p, b in zip(t.column("class_id").to_pylist(), t.column("pixels").to_pylist(),
+                           t.column("bin").to_pylist()):
+            e = classes.setdefault(c, {"pixels": 0, "images": 0, "hist": [0] * (len(BINS) - 1)})
+            e["pixels"] += p
+            e["images"] += 1
+            e["hist"][b] += 1
+        items = shard.items
+        ok = [s == "ok" for s in items.column("status").to_pylist()]
+        pixels = sum((w or 0) * (h or 0) for w, h, o in zip(items.column("width").to_pylist(),
+                                                          items.column("height").to_pylist(), ok) if o)
+        return {"images": sum(ok), "pixels": pixels, "classes": {str(c): classes[c] for c in sorted(classes)}}
+
+    def finalize(self, summaries: list[dict]) -> dict:
+        classes: dict[int, dict] = {}
+        for s in summaries:
+            for c, e in s.get("classes", {}).items():
+                t = classes.setdefault(int(c), {"pixels": 0, "images": 0, "hist": [0] * (len(BINS) - 1)})
+                t["pixels"] += e["pixels"]
+                t["images"] += e["images"]
+                t["hist"] = [a + b for a, b in zip(t["hist"], e["hist"])]
+        return {
+            "bins": list(BINS),
+            "images": sum(s.get("images", 0) for s in summaries),
+            "pixels": sum(s.get("pixels", 0) for s in summaries),
+            "classes": {str(c): classes[c] for c in sorted(classes)},
+            # per shard (fixed slices of the sorted items): histograms to see drift between batches
+            "shards": [{str(c): e["hist"] for c, e in s.get("classes", {}).items()} for s in summaries],
+        }
+
+
+def write_classes_table(job: CoverageJob, out_dir) -> pa.Table:
+    """After the run: ``classes/part-00000.parquet`` with per class totals and the histogram."""
+    import json
+    from pathlib import Path
+
+    from ..engine.sink import write_parquet_atomic
+
+    out = Path(out_dir)
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    names = dict(job._dataset.labelmap.names) if job._dataset.labelmap else {}
+    total = summary.get("pixels") or 0
+    rows = [
+        {"class_id": int(c), "name": names.get(int(c)), "pixels": e["pixels"], "images": e["images"],
+         "dataset_fraction": e["pixels"] / total if total else None, "histogram": e["hist"]}
+        for c, e in summary.get("classes", {}).items()
+    ]
+    schema = pa.schema([("class_id", pa.int64()), ("name", pa.string()), ("pixels", pa.int64()),
+                        ("images", pa.int64()), ("dataset_fraction", pa.float64()),
+                        ("histogram", pa.list_(pa.int64()))])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    (out / "classes").mkdir(exist_ok=True)
+    write_parquet_atomic(table, out / "classes" / "part-00000.parquet")
+    return table
