@@ -53,6 +53,17 @@ def build_parser() -> argparse.ArgumentParser:
     cov.add_argument("--ignore-value", type=int, default=255, metavar="V", help="ignore value (default 255; -1 for none)")
     cov.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
     add_engine_arguments(cov)
+    ev = sub.add_parser("evaluate", help="IoU / Dice of prediction masks against ground truth (paired by item id)")
+    ev.add_argument("--gt", metavar="DATASET", required=True, help="ground-truth dataset (any layout)")
+    ev.add_argument("--pred", metavar="DATASET", required=True, help="prediction dataset (any layout)")
+    ev.add_argument("--labelmap", metavar="FILE", default=None, help="label map of both (classes = its ids)")
+    ev.add_argument("--num-classes", type=int, default=None, metavar="N",
+                    help="number of classes (default: from the label map)")
+    ev.add_argument("--ignore-value", type=int, default=255, metavar="V",
+                    help="ground-truth value that counts nowhere (default 255; -1 for none)")
+    ev.add_argument("--empty-policy", choices=("nan", "one", "zero"), default="nan",
+                    help="score of a class absent from both gt and prediction (default nan: left out of means)")
+    add_engine_arguments(ev)
     val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
     _add_dataset_arguments(val)
     rules = val.add_argument_group("rules")
@@ -134,6 +145,54 @@ def _run_coverage(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .engine import EngineError, run_job
+    from .formats import FormatError, open_dataset
+    from .jobs.evaluate import EvaluateJob, write_classes_table
+
+    try:
+        opts = engine_options_from_args(args)
+        gt = open_dataset(args.gt, labelmap=args.labelmap)
+        pred = open_dataset(args.pred, labelmap=args.labelmap)
+        n = args.num_classes
+        if n is None:
+            lm = gt.labelmap
+            ids = [i for i in (lm.names if lm else {}) if i != args.ignore_value]
+            if not ids:
+                print("fastmask evaluate: give --num-classes or a --labelmap", file=sys.stderr)
+                return EXIT_USAGE
+            n = max(ids) + 1
+        ignore = None if args.ignore_value < 0 else args.ignore_value
+        job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy)
+        result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
+                         **opts.run_kwargs())
+    except FormatError as e:
+        print(f"fastmask evaluate: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as e:
+        print(f"fastmask evaluate: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as e:
+        print(f"fastmask evaluate: {e}", file=sys.stderr)
+        return e.exit_code
+    classes = write_classes_table(job, result.out_dir)
+    s = result.summary
+
+    def pct(v):
+        return "  n/a" if v is None else f"{100 * v:5.1f}"
+
+    print(f"evaluated {result.counts.get('ok', 0)} of {result.n_items} items in {result.wall_seconds:.2f} s; "
+          f"not evaluated: {result.counts.get('error_codes', {}) or 'none'}")
+    print(f"{'class':>6} {'name':<16} {'IoU':>6} {'Dice':>6}")
+    for r in classes.to_pylist():
+        if r["tp"] or r["fp"] or r["fn"]:
+            print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {pct(r['iou']):>6} {pct(r['dice']):>6}")
+    print(f"mIoU {pct(s['miou'])}  mDice {pct(s['mdice'])}  pixel accuracy {pct(s['pixel_accuracy'])} "
+          f"(summed over images); mean of per-image mIoU {pct(s['image_averaged_miou'])}")
+    print(f"report: {result.out_dir}")
+    return 0
+
+
 def _rule_config(args: argparse.Namespace):
     from .engine import UsageError
     from .jobs.validate_rules import RULES, SEVERITIES, RuleConfig
@@ -194,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_validate(args)
     if args.command == "coverage":
         return _run_coverage(args)
+    if args.command == "evaluate":
+        return _run_evaluate(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 

@@ -1,0 +1,202 @@
+"""The ``evaluate`` job: prediction masks against ground truth, IoU / Dice per class.
+
+Items are paired by item id (the union of both datasets: a missing or an extra
+prediction is an error row, never silently dropped). Per pair: the confusion matrix
+(rows = ground truth, columns = prediction; pixels whose ground truth is the ignore value
+count nowhere) and the per-image scores. Dataset scores sum the matrices of all images
+before dividing (mmsegmentation's definition); the mean of per-image scores is reported
+separately. Classes absent from both ground truth and prediction follow ``empty_policy``
+(NaN by default, left out of the means).
+
+Example::
+
+    job = EvaluateJob(open_dataset("gt/"), open_dataset("pred/"), num_classes=19)
+    run_job(job, job.manifest(), "eval-report/")
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .. import metrics
+from ..engine import ItemError, ItemResult, Job, ShardResult
+from ..formats import Dataset, FormatError
+from .coverage import coco_class_map
+
+
+def _class_map(dataset: Dataset, row: dict, ignore: int) -> np.ndarray:
+    data = dataset.read_item(row)
+    if data.annotations is not None:
+        w, h = row.get("width"), row.get("height")
+        if not w or not h:
+            raise ItemError("unreadable", "the COCO image record has no usable width/height")
+        return coco_class_map(data.annotations, int(h), int(w), ignore)[0]
+    if data.mask is None:
+        raise ItemError("missing_mask", f"{row['item_id']}: no class mask")
+    return data.mask.array
+
+
+class EvaluateJob(Job):
+    """Confusion matrices and IoU / Dice of ``pred`` against ``gt`` (semantic masks or COCO)."""
+
+    name = "evaluate"
+    item_schema = pa.schema(
+        [
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("pixels", pa.int64()),
+            ("ignored", pa.int64()),
+            ("accuracy", pa.float64()),
+            ("miou", pa.float64()),
+            ("mdice", pa.float64()),
+        ]
+    )
+    tables = {
+        "image_scores": pa.schema(
+            [("class_id", pa.int64()), ("tp", pa.int64()), ("fp", pa.int64()), ("fn", pa.int64()),
+             ("iou", pa.float64()), ("dice", pa.float64())]
+        ),
+        # the nonzero cells of each image's confusion matrix (rows = ground truth)
+        "confusion": pa.schema([("gt_class", pa.int64()), ("pred_class", pa.int64()), ("pixels", pa.int64())]),
+    }
+
+    def __init__(self, gt: Dataset, pred: Dataset, num_classes: int, *, ignore_value: int | None = 255,
+                 empty_policy: str = "nan"):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+        if empty_policy not in ("nan", "one", "zero"):
+            raise ValueError(f"empty_policy must be nan, one or zero, got {empty_policy!r}")
+        self._gt = gt
+        self._pred = pred
+        self.num_classes = int(num_classes)
+        self.ignore_value = ignore_value
+        self.empty_policy = empty_policy
+
+    def arguments(self) -> dict[str, Any]:
+        return {"gt": self._gt.root, "pred": self._pred.root, "num_classes": self.num_classes,
+                "ignore_value": self.ignore_value, "empty_policy": self.empty_policy}
+
+    def manifest(self) -> pa.Table:
+        """The union of both datasets' items, paired by id (rows kept as JSON)."""
+        gt = {r["item_id"]: r for r in self._gt.manifest().to_pylist()}
+        pred = {r["item_id"]: r for r in self._pred.manifest().to_pylist()}
+        ids = sorted(set(gt) | set(pred))
+        return pa.table({
+            "item_id": pa.array(ids, pa.string()),
+            "gt_row": pa.array([json.dumps(gt[i]) if i in gt else None for i in ids], pa.string()),
+            "pred_row": pa.array([json.dumps(pred[i]) if i in pred else None for i in ids], pa.string()),
+        })
+
+    def process(self, item: dict[str, Any]) -> ItemResult:
+        if item["gt_row"] is None:
+            raise ItemError("extra_prediction", f"{item['item_id']}: a prediction without ground truth")
+        if item["pred_row"] is None:
+            raise ItemError("missing_prediction", f"{item['item_id']}: no prediction for this ground truth")
+        ignore = 255 if self.ignore_value is None else self.ignore_value
+        try:
+            gt = _class_map(self._gt, json.loads(item["gt_row"]), ignore)
+            pred = _class_map(self._pred, json.loads(item["pred_row"]), ignore)
+        except FormatError as e:
+            raise ItemError(e.code, e.message) from None
+        if gt.shape != pred.shape:
+            raise ItemError("size_mismatch", f"{item['item_id']}: prediction {pred.shape[1]}x{pred.shape[0]}, "
+                                             f"ground truth {gt.shape[1]}x{gt.shape[0]}")
+        try:
+            res = metrics.confusion_matrix(gt, pred, self.num_classes, self.ignore_value, out_of_range="count")
+        except ValueError as e:
+            raise ItemError("bad_values", str(e)) from None
+        if res.out_of_range:
+            raise ItemError("out_of_range", f"{item['item_id']}: {res.out_of_range} pixels hold values >= "
+                                            f"--num-classes {self.num_classes} (gt {res.gt_out_of_range}, "
+                                            f"pred {res.pred_out_of_range})")
+        cm = res.matrix
+        iou = metrics.iou(cm, self.empty_policy)
+        dice = metrics.dice(cm, self.empty_policy)
+        tp = np.diag(cm)
+        fp = cm.sum(axis=0) - tp
+        fn = cm.sum(axis=1) - tp
+        rows = [
+            {"class_id": c, "tp": int(tp[c]), "fp": int(fp[c]), "fn": int(fn[c]),
+             "iou": None if np.isnan(iou[c]) else float(iou[c]), "dice": None if np.isnan(dice[c]) else float(dice[c])}
+            for c in range(self.num_classes) if tp[c] or fp[c] or fn[c]
+        ]
+        total = int(cm.sum())
+        fields = {
+            "width": gt.shape[1], "height": gt.shape[0], "pixels": total, "ignored": int(res.ignored),
+            "accuracy": float(tp.sum() / total) if total else None,
+            "miou": _nan_to_none(metrics.mean_score(iou)), "mdice": _nan_to_none(metrics.mean_score(dice)),
+        }
+        g, p = np.nonzero(cm)
+        cells = [{"gt_class": int(a), "pred_class": int(b), "pixels": int(cm[a, b])} for a, b in zip(g, p)]
+        return ItemResult(fields, {"image_scores": rows, "confusion": cells})
+
+    def reduce_shard(self, shard: ShardResult) -> dict:
+        n = self.num_classes
+        cm = np.zeros((n, n), np.int64)
+        t = shard.tables["confusion"]
+        np.add.at(cm, (t.column("gt_class").to_numpy(), t.column("pred_class").to_numpy()), t.column("pixels").to_numpy())
+        per_image = {}
+        for key in ("miou", "mdice", "accuracy"):
+            vals = [v for v in shard.items.column(key).to_pylist() if v is not None]
+            per_image[key] = [float(sum(vals)), len(vals)]
+        return {"cm": cm.tolist(), "per_image": per_image}
+
+    def finalize(self, summaries: list[dict]) -> dict:
+        n = self.num_classes
+        cm = np.zeros((n, n), np.int64)
+        sums = {"miou": [0.0, 0], "mdice": [0.0, 0], "accuracy": [0.0, 0]}
+        for s in summaries:
+            cm += np.asarray(s["cm"], np.int64).reshape(n, n)
+            for k, (total, count) in s["per_image"].items():
+                sums[k][0] += total
+                sums[k][1] += count
+        iou = metrics.iou(cm, self.empty_policy)
+        dice = metrics.dice(cm, self.empty_policy)
+        out = {
+            "num_classes": n,
+            "confusion_matrix": cm.tolist(),
+            "iou": [_nan_to_none(v) for v in iou],
+            "dice": [_nan_to_none(v) for v in dice],
+            "precision": [_nan_to_none(v) for v in metrics.precision(cm, self.empty_policy)],
+            "recall": [_nan_to_none(v) for v in metrics.recall(cm, self.empty_policy)],
+            "miou": _nan_to_none(metrics.mean_score(iou)),
+            "mdice": _nan_to_none(metrics.mean_score(dice)),
+            "pixel_accuracy": _nan_to_none(metrics.pixel_accuracy(cm)) if cm.sum() else None,
+        }
+        # a different aggregation, named apart: the mean over images of per-image scores
+        for k, (total, count) in sums.items():
+            out[f"image_averaged_{k}"] = total / count if count else None
+        return out
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
+
+
+def write_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
+    """After the run: ``classes/part-00000.parquet`` (per class TP/FP/FN, IoU, Dice, precision, recall)."""
+    from pathlib import Path
+
+    from ..engine.sink import write_parquet_atomic
+
+    out = Path(out_dir)
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    cm = np.asarray(summary["confusion_matrix"], np.int64)
+    tp = np.diag(cm)
+    names = dict(job._gt.labelmap.names) if job._gt.labelmap else {}
+    rows = [
+        {"class_id": c, "name": names.get(c), "tp": int(tp[c]), "fp": int(cm[:, c].sum() - tp[c]),
+         "fn": int(cm[c, :].sum() - tp[c]), "iou": summary["iou"][c], "dice": summary["dice"][c],
+         "precision": summary["precision"][c], "recall": summary["recall"][c]}
+        for c in range(job.num_classes)
+    ]
+    schema = pa.schema([("class_id", pa.int64()), ("name", pa.string()), ("tp", pa.int64()), ("fp", pa.int64()),
+                        ("fn", pa.int64()), ("iou", pa.float64()), ("dice", pa.float64()),
+                        ("precision", pa.float64()), ("recall", pa.float64())])
+    table = pa.Table.from_pylist(rows, schema=schema)
+    (out / "classes").mkdir(exist_ok=True)
+    write_parquet_atomic(table, out / "classes" / "part-00000.parquet")
+    return table

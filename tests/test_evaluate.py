@@ -1,0 +1,81 @@
+"""`fastmask evaluate`: known answers, the seed example, pairing, NumPy reference."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fastmask.cli import main
+from fastmask.formats import write_mask
+
+
+def _write(folder, masks):
+    folder.mkdir()
+    for name, m in masks.items():
+        write_mask(folder / f"{name}.png", m)
+
+
+def test_seed_example_and_pairing(tmp_path):
+    gt = np.zeros((8, 8), np.uint8)
+    gt[0:4, 0:4] = 1
+    pred = np.zeros((8, 8), np.uint8)
+    pred[1:5, 1:5] = 1  # the same 4x4 square shifted by one: 9 px overlap
+    _write(tmp_path / "gt", {"a": gt, "b": gt, "only_gt": gt})
+    _write(tmp_path / "pred", {"a": pred, "b": gt, "only_pred": pred})
+    out = tmp_path / "r"
+    assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "2",
+                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    items = {r["item_id"]: r for r in pq.read_table(out / "items").to_pylist()}
+    assert items["only_gt"]["error_code"] == "missing_prediction"
+    assert items["only_pred"]["error_code"] == "extra_prediction"
+    scores = {(r["item_id"], r["class_id"]): r for r in pq.read_table(out / "image_scores").to_pylist()}
+    assert scores[("a", 1)]["iou"] == pytest.approx(9 / 23) and scores[("a", 1)]["dice"] == pytest.approx(0.5625)
+    assert scores[("b", 1)]["iou"] == 1.0
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    # dataset scores from summed counts: class 1 has TP 16+9, FP 7, FN 7
+    assert summary["iou"][1] == pytest.approx(25 / 39)
+    assert summary["image_averaged_miou"] != summary["miou"]  # a different aggregation, reported apart
+    classes = {r["class_id"]: r for r in pq.read_table(out / "classes").to_pylist()}
+    assert (classes[1]["tp"], classes[1]["fp"], classes[1]["fn"]) == (25, 7, 7)
+
+
+def test_matches_numpy_reference_with_ignore_and_empty_class(tmp_path):
+    rng = np.random.default_rng(0)
+    gts, preds = {}, {}
+    for i in range(6):
+        g = rng.integers(0, 4, (20, 30)).astype(np.uint8)  # class 4 never appears: NaN, left out
+        g[:2] = 255
+        p = g.copy()
+        p[rng.random(g.shape) < 0.2] = rng.integers(0, 4)
+        p[p == 255] = 0
+        gts[f"i{i}"], preds[f"i{i}"] = g, p
+    _write(tmp_path / "gt", gts)
+    _write(tmp_path / "pred", preds)
+    out = tmp_path / "r"
+    assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "5",
+                 "--out", str(out), "--workers", "2", "--shard-size", "2", "--quiet"]) == 0
+    g = np.concatenate([m.ravel() for m in gts.values()]).astype(np.int64)
+    p = np.concatenate([m.ravel() for m in preds.values()]).astype(np.int64)
+    keep = g != 255
+    cm = np.bincount(5 * g[keep] + p[keep], minlength=25).reshape(5, 5)
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    assert summary["confusion_matrix"] == cm.tolist()
+    tp = np.diag(cm)
+    iou = tp / (cm.sum(0) + cm.sum(1) - tp)
+    assert summary["iou"][:4] == pytest.approx(iou[:4].tolist()) and summary["iou"][4] is None
+    assert summary["miou"] == pytest.approx(float(np.mean(iou[:4])))
+
+
+def test_out_of_range_prediction_is_an_error_row(tmp_path):
+    g = np.zeros((4, 4), np.uint8)
+    p = g.copy()
+    p[0, 0] = 9
+    _write(tmp_path / "gt", {"x": g})
+    _write(tmp_path / "pred", {"x": p})
+    out = tmp_path / "r"
+    assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "2",
+                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    row = pq.read_table(out / "items").to_pylist()[0]
+    assert row["status"] == "error" and row["error_code"] == "out_of_range"
