@@ -155,6 +155,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         gt = open_dataset(args.gt, labelmap=args.labelmap)
         pred = open_dataset(args.pred, labelmap=args.labelmap)
         n = args.num_classes
+        if n is None and gt.layout == "coco_panoptic":
+            n = 1  # panoptic quality needs no class count
         if n is None:
             lm = gt.labelmap
             ids = [i for i in (lm.names if lm else {}) if i != args.ignore_value]
@@ -175,12 +177,20 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     except EngineError as e:
         print(f"fastmask evaluate: {e}", file=sys.stderr)
         return e.exit_code
-    classes = write_classes_table(job, result.out_dir)
     s = result.summary
 
     def pct(v):
         return "  n/a" if v is None else f"{100 * v:5.1f}"
 
+    if "panoptic" in s:
+        print(f"evaluated {result.counts.get('ok', 0)} of {result.n_items} panoptic images; "
+              f"not evaluated: {result.counts.get('error_codes', {}) or 'none'}")
+        for name in ("all", "things", "stuff"):
+            g = s["panoptic"][name]
+            print(f"  {name:<7} PQ {pct(g['pq'])}  SQ {pct(g['sq'])}  RQ {pct(g['rq'])}  classes {g['n']}")
+        print(f"report: {result.out_dir}")
+        return 0
+    classes = write_classes_table(job, result.out_dir)
     print(f"evaluated {result.counts.get('ok', 0)} of {result.n_items} items in {result.wall_seconds:.2f} s; "
           f"not evaluated: {result.counts.get('error_codes', {}) or 'none'}")
     print(f"{'class':>6} {'name':<16} {'IoU':>6} {'Dice':>6}")

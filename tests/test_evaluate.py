@@ -80,3 +80,22 @@ def test_out_of_range_prediction_is_an_error_row(tmp_path):
                  "--out", str(out), "--workers", "1", "--quiet"]) == 0
     row = pq.read_table(out / "items").to_pylist()[0]
     assert row["status"] == "error" and row["error_code"] == "out_of_range"
+
+
+def test_panoptic_quality_equals_panopticapi(real_data, tmp_path):
+    from fastmask.engine import run_job
+    from fastmask.formats import open_dataset
+    from fastmask.jobs.evaluate import EvaluateJob
+
+    ref = real_data / "_reference/panoptic_pq"
+    gt = open_dataset(ref / "gt.json", masks=real_data / "panopticapi/sample_data/panoptic_examples")
+    pred = open_dataset(ref / "pred.json", masks=ref / "pred")
+    job = EvaluateJob(gt, pred, 1)
+    result = run_job(job, job.manifest(), tmp_path / "r", workers=1, quiet=True)
+    assert result.counts["error"] == 0
+    got = result.summary["panoptic"]
+    expected = json.loads((ref / "expected_pq.json").read_text())
+    for ours, theirs in (("all", "All"), ("things", "Things"), ("stuff", "Stuff")):
+        for k in ("pq", "sq", "rq"):
+            assert got[ours][k] == pytest.approx(expected[theirs][k], abs=1e-12)
+        assert got[ours]["n"] == expected[theirs]["n"]

@@ -61,6 +61,9 @@ class EvaluateJob(Job):
         ),
         # the nonzero cells of each image's confusion matrix (rows = ground truth)
         "confusion": pa.schema([("gt_class", pa.int64()), ("pred_class", pa.int64()), ("pixels", pa.int64())]),
+        # panoptic inputs: per image and category, panopticapi's matching counts
+        "pq_counts": pa.schema([("category_id", pa.int64()), ("tp", pa.int64()), ("fp", pa.int64()),
+                                ("fn", pa.int64()), ("iou_sum", pa.float64())]),
     }
 
     def __init__(self, gt: Dataset, pred: Dataset, num_classes: int, *, ignore_value: int | None = 255,
@@ -71,6 +74,9 @@ class EvaluateJob(Job):
             raise ValueError(f"empty_policy must be nan, one or zero, got {empty_policy!r}")
         self._gt = gt
         self._pred = pred
+        self._categories = None
+        if gt.layout == "coco_panoptic" and pred.layout == "coco_panoptic":
+            self._categories = [c for c in gt.meta().get("categories", []) if isinstance(c, dict)]
         self.num_classes = int(num_classes)
         self.ignore_value = ignore_value
         self.empty_policy = empty_policy
@@ -95,6 +101,8 @@ class EvaluateJob(Job):
             raise ItemError("extra_prediction", f"{item['item_id']}: a prediction without ground truth")
         if item["pred_row"] is None:
             raise ItemError("missing_prediction", f"{item['item_id']}: no prediction for this ground truth")
+        if self._categories is not None:
+            return self._panoptic(item)
         ignore = 255 if self.ignore_value is None else self.ignore_value
         try:
             gt = _class_map(self._gt, json.loads(item["gt_row"]), ignore)
@@ -133,7 +141,37 @@ class EvaluateJob(Job):
         cells = [{"gt_class": int(a), "pred_class": int(b), "pixels": int(cm[a, b])} for a, b in zip(g, p)]
         return ItemResult(fields, {"image_scores": rows, "confusion": cells})
 
+    def _panoptic(self, item: dict[str, Any]) -> ItemResult:
+        """PQ counts of one image pair (panopticapi's rules, :class:`fastmask.metrics.PanopticAccumulator`)."""
+        try:
+            g = self._gt.read_item(json.loads(item["gt_row"]))
+            p = self._pred.read_item(json.loads(item["pred_row"]))
+        except FormatError as e:
+            raise ItemError(e.code, e.message) from None
+        if g.instance_mask is None or p.instance_mask is None:
+            raise ItemError("missing_mask", f"{item['item_id']}: no panoptic PNG for "
+                                            + ("the ground truth" if g.instance_mask is None else "the prediction"))
+        acc = metrics.PanopticAccumulator(self._categories)
+        try:
+            acc.add(g.instance_mask.array, g.segments or [], p.instance_mask.array, p.segments or [])
+        except ValueError as e:
+            raise ItemError("bad_segments", f"{item['item_id']}: {e}") from None
+        rows = [{"category_id": int(c), "tp": int(tp), "fp": int(fp), "fn": int(fn), "iou_sum": float(s)}
+                for c, tp, fp, fn, s in zip(acc.category_ids, acc.tp, acc.fp, acc.fn, acc.iou_sum) if tp or fp or fn]
+        h, w = g.instance_mask.array.shape
+        return ItemResult({"width": w, "height": h}, {"pq_counts": rows})
+
     def reduce_shard(self, shard: ShardResult) -> dict:
+        if self._categories is not None:
+            totals: dict[int, list] = {}
+            t = shard.tables["pq_counts"]
+            for c, tp, fp, fn, s in zip(*(t.column(k).to_pylist() for k in ("category_id", "tp", "fp", "fn", "iou_sum"))):
+                e = totals.setdefault(c, [0, 0, 0, 0.0])
+                e[0] += tp
+                e[1] += fp
+                e[2] += fn
+                e[3] += s
+            return {"pq": {str(c): totals[c] for c in sorted(totals)}}
         n = self.num_classes
         cm = np.zeros((n, n), np.int64)
         t = shard.tables["confusion"]
@@ -145,6 +183,8 @@ class EvaluateJob(Job):
         return {"cm": cm.tolist(), "per_image": per_image}
 
     def finalize(self, summaries: list[dict]) -> dict:
+        if self._categories is not None:
+            return self._finalize_pq(summaries)
         n = self.num_classes
         cm = np.zeros((n, n), np.int64)
         sums = {"miou": [0.0, 0], "mdice": [0.0, 0], "accuracy": [0.0, 0]}
@@ -170,6 +210,27 @@ class EvaluateJob(Job):
         for k, (total, count) in sums.items():
             out[f"image_averaged_{k}"] = total / count if count else None
         return out
+
+
+    def _finalize_pq(self, summaries: list[dict]) -> dict:
+        acc = metrics.PanopticAccumulator(self._categories)
+        index = {int(c): i for i, c in enumerate(acc.category_ids)}
+        for s in summaries:
+            for c, (tp, fp, fn, iou_sum) in s.get("pq", {}).items():
+                i = index[int(c)]
+                acc.tp[i] += tp
+                acc.fp[i] += fp
+                acc.fn[i] += fn
+                acc.iou_sum[i] += iou_sum
+        r = acc.result()
+
+        def grp(g):
+            return {"pq": _nan_to_none(g.pq), "sq": _nan_to_none(g.sq), "rq": _nan_to_none(g.rq), "n": g.n}
+
+        return {"panoptic": {"all": grp(r.all), "things": grp(r.things), "stuff": grp(r.stuff),
+                             "per_class": {str(c): {"pq": _nan_to_none(v.pq), "sq": _nan_to_none(v.sq),
+                                                    "rq": _nan_to_none(v.rq), "tp": v.tp, "fp": v.fp, "fn": v.fn}
+                                           for c, v in r.per_class.items() if v.tp or v.fp or v.fn}}}
 
 
 def _nan_to_none(x: float) -> float | None:
