@@ -212,6 +212,14 @@ def _polygon_counts(xy, start, stop, h, w):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _append(counts, k, b):
+    """Append one RLE's counts ``b`` at ``counts[k:]`` (growing it); returns ``(counts, new k)``."""
+    counts = _grow(counts, k + b.shape[0])
+    counts[k : k + b.shape[0]] = b
+    return counts, k + b.shape[0]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def coco_polygons_to_rles(xy, coord_offsets, h, w):
     """One RLE per polygon (pycocotools' frPoly): ``polygon i = xy[coord_offsets[i]:coord_offsets[i+1]]``."""
     n_poly = coord_offsets.shape[0] - 1
@@ -219,10 +227,7 @@ def coco_polygons_to_rles(xy, coord_offsets, h, w):
     offsets = np.zeros(n_poly + 1, np.int64)
     k = 0
     for i in range(n_poly):
-        b = _polygon_counts(xy, coord_offsets[i], coord_offsets[i + 1], h, w)
-        counts = _grow(counts, k + b.shape[0])
-        counts[k : k + b.shape[0]] = b
-        k += b.shape[0]
+        counts, k = _append(counts, k, _polygon_counts(xy, coord_offsets[i], coord_offsets[i + 1], h, w))
         offsets[i + 1] = k
     return counts[:k], offsets
 
@@ -342,16 +347,12 @@ def coco_annotations_counts(xy, part_offsets, ann_offsets, heights, widths):
         p1 = ann_offsets[a + 1]
         h = heights[a]
         w = widths[a]
-        if p1 == p0:
+        if p1 == p0:  # no polygon: an empty mask
             b = np.empty(1, np.uint32)
             b[0] = h * w
-        elif p1 - p0 == 1:
-            b = _polygon_counts(xy, part_offsets[p0], part_offsets[p0 + 1], h, w)
         else:
             b = coco_union_counts(xy, part_offsets[p0 : p1 + 1], h, w)
-        counts = _grow(counts, k + b.shape[0])
-        counts[k : k + b.shape[0]] = b
-        k += b.shape[0]
+        counts, k = _append(counts, k, b)
         offsets[a + 1] = k
     return counts[:k], offsets
 
