@@ -376,3 +376,15 @@ def name_of(class_id, names: Mapping[int, str] | None) -> str:
     if names and class_id in names:
         return f"{class_id} ({names[class_id]!r})"
     return str(class_id)
+
+
+def as_2d_int(a, what: str) -> np.ndarray:
+    """A 2-D C-contiguous integer view of ``a`` (bool as uint8); ValueError naming ``what`` otherwise."""
+    m = np.asarray(a)
+    if m.ndim != 2:
+        raise ValueError(f"{what} must be 2-D, got shape {m.shape}")
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    elif not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"{what} must hold integers, got dtype {m.dtype}")
+    return np.ascontiguousarray(m)

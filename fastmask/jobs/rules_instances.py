@@ -15,7 +15,7 @@ from fastmask import components
 from fastmask import rle as _rle
 from fastmask.kernels import validate as kv
 
-from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, name_of, union_bbox
+from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, as_2d_int, name_of, union_bbox
 
 __all__ = [
     "disconnected_instance",
@@ -28,14 +28,7 @@ _PAIR_MAX = 1 << 22  # joint-histogram cells before compacting ids
 
 
 def _as_2d(a, what) -> np.ndarray:
-    m = np.asarray(a)
-    if m.ndim != 2:
-        raise ValueError(f"{what} must be 2-D, got shape {m.shape}")
-    if m.dtype == np.bool_:
-        m = m.view(np.uint8)
-    elif not np.issubdtype(m.dtype, np.integer):
-        raise ValueError(f"{what} must hold integers, got dtype {m.dtype}")
-    return np.ascontiguousarray(m)
+    return as_2d_int(a, what)
 
 
 def _non_instance(v, config: RuleConfig) -> bool:

@@ -27,6 +27,7 @@ from fastmask.kernels import validate as kv
 
 from ..formats.labelmap import voc_colormap  # the one VOC colormap (re-exported here)
 from .rules_core import (
+    as_2d_int,
     DEFAULT_CONFIG,
     Finding,
     RuleConfig,
@@ -125,14 +126,7 @@ class ClassMaskScan:
 
 
 def _as_2d_int(mask) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.ndim != 2:
-        raise ValueError(f"a class mask must be 2-D, got shape {m.shape}")
-    if m.dtype == np.bool_:
-        m = m.view(np.uint8)
-    elif not np.issubdtype(m.dtype, np.integer):
-        raise ValueError(f"a class mask must hold integers, got dtype {m.dtype}")
-    return np.ascontiguousarray(m)
+    return as_2d_int(mask, "a class mask")
 
 
 def scan_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG,
