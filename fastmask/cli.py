@@ -10,6 +10,8 @@ continues it).
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import logging
 import sys
 
@@ -17,7 +19,20 @@ from ._version import __version__
 from .engine.options import EXIT_USAGE, add_engine_arguments, engine_options_from_args
 
 
-def _add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+# Commands that live in their own module ``fastmask/cli_<name>.py``. Each module has
+# ``register(subparsers)``, which adds its parser(s) and sets ``handler=run`` (a function
+# of the parsed args returning the exit code). Kept light: no numba at import time.
+COMMAND_MODULES = ("rasterize", "instances", "convert", "report")
+
+
+def _command_modules():
+    for name in COMMAND_MODULES:
+        module = f"{__package__}.cli_{name}"
+        if importlib.util.find_spec(module) is not None:
+            yield importlib.import_module(module)
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", metavar="DATASET",
                    help="a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, or a clean-zip layout")
     p.add_argument("--layout", choices=("masks", "voc", "coco", "coco_panoptic", "cleanzip"), default=None,
@@ -46,10 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--images", type=int, default=200, help="--coco-rle: number of generated images (default 200)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)")
-    _add_dataset_arguments(scan)
+    add_dataset_arguments(scan)
     add_engine_arguments(scan)
     cov = sub.add_parser("coverage", help="per image and class: pixels and coverage; per class totals and histograms")
-    _add_dataset_arguments(cov)
+    add_dataset_arguments(cov)
     cov.add_argument("--ignore-value", type=int, default=255, metavar="V", help="ignore value (default 255; -1 for none)")
     cov.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
     add_engine_arguments(cov)
@@ -65,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="score of a class absent from both gt and prediction (default nan: left out of means)")
     add_engine_arguments(ev)
     val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
-    _add_dataset_arguments(val)
+    add_dataset_arguments(val)
     rules = val.add_argument_group("rules")
     rules.add_argument("--min-island", type=int, default=16, metavar="PX",
                        help="tiny_island: components smaller than this many pixels (default 16)")
@@ -80,10 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--severity", action="append", default=[], metavar="RULE=LEVEL",
                        help="change a rule's severity, e.g. empty_mask=error (repeatable)")
     add_engine_arguments(val)
+    for module in _command_modules():
+        module.register(sub)
     return parser
 
 
-def _run_dataset_job(args: argparse.Namespace, make_job):
+def run_dataset_job(args: argparse.Namespace, make_job):
     """Open the dataset, run ``make_job(dataset)`` on the engine; ``(dataset, job, result)`` or an exit code.
 
     Configuration problems (bad flags, unreadable dataset, output folder in use) are
@@ -110,7 +127,7 @@ def _run_dataset_job(args: argparse.Namespace, make_job):
 def _run_scan(args: argparse.Namespace) -> int:
     from .jobs.scan import ScanJob
 
-    ran = _run_dataset_job(args, ScanJob)
+    ran = run_dataset_job(args, ScanJob)
     if isinstance(ran, int):
         return ran
     dataset, _, result = ran
@@ -128,7 +145,7 @@ def _run_coverage(args: argparse.Namespace) -> int:
 
     ignore = None if args.ignore_value < 0 else args.ignore_value
     background = None if args.background < 0 else args.background
-    ran = _run_dataset_job(args, lambda ds: CoverageJob(ds, ignore_value=ignore, background=background))
+    ran = run_dataset_job(args, lambda ds: CoverageJob(ds, ignore_value=ignore, background=background))
     if isinstance(ran, int):
         return ran
     dataset, job, result = ran
@@ -235,7 +252,7 @@ def _run_validate(args: argparse.Namespace) -> int:
     except EngineError as e:
         print(f"fastmask validate: {e}", file=sys.stderr)
         return e.exit_code
-    ran = _run_dataset_job(args, lambda dataset: ValidateJob(dataset, config))
+    ran = run_dataset_job(args, lambda dataset: ValidateJob(dataset, config))
     if isinstance(ran, int):
         return ran
     dataset, job, result = ran
@@ -265,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_coverage(args)
     if args.command == "evaluate":
         return _run_evaluate(args)
+    if getattr(args, "handler", None) is not None:
+        return args.handler(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
 
