@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dataset_arguments(cov)
     cov.add_argument("--ignore-value", type=int, default=255, metavar="V", help="ignore value (default 255; -1 for none)")
     cov.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
+    cov.add_argument("--plots", action="store_true", help="also write PNG charts into REPORT/plots/ (needs matplotlib)")
     add_engine_arguments(cov)
     ev = sub.add_parser("evaluate", help="IoU / Dice of prediction masks against ground truth (paired by item id)")
     ev.add_argument("--gt", metavar="DATASET", required=True, help="ground-truth dataset (any layout)")
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ground-truth value that counts nowhere (default 255; -1 for none)")
     ev.add_argument("--empty-policy", choices=("nan", "one", "zero"), default="nan",
                     help="score of a class absent from both gt and prediction (default nan: left out of means)")
+    ev.add_argument("--plots", action="store_true", help="also write PNG charts into REPORT/plots/ (needs matplotlib)")
     add_engine_arguments(ev)
     val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
     add_dataset_arguments(val)
@@ -140,9 +142,23 @@ def _run_scan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plots(args: argparse.Namespace, out_dir=None) -> int:
+    """``--plots``: without ``out_dir`` check matplotlib (before the run), else write the charts."""
+    from . import plots
+
+    if not plots.matplotlib_available():
+        print(f"fastmask {args.command}: --plots needs matplotlib: pip install 'fastmask-seg[plots]'", file=sys.stderr)
+        return EXIT_USAGE
+    if out_dir is not None:
+        print(f"plots: {', '.join(p.name for p in plots.write_plots(out_dir)) or 'none'} in {out_dir}/plots")
+    return 0
+
+
 def _run_coverage(args: argparse.Namespace) -> int:
     from .jobs.coverage import BIN_LABELS, CoverageJob, write_classes_table
 
+    if args.plots and _plots(args):
+        return EXIT_USAGE
     ignore = None if args.ignore_value < 0 else args.ignore_value
     background = None if args.background < 0 else args.background
     ran = run_dataset_job(args, lambda ds: CoverageJob(ds, ignore_value=ignore, background=background))
@@ -159,7 +175,7 @@ def _run_coverage(args: argparse.Namespace) -> int:
         print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {r['images']:>7} {r['pixels']:>12,} {share:>7}  "
               f"{' '.join(str(v) for v in r['histogram'])}")
     print(f"report: {result.out_dir}")
-    return 0
+    return _plots(args, result.out_dir) if args.plots else 0
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -167,6 +183,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from .formats import FormatError, open_dataset
     from .jobs.evaluate import EvaluateJob, write_classes_table
 
+    if args.plots and _plots(args):
+        return EXIT_USAGE
     try:
         opts = engine_options_from_args(args)
         gt = open_dataset(args.gt, labelmap=args.labelmap)
@@ -206,7 +224,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             g = s["panoptic"][name]
             print(f"  {name:<7} PQ {pct(g['pq'])}  SQ {pct(g['sq'])}  RQ {pct(g['rq'])}  classes {g['n']}")
         print(f"report: {result.out_dir}")
-        return 0
+        return _plots(args, result.out_dir) if args.plots else 0
     classes = write_classes_table(job, result.out_dir)
     print(f"evaluated {result.counts.get('ok', 0)} of {result.n_items} items in {result.wall_seconds:.2f} s; "
           f"not evaluated: {result.counts.get('error_codes', {}) or 'none'}")
@@ -217,7 +235,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     print(f"mIoU {pct(s['miou'])}  mDice {pct(s['mdice'])}  pixel accuracy {pct(s['pixel_accuracy'])} "
           f"(summed over images); mean of per-image mIoU {pct(s['image_averaged_miou'])}")
     print(f"report: {result.out_dir}")
-    return 0
+    return _plots(args, result.out_dir) if args.plots else 0
 
 
 def _rule_config(args: argparse.Namespace):
