@@ -1,0 +1,194 @@
+"""Masks -> polygons: contour tracing with holes kept as interior rings.
+
+**Polygon convention (pixel corners).** Pixel ``(row, col)`` is the unit square
+``[col, col+1] x [row, row+1]``; ring vertices are pixel corners, so a single
+pixel at ``(row=2, col=3)`` becomes the ring ``(3, 2) (4, 2) (4, 3) (3, 3)``.
+Rings follow the pixel edges between foreground and background, so filling them
+back in ``coco`` mode (:func:`fastmask.raster.polygon_mask`, i.e. pycocotools)
+gives exactly the original pixels: outer rings alone with ``fill_rule="union"``
+when there are no holes, outer rings and holes together with
+``fill_rule="evenodd"``. (OpenCV's ``findContours`` gives pixel *centres*
+instead: its points are ours shifted by up to half a pixel, and it cannot be
+filled back exactly by COCO readers.)
+
+Outer rings have a positive shoelace area in ``(x, y)`` (clockwise on screen,
+y down), holes a negative one. Only corners are kept (like
+``CHAIN_APPROX_SIMPLE``). With ``tolerance > 0`` every ring is simplified with
+Douglas-Peucker (maximum distance ``tolerance`` pixels); the pixels then no
+longer round-trip exactly.
+
+**Connectivity.** 8 (default): diagonal neighbours are one shape, whose outer ring
+touches itself at the shared corner; holes are 4-connected background regions.
+4: diagonal neighbours are separate shapes; holes are 8-connected background
+regions. Shapes come in raster order of their first pixel (the numbering of
+:func:`fastmask.components.label`), holes in raster order of their top-left edge.
+
+**COCO.** COCO polygons cannot hold holes (a reader unions the parts), so
+:func:`coco_segmentation` returns an RLE for masks with holes and polygons
+otherwise.
+
+>>> import numpy as np
+>>> m = np.zeros((5, 5), np.uint8); m[1:4, 1:4] = 1; m[2, 2] = 0
+>>> [s.exterior.tolist() for s in mask_to_polygons(m)]
+[[[1.0, 1.0], [4.0, 1.0], [4.0, 4.0], [1.0, 4.0]]]
+>>> [h.tolist() for h in mask_to_polygons(m)[0].holes]
+[[[2.0, 2.0], [2.0, 3.0], [3.0, 3.0], [3.0, 2.0]]]
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["CONNECTIVITIES", "Shape", "coco_polygons", "coco_segmentation", "mask_to_polygons", "ring_area"]
+
+CONNECTIVITIES = (4, 8)
+
+
+@dataclass
+class Shape:
+    """One connected component: its outer ring and its holes, as (n, 2) float64 ``(x, y)`` arrays."""
+
+    exterior: np.ndarray
+    holes: list[np.ndarray] = field(default_factory=list)
+    area: int = 0  # pixels of the component (holes excluded)
+
+    def flat(self) -> list[float]:
+        """The exterior as a COCO flat list ``[x0, y0, x1, y1, ...]``."""
+        return self.exterior.reshape(-1).tolist()
+
+
+def ring_area(ring: np.ndarray) -> float:
+    """Signed shoelace area of a ring in ``(x, y)``: positive for outer rings, negative for holes.
+
+    >>> ring_area(np.array([[0, 0], [1, 0], [1, 1], [0, 1]], float))
+    1.0
+    """
+    r = np.asarray(ring, np.float64)
+    x, y = r[:, 0], r[:, 1]
+    return float(0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
+
+
+def _as_binary(mask) -> np.ndarray:
+    a = np.asarray(mask)
+    if a.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {a.shape}")
+    if a.dtype == np.bool_:
+        return np.ascontiguousarray(a.view(np.uint8))
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"mask must be a numeric or bool array, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
+        raise ValueError("mask holds NaN or inf")
+    return np.ascontiguousarray(a != 0).view(np.uint8)
+
+
+def _check_options(connectivity, tolerance) -> tuple[int, float]:
+    if isinstance(connectivity, bool) or connectivity not in CONNECTIVITIES:
+        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
+    try:
+        tol = float(tolerance)
+    except (TypeError, ValueError):
+        raise TypeError(f"tolerance must be a number, got {tolerance!r}") from None
+    if not np.isfinite(tol) or tol < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    return int(connectivity), tol
+
+
+def mask_to_polygons(mask, *, connectivity: int = 8, tolerance: float = 0.0,
+                     offset: tuple[float, float] = (0, 0)) -> list[Shape]:
+    """Trace a binary mask (non-zero = foreground) into :class:`Shape` s (outer ring + holes).
+
+    ``offset`` ``(x, y)`` is added to every vertex (for masks cropped out of an image).
+
+    >>> import numpy as np
+    >>> m = np.array([[1, 0], [0, 1]], np.uint8)
+    >>> len(mask_to_polygons(m, connectivity=8)), len(mask_to_polygons(m, connectivity=4))
+    (1, 2)
+    """
+    from .components import label
+    from .kernels import contour as _k
+
+    conn, tol = _check_options(connectivity, tolerance)
+    binary = _as_binary(mask)
+    if binary.size == 0:
+        return []
+    _, xy, offsets, is_hole, first = _k.trace_rings(binary, conn == 8)
+    if offsets.shape[0] <= 1:
+        return []
+    labels, n = label(binary, connectivity=conn, background=0)
+    areas = np.bincount(labels.reshape(-1), minlength=n + 1)
+    comp = labels[first[:, 0], first[:, 1]]
+    ox, oy = float(offset[0]), float(offset[1])
+    shapes: list[Shape | None] = [None] * (n + 1)
+    holes: list[list[np.ndarray]] = [[] for _ in range(n + 1)]
+    for i in range(offsets.shape[0] - 1):
+        ring = xy[offsets[i]:offsets[i + 1]].astype(np.float64)
+        if tol > 0:
+            ring = _k.simplify_ring(ring, tol)
+        if ox or oy:
+            ring[:, 0] += ox
+            ring[:, 1] += oy
+        c = int(comp[i])
+        if is_hole[i]:
+            holes[c].append(ring)
+        else:
+            shapes[c] = Shape(exterior=ring, area=int(areas[c]))
+    out = []
+    for c in range(1, n + 1):
+        s = shapes[c]
+        if s is None:  # pragma: no cover - every component has exactly one outer ring
+            raise RuntimeError(f"contour tracing found no outer ring for component {c}")
+        s.holes = holes[c]
+        out.append(s)
+    return out
+
+
+def coco_polygons(shapes: list[Shape]) -> list[list[float]]:
+    """The outer rings of ``shapes`` as a COCO polygon list (holes are dropped: see :func:`coco_segmentation`).
+
+    >>> import numpy as np
+    >>> coco_polygons(mask_to_polygons(np.ones((2, 2), np.uint8)))
+    [[0.0, 0.0, 2.0, 0.0, 2.0, 2.0, 0.0, 2.0]]
+    """
+    return [s.flat() for s in shapes]
+
+
+def _bbox(binary: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows = np.flatnonzero(binary.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(binary.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def coco_segmentation(mask, *, connectivity: int = 8, tolerance: float = 0.0,
+                      encoding: str = "polygons") -> tuple[list[list[float]] | dict, str]:
+    """A COCO ``segmentation`` for a binary mask: ``(segmentation, kind)``, kind ``"polygons"`` or ``"rle"``.
+
+    ``encoding="polygons"``: the outer rings (pixel-corner convention; a COCO reader
+    fills them back to exactly these pixels when ``tolerance == 0``), unless the mask
+    has a hole: COCO polygons cannot express holes, so such masks (and empty
+    masks) are written as a compressed RLE. ``encoding="rle"``: always RLE.
+
+    >>> import numpy as np
+    >>> m = np.zeros((4, 4), np.uint8); m[1:3, 1:3] = 1
+    >>> coco_segmentation(m)
+    ([[1.0, 1.0, 3.0, 1.0, 3.0, 3.0, 1.0, 3.0]], 'polygons')
+    >>> m[0:4, 0:4] = 1; m[1, 1] = 0
+    >>> coco_segmentation(m)[1]
+    'rle'
+    """
+    from . import rle as fr
+
+    conn, tol = _check_options(connectivity, tolerance)
+    if encoding not in ("polygons", "rle"):
+        raise ValueError(f"encoding must be 'polygons' or 'rle', got {encoding!r}")
+    binary = _as_binary(mask)
+    box = _bbox(binary) if binary.size else None
+    if encoding == "polygons" and box is not None:
+        r0, r1, c0, c1 = box
+        shapes = mask_to_polygons(binary[r0:r1, c0:c1], connectivity=conn, tolerance=tol, offset=(c0, r0))
+        if not any(s.holes for s in shapes):
+            return coco_polygons(shapes), "polygons"
+    r = fr.encode(np.asfortranarray(binary))
+    return {"size": [int(binary.shape[0]), int(binary.shape[1])], "counts": r["counts"].decode("ascii")}, "rle"

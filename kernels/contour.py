@@ -1,0 +1,254 @@
+"""Contour tracing of binary masks along pixel edges ("crack following"), and Douglas-Peucker.
+
+Geometry: pixel ``(row, col)`` is the unit square ``[col, col+1] x [row, row+1]``;
+ring vertices are pixel *corners* (integer lattice points ``(x, y)``, ``0 <= x <= W``,
+``0 <= y <= H``). A boundary edge separates a foreground pixel from a background
+pixel (outside the image counts as background). Edges are walked with the
+foreground on the right-hand side in image coordinates (y down), so outer rings
+have a positive shoelace area in ``(x, y)`` and hole rings a negative one.
+
+Saddles (two foreground pixels touching only at a corner): with 8-connectivity
+the walk turns left there (the two pixels stay in one ring, which touches itself
+at that corner); with 4-connectivity it turns right (two rings).
+
+Rings are found in raster order of their first horizontal edge (the ring's
+top-left edge); a ring whose first edge runs right is an outer ring, one whose
+first edge runs left is a hole. Only corners (direction changes) are emitted, like
+OpenCV's ``CHAIN_APPROX_SIMPLE``; a ring starts at its top-left corner.
+
+Statuses: ``OK``; no data errors are possible for a 2-D uint8 input.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+OK = 0
+
+# directions: 0 = +x (right), 1 = +y (down), 2 = -x (left), 3 = -y (up)
+_DX = (1, 0, -1, 0)
+_DY = (0, 1, 0, -1)
+
+
+@njit(cache=True, nogil=True)
+def _fg(mask, y, x):
+    h, w = mask.shape
+    if y < 0 or x < 0 or y >= h or x >= w:
+        return False
+    return mask[y, x] != 0
+
+
+@njit(cache=True, nogil=True)
+def _has_out(mask, y, x, d):
+    # pixels around vertex (y, x): a = (y-1, x-1), b = (y-1, x), c = (y, x-1), dd = (y, x)
+    if d == 0:
+        return _fg(mask, y, x) and not _fg(mask, y - 1, x)
+    if d == 1:
+        return _fg(mask, y, x - 1) and not _fg(mask, y, x)
+    if d == 2:
+        return _fg(mask, y - 1, x - 1) and not _fg(mask, y, x - 1)
+    return _fg(mask, y - 1, x) and not _fg(mask, y - 1, x - 1)
+
+
+@njit(cache=True, nogil=True)
+def count_boundary_edges(mask):
+    """Number of pixel edges between foreground and background (an upper bound of the corners)."""
+    h, w = mask.shape
+    n = 0
+    for y in range(h + 1):
+        for x in range(w):
+            if _fg(mask, y - 1, x) != _fg(mask, y, x):
+                n += 1
+    for y in range(h):
+        for x in range(w + 1):
+            if _fg(mask, y, x - 1) != _fg(mask, y, x):
+                n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def trace_rings(mask, eight):
+    """Trace every boundary ring of a 2-D uint8 mask (non-zero = foreground).
+
+    Returns ``(status, xy, ring_offsets, is_hole, first_pixel)``: ``xy`` (n, 2) int32
+    corner coordinates ``(x, y)``, ring ``i`` is ``xy[ring_offsets[i]:ring_offsets[i+1]]``;
+    ``is_hole`` uint8 per ring; ``first_pixel`` (rings, 2) int64 ``(row, col)`` of a
+    foreground pixel touching the ring (the pixel below/above its first edge).
+    """
+    h, w = mask.shape
+    n_edges = count_boundary_edges(mask)
+    xy = np.empty((n_edges + 1, 2), np.int32)
+    max_rings = n_edges // 4 + 1
+    offsets = np.zeros(max_rings + 1, np.int64)
+    is_hole = np.zeros(max_rings, np.uint8)
+    first = np.zeros((max_rings, 2), np.int64)
+    hvis = np.zeros((h + 1, max(w, 1)), np.uint8)  # horizontal edge (y, x): from x to x+1 on lattice row y
+    n_pts = 0
+    n_rings = 0
+    for y0 in range(h + 1):
+        for x0 in range(w):
+            if hvis[y0, x0]:
+                continue
+            below = _fg(mask, y0, x0)
+            above = _fg(mask, y0 - 1, x0)
+            if below == above:
+                continue
+            if below:
+                sd = 0
+                sy, sx = y0, x0
+                first[n_rings, 0] = y0
+                first[n_rings, 1] = x0
+                is_hole[n_rings] = 0
+            else:
+                sd = 2
+                sy, sx = y0, x0 + 1
+                first[n_rings, 0] = y0 - 1
+                first[n_rings, 1] = x0
+                is_hole[n_rings] = 1
+            ring_start = n_pts
+            vy, vx, d = sy, sx, sd
+            while True:
+                # walk edge (vy, vx) in direction d
+                if d == 0:
+                    hvis[vy, vx] = 1
+                elif d == 2:
+                    hvis[vy, vx - 1] = 1
+                vy += _DY[d]
+                vx += _DX[d]
+                # choose the next direction: 8-conn prefers left turns at saddles, 4-conn right turns
+                if eight:
+                    c0, c1, c2 = (d + 3) % 4, d, (d + 1) % 4
+                else:
+                    c0, c1, c2 = (d + 1) % 4, d, (d + 3) % 4
+                if _has_out(mask, vy, vx, c0):
+                    nd = c0
+                elif _has_out(mask, vy, vx, c1):
+                    nd = c1
+                else:
+                    nd = c2
+                if nd != d:
+                    xy[n_pts, 0] = vx
+                    xy[n_pts, 1] = vy
+                    n_pts += 1
+                d = nd
+                if vy == sy and vx == sx and d == sd:
+                    break
+            # an outer ring's start vertex is its top-left corner and was emitted last: rotate it
+            # to the front (a hole's walk reaches its top-left corner first anyway)
+            if sd == 0 and n_pts > ring_start + 1:
+                lx = xy[n_pts - 1, 0]
+                ly = xy[n_pts - 1, 1]
+                for i in range(n_pts - 1, ring_start, -1):
+                    xy[i, 0] = xy[i - 1, 0]
+                    xy[i, 1] = xy[i - 1, 1]
+                xy[ring_start, 0] = lx
+                xy[ring_start, 1] = ly
+            n_rings += 1
+            offsets[n_rings] = n_pts
+    return OK, xy[:n_pts].copy(), offsets[: n_rings + 1].copy(), is_hole[:n_rings].copy(), first[:n_rings].copy()
+
+
+@njit(cache=True, nogil=True)
+def _seg_dist2(px, py, ax, ay, bx, by):
+    dx = bx - ax
+    dy = by - ay
+    l2 = dx * dx + dy * dy
+    if l2 == 0.0:
+        ex = px - ax
+        ey = py - ay
+        return ex * ex + ey * ey
+    t = ((px - ax) * dx + (py - ay) * dy) / l2
+    if t < 0.0:
+        t = 0.0
+    elif t > 1.0:
+        t = 1.0
+    ex = px - (ax + t * dx)
+    ey = py - (ay + t * dy)
+    return ex * ex + ey * ey
+
+
+@njit(cache=True, nogil=True)
+def _dp_chain(pts, i0, i1, tol2, keep):
+    """Douglas-Peucker on pts[i0..i1] (indices modulo n), marking kept points."""
+    n = pts.shape[0]
+    stack = np.empty((2 * n + 4, 2), np.int64)
+    top = 0
+    stack[0, 0] = i0
+    stack[0, 1] = i1
+    top = 1
+    while top > 0:
+        top -= 1
+        a = stack[top, 0]
+        b = stack[top, 1]
+        if b - a < 2:
+            continue
+        ax = pts[a % n, 0]
+        ay = pts[a % n, 1]
+        bx = pts[b % n, 0]
+        by = pts[b % n, 1]
+        best = -1.0
+        bi = -1
+        for i in range(a + 1, b):
+            d2 = _seg_dist2(pts[i % n, 0], pts[i % n, 1], ax, ay, bx, by)
+            if d2 > best:
+                best = d2
+                bi = i
+        if best > tol2:
+            keep[bi % n] = 1
+            stack[top, 0] = a
+            stack[top, 1] = bi
+            top += 1
+            stack[top, 0] = bi
+            stack[top, 1] = b
+            top += 1
+
+
+@njit(cache=True, nogil=True)
+def simplify_ring(pts, tolerance):
+    """Douglas-Peucker simplification of a closed ring ``pts`` (n, 2) float64; keeps >= 3 points.
+
+    The ring is cut at point 0 and the point farthest from it; both chains are
+    simplified with the maximum distance ``tolerance``. Returns the kept points in order.
+    """
+    n = pts.shape[0]
+    if n <= 3 or tolerance <= 0.0:
+        return pts.copy()
+    keep = np.zeros(n, np.uint8)
+    keep[0] = 1
+    far = 0
+    best = -1.0
+    for i in range(1, n):
+        dx = pts[i, 0] - pts[0, 0]
+        dy = pts[i, 1] - pts[0, 1]
+        d2 = dx * dx + dy * dy
+        if d2 > best:
+            best = d2
+            far = i
+    keep[far] = 1
+    tol2 = tolerance * tolerance
+    _dp_chain(pts, 0, far, tol2, keep)
+    _dp_chain(pts, far, n, tol2, keep)
+    m = 0
+    for i in range(n):
+        m += keep[i]
+    if m < 3:
+        # keep the point farthest from the chord 0-far so that the ring stays a polygon
+        bi = -1
+        best = -1.0
+        for i in range(n):
+            if keep[i]:
+                continue
+            d2 = _seg_dist2(pts[i, 0], pts[i, 1], pts[0, 0], pts[0, 1], pts[far, 0], pts[far, 1])
+            if d2 > best:
+                best = d2
+                bi = i
+        keep[bi] = 1
+        m += 1
+    out = np.empty((m, 2), np.float64)
+    j = 0
+    for i in range(n):
+        if keep[i]:
+            out[j, 0] = pts[i, 0]
+            out[j, 1] = pts[i, 1]
+            j += 1
+    return out
