@@ -43,36 +43,16 @@ def coverage_bin(fraction: float) -> int:
 def coco_class_map(annotations: list[dict], height: int, width: int, ignore_value: int) -> tuple[np.ndarray, int]:
     """Rasterize COCO annotations of one image into a class map (later wins; crowd -> ignore).
 
-    Returns ``(class_map, skipped)``: annotations whose segmentation cannot be read are skipped
-    and counted (``fastmask validate`` reports why).
+    A thin wrapper of :func:`fastmask.raster.rasterize_annotations` (``kind="semantic"``,
+    ``overlap="order"``, ``crowd="ignore"``). Returns ``(class_map, skipped)``: annotations
+    whose segmentation cannot be read or is an empty polygon list are counted as skipped
+    (``fastmask validate`` reports why).
     """
-    from .. import rle as fr
-    from ..raster import polygon_rle
+    from ..raster import rasterize_annotations
 
-    rles, values, skipped = [], [], 0
-    for ann in annotations:
-        seg = ann.get("segmentation")
-        try:
-            if isinstance(seg, list):
-                if not seg:
-                    skipped += 1
-                    continue
-                r = polygon_rle(seg, height, width)
-            elif isinstance(seg, dict):
-                r = fr.frPyObjects(seg, height, width) if isinstance(seg.get("counts"), list) else seg
-                if list(r.get("size", [])) != [height, width]:
-                    raise ValueError("size is not the image's")
-                fr.area(r)  # validates the counts
-            else:
-                raise ValueError("no segmentation")
-        except (ValueError, TypeError):
-            skipped += 1
-            continue
-        rles.append(r)
-        values.append(ignore_value if ann.get("iscrowd") else int(ann.get("category_id", 0)))
-    if not rles:
-        return np.zeros((height, width), np.uint8), skipped
-    return fr.decode_labelmap(rles, values), skipped
+    r = rasterize_annotations(annotations, height, width, ignore_value=ignore_value, on_error="skip")
+    empty = sum(1 for a in annotations if isinstance(a, dict) and a.get("segmentation") == [])
+    return r.mask, len(r.problems) + empty
 
 
 class CoverageJob(Job):
