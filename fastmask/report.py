@@ -1,0 +1,664 @@
+"""One self-contained HTML page for a run folder (``fastmask report RUN_DIR``).
+
+The page needs no server and loads nothing from elsewhere: the CSS is inline, charts and
+thumbnails are ``data:`` URIs, there is no script. It shows
+
+* a summary: job, status, dataset(s), item counts and error codes, timing, arguments;
+* the charts of :mod:`fastmask.plots` (PNG from matplotlib when installed, otherwise the
+  same charts as plain HTML/CSS bars and a coloured table for the confusion matrix);
+* the job's tables: findings (validate), classes (coverage, evaluate), the worst items
+  (evaluate), unreadable items — each capped at ``max_rows`` with a note saying how many
+  rows more the Parquet table holds;
+* thumbnails of the worst items with the mask drawn over the image (translucent label-map
+  colours, opaque class boundaries; the mask alone on grey when there is no image):
+  validate — most severe / most findings first, finding boxes drawn; evaluate — lowest
+  per-image mIoU first, ground truth | prediction | wrong pixels; coverage — images holding
+  the rarest classes. Masks and images are reread from the dataset paths in ``run.json``.
+
+Everything that comes from data (file names, messages, class names) is HTML-escaped.
+
+Example::
+
+    from fastmask.report import write_report
+    write_report("report/")                      # -> report/report.html
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import plots
+
+SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
+THUMB_SIZE = 240  # longest side of a thumbnail panel, pixels
+ALPHA = 0.45  # opacity of the class colours inside regions (boundaries are opaque)
+
+
+def _e(s: Any) -> str:
+    return html.escape("" if s is None else str(s), quote=True)
+
+
+def _num(v: Any, digits: int = 1, pct: bool = False) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if pct:
+        return f"{100 * v:.{digits}f}%"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return f"{v:,.{digits}f}"
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+# --------------------------------------------------------------------------- rereading items
+
+
+def _read_image(path: str) -> np.ndarray | None:
+    """RGB uint8 array of an image file (``/x.zip!a/b.jpg`` for zip members), None when unreadable."""
+    from PIL import Image
+
+    try:
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                data = f.read()
+        elif ".zip!" in path:
+            zpath, member = path.split("!", 1)
+            with zipfile.ZipFile(zpath) as z:
+                data = z.read(member)
+        else:
+            return None
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, Image.DecompressionBombError):
+        return None
+
+
+def _class_map(dataset, row: dict, item, ignore: int) -> np.ndarray | None:
+    """The item's class map: mask file, rasterized COCO annotations or panoptic categories."""
+    if item.annotations is not None:
+        from .jobs.coverage import coco_class_map
+
+        w, h = row.get("width"), row.get("height")
+        if not w or not h:
+            return None
+        return coco_class_map(item.annotations, int(h), int(w), ignore)[0]
+    if item.mask is not None:
+        return item.mask.array
+    if item.instance_mask is not None:
+        ids = item.instance_mask.array
+        cats = {}
+        for s in item.segments or []:
+            if isinstance(s, dict) and "id" in s:
+                try:
+                    cats[int(s["id"])] = int(s.get("category_id", 0))
+                except (TypeError, ValueError):
+                    continue
+        uniq, inv = np.unique(ids, return_inverse=True)
+        lut = np.array([cats.get(int(u), 0 if u == 0 else 65535) for u in uniq], np.int64)
+        return lut[inv].reshape(ids.shape)
+    return None
+
+
+def _palette(run: dict):
+    from .formats import LabelMap, voc_colormap
+
+    lm_json = run.get("labelmap")
+    lm = None
+    if lm_json:
+        try:
+            lm = LabelMap.from_json(lm_json)
+        except Exception:  # noqa: BLE001 - a report must render whatever the label map holds
+            lm = None
+    pal = lm.palette(256) if lm is not None else voc_colormap(256)
+    background = lm.background if lm is not None else 0
+    ignore = set(lm.ignore) if lm is not None else {255}
+    return lm, pal, background, ignore
+
+
+def _sample(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resampling of a 2-D (or H, W, C) array to ``size`` = (h, w)."""
+    h, w = arr.shape[:2]
+    rows = np.minimum((np.arange(size[0]) * h / size[0]).astype(np.int64), h - 1)
+    cols = np.minimum((np.arange(size[1]) * w / size[1]).astype(np.int64), w - 1)
+    return arr[rows][:, cols]
+
+
+def _thumb_size(h: int, w: int) -> tuple[int, int]:
+    s = THUMB_SIZE / max(h, w, 1)
+    return max(1, round(h * s)), max(1, round(w * s))
+
+
+def overlay(mask: np.ndarray, image: np.ndarray | None, palette: np.ndarray, *, background: int | None = 0,
+            ignore: set[int] = frozenset({255}), size: tuple[int, int] | None = None) -> np.ndarray:
+    """RGB picture of ``mask`` drawn over ``image``: translucent class colours, opaque boundaries.
+
+    ``palette`` is an (n, 3) colour table indexed by class id (values outside it are
+    magenta); ``background`` is left clear, ``ignore`` values are drawn in white. Without
+    an image the mask is drawn on grey. ``size`` = (h, w) resamples first (nearest for
+    the mask, bilinear for the image).
+
+    >>> m = np.zeros((4, 4), np.uint8); m[1:3, 1:3] = 1
+    >>> pic = overlay(m, None, np.array([[0, 0, 0], [255, 0, 0]], np.uint8))
+    >>> pic.shape, pic[0, 0].tolist(), pic[1, 1].tolist()
+    ((4, 4, 3), [128, 128, 128], [255, 0, 0])
+    """
+    from PIL import Image
+
+    if size is None:
+        size = mask.shape[:2]
+    m = _sample(np.asarray(mask), size).astype(np.int64)
+    if image is not None:
+        base = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR), np.float32)
+    else:
+        base = np.full(size + (3,), 128, np.float32)
+    pal = np.asarray(palette, np.float32)
+    inside = (m >= 0) & (m < len(pal))
+    colors = np.empty(size + (3,), np.float32)
+    colors[...] = (255, 0, 255)
+    colors[inside] = pal[m[inside]]
+    for v in ignore:
+        colors[m == v] = (255, 255, 255)
+    alpha = np.full(size, ALPHA, np.float32)
+    edge = np.zeros(size, bool)
+    dh = m[:, :-1] != m[:, 1:]
+    dv = m[:-1, :] != m[1:, :]
+    edge[:, :-1] |= dh
+    edge[:, 1:] |= dh
+    edge[:-1, :] |= dv
+    edge[1:, :] |= dv
+    alpha[edge] = 1.0
+    if background is not None:
+        alpha[m == background] = 0.0  # background stays clear, its side of a boundary too
+    out = base * (1 - alpha[..., None]) + colors * alpha[..., None]
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _encode(pic: np.ndarray, photo: bool) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if photo:
+        Image.fromarray(pic).save(buf, format="JPEG", quality=85)
+        return _data_uri(buf.getvalue(), "image/jpeg")
+    Image.fromarray(pic).save(buf, format="PNG", optimize=True)
+    return _data_uri(buf.getvalue(), "image/png")
+
+
+def _boxes(pic: np.ndarray, boxes: list[tuple[float, float, float, float, str]], scale: tuple[float, float]) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    im = Image.fromarray(pic)
+    d = ImageDraw.Draw(im)
+    for x, y, w, h, sev in boxes:
+        x0, y0 = x * scale[1], y * scale[0]
+        x1, y1 = (x + w) * scale[1] - 1, (y + h) * scale[0] - 1
+        d.rectangle([x0, y0, max(x0, x1), max(y0, y1)], outline=plots.SEVERITY_COLORS.get(sev, "#7f7f7f"), width=2)
+    return np.asarray(im)
+
+
+class _Reader:
+    """Opens the run's dataset(s) lazily and rereads items by id from ``manifest.parquet``."""
+
+    def __init__(self, run_dir: Path, run: dict, images: str | None):
+        self.run_dir, self.run, self.images = run_dir, run, images
+        self.problem: str | None = None
+        self._rows: dict | None = None
+        self._ds: dict = {}
+        self.lm, self.palette, self.background, self.ignore = _palette(run)
+        args = run.get("arguments") or {}
+        iv = args.get("ignore_value", (args.get("config") or {}).get("ignore_value", 255))
+        self.ignore_value = 255 if iv is None else int(iv)
+
+    def rows(self) -> dict:
+        if self._rows is None:
+            self._rows = {}
+            p = self.run_dir / "manifest.parquet"
+            if p.is_file():
+                import pyarrow.parquet as pq
+
+                for r in pq.read_table(p).to_pylist():
+                    self._rows[str(r["item_id"])] = r
+            else:
+                self.problem = "the report folder has no manifest.parquet"
+        return self._rows
+
+    def dataset(self, role: str):
+        if role in self._ds:
+            return self._ds[role]
+        from .formats import FormatError, open_dataset
+
+        args = self.run.get("arguments") or {}
+        path = args.get(role)
+        ds = None
+        if not path:
+            self.problem = f"run.json names no {role} dataset"
+        else:
+            try:
+                kw = {}
+                if role != "pred" and self.lm is not None:
+                    kw["labelmap"] = self.lm
+                ds = open_dataset(path, layout=args.get("layout") if role == "dataset" else None,
+                                  images=self.images if role != "pred" else None, **kw)
+                ds.manifest()  # COCO: builds/loads the columnar cache that rows point into
+            except (FormatError, OSError, ValueError) as e:
+                self.problem = f"the {role} dataset {path} could not be opened ({getattr(e, 'message', e)})"
+                ds = None
+        self._ds[role] = ds
+        return ds
+
+    def class_map(self, role: str, row: dict) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+        """(class map, image, problem) of one manifest row of the given dataset role."""
+        from .formats import FormatError
+
+        ds = self.dataset(role)
+        if ds is None:
+            return None, None, self.problem
+        try:
+            item = ds.read_item(row)
+            m = _class_map(ds, row, item, self.ignore_value)
+        except (FormatError, OSError, ValueError) as e:
+            return None, None, f"{getattr(e, 'code', 'unreadable')}: {getattr(e, 'message', e)}"
+        img = _read_image(item.image_path) if item.image_path else None
+        if m is None:
+            return None, img, "no mask"
+        if m.ndim != 2:
+            return None, img, f"mask of shape {m.shape} is not 2-D"
+        if img is not None and img.shape[:2] != m.shape:
+            from PIL import Image
+
+            img = np.asarray(Image.fromarray(img).resize((m.shape[1], m.shape[0]), Image.BILINEAR))
+        return m, img, None
+
+    def picture(self, item_id: str, boxes=()) -> tuple[list[tuple[str, str]], str | None]:
+        """[(caption, data URI)] panels for an item, or ([], problem)."""
+        row = self.rows().get(item_id)
+        if row is None:
+            return [], self.problem or "not in the manifest"
+        job = self.run.get("job")
+        if job == "evaluate":
+            if not row.get("gt_row") or not row.get("pred_row"):
+                return [], "ground truth or prediction missing"
+            gt, img, prob = self.class_map("gt", json.loads(row["gt_row"]))
+            if gt is None:
+                return [], f"ground truth: {prob}"
+            pred, _, prob = self.class_map("pred", json.loads(row["pred_row"]))
+            if pred is None:
+                return [], f"prediction: {prob}"
+            size = _thumb_size(*gt.shape)
+            panels = [("ground truth", self._pic(gt, img, size)), ]
+            if pred.shape == gt.shape:
+                panels.append(("prediction", self._pic(pred, img, size)))
+                wrong = (gt != pred) & (gt != self.ignore_value)
+                err_pal = np.array([[0, 0, 0], [230, 20, 20]], np.uint8)
+                pic = overlay(wrong.astype(np.uint8), _grey(img), err_pal, background=0, ignore=set(), size=size)
+                panels.append((f"wrong pixels ({int(wrong.sum()):,})", _encode(pic, img is not None)))
+            else:
+                panels.append((f"prediction {pred.shape[1]}x{pred.shape[0]}", self._pic(pred, None, _thumb_size(*pred.shape))))
+            return panels, None
+        m, img, prob = self.class_map("dataset", row)
+        if m is None:
+            return [], prob
+        size = _thumb_size(*m.shape)
+        return [("mask over image" if img is not None else "mask (no image)", self._pic(m, img, size, boxes))], None
+
+    def _pic(self, m, img, size, boxes=()) -> str:
+        pic = overlay(m, img, self.palette, background=self.background, ignore=self.ignore, size=size)
+        if boxes:
+            pic = _boxes(pic, list(boxes), (size[0] / m.shape[0], size[1] / m.shape[1]))
+        return _encode(pic, img is not None)
+
+
+def _grey(img: np.ndarray | None) -> np.ndarray | None:
+    if img is None:
+        return None
+    g = (img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)) * 0.7 + 40
+    return np.repeat(np.clip(g, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+# --------------------------------------------------------------------------- page pieces
+
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:18px 24px 48px}
+h1{font-size:22px;margin:6px 0 2px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
+.sub{color:#666;margin-bottom:10px}
+.cards{display:flex;flex-wrap:wrap;gap:10px;margin:10px 0}
+.card{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px 14px;min-width:110px}
+.card b{display:block;font-size:20px}.card span{color:#666;font-size:12px}
+.card.bad b{color:#c62828}.card.warn b{color:#e65100}
+table.data{border-collapse:collapse;background:#fff;width:100%;font-size:13px}
+table.data th,table.data td{border:1px solid #e1e4e8;padding:3px 6px;text-align:left;vertical-align:top}
+table.data th{background:#f0f2f5}td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.msg{max-width:560px;word-break:break-word}
+.sev{border-radius:3px;padding:0 5px;color:#fff;font-size:12px}
+.sev-error{background:#d62728}.sev-warning{background:#ff7f0e}.sev-info{background:#1f77b4}
+.note{color:#666;font-style:italic;margin:6px 0}
+.charts img{max-width:100%;background:#fff;border:1px solid #e1e4e8;border-radius:6px;margin:6px 0}
+.chart{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px 12px;margin:8px 0}
+.chart-title{font-weight:600;margin-bottom:6px}.series-name{color:#555;margin:6px 0 2px}
+table.bars{border-collapse:collapse;width:100%;font-size:12px}
+table.bars th{text-align:right;font-weight:normal;width:200px;padding-right:8px;white-space:nowrap}
+table.bars td.track{background:#f3f4f6;height:14px;padding:0;white-space:nowrap;font-size:0}
+table.bars td.num{width:90px;text-align:right;font-variant-numeric:tabular-nums}
+.seg{display:inline-block;height:14px}
+.legend span{margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
+table.heat{border-collapse:collapse;font-size:11px}table.heat td,table.heat th{border:1px solid #fff;padding:2px 5px;text-align:center}
+table.heat td.nan{color:#aaa}
+.multiples{display:flex;flex-wrap:wrap;gap:10px}.panel{width:200px}.panel-title{font-size:12px;font-weight:600}
+.cols{display:flex;align-items:flex-end;height:70px;gap:2px;background:#f3f4f6}
+.col{flex:1;height:100%;display:flex;align-items:flex-end}.col span{display:block;width:100%;background:#1f77b4}
+.axis{font-size:10px;color:#777}
+.thumbs{display:flex;flex-wrap:wrap;gap:12px}
+figure.thumb{margin:0;background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px;max-width:760px}
+figure.thumb .imgs{display:flex;gap:6px;flex-wrap:wrap}
+figure.thumb .imgs div{font-size:11px;color:#666}
+figure.thumb img{display:block;image-rendering:pixelated;border:1px solid #ddd;max-width:240px}
+figcaption{font-size:12px;margin-top:4px;max-width:740px;word-break:break-word}
+figcaption b{font-size:13px}.missing{background:#fafafa;border:1px dashed #bbb;padding:18px;color:#777;font-size:12px}
+details pre{background:#fff;border:1px solid #e1e4e8;padding:8px;overflow:auto;font-size:12px}
+footer{color:#888;font-size:12px;margin-top:32px}
+"""
+
+
+def _card(label: str, value: Any, cls: str = "") -> str:
+    return f'<div class="card {cls}"><b>{_e(value)}</b><span>{_e(label)}</span></div>'
+
+
+def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozenset(), raw: set[int] = frozenset()) -> str:
+    out = ['<table class="data"><tr>' + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
+    for r in rows:
+        cells = []
+        for i, v in enumerate(r):
+            cls = ' class="n"' if i in numeric else (' class="msg"' if headers[i] == "message" else "")
+            cells.append(f"<td{cls}>{v if i in raw else _e(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _more(shown: int, total: int, what: str, where: str) -> str:
+    if total <= shown:
+        return ""
+    return f'<p class="note">{total - shown:,} more {_e(what)} not shown (all {total:,} are in {_e(where)}).</p>'
+
+
+def _sev(s: Any) -> str:
+    return f'<span class="sev sev-{_e(s)}">{_e(s)}</span>'
+
+
+def _summary(run: dict) -> str:
+    counts = run.get("counts") or {}
+    timing = run.get("timing") or {}
+    args = run.get("arguments") or {}
+    out = ['<section id="summary"><h2>Summary</h2><div class="cards">']
+    out.append(_card("items", f"{counts.get('items', 0):,}"))
+    out.append(_card("read / evaluated", f"{counts.get('ok', 0):,}"))
+    out.append(_card("not readable", f"{counts.get('error', 0):,}", "bad" if counts.get("error") else ""))
+    s = run.get("summary") or {}
+    if run.get("job") == "validate":
+        by_sev: dict[str, int] = {}
+        for k, n in (s.get("findings") or {}).items():
+            sev = k.rpartition(":")[2]
+            by_sev[sev] = by_sev.get(sev, 0) + int(n)
+        for sev in ("error", "warning", "info"):
+            out.append(_card(f"{sev} findings", f"{by_sev.get(sev, 0):,}",
+                             {"error": "bad", "warning": "warn"}.get(sev, "") if by_sev.get(sev) else ""))
+    if run.get("job") == "evaluate" and "miou" in s:
+        out.append(_card("mIoU (summed)", _num(s.get("miou"), pct=True)))
+        out.append(_card("mDice (summed)", _num(s.get("mdice"), pct=True)))
+        out.append(_card("pixel accuracy", _num(s.get("pixel_accuracy"), pct=True)))
+        out.append(_card("mean of per-image mIoU", _num(s.get("image_averaged_miou"), pct=True)))
+    if run.get("job") == "evaluate" and "panoptic" in s:
+        for g in ("all", "things", "stuff"):
+            out.append(_card(f"PQ {g}", _num((s["panoptic"].get(g) or {}).get("pq"), pct=True)))
+    if timing.get("wall_seconds") is not None:
+        out.append(_card("wall time", f"{timing['wall_seconds']:.2f} s"))
+    if timing.get("items_per_second") is not None:
+        out.append(_card("items / s", f"{timing['items_per_second']:,.0f}"))
+    out.append("</div>")
+    facts = [["job", run.get("job")], ["status", run.get("status") + (f" ({run['stop_reason']})" if run.get("stop_reason") else "")],
+             ["fastmask version", run.get("fastmask_version")]]
+    for k in ("dataset", "layout", "gt", "pred"):
+        if args.get(k) is not None:
+            facts.append([k, args[k]])
+    if (run.get("labelmap") or {}).get("source"):
+        facts.append(["label map", run["labelmap"]["source"]])
+    facts.append(["started / finished", f"{timing.get('started', '?')} / {timing.get('finished', '?')}"])
+    ex = run.get("execution") or {}
+    facts.append(["execution", (f"{ex.get('executor', '?')}, {ex.get('workers', '?')} workers, "
+                               f"{run.get('shards', '?')} shards of {run.get('shard_size', '?')}")])
+    if counts.get("error_codes"):
+        facts.append(["not readable, by code", ", ".join(f"{k}: {v}" for k, v in sorted(counts["error_codes"].items()))])
+    out.append(_table(["", ""], facts))
+    out.append("<details><summary>arguments</summary><pre>" + _e(json.dumps(args, indent=2, sort_keys=True))
+               + "</pre></details></section>")
+    return "".join(out)
+
+
+def _charts(run_dir: Path, mode: str) -> str:
+    charts = plots.charts_for_run(run_dir)
+    if not charts:
+        return ""
+    use_png = mode == "png" or (mode == "auto" and plots.matplotlib_available())
+    out = ['<section id="charts" class="charts"><h2>Charts</h2>']
+    if not use_png:
+        out.append('<p class="note">matplotlib is not installed: simple HTML charts '
+                   "(<code>pip install 'fastmask-seg[plots]'</code> for the PNG charts).</p>")
+    for c in charts:
+        if use_png:
+            out.append(f'<div><img alt="{_e(c.title)}" src="{_data_uri(plots.render_png(c), "image/png")}"></div>')
+        else:
+            out.append(plots.render_html(c))
+    out.append("</section>")
+    return "".join(out)
+
+
+def _findings_section(run_dir: Path, max_rows: int) -> tuple[str, list[dict]]:
+    tables = [(name, plots.read_table(run_dir, name)) for name in ("findings", "dataset_findings")]
+    rows: list[dict] = []
+    for name, t in tables:
+        if t is not None:
+            for r in t.to_pylist():
+                r["_table"] = name
+                rows.append(r)
+    rows.sort(key=lambda r: (SEVERITY_RANK.get(r.get("severity"), 9), str(r.get("rule")), str(r.get("item_id") or "")))
+    if not rows:
+        return '<section id="findings"><h2>Findings</h2><p>No findings.</p></section>', rows
+    shown = rows[:max_rows]
+    body = []
+    for r in shown:
+        bbox = "" if r.get("bbox_x") is None else f"{r['bbox_x']}, {r['bbox_y']}, {r['bbox_w']}, {r['bbox_h']}"
+        body.append([_e(r.get("item_id") if r.get("item_id") is not None else "(dataset)"), _sev(r.get("severity")),
+                     _e(r.get("rule")), _e(r.get("class_id") if r.get("class_id") is not None else ""),
+                     _e(_num(r["pixels"]) if r.get("pixels") is not None else ""), _e(bbox), _e(r.get("message"))])
+    html_ = ('<section id="findings"><h2>Findings</h2>'
+             + _table(["item", "severity", "rule", "class", "pixels", "bbox (x, y, w, h)", "message"], body,
+                      numeric={3, 4}, raw=set(range(7)))
+             + _more(len(shown), len(rows), "findings", "findings/ and dataset_findings/")
+             + "</section>")
+    return html_, rows
+
+
+def _errors_section(items, max_rows: int) -> str:
+    if items is None or "status" not in items.column_names:
+        return ""
+    rows = [r for r in items.select(["item_id", "status", "error_code", "error_message"]).to_pylist()
+            if r["status"] != "ok"]
+    if not rows:
+        return ""
+    body = [[r["item_id"], r["error_code"], r["error_message"]] for r in rows[:max_rows]]
+    return ('<section id="errors"><h2>Items not read or not evaluated</h2>'
+            + _table(["item", "error code", "message"], body) + _more(len(body), len(rows), "items", "items/")
+            + "</section>")
+
+
+def _classes_section(run: dict, classes, max_rows: int) -> str:
+    if classes is None or classes.num_rows == 0:
+        return ""
+    rows = classes.to_pylist()
+    job = run.get("job")
+    if job == "coverage":
+        from .jobs.coverage import BIN_LABELS
+
+        rows.sort(key=lambda r: -(r.get("pixels") or 0))
+        body = [[r["class_id"], r.get("name") or "", _num(r.get("pixels")), _num(r.get("images")),
+                 _num(r.get("dataset_fraction"), 2, pct=True), " ".join(str(v) for v in r.get("histogram") or [])]
+                for r in rows[:max_rows]]
+        head = ["class", "name", "pixels", "images", "share of pixels", f"images per bin ({', '.join(BIN_LABELS)})"]
+        num = {0, 2, 3, 4}
+    elif job == "evaluate":
+        body = [[r["class_id"], r.get("name") or "", _num(r.get("iou"), pct=True), _num(r.get("dice"), pct=True),
+                 _num(r.get("precision"), pct=True), _num(r.get("recall"), pct=True),
+                 _num(r.get("tp")), _num(r.get("fp")), _num(r.get("fn"))] for r in rows[:max_rows]]
+        head = ["class", "name", "IoU", "Dice", "precision", "recall", "TP px", "FP px", "FN px"]
+        num = {0, 2, 3, 4, 5, 6, 7, 8}
+    else:
+        rows.sort(key=lambda r: -(r.get("pixels") or 0))
+        cols = [c for c in ("pixels", "images", "components", "instances") if c in classes.column_names]
+        body = [[r["class_id"], r.get("name") or ""] + [_num(r.get(c)) for c in cols] for r in rows[:max_rows]]
+        head = ["class", "name"] + cols
+        num = set(range(2, 2 + len(cols))) | {0}
+    return ('<section id="classes"><h2>Classes</h2>' + _table(head, body, numeric=num)
+            + _more(len(body), len(rows), "classes", "classes/") + "</section>")
+
+
+def _worst(run: dict, run_dir: Path, findings: list[dict], items, n: int) -> list[tuple[str, str, list]]:
+    """[(item_id, caption HTML, boxes)] of the items to draw, worst first."""
+    job = run.get("job")
+    if n <= 0:
+        return []
+    if job == "validate":
+        per: dict[str, list[dict]] = {}
+        for f in findings:
+            if f.get("item_id") is not None:
+                per.setdefault(str(f["item_id"]), []).append(f)
+        order = sorted(per, key=lambda i: (min(SEVERITY_RANK.get(f.get("severity"), 9) for f in per[i]),
+                                           -len(per[i]), i))[:n]
+        out = []
+        for i in order:
+            fs = per[i]
+            lines = "".join(f"<br>{_sev(f.get('severity'))} <code>{_e(f.get('rule'))}</code> {_e(f.get('message'))}"
+                            for f in fs[:4])
+            more = f"<br>… {len(fs) - 4} more" if len(fs) > 4 else ""
+            boxes = [(f["bbox_x"], f["bbox_y"], f["bbox_w"], f["bbox_h"], f.get("severity")) for f in fs
+                     if f.get("bbox_x") is not None and f.get("bbox_w") is not None]
+            out.append((i, f"<b>{_e(i)}</b> — {len(fs)} finding(s){lines}{more}", boxes))
+        return out
+    if job == "evaluate":
+        if items is None or "miou" not in items.column_names:
+            return []
+        rows = [r for r in items.select(["item_id", "status", "miou", "accuracy"]).to_pylist()
+                if r["status"] == "ok" and r["miou"] is not None and not math.isnan(r["miou"])]
+        rows.sort(key=lambda r: (r["miou"], str(r["item_id"])))
+        return [(str(r["item_id"]), (f"<b>{_e(r['item_id'])}</b> — mIoU {_num(r['miou'], pct=True)}, "
+                                    f"pixel accuracy {_num(r['accuracy'], pct=True)}"), []) for r in rows[:n]]
+    if job == "coverage":
+        cc = plots.read_table(run_dir, "class_coverage")
+        classes = plots.read_table(run_dir, "classes")
+        if cc is None or classes is None:
+            return []
+        images = {r["class_id"]: r["images"] or 0 for r in classes.to_pylist()}
+        names = plots.class_names(run)
+        per: dict[str, list[dict]] = {}
+        for r in cc.to_pylist():
+            per.setdefault(str(r["item_id"]), []).append(r)
+        order = sorted(per, key=lambda i: (min(images.get(r["class_id"], 0) for r in per[i]), i))[:n]
+        out = []
+        for i in order:
+            parts = ", ".join(f"{_e(plots._label(r['class_id'], names))} {_num(r['fraction'], 2, pct=True)}"
+                              for r in sorted(per[i], key=lambda r: -r["fraction"])[:6])
+            rare = min(per[i], key=lambda r: images.get(r["class_id"], 0))
+            out.append((i, (f"<b>{_e(i)}</b> — rarest class {_e(plots._label(rare['class_id'], names))} "
+                           f"(in {images.get(rare['class_id'], 0)} images); {parts}"), []))
+        return out
+    return []
+
+
+def _thumbnails(run: dict, run_dir: Path, findings: list[dict], items, n: int, images: str | None) -> str:
+    picks = _worst(run, run_dir, findings, items, n)
+    what = {"validate": "most severe findings first", "evaluate": "lowest per-image mIoU first",
+            "coverage": "images holding the rarest classes first"}.get(run.get("job"), "")
+    if not picks:
+        return ""
+    reader = _Reader(run_dir, run, images)
+    out = [f'<section id="thumbnails"><h2>Worst items</h2><p class="sub">{_e(what)}; the mask in the label map\'s '
+           "colours over the image (boundaries opaque)" + ("; finding boxes outlined" if run.get("job") == "validate" else "")
+           + '.</p><div class="thumbs">']
+    for item_id, caption, boxes in picks:
+        panels, problem = reader.picture(item_id, boxes)
+        if panels:
+            imgs = "".join(f'<div><img alt="{_e(item_id)}: {_e(label)}" src="{uri}">{_e(label)}</div>' for label, uri in panels)
+        else:
+            imgs = f'<div class="missing">no picture: {_e(problem)}</div>'
+        out.append(f'<figure class="thumb"><div class="imgs">{imgs}</div><figcaption>{caption}</figcaption></figure>')
+    out.append("</div></section>")
+    return "".join(out)
+
+
+def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_rows: int = 200,
+                  images: str | os.PathLike | None = None, charts: str = "auto") -> str:
+    """The HTML page of a run folder as a string (see :func:`write_report`).
+
+    >>> # html = render_report("report/", max_thumbnails=6)
+    """
+    if charts not in ("auto", "png", "html", "none"):
+        raise ValueError(f"charts must be auto, png, html or none, not {charts!r}")
+    if max_thumbnails < 0 or max_rows < 0:
+        raise ValueError("max_thumbnails and max_rows must not be negative")
+    run_dir = Path(run_dir)
+    run = plots.read_run(run_dir)
+    items = plots.read_table(run_dir, "items")
+    classes = plots.read_table(run_dir, "classes")
+    job = run.get("job") or "?"
+    title = f"fastmask {job} report"
+    ds = (run.get("arguments") or {}).get("dataset") or (run.get("arguments") or {}).get("gt") or str(run_dir)
+    parts = [(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)} — {_e(ds)}</title>"
+             f"<style>{CSS}</style></head><body><main>"),
+             f"<h1>{_e(title)}</h1><div class=\"sub\">{_e(ds)} · report folder {_e(run_dir.resolve())}</div>"]
+    if run.get("status") != "complete":
+        parts.append(f'<p class="note">run status: {_e(run.get("status"))} — the tables hold finished shards only.</p>')
+    parts.append(_summary(run))
+    if charts != "none":
+        parts.append(_charts(run_dir, charts))
+    findings_html, findings = ("", [])
+    if job == "validate":
+        findings_html, findings = _findings_section(run_dir, max_rows)
+    parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
+    parts.append(findings_html)
+    parts.append(_classes_section(run, classes, max_rows))
+    parts.append(_errors_section(items, max_rows))
+    parts.append(f"<footer>written by fastmask from {_e(run_dir.resolve())}; tables: "
+                 + _e(", ".join(f"{k} ({v.get('rows', '?')} rows)" for k, v in sorted((run.get("tables") or {}).items())))
+                 + "</footer></main></body></html>")
+    return "".join(parts)
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, **options: Any) -> Path:
+    """Write the self-contained HTML page of a run folder; returns its path.
+
+    ``out`` defaults to ``run_dir/report.html``. ``options``: ``max_thumbnails`` (12),
+    ``max_rows`` (200, per table), ``images`` (a folder of images when the run's dataset
+    paths found none), ``charts`` (``auto``: PNG with matplotlib, HTML bars without;
+    ``png``, ``html``, ``none``). ``FileNotFoundError`` when ``run_dir`` has no ``run.json``.
+
+    >>> # write_report("report/") -> PosixPath('report/report.html')
+    """
+    page = render_report(run_dir, **options)
+    path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
