@@ -220,7 +220,7 @@ def measure(root: str | os.PathLike, out: str | os.PathLike, *, workers: int = 2
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     sampler = _Sampler(proc.pid)
     sampler.start()
-    stdout, stderr = proc.communicate()
+    _stdout, stderr = proc.communicate()
     wall = time.perf_counter() - t0
     sampler.stop()
     import resource
