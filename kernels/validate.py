@@ -232,28 +232,30 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
             rv = _grow(rv, n, cap)
             parent = _grow(parent, n, cap)
         row = m[i]
-        # vertical transitions with the next row
+        # vertical transitions with the next row and vertical blend candidates (a pixel
+        # strictly between its upper and lower neighbours differs from both: impossible
+        # when this row equals the previous one), in one vectorised pass over the rows
         vt = 0
-        if i + 1 < h:
-            nxt = m[i + 1]
-            for j in range(w):
-                tb[j] = np.uint8(row[j] != nxt[j])
-            for j in range(w):
-                vt += tb[j]
-        # vertical blend candidates (a pixel strictly between its upper and lower neighbours
-        # differs from both: impossible when this row equals the previous or the next one)
         cv = 0
-        if 0 < i < h - 1 and vt > 0 and vt_prev > 0:
+        if 0 < i < h - 1 and vt_prev > 0:
             prv = m[i - 1]
             nxt = m[i + 1]
             for j in range(w):
                 a = prv[j]
                 v = row[j]
                 b = nxt[j]
+                tb[j] = np.uint8(v != b)
                 cb[j] = np.uint8(((a < v) & (v < b)) | ((b < v) & (v < a)))
             for j in range(w):
+                vt += tb[j]
                 cv += cb[j]
         else:
+            if i + 1 < h:
+                nxt = m[i + 1]
+                for j in range(w):
+                    tb[j] = np.uint8(row[j] != nxt[j])
+                for j in range(w):
+                    vt += tb[j]
             for j in range(w):
                 cb[j] = 0
         # runs: histogram, horizontal transitions and blend candidates, union-find
@@ -458,3 +460,19 @@ def value_bbox(m, value, out):
     out[2] = x1
     out[3] = y1
     out[4] = n
+
+
+@njit(cache=True, nogil=True)
+def component_summary(value, area, kind, min_island, n):
+    """Per value code: the number of components (``counts[n]``), and the number of
+    *tiny islands* -- components of a class value (``kind == KIND_CLASS``) smaller than
+    ``min_island`` pixels.  Lets the caller skip the per-island bookkeeping for the
+    (usual) masks that have none."""
+    counts = np.zeros(n, np.int64)
+    small = 0
+    for i in range(value.shape[0]):
+        v = value[i]
+        counts[v] += 1
+        if area[i] < min_island and kind[v] == KIND_CLASS:
+            small += 1
+    return counts, small

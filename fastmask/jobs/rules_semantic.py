@@ -91,14 +91,28 @@ def _kinds_for_values(values: np.ndarray, label_ids, ignore, background, unknown
 
 
 class _RunStats:
-    """Per-component value, area and (x, y, w, h) bbox -- what the rules read of a ComponentStats."""
+    """Per-component value, area and (x, y, w, h) bbox -- what the rules read of a ComponentStats.
 
-    __slots__ = ("value", "area", "bbox")
+    From the fused scan it also carries ``value_counts`` (components per value) and
+    ``n_small`` (tiny islands of class values); the bbox array is then built only
+    when a rule reads it (rarely: a mask with tiny islands).
+    """
 
-    def __init__(self, value, area, bbox):
+    __slots__ = ("value", "area", "_bbox", "_box", "value_counts", "n_small")
+
+    def __init__(self, value, area, bbox=None, *, box=None, value_counts=None, n_small=None):
         self.value = value
         self.area = area
-        self.bbox = bbox
+        self._bbox = bbox
+        self._box = box
+        self.value_counts = value_counts
+        self.n_small = n_small
+
+    @property
+    def bbox(self):
+        if self._bbox is None:
+            self._bbox = components._xywh(self._box)
+        return self._bbox
 
 
 @dataclass
@@ -181,13 +195,15 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
     cstats = None
     if with_components and lut is None:
         conn = components._check_connectivity(config.connectivity)
-        arr, has_bg, bg_code = components._prepare(m, config.background)
+        arr, has_bg, bg_code = _prepare_for_runs(m, config.background)
         if arr is m:
             idx_like = np.empty(0, components.label_dtype(m.size))
             count, rs, re, rv, lab, row_ptr = kv.class_scan_runs(m, kind, hist, out, conn == 8, has_bg, bg_code,
                                                                  idx_like)
             value, area, box, _ = _kc.run_stats(rs, re, rv, lab, row_ptr, count)
-            cstats = _RunStats(value, area, components._xywh(box))
+            tiny = config.enabled("tiny_island") and m.size >= config.island_image_floor
+            per_value, n_small = kv.component_summary(value, area, kind, config.min_island if tiny else 0, n)
+            cstats = _RunStats(value, area, box=box, value_counts=per_value, n_small=n_small)
     if cstats is None:
         kv.class_scan(codes, kind, hist, out)
     present = np.flatnonzero(hist)
@@ -210,6 +226,15 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
         for code, value in zip(present[kinds == kv.KIND_INVALID], values[kinds == kv.KIND_INVALID]):
             scan.invalid_bboxes[int(value)] = bbox_from_inclusive(*vbox[code])
     return scan, cstats
+
+
+def _prepare_for_runs(m: np.ndarray, background):
+    """:func:`fastmask.components._prepare` without its checks for the usual mask (the
+    validator's hot path: ~20 us a mask); anything unusual goes the checked way."""
+    if (m.dtype == np.uint8 or (m.dtype == np.uint16 and m.dtype.isnative)) and m.flags.c_contiguous \
+            and type(background) is int and 0 <= background <= np.iinfo(m.dtype).max:
+        return m, True, m.dtype.type(background)
+    return components._prepare(m, background)
 
 
 def _scan(mask, label_ids, config, scan, unknown_id=None) -> ClassMaskScan:
@@ -470,11 +495,18 @@ def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleC
     if need:
         if st is None:
             st = _component_stats(s.mask, config)
-        findings += tiny_island(s.mask, config, cstats=st, label_ids=label_ids, scan=s, names=names)
-        vals = st.value
-        if config.ignore_value is not None:
+        if getattr(st, "n_small", None) != 0:  # 0: the fused scan saw no tiny island of a class value
+            findings += tiny_island(s.mask, config, cstats=st, label_ids=label_ids, scan=s, names=names)
+        per_value = getattr(st, "value_counts", None)
+        vals = st.value if per_value is None else None
+        if vals is not None and config.ignore_value is not None:
             vals = vals[vals != config.ignore_value]
-        if vals.dtype == np.uint8 or vals.dtype == np.uint16:
+        if per_value is not None:  # components per value code (= value here), from the fused scan
+            u = np.flatnonzero(per_value)
+            if config.ignore_value is not None:
+                u = u[u != config.ignore_value]
+            comp = dict(zip(u.tolist(), per_value[u].tolist()))
+        elif vals.dtype == np.uint8 or vals.dtype == np.uint16:
             c = np.bincount(vals)
             u = np.flatnonzero(c)
             comp = dict(zip(u.tolist(), c[u].tolist()))
