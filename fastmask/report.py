@@ -345,12 +345,13 @@ td.msg{max-width:560px;word-break:break-word}
 .sev{border-radius:3px;padding:0 5px;color:#fff;font-size:12px}
 .sev-error{background:#d62728}.sev-warning{background:#ff7f0e}.sev-info{background:#1f77b4}
 .note{color:#666;font-style:italic;margin:6px 0}
-.charts img{max-width:100%;background:#fff;border:1px solid #e1e4e8;border-radius:6px;margin:6px 0}
-.chart{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px 12px;margin:8px 0}
+.chart-grid{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
+.charts img{max-width:100%;background:#fff;border:1px solid #e1e4e8;border-radius:6px;display:block}
+.chart{background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px 12px;min-width:520px;max-width:100%}
 .chart-title{font-weight:600;margin-bottom:6px}.series-name{color:#555;margin:6px 0 2px}
 table.bars{border-collapse:collapse;width:100%;font-size:12px}
 table.bars th{text-align:right;font-weight:normal;width:200px;padding-right:8px;white-space:nowrap}
-table.bars td.track{background:#f3f4f6;height:14px;padding:0;white-space:nowrap;font-size:0}
+table.bars td.track{background:#f3f4f6;height:14px;padding:0;white-space:nowrap;font-size:0;width:60%}
 table.bars td.num{width:90px;text-align:right;font-variant-numeric:tabular-nums}
 .seg{display:inline-block;height:14px}
 .legend span{margin-right:12px;font-size:12px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}
@@ -361,11 +362,11 @@ table.heat td.nan{color:#aaa}
 .col{flex:1;height:100%;display:flex;align-items:flex-end}.col span{display:block;width:100%;background:#1f77b4}
 .axis{font-size:10px;color:#777}
 .thumbs{display:flex;flex-wrap:wrap;gap:12px}
-figure.thumb{margin:0;background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px;max-width:760px}
-figure.thumb .imgs{display:flex;gap:6px;flex-wrap:wrap}
+figure.thumb{margin:0;background:#fff;border:1px solid #e1e4e8;border-radius:6px;padding:8px;width:min-content}
+figure.thumb .imgs{display:flex;gap:6px}
 figure.thumb .imgs div{font-size:11px;color:#666}
 figure.thumb img{display:block;image-rendering:pixelated;border:1px solid #ddd;max-width:240px}
-figcaption{font-size:12px;margin-top:4px;max-width:740px;word-break:break-word}
+figcaption{font-size:12px;margin-top:4px;min-width:240px;word-break:break-word}
 figcaption b{font-size:13px}.missing{background:#fafafa;border:1px dashed #bbb;padding:18px;color:#777;font-size:12px}
 details pre{background:#fff;border:1px solid #e1e4e8;padding:8px;overflow:auto;font-size:12px}
 footer{color:#888;font-size:12px;margin-top:32px}
@@ -377,7 +378,7 @@ def _card(label: str, value: Any, cls: str = "") -> str:
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] = frozenset(), raw: set[int] = frozenset()) -> str:
-    out = ['<table class="data"><tr>' + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>"]
+    out = ['<table class="data">' + ("<tr>" + "".join(f"<th>{_e(h)}</th>" for h in headers) + "</tr>" if any(headers) else "")]
     for r in rows:
         cells = []
         for i, v in enumerate(r):
@@ -453,15 +454,16 @@ def _charts(run_dir: Path, mode: str) -> str:
         return ""
     use_png = mode == "png" or (mode == "auto" and plots.matplotlib_available())
     out = ['<section id="charts" class="charts"><h2>Charts</h2>']
-    if not use_png:
+    if not use_png and mode == "auto":
         out.append('<p class="note">matplotlib is not installed: simple HTML charts '
                    "(<code>pip install 'fastmask-seg[plots]'</code> for the PNG charts).</p>")
+    out.append('<div class="chart-grid">')
     for c in charts:
         if use_png:
             out.append(f'<div><img alt="{_e(c.title)}" src="{_data_uri(plots.render_png(c), "image/png")}"></div>')
         else:
             out.append(plots.render_html(c))
-    out.append("</section>")
+    out.append("</div></section>")
     return "".join(out)
 
 
