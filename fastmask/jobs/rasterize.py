@@ -1,0 +1,408 @@
+"""The ``rasterize`` job: COCO annotations -> mask PNGs (or RLE rows), one image per item.
+
+Kinds (``kind=``):
+
+- ``semantic``: one class-id PNG per image in ``<out>/masks/`` (grey ``L``; ``P`` with a
+  palette; 16-bit grey for every file when a category id or the ignore value exceeds 255);
+- ``instance``: one 16-bit instance-id PNG per image + table ``instances``;
+- ``binary``: one 0/255 PNG per annotation (``<out>/masks/<stem>/<annotation id>.png``,
+  the annotation's own full mask) + table ``instances``;
+- ``panoptic``: one COCO panoptic RGB PNG per image in ``<out>/panoptic/`` + table
+  ``segments``; after the run :func:`write_panoptic_json` writes ``<out>/panoptic.json``;
+- ``rle``: no PNG; table ``rles`` with every annotation's compressed RLE (own full mask).
+
+Mask files are named after the image's ``file_name`` with the extension replaced by
+``.png`` (sub-folders kept); an image without a usable ``file_name``, or sharing it with
+another record, is named by its ``item_id``. An annotation that cannot be rasterized is
+left out of the image and reported as a ``findings`` row (rule ``invalid_annotation``);
+the image is still written (status ``ok``). An image record without width/height is an
+error row (``unreadable``). Images without annotations get an all-background mask.
+
+Example::
+
+    ds = open_dataset("annotations/instances_val2017.json")
+    job = RasterizeJob(ds, "out/", kind="semantic")
+    run_job(job, ds.manifest(), "out/")
+"""
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ..engine import ItemError, ItemResult, Job, ShardResult
+from ..formats import Dataset, FormatError
+
+KINDS = ("semantic", "instance", "binary", "panoptic", "rle")
+PALETTES = ("voc", "labelmap")
+
+_FINDINGS = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("rule", pa.string()),
+                       ("severity", pa.string()), ("message", pa.string())])
+_INSTANCES = pa.schema([("instance_id", pa.int64()), ("annotation_index", pa.int32()), ("annotation_id", pa.int64()),
+                        ("category_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()),
+                        ("mask_area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
+                        ("bbox_w", pa.int32()), ("bbox_h", pa.int32()), ("output", pa.string())])
+_SEGMENTS = pa.schema([("segment_id", pa.int64()), ("annotation_id", pa.int64()), ("category_id", pa.int64()),
+                       ("iscrowd", pa.int8()), ("area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
+                       ("bbox_w", pa.int32()), ("bbox_h", pa.int32())])
+_RLES = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("category_id", pa.int64()),
+                   ("iscrowd", pa.bool_()), ("height", pa.int32()), ("width", pa.int32()), ("area", pa.int64()),
+                   ("counts", pa.string())])
+
+
+def _int_id(v):
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int) and -(2**63) <= v < 2**63:
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
+def _safe_rel(name) -> str | None:
+    """A relative POSIX path inside the output folder, or None."""
+    if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
+        return None
+    p = posixpath.normpath(name)
+    if p.startswith("/") or any(s.startswith(".") for s in p.split("/")):  # also '.', '..', hidden names
+        return None
+    return p
+
+
+class RasterizeJob(Job):
+    """Rasterize every image's COCO annotations (see the module docstring for kinds and tables)."""
+
+    name = "rasterize"
+    item_schema = pa.schema([("width", pa.int32()), ("height", pa.int32()), ("n_annotations", pa.int32()),
+                             ("n_skipped", pa.int32()), ("n_instances", pa.int32()), ("output", pa.string()),
+                             ("png_mode", pa.string()), ("image_id", pa.int64())])
+
+    def __init__(self, dataset: Dataset, out_dir, *, kind: str = "semantic", palette: str | None = None,
+                 overlap: str = "order", class_priority=None, crowd: str = "ignore", ignore_value: int = 255,
+                 fill: str = "coco", background: int = 0):
+        from ..raster import CROWD_MODES, MODES, OVERLAPS
+
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if palette is not None and palette not in PALETTES:
+            raise ValueError(f"palette must be one of {PALETTES}, got {palette!r}")
+        if palette is not None and kind != "semantic":
+            raise ValueError("a palette applies to kind 'semantic' only")
+        if overlap not in OVERLAPS:
+            raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
+        if overlap == "class-priority" and not class_priority:
+            raise ValueError("overlap 'class-priority' needs a class priority list (category ids)")
+        if class_priority and overlap != "class-priority":
+            raise ValueError("a class priority list needs overlap 'class-priority'")
+        if crowd not in CROWD_MODES:
+            raise ValueError(f"crowd must be one of {CROWD_MODES}, got {crowd!r}")
+        if fill not in MODES:
+            raise ValueError(f"fill must be one of {MODES}, got {fill!r}")
+        if not 0 <= int(ignore_value) <= 65535 or not 0 <= int(background) <= 65535:
+            raise ValueError("ignore value and background must be in 0..65535")
+        if dataset.layout != "coco":
+            raise ValueError(f"rasterize needs a COCO instances dataset, got layout {dataset.layout!r}")
+        self._dataset = dataset
+        self._out = Path(out_dir)
+        self.kind = kind
+        self.palette = palette
+        self.overlap = overlap
+        self.class_priority = [int(c) for c in class_priority] if class_priority else None
+        self.crowd = crowd
+        self.ignore_value = int(ignore_value)
+        self.fill = fill
+        self.background = int(background)
+        cats = [int(c["id"]) for c in (dataset.meta().get("categories") or []) if _int_id(c.get("id")) is not None]
+        top = max([self.background, *cats] + ([self.ignore_value] if crowd == "ignore" else []))
+        #: every semantic PNG of the run has the same depth: 16-bit when an id can exceed 255
+        self.sixteen_bit = kind == "semantic" and top > 255
+        if self.sixteen_bit and palette is not None:
+            raise ValueError(f"a palette PNG holds ids 0..255, but category ids / values reach {top}")
+        names = dataset.manifest().column("file_name")
+        import pyarrow.compute as pc
+
+        vc = pc.value_counts(names.drop_null())
+        self._dup_names = {v["values"] for v in vc.to_pylist() if v["counts"] > 1}
+        self._pal = None
+
+    @property
+    def tables(self) -> dict[str, pa.Schema]:  # type: ignore[override]
+        t = {"findings": _FINDINGS}
+        if self.kind in ("instance", "binary"):
+            t["instances"] = _INSTANCES
+        elif self.kind == "panoptic":
+            t["segments"] = _SEGMENTS
+        elif self.kind == "rle":
+            t["rles"] = _RLES
+        return t
+
+    def arguments(self) -> dict[str, Any]:
+        return {"dataset": self._dataset.root, "layout": self._dataset.layout, "kind": self.kind,
+                "palette": self.palette, "overlap": self.overlap, "class_priority": self.class_priority,
+                "crowd": self.crowd, "ignore_value": self.ignore_value, "fill": self.fill,
+                "background": self.background, "sixteen_bit": self.sixteen_bit}
+
+    @property
+    def mask_folder(self) -> str:
+        return "panoptic" if self.kind == "panoptic" else "masks"
+
+    def prepare(self) -> None:
+        from ..raster import rasterize_annotations  # noqa: F401  (loads the kernels once per process)
+
+        if self.palette == "voc":
+            from ..formats import voc_colormap
+
+            self._pal = voc_colormap(256)
+        elif self.palette == "labelmap":
+            lm = self._dataset.labelmap
+            if lm is None:
+                from ..formats import voc_colormap
+
+                self._pal = voc_colormap(256)
+            else:
+                self._pal = lm.palette(256)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_pal"] = None
+        return state
+
+    def stem(self, item: dict) -> str:
+        """Output name of an item without ``.png``, relative to the mask folder."""
+        fn = item.get("file_name")
+        rel = _safe_rel(fn) if fn not in self._dup_names else None
+        if rel is not None:
+            root, _ = posixpath.splitext(rel)
+            if root:
+                return root
+        safe = "".join(ch if ch.isalnum() or ch in "-_#" else "_" for ch in str(item["item_id"]))
+        return "id_" + safe if not safe[:1].isalnum() else safe
+
+    def _target(self, rel: str) -> Path:
+        p = self._out / self.mask_folder / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def process(self, item: dict[str, Any]) -> ItemResult:
+        from ..formats import writers as wr
+        from ..raster import rasterize_annotations
+
+        w, h = item.get("width"), item.get("height")
+        if not isinstance(w, int) or not isinstance(h, int) or w <= 0 or h <= 0:
+            raise ItemError("unreadable", f"the COCO image record has no usable width/height ({w!r}, {h!r})",
+                            fields={"image_id": item.get("image_id")})
+        try:
+            data = self._dataset.read_item(item)
+        except FormatError as e:
+            raise ItemError(e.code, e.message) from None
+        anns = data.annotations or []
+        kind = "semantic" if self.kind == "semantic" else "instance"
+        crowd = "class" if self.kind == "panoptic" else self.crowd
+        try:
+            r = rasterize_annotations(anns, h, w, kind=kind, overlap=self.overlap, class_priority=self.class_priority,
+                                      crowd=crowd, ignore_value=self.ignore_value, fill=self.fill,
+                                      background=self.background, on_error="skip",
+                                      dtype=np.uint16 if self.sixteen_bit else None)
+        except ValueError as e:  # values that do not fit (e.g. > 65535 instances)
+            raise ItemError("cannot_rasterize", str(e)) from None
+        skipped = {i for i, _, _ in r.problems}
+        findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "rule": "invalid_annotation",
+                     "severity": "error", "message": msg} for i, aid, msg in r.problems]
+        fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped),
+                  "image_id": item.get("image_id")}
+        rows: dict[str, list] = {"findings": findings}
+        stem = self.stem(item)
+        if self.kind == "semantic":
+            rel = stem + ".png"
+            fields["png_mode"] = wr.write_semantic_png(self._target(rel), r.mask, palette=self._pal,
+                                                       sixteen_bit=self.sixteen_bit)
+            fields["output"] = f"{self.mask_folder}/{rel}"
+        elif self.kind == "instance":
+            top = int(r.instance_ids.max(initial=0))
+            if top > 65535 or (self.crowd == "ignore" and self.ignore_value > 65535):
+                raise ItemError("too_many_instances", f"{top} instances do not fit a 16-bit PNG")
+            rel = stem + ".png"
+            fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
+            fields["output"] = f"{self.mask_folder}/{rel}"
+            fields["n_instances"] = int((r.instance_ids > 0).sum())
+            rows["instances"] = self._instance_rows(r, skipped)
+        elif self.kind == "binary":
+            rows["instances"] = self._binary_rows(r, skipped, stem)
+            fields["n_instances"] = len(anns) - len(skipped)
+            fields["output"] = f"{self.mask_folder}/{stem}/"
+            fields["png_mode"] = "L"
+        elif self.kind == "panoptic":
+            if int(r.instance_ids.max(initial=0)) >= 2**24:
+                raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG")
+            rel = stem + ".png"
+            fields["png_mode"] = wr.write_panoptic_png(self._target(rel), r.mask)
+            fields["output"] = f"{self.mask_folder}/{rel}"
+            segs = []
+            for i in range(len(anns)):
+                sid = int(r.instance_ids[i])
+                if sid == 0 or r.areas[i] == 0:  # skipped, or hidden by the others: no pixel, no segment
+                    continue
+                x, y, bw, bh = (int(v) for v in r.bboxes[i])
+                segs.append({"segment_id": sid, "annotation_id": _int_id(r.annotation_ids[i]),
+                             "category_id": int(r.category_ids[i]), "iscrowd": int(bool(r.iscrowd[i])),
+                             "area": int(r.areas[i]), "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh})
+            fields["n_instances"] = len(segs)
+            rows["segments"] = segs
+        else:  # rle
+            out = []
+            for i in range(len(anns)):
+                if i in skipped:
+                    continue
+                rle = r.rle(i)
+                cat = int(r.category_ids[i])
+                out.append({"annotation_index": i, "annotation_id": _int_id(r.annotation_ids[i]),
+                            "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]),
+                            "height": h, "width": w, "area": int(r.mask_areas[i]),
+                            "counts": rle["counts"].decode("ascii")})
+            rows["rles"] = out
+            fields["n_instances"] = len(out)
+        return ItemResult(fields, rows)
+
+    @staticmethod
+    def _instance_rows(r, skipped) -> list[dict]:
+        out = []
+        for i in range(len(r.annotation_ids)):
+            cat = int(r.category_ids[i])
+            x, y, bw, bh = (int(v) for v in r.bboxes[i])
+            out.append({"instance_id": int(r.instance_ids[i]) or None, "annotation_index": i,
+                        "annotation_id": _int_id(r.annotation_ids[i]), "category_id": cat if cat >= 0 else None,
+                        "iscrowd": bool(r.iscrowd[i]), "area": None if i in skipped else int(r.areas[i]),
+                        "mask_area": None if i in skipped else int(r.mask_areas[i]),
+                        "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh, "output": None})
+        return out
+
+    def _binary_rows(self, r, skipped, stem) -> list[dict]:
+        from ..formats import writers as wr
+
+        ids = [_int_id(a) for a in r.annotation_ids]
+        seen: dict[int, int] = {}
+        for a in ids:
+            if a is not None:
+                seen[a] = seen.get(a, 0) + 1
+        out = []
+        for i, aid in enumerate(ids):
+            cat = int(r.category_ids[i])
+            row = {"instance_id": None, "annotation_index": i, "annotation_id": aid,
+                   "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]), "area": None,
+                   "mask_area": None, "bbox_x": None, "bbox_y": None, "bbox_w": None, "bbox_h": None, "output": None}
+            if i not in skipped:
+                name = str(aid) if aid is not None and seen[aid] == 1 else f"index_{i}"
+                rel = f"{stem}/{name}.png"
+                m = r.mask_of(i)
+                wr.write_binary_png(self._target(rel), m)
+                row.update(area=int(r.mask_areas[i]), mask_area=int(r.mask_areas[i]), output=f"{self.mask_folder}/{rel}")
+                if r.mask_areas[i]:
+                    ys = np.flatnonzero(m.any(axis=1))
+                    xs = np.flatnonzero(m.any(axis=0))
+                    row.update(bbox_x=int(xs[0]), bbox_y=int(ys[0]), bbox_w=int(xs[-1] - xs[0] + 1),
+                               bbox_h=int(ys[-1] - ys[0] + 1))
+                else:
+                    row.update(bbox_x=0, bbox_y=0, bbox_w=0, bbox_h=0)
+            out.append(row)
+        return out
+
+    def reduce_shard(self, shard: ShardResult) -> dict:
+        items = shard.items
+        status = items.column("status").to_pylist()
+        skipped = sum(v or 0 for v in items.column("n_skipped").to_pylist())
+        anns = sum(v or 0 for v in items.column("n_annotations").to_pylist())
+        return {"images": sum(s == "ok" for s in status), "errors": sum(s != "ok" for s in status),
+                "annotations": anns, "skipped_annotations": skipped,
+                "written": sum(1 for o in items.column("output").to_pylist() if o)}
+
+    def finalize(self, summaries: list[dict]) -> dict:
+        keys = ("images", "errors", "annotations", "skipped_annotations", "written")
+        out = {k: sum(s.get(k, 0) for s in summaries) for k in keys}
+        out["kind"] = self.kind
+        out["mask_folder"] = None if self.kind == "rle" else self.mask_folder
+        return out
+
+
+def remove_mask_temporaries(out_dir) -> int:
+    """Delete the hidden temporary PNGs an interrupted run left in the mask folders (before a resume)."""
+    n = 0
+    for folder in ("masks", "panoptic"):
+        root = Path(out_dir) / folder
+        if not root.is_dir():
+            continue
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                if f.startswith(".") and f.endswith(".tmp"):
+                    try:
+                        os.unlink(os.path.join(dirpath, f))
+                        n += 1
+                    except OSError:
+                        pass
+    return n
+
+
+def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
+    """After a ``panoptic`` run: ``<out>/panoptic.json`` from the items and ``segments`` parts.
+
+    COCO panoptic format: ``images`` (the records' id, file_name, width, height),
+    ``annotations`` (image_id, file_name of the PNG relative to ``<out>/panoptic/``,
+    ``segments_info`` with id, category_id, iscrowd, area, bbox) and ``categories``
+    (the source's, with ``isthing`` = 1 unless it says otherwise). Written shard by shard
+    to a temporary file and renamed. Images whose rasterization failed have no annotation.
+    """
+    import json
+
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    cats = []
+    for c in job._dataset.meta().get("categories") or []:
+        c = dict(c)
+        c.setdefault("isthing", 1)
+        cats.append(c)
+    item_parts = sorted((out / "items").glob("part-*.parquet"))
+    seg_parts = sorted((out / "segments").glob("part-*.parquet"))
+    target = out / "panoptic.json"
+    tmp = out / ".panoptic.json.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write('{"info": {"description": "fastmask rasterize --kind panoptic"}, "licenses": [], "images": [')
+        first = True
+        seen: set[int] = set()
+        for batch in pq.ParquetFile(out / "manifest.parquet").iter_batches(
+                columns=["image_id", "file_name", "width", "height"]):
+            for row in batch.to_pylist():
+                if row["image_id"] is None or row["image_id"] in seen:
+                    continue
+                seen.add(row["image_id"])
+                f.write(("" if first else ",") + json.dumps({"id": row["image_id"], "file_name": row["file_name"],
+                                                            "width": row["width"], "height": row["height"]}))
+                first = False
+        f.write('], "annotations": [')
+        first = True
+        done: set[int] = set()
+        for pi, ps in zip(item_parts, seg_parts):
+            items = pq.read_table(pi, columns=["item_id", "image_id", "status", "output"]).to_pylist()
+            segs = pq.read_table(ps).to_pylist()
+            by_item: dict[str, list] = {}
+            for s in segs:
+                by_item.setdefault(s["item_id"], []).append(
+                    {"id": s["segment_id"], "category_id": s["category_id"], "iscrowd": s["iscrowd"],
+                     "area": s["area"], "bbox": [s["bbox_x"], s["bbox_y"], s["bbox_w"], s["bbox_h"]]})
+            for it in items:
+                if it["status"] != "ok" or it["image_id"] is None or it["image_id"] in done:
+                    continue
+                done.add(it["image_id"])
+                fn = it["output"][len(job.mask_folder) + 1:]
+                f.write(("" if first else ",") + json.dumps({"image_id": it["image_id"], "file_name": fn,
+                                                            "segments_info": by_item.get(it["item_id"], [])}))
+                first = False
+        f.write('], "categories": ' + json.dumps(cats) + "}")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+    return target
