@@ -1,0 +1,73 @@
+"""``fastmask convert SRC --to FORMAT --out DIR``: convert a dataset between layouts (engine job).
+
+The converted dataset is written into ``DIR/dataset/`` (``DIR/dataset.zip`` with ``--zip``
+for ``voc`` and ``cleanzip``); ``DIR`` itself is the run's report folder (``items``
+table: one row per source item, ``status = error`` for items that could not be
+converted). Heavy modules are imported inside :func:`run`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus")
+
+
+def register(subparsers) -> None:
+    from .cli import add_dataset_arguments
+    from .engine.options import add_engine_arguments
+
+    p = subparsers.add_parser(
+        "convert", help="convert a dataset to masks, voc, coco, coco_panoptic, cleanzip or nucleus",
+        description="Convert any layout fastmask reads into another. The converted dataset goes to "
+                    "OUT/dataset/ (OUT/dataset.zip with --zip); OUT is the run's report folder.")
+    add_dataset_arguments(p)
+    g = p.add_argument_group("conversion")
+    g.add_argument("--to", required=True, choices=FORMATS, help="target format")
+    g.add_argument("--coco-encoding", choices=("polygons", "rle"), default="polygons",
+                   help="coco: segmentations as polygons from contours (default; masks with holes become RLE) or RLE")
+    g.add_argument("--tolerance", type=float, default=0.0, metavar="PX",
+                   help="coco polygons: Douglas-Peucker tolerance in pixels (default 0: exact pixels)")
+    g.add_argument("--connectivity", type=int, choices=(4, 8), default=8,
+                   help="contour connectivity for polygons (default 8)")
+    g.add_argument("--ignore-value", type=int, default=255, metavar="V",
+                   help="ignore value of class masks (default 255; -1 for none)")
+    g.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
+    g.add_argument("--zip", action="store_true", help="voc / cleanzip: write OUT/dataset.zip instead of a folder")
+    add_engine_arguments(p)
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .engine import EngineError, run_job
+    from .engine.options import EXIT_USAGE, engine_options_from_args
+    from .formats import FormatError, open_dataset
+    from .jobs.convert import ConvertJob, assemble
+
+    try:
+        opts = engine_options_from_args(args)
+        dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
+        job = ConvertJob(dataset, args.to, args.out, coco_encoding=args.coco_encoding, tolerance=args.tolerance,
+                         connectivity=args.connectivity,
+                         ignore_value=None if args.ignore_value < 0 else args.ignore_value,
+                         background=None if args.background < 0 else args.background, zip_output=args.zip)
+        result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
+                         **opts.run_kwargs())
+        target = assemble(job, result.out_dir)
+    except FormatError as e:
+        print(f"fastmask convert: {e.code}: {e.message}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as e:
+        print(f"fastmask convert: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except EngineError as e:
+        print(f"fastmask convert: {e}", file=sys.stderr)
+        return e.exit_code
+    errors = result.counts.get("error", 0)
+    print(f"converted {result.counts.get('ok', 0)} of {result.n_items} items ({dataset.layout} -> {args.to}) "
+          f"in {result.wall_seconds:.2f} s; {errors} could not be converted")
+    for code, n in sorted(result.counts.get("error_codes", {}).items()):
+        print(f"  {code}: {n}")
+    print(f"dataset: {target}")
+    print(f"report: {result.out_dir}")
+    return 0

@@ -1,0 +1,286 @@
+"""Writers of dataset layouts: id maps, VOC/CVAT files, COCO JSON (streamed), clean zip, zips.
+
+Every file is written to a hidden temporary name in its folder and renamed, so a
+reader never sees half a file (a killed run leaves only complete files).
+
+- :func:`write_id_map`: an instance-id map as 16-bit PNG (ids <= 65535) or 32-bit
+  TIFF (larger ids; Pillow mode ``I``), both read back by :func:`~fastmask.formats.read_mask`.
+- :func:`write_class_map`: a class map as 8-bit grey (or palette) PNG, 16-bit above 255.
+- :func:`write_panoptic_png`: COCO panoptic RGB PNG, id = R + 256 G + 65536 B.
+- :func:`labelmap_txt`: a CVAT/Datumaro ``labelmap.txt`` that
+  :meth:`~fastmask.formats.LabelMap.from_cvat` reads back to the same ids.
+- :func:`write_coco_json`: COCO JSON from iterables of images / annotations (streamed:
+  nothing holds all annotations).
+- :func:`write_cleanzip_meta`, :func:`write_index_csv`, :func:`zip_folder`.
+
+>>> import tempfile, os
+>>> d = tempfile.mkdtemp()
+>>> write_id_map(os.path.join(d, "a"), np.array([[0, 70000]]))
+'a.tif'
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import posixpath
+import tempfile
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .labelmap import LabelMap, voc_colormap
+from .png import write_mask
+
+__all__ = [
+    "CLEANZIP_FORMAT",
+    "atomic_write",
+    "labelmap_json",
+    "labelmap_txt",
+    "safe_relpath",
+    "write_class_map",
+    "write_cleanzip_meta",
+    "write_coco_json",
+    "write_id_map",
+    "write_index_csv",
+    "write_panoptic_png",
+    "zip_folder",
+]
+
+CLEANZIP_FORMAT = "fastmask-cleanzip"
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def safe_relpath(item_id: str) -> str:
+    """An item id as a relative POSIX path that cannot leave its folder.
+
+    ``/`` keeps sub-folders; empty, ``.`` and ``..`` parts, backslashes and drive colons are replaced.
+
+    >>> safe_relpath("a/b"), safe_relpath("../x"), safe_relpath("/abs//c:d")
+    ('a/b', '_/x', 'abs/c_d')
+    """
+    text = str(item_id).replace("\\", "/").replace(":", "_").replace("\x00", "_")
+    parts = [p for p in text.split("/") if p != ""]
+    parts = ["_" if p in (".", "..") else p for p in parts]
+    return "/".join(parts) or "_"
+
+
+def _image(arr: np.ndarray, mode: str) -> Image.Image:
+    h, w = arr.shape
+    if mode == "I;16":
+        return Image.frombytes("I;16", (w, h), np.ascontiguousarray(arr.astype("<u2")).tobytes())
+    if mode == "I":
+        return Image.frombytes("I", (w, h), np.ascontiguousarray(arr.astype("<i4")).tobytes())
+    raise ValueError(mode)
+
+
+def _save(img: Image.Image, path: Path, fmt: str) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    atomic_write(path, buf.getvalue())
+
+
+def write_id_map(path_stem: str | os.PathLike, ids: np.ndarray) -> str:
+    """Write an instance-id map; returns the file name written (``<stem>.png`` or ``<stem>.tif``).
+
+    Ids 0..65535: 16-bit grey PNG (``I;16``). Larger ids (up to 2**31 - 1): 32-bit integer
+    TIFF (PNG has no 32-bit grey). Negative ids raise ``ValueError``.
+    """
+    arr = np.asarray(ids)
+    if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise ValueError(f"write_id_map: expected a 2-D integer array, got {arr.dtype} {arr.shape}")
+    lo = int(arr.min()) if arr.size else 0
+    hi = int(arr.max()) if arr.size else 0
+    if lo < 0 or hi > np.iinfo(np.int32).max:
+        raise ValueError(f"write_id_map: ids must be in 0..2**31-1, got {lo}..{hi}")
+    stem = Path(path_stem)
+    if hi <= 65535:
+        out = stem.with_name(stem.name + ".png")
+        _save(_image(arr, "I;16"), out, "PNG")
+    else:
+        out = stem.with_name(stem.name + ".tif")
+        _save(_image(arr, "I"), out, "TIFF")
+    return out.name
+
+
+def write_class_map(path: str | os.PathLike, classes: np.ndarray, *, palette=None) -> None:
+    """Write a class map PNG: ``L`` (ids <= 255), ``P`` with ``palette`` ((n, 3) or ``"voc"``), ``I;16`` above 255."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_mask(path, classes, palette=palette)
+
+
+def write_panoptic_png(path: str | os.PathLike, ids: np.ndarray) -> None:
+    """Write segment ids (0..2**24-1) as a COCO panoptic RGB PNG (id = R + 256 G + 65536 B)."""
+    arr = np.asarray(ids).astype(np.int64)
+    if arr.size and (arr.min() < 0 or arr.max() >= 1 << 24):
+        raise ValueError(f"write_panoptic_png: segment ids must be in 0..2**24-1, got {arr.min()}..{arr.max()}")
+    rgb = np.stack([arr & 255, (arr >> 8) & 255, (arr >> 16) & 255], axis=-1).astype(np.uint8)
+    _save(Image.fromarray(rgb, "RGB"), Path(path), "PNG")
+
+
+def _colors_for(labelmap: LabelMap | None, ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
+    """The label map's colours, VOC colours for the others (unique: no colour used twice)."""
+    voc = voc_colormap(256)
+    given = dict(labelmap.colors) if labelmap is not None else {}
+    used = set(given.values())
+    out = {}
+    for i in ids:
+        if i in given:
+            out[i] = tuple(int(v) for v in given[i])
+            continue
+        c = tuple(int(v) for v in voc[i % 256]) if i < 256 else None
+        k = 0
+        while c is None or c in used:  # a colour not used yet (ids >= 256, or a clash)
+            k += 1
+            c = ((i * 37 + k * 101) % 256, (i * 91 + k * 53) % 256, (i * 13 + k * 197) % 256)
+        used.add(c)
+        out[i] = c
+    return out
+
+
+def labelmap_txt(labelmap: LabelMap) -> str:
+    """CVAT/Datumaro ``labelmap.txt`` text: the *n*-th label line is id *n*, so ids 0..max are
+    written with placeholder names (``_unused_<id>``) in the gaps; id 255 in ``ignore`` is
+    written as ``ignored:224,224,192::`` (the reader's convention). Ids above 255 are refused.
+
+    >>> lm = LabelMap(names={0: "bg", 2: "cat", 255: "ignored"}, colors={}, ignore={255})
+    >>> print(labelmap_txt(lm))
+    # label:color_rgb:parts:actions
+    bg:0,0,0::
+    _unused_1:128,0,0::
+    cat:0,128,0::
+    ignored:224,224,192::
+    <BLANKLINE>
+    """
+    ids = sorted(i for i in labelmap.names if not (i == 255 and 255 in labelmap.ignore))
+    if ids and (ids[0] < 0 or ids[-1] > 254):
+        raise ValueError(f"labelmap.txt holds ids 0..254 (+255 ignored), got {ids[0]}..{ids[-1]}")
+    top = ids[-1] if ids else 0
+    cols = _colors_for(labelmap, range(top + 1))
+    lines = ["# label:color_rgb:parts:actions"]
+    for i in range(top + 1):
+        name = labelmap.names.get(i, f"_unused_{i}").replace(":", "_")
+        r, g, b = cols[i]
+        lines.append(f"{name}:{r},{g},{b}::")
+    if 255 in labelmap.ignore:
+        lines.append("ignored:224,224,192::")
+    return "\n".join(lines) + "\n"
+
+
+def labelmap_json(labelmap: LabelMap) -> dict:
+    """The fastmask label-map JSON of ``labelmap`` (colours filled in, so RGB masks stay readable)."""
+    doc = labelmap.to_json()
+    return doc
+
+
+def write_coco_json(path: str | os.PathLike, images: Iterable[dict], annotations: Iterable[dict | str],
+                    categories: list[dict], *, info: dict | None = None, key: str = "annotations") -> tuple[int, int]:
+    """Stream a COCO JSON file: ``images`` and ``annotations`` (dicts or JSON text) are written one
+    by one, so memory does not grow with the dataset. Returns ``(n_images, n_annotations)``.
+
+    ``key="annotations"`` (instances); a panoptic file uses the same key with
+    ``segments_info`` inside each annotation.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    n_img = n_ann = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write('{"info": ' + json.dumps(info or {"description": "written by fastmask"}) + ',\n"images": [')
+            for im in images:
+                f.write(("\n" if n_img == 0 else ",\n") + json.dumps(im))
+                n_img += 1
+            f.write(f'\n],\n"{key}": [')
+            for a in annotations:
+                f.write(("\n" if n_ann == 0 else ",\n") + (a if isinstance(a, str) else json.dumps(a)))
+                n_ann += 1
+            f.write('\n],\n"categories": ' + json.dumps(categories) + "\n}\n")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return n_img, n_ann
+
+
+def write_index_csv(path: str | os.PathLike, rows: Iterable[dict], extra_columns: list[str] = ()) -> int:
+    """Clean-zip ``index.csv``: ``item_id,image,mask,width,height,split`` (+ ``extra_columns``)."""
+    cols = ["item_id", "image", "mask", "width", "height", "split", *extra_columns]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    n = 0
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+        n += 1
+    atomic_write(path, buf.getvalue().encode("utf-8"))
+    return n
+
+
+def write_cleanzip_meta(path: str | os.PathLike, labelmap: LabelMap | None, *, task: str,
+                        mask_encoding: str, image_sizes: dict | None = None, extra: dict | None = None) -> dict:
+    """Clean-zip ``meta.json`` as :class:`~fastmask.formats.cleanzip.CleanZipDataset` reads it."""
+    doc: dict = {"format": CLEANZIP_FORMAT, "version": 1, "task": task, "mask_encoding": mask_encoding}
+    if labelmap is not None:
+        lm = labelmap.to_json()
+        doc["labels"] = lm.get("labels", [])
+        doc["ignore"] = lm.get("ignore", [255])
+        doc["background"] = lm.get("background", 0)
+    else:
+        doc.update({"labels": [], "ignore": [255], "background": 0})
+    if image_sizes is not None:
+        doc["image_sizes"] = image_sizes
+    doc.update(extra or {})
+    atomic_write(path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
+    return doc
+
+
+def zip_folder(folder: str | os.PathLike, zip_path: str | os.PathLike) -> int:
+    """Zip every file under ``folder`` (relative names, sorted, hidden temporaries skipped); returns the count."""
+    folder = Path(folder)
+    zip_path = Path(zip_path)
+    fd, tmp = tempfile.mkstemp(prefix="." + zip_path.name + ".", suffix=".tmp", dir=zip_path.parent)
+    os.close(fd)
+    n = 0
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            for dirpath, dirnames, filenames in os.walk(folder):
+                dirnames.sort()
+                for f in sorted(filenames):
+                    if f.startswith("."):
+                        continue
+                    full = Path(dirpath) / f
+                    z.write(full, posixpath.join(*full.relative_to(folder).parts))
+                    n += 1
+        os.replace(tmp, zip_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return n

@@ -1,0 +1,616 @@
+"""The ``convert`` job: any layout ``open_dataset`` reads -> masks, VOC, COCO, COCO panoptic, clean zip, Nucleus.
+
+Every source item is first read into one neutral form (:class:`SourceItem`): a class
+map, an instance map (when the source has instances) and a list of segments
+(category, crowd flag, instance id, full-resolution RLE). Workers write the per-item
+files (PNGs) into ``<out>/dataset/`` and per-item JSON records into the report's
+``records`` table; :func:`assemble` then writes the files that span the dataset
+(COCO JSON, panoptic JSON, ``labelmap.txt``, split lists, ``index.csv``,
+``meta.json``, the Nucleus segment table) by streaming the report's parts, so
+memory is bounded by a shard. Items that cannot be converted are error rows; the
+run goes on and they are left out of the output.
+
+How sources become segments:
+
+- **COCO**: the annotations as they are (ids, categories, crowd); class map painted
+  in ``coco`` mode, later annotations on top, crowd -> ignore value; instance ids are
+  an annotation's ``instance_id`` field when present, else 1, 2, ... in file order
+  (skipping the ignore value).
+- **COCO panoptic**: one segment per ``segments_info`` entry (id = segment id); the
+  class map gives every segment its category (crowd included), void stays 0.
+- **masks with an instance map** (VOC ``SegmentationObject``): one segment per
+  instance id (category = the class most of its pixels have), one per class for
+  class pixels outside every instance, and the ignore pixels as one crowd segment
+  with ``category_id`` = the ignore value.
+- **class masks only** (``masks``, ``cleanzip``, VOC without objects): one segment
+  per class present (COCO-stuff style) and the ignore pixels as one crowd segment.
+
+Example::
+
+    ds = open_dataset("VOCdevkit/VOC2012")
+    job = ConvertJob(ds, "coco", "out/")
+    result = run_job(job, job.manifest(), "out/")
+    assemble(job, result.out_dir)          # writes out/dataset/annotations.json
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from ..engine import ItemError, ItemResult, Job, ShardResult
+from ..formats import UNKNOWN_ID, Dataset, FormatError, LabelMap
+from ..formats import layout_writers as lw
+
+FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus")
+DATASET_DIR = "dataset"
+
+
+@dataclass
+class SourceItem:
+    """One item in neutral form (see the module docstring)."""
+
+    item_id: str
+    height: int
+    width: int
+    class_map: np.ndarray
+    instance_map: np.ndarray | None
+    segments: list[dict] = field(default_factory=list)  # id, category_id, iscrowd, instance_id, rle, segmentation
+    image_path: str | None = None
+    image_id: Any = None
+    file_name: str | None = None
+    splits: list[str] = field(default_factory=list)
+    kind: str = "semantic"  # semantic | instances | panoptic (what the source held)
+
+
+def _encode(binary: np.ndarray) -> dict:
+    from .. import rle as fr
+
+    return fr.encode(np.asfortranarray(binary.astype(np.uint8, copy=False)))
+
+
+def _check_mask(md, what: str, item_id: str) -> np.ndarray:
+    if md.unknown_colors:
+        cols = ", ".join(f"{c}: {n} px" for c, n in md.unknown_colors[:5])
+        raise ItemError("unknown_color", f"{item_id}: {what} has colours not in the label map ({cols})")
+    return md.array
+
+
+def _segments_from_maps(class_map: np.ndarray, inst: np.ndarray | None, background: int | None,
+                        ignore: int | None) -> list[dict]:
+    segs: list[dict] = []
+    cls = class_map.astype(np.int64, copy=False)
+    not_bg = np.ones(cls.shape, bool) if background is None else cls != background
+    ign = np.zeros(cls.shape, bool) if ignore is None else cls == ignore
+    covered = np.zeros(cls.shape, bool)
+    if inst is not None:
+        ids = np.unique(inst)
+        for i in ids.tolist():
+            if i == 0 or (ignore is not None and i == ignore):
+                continue
+            sel = inst == i
+            vals, counts = np.unique(cls[sel], return_counts=True)
+            keep = [(c, v) for v, c in zip(vals.tolist(), counts.tolist())
+                    if v != background and v != ignore]
+            if not keep:
+                continue  # an instance only on background/ignore pixels: nothing to say
+            cat = max(keep)[1]
+            covered |= sel
+            segs.append({"id": None, "category_id": int(cat), "iscrowd": 0, "instance_id": int(i),
+                         "rle": _encode(sel)})
+        if ignore is not None:
+            ign = ign | (inst == ignore)
+    rest = not_bg & ~ign & ~covered
+    if rest.any():
+        for v in np.unique(cls[rest]).tolist():
+            segs.append({"id": None, "category_id": int(v), "iscrowd": 0, "instance_id": 0,
+                         "rle": _encode(rest & (cls == v))})
+    if ign.any():
+        segs.append({"id": None, "category_id": int(ignore), "iscrowd": 1, "instance_id": int(ignore),
+                     "rle": _encode(ign)})
+    return segs
+
+
+def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
+                background: int | None = 0) -> SourceItem:
+    """Read one manifest row into a :class:`SourceItem`; raises :class:`ItemError` when impossible."""
+    from ..raster import rasterize_annotations
+
+    try:
+        item = dataset.read_item(row)
+    except FormatError as e:
+        raise ItemError(e.code, e.message) from None
+    iid = str(row["item_id"])
+    splits = [s for s in (item.extra.get("splits") or row.get("split") or "").split(",") if s]
+    ign = 255 if ignore_value is None else ignore_value
+    if item.annotations is not None:  # COCO
+        w, h = row.get("width"), row.get("height")
+        if not w or not h:
+            raise ItemError("unreadable", f"{iid}: the COCO image record has no usable width/height")
+        h, w = int(h), int(w)
+        anns = item.annotations
+        inst_ids, k = [], 1
+        for a in anns:
+            if isinstance(a, dict) and a.get("iscrowd"):
+                inst_ids.append(0)
+                continue
+            given = a.get("instance_id") if isinstance(a, dict) else None
+            if isinstance(given, int) and not isinstance(given, bool) and given > 0:
+                inst_ids.append(given)
+                continue
+            if k == ign:
+                k += 1
+            inst_ids.append(k)
+            k += 1
+        try:
+            r = rasterize_annotations(anns, h, w, kind="semantic", crowd="ignore", ignore_value=ign)
+            ri = rasterize_annotations(anns, h, w, kind="semantic", values=inst_ids, crowd="ignore",
+                                       ignore_value=ign)
+        except (ValueError, TypeError) as e:
+            raise ItemError("invalid_annotation", f"{iid}: {e}") from None
+        segs = []
+        for i, a in enumerate(anns):
+            segs.append({"id": a.get("id"), "category_id": int(a["category_id"]),
+                         "iscrowd": 1 if a.get("iscrowd") else 0, "instance_id": int(inst_ids[i]),
+                         "rle": r.rle(i), "segmentation": a.get("segmentation")})
+        return SourceItem(iid, h, w, r.mask, ri.mask, segs, item.image_path, row.get("image_id"),
+                          row.get("file_name"), splits, "instances")
+    if item.segments is not None or dataset.layout == "coco_panoptic":  # panoptic
+        if item.instance_mask is None:
+            raise ItemError("missing_mask", f"{iid}: no panoptic PNG")
+        ids = item.instance_mask.array.astype(np.int64)
+        h, w = ids.shape
+        rec = item.extra.get("record_size")
+        if rec and tuple(rec) != (w, h):
+            raise ItemError("size_mismatch", f"{iid}: panoptic PNG is {w}x{h}, the image record says {rec[0]}x{rec[1]}")
+        class_map = np.zeros((h, w), np.int64)
+        segs = []
+        present = set(np.unique(ids).tolist())
+        for s in item.segments or []:
+            try:
+                sid, cat = int(s["id"]), int(s["category_id"])
+            except (KeyError, TypeError, ValueError):
+                raise ItemError("bad_segments", f"{iid}: a segments_info entry without integer id/category_id") from None
+            if sid not in present:
+                raise ItemError("segment_mismatch", f"{iid}: segment {sid} has no pixel in the PNG")
+            sel = ids == sid
+            class_map[sel] = cat
+            segs.append({"id": sid, "category_id": cat, "iscrowd": 1 if s.get("iscrowd") else 0,
+                         "instance_id": sid, "rle": _encode(sel)})
+        missing = present - {0} - {s["id"] for s in segs}
+        if missing:
+            raise ItemError("segment_mismatch", f"{iid}: PNG ids without a segment: {sorted(missing)[:10]}")
+        from ..components import instance_dtype
+
+        cm = class_map.astype(instance_dtype(int(class_map.max(initial=0))))
+        return SourceItem(iid, h, w, cm, ids, segs, item.image_path, row.get("image_id"),
+                          row.get("file_name"), splits, "panoptic")
+    if item.mask is None:
+        raise ItemError("missing_mask", f"{iid}: no class mask")
+    cm = _check_mask(item.mask, "the class mask", iid)
+    inst = None
+    if item.instance_mask is not None:
+        inst = _check_mask(item.instance_mask, "the instance mask", iid)
+        if inst.shape != cm.shape:
+            raise ItemError("size_mismatch", f"{iid}: instance mask {inst.shape[::-1]} vs class mask {cm.shape[::-1]}")
+    if (cm == UNKNOWN_ID).any() and cm.dtype == np.uint16 and item.mask.mode in ("RGB", "RGBA"):
+        raise ItemError("unknown_color", f"{iid}: class mask has colours not in the label map")
+    h, w = cm.shape
+    segs = _segments_from_maps(cm, inst, background, ignore_value)
+    return SourceItem(iid, h, w, cm, inst, segs, item.image_path, None, None, splits,
+                      "instances" if inst is not None else "semantic")
+
+
+def _paint(segs: list[dict], h: int, w: int, values: list[int], dtype=np.int64) -> np.ndarray:
+    from .. import rle as fr
+
+    if not segs:
+        return np.zeros((h, w), dtype)
+    return fr.decode_labelmap([s["rle"] for s in segs], values).astype(dtype, copy=False)
+
+
+def _rle_json(r: dict) -> dict:
+    c = r["counts"]
+    return {"size": [int(v) for v in r["size"]], "counts": c.decode("ascii") if isinstance(c, bytes) else c}
+
+
+class ConvertJob(Job):
+    """Convert one dataset into ``to`` (one of :data:`FORMATS`); per-item files go to ``<out>/dataset``."""
+
+    name = "convert"
+    item_schema = pa.schema([
+        ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("n_segments", pa.int32()),
+        ("mask_file", pa.string()), ("instance_file", pa.string()), ("image_file", pa.string()),
+        ("splits", pa.string()),
+    ])
+    tables: ClassVar[dict[str, pa.Schema]] = {
+        "records": pa.schema([("kind", pa.string()), ("json", pa.string())]),
+        "segments": pa.schema([
+            ("index", pa.int32()), ("annotation_id", pa.int64()), ("category_id", pa.int64()), ("label", pa.string()),
+            ("instance_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()), ("bbox", pa.list_(pa.int64())),
+            ("metadata", pa.string()),
+        ]),
+    }
+
+    def __init__(self, dataset: Dataset, to: str, out_dir: str | os.PathLike, *, coco_encoding: str = "polygons",
+                 tolerance: float = 0.0, connectivity: int = 8, ignore_value: int | None = 255,
+                 background: int | None = 0, zip_output: bool = False):
+        if to not in FORMATS:
+            raise ValueError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
+        if coco_encoding not in ("polygons", "rle"):
+            raise ValueError(f"coco_encoding must be 'polygons' or 'rle', got {coco_encoding!r}")
+        if connectivity not in (4, 8):
+            raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
+        if not (float(tolerance) >= 0):
+            raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
+        if zip_output and to not in ("voc", "cleanzip"):
+            raise ValueError("a .zip output is for voc and cleanzip")
+        self._dataset = dataset
+        self._out = Path(out_dir)
+        self.to = to
+        self.coco_encoding = coco_encoding
+        self.tolerance = float(tolerance)
+        self.connectivity = int(connectivity)
+        self.ignore_value = ignore_value
+        self.background = background
+        self.zip_output = bool(zip_output)
+
+    def arguments(self) -> dict[str, Any]:
+        return {"dataset": self._dataset.root, "layout": self._dataset.layout, "to": self.to,
+                "coco_encoding": self.coco_encoding, "tolerance": self.tolerance, "connectivity": self.connectivity,
+                "ignore_value": self.ignore_value, "background": self.background, "zip_output": self.zip_output}
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self._out / DATASET_DIR
+
+    def manifest(self) -> pa.Table:
+        """The dataset's manifest plus ``position`` (row number: image ids of non-COCO sources)."""
+        m = self._dataset.manifest()
+        return m.append_column("position", pa.array(np.arange(m.num_rows, dtype=np.int64)))
+
+    def _label(self, cat: int) -> str:
+        lm = self._dataset.labelmap
+        return lm.names.get(cat, f"class_{cat}") if lm else f"class_{cat}"
+
+    # ------------------------------------------------------------------ per item
+    def process(self, row: dict[str, Any]) -> ItemResult:
+        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background)
+        image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
+        rel = lw.safe_relpath(os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
+        d = self.dataset_dir
+        h, w = src.height, src.width
+        fields = {"width": w, "height": h, "image_id": image_id, "n_segments": len(src.segments),
+                  "splits": ",".join(src.splits)}
+        records: list[dict] = []
+        seg_rows: list[dict] = []
+        file_name = src.file_name or (rel + os.path.splitext(src.image_path or ".jpg")[1].lower())
+        image_rec = {"id": image_id, "file_name": file_name, "width": w, "height": h}
+        try:
+            if self.to == "masks":
+                fields["mask_file"] = self._write_class(d / "masks" / (rel + ".png"), src, rel)
+                if src.kind != "semantic":
+                    fields["instance_file"] = "instances/" + lw.write_id_map(
+                        d / "instances" / rel, self._instance_map(src))
+            elif self.to == "voc":
+                pal = _palette(self._dataset.labelmap)
+                cm = src.class_map
+                if cm.size and int(cm.max()) > 255:
+                    raise ItemError("too_many_classes", f"{src.item_id}: class ids above 255 do not fit a VOC PNG")
+                lw.write_class_map(d / "SegmentationClass" / (rel + ".png"), cm, palette=pal)
+                fields["mask_file"] = "SegmentationClass/" + rel + ".png"
+                if src.kind != "semantic":
+                    om = self._voc_objects(src)
+                    lw.write_class_map(d / "SegmentationObject" / (rel + ".png"), om, palette="voc")
+                    fields["instance_file"] = "SegmentationObject/" + rel + ".png"
+            elif self.to in ("coco", "cleanzip"):
+                records.append({"kind": "image", "json": json.dumps(image_rec)})
+                for s in src.segments:
+                    records.append({"kind": "annotation", "json": json.dumps(self._coco_annotation(s, image_id))})
+                if self.to == "cleanzip":
+                    fields["mask_file"] = self._write_class(d / "masks" / (rel + ".png"), src, rel)
+                    fields["image_file"] = self._copy_image(src, d, rel)
+            elif self.to == "coco_panoptic":
+                ids, infos = self._panoptic(src)
+                png = rel + ".png"
+                lw.write_panoptic_png(d / "panoptic" / png, ids)
+                fields["mask_file"] = "panoptic/" + png
+                records.append({"kind": "image", "json": json.dumps(image_rec)})
+                records.append({"kind": "panoptic", "json": json.dumps(
+                    {"image_id": image_id, "file_name": png, "segments_info": infos})})
+            elif self.to == "nucleus":
+                index_map = _paint(src.segments, h, w, list(range(1, len(src.segments) + 1)))
+                if len(src.segments) > 255:
+                    fields["mask_file"] = "masks/" + lw.write_id_map(d / "masks" / rel, index_map)
+                else:
+                    fields["mask_file"] = self._write_plain(d / "masks" / (rel + ".png"), index_map, rel)
+                seg_rows = self._nucleus_rows(src, index_map)
+        except ValueError as e:  # a writer refused the data (ids out of range, ...)
+            raise ItemError("not_convertible", f"{src.item_id}: {e}") from None
+        if self.to != "nucleus":
+            from .. import rle as fr
+
+            for i, s in enumerate(src.segments, 1):
+                seg_rows.append({"index": i, "annotation_id": s["id"] if isinstance(s["id"], int) else None,
+                                 "category_id": s["category_id"], "label": self._label(s["category_id"]),
+                                 "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]),
+                                 "area": int(fr.area(s["rle"])), "bbox": [int(v) for v in fr.toBbox(s["rle"])],
+                                 "metadata": None})
+        return ItemResult(fields, {"records": records, "segments": seg_rows})
+
+    def _write_plain(self, path: Path, arr: np.ndarray, rel: str) -> str:
+        lw.write_class_map(path, arr)
+        return path.relative_to(self.dataset_dir).as_posix()
+
+    def _write_class(self, path: Path, src: SourceItem, rel: str) -> str:
+        cm = src.class_map
+        if cm.size and (int(cm.min()) < 0 or int(cm.max()) > 65535):
+            raise ItemError("not_convertible", f"{src.item_id}: class ids outside 0..65535")
+        lw.write_class_map(path, cm)
+        return path.relative_to(self.dataset_dir).as_posix()
+
+    def _instance_map(self, src: SourceItem) -> np.ndarray:
+        if src.instance_map is not None:
+            return src.instance_map
+        return _paint(src.segments, src.height, src.width, [s["instance_id"] for s in src.segments])
+
+    def _voc_objects(self, src: SourceItem) -> np.ndarray:
+        ign = 255 if self.ignore_value is None else self.ignore_value
+        im = src.instance_map
+        if im is not None and src.kind == "instances" and (im.size == 0 or int(im.max()) <= 255):
+            return im.astype(np.uint8)
+        # renumber 1, 2, ... (skipping the ignore value); crowd segments paint the ignore value
+        vals, k = [], 1
+        for s in src.segments:
+            if s["iscrowd"]:
+                vals.append(ign)
+                continue
+            if k == ign:
+                k += 1
+            vals.append(k)
+            k += 1
+        if k > 256:
+            raise ItemError("too_many_instances", f"{src.item_id}: {k - 1} instances do not fit a VOC object PNG")
+        return _paint(src.segments, src.height, src.width, vals).astype(np.uint8)
+
+    def _coco_annotation(self, s: dict, image_id: int) -> dict:
+        from .. import rle as fr
+        from ..contours import coco_segmentation
+
+        seg = s.get("segmentation")
+        if isinstance(seg, list) and seg and self.coco_encoding == "polygons":
+            pass  # COCO polygons of the source are kept as they are
+        elif isinstance(seg, dict) and isinstance(seg.get("counts"), str):
+            pass  # compressed RLE of the source, kept
+        elif s["iscrowd"] or self.coco_encoding == "rle" or seg is not None:
+            seg = _rle_json(s["rle"])  # RLE asked for, crowd, or a source RLE in uncompressed form
+        else:
+            seg, _ = coco_segmentation(fr.decode(s["rle"]), connectivity=self.connectivity,
+                                       tolerance=self.tolerance)
+        out = {"id": s["id"] if isinstance(s["id"], int) else None, "image_id": image_id,
+               "category_id": s["category_id"], "segmentation": seg, "area": int(fr.area(s["rle"])),
+               "bbox": [float(v) for v in fr.toBbox(s["rle"])], "iscrowd": int(s["iscrowd"])}
+        if s.get("instance_id"):
+            out["instance_id"] = int(s["instance_id"])
+        return out
+
+    def _panoptic(self, src: SourceItem) -> tuple[np.ndarray, list[dict]]:
+        from .. import rle as fr
+
+        ids, used, k = [], set(), 1
+        for s in src.segments:
+            sid = s["id"] if isinstance(s["id"], int) and 0 < s["id"] < (1 << 24) else None
+            if sid is None or sid in used:
+                while k in used:
+                    k += 1
+                sid = k
+            used.add(sid)
+            ids.append(sid)
+        png = _paint(src.segments, src.height, src.width, ids)  # later segments on top, crowd included
+        infos = []
+        for s, sid in zip(src.segments, ids):
+            sel = png == sid
+            area = int(sel.sum())
+            if area == 0:
+                continue  # hidden entirely by later segments: a panoptic segment needs pixels
+            r = _encode(sel)
+            infos.append({"id": int(sid), "category_id": int(s["category_id"]), "iscrowd": int(s["iscrowd"]),
+                          "area": area, "bbox": [int(v) for v in fr.toBbox(r)]})
+        return png, infos
+
+    def _nucleus_rows(self, src: SourceItem, index_map: np.ndarray) -> list[dict]:
+        from .. import rle as fr
+
+        rows = []
+        areas = np.bincount(index_map.reshape(-1), minlength=len(src.segments) + 1)
+        for i, s in enumerate(src.segments, 1):
+            r = _encode(index_map == i)
+            rows.append({"index": i, "annotation_id": s["id"] if isinstance(s["id"], int) else None,
+                         "category_id": s["category_id"], "label": self._label(s["category_id"]),
+                         "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]), "area": int(areas[i]),
+                         "bbox": [int(v) for v in fr.toBbox(r)],
+                         "metadata": json.dumps({"iscrowd": bool(s["iscrowd"]), "instance_id": s["instance_id"]})})
+        return rows
+
+    def _copy_image(self, src: SourceItem, d: Path, rel: str) -> str | None:
+        p = src.image_path
+        if not p or not os.path.isfile(p):
+            return None
+        name = "images/" + rel + os.path.splitext(p)[1].lower()
+        (d / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(p, d / name)
+        return name
+
+    # ------------------------------------------------------------------ reduces
+    def reduce_shard(self, shard: ShardResult) -> dict:
+        segs = shard.tables["segments"]
+        cats = sorted({v for v in segs.column("category_id").to_pylist() if v is not None})
+        ann_ids = [v for v in segs.column("annotation_id").to_pylist() if v is not None]
+        items = shard.items
+        sizes: dict[str, int] = {}
+        for w, h in zip(items.column("width").to_pylist(), items.column("height").to_pylist()):
+            if w is not None:
+                sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + 1
+        return {"categories": cats, "max_annotation_id": max(ann_ids, default=0), "segments": segs.num_rows,
+                "sizes": sizes}
+
+    def finalize(self, summaries: list[dict]) -> dict:
+        cats = sorted({c for s in summaries for c in s["categories"]})
+        sizes: dict[str, int] = {}
+        for s in summaries:
+            for k, v in s["sizes"].items():
+                sizes[k] = sizes.get(k, 0) + v
+        return {"to": self.to, "categories": cats, "max_annotation_id": max((s["max_annotation_id"] for s in summaries),
+                                                                            default=0),
+                "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes}
+
+
+def _palette(labelmap: LabelMap | None):
+    if labelmap is None or not labelmap.colors:
+        return "voc"
+    cols = lw._colors_for(labelmap, range(256))
+    return np.array([cols[i] for i in range(256)], np.uint8)
+
+
+# ---------------------------------------------------------------------- final assembly
+def _parts(report: Path, table: str):
+    import pyarrow.parquet as pq
+
+    for p in sorted((report / table).glob("part-*.parquet")):
+        yield pq.read_table(p)
+
+
+def _ok_items(report: Path):
+    for t in _parts(report, "items"):
+        for r in t.to_pylist():
+            if r["status"] == "ok":
+                yield r
+
+
+def _records(report: Path, kind: str):
+    for t in _parts(report, "records"):
+        kinds = t.column("kind").to_pylist()
+        for k, j in zip(kinds, t.column("json").to_pylist()):
+            if k == kind:
+                yield j
+
+
+def _categories(job: ConvertJob, used: list[int]) -> list[dict]:
+    lm = job._dataset.labelmap
+    ids = set(used)
+    if lm is not None:
+        ids |= {i for i in lm.names if i != lm.background}
+    out = []
+    for i in sorted(ids):
+        out.append({"id": int(i), "name": job._label(i), "supercategory": ""})
+    return out
+
+
+def _annotations_with_ids(report: Path, start: int):
+    nxt = start + 1
+    for text in _records(report, "annotation"):
+        a = json.loads(text)
+        if a.get("id") is None:
+            a["id"] = nxt
+            nxt += 1
+        yield a
+
+
+def output_labelmap(job: ConvertJob, categories: list[int]) -> LabelMap:
+    """The label map of the output: the source's, plus any category seen without a name."""
+    lm = job._dataset.labelmap
+    names = dict(lm.names) if lm else {}
+    colors = dict(lm.colors) if lm else {}
+    ignore = set(lm.ignore) if lm else ({job.ignore_value} if job.ignore_value is not None else set())
+    for c in categories:
+        names.setdefault(c, f"class_{c}")
+    bg = lm.background if lm else job.background
+    if bg is not None:
+        names.setdefault(bg, "background")
+    return LabelMap(names=names, colors=colors, ignore=ignore, background=bg, source="fastmask convert")
+
+
+def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
+    """Write the dataset-wide files of a finished convert run; returns the dataset folder (or zip)."""
+    report = Path(report_dir)
+    summary = json.loads((report / "run.json").read_text())["summary"]
+    d = job.dataset_dir
+    d.mkdir(parents=True, exist_ok=True)
+    cats = summary["categories"]
+    lm = output_labelmap(job, cats)
+    if job.to == "masks":
+        lw.atomic_write(d / "labelmap.json", (json.dumps(lm.to_json(), indent=1) + "\n").encode())
+    elif job.to == "voc":
+        lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(lm).encode())
+        splits: dict[str, list[str]] = {"default": []}
+        for r in _ok_items(report):
+            splits["default"].append(str(r["item_id"]))
+            for s in (r.get("splits") or "").split(","):
+                if s and s != "default":
+                    splits.setdefault(s, []).append(str(r["item_id"]))
+        for name, ids in splits.items():
+            lw.atomic_write(d / "ImageSets" / "Segmentation" / f"{name}.txt",
+                            "".join(i + "\n" for i in ids).encode())
+    elif job.to in ("coco", "cleanzip"):
+        target = d / ("annotations.json" if job.to == "coco" else "coco/annotations.json")
+        lw.write_coco_json(target, (json.loads(t) for t in _records(report, "image")),
+                           _annotations_with_ids(report, summary["max_annotation_id"]), _categories(job, cats))
+        if job.to == "cleanzip":
+            rows = ({"item_id": r["item_id"], "image": r.get("image_file"), "mask": r.get("mask_file"),
+                     "width": r["width"], "height": r["height"], "split": r.get("splits") or None}
+                    for r in _ok_items(report))
+            lw.write_index_csv(d / "index.csv", rows)
+            lw.write_cleanzip_meta(d / "meta.json", lm, task="semantic", mask_encoding="png-index",
+                                   image_sizes=summary["image_sizes"])
+    elif job.to == "coco_panoptic":
+        cats_doc = [dict(c, isthing=1) for c in _categories(job, cats)]
+        lw.write_coco_json(d / "panoptic.json", (json.loads(t) for t in _records(report, "image")),
+                           _records(report, "panoptic"), cats_doc)
+    elif job.to == "nucleus":
+        _write_nucleus(job, report, d)
+    if job.zip_output:
+        zpath = job._out / (DATASET_DIR + ".zip")
+        lw.zip_folder(d, zpath)
+        return zpath
+    return d
+
+
+def _write_nucleus(job: ConvertJob, report: Path, d: Path) -> None:
+    """``segments.parquet`` (all segment rows) and ``segments.jsonl`` (one line per converted item,
+    Nucleus' segmentation upload shape), streamed shard by shard."""
+    import pyarrow.parquet as pq
+
+    tmp = d / ".segments.parquet.tmp"
+    tmp_jsonl = d / ".segments.jsonl.tmp"
+    writer = None
+    try:
+        with open(tmp_jsonl, "w", encoding="utf-8") as out:
+            for items, segs in zip(_parts(report, "items"), _parts(report, "segments")):
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, segs.schema)
+                writer.write_table(segs)
+                by_item: dict[str, list[dict]] = {}
+                for r in segs.to_pylist():
+                    by_item.setdefault(r["item_id"], []).append(
+                        {"label": r["label"], "index": r["index"], "metadata": json.loads(r["metadata"] or "{}")})
+                for r in items.to_pylist():
+                    if r["status"] == "ok":
+                        out.write(json.dumps({"item_id": r["item_id"], "mask_url": r.get("mask_file"),
+                                              "annotations": by_item.get(r["item_id"], [])}) + "\n")
+        if writer is not None:
+            writer.close()
+            writer = None
+            os.replace(tmp, d / "segments.parquet")
+        os.replace(tmp_jsonl, d / "segments.jsonl")
+    finally:
+        if writer is not None:
+            writer.close()
+        for t in (tmp, tmp_jsonl):
+            if t.exists():
+                t.unlink()
