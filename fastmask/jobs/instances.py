@@ -1,0 +1,104 @@
+"""The ``instances`` job: class masks -> instance masks by connected components.
+
+Per item the class map is read (mask layouts as they are; COCO annotations painted
+in ``coco`` mode with crowd -> ignore; panoptic segments by category, see
+:func:`fastmask.jobs.convert.read_source`) and split with
+:func:`fastmask.components.split_instances`: instance id ``class * base + k``, ``k``
+from 1 in raster order of each component's first pixel, ``connectivity`` 4 or 8;
+background and ignore pixels get id 0. The instance map is written to
+``<out>/instance_masks/<item>.png`` (16-bit grey PNG) or ``.tif`` (32-bit integer TIFF)
+when an id exceeds 65535. Table ``instances``: one row per instance (id -> class).
+
+Example::
+
+    ds = open_dataset("masks/")
+    job = InstancesJob(ds, "out/", connectivity=8, base=1000)
+    run_job(job, ds.manifest(), "out/")
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from ..engine import ItemError, ItemResult, Job, ShardResult
+from ..formats import Dataset
+from ..formats import layout_writers as lw
+from .convert import read_source
+
+INSTANCES_DIR = "instance_masks"
+
+
+class InstancesJob(Job):
+    """Split every class mask of a dataset into an instance mask (connected components)."""
+
+    name = "instances"
+    item_schema = pa.schema([
+        ("width", pa.int32()), ("height", pa.int32()), ("n_instances", pa.int32()),
+        ("max_id", pa.int64()), ("instance_file", pa.string()),
+    ])
+    tables: ClassVar[dict[str, pa.Schema]] = {
+        "instances": pa.schema([
+            ("instance_id", pa.int64()), ("class_id", pa.int64()), ("k", pa.int64()), ("area", pa.int64()),
+            ("bbox", pa.list_(pa.int64())), ("first_row", pa.int64()), ("first_col", pa.int64()),
+        ]),
+    }
+
+    def __init__(self, dataset: Dataset, out_dir: str | os.PathLike, *, connectivity: int = 8, base: int = 1000,
+                 background: int | None = 0, ignore_value: int | None = 255):
+        if connectivity not in (4, 8):
+            raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
+        if isinstance(base, bool) or not isinstance(base, int) or base < 2:
+            raise ValueError(f"base (id = class * base + k) must be an integer >= 2, got {base!r}")
+        self._dataset = dataset
+        self._out = Path(out_dir)
+        self.connectivity = connectivity
+        self.base = base
+        self.background = background
+        self.ignore_value = ignore_value
+
+    def arguments(self) -> dict[str, Any]:
+        return {"dataset": self._dataset.root, "layout": self._dataset.layout, "connectivity": self.connectivity,
+                "base": self.base, "background": self.background, "ignore_value": self.ignore_value,
+                "id_scheme": f"class*{self.base}+k"}
+
+    def process(self, row: dict[str, Any]) -> ItemResult:
+        from ..components import split_instances
+
+        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background)
+        try:
+            inst, table = split_instances(src.class_map, connectivity=self.connectivity, id_scheme=self.base,
+                                          background=self.background, ignore_value=self.ignore_value)
+        except ValueError as e:
+            raise ItemError("id_overflow", f"{src.item_id}: {e}") from None
+        if len(table) and int(table.id.max()) > 2**31 - 1:
+            raise ItemError("id_overflow", f"{src.item_id}: instance id {int(table.id.max())} does not fit 32 bits")
+        rel = lw.safe_relpath(os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
+        name = lw.write_id_map(self._out / INSTANCES_DIR / rel, inst)
+        parent = posixpath_parent(rel)
+        rows = [{"instance_id": int(i), "class_id": int(c), "k": int(k), "area": int(a),
+                 "bbox": [int(v) for v in b], "first_row": int(f[0]), "first_col": int(f[1])}
+                for i, c, k, a, b, f in zip(table.id, table.class_id, table.k, table.area, table.bbox,
+                                            table.first_pixel)]
+        fields = {"width": src.width, "height": src.height, "n_instances": len(rows),
+                  "max_id": int(table.id.max()) if len(rows) else 0,
+                  "instance_file": f"{INSTANCES_DIR}/{parent}{name}"}
+        return ItemResult(fields, {"instances": rows})
+
+    def reduce_shard(self, shard: ShardResult) -> dict:
+        n = shard.items.column("n_instances").to_pylist()
+        return {"instances": sum(v for v in n if v), "max_id": max((v for v in shard.items.column("max_id").to_pylist()
+                                                                    if v is not None), default=0)}
+
+    def finalize(self, summaries: list[dict]) -> dict:
+        return {"instances": sum(s["instances"] for s in summaries),
+                "max_id": max((s["max_id"] for s in summaries), default=0),
+                "connectivity": self.connectivity, "id_scheme": f"class*{self.base}+k"}
+
+
+def posixpath_parent(rel: str) -> str:
+    """'a/b' -> 'a/'; 'b' -> ''."""
+    i = rel.rfind("/")
+    return rel[: i + 1] if i >= 0 else ""
