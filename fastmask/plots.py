@@ -490,6 +490,10 @@ def _e(s: Any) -> str:
     return html.escape(str(s), quote=True)
 
 
+def _ok(v: Any) -> bool:
+    return v is not None and not math.isnan(v)
+
+
 def _fmt(v: float, percent: bool) -> str:
     if v is None or math.isnan(v):
         return "n/a"
@@ -508,14 +512,14 @@ def render_html(chart: Chart) -> str:
     if isinstance(chart, BarChart):
         keys = list(chart.series)
         if chart.stacked:
-            totals = [sum(0 if v is None or math.isnan(v) else v for v in vals) for vals in zip(*chart.series.values())]
+            totals = [sum(v for v in vals if _ok(v) and v > 0) for vals in zip(*chart.series.values())]
             top = max(totals + [0]) or 1
             parts.append('<table class="bars">')
             for c, cat in enumerate(chart.categories):
                 segs = "".join(
                     f'<span class="seg" title="{_e(k)}: {_e(_fmt(chart.series[k][c], False))}" '
                     f'style="width:{100 * chart.series[k][c] / top:.1f}%;background:{chart.colors.get(k, SERIES_COLORS[i % 6])}"></span>'
-                    for i, k in enumerate(keys) if chart.series[k][c])
+                    for i, k in enumerate(keys) if _ok(chart.series[k][c]) and chart.series[k][c] > 0)
                 parts.append(f'<tr><th>{_e(cat)}</th><td class="track">{segs}</td>'
                              f'<td class="num">{_e(_fmt(totals[c], False))}</td></tr>')
             parts.append("</table>")
@@ -525,7 +529,7 @@ def render_html(chart: Chart) -> str:
         else:
             for i, k in enumerate(keys):
                 vals = chart.series[k]
-                top = (chart.limits[1] if chart.limits else max([v for v in vals if v is not None and not math.isnan(v)] + [0])) or 1
+                top = (chart.limits[1] if chart.limits else max([v for v in vals if _ok(v)] + [0])) or 1
                 color = chart.colors.get(k, SERIES_COLORS[i % 6])
                 parts.append(f'<div class="series-name">{_e(k)}</div><table class="bars">')
                 for cat, v in zip(chart.categories, vals):
@@ -552,10 +556,10 @@ def render_html(chart: Chart) -> str:
     elif isinstance(chart, Histograms):
         parts.append('<div class="multiples">')
         for label, series in chart.panels:
-            top = max([v for vals in series.values() for v in vals] + [0]) or 1
+            top = max([v for vals in series.values() for v in vals if _ok(v)] + [0]) or 1
             parts.append(f'<div class="panel"><div class="panel-title">{_e(label)}</div><div class="cols">')
             for b, bin_label in enumerate(chart.bins):
-                v = max(vals[b] for vals in series.values()) if series else 0
+                v = max([vals[b] for vals in series.values() if _ok(vals[b])] + [0])
                 parts.append(f'<span class="col" title="{_e(bin_label)}: {_e(_fmt(v, False))}">'
                              f'<span style="height:{100 * v / top:.0f}%"></span></span>')
             parts.append(f'</div><div class="axis">{_e(chart.bins[0])} … {_e(chart.bins[-1])}</div></div>')
