@@ -141,7 +141,7 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
                 inst_ids.append(0)
                 continue
             given = a.get("instance_id") if isinstance(a, dict) else None
-            if isinstance(given, int) and not isinstance(given, bool) and given > 0:
+            if isinstance(given, int) and not isinstance(given, bool) and given >= 0:  # 0: not an instance
                 inst_ids.append(given)
                 continue
             if k == ign:
@@ -227,7 +227,7 @@ class ConvertJob(Job):
     item_schema = pa.schema([
         ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("n_segments", pa.int32()),
         ("mask_file", pa.string()), ("instance_file", pa.string()), ("image_file", pa.string()),
-        ("splits", pa.string()),
+        ("splits", pa.string()), ("name", pa.string()),
     ])
     tables: ClassVar[dict[str, pa.Schema]] = {
         "records": pa.schema([("kind", pa.string()), ("json", pa.string())]),
@@ -287,10 +287,11 @@ class ConvertJob(Job):
         d = self.dataset_dir
         h, w = src.height, src.width
         fields = {"width": w, "height": h, "image_id": image_id, "n_segments": len(src.segments),
-                  "splits": ",".join(src.splits)}
+                  "splits": ",".join(src.splits), "name": rel}
         records: list[dict] = []
         seg_rows: list[dict] = []
-        file_name = src.file_name or (rel + os.path.splitext(src.image_path or ".jpg")[1].lower())
+        ext = os.path.splitext(src.image_path)[1].lower() if src.image_path else ""
+        file_name = src.file_name or (rel + (ext or ".jpg"))  # no image: COCO still needs a file name
         image_rec = {"id": image_id, "file_name": file_name, "width": w, "height": h}
         try:
             if self.to == "masks":
@@ -396,8 +397,8 @@ class ConvertJob(Job):
         out = {"id": s["id"] if isinstance(s["id"], int) else None, "image_id": image_id,
                "category_id": s["category_id"], "segmentation": seg, "area": int(fr.area(s["rle"])),
                "bbox": [float(v) for v in fr.toBbox(s["rle"])], "iscrowd": int(s["iscrowd"])}
-        if s.get("instance_id"):
-            out["instance_id"] = int(s["instance_id"])
+        if s.get("instance_id") is not None and not s["iscrowd"]:
+            out["instance_id"] = int(s["instance_id"])  # kept so that instance maps come back with the same ids
         return out
 
     def _panoptic(self, src: SourceItem) -> tuple[np.ndarray, list[dict]]:
@@ -501,14 +502,34 @@ def _records(report: Path, kind: str):
                 yield j
 
 
-def _categories(job: ConvertJob, used: list[int]) -> list[dict]:
+def _source_categories(job: ConvertJob) -> dict[int, dict]:
+    """The source's COCO category records (COCO / panoptic sources), by id."""
+    meta = getattr(job._dataset, "meta", None)
+    try:
+        cats = (meta() if callable(meta) else {}).get("categories") or []
+    except FormatError:
+        cats = []
+    out = {}
+    for c in cats:
+        if isinstance(c, dict) and isinstance(c.get("id"), int):
+            out[c["id"]] = c
+    return out
+
+
+def _categories(job: ConvertJob, used: list[int], *, panoptic: bool = False) -> list[dict]:
+    """COCO ``categories``: the source's records when it has them (kept as they are), else from the
+    label map (background left out), plus every category id seen in the data."""
     lm = job._dataset.labelmap
-    ids = set(used)
+    given = _source_categories(job)
+    ids = set(used) | set(given)
     if lm is not None:
         ids |= {i for i in lm.names if i != lm.background}
     out = []
     for i in sorted(ids):
-        out.append({"id": int(i), "name": job._label(i), "supercategory": ""})
+        c = dict(given.get(i) or {"id": int(i), "name": job._label(i), "supercategory": ""})
+        if panoptic:
+            c.setdefault("isthing", 1)
+        out.append(c)
     return out
 
 
@@ -550,10 +571,10 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(lm).encode())
         splits: dict[str, list[str]] = {"default": []}
         for r in _ok_items(report):
-            splits["default"].append(str(r["item_id"]))
+            splits["default"].append(r["name"])
             for s in (r.get("splits") or "").split(","):
                 if s and s != "default":
-                    splits.setdefault(s, []).append(str(r["item_id"]))
+                    splits.setdefault(s, []).append(r["name"])
         for name, ids in splits.items():
             lw.atomic_write(d / "ImageSets" / "Segmentation" / f"{name}.txt",
                             "".join(i + "\n" for i in ids).encode())
@@ -562,14 +583,14 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         lw.write_coco_json(target, (json.loads(t) for t in _records(report, "image")),
                            _annotations_with_ids(report, summary["max_annotation_id"]), _categories(job, cats))
         if job.to == "cleanzip":
-            rows = ({"item_id": r["item_id"], "image": r.get("image_file"), "mask": r.get("mask_file"),
+            rows = ({"item_id": r["name"], "image": r.get("image_file"), "mask": r.get("mask_file"),
                      "width": r["width"], "height": r["height"], "split": r.get("splits") or None}
                     for r in _ok_items(report))
             lw.write_index_csv(d / "index.csv", rows)
             lw.write_cleanzip_meta(d / "meta.json", lm, task="semantic", mask_encoding="png-index",
                                    image_sizes=summary["image_sizes"])
     elif job.to == "coco_panoptic":
-        cats_doc = [dict(c, isthing=1) for c in _categories(job, cats)]
+        cats_doc = _categories(job, cats, panoptic=True)
         lw.write_coco_json(d / "panoptic.json", (json.loads(t) for t in _records(report, "image")),
                            _records(report, "panoptic"), cats_doc)
     elif job.to == "nucleus":
@@ -601,7 +622,7 @@ def _write_nucleus(job: ConvertJob, report: Path, d: Path) -> None:
                         {"label": r["label"], "index": r["index"], "metadata": json.loads(r["metadata"] or "{}")})
                 for r in items.to_pylist():
                     if r["status"] == "ok":
-                        out.write(json.dumps({"item_id": r["item_id"], "mask_url": r.get("mask_file"),
+                        out.write(json.dumps({"item_id": r["name"], "mask_url": r.get("mask_file"),
                                               "annotations": by_item.get(r["item_id"], [])}) + "\n")
         if writer is not None:
             writer.close()
