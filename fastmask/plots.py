@@ -447,6 +447,7 @@ def render_png(chart: Chart) -> bytes:
     >>> png[:8] == b"\\x89PNG\\r\\n\\x1a\\n"                          # doctest: +SKIP
     True
     """
+    _require_matplotlib()
     if isinstance(chart, BarChart):
         fig = _draw_bars(chart)
     elif isinstance(chart, HeatMap):

@@ -59,10 +59,10 @@ def build_runs(root: Path) -> dict[str, Path]:
     hostile.mkdir()
     m = np.zeros((40, 50), np.uint8)
     m[5:30, 5:30] = 1
-    write_mask(hostile / f"{HOSTILE}.png", m)
+    write_mask(hostile / "plain.png", m)
     bad = m.copy()
     bad[35:37, 40:42] = 7  # a value outside the label map: an error finding
-    write_mask(hostile / "plain.png", bad)
+    write_mask(hostile / f"{HOSTILE}.png", bad)
     (hostile / "labelmap.txt").write_text("background\n<i>cat</i> & \"dog\"\n")
     runs["hostile"] = root / "hostile_run"
     main(["validate", str(hostile), "--out", str(runs["hostile"]), *q])

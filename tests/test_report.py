@@ -1,0 +1,312 @@
+"""fastmask.report and `fastmask report`: page structure, self-containment, escaping, thumbnails, headless render."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+from test_plots import HOSTILE, build_runs
+
+from fastmask import report
+from fastmask.cli import main
+from fastmask.formats import open_dataset
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    return build_runs(tmp_path_factory.mktemp("report"))
+
+
+class Page(HTMLParser):
+    """Collects what the tests look at: sections, images, every URL-bearing attribute, figures, text."""
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.sections, self.imgs, self.urls, self.tags = [], [], [], []
+        self.figures: list[dict] = []
+        self._fig_depth = 0
+        self._in_caption = False
+        self.text: list[str] = []
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append(tag)
+        if tag == "section":
+            self.sections.append(a.get("id"))
+        for k in ("src", "href", "srcset", "action", "data", "poster", "background"):
+            if k in a:
+                self.urls.append(a[k])
+        if tag == "img":
+            self.imgs.append(a)
+            if self.figures and self._fig_depth:
+                self.figures[-1]["imgs"].append(a)
+        if tag == "figure":
+            self.figures.append({"imgs": [], "caption": "", "cls": a.get("class")})
+            self._fig_depth += 1
+        if tag == "figcaption":
+            self._in_caption = True
+
+    def handle_endtag(self, tag):
+        if tag == "figure":
+            self._fig_depth -= 1
+        if tag == "figcaption":
+            self._in_caption = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._in_caption and self.figures:
+            self.figures[-1]["caption"] += data
+
+
+def _check_self_contained(text: str) -> Page:
+    page = Page(text)
+    assert page.imgs or "<img" not in text
+    for img in page.imgs:
+        assert img["src"].startswith(("data:image/png;base64,", "data:image/jpeg;base64,")), img["src"][:40]
+        data = base64.b64decode(img["src"].split(",", 1)[1])
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            assert im.size[0] > 0 and im.size[1] > 0
+    for url in page.urls:
+        assert url.startswith(("data:", "#")), url[:60]
+    assert "script" not in page.tags and "link" not in page.tags and "iframe" not in page.tags
+    # no reference to any remote resource anywhere in the markup (CSS included)
+    markup = text.replace("&quot;", '"')
+    for attr_or_css in ("src=\"http", "href=\"http", "url(", "@import"):
+        assert attr_or_css not in markup
+    return page
+
+
+@pytest.mark.parametrize("kind", ["validate", "validate_coco", "coverage", "evaluate", "panoptic", "hostile"])
+def test_page_is_self_contained_and_has_its_sections(runs, kind):
+    text = report.render_report(runs[kind], max_thumbnails=4)
+    page = _check_self_contained(text)
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert "summary" in page.sections
+    expected = {"validate": {"charts", "findings", "thumbnails", "classes", "errors"},
+                "validate_coco": {"charts", "findings", "thumbnails"},
+                "coverage": {"charts", "thumbnails", "classes", "errors"},
+                "evaluate": {"charts", "thumbnails", "classes", "errors"},
+                "panoptic": {"charts"},
+                "hostile": {"charts", "findings", "thumbnails", "classes"}}[kind]
+    assert expected <= set(page.sections), page.sections
+    run = json.loads((runs[kind] / "run.json").read_text())
+    joined = " ".join(page.text)
+    assert f"fastmask {run['job']} report" in joined
+    assert f"{run['counts']['items']:,}" in joined
+
+
+def test_validate_thumbnails_worst_first(runs):
+    page = Page(report.render_report(runs["validate"], max_thumbnails=5))
+    assert len(page.figures) == 5
+    findings = pq.read_table(runs["validate"] / "findings").to_pylist()
+    errors = {f["item_id"] for f in findings if f["severity"] == "error"}
+    captions = [f["caption"].split(" — ")[0] for f in page.figures]
+    assert all(c in errors for c in captions), captions  # 7 items carry error findings: the first 5 are errors
+    assert captions == sorted(captions)  # equal severity and count: by item id
+    # readable masks get a picture; the truncated one says why not
+    for fig, cid in zip(page.figures, captions):
+        if cid == "planted_unreadable":
+            assert not fig["imgs"]
+        else:
+            assert len(fig["imgs"]) == 1
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 100])
+def test_thumbnail_count_follows_the_option(runs, n):
+    page = Page(report.render_report(runs["validate"], max_thumbnails=n, charts="none"))
+    items_with_findings = {f["item_id"] for t in ("findings", "dataset_findings")
+                           for f in pq.read_table(runs["validate"] / t).to_pylist() if f["item_id"] is not None}
+    assert len(page.figures) == min(n, len(items_with_findings))
+    assert ("thumbnails" in page.sections) == (n > 0)
+
+
+def test_evaluate_thumbnails_lowest_miou_first_and_wrong_pixels_counted(runs):
+    page = Page(report.render_report(runs["evaluate"], max_thumbnails=3))
+    items = [r for r in pq.read_table(runs["evaluate"] / "items").to_pylist() if r["status"] == "ok"]
+    items.sort(key=lambda r: (r["miou"], r["item_id"]))
+    assert [f["caption"].split(" — ")[0] for f in page.figures] == [r["item_id"] for r in items[:3]]
+    gt = open_dataset(runs["voc"])
+    rows = {r["item_id"]: r for r in gt.manifest().to_pylist()}
+    for fig, r in zip(page.figures, items):
+        assert len(fig["imgs"]) == 3  # ground truth | prediction | wrong pixels
+        g = gt.read_item(rows[r["item_id"]]).mask.array
+        p = np.asarray(Image.open(runs["pred_dir"] / f"{r['item_id']}.png"))
+        wrong = int(((g != p) & (g != 255)).sum())
+        assert f"wrong pixels ({wrong:,})" in fig["imgs"][2]["alt"]
+        assert fig["imgs"][0]["src"].startswith("data:image/jpeg")  # drawn over the JPEG photo
+
+
+def test_coverage_thumbnails_rarest_class_first(runs):
+    page = Page(report.render_report(runs["coverage"], max_thumbnails=2))
+    # class 77 (planted unexpected value) is in one image only: that image comes first
+    assert page.figures[0]["caption"].startswith("planted_unexpected_value")
+    assert "in 1 images" in page.figures[0]["caption"]
+
+
+def test_hostile_names_are_escaped(runs):
+    text = report.render_report(runs["hostile"])
+    assert HOSTILE not in text and "<i>cat</i>" not in text and "<script>" not in text
+    page = _check_self_contained(text)
+    joined = "".join(page.text)
+    assert HOSTILE in joined  # shown, as text
+    assert '<i>cat</i> & "dog"' in joined
+    assert "i" not in page.tags and "script" not in page.tags
+
+
+def test_findings_table_is_capped_with_a_note(runs):
+    n = sum(pq.read_table(runs["validate"] / t).num_rows for t in ("findings", "dataset_findings"))
+    page = Page(report.render_report(runs["validate"], max_rows=3, charts="none", max_thumbnails=0))
+    joined = " ".join(page.text)
+    assert f"{n - 3:,} more findings not shown (all {n:,} are in findings/ and dataset_findings/)" in joined
+    text = report.render_report(runs["validate"], max_rows=1000, charts="none", max_thumbnails=0)
+    assert "more findings not shown" not in text
+
+
+def test_html_charts_without_matplotlib(runs, monkeypatch):
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    text = report.render_report(runs["evaluate"], max_thumbnails=1)
+    page = _check_self_contained(text)
+    assert "matplotlib is not installed" in text
+    assert text.count('class="chart"') == 3  # scores, confusion table, per-image mIoU
+    assert len(page.imgs) == 3  # only the thumbnail panels are images
+    with pytest.raises(ImportError, match=r"fastmask-seg\[plots\]"):
+        report.render_report(runs["evaluate"], charts="png")
+
+
+def test_png_charts_embedded(runs):
+    page = Page(report.render_report(runs["evaluate"], max_thumbnails=0))
+    charts = [i for i in page.imgs if i["src"].startswith("data:image/png")]
+    assert len(charts) == 3
+
+
+def test_moved_dataset_still_renders(runs, tmp_path):
+    # a copy of the run whose dataset path no longer exists: thumbnails say so, nothing else changes
+    run = tmp_path / "run"
+    shutil.copytree(runs["hostile"], run)
+    meta = json.loads((run / "run.json").read_text())
+    meta["arguments"]["dataset"] = str(tmp_path / "gone")
+    (run / "run.json").write_text(json.dumps(meta))
+    page = Page(report.render_report(run))
+    assert page.figures and all(not f["imgs"] for f in page.figures)
+    assert "could not be opened" in " ".join(page.text)
+
+
+def test_zipped_dataset_images_read_from_the_zip(runs, tmp_path):
+    z = shutil.make_archive(str(tmp_path / "voc"), "zip", runs["voc"])
+    out = tmp_path / "r"
+    assert main(["validate", z, "--out", str(out), "--workers", "1", "--quiet"]) == 1
+    page = Page(report.render_report(out, max_thumbnails=3))
+    jpeg = [i for f in page.figures for i in f["imgs"] if i["src"].startswith("data:image/jpeg")]
+    assert jpeg, "no thumbnail drawn over an image from the zip"
+
+
+def test_overlay_known_pixels():
+    img = np.zeros((6, 6, 3), np.uint8)
+    img[...] = (10, 20, 30)
+    m = np.zeros((6, 6), np.uint16)
+    m[1:5, 1:5] = 1
+    m[2:4, 2:4] = 2  # inner square: boundary pixels with class 1 around it
+    m[0, 5] = 255  # ignore
+    m[5, 0] = 9  # beyond the palette: magenta
+    pal = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0]], np.uint8)
+    pic = report.overlay(m, img, pal, background=0, ignore={255})
+    assert pic[0, 0].tolist() == [10, 20, 30]  # background: the image untouched
+    assert pic[1, 1].tolist() == [200, 0, 0]  # class boundary: opaque
+    assert pic[2, 2].tolist() == [0, 200, 0]
+    assert pic[0, 5].tolist() == [255, 255, 255]
+    assert pic[5, 0].tolist() == [255, 0, 255]
+    # an interior pixel is translucent: between image and colour
+    m2 = np.zeros((9, 9), np.uint8)
+    m2[1:8, 1:8] = 1
+    pic2 = report.overlay(m2, np.full((9, 9, 3), 100, np.uint8), pal, background=0)
+    a = report.ALPHA
+    assert pic2[4, 4].tolist() == [round(100 * (1 - a) + 200 * a), round(100 * (1 - a)), round(100 * (1 - a))]
+
+
+@given(h=st.integers(1, 40), w=st.integers(1, 40), th=st.integers(1, 60), tw=st.integers(1, 60),
+       seed=st.integers(0, 2**31), with_image=st.booleans())
+def test_overlay_property(h, w, th, tw, seed, with_image):
+    rng = np.random.default_rng(seed)
+    m = rng.choice(np.array([0, 1, 2, 255, 300, 65535], np.int64), size=(h, w)).astype(np.uint16)
+    img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if with_image else None
+    pal = rng.integers(0, 256, (256, 3), dtype=np.uint8)
+    pic = report.overlay(m, img, pal, background=0, ignore={255}, size=(th, tw))
+    assert pic.shape == (th, tw, 3) and pic.dtype == np.uint8
+    small = report._sample(m, (th, tw))
+    # background pixels show the (resized) image or the grey canvas unchanged
+    if with_image:
+        base = np.asarray(Image.fromarray(img).resize((tw, th), Image.BILINEAR))
+    else:
+        base = np.full((th, tw, 3), 128, np.uint8)
+    bg = small == 0
+    assert (pic[bg] == base[bg]).all()
+    # ignore is white where opaque or blended; never darker than the base
+    ign = small == 255
+    assert (pic[ign].astype(int) >= base[ign].astype(int)).all()
+
+
+def test_cli_report(runs, tmp_path, capsys):
+    out = tmp_path / "x" / "page.html"
+    assert main(["report", str(runs["coverage"]), "--out", str(out), "--max-thumbnails", "2"]) == 0
+    assert str(out) in capsys.readouterr().out
+    assert len(Page(out.read_text()).figures) == 2
+    assert main(["report", str(runs["hostile"])]) == 0
+    assert (runs["hostile"] / "report.html").is_file()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no run.json" in capsys.readouterr().err
+    assert main(["report", str(runs["coverage"]), "--max-thumbnails", "-1"]) == 2
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "run.json").write_text("{not json")
+    assert main(["report", str(bad)]) == 2
+
+
+def test_help_does_not_import_heavy_modules():
+    code = ("import sys; from fastmask.cli import build_parser; build_parser(); "
+            "bad = [m for m in ('numba', 'pyarrow', 'matplotlib', 'fastmask.report', 'fastmask.plots') "
+            "if m in sys.modules]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome", "chrome")
+                 if shutil.which(n)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium)")
+@pytest.mark.parametrize("kind", ["validate", "evaluate"])
+def test_headless_chromium_renders_the_page(runs, tmp_path, kind):
+    page = tmp_path / "page.html"
+    report.write_report(runs[kind], page, max_thumbnails=6)
+    shot = tmp_path / "shot.png"
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,2000",
+           page.resolve().as_uri()]
+    try:
+        r = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("chromium did not finish within 120 s")
+    assert shot.is_file() and shot.stat().st_size > 10_000, r.stderr[-2000:]
+    with Image.open(shot) as im:
+        arr = np.asarray(im.convert("RGB"))
+    assert arr.shape[:2] == (2000, 1200)
+    assert len(np.unique(arr.reshape(-1, 3)[::7], axis=0)) > 50  # text, charts and photos, not a blank page
+    # the page background colour dominates but does not fill the screen
+    assert (arr == arr[5, 5]).all(axis=2).mean() < 0.9
