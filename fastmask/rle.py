@@ -100,10 +100,12 @@ def _size_of(obj, i: int) -> tuple[int, int]:
         if len(size) != 2:
             raise ValueError
         h, w = int(size[0]), int(size[1])
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"RLE {i}: 'size' must be [height, width], got {size!r}") from None
     if h < 0 or w < 0:
         raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
+    if h * w > _k.MAX_RLE_PIXELS:
+        raise ValueError(f"RLE {i}: size [{h}, {w}] is too large (h*w above 2**62)")
     return h, w
 
 
@@ -118,7 +120,7 @@ def _parse(objs: Sequence[Mapping]) -> _Batch:
     try:
         strings = [o["counts"] for o in objs]
         sizes = np.array([o["size"] for o in objs], dtype=np.int64).reshape(n, 2)
-    except (KeyError, TypeError, ValueError, IndexError):
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError):
         return _parse_careful(objs)
     if not all(type(c) is bytes for c in strings):
         try:  # JSON gives str counts
@@ -139,7 +141,9 @@ _NO_SKIP = np.zeros(4096, np.bool_)
 def _raise_status(i: int, status: int, sizes: np.ndarray):
     h, w = int(sizes[i, 0]), int(sizes[i, 1])
     if status == _k.STATUS_BAD_SIZE:
-        raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
+        if h < 0 or w < 0:
+            raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
+        raise ValueError(f"RLE {i}: size [{h}, {w}] is too large (h*w above 2**62)")
     raise ValueError(f"RLE {i} (size [{h}, {w}]) is malformed: its counts string {_STATUS_TEXT[status]}")
 
 

@@ -24,7 +24,7 @@ STATUS_TRUNCATED = 2      # the string ends inside a multi-character value
 STATUS_NEGATIVE = 3       # a run length decodes to a negative number
 STATUS_OVERFLOW = 4       # a run length does not fit in 32 bits (or a value is too long)
 STATUS_BAD_SUM = 5        # run lengths do not sum to h * w
-STATUS_BAD_SIZE = 6       # a negative height or width
+STATUS_BAD_SIZE = 6       # a negative height or width, or h * w above MAX_RLE_PIXELS (2**62)
 
 
 
@@ -410,7 +410,7 @@ def chars_to_counts(chars, lengths, sizes, skip):
         p += lengths[r]
         if lengths[r] > 0 and (np.int64(chars[p - 1]) - 48) & 0x20:
             return _chars_to_counts_checked(chars, lengths, sizes, skip)
-        if sizes[r, 0] < 0 or sizes[r, 1] < 0 or skip[r]:
+        if sizes[r, 0] < 0 or sizes[r, 1] < 0 or skip[r] or _size_too_large(sizes[r, 0], sizes[r, 1]):
             return _chars_to_counts_checked(chars, lengths, sizes, skip)
     counts = np.empty(chars.shape[0] + 1, np.uint32)
     offsets = np.zeros(n + 1, np.int64)
@@ -462,6 +462,15 @@ def chars_to_counts(chars, lengths, sizes, skip):
     return counts[:k], offsets, -1, STATUS_OK, uniform
 
 
+#: largest h * w an RLE may declare: above it the int64 sum of its counts could wrap around
+MAX_RLE_PIXELS = 1 << 62
+
+
+@njit(cache=True, nogil=True)
+def _size_too_large(h, w):
+    return w > 0 and h > MAX_RLE_PIXELS // w
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _chars_to_counts_checked(chars, lengths, sizes, skip):
     """Parse compressed strings back to back in ``chars`` (string ``r`` has ``lengths[r]`` chars).
@@ -481,7 +490,7 @@ def _chars_to_counts_checked(chars, lengths, sizes, skip):
     for r in range(n):
         if sizes[r, 0] != sizes[0, 0] or sizes[r, 1] != sizes[0, 1]:
             uniform = False
-        if sizes[r, 0] < 0 or sizes[r, 1] < 0:
+        if sizes[r, 0] < 0 or sizes[r, 1] < 0 or _size_too_large(sizes[r, 0], sizes[r, 1]):
             return counts[:0], offsets, r, STATUS_BAD_SIZE, uniform
         if skip[r]:
             offsets[r + 1] = k
