@@ -3,6 +3,8 @@
 Every file is written to a hidden temporary name in its folder and renamed, so a
 reader never sees half a file (a killed run leaves only complete files).
 
+PNG encoding is :mod:`fastmask.formats.writers` (shared with ``fastmask rasterize``).
+
 - :func:`write_id_map`: an instance-id map as 16-bit PNG (ids <= 65535) or 32-bit
   TIFF (larger ids; Pillow mode ``I``), both read back by :func:`~fastmask.formats.read_mask`.
 - :func:`write_class_map`: a class map as 8-bit grey (or palette) PNG, 16-bit above 255.
@@ -33,8 +35,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from . import writers as _w
 from .labelmap import LabelMap, voc_colormap
-from .png import write_mask
 
 __all__ = [
     "CLEANZIP_FORMAT",
@@ -58,17 +60,7 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename (folders are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    _w.atomic_write(path, data)
 
 
 def safe_relpath(item_id: str) -> str:
@@ -87,8 +79,6 @@ def safe_relpath(item_id: str) -> str:
 
 def _image(arr: np.ndarray, mode: str) -> Image.Image:
     h, w = arr.shape
-    if mode == "I;16":
-        return Image.frombytes("I;16", (w, h), np.ascontiguousarray(arr.astype("<u2")).tobytes())
     if mode == "I":
         return Image.frombytes("I", (w, h), np.ascontiguousarray(arr.astype("<i4")).tobytes())
     raise ValueError(mode)
@@ -114,29 +104,29 @@ def write_id_map(path_stem: str | os.PathLike, ids: np.ndarray) -> str:
     if lo < 0 or hi > np.iinfo(np.int32).max:
         raise ValueError(f"write_id_map: ids must be in 0..2**31-1, got {lo}..{hi}")
     stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
     if hi <= 65535:
         out = stem.with_name(stem.name + ".png")
-        _save(_image(arr, "I;16"), out, "PNG")
+        _w.write_instance_png(out, arr)
     else:
         out = stem.with_name(stem.name + ".tif")
         _save(_image(arr, "I"), out, "TIFF")
     return out.name
 
 
-def write_class_map(path: str | os.PathLike, classes: np.ndarray, *, palette=None) -> None:
-    """Write a class map PNG: ``L`` (ids <= 255), ``P`` with ``palette`` ((n, 3) or ``"voc"``), ``I;16`` above 255."""
+def write_class_map(path: str | os.PathLike, classes: np.ndarray, *, palette=None) -> str:
+    """Write a class map PNG (:func:`fastmask.formats.writers.write_semantic_png`): ``L`` (ids <= 255),
+    ``P`` with ``palette`` ((n, 3) or ``"voc"``), ``I;16`` above 255. Returns the mode."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_mask(path, classes, palette=palette)
+    return _w.write_semantic_png(path, classes, palette=palette)
 
 
-def write_panoptic_png(path: str | os.PathLike, ids: np.ndarray) -> None:
-    """Write segment ids (0..2**24-1) as a COCO panoptic RGB PNG (id = R + 256 G + 65536 B)."""
-    arr = np.asarray(ids).astype(np.int64)
-    if arr.size and (arr.min() < 0 or arr.max() >= 1 << 24):
-        raise ValueError(f"write_panoptic_png: segment ids must be in 0..2**24-1, got {arr.min()}..{arr.max()}")
-    rgb = np.stack([arr & 255, (arr >> 8) & 255, (arr >> 16) & 255], axis=-1).astype(np.uint8)
-    _save(Image.fromarray(rgb, "RGB"), Path(path), "PNG")
+def write_panoptic_png(path: str | os.PathLike, ids: np.ndarray) -> str:
+    """Write segment ids (0..2**24-1) as a COCO panoptic RGB PNG (:func:`fastmask.formats.writers.write_panoptic_png`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return _w.write_panoptic_png(path, ids)
 
 
 def _colors_for(labelmap: LabelMap | None, ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:

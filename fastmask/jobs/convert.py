@@ -402,7 +402,7 @@ class ConvertJob(Job):
         return out
 
     def _panoptic(self, src: SourceItem) -> tuple[np.ndarray, list[dict]]:
-        from .. import rle as fr
+        from ..formats.writers import panoptic_segments
 
         ids, used, k = [], set(), 1
         for s in src.segments:
@@ -414,16 +414,10 @@ class ConvertJob(Job):
             used.add(sid)
             ids.append(sid)
         png = _paint(src.segments, src.height, src.width, ids)  # later segments on top, crowd included
-        infos = []
-        for s, sid in zip(src.segments, ids):
-            sel = png == sid
-            area = int(sel.sum())
-            if area == 0:
-                continue  # hidden entirely by later segments: a panoptic segment needs pixels
-            r = _encode(sel)
-            infos.append({"id": int(sid), "category_id": int(s["category_id"]), "iscrowd": int(s["iscrowd"]),
-                          "area": area, "bbox": [int(v) for v in fr.toBbox(r)]})
-        return png, infos
+        segs = [{"id": sid, "category_id": s["category_id"], "iscrowd": s["iscrowd"]}
+                for s, sid in zip(src.segments, ids)]
+        # area and bbox measured on the PNG; segments hidden entirely by later ones are left out
+        return png, panoptic_segments(png, segs)
 
     def _nucleus_rows(self, src: SourceItem, index_map: np.ndarray) -> list[dict]:
         from .. import rle as fr
