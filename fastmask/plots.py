@@ -342,7 +342,7 @@ def _draw_bars(chart: BarChart):
     # a series with a different unit (images next to %) gets its own panel
     split = not chart.stacked and len(keys) > 1 and not chart.percent
     panels = [[k] for k in keys] if split else [keys]
-    fig = _figure(4.2 * len(panels) + 2.5, max(2.4, 0.28 * n * (1 if chart.stacked or split else len(keys) * 0.7) + 1.4))
+    fig = _figure(3.6 * len(panels) + 2.5, max(2.4, 0.24 * n * (1 if chart.stacked or split else len(keys) * 0.7) + 1.4))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     ys = list(range(n))
     for ax, group in zip(axes, panels):
