@@ -1,0 +1,172 @@
+"""fastmask instances: instance maps vs scipy.ndimage.label partitions, id schemes, 32-bit output, errors, CLI."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastmask.cli import main
+from fastmask.engine import load_report_table, run_job
+from fastmask.formats import open_dataset, read_mask, write_mask
+from fastmask.jobs.instances import InstancesJob
+from fastmask.raster import paint_annotations
+
+STRUCT = {4: ndi.generate_binary_structure(2, 1), 8: ndi.generate_binary_structure(2, 2)}
+
+
+def run_instances(src, out, **kw):
+    ds = open_dataset(src)
+    job = InstancesJob(ds, out, **kw)
+    return run_job(job, ds.manifest(), out, workers=1, quiet=True)
+
+
+def expected_instances(cls, connectivity, base, background=0, ignore=255):
+    """Reference: per class, scipy components numbered by the raster order of their first pixel."""
+    exp = np.zeros(cls.shape, np.int64)
+    rows = []
+    for c in np.unique(cls).tolist():
+        if c == background or c == ignore:
+            continue
+        lab, n = ndi.label(cls == c, STRUCT[connectivity])  # scipy numbers in raster order of first pixel
+        for k in range(1, n + 1):
+            sel = lab == k
+            exp[sel] = c * base + k
+            rows.append((c * base + k, c, k, int(sel.sum())))
+    return exp, sorted(rows)
+
+
+def random_class_map(rng, h, w):
+    m = np.zeros((h, w), np.uint8)
+    for _ in range(rng.integers(1, 8)):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        m[y:y + rng.integers(1, 9), x:x + rng.integers(1, 9)] = rng.choice([1, 2, 3, 7, 255])
+    noise = rng.random((h, w)) < 0.05
+    m[noise] = rng.integers(0, 4, noise.sum())
+    return m
+
+
+@settings(max_examples=15)
+@given(st.integers(0, 2**31), st.sampled_from([4, 8]), st.sampled_from([10, 256, 1000]))
+def test_instance_ids_are_scipy_partitions(tmp_path_factory, seed, connectivity, base):
+    rng = np.random.default_rng(seed)
+    root = tmp_path_factory.mktemp("masks")
+    (root / "masks").mkdir()
+    maps = {}
+    for i in range(3):
+        m = random_class_map(rng, int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+        maps[f"m{i}"] = m
+        write_mask(root / "masks" / f"m{i}.png", m)
+    out = tmp_path_factory.mktemp("out")
+    result = run_instances(root, out, connectivity=connectivity, base=base)
+    items = {r["item_id"]: r for r in load_report_table(out).to_pylist()}
+    table = load_report_table(out, "instances").to_pylist()
+    for name, m in maps.items():
+        exp, rows = expected_instances(m, connectivity, base)
+        if any(k >= base for _, _, k, _ in rows):  # more components than the base allows
+            assert items[name]["status"] == "error" and items[name]["error_code"] == "id_overflow"
+            continue
+        assert items[name]["status"] == "ok"
+        got = read_mask(out / items[name]["instance_file"]).array
+        np.testing.assert_array_equal(got.astype(np.int64), exp)
+        mine = sorted((t["instance_id"], t["class_id"], t["k"], t["area"]) for t in table if t["item_id"] == name)
+        assert mine == rows
+        assert items[name]["n_instances"] == len(rows)
+    assert result.summary["connectivity"] == connectivity
+    assert result.summary["id_scheme"] == f"class*{base}+k"
+
+
+def test_large_ids_go_to_32_bit_tiff(tmp_path):
+    root = tmp_path / "masks"
+    root.mkdir()
+    m = np.zeros((5, 6), np.uint8)
+    m[0, 0] = 3
+    m[2:4, 2:5] = 3
+    m[4, 5] = 1
+    write_mask(root / "a.png", m)
+    out = tmp_path / "out"
+    run_instances(root, out, base=100000, connectivity=4)
+    (row,) = load_report_table(out).to_pylist()
+    assert row["instance_file"] == "instance_masks/a.tif" and row["max_id"] == 300002
+    got = read_mask(out / row["instance_file"]).array
+    assert got.dtype == np.int32
+    exp, _ = expected_instances(m, 4, 100000)
+    np.testing.assert_array_equal(got, exp)
+
+
+def test_background_and_ignore_options(tmp_path):
+    root = tmp_path / "masks"
+    root.mkdir()
+    m = np.array([[5, 5, 0, 9], [0, 0, 0, 9], [2, 0, 5, 0]], np.uint8)
+    write_mask(root / "a.png", m)
+    out = tmp_path / "out"
+    run_instances(root, out, base=10, connectivity=8, background=5, ignore_value=9)
+    (row,) = load_report_table(out).to_pylist()
+    got = read_mask(out / row["instance_file"]).array
+    # 5 is background, 9 ignored: neither is an instance; 0 is a class here
+    assert got.tolist() == [[0, 0, 1, 0], [1, 1, 1, 0], [21, 1, 0, 1]]
+
+
+def test_coco_source_is_painted_then_split(real_data, tmp_path):
+    src = real_data / "super-gradients/tests/data/tinycoco/annotations/instances_val2017.json"
+    ds = open_dataset(src)
+    rows = ds.manifest().slice(0, 3).to_pylist()
+    out = tmp_path / "out"
+    job = InstancesJob(ds, out, base=1000)
+    run_job(job, ds.manifest().slice(0, 3), out, workers=1, quiet=True)
+    items = {r["item_id"]: r for r in load_report_table(out).to_pylist()}
+    for row in rows:
+        item = ds.read_item(row)
+        cls = paint_annotations(item.annotations, row["height"], row["width"])
+        exp, _ = expected_instances(cls, 8, 1000)
+        r = items[row["item_id"]]
+        assert r["status"] == "ok"
+        # COCO items are named after their image file; ids above 65535 (class 66+ * 1000) need 32-bit TIFF
+        ext = ".tif" if exp.max() > 65535 else ".png"
+        assert r["instance_file"] == "instance_masks/" + row["file_name"].rsplit(".", 1)[0] + ext
+        np.testing.assert_array_equal(read_mask(out / r["instance_file"]).array.astype(np.int64), exp)
+
+
+def test_unreadable_items_are_error_rows(tmp_path):
+    root = tmp_path / "masks"
+    root.mkdir()
+    write_mask(root / "ok.png", np.ones((2, 2), np.uint8))
+    (root / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    result = run_instances(root, out)
+    items = {r["item_id"]: r for r in load_report_table(out).to_pylist()}
+    assert set(items) == {"ok", "empty"}
+    assert items["empty"]["status"] == "error" and items["empty"]["error_code"] == "zero_bytes"
+    assert items["ok"]["n_instances"] == 1
+    assert result.counts["error"] == 1
+
+
+@pytest.mark.parametrize("kw", [{"connectivity": 6}, {"base": 1}, {"base": True}, {"base": 2.5}])
+def test_bad_options_raise(tmp_path, kw):
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(ValueError):
+        InstancesJob(open_dataset(tmp_path), tmp_path / "o", **kw)
+
+
+def test_cli_end_to_end(tmp_path, capsys):
+    root = tmp_path / "masks"
+    root.mkdir()
+    m = np.zeros((4, 4), np.uint8)
+    m[0, 0] = m[3, 3] = 2
+    write_mask(root / "a.png", m)
+    out = tmp_path / "out"
+    assert main(["instances", str(root), "--out", str(out), "--workers", "1", "--quiet",
+                 "--connectivity", "4", "--id-scheme", "class*256+k"]) == 0
+    text = capsys.readouterr().out
+    assert "into 2 instances (class*256+k, 4-connected)" in text
+    got = read_mask(out / "instance_masks/a.png").array
+    assert got[0, 0] == 513 and got[3, 3] == 514
+    run = json.loads((out / "run.json").read_text())
+    assert run["arguments"]["connectivity"] == 4 and run["summary"]["instances"] == 2
+    # usage errors: bad base, --out in use, missing dataset
+    assert main(["instances", str(root), "--out", str(tmp_path / "o2"), "--id-scheme", "x", "--quiet"]) == 2
+    assert main(["instances", str(root), "--out", str(out), "--quiet"]) == 2
+    assert main(["instances", str(tmp_path / "nope"), "--out", str(tmp_path / "o3"), "--quiet"]) == 2
