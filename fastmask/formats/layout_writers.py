@@ -151,8 +151,8 @@ def _colors_for(labelmap: LabelMap | None, ids: Iterable[int]) -> dict[int, tupl
 
 def labelmap_txt(labelmap: LabelMap) -> str:
     """CVAT/Datumaro ``labelmap.txt`` text: the *n*-th label line is id *n*, so ids 0..max are
-    written with placeholder names (``_unused_<id>``) in the gaps; id 255 in ``ignore`` is
-    written as ``ignored:224,224,192::`` (the reader's convention). Ids above 255 are refused.
+    written with placeholder names (``_unused_<id>``) in the gaps; id 255, named and in ``ignore``,
+    is written as ``ignored:224,224,192::`` (the reader's convention). Ids above 254 are refused.
 
     >>> lm = LabelMap(names={0: "bg", 2: "cat", 255: "ignored"}, colors={}, ignore={255})
     >>> print(labelmap_txt(lm))
@@ -173,7 +173,7 @@ def labelmap_txt(labelmap: LabelMap) -> str:
         name = labelmap.names.get(i, f"_unused_{i}").replace(":", "_")
         r, g, b = cols[i]
         lines.append(f"{name}:{r},{g},{b}::")
-    if 255 in labelmap.ignore:
+    if 255 in labelmap.ignore and 255 in labelmap.names:
         lines.append("ignored:224,224,192::")
     return "\n".join(lines) + "\n"
 
