@@ -100,7 +100,7 @@ def _size_of(obj, i: int) -> tuple[int, int]:
         if len(size) != 2:
             raise ValueError
         h, w = int(size[0]), int(size[1])
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, KeyError, IndexError):  # e.g. a dict or inf as size
         raise ValueError(f"RLE {i}: 'size' must be [height, width], got {size!r}") from None
     if h < 0 or w < 0:
         raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
@@ -425,7 +425,7 @@ def iou(dt, gt, pyiscrowd):
 def _check_hw(h, w) -> tuple[int, int]:
     try:
         hi, wi = int(h), int(w)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         raise TypeError(f"height and width must be integers, got {h!r}, {w!r}") from None
     if hi != h or wi != w or hi < 0 or wi < 0:
         raise ValueError(f"height and width must be non-negative integers, got {h!r}, {w!r}")
