@@ -91,3 +91,4 @@ def id_stats(labels, n_ids):
                 box[v, 2] = max(box[v, 2], x - 1)
                 box[v, 3] = y
     return area, box
+
