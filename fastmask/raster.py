@@ -364,7 +364,7 @@ def _int_or_none(v):
 class Rasterized:
     """The result of :func:`rasterize_annotations` (one image).
 
-    Attributes: ``mask`` (h, w) label map; ``kind``; per input annotation (arrays of length
+    Attributes: ``mask`` (h, w) label map (None with ``paint=False``); ``height``, ``width``; ``kind``; per input annotation (arrays of length
     n, in input order): ``annotation_ids`` (list), ``category_ids`` (int64, -1 when
     missing), ``iscrowd`` (bool), ``instance_ids`` (int64; 0 for no instance: a skipped
     annotation, or a crowd one painted as ignore, or kind ``semantic``), ``mask_areas``
@@ -381,15 +381,22 @@ class Rasterized:
         """Annotation ``i``'s full mask as a compressed COCO RLE dict (as pycocotools' encode)."""
         from .rle import from_counts
 
-        h, w = self.mask.shape
+        h, w = self.height, self.width
         o = self.offsets
         return from_counts(self.counts[o[i] : o[i + 1]], np.array([0, o[i + 1] - o[i]], np.int64), [h], [w])[0]
+
+    def rles(self) -> list[dict]:
+        """Every annotation's full mask as a compressed RLE dict, in one call (skipped ones: empty)."""
+        from .rle import from_counts
+
+        n = len(self.offsets) - 1
+        return from_counts(self.counts, self.offsets, [self.height] * n, [self.width] * n)
 
     def mask_of(self, i: int) -> np.ndarray:
         """Annotation ``i``'s full 0/1 mask (uint8, C order), independent of overlaps."""
         from .kernels.paint import paint_colmajor
 
-        h, w = self.mask.shape
+        h, w = self.height, self.width
         flat = np.zeros(h * w, np.uint8)
         paint_colmajor(self.counts, self.offsets, np.array([i], np.int64), np.ones(len(self.offsets) - 1, np.uint8), flat)
         return np.ascontiguousarray(flat.reshape(w, h).T)
@@ -435,6 +442,7 @@ def rasterize_annotations(
     background: int = 0,
     dtype=None,
     on_error: str = "raise",
+    paint: bool = True,
 ) -> Rasterized:
     """Paint the COCO annotations of one image into a class map or an instance-id map.
 
@@ -453,6 +461,7 @@ def rasterize_annotations(
     ``inclusive`` or ``center``. ``dtype``: of the map (default: the smallest unsigned
     type holding every value). Invalid annotations raise ``ValueError`` naming the
     annotation id, or with ``on_error="skip"`` are left out and listed in ``problems``.
+    ``paint=False`` skips the map (``mask`` is None): only the per-annotation RLEs and facts.
 
     >>> anns = [{"id": 1, "category_id": 3, "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4]]},
     ...         {"id": 2, "category_id": 5, "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]
@@ -533,6 +542,11 @@ def rasterize_annotations(
     info = np.iinfo(dtype) if dtype.kind in "iu" else None
     if info is None or lo < info.min or hi > info.max:
         raise ValueError(f"rasterize_annotations: values {lo}..{hi} do not fit dtype {dtype}")
+    if not paint:
+        problems.sort()
+        return Rasterized(mask=None, height=h, width=w, kind=kind, annotation_ids=ids, category_ids=cats,
+                          iscrowd=crowd_flags, instance_ids=inst, mask_areas=mask_areas, areas=None, bboxes=None,
+                          problems=problems, counts=counts, offsets=offsets)
     flat = np.full(h * w, background, dtype)
     status, bad_rle = paint_colmajor(counts, offsets, order, vals.astype(dtype), flat)
     if status != STATUS_OK:  # cannot happen for counts we parsed; keep the guard explicit
@@ -551,7 +565,7 @@ def rasterize_annotations(
         bboxes[has, 2] = b[has, 2] - b[has, 0] + 1
         bboxes[has, 3] = b[has, 3] - b[has, 1] + 1
     problems.sort()
-    return Rasterized(mask=mask, kind=kind, annotation_ids=ids, category_ids=cats, iscrowd=crowd_flags,
+    return Rasterized(mask=mask, height=h, width=w, kind=kind, annotation_ids=ids, category_ids=cats, iscrowd=crowd_flags,
                       instance_ids=inst, mask_areas=mask_areas, areas=areas, bboxes=bboxes, problems=problems,
                       counts=counts, offsets=offsets)
 

@@ -265,3 +265,16 @@ def test_counts_round_trip(h, w, data):
     r = rasterize_annotations([{"id": 1, "category_id": 1, "segmentation": rle}], h, w)
     assert np.array_equal(r.mask, m) and not problems
     assert r.rle(0)["counts"] == rle["counts"]
+
+
+def test_paint_false_gives_the_same_rles():
+    anns = [{"id": 1, "category_id": 2, "segmentation": [[0, 0, 5, 0, 5, 4, 0, 4]]},
+            {"id": 2, "category_id": 3, "segmentation": [[0, 0, 1]]},
+            {"id": 3, "category_id": 3, "iscrowd": 1, "segmentation": {"size": [6, 7], "counts": [3, 39]}}]
+    full = rasterize_annotations(anns, 6, 7, kind="instance", on_error="skip")
+    lean = rasterize_annotations(anns, 6, 7, kind="instance", on_error="skip", paint=False)
+    assert lean.mask is None and lean.problems == full.problems and [p[1] for p in lean.problems] == [2]
+    assert lean.rles() == [full.rle(i) for i in range(3)]
+    assert lean.rles()[0] == pm.merge(pm.frPyObjects(anns[0]["segmentation"], 6, 7))
+    assert lean.rles()[1]["counts"] == pm.encode(np.zeros((6, 7), np.uint8, order="F"))["counts"]  # skipped: empty
+    assert np.array_equal(lean.mask_of(2), ann_to_mask(anns[2], 6, 7))

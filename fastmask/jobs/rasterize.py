@@ -207,7 +207,8 @@ class RasterizeJob(Job):
             r = rasterize_annotations(anns, h, w, kind=kind, overlap=self.overlap, class_priority=self.class_priority,
                                       crowd=crowd, ignore_value=self.ignore_value, fill=self.fill,
                                       background=self.background, on_error="skip",
-                                      dtype=np.uint16 if self.sixteen_bit else None)
+                                      dtype=np.uint16 if self.sixteen_bit else None,
+                                      paint=self.kind not in ("rle", "binary"))
         except ValueError as e:  # values that do not fit (e.g. > 65535 instances)
             raise ItemError("cannot_rasterize", str(e)) from None
         skipped = {i for i, _, _ in r.problems}
@@ -255,10 +256,11 @@ class RasterizeJob(Job):
             rows["segments"] = segs
         else:  # rle
             out = []
+            rles = r.rles()
             for i in range(len(anns)):
                 if i in skipped:
                     continue
-                rle = r.rle(i)
+                rle = rles[i]
                 cat = int(r.category_ids[i])
                 out.append({"annotation_index": i, "annotation_id": _int_id(r.annotation_ids[i]),
                             "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]),
