@@ -121,6 +121,13 @@ def test_voc_zip_round_trip(tmp_path):
     z, _ = convert(src, "voc", tmp_path / "v", zip_output=True)
     assert z.name == "dataset.zip" and zipfile.is_zipfile(z)
     assert_same_voc(src, z)
+    names = zipfile.ZipFile(z).namelist()
+    assert {"labelmap.txt", "ImageSets/Segmentation/default.txt", "ImageSets/Segmentation/train.txt",
+            "ImageSets/Segmentation/val.txt"} <= set(names)
+    # the source splits are kept
+    a = {r["item_id"]: r["splits"] for r in open_dataset(src).manifest().to_pylist()}
+    b = {r["item_id"]: r["splits"] for r in open_dataset(z).manifest().to_pylist()}
+    assert b == {k: ",".join(sorted({"default", v})) for k, v in a.items()}
 
 
 def test_panoptic_coco_panoptic_identical_ids_and_areas(real_data, tmp_path):
@@ -244,8 +251,9 @@ def test_coco_to_coco_rle_equals_pycocotools(real_data, tmp_path):
     # and as polygons (the default) the source polygons are kept as they are
     out2, _ = convert(src, "coco", tmp_path / "p")
     b2 = {x["id"]: x for x in json.loads((out2 / "annotations.json").read_text())["annotations"]}
-    assert all(b2[x["id"]]["segmentation"] == x["segmentation"] for x in a["annotations"]
-               if isinstance(x["segmentation"], list))
+    for x in a["annotations"]:
+        if isinstance(x["segmentation"], list):  # kept with the source's other fields (geometric area...)
+            assert {k: v for k, v in b2[x["id"]].items() if k != "instance_id"} == x
 
 
 def test_cleanzip_write_read_identical(tmp_path):

@@ -118,8 +118,11 @@ def _segments_from_maps(class_map: np.ndarray, inst: np.ndarray | None, backgrou
 
 
 def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
-                background: int | None = 0) -> SourceItem:
-    """Read one manifest row into a :class:`SourceItem`; raises :class:`ItemError` when impossible."""
+                background: int | None = 0, instance_map: bool = True) -> SourceItem:
+    """Read one manifest row into a :class:`SourceItem`; raises :class:`ItemError` when impossible.
+
+    ``instance_map=False`` skips painting COCO instance maps (``SourceItem.instance_map`` is None).
+    """
     from ..raster import rasterize_annotations
 
     try:
@@ -151,15 +154,16 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
         try:
             r = rasterize_annotations(anns, h, w, kind="semantic", crowd="ignore", ignore_value=ign)
             ri = rasterize_annotations(anns, h, w, kind="semantic", values=inst_ids, crowd="ignore",
-                                       ignore_value=ign)
+                                       ignore_value=ign) if instance_map else None
         except (ValueError, TypeError) as e:
             raise ItemError("invalid_annotation", f"{iid}: {e}") from None
         segs = []
         for i, a in enumerate(anns):
             segs.append({"id": a.get("id"), "category_id": int(a["category_id"]),
                          "iscrowd": 1 if a.get("iscrowd") else 0, "instance_id": int(inst_ids[i]),
-                         "rle": r.rle(i), "segmentation": a.get("segmentation")})
-        return SourceItem(iid, h, w, r.mask, ri.mask, segs, item.image_path, row.get("image_id"),
+                         "rle": r.rle(i), "segmentation": a.get("segmentation"), "source": a})
+        return SourceItem(iid, h, w, r.mask, ri.mask if ri is not None else None, segs, item.image_path,
+                          row.get("image_id"),
                           row.get("file_name"), splits, "instances")
     if item.segments is not None or dataset.layout == "coco_panoptic":  # panoptic
         if item.instance_mask is None:
@@ -281,7 +285,8 @@ class ConvertJob(Job):
 
     # ------------------------------------------------------------------ per item
     def process(self, row: dict[str, Any]) -> ItemResult:
-        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background)
+        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
+                          instance_map=self.to in ("masks", "voc"))
         image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
         rel = lw.safe_relpath(os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
         d = self.dataset_dir
@@ -397,6 +402,11 @@ class ConvertJob(Job):
         out = {"id": s["id"] if isinstance(s["id"], int) else None, "image_id": image_id,
                "category_id": s["category_id"], "segmentation": seg, "area": int(fr.area(s["rle"])),
                "bbox": [float(v) for v in fr.toBbox(s["rle"])], "iscrowd": int(s["iscrowd"])}
+        source = s.get("source")
+        if source is not None:  # a COCO source: its other fields (and its area/bbox when seg is kept) stay
+            kept = source.get("segmentation") is seg
+            out = {**source, **{k: v for k, v in out.items() if not (kept and k in ("area", "bbox") and k in source)}}
+            out["id"] = source.get("id")
         if s.get("instance_id") is not None and not s["iscrowd"]:
             out["instance_id"] = int(s["instance_id"])  # kept so that instance maps come back with the same ids
         return out
@@ -563,15 +573,7 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         lw.atomic_write(d / "labelmap.json", (json.dumps(lm.to_json(), indent=1) + "\n").encode())
     elif job.to == "voc":
         lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(lm).encode())
-        splits: dict[str, list[str]] = {"default": []}
-        for r in _ok_items(report):
-            splits["default"].append(r["name"])
-            for s in (r.get("splits") or "").split(","):
-                if s and s != "default":
-                    splits.setdefault(s, []).append(r["name"])
-        for name, ids in splits.items():
-            lw.atomic_write(d / "ImageSets" / "Segmentation" / f"{name}.txt",
-                            "".join(i + "\n" for i in ids).encode())
+        _write_splits(report, d / "ImageSets" / "Segmentation")
     elif job.to in ("coco", "cleanzip"):
         target = d / ("annotations.json" if job.to == "coco" else "coco/annotations.json")
         lw.write_coco_json(target, (json.loads(t) for t in _records(report, "image")),
@@ -594,6 +596,34 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         lw.zip_folder(d, zpath)
         return zpath
     return d
+
+
+def _write_splits(report: Path, folder: Path) -> None:
+    """``default.txt`` (every converted item) and one ``<split>.txt`` per source split, streamed."""
+    import contextlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def tmp_of(name: str) -> Path:
+        return folder / f".{lw.safe_relpath(name).replace('/', '_')}.txt.tmp"
+
+    files: dict[str, Any] = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            for r in _ok_items(report):
+                names = ["default"] + [x for x in (r.get("splits") or "").split(",") if x and x != "default"]
+                for name in names:
+                    if name not in files:
+                        files[name] = stack.enter_context(open(tmp_of(name), "w", encoding="utf-8"))
+                    files[name].write(r["name"] + "\n")
+            if "default" not in files:
+                files["default"] = stack.enter_context(open(tmp_of("default"), "w", encoding="utf-8"))
+        for name in files:
+            os.replace(tmp_of(name), folder / tmp_of(name).name[1:-4])
+    finally:
+        for name in files:
+            if tmp_of(name).exists():
+                tmp_of(name).unlink()
 
 
 def _write_nucleus(job: ConvertJob, report: Path, d: Path) -> None:
