@@ -1,6 +1,6 @@
 """``fastmask instances MASKS --out DIR``: class masks -> instance masks (connected components).
 
-Instance maps go to ``DIR/instance_masks/`` (16-bit PNG; 32-bit TIFF when an id exceeds
+Instance maps go to ``DIR/masks/`` (16-bit PNG; 32-bit TIFF when an id exceeds
 65535); ``DIR`` is the run's report folder with the ``instances`` table (id -> class).
 Heavy modules are imported inside :func:`run`.
 """
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "instances", help="split class masks into instance masks (connected components, id = class*base+k)",
         description="Split class masks into instance masks: id = class * BASE + k, k from 1 in raster order "
-                    "of each component's first pixel. Instance maps go to OUT/instance_masks/.")
+                    "of each component's first pixel. Instance maps go to OUT/masks/.")
     add_dataset_arguments(p)
     g = p.add_argument_group("instances")
     g.add_argument("--connectivity", type=int, choices=(4, 8), default=8, help="pixel connectivity (default 8)")
@@ -67,6 +67,6 @@ def run(args: argparse.Namespace) -> int:
           f"{result.wall_seconds:.2f} s; {result.counts.get('error', 0)} failed")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
-    print(f"instance maps: {result.out_dir}/instance_masks/")
+    print(f"instance maps: {result.out_dir}/masks/")
     print(f"report: {result.out_dir}")
     return 0

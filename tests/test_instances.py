@@ -90,7 +90,7 @@ def test_large_ids_go_to_32_bit_tiff(tmp_path):
     out = tmp_path / "out"
     run_instances(root, out, base=100000, connectivity=4)
     (row,) = load_report_table(out).to_pylist()
-    assert row["instance_file"] == "instance_masks/a.tif" and row["max_id"] == 300002
+    assert row["instance_file"] == "masks/a.tif" and row["max_id"] == 300002
     got = read_mask(out / row["instance_file"]).array
     assert got.dtype == np.int32
     exp, _ = expected_instances(m, 4, 100000)
@@ -126,7 +126,7 @@ def test_coco_source_is_painted_then_split(real_data, tmp_path):
         assert r["status"] == "ok"
         # COCO items are named after their image file; ids above 65535 (class 66+ * 1000) need 32-bit TIFF
         ext = ".tif" if exp.max() > 65535 else ".png"
-        assert r["instance_file"] == "instance_masks/" + row["file_name"].rsplit(".", 1)[0] + ext
+        assert r["instance_file"] == "masks/" + row["file_name"].rsplit(".", 1)[0] + ext
         np.testing.assert_array_equal(read_mask(out / r["instance_file"]).array.astype(np.int64), exp)
 
 
@@ -162,7 +162,7 @@ def test_cli_end_to_end(tmp_path, capsys):
                  "--connectivity", "4", "--id-scheme", "class*256+k"]) == 0
     text = capsys.readouterr().out
     assert "into 2 instances (class*256+k, 4-connected)" in text
-    got = read_mask(out / "instance_masks/a.png").array
+    got = read_mask(out / "masks/a.png").array
     assert got[0, 0] == 513 and got[3, 3] == 514
     run = json.loads((out / "run.json").read_text())
     assert run["arguments"]["connectivity"] == 4 and run["summary"]["instances"] == 2

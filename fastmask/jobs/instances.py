@@ -6,8 +6,9 @@ in ``coco`` mode with crowd -> ignore; panoptic segments by category, see
 :func:`fastmask.components.split_instances`: instance id ``class * base + k``, ``k``
 from 1 in raster order of each component's first pixel, ``connectivity`` 4 or 8;
 background and ignore pixels get id 0. The instance map is written to
-``<out>/instance_masks/<item>.png`` (16-bit grey PNG) or ``.tif`` (32-bit integer TIFF)
-when an id exceeds 65535. Table ``instances``: one row per instance (id -> class).
+``<out>/masks/<item>.png`` (16-bit grey PNG, as ``fastmask rasterize --kind instance``)
+or ``<out>/masks/<item>.tif`` (32-bit integer TIFF) when an id exceeds 65535. Table
+``instances``: one row per instance (id -> class).
 
 Example::
 
@@ -28,7 +29,7 @@ from ..formats import Dataset
 from ..formats import layout_writers as lw
 from .convert import read_source
 
-INSTANCES_DIR = "instance_masks"
+INSTANCES_DIR = "masks"
 
 
 class InstancesJob(Job):
