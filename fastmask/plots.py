@@ -125,14 +125,19 @@ def read_run(run_dir: str | os.PathLike) -> dict:
         return json.load(f)
 
 
-def read_table(run_dir: str | os.PathLike, name: str):
-    """A table of the run as a ``pyarrow.Table`` (parts concatenated), or None when absent."""
-    import pyarrow.parquet as pq
+def read_table(run_dir: str | os.PathLike, name: str, columns: list[str] | None = None):
+    """A table of the run as a ``pyarrow.Table`` (parts concatenated), or None when absent.
+
+    ``columns``: read only those that exist (large runs: skip the list and JSON columns).
+    """
+    import pyarrow.dataset as pads
 
     p = Path(run_dir) / name
     if not p.is_dir() or not any(p.glob("*.parquet")):
         return None
-    return pq.read_table(p)
+    ds = pads.dataset(p, format="parquet")  # hidden temporaries (.part-*.tmp) are ignored
+    cols = None if columns is None else [c for c in columns if c in ds.schema.names]
+    return ds.to_table(columns=cols)
 
 
 def class_names(run: dict) -> dict[int, str]:
@@ -192,9 +197,11 @@ def _findings_chart(tables: list) -> BarChart | None:
     for t in tables:
         if t is None or t.num_rows == 0:
             continue
-        for rule, sev in zip(t.column("rule").to_pylist(), t.column("severity").to_pylist()):
+        g = t.group_by(["rule", "severity"]).aggregate([([], "count_all")])
+        for rule, sev, n in zip(g.column("rule").to_pylist(), g.column("severity").to_pylist(),
+                                g.column("count_all").to_pylist()):
             counts.setdefault(str(rule), {}).setdefault(str(sev), 0)
-            counts[str(rule)][str(sev)] += 1
+            counts[str(rule)][str(sev)] += n
     if not counts:
         return None
     rules = sorted(counts, key=lambda r: (-sum(counts[r].values()), r))
@@ -305,7 +312,7 @@ def charts_for_run(run_dir: str | os.PathLike) -> list[Chart]:
     classes = classes_t.to_pylist() if classes_t is not None else []
     charts: list[Chart] = []
     if job == "validate":
-        c = _findings_chart([read_table(run_dir, "findings"), read_table(run_dir, "dataset_findings")])
+        c = _findings_chart([read_table(run_dir, t, ["rule", "severity"]) for t in ("findings", "dataset_findings")])
         if c:
             charts.append(c)
         c = _frequency_chart(classes, names)

@@ -467,42 +467,59 @@ def _charts(run_dir: Path, mode: str) -> str:
     return "".join(out)
 
 
-def _findings_section(run_dir: Path, max_rows: int) -> tuple[str, list[dict]]:
-    tables = [(name, plots.read_table(run_dir, name)) for name in ("findings", "dataset_findings")]
-    rows: list[dict] = []
-    for name, t in tables:
-        if t is not None:
-            for r in t.to_pylist():
-                r["_table"] = name
-                rows.append(r)
-    rows.sort(key=lambda r: (SEVERITY_RANK.get(r.get("severity"), 9), str(r.get("rule")), str(r.get("item_id") or "")))
-    if not rows:
-        return '<section id="findings"><h2>Findings</h2><p>No findings.</p></section>', rows
-    shown = rows[:max_rows]
+FINDING_COLUMNS = ["item_id", "rule", "severity", "class_id", "pixels", "bbox_x", "bbox_y", "bbox_w", "bbox_h", "message"]
+
+
+def _findings_table(run_dir: Path):
+    """findings + dataset_findings (display columns, ``item_id`` as string, ``_rank`` of the severity), or None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    parts = []
+    for name in ("findings", "dataset_findings"):
+        t = plots.read_table(run_dir, name, FINDING_COLUMNS)
+        if t is None or t.num_rows == 0:
+            continue
+        cols = {c: (pc.cast(t[c], pa.string()) if c == "item_id" else t[c]) if c in t.column_names
+                else pa.nulls(t.num_rows, pa.string() if c in ("rule", "severity", "message") else pa.int64())
+                for c in FINDING_COLUMNS}
+        parts.append(pa.table(cols))
+    if not parts:
+        return None
+    t = pa.concat_tables(parts)
+    rank = pc.fill_null(pc.index_in(t["severity"], value_set=pa.array(list(SEVERITY_RANK), pa.string())), 9)
+    return t.append_column("_rank", pc.cast(rank, pa.int64()))
+
+
+def _findings_section(findings, max_rows: int) -> str:
+    if findings is None:
+        return '<section id="findings"><h2>Findings</h2><p>No findings.</p></section>'
+    shown = findings.sort_by([("_rank", "ascending"), ("rule", "ascending"), ("item_id", "ascending")])
+    shown = shown.slice(0, max_rows).to_pylist()
     body = []
     for r in shown:
         bbox = "" if r.get("bbox_x") is None else f"{r['bbox_x']}, {r['bbox_y']}, {r['bbox_w']}, {r['bbox_h']}"
         body.append([_e(r.get("item_id") if r.get("item_id") is not None else "(dataset)"), _sev(r.get("severity")),
                      _e(r.get("rule")), _e(r.get("class_id") if r.get("class_id") is not None else ""),
                      _e(_num(r["pixels"]) if r.get("pixels") is not None else ""), _e(bbox), _e(r.get("message"))])
-    html_ = ('<section id="findings"><h2>Findings</h2>'
-             + _table(["item", "severity", "rule", "class", "pixels", "bbox (x, y, w, h)", "message"], body,
-                      numeric={3, 4}, raw=set(range(7)))
-             + _more(len(shown), len(rows), "findings", "findings/ and dataset_findings/")
-             + "</section>")
-    return html_, rows
+    return ('<section id="findings"><h2>Findings</h2>'
+            + _table(["item", "severity", "rule", "class", "pixels", "bbox (x, y, w, h)", "message"], body,
+                     numeric={3, 4}, raw=set(range(7)))
+            + _more(len(shown), findings.num_rows, "findings", "findings/ and dataset_findings/")
+            + "</section>")
 
 
 def _errors_section(items, max_rows: int) -> str:
+    import pyarrow.compute as pc
+
     if items is None or "status" not in items.column_names:
         return ""
-    rows = [r for r in items.select(["item_id", "status", "error_code", "error_message"]).to_pylist()
-            if r["status"] != "ok"]
-    if not rows:
+    bad = items.filter(pc.not_equal(items["status"], "ok"))
+    if bad.num_rows == 0:
         return ""
-    body = [[r["item_id"], r["error_code"], r["error_message"]] for r in rows[:max_rows]]
+    body = [[r["item_id"], r.get("error_code"), r.get("error_message")] for r in bad.slice(0, max_rows).to_pylist()]
     return ('<section id="errors"><h2>Items not read or not evaluated</h2>'
-            + _table(["item", "error code", "message"], body) + _more(len(body), len(rows), "items", "items/")
+            + _table(["item", "error code", "message"], body) + _more(len(body), bad.num_rows, "items", "items/")
             + "</section>")
 
 
@@ -536,59 +553,73 @@ def _classes_section(run: dict, classes, max_rows: int) -> str:
             + _more(len(body), len(rows), "classes", "classes/") + "</section>")
 
 
-def _worst(run: dict, run_dir: Path, findings: list[dict], items, n: int) -> list[tuple[str, str, list]]:
-    """[(item_id, caption HTML, boxes)] of the items to draw, worst first."""
+def _worst(run: dict, run_dir: Path, findings, items, n: int) -> list[tuple[str, str, list]]:
+    """[(item_id, caption HTML, boxes)] of the items to draw, worst first (Arrow compute: no full row lists)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     job = run.get("job")
     if n <= 0:
         return []
     if job == "validate":
-        per: dict[str, list[dict]] = {}
-        for f in findings:
-            if f.get("item_id") is not None:
-                per.setdefault(str(f["item_id"]), []).append(f)
-        order = sorted(per, key=lambda i: (min(SEVERITY_RANK.get(f.get("severity"), 9) for f in per[i]),
-                                           -len(per[i]), i))[:n]
+        if findings is None:
+            return []
+        f = findings.filter(pc.is_valid(findings["item_id"]))
+        if f.num_rows == 0:
+            return []
+        g = f.group_by("item_id").aggregate([("_rank", "min"), ([], "count_all")])
+        g = g.sort_by([("_rank_min", "ascending"), ("count_all", "descending"), ("item_id", "ascending")]).slice(0, n)
+        order = g["item_id"].to_pylist()
+        per: dict[str, list[dict]] = {i: [] for i in order}
+        for r in f.filter(pc.is_in(f["item_id"], value_set=g["item_id"])).to_pylist():
+            per[r["item_id"]].append(r)
         out = []
         for i in order:
-            fs = per[i]
+            fs = sorted(per[i], key=lambda r: r["_rank"])
             lines = "".join(f"<br>{_sev(f.get('severity'))} <code>{_e(f.get('rule'))}</code> {_e(f.get('message'))}"
                             for f in fs[:4])
             more = f"<br>… {len(fs) - 4} more" if len(fs) > 4 else ""
             boxes = [(f["bbox_x"], f["bbox_y"], f["bbox_w"], f["bbox_h"], f.get("severity")) for f in fs
-                     if f.get("bbox_x") is not None and f.get("bbox_w") is not None]
+                     if f.get("bbox_x") is not None and f.get("bbox_w") is not None][:50]
             out.append((i, f"<b>{_e(i)}</b> — {len(fs)} finding(s){lines}{more}", boxes))
         return out
     if job == "evaluate":
         if items is None or "miou" not in items.column_names:
             return []
-        rows = [r for r in items.select(["item_id", "status", "miou", "accuracy"]).to_pylist()
-                if r["status"] == "ok" and r["miou"] is not None and not math.isnan(r["miou"])]
-        rows.sort(key=lambda r: (r["miou"], str(r["item_id"])))
+        t = items.select([c for c in ("item_id", "status", "miou", "accuracy") if c in items.column_names])
+        t = t.filter(pc.and_(pc.equal(t["status"], "ok"), pc.is_valid(t["miou"])))
+        t = t.filter(pc.invert(pc.is_nan(t["miou"])))
+        t = t.sort_by([("miou", "ascending"), ("item_id", "ascending")]).slice(0, n)
         return [(str(r["item_id"]), (f"<b>{_e(r['item_id'])}</b> — mIoU {_num(r['miou'], pct=True)}, "
-                                    f"pixel accuracy {_num(r['accuracy'], pct=True)}"), []) for r in rows[:n]]
+                                     f"pixel accuracy {_num(r.get('accuracy'), pct=True)}"), []) for r in t.to_pylist()]
     if job == "coverage":
-        cc = plots.read_table(run_dir, "class_coverage")
-        classes = plots.read_table(run_dir, "classes")
-        if cc is None or classes is None:
+        cc = plots.read_table(run_dir, "class_coverage", ["item_id", "class_id", "fraction"])
+        classes = plots.read_table(run_dir, "classes", ["class_id", "images"])
+        if cc is None or classes is None or cc.num_rows == 0:
             return []
-        images = {r["class_id"]: r["images"] or 0 for r in classes.to_pylist()}
+        cc = cc.set_column(0, "item_id", pc.cast(cc["item_id"], pa.string()))
+        j = cc.join(classes, keys="class_id", join_type="left outer")
+        j = j.set_column(j.column_names.index("images"), "images", pc.fill_null(j["images"], 0))
+        g = j.group_by("item_id").aggregate([("images", "min")])
+        g = g.sort_by([("images_min", "ascending"), ("item_id", "ascending")]).slice(0, n)
+        order = g["item_id"].to_pylist()
+        per: dict[str, list[dict]] = {i: [] for i in order}
+        for r in j.filter(pc.is_in(j["item_id"], value_set=g["item_id"])).to_pylist():
+            per[r["item_id"]].append(r)
         names = plots.class_names(run)
-        per: dict[str, list[dict]] = {}
-        for r in cc.to_pylist():
-            per.setdefault(str(r["item_id"]), []).append(r)
-        order = sorted(per, key=lambda i: (min(images.get(r["class_id"], 0) for r in per[i]), i))[:n]
         out = []
         for i in order:
+            rows = sorted(per[i], key=lambda r: (-r["fraction"], r["class_id"]))
             parts = ", ".join(f"{_e(plots._label(r['class_id'], names))} {_num(r['fraction'], 2, pct=True)}"
-                              for r in sorted(per[i], key=lambda r: -r["fraction"])[:6])
-            rare = min(per[i], key=lambda r: images.get(r["class_id"], 0))
+                              for r in rows[:6])
+            rare = min(rows, key=lambda r: (r["images"], r["class_id"]))
             out.append((i, (f"<b>{_e(i)}</b> — rarest class {_e(plots._label(rare['class_id'], names))} "
-                           f"(in {images.get(rare['class_id'], 0)} images); {parts}"), []))
+                            f"(in {rare['images']} images); {parts}"), []))
         return out
     return []
 
 
-def _thumbnails(run: dict, run_dir: Path, findings: list[dict], items, n: int, images: str | None) -> str:
+def _thumbnails(run: dict, run_dir: Path, findings, items, n: int, images: str | None) -> str:
     picks = _worst(run, run_dir, findings, items, n)
     what = {"validate": "most severe findings first", "evaluate": "lowest per-image mIoU first",
             "coverage": "images holding the rarest classes first"}.get(run.get("job"), "")
@@ -621,7 +652,7 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
         raise ValueError("max_thumbnails and max_rows must not be negative")
     run_dir = Path(run_dir)
     run = plots.read_run(run_dir)
-    items = plots.read_table(run_dir, "items")
+    items = plots.read_table(run_dir, "items", ["item_id", "status", "error_code", "error_message", "miou", "accuracy"])
     classes = plots.read_table(run_dir, "classes")
     job = run.get("job") or "?"
     title = f"fastmask {job} report"
@@ -634,9 +665,10 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     parts.append(_summary(run))
     if charts != "none":
         parts.append(_charts(run_dir, charts))
-    findings_html, findings = ("", [])
+    findings_html, findings = "", None
     if job == "validate":
-        findings_html, findings = _findings_section(run_dir, max_rows)
+        findings = _findings_table(run_dir)
+        findings_html = _findings_section(findings, max_rows)
     parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
     parts.append(findings_html)
     parts.append(_classes_section(run, classes, max_rows))
