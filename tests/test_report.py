@@ -310,3 +310,47 @@ def test_headless_chromium_renders_the_page(runs, tmp_path, kind):
     assert len(np.unique(arr.reshape(-1, 3)[::7], axis=0)) > 50  # text, charts and photos, not a blank page
     # the page background colour dominates but does not fill the screen
     assert (arr == arr[5, 5]).all(axis=2).mean() < 0.9
+
+
+def test_panoptic_validate_thumbnail_and_scan_run(runs, tmp_path):
+    pan = runs["voc"].parent / "panoptic" / "panoptic_sample.json"
+    out = tmp_path / "pan"
+    assert main(["validate", str(pan), "--out", str(out), "--workers", "1", "--quiet"]) == 1
+    page = Page(report.render_report(out))
+    (fig,) = page.figures  # the one item with a segment_mismatch
+    assert len(fig["imgs"]) == 1 and "segment_mismatch" in fig["caption"]
+    # a job without charts or thumbnails (scan) still gets its summary and error table
+    scan = tmp_path / "scan"
+    assert main(["scan", str(runs["voc"]), "--out", str(scan), "--workers", "1", "--quiet"]) == 0
+    page = _check_self_contained(report.render_report(scan))
+    assert "summary" in page.sections and "errors" in page.sections
+    assert not page.figures and "charts" not in page.sections
+
+
+def test_unfinished_run_says_so(runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(runs["coverage"], run)
+    meta = json.loads((run / "run.json").read_text())
+    meta["status"] = "stopped"
+    meta["stop_reason"] = "worker <died>"
+    (run / "run.json").write_text(json.dumps(meta))
+    text = report.render_report(run, max_thumbnails=0, charts="none")
+    assert "the tables hold finished shards only" in text
+    assert "worker &lt;died&gt;" in text and "worker <died>" not in text
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="charts"):
+        report.render_report(".", charts="svg")
+    with pytest.raises(ValueError, match="negative"):
+        report.render_report(".", max_rows=-1)
+
+
+def test_docstring_examples():
+    import doctest
+
+    from fastmask import plots
+
+    for mod in (report, plots):
+        result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0 and result.attempted >= 2, (mod.__name__, result)
