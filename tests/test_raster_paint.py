@@ -278,3 +278,34 @@ def test_paint_false_gives_the_same_rles():
     assert lean.rles()[0] == pm.merge(pm.frPyObjects(anns[0]["segmentation"], 6, 7))
     assert lean.rles()[1]["counts"] == pm.encode(np.zeros((6, 7), np.uint8, order="F"))["counts"]  # skipped: empty
     assert np.array_equal(lean.mask_of(2), ann_to_mask(anns[2], 6, 7))
+
+
+_HOSTILE = [
+    None, 5, "polygon", [], [[]], [[1, 2, 3]], [[0, 0, 1, 1]], [["x", 0, 1, 0, 1, 1]], [[0, 0, 1e308, 0, 0, float("inf")]],
+    [[True, 0, 1, 0, 1, 1]], {"size": [3, 3]}, {"counts": "0"}, {"size": "3x3", "counts": "0"},
+    {"size": [3, 3], "counts": [-1, 10]}, {"size": [3, 3], "counts": "zz"}, {"size": [3, 3], "counts": 9},
+    {"size": [4, 4], "counts": [16]}, [[0, 0, 1e300, 0, 1e300, 1e300]], [[-1e9, -1e9, 1e9, -1e9, 0, 1e9]],
+    [[0, 0, 2, 0, 2, 2]], {"size": [3, 3], "counts": [2, 5, 2]}, {"size": [3, 3], "counts": "11"},  # valid ones
+]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(_HOSTILE) - 1), st.integers(1, 4)), max_size=6),
+       st.sampled_from(["order", "area", "draw-to-back"]))
+def test_hostile_annotations_are_skipped_and_named(picks, overlap):
+    """Every annotation is either painted or listed once in problems; the rest paints as if it were absent."""
+    h, w = 3, 3
+    anns = [{"id": 500 + k, "category_id": c, "segmentation": _HOSTILE[i]} for k, (i, c) in enumerate(picks)]
+    r = rasterize_annotations(anns, h, w, overlap=overlap, on_error="skip")
+    bad = [p[0] for p in r.problems]
+    assert len(bad) == len(set(bad)) and all(r.problems[j][1] == 500 + i for j, i in enumerate(bad))
+    good = [a for k, a in enumerate(anns) if k not in bad]
+    assert np.array_equal(r.mask, paint_annotations(good, h, w, overlap=overlap))
+    for k, a in enumerate(good):
+        seg = a["segmentation"]
+        # fastmask.rle's frPyObjects + merge (pycocotools crashes on the huge coordinates)
+        if isinstance(seg, list):
+            ref = fr.decode(fr.merge(fr.frPyObjects(seg, h, w))) if seg else np.zeros((h, w), np.uint8)
+        else:
+            ref = fr.decode(fr.frPyObjects(seg, h, w))
+        assert np.array_equal(rasterize_annotations([a], h, w).mask > 0, ref > 0), k
