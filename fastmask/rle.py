@@ -104,7 +104,7 @@ def _size_of(obj, i: int) -> tuple[int, int]:
         raise ValueError(f"RLE {i}: 'size' must be [height, width], got {size!r}") from None
     if h < 0 or w < 0:
         raise ValueError(f"RLE {i}: size [{h}, {w}] is negative")
-    if h * w > _k.MAX_RLE_PIXELS:
+    if max(h, w, h * w) > _k.MAX_RLE_PIXELS:  # also a 0 x 2**63 size, which fits no int64
         raise ValueError(f"RLE {i}: size [{h}, {w}] is too large (h*w above 2**62)")
     return h, w
 
