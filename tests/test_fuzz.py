@@ -31,9 +31,8 @@ from PIL import Image
 
 import fastmask.rle as R
 from fastmask.engine import ItemError
-from fastmask.formats import FormatError, open_dataset
+from fastmask.formats import FormatError, open_dataset, png
 from fastmask.formats import labelmap as L
-from fastmask.formats import png
 
 HANG_SECONDS = 20  # one call; generous for a loaded CI machine, far below a real hang
 
@@ -439,9 +438,11 @@ def test_regression_rle_size_whose_pixel_count_overflows_is_refused(size, counts
             f([{"size": size, "counts": counts}])
 
 
-@pytest.mark.parametrize("size", [[1e300, 5], [float("inf"), 1], [float("-inf"), 2], [2**70, 1]])
+@pytest.mark.parametrize("size", [[1e300, 5], [float("inf"), 1], [float("-inf"), 2], [2**70, 1], [0, 2**63],
+                                  [0.0, 9.223372036854776e18]])
 def test_regression_huge_or_infinite_rle_size_is_a_value_error(size):
-    # was OverflowError ("cannot convert float infinity to integer", "Python int too large")
+    # was OverflowError ("cannot convert float infinity to integer", "Python int too large"); 0 x 2**63 has
+    # h*w = 0 but does not fit int64
     for f in (R.area, R.toBbox, R.merge, R.counts_of):
         with pytest.raises(ValueError, match="size"):
             f([{"size": size, "counts": [1]}])
