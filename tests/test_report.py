@@ -354,3 +354,25 @@ def test_docstring_examples():
     for mod in (report, plots):
         result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.failed == 0 and result.attempted >= 2, (mod.__name__, result)
+
+
+def test_real_coco_coverage_thumbnails_match_the_coverage_table(real_data, tmp_path):
+    """tinycoco val (real COCO 2017 records, no images): the drawn masks cover what `coverage` measured."""
+    coco = real_data / "super-gradients/tests/data/tinycoco/annotations/instances_val2017.json"
+    out = tmp_path / "cov"
+    assert main(["coverage", str(coco), "--out", str(out), "--plots", "--workers", "1", "--quiet"]) == 0
+    assert sorted(p.stem for p in (out / "plots").glob("*.png")) == ["class_frequency", "coverage_histograms"]
+    page = _check_self_contained(report.render_report(out, max_thumbnails=6, charts="none"))
+    cc = pq.read_table(out / "class_coverage").to_pylist()
+    items = {r["item_id"]: r for r in pq.read_table(out / "items").to_pylist()}
+    assert len(page.figures) == 6
+    for fig in page.figures:
+        (img,) = fig["imgs"]
+        item_id = img["alt"].split(":")[0]
+        assert img["alt"].endswith("mask (no image)")
+        pic = np.asarray(Image.open(io.BytesIO(base64.b64decode(img["src"].split(",", 1)[1]))).convert("RGB"))
+        assert max(pic.shape[:2]) == report.THUMB_SIZE
+        it = items[item_id]
+        labelled = sum(r["fraction"] for r in cc if r["item_id"] == item_id) + it["ignore_pixels"] / (it["width"] * it["height"])
+        drawn = (pic != 128).any(axis=2).mean()  # the canvas is grey where the mask is background
+        assert drawn == pytest.approx(labelled, abs=0.01)
