@@ -329,3 +329,20 @@ def test_help_is_light():
     with pytest.raises(SystemExit) as e:
         main(["rasterize", "--help"])
     assert e.value.code == 0
+
+
+def test_mask_names_never_collide(tmp_path):
+    images = [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4},
+              {"id": 2, "file_name": "a.png", "width": 4, "height": 4},
+              {"id": 3, "file_name": "../evil.jpg", "width": 4, "height": 4},
+              {"id": 4, "file_name": "d/b.jpg", "width": 4, "height": 4},
+              {"id": 5, "width": 4, "height": 4}]
+    anns = [{"id": k, "image_id": k, "category_id": k, "iscrowd": 0, "segmentation": _sq(0, 0, 3, 3)} for k in range(1, 6)]
+    out = tmp_path / "r"
+    assert run(_coco(tmp_path, images, anns), "--out", out) == 0
+    items = {r["image_id"]: r["output"] for r in pq.read_table(out / "items").to_pylist()}
+    assert items == {1: "masks/000000000001.png", 2: "masks/000000000002.png", 3: "masks/000000000003.png",
+                     4: "masks/d/b.png", 5: "masks/000000000005.png"}
+    for k, rel in items.items():
+        assert read_mask(out / rel).array.max() == k
+    assert not (tmp_path / "evil.png").exists()

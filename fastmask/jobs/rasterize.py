@@ -12,8 +12,9 @@ Kinds (``kind=``):
 - ``rle``: no PNG; table ``rles`` with every annotation's compressed RLE (own full mask).
 
 Mask files are named after the image's ``file_name`` with the extension replaced by
-``.png`` (sub-folders kept); an image without a usable ``file_name``, or sharing it with
-another record, is named by its ``item_id``. An annotation that cannot be rasterized is
+``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
+another record would also get (``a.jpg`` and ``a.png``, a repeated name), is named by its
+``item_id``. An annotation that cannot be rasterized is
 left out of the image and reported as a ``findings`` row (rule ``invalid_annotation``);
 the image is still written (status ``ok``). An image record without width/height is an
 error row (``unreadable``). Images without annotations get an all-background mask.
@@ -123,11 +124,13 @@ class RasterizeJob(Job):
         self.sixteen_bit = kind == "semantic" and top > 255
         if self.sixteen_bit and palette is not None:
             raise ValueError(f"a palette PNG holds ids 0..255, but category ids / values reach {top}")
-        names = dataset.manifest().column("file_name")
-        import pyarrow.compute as pc
-
-        vc = pc.value_counts(names.drop_null())
-        self._dup_names = {v["values"] for v in vc.to_pylist() if v["counts"] > 1}
+        # file names whose mask name (stem + .png) another record also gets: named by item_id instead
+        by_stem: dict[str, list[str]] = {}
+        for fn in dataset.manifest().column("file_name").drop_null().to_pylist():
+            rel = _safe_rel(fn)
+            if rel is not None:
+                by_stem.setdefault(posixpath.splitext(rel)[0], []).append(fn)
+        self._dup_names = {fn for names in by_stem.values() if len(names) > 1 for fn in names}
         self._pal = None
 
     @property
