@@ -12,6 +12,10 @@ Safety (all refusals raise ``FormatError("path_outside_root")``):
   out with ``..``;
 - in a folder, a path whose real location (symlinks resolved) is outside the
   root's real location is refused.
+
+File names that are not valid UTF-8 (possible on Linux) are listed with their
+undecodable bytes as ``\\xHH`` escapes (``bad\\xffname.png``), so they fit in
+reports (Arrow strings are UTF-8), and are read under their real name.
 """
 from __future__ import annotations
 
@@ -27,6 +31,28 @@ from .errors import FormatError
 __all__ = ["Root", "unsafe_reason", "is_junk"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+
+def listed_name(name: str) -> str:
+    """A name as listed: bytes that are not UTF-8 (surrogate-escaped by ``os``) become ``\\xHH``.
+
+    >>> listed_name(os.fsdecode(b"bad\\xffname.png"))
+    'bad\\\\xffname.png'
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def _os_name(p: str) -> str:
+    """The file system's name for a listed path (undoes :func:`listed_name` when needed)."""
+    if "\\x" not in p or os.path.lexists(p):
+        return p
+    raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), p)
+    return raw if os.path.lexists(raw) else p
 
 
 def unsafe_reason(name: str) -> str | None:
@@ -144,7 +170,7 @@ class Root:
                 for f in filenames:
                     if f.startswith("."):
                         continue
-                    out.append(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/"))
+                    out.append(listed_name(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/")))
                 if not recursive:
                     break
         out.sort()
@@ -179,7 +205,7 @@ class Root:
                 raise FormatError("path_outside_root", f"{self.display(rel)}: zip entry is a symlink; refused",
                                   path=rel)
             return full
-        p = os.path.join(self.path, *full.split("/"))
+        p = _os_name(os.path.join(self.path, *full.split("/")))
         if self._real is None:
             self._real = os.path.realpath(self.path)
         # Resolving every file costs one lstat per path component (~50 us a mask): resolve
@@ -196,7 +222,8 @@ class Root:
     def _inside(self, real: str, p: str, rel: str) -> str:
         if real != self._real and not real.startswith(self._real.rstrip(os.sep) + os.sep):
             raise FormatError("path_outside_root",
-                              f"{p}: resolves to {real}, outside the dataset root {self._real}; refused", path=rel)
+                              f"{listed_name(p)}: resolves to {listed_name(real)}, outside the dataset root "
+                              f"{listed_name(self._real)}; refused", path=rel)
         return real
 
     def exists(self, rel: str) -> bool:
@@ -210,7 +237,7 @@ class Root:
                 return True
             except KeyError:
                 return False
-        return os.path.isfile(os.path.join(self.path, *full.split("/")))
+        return os.path.isfile(_os_name(os.path.join(self.path, *full.split("/"))))
 
     def read(self, rel: str) -> bytes:
         """All bytes of a file (refusing unsafe names, missing files -> missing_file)."""
@@ -224,7 +251,7 @@ class Root:
             raise FormatError("missing_file", f"{self.display(rel)}: no such file", path=rel) from None
         except (OSError, zipfile.BadZipFile, EOFError) as e:
             # a corrupt zip member (bad CRC, truncated archive) is this item's problem only
-            msg = str(e)
+            msg = listed_name(str(e))
             code = "truncated" if "truncat" in msg.lower() or isinstance(e, EOFError) else "unreadable"
             raise FormatError(code, f"{self.display(rel)}: {msg}", path=rel) from None
 
