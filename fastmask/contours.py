@@ -65,21 +65,27 @@ def ring_area(ring: np.ndarray) -> float:
     1.0
     """
     r = np.asarray(ring, np.float64)
+    if r.shape[0] < 3:
+        return 0.0
     x, y = r[:, 0], r[:, 1]
-    return float(0.5 * (np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
+    s = np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1]
+    return float(0.5 * s)
 
 
 def _as_binary(mask) -> np.ndarray:
+    """A 2-D uint8 array whose non-zero pixels are the foreground (uint8 and bool: no copy)."""
     a = np.asarray(mask)
     if a.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {a.shape}")
     if a.dtype == np.bool_:
-        return np.ascontiguousarray(a.view(np.uint8))
+        return a.view(np.uint8)
+    if a.dtype == np.uint8:
+        return a
     if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
         raise TypeError(f"mask must be a numeric or bool array, got dtype {a.dtype}")
     if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
         raise ValueError("mask holds NaN or inf")
-    return np.ascontiguousarray(a != 0).view(np.uint8)
+    return (a != 0).view(np.uint8)
 
 
 def _check_options(connectivity, tolerance) -> tuple[int, float]:
@@ -110,35 +116,38 @@ def mask_to_polygons(mask, *, connectivity: int = 8, tolerance: float = 0.0,
 
     conn, tol = _check_options(connectivity, tolerance)
     binary = _as_binary(mask)
-    if binary.size == 0:
+    box = _bbox(binary) if binary.size else None
+    if box is None:
         return []
-    _, xy, offsets, is_hole, first = _k.trace_rings(binary, conn == 8)
-    if offsets.shape[0] <= 1:
-        return []
-    labels, n = label(binary, connectivity=conn, background=0)
-    areas = np.bincount(labels.reshape(-1), minlength=n + 1)
+    r0, r1, c0, c1 = box
+    crop = np.ascontiguousarray(binary[r0:r1, c0:c1])  # work in the foreground's bounding box
+    _, xy, offsets, is_hole, first = _k.trace_rings(crop, conn == 8)
+    labels, n = label(crop, connectivity=conn, background=0, binary=True)
     comp = labels[first[:, 0], first[:, 1]]
-    ox, oy = float(offset[0]), float(offset[1])
+    ox, oy = float(offset[0]) + c0, float(offset[1]) + r0
     shapes: list[Shape | None] = [None] * (n + 1)
     holes: list[list[np.ndarray]] = [[] for _ in range(n + 1)]
+    areas = np.zeros(n + 1)
     for i in range(offsets.shape[0] - 1):
         ring = xy[offsets[i]:offsets[i + 1]].astype(np.float64)
+        c = int(comp[i])
+        areas[c] += ring_area(ring)  # outer rings positive, holes negative: the component's pixels
         if tol > 0:
             ring = _k.simplify_ring(ring, tol)
         if ox or oy:
             ring[:, 0] += ox
             ring[:, 1] += oy
-        c = int(comp[i])
         if is_hole[i]:
             holes[c].append(ring)
         else:
-            shapes[c] = Shape(exterior=ring, area=int(areas[c]))
+            shapes[c] = Shape(exterior=ring)
     out = []
     for c in range(1, n + 1):
         s = shapes[c]
         if s is None:  # pragma: no cover - every component has exactly one outer ring
             raise RuntimeError(f"contour tracing found no outer ring for component {c}")
         s.holes = holes[c]
+        s.area = round(areas[c])
         out.append(s)
     return out
 
@@ -154,11 +163,14 @@ def coco_polygons(shapes: list[Shape]) -> list[list[float]]:
 
 
 def _bbox(binary: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(binary.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(binary.any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    """Half-open ``(r0, r1, c0, c1)`` of the non-zero pixels of a uint8 mask, None when there are none."""
+    from .kernels.contour import nonzero_bbox
+
+    if binary.flags.f_contiguous and not binary.flags.c_contiguous:  # e.g. pycocotools' decode: scan it as C
+        found, c0, c1, r0, r1 = nonzero_bbox(binary.T)
+    else:
+        found, r0, r1, c0, c1 = nonzero_bbox(np.ascontiguousarray(binary))
+    return (int(r0), int(r1), int(c0), int(c1)) if found else None
 
 
 def coco_segmentation(mask, *, connectivity: int = 8, tolerance: float = 0.0,
@@ -184,11 +196,9 @@ def coco_segmentation(mask, *, connectivity: int = 8, tolerance: float = 0.0,
     if encoding not in ("polygons", "rle"):
         raise ValueError(f"encoding must be 'polygons' or 'rle', got {encoding!r}")
     binary = _as_binary(mask)
-    box = _bbox(binary) if binary.size else None
-    if encoding == "polygons" and box is not None:
-        r0, r1, c0, c1 = box
-        shapes = mask_to_polygons(binary[r0:r1, c0:c1], connectivity=conn, tolerance=tol, offset=(c0, r0))
-        if not any(s.holes for s in shapes):
+    if encoding == "polygons":
+        shapes = mask_to_polygons(binary, connectivity=conn, tolerance=tol)
+        if shapes and not any(s.holes for s in shapes):
             return coco_polygons(shapes), "polygons"
-    r = fr.encode(np.asfortranarray(binary))
+    r = fr.encode(np.asfortranarray(binary != 0, dtype=np.uint8))
     return {"size": [int(binary.shape[0]), int(binary.shape[1])], "counts": r["counts"].decode("ascii")}, "rle"

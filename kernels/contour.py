@@ -31,44 +31,66 @@ _DY = (0, 1, 0, -1)
 
 
 @njit(cache=True, nogil=True)
-def _fg(mask, y, x):
+def _pad(mask):
+    """0/1 copy of ``mask`` with a 1-pixel background border, and which padded rows hold foreground.
+
+    Pixel ``(r, c)`` of the mask is ``p[r + 1, c + 1]``: lattice vertex ``(y, x)`` has the
+    pixels ``p[y, x]`` (up-left), ``p[y, x + 1]`` (up-right), ``p[y + 1, x]`` (down-left) and
+    ``p[y + 1, x + 1]`` (down-right) around it, all inside ``p`` for ``0 <= y <= H, 0 <= x <= W``.
+    """
     h, w = mask.shape
-    if y < 0 or x < 0 or y >= h or x >= w:
-        return False
-    return mask[y, x] != 0
+    p = np.zeros((h + 2, w + 2), np.uint8)
+    row_any = np.zeros(h + 2, np.uint8)
+    for r in range(h):
+        any_fg = 0
+        for c in range(w):
+            if mask[r, c] != 0:
+                p[r + 1, c + 1] = 1
+                any_fg = 1
+        row_any[r + 1] = any_fg
+    return p, row_any
 
 
 @njit(cache=True, nogil=True)
-def _has_out(mask, y, x, d):
-    # pixels around vertex (y, x): a = (y-1, x-1), b = (y-1, x), c = (y, x-1), dd = (y, x)
+def _has_out(p, y, x, d):
+    # around vertex (y, x): a = p[y, x], b = p[y, x+1], c = p[y+1, x], dd = p[y+1, x+1]
     if d == 0:
-        return _fg(mask, y, x) and not _fg(mask, y - 1, x)
+        return p[y + 1, x + 1] != 0 and p[y, x + 1] == 0
     if d == 1:
-        return _fg(mask, y, x - 1) and not _fg(mask, y, x)
+        return p[y + 1, x] != 0 and p[y + 1, x + 1] == 0
     if d == 2:
-        return _fg(mask, y - 1, x - 1) and not _fg(mask, y, x - 1)
-    return _fg(mask, y - 1, x) and not _fg(mask, y - 1, x - 1)
+        return p[y, x] != 0 and p[y + 1, x] == 0
+    return p[y, x + 1] != 0 and p[y, x] == 0
+
+
+@njit(cache=True, nogil=True)
+def _count_padded(p, row_any):
+    h = p.shape[0] - 2
+    w = p.shape[1] - 2
+    n = 0
+    for y in range(h + 1):  # horizontal edges between padded rows y and y + 1
+        if row_any[y] == 0 and row_any[y + 1] == 0:
+            continue
+        for x in range(1, w + 1):
+            n += p[y, x] != p[y + 1, x]
+    for y in range(1, h + 1):  # vertical edges in padded row y
+        if row_any[y] == 0:
+            continue
+        for x in range(w + 1):
+            n += p[y, x] != p[y, x + 1]
+    return n
 
 
 @njit(cache=True, nogil=True)
 def count_boundary_edges(mask):
     """Number of pixel edges between foreground and background (an upper bound of the corners)."""
-    h, w = mask.shape
-    n = 0
-    for y in range(h + 1):
-        for x in range(w):
-            if _fg(mask, y - 1, x) != _fg(mask, y, x):
-                n += 1
-    for y in range(h):
-        for x in range(w + 1):
-            if _fg(mask, y, x - 1) != _fg(mask, y, x):
-                n += 1
-    return n
+    p, row_any = _pad(mask)
+    return _count_padded(p, row_any)
 
 
 @njit(cache=True, nogil=True)
 def trace_rings(mask, eight):
-    """Trace every boundary ring of a 2-D uint8 mask (non-zero = foreground).
+    """Trace every boundary ring of a 2-D mask (non-zero = foreground).
 
     Returns ``(status, xy, ring_offsets, is_hole, first_pixel)``: ``xy`` (n, 2) int32
     corner coordinates ``(x, y)``, ring ``i`` is ``xy[ring_offsets[i]:ring_offsets[i+1]]``;
@@ -76,7 +98,8 @@ def trace_rings(mask, eight):
     foreground pixel touching the ring (the pixel below/above its first edge).
     """
     h, w = mask.shape
-    n_edges = count_boundary_edges(mask)
+    p, row_any = _pad(mask)
+    n_edges = _count_padded(p, row_any)
     xy = np.empty((n_edges + 1, 2), np.int32)
     max_rings = n_edges // 4 + 1
     offsets = np.zeros(max_rings + 1, np.int64)
@@ -86,12 +109,12 @@ def trace_rings(mask, eight):
     n_pts = 0
     n_rings = 0
     for y0 in range(h + 1):
+        if row_any[y0] == 0 and row_any[y0 + 1] == 0:
+            continue
         for x0 in range(w):
-            if hvis[y0, x0]:
-                continue
-            below = _fg(mask, y0, x0)
-            above = _fg(mask, y0 - 1, x0)
-            if below == above:
+            above = p[y0, x0 + 1]
+            below = p[y0 + 1, x0 + 1]
+            if below == above or hvis[y0, x0]:
                 continue
             if below:
                 sd = 0
@@ -120,9 +143,9 @@ def trace_rings(mask, eight):
                     c0, c1, c2 = (d + 3) % 4, d, (d + 1) % 4
                 else:
                     c0, c1, c2 = (d + 1) % 4, d, (d + 3) % 4
-                if _has_out(mask, vy, vx, c0):
+                if _has_out(p, vy, vx, c0):
                     nd = c0
-                elif _has_out(mask, vy, vx, c1):
+                elif _has_out(p, vy, vx, c1):
                     nd = c1
                 else:
                     nd = c2
@@ -252,3 +275,32 @@ def simplify_ring(pts, tolerance):
             out[j, 1] = pts[i, 1]
             j += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def nonzero_bbox(mask):
+    """``(found, r0, r1, c0, c1)``: half-open row/column range of the non-zero pixels of a 2-D uint8 mask."""
+    h, w = mask.shape
+    r0 = -1
+    r1 = -1
+    for r in range(h):
+        acc = np.uint8(0)  # a uint8 OR-reduction vectorizes (an int accumulator does not)
+        for c in range(w):
+            acc |= mask[r, c]
+        if acc != 0:
+            if r0 < 0:
+                r0 = r
+            r1 = r + 1
+    if r0 < 0:
+        return False, 0, 0, 0, 0
+    cols = np.zeros(w, np.uint8)
+    for r in range(r0, r1):  # column OR-reduction over the foreground rows (vectorizes)
+        for c in range(w):
+            cols[c] |= mask[r, c]
+    c0 = 0
+    while cols[c0] == 0:
+        c0 += 1
+    c1 = w
+    while cols[c1 - 1] == 0:
+        c1 -= 1
+    return True, r0, r1, c0, c1
