@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from test_plots import HOSTILE, build_runs
+from test_plots import HOSTILE, shared_runs
 
 from fastmask import report
 from fastmask.cli import main
@@ -25,7 +25,7 @@ from fastmask.formats import open_dataset
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
-    return build_runs(tmp_path_factory.mktemp("report"))
+    return shared_runs(tmp_path_factory)
 
 
 class Page(HTMLParser):
@@ -266,8 +266,10 @@ def test_cli_report(runs, tmp_path, capsys):
     assert main(["report", str(runs["coverage"]), "--out", str(out), "--max-thumbnails", "2"]) == 0
     assert str(out) in capsys.readouterr().out
     assert len(Page(out.read_text()).figures) == 2
-    assert main(["report", str(runs["hostile"])]) == 0
-    assert (runs["hostile"] / "report.html").is_file()
+    copy = tmp_path / "hostile"
+    shutil.copytree(runs["hostile"], copy)
+    assert main(["report", str(copy)]) == 0
+    assert (copy / "report.html").is_file()
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no run.json" in capsys.readouterr().err
     assert main(["report", str(runs["coverage"]), "--max-thumbnails", "-1"]) == 2
