@@ -27,6 +27,9 @@ from .rle import _grow, counts_to_chars, merge
 
 _SCALE = 5.0
 _MAX_ADJUST = 64  # bound for the exact-crossing search (only float-extreme inputs need more)
+# Coordinates are clamped to +-1e300 before the 5x upsampling: beyond ~3.6e307 it overflows to
+# inf, and inf - inf = NaN walked columns past the crossing buffers (memory corruption).
+_MAX_COORD = 1e300
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -68,10 +71,10 @@ def coco_crossings(xy, start, stop, h, w, cols, rows, n):
         return n
     for j in range(k):
         j2 = j + 1 if j + 1 < k else 0
-        xs = np.trunc(_SCALE * xy[start + 2 * j] + 0.5)
-        ys = np.trunc(_SCALE * xy[start + 2 * j + 1] + 0.5)
-        xe = np.trunc(_SCALE * xy[start + 2 * j2] + 0.5)
-        ye = np.trunc(_SCALE * xy[start + 2 * j2 + 1] + 0.5)
+        xs = np.trunc(_SCALE * min(max(xy[start + 2 * j], -_MAX_COORD), _MAX_COORD) + 0.5)
+        ys = np.trunc(_SCALE * min(max(xy[start + 2 * j + 1], -_MAX_COORD), _MAX_COORD) + 0.5)
+        xe = np.trunc(_SCALE * min(max(xy[start + 2 * j2], -_MAX_COORD), _MAX_COORD) + 0.5)
+        ye = np.trunc(_SCALE * min(max(xy[start + 2 * j2 + 1], -_MAX_COORD), _MAX_COORD) + 0.5)
         dx = abs(xe - xs)
         dy = abs(ys - ye)
         if dx == 0.0 and dy == 0.0:
