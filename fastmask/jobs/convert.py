@@ -72,7 +72,20 @@ class SourceItem:
 def _encode(binary: np.ndarray) -> dict:
     from .. import rle as fr
 
-    return fr.encode(np.asfortranarray(binary.astype(np.uint8, copy=False)))
+    return fr.encode(binary.view(np.uint8) if binary.dtype == np.bool_ else binary.astype(np.uint8, copy=False))
+
+
+def _present(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, pixel counts) of a non-negative integer array, bincount when the values are small."""
+    flat = a.reshape(-1)
+    if flat.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    hi = int(flat.max())
+    if int(flat.min()) >= 0 and hi < (1 << 20):
+        counts = np.bincount(flat, minlength=hi + 1)
+        values = np.flatnonzero(counts)
+        return values, counts[values]
+    return np.unique(flat, return_counts=True)
 
 
 def _check_mask(md, what: str, item_id: str) -> np.ndarray:
@@ -84,36 +97,57 @@ def _check_mask(md, what: str, item_id: str) -> np.ndarray:
 
 def _segments_from_maps(class_map: np.ndarray, inst: np.ndarray | None, background: int | None,
                         ignore: int | None) -> list[dict]:
-    segs: list[dict] = []
-    cls = class_map.astype(np.int64, copy=False)
-    not_bg = np.ones(cls.shape, bool) if background is None else cls != background
-    ign = np.zeros(cls.shape, bool) if ignore is None else cls == ignore
-    covered = np.zeros(cls.shape, bool)
+    """Segments of a class map (+ instance map): a partition of the labelled pixels.
+
+    Ignore pixels (ignore in the class or the instance map) -> one crowd segment; else a
+    pixel with an instance id -> that instance (category: the class most of its pixels
+    have); else a class pixel -> one segment per class. Background is no segment.
+    """
+    from .. import rle as fr
+
+    cls = class_map
+    if cls.dtype.kind not in "iu" or (cls.size and int(cls.min()) < 0):
+        raise ItemError("not_convertible", "class ids must be non-negative integers")
+    from ..kernels.segments import segment_keys
+
+    n_cls = int(cls.max()) + 1 if cls.size else 1
+    m = int(inst.max()) + 1 if inst is not None and inst.size else 1
+    if ignore is not None and ignore >= n_cls:
+        n_cls = ignore + 1  # keys m + c stay below the ignore key
+    top = m + n_cls
+    key = segment_keys(np.ascontiguousarray(cls), np.ascontiguousarray(inst if inst is not None else cls),
+                       inst is not None, -1 if background is None else background, background is not None,
+                       -1 if ignore is None else ignore, ignore is not None, m, n_cls)
+    values, _ = _present(key)
+    cats: dict[int, int] = {}
     if inst is not None:
-        ids = np.unique(inst)
-        for i in ids.tolist():
-            if i == 0 or (ignore is not None and i == ignore):
-                continue
-            sel = inst == i
-            vals, counts = np.unique(cls[sel], return_counts=True)
-            keep = [(c, v) for v, c in zip(vals.tolist(), counts.tolist())
-                    if v != background and v != ignore]
-            if not keep:
-                continue  # an instance only on background/ignore pixels: nothing to say
-            cat = max(keep)[1]
-            covered |= sel
-            segs.append({"id": None, "category_id": int(cat), "iscrowd": 0, "instance_id": int(i),
-                         "rle": _encode(sel)})
-        if ignore is not None:
-            ign = ign | (inst == ignore)
-    rest = not_bg & ~ign & ~covered
-    if rest.any():
-        for v in np.unique(cls[rest]).tolist():
-            segs.append({"id": None, "category_id": int(v), "iscrowd": 0, "instance_id": 0,
-                         "rle": _encode(rest & (cls == v))})
-    if ign.any():
-        segs.append({"id": None, "category_id": int(ignore), "iscrowd": 1, "instance_id": int(ignore),
-                     "rle": _encode(ign)})
+        inst_vals = values[(values > 0) & (values < m)]
+        if inst_vals.size:
+            sel = (key > 0) & (key < m)
+            joint_v, joint_n = _present(key[sel] * n_cls + cls[sel])
+            best: dict[int, tuple[int, int]] = {}
+            for v, n in zip(joint_v.tolist(), joint_n.tolist()):
+                i, c = divmod(v, n_cls)
+                if c == background or c == ignore:
+                    continue
+                if (n, c) > best.get(i, (0, -1)):
+                    best[i] = (n, c)
+            cats = {i: c for i, (_, c) in best.items()}
+    rles = fr.encode_labelmap(key, [int(v) for v in values if v != 0], background=0)
+    segs: list[dict] = []
+    for v in values.tolist():
+        if v == 0:
+            continue
+        if v < m:
+            if v not in cats:
+                continue  # an instance only on background pixels: not a segment
+            segs.append({"id": None, "category_id": int(cats[v]), "iscrowd": 0, "instance_id": int(v),
+                         "rle": rles[v]})
+        elif v < top:
+            segs.append({"id": None, "category_id": int(v - m), "iscrowd": 0, "instance_id": 0, "rle": rles[v]})
+        else:
+            segs.append({"id": None, "category_id": int(ignore), "iscrowd": 1, "instance_id": int(ignore),
+                         "rle": rles[v]})
     return segs
 
 
@@ -173,23 +207,35 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
         rec = item.extra.get("record_size")
         if rec and tuple(rec) != (w, h):
             raise ItemError("size_mismatch", f"{iid}: panoptic PNG is {w}x{h}, the image record says {rec[0]}x{rec[1]}")
-        class_map = np.zeros((h, w), np.int64)
+        from .. import rle as fr
+
         segs = []
-        present = set(np.unique(ids).tolist())
+        present = set(_present(ids)[0].tolist())
+        sids, scats = [], []
         for s in item.segments or []:
             try:
                 sid, cat = int(s["id"]), int(s["category_id"])
             except (KeyError, TypeError, ValueError):
                 raise ItemError("bad_segments", f"{iid}: a segments_info entry without integer id/category_id") from None
-            if sid not in present:
+            if sid not in present or sid == 0:
                 raise ItemError("segment_mismatch", f"{iid}: segment {sid} has no pixel in the PNG")
-            sel = ids == sid
-            class_map[sel] = cat
+            if sid in sids:
+                raise ItemError("segment_mismatch", f"{iid}: segment id {sid} appears twice in segments_info")
+            sids.append(sid)
+            scats.append(cat)
             segs.append({"id": sid, "category_id": cat, "iscrowd": 1 if s.get("iscrowd") else 0,
-                         "instance_id": sid, "rle": _encode(sel)})
-        missing = present - {0} - {s["id"] for s in segs}
+                         "instance_id": sid})
+        missing = present - {0} - set(sids)
         if missing:
             raise ItemError("segment_mismatch", f"{iid}: PNG ids without a segment: {sorted(missing)[:10]}")
+        rles = fr.encode_labelmap(ids, sids, background=0) if sids else {}
+        for seg in segs:
+            seg["rle"] = rles[seg["id"]]
+        # class map: void -> 0, each segment id -> its category (sorted lookup, one pass)
+        order = np.argsort(np.array([0, *sids], np.int64), kind="stable")
+        keys = np.array([0, *sids], np.int64)[order]
+        vals = np.array([0, *scats], np.int64)[order]
+        class_map = vals[np.searchsorted(keys, ids)]
         from ..components import instance_dtype
 
         cm = class_map.astype(instance_dtype(int(class_map.max(initial=0))))
@@ -305,7 +351,7 @@ class ConvertJob(Job):
                     fields["instance_file"] = "instances/" + lw.write_id_map(
                         d / "instances" / rel, self._instance_map(src))
             elif self.to == "voc":
-                pal = _palette(self._dataset.labelmap)
+                pal = self._voc_palette()
                 cm = src.class_map
                 if cm.size and int(cm.max()) > 255:
                     raise ItemError("too_many_classes", f"{src.item_id}: class ids above 255 do not fit a VOC PNG")
@@ -349,6 +395,12 @@ class ConvertJob(Job):
                                  "area": int(fr.area(s["rle"])), "bbox": [int(v) for v in fr.toBbox(s["rle"])],
                                  "metadata": None})
         return ItemResult(fields, {"records": records, "segments": seg_rows})
+
+    def _voc_palette(self):
+        pal = getattr(self, "_cache_palette", None)
+        if pal is None:
+            pal = self._cache_palette = _palette(self._dataset.labelmap)
+        return pal
 
     def _write_plain(self, path: Path, arr: np.ndarray, rel: str) -> str:
         lw.write_class_map(path, arr)
@@ -423,7 +475,7 @@ class ConvertJob(Job):
                 sid = k
             used.add(sid)
             ids.append(sid)
-        png = _paint(src.segments, src.height, src.width, ids)  # later segments on top, crowd included
+        png = _paint(src.segments, src.height, src.width, ids, np.uint32)  # later on top, crowd included
         segs = [{"id": sid, "category_id": s["category_id"], "iscrowd": s["iscrowd"]}
                 for s, sid in zip(src.segments, ids)]
         # area and bbox measured on the PNG; segments hidden entirely by later ones are left out
