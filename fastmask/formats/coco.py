@@ -14,6 +14,9 @@ annotations table, so reading an item touches only its own annotations.
   A ``file_name`` that is absolute or climbs out with ``..`` (or a symlink that
   leads out) is refused for that item: ``FormatError('path_outside_root')``.
 - Label map: ``labelmap=`` or the file's ``categories``.
+- An image record declaring more pixels than Pillow's ``Image.MAX_IMAGE_PIXELS``
+  (89,478,485 by default) is refused for that item: ``FormatError('decompression_bomb')``
+  (jobs would allocate masks of that size).
 
 Manifest columns: ``item_id``, ``image_id`` (int64, null if not an integer),
 ``file_name``, ``width``, ``height`` (from the record), ``ann_start``,
@@ -26,6 +29,7 @@ import json
 import os
 
 import pyarrow as pa
+from PIL import Image
 
 from . import _cocojson
 from ._fs import Root
@@ -147,6 +151,12 @@ class _CocoBase(Dataset):
 
     def _image(self, row: dict, item: Item) -> None:
         rec = (row.get("width"), row.get("height"))
+        limit = Image.MAX_IMAGE_PIXELS
+        if limit is not None and None not in rec and rec[0] > 0 and rec[1] > 0 and rec[0] * rec[1] > limit:
+            # jobs allocate record-sized masks (rasterized annotations): same limit as a PNG's declared size
+            raise FormatError("decompression_bomb", f"{self.json_path}: image {row.get('image_id')} declares "
+                              f"{rec[0]}x{rec[1]} pixels, above the limit of {limit} (Pillow's "
+                              "Image.MAX_IMAGE_PIXELS)", path=self.json_path)
         item.extra["record_size"] = rec if None not in rec else None
         item.extra["image_id"] = row.get("image_id")
         item.extra["file_name"] = row.get("file_name")
