@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pycocotools import mask as pcm
 
 from fastmask.cli import main
@@ -370,3 +372,41 @@ def test_cli_end_to_end(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["convert", str(src), "--to", "yolo", "--out", str(tmp_path / "o4")])
     assert e.value.code == 2
+
+
+@settings(max_examples=80)
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**32 - 1), st.booleans())
+def test_segments_partition_the_labelled_pixels(h, w, seed, with_instances):
+    """Class (+ instance) maps -> segments, against a NumPy reference of the documented rules."""
+    from fastmask.jobs.convert import _segments_from_maps
+
+    rng = np.random.default_rng(seed)
+    cls = rng.choice(np.array([0, 1, 2, 5, 255], np.uint8), (h, w))
+    inst = rng.choice(np.array([0, 1, 2, 3, 255], np.uint8), (h, w)) if with_instances else None
+    segs = _segments_from_maps(cls, inst, 0, 255)
+    masks = [pcm.decode(dict(s["rle"])).astype(bool) for s in segs]
+    ign = (cls == 255) | ((inst == 255) if inst is not None else False)
+    got = np.zeros((h, w), int)
+    for m in masks:
+        got += m
+    assert got.max(initial=0) <= 1  # disjoint
+    expected = []
+    if inst is not None:
+        for i in (1, 2, 3):
+            px = (inst == i) & ~ign
+            classes = [(int(((cls == c) & px).sum()), c) for c in (1, 2, 5)]
+            n, c = max(classes)
+            if n:
+                expected.append(("inst", c, i, px))
+        rest = ~ign & (inst == 0) & (cls != 0)
+    else:
+        rest = ~ign & (cls != 0)
+    for c in (1, 2, 5):
+        if (rest & (cls == c)).any():
+            expected.append(("class", c, 0, rest & (cls == c)))
+    if ign.any():
+        expected.append(("crowd", 255, 255, ign))
+    assert len(segs) == len(expected)
+    for s, m, (kind, c, i, px) in zip(segs, masks, expected):
+        assert (s["category_id"], s["instance_id"], s["iscrowd"]) == (c, i, int(kind == "crowd"))
+        np.testing.assert_array_equal(m, px)
