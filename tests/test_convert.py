@@ -410,3 +410,45 @@ def test_segments_partition_the_labelled_pixels(h, w, seed, with_instances):
     for s, m, (kind, c, i, px) in zip(segs, masks, expected):
         assert (s["category_id"], s["instance_id"], s["iscrowd"]) == (c, i, int(kind == "crowd"))
         np.testing.assert_array_equal(m, px)
+
+
+def test_unknown_colour_and_invalid_annotation_are_error_rows(tmp_path):
+    from PIL import Image
+
+    voc = make_voc(tmp_path / "voc", n=2, seed=4)
+    rgb = np.zeros((40, 50, 3), np.uint8)
+    rgb[5:9, 5:9] = (1, 2, 3)  # not a VOC colour
+    Image.fromarray(rgb, "RGB").save(voc / "SegmentationClass" / "img_000.png")
+    _, r = convert(voc, "coco", tmp_path / "c")
+    items = {x["item_id"]: x for x in load_report_table(tmp_path / "c").to_pylist()}
+    assert items["img_000"]["error_code"] == "unknown_color" and items["img_001"]["status"] == "ok"
+    assert r.counts["ok"] == 1
+
+    src = tmp_path / "bad.json"
+    src.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4},
+                   {"id": 2, "file_name": "b.jpg", "width": 4, "height": 4}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [[0, 0, 1]]},
+                        {"id": 2, "image_id": 2, "category_id": 1, "segmentation": [[0, 0, 2, 0, 2, 2]]}],
+        "categories": [{"id": 1, "name": "x"}]}))
+    out, r = convert(src, "voc", tmp_path / "v")
+    items = {x["item_id"]: x for x in load_report_table(tmp_path / "v").to_pylist()}
+    assert items["000000000001"]["error_code"] == "invalid_annotation"
+    assert items["000000000002"]["status"] == "ok"
+    assert (out / "ImageSets/Segmentation/default.txt").read_text() == "b\n"
+
+
+def test_voc_output_with_category_ids_above_254(tmp_path):
+    src = tmp_path / "big.json"
+    src.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4},
+                   {"id": 2, "file_name": "b.jpg", "width": 4, "height": 4}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 300, "segmentation": [[0, 0, 2, 0, 2, 2]]},
+                        {"id": 2, "image_id": 2, "category_id": 3, "segmentation": [[0, 0, 2, 0, 2, 2]]}],
+        "categories": [{"id": 3, "name": "small"}, {"id": 300, "name": "big"}]}))
+    out, r = convert(src, "voc", tmp_path / "v")
+    assert r.counts == {**r.counts, "ok": 1, "error": 1}
+    items = {x["item_id"]: x for x in load_report_table(tmp_path / "v").to_pylist()}
+    assert items["000000000001"]["error_code"] == "too_many_classes"
+    lm = LabelMap.from_cvat((out / "labelmap.txt").read_text())
+    assert lm.names[3] == "small" and 300 not in lm.names

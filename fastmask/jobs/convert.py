@@ -152,10 +152,11 @@ def _segments_from_maps(class_map: np.ndarray, inst: np.ndarray | None, backgrou
 
 
 def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
-                background: int | None = 0, instance_map: bool = True) -> SourceItem:
+                background: int | None = 0, instance_map: bool = True, segments: bool = True) -> SourceItem:
     """Read one manifest row into a :class:`SourceItem`; raises :class:`ItemError` when impossible.
 
-    ``instance_map=False`` skips painting COCO instance maps (``SourceItem.instance_map`` is None).
+    ``instance_map=False`` skips painting COCO instance maps (``SourceItem.instance_map`` is None);
+    ``segments=False`` skips the segments of mask layouts (only the maps are wanted).
     """
     from ..raster import rasterize_annotations
 
@@ -252,7 +253,7 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
     if (cm == UNKNOWN_ID).any() and cm.dtype == np.uint16 and item.mask.mode in ("RGB", "RGBA"):
         raise ItemError("unknown_color", f"{iid}: class mask has colours not in the label map")
     h, w = cm.shape
-    segs = _segments_from_maps(cm, inst, background, ignore_value)
+    segs = _segments_from_maps(cm, inst, background, ignore_value) if segments else []
     return SourceItem(iid, h, w, cm, inst, segs, item.image_path, None, None, splits,
                       "instances" if inst is not None else "semantic")
 
@@ -624,7 +625,12 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
     if job.to == "masks":
         lw.atomic_write(d / "labelmap.json", (json.dumps(lm.to_json(), indent=1) + "\n").encode())
     elif job.to == "voc":
-        lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(lm).encode())
+        # a VOC PNG holds 8 bits: ids above 254 (other than a named ignore 255) cannot appear
+        # (their items are error rows) and are left out of labelmap.txt
+        voc_lm = LabelMap(names={i: n for i, n in lm.names.items() if i < 255 or (i == 255 and i in lm.ignore)},
+                          colors={i: c for i, c in lm.colors.items() if i <= 255}, ignore=lm.ignore,
+                          background=lm.background, source=lm.source)
+        lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(voc_lm).encode())
         _write_splits(report, d / "ImageSets" / "Segmentation")
     elif job.to in ("coco", "cleanzip"):
         target = d / ("annotations.json" if job.to == "coco" else "coco/annotations.json")

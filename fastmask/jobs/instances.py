@@ -68,7 +68,8 @@ class InstancesJob(Job):
     def process(self, row: dict[str, Any]) -> ItemResult:
         from ..components import split_instances
 
-        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background)
+        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
+                          instance_map=False, segments=False)
         try:
             inst, table = split_instances(src.class_map, connectivity=self.connectivity, id_scheme=self.base,
                                           background=self.background, ignore_value=self.ignore_value)
