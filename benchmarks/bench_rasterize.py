@@ -14,14 +14,14 @@ Measured:
   ``merge`` + ``decode`` per annotation, painted into a class map in file order, crowd
   -> 255, ``Image.save``) -- end to end, from the parsed annotations to files on disk;
 * the whole dataset rasterized to semantic PNGs and to RLE Parquet with 1 and 2 workers
-  (each in a child process: images/s and peak RSS of the run's processes, ru_maxrss);
+  (each in a child process: images/s; peak RSS (VmHWM) of the driver and of the
+  biggest worker process, polled);
 * the projected time for COCO train2017 (118,287 images, 860,001 annotations).
 """
 from __future__ import annotations
 
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -138,6 +138,51 @@ def pycocotools_rle_loop(images, anns_by_image) -> list:
 # --------------------------------------------------------------------------- child runs
 
 
+def _hwm_kb(pid="self") -> int:
+    """Peak resident set (VmHWM, kB) of a live process; unlike ru_maxrss it is not inherited across exec."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class _WorkerWatch:
+    """Polls the peak RSS of this process's children (the engine's worker processes)."""
+
+    def __init__(self, period: float = 0.25):
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._period = period
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        me = str(os.getpid())
+        while not self._stop.is_set():
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        ppid = f.read().rsplit(")", 1)[1].split()[1]
+                except (OSError, IndexError):
+                    continue
+                if ppid == me:
+                    self.peak = max(self.peak, _hwm_kb(pid))
+            self._stop.wait(self._period)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
 def _child(json_path: str, out: str, kind: str, workers: int, limit: int) -> None:
     """One measured run in a fresh process: prints a JSON line with timings and peak RSS."""
     from fastmask.engine import run_job
@@ -152,13 +197,14 @@ def _child(json_path: str, out: str, kind: str, workers: int, limit: int) -> Non
     if limit:
         manifest = manifest.slice(0, limit)
     job = RasterizeJob(ds, out, kind=kind)
+    watch = _WorkerWatch()
     t0 = time.perf_counter()
     res = run_job(job, manifest, out, workers=workers, quiet=True, overwrite=True)
     wall = time.perf_counter() - t0
-    self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    worker_kb = watch.stop()
     print(json.dumps({"wall": wall, "cache": t_cache, "images": res.n_items, "ok": res.n_ok,
-                      "annotations": res.summary.get("annotations"), "driver_kb": self_kb, "worker_kb": child_kb}))
+                      "annotations": res.summary.get("annotations"), "driver_kb": _hwm_kb(),
+                      "worker_kb": worker_kb}))
 
 
 def _run_child(json_path: Path, out: Path, kind: str, workers: int, limit: int = 0) -> dict:
