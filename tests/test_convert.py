@@ -452,3 +452,19 @@ def test_voc_output_with_category_ids_above_254(tmp_path):
     assert items["000000000001"]["error_code"] == "too_many_classes"
     lm = LabelMap.from_cvat((out / "labelmap.txt").read_text())
     assert lm.names[3] == "small" and 300 not in lm.names
+
+
+def test_output_independent_of_workers_and_shards_and_resume(tmp_path):
+    src = make_voc(tmp_path / "voc", n=5, seed=9)
+    ds = open_dataset(src)
+    outs = []
+    for name, kw in (("a", {"workers": 1, "shard_size": 100}), ("b", {"workers": 2, "shard_size": 2, "executor": "threads"})):
+        job = ConvertJob(ds, "coco", tmp_path / name)
+        run_job(job, job.manifest(), tmp_path / name, quiet=True, **kw)
+        outs.append((assemble(job, tmp_path / name) / "annotations.json").read_bytes())
+    assert outs[0] == outs[1]
+    # resuming a finished run re-assembles the same files
+    job = ConvertJob(ds, "coco", tmp_path / "b")
+    r = run_job(job, job.manifest(), tmp_path / "b", quiet=True, workers=1, shard_size=2, resume=True)
+    assert r.skipped_shards == r.n_shards == 3
+    assert (assemble(job, tmp_path / "b") / "annotations.json").read_bytes() == outs[0]
