@@ -309,3 +309,12 @@ def test_hostile_annotations_are_skipped_and_named(picks, overlap):
         else:
             ref = fr.decode(fr.frPyObjects(seg, h, w))
         assert np.array_equal(rasterize_annotations([a], h, w).mask > 0, ref > 0), k
+
+
+def test_docstring_examples():
+    import doctest
+
+    import fastmask.raster as fraster
+
+    result = doctest.testmod(fraster, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10 and result.failed == 0

@@ -133,3 +133,10 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path, monkeypatch):
 def test_rle_row():
     assert wr.rle_row({"size": [2, 3], "counts": "06"}, annotation_id=1) == {
         "annotation_id": 1, "height": 2, "width": 3, "counts": "06"}
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(wr, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 10 and result.failed == 0
