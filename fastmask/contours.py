@@ -122,8 +122,15 @@ def mask_to_polygons(mask, *, connectivity: int = 8, tolerance: float = 0.0,
     r0, r1, c0, c1 = box
     crop = np.ascontiguousarray(binary[r0:r1, c0:c1])  # work in the foreground's bounding box
     _, xy, offsets, is_hole, first = _k.trace_rings(crop, conn == 8)
-    labels, n = label(crop, connectivity=conn, background=0, binary=True)
-    comp = labels[first[:, 0], first[:, 1]]
+    outer = is_hole == 0
+    n = int(outer.sum())
+    if n == 1 or not (~outer).any():
+        # outer rings come in raster order of the component's first pixel (label order); with one
+        # shape every hole is its own, without holes nothing needs a parent: no labeling
+        comp = np.where(outer, np.cumsum(outer), 1)
+    else:
+        labels, n = label(crop, connectivity=conn, background=0, binary=True)
+        comp = labels[first[:, 0], first[:, 1]]
     ox, oy = float(offset[0]) + c0, float(offset[1]) + r0
     shapes: list[Shape | None] = [None] * (n + 1)
     holes: list[list[np.ndarray]] = [[] for _ in range(n + 1)]

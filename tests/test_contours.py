@@ -233,7 +233,7 @@ def _real_annotations(real_data):
 
 def test_real_coco_polygons_round_trip(real_data):
     """Every real COCO polygon: rasterize (= pycocotools) -> trace -> fill back: identical pixels;
-    with tolerance 0.5 the IoU is >= 0.99 over the whole sample."""
+    simplified with tolerance 1 px (84% fewer vertices) the IoU is >= 0.99 over the whole sample."""
     n = 0
     inter = union = 0
     worst = 1.0
@@ -246,7 +246,7 @@ def test_real_coco_polygons_round_trip(real_data):
         seg, kind = coco_segmentation(m)
         if kind == "polygons":
             np.testing.assert_array_equal(pcm.decode(pcm.merge(pcm.frPyObjects(seg, h, w))), m)
-        s = mask_to_polygons(m, tolerance=0.5)
+        s = mask_to_polygons(m, tolerance=1.0)
         approx = polygon_mask(all_rings(s), h, w, fill_rule="evenodd") if s else np.zeros_like(m)
         i, u = int((approx & m).sum()), int((approx | m).sum())
         inter += i
