@@ -220,17 +220,25 @@ class _Reader:
         iv = args.get("ignore_value", (args.get("config") or {}).get("ignore_value", 255))
         self.ignore_value = 255 if iv is None else int(iv)
 
+    def load(self, item_ids: list[str]) -> None:
+        """Read the manifest rows of these items only (a large manifest never becomes Python rows)."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        self._rows = {}
+        p = self.run_dir / "manifest.parquet"
+        if not p.is_file():
+            self.problem = "the report folder has no manifest.parquet"
+            return
+        t = pq.read_table(p)
+        t = t.filter(pc.is_in(pc.cast(t["item_id"], pa.string()), value_set=pa.array(item_ids, pa.string())))
+        for r in t.to_pylist():
+            self._rows[str(r["item_id"])] = r
+
     def rows(self) -> dict:
         if self._rows is None:
-            self._rows = {}
-            p = self.run_dir / "manifest.parquet"
-            if p.is_file():
-                import pyarrow.parquet as pq
-
-                for r in pq.read_table(p).to_pylist():
-                    self._rows[str(r["item_id"])] = r
-            else:
-                self.problem = "the report folder has no manifest.parquet"
+            self.load([])
         return self._rows
 
     def dataset(self, role: str):
@@ -253,6 +261,8 @@ class _Reader:
                 ds.manifest()  # COCO: builds/loads the columnar cache that rows point into
             except (FormatError, OSError, ValueError) as e:
                 self.problem = f"the {role} dataset {path} could not be opened ({getattr(e, 'message', e)})"
+            except Exception as e:  # noqa: BLE001 - the page renders whatever the dataset does
+                self.problem = f"the {role} dataset {path} could not be opened ({type(e).__name__}: {e})"
                 ds = None
         self._ds[role] = ds
         return ds
@@ -626,11 +636,15 @@ def _thumbnails(run: dict, run_dir: Path, findings, items, n: int, images: str |
     if not picks:
         return ""
     reader = _Reader(run_dir, run, images)
+    reader.load([p[0] for p in picks])
     out = [f'<section id="thumbnails"><h2>Worst items</h2><p class="sub">{_e(what)}; the mask in the label map\'s '
            "colours over the image (boundaries opaque)" + ("; finding boxes outlined" if run.get("job") == "validate" else "")
            + '.</p><div class="thumbs">']
     for item_id, caption, boxes in picks:
-        panels, problem = reader.picture(item_id, boxes)
+        try:
+            panels, problem = reader.picture(item_id, boxes)
+        except Exception as e:  # noqa: BLE001 - one odd item must not cost the whole page
+            panels, problem = [], f"{type(e).__name__}: {e}"
         if panels:
             imgs = "".join(f'<div><img alt="{_e(item_id)}: {_e(label)}" src="{uri}">{_e(label)}</div>' for label, uri in panels)
         else:

@@ -378,3 +378,17 @@ def test_real_coco_coverage_thumbnails_match_the_coverage_table(real_data, tmp_p
         labelled = sum(r["fraction"] for r in cc if r["item_id"] == item_id) + it["ignore_pixels"] / (it["width"] * it["height"])
         drawn = (pic != 128).any(axis=2).mean()  # the canvas is grey where the mask is background
         assert drawn == pytest.approx(labelled, abs=0.01)
+
+
+def test_an_item_that_breaks_the_reader_costs_only_its_picture(runs, monkeypatch):
+    calls = []
+
+    def boom(self, item_id, boxes=()):
+        calls.append(item_id)
+        raise RuntimeError("<boom>")
+
+    monkeypatch.setattr(report._Reader, "picture", boom)
+    page = Page(report.render_report(runs["validate"], max_thumbnails=3, charts="none"))
+    assert len(page.figures) == 3 == len(calls)
+    assert all(not f["imgs"] for f in page.figures)
+    assert "no picture: RuntimeError: <boom>" in " ".join(page.text)
