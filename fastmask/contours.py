@@ -40,6 +40,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import rle as _rle
+from .components import label
+from .kernels import contour as _k
+
 __all__ = ["CONNECTIVITIES", "Shape", "coco_polygons", "coco_segmentation", "mask_to_polygons", "ring_area"]
 
 CONNECTIVITIES = (4, 8)
@@ -111,9 +115,6 @@ def mask_to_polygons(mask, *, connectivity: int = 8, tolerance: float = 0.0,
     >>> len(mask_to_polygons(m, connectivity=8)), len(mask_to_polygons(m, connectivity=4))
     (1, 2)
     """
-    from .components import label
-    from .kernels import contour as _k
-
     conn, tol = _check_options(connectivity, tolerance)
     binary = _as_binary(mask)
     box = _bbox(binary) if binary.size else None
@@ -122,29 +123,33 @@ def mask_to_polygons(mask, *, connectivity: int = 8, tolerance: float = 0.0,
     r0, r1, c0, c1 = box
     crop = np.ascontiguousarray(binary[r0:r1, c0:c1])  # work in the foreground's bounding box
     _, xy, offsets, is_hole, first = _k.trace_rings(crop, conn == 8)
-    outer = is_hole == 0
-    n = int(outer.sum())
-    if n == 1 or not (~outer).any():
+    hole_flags = is_hole.tolist()
+    n = hole_flags.count(0)
+    if n == 1 or n == len(hole_flags):
         # outer rings come in raster order of the component's first pixel (label order); with one
         # shape every hole is its own, without holes nothing needs a parent: no labeling
-        comp = np.where(outer, np.cumsum(outer), 1)
+        comp, k = [], 0
+        for h in hole_flags:
+            k += not h
+            comp.append(k if not h else 1)
     else:
         labels, n = label(crop, connectivity=conn, background=0, binary=True)
-        comp = labels[first[:, 0], first[:, 1]]
+        comp = labels[first[:, 0], first[:, 1]].tolist()
+    area2 = _k.ring_areas2(xy, offsets).tolist()  # outer rings positive, holes negative
+    pts = xy.astype(np.float64)
     ox, oy = float(offset[0]) + c0, float(offset[1]) + r0
+    if ox or oy:
+        pts += (ox, oy)
+    bounds = offsets.tolist()
     shapes: list[Shape | None] = [None] * (n + 1)
     holes: list[list[np.ndarray]] = [[] for _ in range(n + 1)]
-    areas = np.zeros(n + 1)
-    for i in range(offsets.shape[0] - 1):
-        ring = xy[offsets[i]:offsets[i + 1]].astype(np.float64)
-        c = int(comp[i])
-        areas[c] += ring_area(ring)  # outer rings positive, holes negative: the component's pixels
+    areas = [0] * (n + 1)
+    for i, c in enumerate(comp):
+        ring = pts[bounds[i]:bounds[i + 1]]
+        areas[c] += area2[i]
         if tol > 0:
             ring = _k.simplify_ring(ring, tol)
-        if ox or oy:
-            ring[:, 0] += ox
-            ring[:, 1] += oy
-        if is_hole[i]:
+        if hole_flags[i]:
             holes[c].append(ring)
         else:
             shapes[c] = Shape(exterior=ring)
@@ -154,7 +159,7 @@ def mask_to_polygons(mask, *, connectivity: int = 8, tolerance: float = 0.0,
         if s is None:  # pragma: no cover - every component has exactly one outer ring
             raise RuntimeError(f"contour tracing found no outer ring for component {c}")
         s.holes = holes[c]
-        s.area = round(areas[c])
+        s.area = areas[c] // 2
         out.append(s)
     return out
 
@@ -171,12 +176,10 @@ def coco_polygons(shapes: list[Shape]) -> list[list[float]]:
 
 def _bbox(binary: np.ndarray) -> tuple[int, int, int, int] | None:
     """Half-open ``(r0, r1, c0, c1)`` of the non-zero pixels of a uint8 mask, None when there are none."""
-    from .kernels.contour import nonzero_bbox
-
     if binary.flags.f_contiguous and not binary.flags.c_contiguous:  # e.g. pycocotools' decode: scan it as C
-        found, c0, c1, r0, r1 = nonzero_bbox(binary.T)
+        found, c0, c1, r0, r1 = _k.nonzero_bbox(binary.T)
     else:
-        found, r0, r1, c0, c1 = nonzero_bbox(np.ascontiguousarray(binary))
+        found, r0, r1, c0, c1 = _k.nonzero_bbox(np.ascontiguousarray(binary))
     return (int(r0), int(r1), int(c0), int(c1)) if found else None
 
 
@@ -197,8 +200,6 @@ def coco_segmentation(mask, *, connectivity: int = 8, tolerance: float = 0.0,
     >>> coco_segmentation(m)[1]
     'rle'
     """
-    from . import rle as fr
-
     conn, tol = _check_options(connectivity, tolerance)
     if encoding not in ("polygons", "rle"):
         raise ValueError(f"encoding must be 'polygons' or 'rle', got {encoding!r}")
@@ -207,5 +208,5 @@ def coco_segmentation(mask, *, connectivity: int = 8, tolerance: float = 0.0,
         shapes = mask_to_polygons(binary, connectivity=conn, tolerance=tol)
         if shapes and not any(s.holes for s in shapes):
             return coco_polygons(shapes), "polygons"
-    r = fr.encode(np.asfortranarray(binary != 0, dtype=np.uint8))
+    r = _rle.encode((binary != 0).view(np.uint8))
     return {"size": [int(binary.shape[0]), int(binary.shape[1])], "counts": r["counts"].decode("ascii")}, "rle"

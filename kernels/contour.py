@@ -39,7 +39,8 @@ def _pad(mask):
     ``p[y + 1, x + 1]`` (down-right) around it, all inside ``p`` for ``0 <= y <= H, 0 <= x <= W``.
     """
     h, w = mask.shape
-    p = np.zeros((h + 2, w + 2), np.uint8)
+    wp = ((w + 2 + 7) // 8) * 8  # rows padded to whole 64-bit words (the scan compares 8 pixels at once)
+    p = np.zeros((h + 2, wp), np.uint8)
     row_any = np.zeros(h + 2, np.uint8)
     for r in range(h):
         any_fg = 0
@@ -66,7 +67,7 @@ def _has_out(p, y, x, d):
 @njit(cache=True, nogil=True)
 def _count_padded(p, row_any):
     h = p.shape[0] - 2
-    w = p.shape[1] - 2
+    w = p.shape[1] - 2  # padded width: the extra columns are background and add no edge
     n = 0
     for y in range(h + 1):  # horizontal edges between padded rows y and y + 1
         if row_any[y] == 0 and row_any[y + 1] == 0:
@@ -108,67 +109,91 @@ def trace_rings(mask, eight):
     hvis = np.zeros((h + 1, max(w, 1)), np.uint8)  # horizontal edge (y, x): from x to x+1 on lattice row y
     n_pts = 0
     n_rings = 0
+    words = p.view(np.uint64)
+    n_words = words.shape[1]
     for y0 in range(h + 1):
         if row_any[y0] == 0 and row_any[y0 + 1] == 0:
             continue
-        for x0 in range(w):
-            above = p[y0, x0 + 1]
-            below = p[y0 + 1, x0 + 1]
-            if below == above or hvis[y0, x0]:
-                continue
-            if below:
-                sd = 0
-                sy, sx = y0, x0
-                first[n_rings, 0] = y0
-                first[n_rings, 1] = x0
-                is_hole[n_rings] = 0
-            else:
-                sd = 2
-                sy, sx = y0, x0 + 1
-                first[n_rings, 0] = y0 - 1
-                first[n_rings, 1] = x0
-                is_hole[n_rings] = 1
-            ring_start = n_pts
-            vy, vx, d = sy, sx, sd
-            while True:
-                # walk edge (vy, vx) in direction d
-                if d == 0:
-                    hvis[vy, vx] = 1
-                elif d == 2:
-                    hvis[vy, vx - 1] = 1
-                vy += _DY[d]
-                vx += _DX[d]
-                # choose the next direction: 8-conn prefers left turns at saddles, 4-conn right turns
-                if eight:
-                    c0, c1, c2 = (d + 3) % 4, d, (d + 1) % 4
+        for k in range(n_words):
+            if words[y0, k] == words[y0 + 1, k]:
+                continue  # no horizontal edge under these 8 pixels
+            for col in range(8 * k, 8 * k + 8):
+                x0 = col - 1
+                if x0 < 0 or x0 >= w:
+                    continue
+                above = p[y0, col]
+                below = p[y0 + 1, col]
+                if below == above or hvis[y0, x0]:
+                    continue
+                if below:
+                    sd = 0
+                    sy, sx = y0, x0
+                    first[n_rings, 0] = y0
+                    first[n_rings, 1] = x0
+                    is_hole[n_rings] = 0
                 else:
-                    c0, c1, c2 = (d + 1) % 4, d, (d + 3) % 4
-                if _has_out(p, vy, vx, c0):
-                    nd = c0
-                elif _has_out(p, vy, vx, c1):
-                    nd = c1
-                else:
-                    nd = c2
-                if nd != d:
-                    xy[n_pts, 0] = vx
-                    xy[n_pts, 1] = vy
-                    n_pts += 1
-                d = nd
-                if vy == sy and vx == sx and d == sd:
-                    break
-            # an outer ring's start vertex is its top-left corner and was emitted last: rotate it
-            # to the front (a hole's walk reaches its top-left corner first anyway)
-            if sd == 0 and n_pts > ring_start + 1:
-                lx = xy[n_pts - 1, 0]
-                ly = xy[n_pts - 1, 1]
-                for i in range(n_pts - 1, ring_start, -1):
-                    xy[i, 0] = xy[i - 1, 0]
-                    xy[i, 1] = xy[i - 1, 1]
-                xy[ring_start, 0] = lx
-                xy[ring_start, 1] = ly
-            n_rings += 1
-            offsets[n_rings] = n_pts
+                    sd = 2
+                    sy, sx = y0, x0 + 1
+                    first[n_rings, 0] = y0 - 1
+                    first[n_rings, 1] = x0
+                    is_hole[n_rings] = 1
+                ring_start = n_pts
+                vy, vx, d = sy, sx, sd
+                while True:
+                    # walk edge (vy, vx) in direction d
+                    if d == 0:
+                        hvis[vy, vx] = 1
+                    elif d == 2:
+                        hvis[vy, vx - 1] = 1
+                    vy += _DY[d]
+                    vx += _DX[d]
+                    # choose the next direction: 8-conn prefers left turns at saddles, 4-conn right turns
+                    if eight:
+                        c0, c1, c2 = (d + 3) % 4, d, (d + 1) % 4
+                    else:
+                        c0, c1, c2 = (d + 1) % 4, d, (d + 3) % 4
+                    if _has_out(p, vy, vx, c0):
+                        nd = c0
+                    elif _has_out(p, vy, vx, c1):
+                        nd = c1
+                    else:
+                        nd = c2
+                    if nd != d:
+                        xy[n_pts, 0] = vx
+                        xy[n_pts, 1] = vy
+                        n_pts += 1
+                    d = nd
+                    if vy == sy and vx == sx and d == sd:
+                        break
+                # an outer ring's start vertex is its top-left corner and was emitted last: rotate it
+                # to the front (a hole's walk reaches its top-left corner first anyway)
+                if sd == 0 and n_pts > ring_start + 1:
+                    lx = xy[n_pts - 1, 0]
+                    ly = xy[n_pts - 1, 1]
+                    for i in range(n_pts - 1, ring_start, -1):
+                        xy[i, 0] = xy[i - 1, 0]
+                        xy[i, 1] = xy[i - 1, 1]
+                    xy[ring_start, 0] = lx
+                    xy[ring_start, 1] = ly
+                n_rings += 1
+                offsets[n_rings] = n_pts
     return OK, xy[:n_pts].copy(), offsets[: n_rings + 1].copy(), is_hole[:n_rings].copy(), first[:n_rings].copy()
+
+
+@njit(cache=True, nogil=True)
+def ring_areas2(xy, offsets):
+    """Twice the signed shoelace area of every ring (int64; outer rings positive, holes negative)."""
+    n = offsets.shape[0] - 1
+    out = np.zeros(n, np.int64)
+    for i in range(n):
+        a = offsets[i]
+        b = offsets[i + 1]
+        s = np.int64(0)
+        for j in range(a, b):
+            k = j + 1 if j + 1 < b else a
+            s += np.int64(xy[j, 0]) * xy[k, 1] - np.int64(xy[k, 0]) * xy[j, 1]
+        out[i] = s
+    return out
 
 
 @njit(cache=True, nogil=True)
