@@ -251,8 +251,9 @@ def _evaluate_charts(run: dict, classes: list[dict] | None, items, names: dict[i
         per = pan.get("per_class") or {}
         cats = sorted(per, key=lambda c: int(c) if str(c).lstrip("-").isdigit() else 0)
         if cats:
-            rows = [{"c": c, "pq": per[c].get("pq") or 0.0} for c in cats]
-            rows, note = _cap(rows, "pq")
+            # keep the categories with the most segments (matched, missed and spurious)
+            rows = [{"c": c, "n": sum(per[c].get(k) or 0 for k in ("tp", "fp", "fn"))} for c in cats]
+            rows, note = _cap(rows, "n")
             cats = [r["c"] for r in rows]
             out.append(BarChart(
                 name="panoptic_quality", title=f"Panoptic quality per class{note}",

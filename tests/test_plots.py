@@ -278,3 +278,14 @@ def test_render_html_heatmap(n, data):
     out = plots.render_html(plots.HeatMap("h", "t", [f"<{i}>" for i in range(n)], m))
     assert out.count("<tr>") == n + 1
     assert "<0>" not in out
+
+
+def test_panoptic_chart_numbers_equal_the_summary(runs):
+    run = json.loads((runs["panoptic"] / "run.json").read_text())
+    per = run["summary"]["panoptic"]["per_class"]
+    (chart,) = plots.charts_for_run(runs["panoptic"])
+    assert len(chart.categories) == len(per) > 0
+    for label, pq_, sq, rq in zip(chart.categories, chart.series["PQ"], chart.series["SQ"], chart.series["RQ"]):
+        c = per[label.split()[0]]
+        assert (pq_, sq, rq) == pytest.approx((100 * c["pq"], 100 * c["sq"], 100 * c["rq"]))
+    assert all(v == pytest.approx(100) for v in chart.series["PQ"])  # the sample against itself
