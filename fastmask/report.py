@@ -317,6 +317,11 @@ class _Reader:
                 panels.append((f"prediction {pred.shape[1]}x{pred.shape[0]}", self._pic(pred, None, _thumb_size(*pred.shape))))
             return panels, None
         m, img, prob = self.class_map("dataset", row)
+        if m is None and img is not None:  # e.g. an image without its mask: show the image
+            from PIL import Image
+
+            th, tw = _thumb_size(*img.shape[:2])
+            return [(f"image only ({prob})", _encode(np.asarray(Image.fromarray(img).resize((tw, th))), True))], None
         if m is None:
             return [], prob
         size = _thumb_size(*m.shape)

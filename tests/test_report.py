@@ -392,3 +392,10 @@ def test_an_item_that_breaks_the_reader_costs_only_its_picture(runs, monkeypatch
     assert len(page.figures) == 3 == len(calls)
     assert all(not f["imgs"] for f in page.figures)
     assert "no picture: RuntimeError: <boom>" in " ".join(page.text)
+
+
+def test_image_without_mask_shows_the_image(runs):
+    page = Page(report.render_report(runs["validate"], max_thumbnails=100, charts="none"))
+    (fig,) = [f for f in page.figures if f["caption"].startswith("planted_missing_mask")]
+    (img,) = fig["imgs"]
+    assert "image only" in img["alt"] and img["src"].startswith("data:image/jpeg")
