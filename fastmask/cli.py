@@ -40,6 +40,23 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", metavar="DIR", default=None, help="images folder (paired by file stem / COCO file_name)")
     p.add_argument("--labelmap", metavar="FILE", default=None,
                    help="label map: fastmask JSON, CVAT labelmap.txt, class names .txt, or a COCO JSON")
+    p.add_argument("--masks", metavar="DIR", default=None,
+                   help="COCO panoptic: the folder of panoptic PNGs (default: the folder named like the JSON, beside it)")
+
+
+def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=None):
+    """:func:`fastmask.formats.open_dataset` for a command line: ``masks`` (the panoptic PNG
+    folder) is only meaningful for the ``coco_panoptic`` layout, and refused for others."""
+    from .engine import UsageError
+    from .formats import detect_layout, open_dataset
+
+    options = {}
+    if masks is not None:
+        layout = layout or detect_layout(path)
+        if layout != "coco_panoptic":
+            raise UsageError(f"{path}: --masks is the PNG folder of a COCO panoptic dataset, not of a {layout} dataset")
+        options["masks"] = masks
+    return open_dataset(path, layout=layout, images=images, labelmap=labelmap, **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--gt", metavar="DATASET", required=True, help="ground-truth dataset (any layout)")
     ev.add_argument("--pred", metavar="DATASET", required=True, help="prediction dataset (any layout)")
     ev.add_argument("--labelmap", metavar="FILE", default=None, help="label map of both (classes = its ids)")
+    ev.add_argument("--gt-masks", metavar="DIR", default=None,
+                    help="COCO panoptic ground truth: its PNG folder (default: named like the JSON, beside it)")
+    ev.add_argument("--pred-masks", metavar="DIR", default=None,
+                    help="COCO panoptic prediction: its PNG folder (default: named like the JSON, beside it)")
     ev.add_argument("--num-classes", type=int, default=None, metavar="N",
                     help="number of classes (default: from the label map)")
     ev.add_argument("--ignore-value", type=int, default=255, metavar="V",
@@ -109,11 +130,12 @@ def run_dataset_job(args: argparse.Namespace, make_job):
     printed and returned as the engine's exit code (2, or 3 for a stopped run).
     """
     from .engine import EngineError, run_job
-    from .formats import FormatError, open_dataset
+    from .formats import FormatError
 
     try:
         opts = engine_options_from_args(args)
-        dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
+        dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
+                                   masks=args.masks)
         job = make_job(dataset)
         result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
                          **opts.run_kwargs())
@@ -180,15 +202,15 @@ def _run_coverage(args: argparse.Namespace) -> int:
 
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .engine import EngineError, run_job
-    from .formats import FormatError, open_dataset
+    from .formats import FormatError
     from .jobs.evaluate import EvaluateJob, write_classes_table
 
     if args.plots and _plots(args):
         return EXIT_USAGE
     try:
         opts = engine_options_from_args(args)
-        gt = open_dataset(args.gt, labelmap=args.labelmap)
-        pred = open_dataset(args.pred, labelmap=args.labelmap)
+        gt = open_dataset_arg(args.gt, labelmap=args.labelmap, masks=args.gt_masks)
+        pred = open_dataset_arg(args.pred, labelmap=args.labelmap, masks=args.pred_masks)
         n = args.num_classes
         if n is None and gt.layout == "coco_panoptic":
             n = 1  # panoptic quality needs no class count

@@ -99,3 +99,23 @@ def test_panoptic_quality_equals_panopticapi(real_data, tmp_path):
         for k in ("pq", "sq", "rq"):
             assert got[ours][k] == pytest.approx(expected[theirs][k], abs=1e-12)
         assert got[ours]["n"] == expected[theirs]["n"]
+
+
+def test_panoptic_quality_from_the_command_line(real_data, tmp_path):
+    ref = real_data / "_reference/panoptic_pq"
+    out = tmp_path / "r"
+    # gt.json's PNGs are not beside it: --gt-masks names them; pred.json has pred/ beside it
+    assert main(["evaluate", "--gt", str(ref / "gt.json"), "--pred", str(ref / "pred.json"),
+                 "--gt-masks", str(real_data / "panopticapi/sample_data/panoptic_examples"),
+                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    got = json.loads((out / "run.json").read_text())["summary"]["panoptic"]
+    expected = json.loads((ref / "expected_pq.json").read_text())
+    assert got["all"]["pq"] == pytest.approx(expected["All"]["pq"], abs=1e-12)
+    assert got["things"]["n"] == expected["Things"]["n"]
+
+
+def test_masks_flag_is_refused_for_a_non_panoptic_dataset(tmp_path, capsys):
+    _write(tmp_path / "gt", {"a": np.zeros((2, 2), np.uint8)})
+    code = main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "gt"), "--num-classes", "2",
+                 "--gt-masks", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet"])
+    assert code == 2 and "--masks is the PNG folder of a COCO panoptic dataset" in capsys.readouterr().err
