@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .engine import EngineError, run_job
-    from .engine.options import EXIT_USAGE, engine_options_from_args
+    from .engine.options import EXIT_RUN_FAILED, EXIT_USAGE, engine_options_from_args
     from .formats import FormatError, open_dataset
     from .jobs.convert import ConvertJob, assemble
 
@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except EngineError as e:
         print(f"fastmask convert: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:  # writing the dataset failed (disk full, permissions): rerun with --resume
+        print(f"fastmask convert: could not write the dataset: {e}", file=sys.stderr)
+        return EXIT_RUN_FAILED
     errors = result.counts.get("error", 0)
     print(f"converted {result.counts.get('ok', 0)} of {result.n_items} items ({dataset.layout} -> {args.to}) "
           f"in {result.wall_seconds:.2f} s; {errors} could not be converted")
