@@ -123,10 +123,22 @@ def write_class_map(path: str | os.PathLike, classes: np.ndarray, *, palette=Non
 
 
 def write_panoptic_png(path: str | os.PathLike, ids: np.ndarray) -> str:
-    """Write segment ids (0..2**24-1) as a COCO panoptic RGB PNG (:func:`fastmask.formats.writers.write_panoptic_png`)."""
+    """Write segment ids (0..2**24-1) as a COCO panoptic RGB PNG (id = R + 256 G + 65536 B).
+
+    The RGB bytes are the low three bytes of each little-endian uint32 id (one copy), encoded by
+    :func:`fastmask.formats.writers.encode_png`.
+    """
+    a = np.asarray(ids)
+    if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"write_panoptic_png: expected a 2-D integer array, got {a.dtype} {a.shape}")
+    if a.size and (int(a.min()) < 0 or int(a.max()) >= 1 << 24):
+        raise ValueError(f"write_panoptic_png: segment ids must be in 0..2**24-1, got {int(a.min())}..{int(a.max())}")
+    h, w = a.shape
+    rgb = np.ascontiguousarray(a.astype("<u4", copy=False).view(np.uint8).reshape(h, w, 4)[:, :, :3])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _w.write_panoptic_png(path, ids)
+    _w.atomic_write(path, _w.encode_png(rgb))
+    return "RGB"
 
 
 def _colors_for(labelmap: LabelMap | None, ids: Iterable[int]) -> dict[int, tuple[int, int, int]]:
