@@ -123,6 +123,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _dataset_options(args: argparse.Namespace, **paths) -> dict:
+    """The dataset options a command was given, as absolute paths for ``run.json`` (so that
+    ``fastmask report`` reopens the dataset as the run saw it); options not given are left
+    out, so such a run records what the same job run from Python records."""
+    import os
+
+    paths["labelmap_file"] = getattr(args, "labelmap", None)
+    return {k: os.path.abspath(v) for k, v in paths.items() if v}
+
+
 def run_dataset_job(args: argparse.Namespace, make_job):
     """Open the dataset, run ``make_job(dataset)`` on the engine; ``(dataset, job, result)`` or an exit code.
 
@@ -137,8 +147,9 @@ def run_dataset_job(args: argparse.Namespace, make_job):
         dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
                                    masks=args.masks)
         job = make_job(dataset)
+        arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
-                         **opts.run_kwargs())
+                         arguments=arguments, **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask {args.command}: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
@@ -223,8 +234,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             n = max(ids) + 1
         ignore = None if args.ignore_value < 0 else args.ignore_value
         job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy)
+        arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
         result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
-                         **opts.run_kwargs())
+                         arguments=arguments, **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask evaluate: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -211,7 +211,9 @@ class _Reader:
     """Opens the run's dataset(s) lazily and rereads items by id from ``manifest.parquet``."""
 
     def __init__(self, run_dir: Path, run: dict, images: str | None):
-        self.run_dir, self.run, self.images = run_dir, run, images
+        args = run.get("arguments") or {}
+        # the dataset options the command was given (recorded by the CLI); --images here wins
+        self.run_dir, self.run, self.images = run_dir, run, images or args.get("images")
         self.problem: str | None = None
         self._rows: dict | None = None
         self._ds: dict = {}
@@ -256,6 +258,9 @@ class _Reader:
                 kw = {}
                 if role != "pred" and self.lm is not None:
                     kw["labelmap"] = self.lm
+                masks = args.get({"dataset": "masks", "gt": "gt_masks", "pred": "pred_masks"}[role])
+                if masks:
+                    kw["masks"] = masks
                 ds = open_dataset(path, layout=args.get("layout") if role == "dataset" else None,
                                   images=self.images if role != "pred" else None, **kw)
                 ds.manifest()  # COCO: builds/loads the columnar cache that rows point into

@@ -58,3 +58,26 @@ def test_validation_demo_finds_every_planted_defect_and_nothing_else(tmp_path, c
     (other / "keep.txt").write_text("mine")
     assert main(["demo", "--out", str(other)]) == 2
     assert (other / "keep.txt").exists()
+
+
+def test_dataset_options_are_recorded_for_the_report(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from fastmask.formats import write_mask
+    from fastmask.report import _Reader
+
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    write_mask(tmp_path / "masks" / "a.png", np.ones((4, 6), np.uint8))
+    Image.new("RGB", (6, 4)).save(tmp_path / "images" / "a.jpg")
+    out = tmp_path / "r"
+    assert main(["coverage", str(tmp_path / "masks"), "--images", str(tmp_path / "images"), "--out", str(out),
+                 "--workers", "1", "--quiet"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["arguments"]["images"] == str(tmp_path / "images")
+    assert "masks" not in run["arguments"] and "labelmap_file" not in run["arguments"]  # not given: not recorded
+    assert _Reader(out, run, None).images == str(tmp_path / "images")  # the report reopens the run's images
+    assert _Reader(out, run, "/elsewhere").images == "/elsewhere"
