@@ -468,3 +468,19 @@ def test_output_independent_of_workers_and_shards_and_resume(tmp_path):
     r = run_job(job, job.manifest(), tmp_path / "b", quiet=True, workers=1, shard_size=2, resume=True)
     assert r.skipped_shards == r.n_shards == 3
     assert (assemble(job, tmp_path / "b") / "annotations.json").read_bytes() == outs[0]
+
+
+def test_panoptic_from_voc_marks_things(tmp_path):
+    src = make_voc(tmp_path / "voc", n=2, seed=1)
+    out, _r = convert(src, "coco_panoptic", tmp_path / "p")
+    doc = json.loads((out / "panoptic.json").read_text())
+    cats = {c["id"]: c["isthing"] for c in doc["categories"]}
+    used = {s["category_id"] for a in doc["annotations"] for s in a["segments_info"] if not s["iscrowd"]}
+    assert used and all(cats[c] == 1 for c in used)  # every VOC class here comes from an instance
+    assert cats[255] == 0 and cats[1] in (0, 1)
+    ds = open_dataset(out / "panoptic.json")
+    for row, item in ds.iter_items():  # segments_info consistent with the PNG
+        ids = item.instance_mask.array
+        for seg in item.segments:
+            assert int((ids == seg["id"]).sum()) == seg["area"]
+        assert set(np.unique(ids).tolist()) - {0} == {seg["id"] for seg in item.segments}

@@ -515,8 +515,11 @@ class ConvertJob(Job):
         for w, h in zip(items.column("width").to_pylist(), items.column("height").to_pylist()):
             if w is not None:
                 sizes[f"{w}x{h}"] = sizes.get(f"{w}x{h}", 0) + 1
-        return {"categories": cats, "max_annotation_id": max(ann_ids, default=0), "segments": segs.num_rows,
-                "sizes": sizes}
+        things = sorted({c for c, i, crowd in zip(segs.column("category_id").to_pylist(),
+                                                   segs.column("instance_id").to_pylist(),
+                                                   segs.column("iscrowd").to_pylist()) if i and not crowd})
+        return {"categories": cats, "things": things, "max_annotation_id": max(ann_ids, default=0),
+                "segments": segs.num_rows, "sizes": sizes}
 
     def finalize(self, summaries: list[dict]) -> dict:
         cats = sorted({c for s in summaries for c in s["categories"]})
@@ -524,8 +527,8 @@ class ConvertJob(Job):
         for s in summaries:
             for k, v in s["sizes"].items():
                 sizes[k] = sizes.get(k, 0) + v
-        return {"to": self.to, "categories": cats, "max_annotation_id": max((s["max_annotation_id"] for s in summaries),
-                                                                            default=0),
+        return {"to": self.to, "categories": cats, "things": sorted({c for s in summaries for c in s["things"]}),
+                "max_annotation_id": max((s["max_annotation_id"] for s in summaries), default=0),
                 "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes}
 
 
@@ -573,9 +576,10 @@ def _source_categories(job: ConvertJob) -> dict[int, dict]:
     return out
 
 
-def _categories(job: ConvertJob, used: list[int], *, panoptic: bool = False) -> list[dict]:
+def _categories(job: ConvertJob, used: list[int], *, things: list[int] | None = None) -> list[dict]:
     """COCO ``categories``: the source's records when it has them (kept as they are), else from the
-    label map (background left out), plus every category id seen in the data."""
+    label map (background left out), plus every category id seen in the data. ``things``: panoptic
+    output; a category without a source record is a thing (``isthing: 1``) when it has instances."""
     lm = job._dataset.labelmap
     given = _source_categories(job)
     ids = set(used) | set(given)
@@ -584,8 +588,8 @@ def _categories(job: ConvertJob, used: list[int], *, panoptic: bool = False) -> 
     out = []
     for i in sorted(ids):
         c = dict(given.get(i) or {"id": int(i), "name": job._label(i), "supercategory": ""})
-        if panoptic:
-            c.setdefault("isthing", 1)
+        if things is not None:
+            c.setdefault("isthing", int(i in things))
         out.append(c)
     return out
 
@@ -644,7 +648,7 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
             lw.write_cleanzip_meta(d / "meta.json", lm, task="semantic", mask_encoding="png-index",
                                    image_sizes=summary["image_sizes"])
     elif job.to == "coco_panoptic":
-        cats_doc = _categories(job, cats, panoptic=True)
+        cats_doc = _categories(job, cats, things=summary.get("things", []))
         lw.write_coco_json(d / "panoptic.json", (json.loads(t) for t in _records(report, "image")),
                            _records(report, "panoptic"), cats_doc)
     elif job.to == "nucleus":
