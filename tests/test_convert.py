@@ -484,3 +484,31 @@ def test_panoptic_from_voc_marks_things(tmp_path):
         for seg in item.segments:
             assert int((ids == seg["id"]).sum()) == seg["area"]
         assert set(np.unique(ids).tolist()) - {0} == {seg["id"] for seg in item.segments}
+
+
+def test_nested_item_names_keep_their_folders(tmp_path):
+    root = tmp_path / "src" / "masks"
+    (root / "city" / "a").mkdir(parents=True)
+    m = np.zeros((5, 5), np.uint16)
+    m[1:3, 1:3] = 300  # 16-bit class id
+    m[4, 4] = 2
+    write_mask(root / "city" / "a" / "x.png", m)
+    for to in ("masks", "nucleus", "cleanzip"):
+        out, _r = convert(tmp_path / "src", to, tmp_path / to)
+        (row,) = load_report_table(tmp_path / to).to_pylist()
+        assert row["status"] == "ok" and row["name"] == "city/a/x"
+        assert row["mask_file"] == "masks/city/a/x.png"
+        got = read_mask(out / row["mask_file"]).array
+        if to == "nucleus":
+            assert sorted(np.unique(got).tolist()) == [0, 1, 2]
+        else:
+            np.testing.assert_array_equal(got, m)
+    src = tmp_path / "nested.json"
+    src.write_text(json.dumps({
+        "images": [{"id": 7, "file_name": "sub/dir/x.jpg", "width": 4, "height": 4}],
+        "annotations": [{"id": 1, "image_id": 7, "category_id": 3, "segmentation": [[0, 0, 2, 0, 2, 2, 0, 2]]}],
+        "categories": [{"id": 3, "name": "c"}]}))
+    out, _ = convert(src, "masks", tmp_path / "cm")
+    (row,) = load_report_table(tmp_path / "cm").to_pylist()
+    assert (row["mask_file"], row["instance_file"]) == ("masks/sub/dir/x.png", "instances/sub/dir/x.png")
+    assert read_mask(out / row["instance_file"]).array.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0] * 4, [0] * 4]

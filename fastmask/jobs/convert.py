@@ -349,8 +349,7 @@ class ConvertJob(Job):
             if self.to == "masks":
                 fields["mask_file"] = self._write_class(d / "masks" / (rel + ".png"), src, rel)
                 if src.kind != "semantic":
-                    fields["instance_file"] = "instances/" + lw.write_id_map(
-                        d / "instances" / rel, self._instance_map(src))
+                    fields["instance_file"] = self._write_ids("instances", rel, self._instance_map(src))
             elif self.to == "voc":
                 pal = self._voc_palette()
                 cm = src.class_map
@@ -380,7 +379,7 @@ class ConvertJob(Job):
             elif self.to == "nucleus":
                 index_map = _paint(src.segments, h, w, list(range(1, len(src.segments) + 1)))
                 if len(src.segments) > 255:
-                    fields["mask_file"] = "masks/" + lw.write_id_map(d / "masks" / rel, index_map)
+                    fields["mask_file"] = self._write_ids("masks", rel, index_map)
                 else:
                     fields["mask_file"] = self._write_plain(d / "masks" / (rel + ".png"), index_map, rel)
                 seg_rows = self._nucleus_rows(src, index_map)
@@ -396,6 +395,12 @@ class ConvertJob(Job):
                                  "area": int(fr.area(s["rle"])), "bbox": [int(v) for v in fr.toBbox(s["rle"])],
                                  "metadata": None})
         return ItemResult(fields, {"records": records, "segments": seg_rows})
+
+    def _write_ids(self, folder: str, rel: str, ids: np.ndarray) -> str:
+        """An id map as ``<folder>/<rel>.png`` (16-bit) or ``.tif`` (32-bit); the path relative to the dataset."""
+        name = lw.write_id_map(self.dataset_dir / folder / rel, ids)
+        parent = rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
+        return f"{folder}/{parent}{name}"
 
     def _voc_palette(self):
         pal = getattr(self, "_cache_palette", None)
