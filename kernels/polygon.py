@@ -148,7 +148,7 @@ def crossings_to_counts(cols, rows, n, h, w):
 
     Positions ``col * h + row`` are sorted by a counting sort on the column
     (over the columns actually crossed) and an insertion sort inside each
-    column (crossings are few per column).
+    column (crossings are few per column; ``ndarray.sort`` for crowded columns).
     """
     total = h * w
     if n == 0:
@@ -173,14 +173,21 @@ def crossings_to_counts(cols, rows, n, h, w):
     a = np.empty(n, np.int64)
     for i in range(n):
         c = cols[i] - cmin
-        lo = start[c]
-        j = fill[c]
-        pos = cols[i] * h + rows[i]
-        while j > lo and a[j - 1] > pos:  # insertion sort among this column's placed items
-            a[j] = a[j - 1]
-            j -= 1
-        a[j] = pos
+        a[fill[c]] = cols[i] * h + rows[i]
         fill[c] += 1
+    for c in range(ncol):
+        lo = start[c]
+        hi = start[c + 1]
+        if hi - lo > 32:  # a crowded column (hostile polygons): O(k log k), not insertion's O(k^2)
+            a[lo:hi] = np.sort(a[lo:hi])
+            continue
+        for i in range(lo + 1, hi):  # insertion sort: crossings are few per column
+            pos = a[i]
+            j = i
+            while j > lo and a[j - 1] > pos:
+                a[j] = a[j - 1]
+                j -= 1
+            a[j] = pos
     # maskApi.c: differences of the sorted positions (and h*w); a zero difference (two toggles
     # at one position) folds the next run into the previous one
     b = np.empty(n + 1, np.uint32)
