@@ -429,6 +429,8 @@ def _check_hw(h, w) -> tuple[int, int]:
         raise TypeError(f"height and width must be integers, got {h!r}, {w!r}") from None
     if hi != h or wi != w or hi < 0 or wi < 0:
         raise ValueError(f"height and width must be non-negative integers, got {h!r}, {w!r}")
+    if max(hi, wi, hi * wi) > _k.MAX_RLE_PIXELS:
+        raise ValueError(f"height and width {hi} x {wi} are too large (h*w above 2**62)")
     return hi, wi
 
 
