@@ -34,9 +34,8 @@ import numpy as np
 
 import fastmask.rle as R
 from fastmask.engine import ItemError
-from fastmask.formats import FormatError, open_dataset
+from fastmask.formats import FormatError, open_dataset, png
 from fastmask.formats import labelmap as L
-from fastmask.formats import png
 
 TMP = tempfile.mkdtemp(prefix="fastmask-fuzz-")
 os.environ.setdefault("FASTMASK_CACHE", os.path.join(TMP, "cache"))
@@ -168,7 +167,7 @@ def main() -> int:
                 raise
         print(f"{name}: {n} mutated inputs, no finding")
         return 0
-    import atheris  # noqa: PLC0415 - optional
+    import atheris
 
     atheris.instrument_all()
     atheris.Setup([sys.argv[0], *sys.argv[2:]], target)
