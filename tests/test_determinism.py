@@ -2,7 +2,8 @@
 executor and the shard size.
 
 What is guaranteed, and tested here for ``scan``, ``validate`` and ``coverage`` on a mask folder
-and on real COCO and VOC samples:
+and on real COCO and VOC samples (and ``rasterize`` on the COCO sample, whose PNG masks are
+byte-identical too):
 
 * same shard size, any executor (local processes, threads, Dask) and worker count: every
   Parquet file of the report (each part of each table, the manifest, the one-part
@@ -97,7 +98,8 @@ def run_json(out: Path, *, drop_sharding: bool = False) -> dict:
 
 
 def tables(out: Path) -> dict[str, object]:
-    return {p.name: pq.read_table(p) for p in sorted(out.iterdir()) if p.is_dir() and not p.name.startswith("_")}
+    return {p.name: pq.read_table(p) for p in sorted(out.iterdir())
+            if p.is_dir() and not p.name.startswith("_") and any(p.glob("part-*.parquet"))}
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +157,31 @@ def test_same_tables_for_any_shard_size(references, datasets, tmp_path, job, nam
     assert run_json(out, drop_sharding=True) == run_json(ref, drop_sharding=True)
     n_parts = len(list((out / "items").glob("part-*.parquet")))
     assert n_parts == -(-pq.read_metadata(ref / "manifest.parquet").num_rows // shard_size)
+
+
+# --------------------------------------------------------------------------- rasterize (writes PNG masks too)
+
+
+def all_files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and p.name != "run.json" and "_shards" not in p.parts}
+
+
+@pytest.mark.parametrize("kind", ["semantic", "instance"])
+def test_rasterize_same_files_for_executors_and_shard_sizes(datasets, tmp_path, kind):
+    def rasterize(out, *flags):
+        assert cli_main(["rasterize", str(datasets["coco"]), "--kind", kind, "--out", str(out), "--quiet",
+                         *flags]) == 0
+        return out
+
+    ref = rasterize(tmp_path / "ref", "--workers", "1", "--shard-size", "8")
+    files = all_files(ref)
+    assert sum(f.endswith(".png") for f in files) >= 20
+    threads = rasterize(tmp_path / "threads", "--executor", "threads", "--workers", "2", "--shard-size", "8")
+    assert all_files(threads) == files
+    assert run_json(threads) == run_json(ref)
+    other = rasterize(tmp_path / "other", "--executor", "threads", "--workers", "2", "--shard-size", "5")
+    a, b = tables(other), tables(ref)
+    assert a.keys() == b.keys() and all(a[t].equals(b[t]) for t in a)
+    pngs = {f: v for f, v in files.items() if not f.endswith(".parquet") or "/" not in f}
+    assert {f: all_files(other)[f] for f in pngs} == pngs  # masks and one-part files: same bytes

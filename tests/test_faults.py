@@ -345,3 +345,46 @@ def test_read_only_output_folder_exit_2(dataset, tmp_path, capsys):  # pragma: n
         assert "cannot write the report" in capsys.readouterr().err
     finally:
         ro.chmod(0o700)
+
+
+# --------------------------------------------------------------------------- rasterize: killed, resumed
+
+
+def test_rasterize_killed_mid_run_then_resumed_writes_the_same_masks(tmp_path, real_data):
+    # the real COCO sample's 32 images, repeated under new ids: 640 images, 64 shards of 10
+    src = json.loads((real_data / "super-gradients/tests/data/tinycoco/annotations/instances_train2017.json")
+                     .read_text())
+    images, anns = [], []
+    for k in range(20):
+        for im in src["images"]:
+            images.append({**im, "id": im["id"] * 100 + k, "file_name": f"{k}_{im['file_name']}"})
+        for a in src["annotations"]:
+            anns.append({**a, "id": a["id"] * 100 + k, "image_id": a["image_id"] * 100 + k})
+    coco = tmp_path / "instances_big.json"
+    coco.write_text(json.dumps({"images": images, "annotations": anns, "categories": src["categories"]}))
+    os.environ.setdefault("FASTMASK_CACHE", str(tmp_path / "cache"))
+    argv = ["rasterize", str(coco), "--shard-size", "10", "--quiet"]
+    ref = tmp_path / "ref"
+    assert cli(*argv, "--out", str(ref), "--workers", "1") == 0
+    out = tmp_path / "r"
+    proc = run_cli_process([*argv, "--out", str(out), "--workers", "2"])
+    try:
+        deadline = time.monotonic() + 120
+        while len(list((out / "_shards").glob("*.json"))) < 5:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stderr.close()
+    assert len(list((out / "_shards").glob("*.json"))) < 64, "the kill came after the end"
+    assert cli(*argv, "--out", str(out), "--workers", "1", "--resume") == 0
+
+    def files(d):
+        return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*"))
+                if p.is_file() and p.name != "run.json" and "_shards" not in p.parts}
+
+    assert files(out) == files(ref)  # every mask PNG and Parquet part, byte for byte
+    assert not [p for p in out.rglob(".*") if p.is_file()]
+    assert stable_run_json(out) == stable_run_json(ref)
