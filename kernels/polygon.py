@@ -55,7 +55,11 @@ def crossing_bound(xy, start, stop, w):
     total = 0
     for j in range(k):
         j2 = j + 1 if j + 1 < k else 0
-        span = abs(xy[start + 2 * j2] - xy[start + 2 * j]) + 2.0
+        # only the columns of the edge inside the image can be crossed (an edge far outside
+        # it, or a huge width, must not size the buffers)
+        lo = max(min(xy[start + 2 * j2], xy[start + 2 * j]), -1.0)
+        hi = min(max(xy[start + 2 * j2], xy[start + 2 * j]), w + 1.0)
+        span = max(hi - lo, 0.0) + 2.0
         total += np.int64(min(span, w + 1.0))
     return total
 
