@@ -449,6 +449,8 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
         raise ValueError("frPyObjects: boxes have NaN or infinite values")
     polys = _boxes_to_polys(arr)
     n = polys.shape[0]
+    if h == 0 or w == 0:  # no pixel: nothing to walk (as _fr_polys)
+        return [{"size": [h, w], "counts": b"0"} for _ in range(n)]
     offsets = np.arange(0, 8 * n + 1, 8, dtype=np.int64)
     counts, roff = _poly.coco_polygons_to_rles(polys.reshape(-1), offsets, h, w)
     return _to_objs(counts, roff, h, w)
@@ -456,6 +458,8 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
 
 def _fr_polys(polys, h, w) -> list[dict]:
     xy, offsets = pack(polys, "frPyObjects", min_vertices=0)
+    if h == 0 or w == 0:  # no pixel: nothing to walk (a huge other side must not size buffers)
+        return [{"size": [h, w], "counts": b"0"} for _ in range(len(offsets) - 1)]
     counts, roff = _poly.coco_polygons_to_rles(xy, offsets, h, w)
     return _to_objs(counts, roff, h, w)
 
