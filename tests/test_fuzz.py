@@ -499,6 +499,17 @@ def test_regression_frpyobjects_with_a_width_beyond_int64_is_a_value_error():
         R.frPyObjects([[]], 0, 9.223372036854776e18)
 
 
+@pytest.mark.parametrize("obj, h, w", [([1e300, 1e300, 1e300, 0], 0, 1_579_753_975),
+                                       ([[1e300, 1e300, 1e300, 0]], 1, 1_579_753_975),
+                                       ([[1e300, 1, 2e300, 1, 2e300, 5]], 3, 1_579_753_975)])
+def test_regression_polygons_outside_a_very_wide_image_need_no_memory(obj, h, w):
+    # the crossing buffers were sized by the edge's span clipped only to w+1: ~100 GB here
+    with no_hang(30):
+        out = R.frPyObjects(obj, h, w)
+    for r in out if isinstance(out, list) else [out]:
+        assert int(R.area(r)) == 0
+
+
 def test_rle_size_limit_still_accepts_large_real_sizes():
     # the limit is far above any real mask: 2**31 x 2 pixels, counts in 32-bit runs
     h, w = 2**31, 2
