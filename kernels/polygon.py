@@ -56,9 +56,13 @@ def crossing_bound(xy, start, stop, w):
     for j in range(k):
         j2 = j + 1 if j + 1 < k else 0
         # only the columns of the edge inside the image can be crossed (an edge far outside
-        # it, or a huge width, must not size the buffers)
-        lo = max(min(xy[start + 2 * j2], xy[start + 2 * j]), -1.0)
-        hi = min(max(xy[start + 2 * j2], xy[start + 2 * j]), w + 1.0)
+        # it, or a huge width, must not size the buffers); the margin covers the walk's
+        # rounding on huge coordinates (relative error ~1e-15)
+        a = min(max(xy[start + 2 * j], -_MAX_COORD), _MAX_COORD)  # as coco_crossings (box corners may be inf)
+        b = min(max(xy[start + 2 * j2], -_MAX_COORD), _MAX_COORD)
+        margin = 1e-6 * max(abs(a), abs(b)) + 2.0
+        lo = max(min(a, b) - margin, -1.0)
+        hi = min(max(a, b) + margin, w + 1.0)
         span = max(hi - lo, 0.0) + 2.0
         total += np.int64(min(span, w + 1.0))
     return total
