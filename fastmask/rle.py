@@ -441,7 +441,15 @@ def _boxes_to_polys(boxes: np.ndarray) -> np.ndarray:
     return np.stack([xs, ys, xs, ye, xe, ye, xe, ys], axis=1)
 
 
+def _check_runs_fit(h: int, w: int) -> None:
+    # COCO RLE runs are 32-bit: a polygon/box RLE of a 2**32-pixel image could need one run
+    # of 2**32 or more, which would wrap around silently
+    if h * w >= 1 << 32:
+        raise ValueError(f"frPyObjects: a {h} x {w} image has 2**32 pixels or more; COCO RLE runs are 32-bit")
+
+
 def _fr_boxes(boxes, h, w) -> list[dict]:
+    _check_runs_fit(h, w)
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"frPyObjects: boxes must have shape (n, 4), got {arr.shape}")
@@ -457,6 +465,7 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
 
 
 def _fr_polys(polys, h, w) -> list[dict]:
+    _check_runs_fit(h, w)
     xy, offsets = pack(polys, "frPyObjects", min_vertices=0)
     if h == 0 or w == 0:  # no pixel: nothing to walk (a huge other side must not size buffers)
         return [{"size": [h, w], "counts": b"0"} for _ in range(len(offsets) - 1)]
