@@ -475,10 +475,13 @@ def test_regression_frpyobjects_with_infinite_height_is_a_type_error(h, w):
 
 
 @pytest.mark.parametrize("poly", [[0.0, 3.595386269724632e307], [0.0, 3.595386269724632e307, 0.0, 0.0],
-                                  [0, 0, 1.7e308, 0, 1.7e308, 1.7e308, -1.7e308, 3]])
+                                  [0, 0, 1.7e308, 0, 1.7e308, 1.7e308, -1.7e308, 3],
+                                  [-4.3532773233971046e17, 0.0, 0.0, 4.407212831701244e20, 0.0, 0.0],
+                                  [1.7e308, 0.0, 3.6e307, 0.0]])
 def test_regression_polygon_coordinates_near_the_float_maximum(poly):
     # 5x upsampling overflowed to inf, inf - inf = NaN, and the kernel wrote past its crossing
-    # buffers (heap corruption: a later segfault; found with NUMBA_BOUNDSCHECK=1)
+    # buffers (heap corruption: a later segfault; found with NUMBA_BOUNDSCHECK=1); a steep edge from
+    # -4e17 walked past a crossing bound clipped to the image; a box corner of inf gave a NaN bound
     for rle in R.frPyObjects([poly], 5, 5):
         assert 0 <= int(R.area(rle)) <= 25
 
@@ -501,13 +504,23 @@ def test_regression_frpyobjects_with_a_width_beyond_int64_is_a_value_error():
 
 @pytest.mark.parametrize("obj, h, w", [([1e300, 1e300, 1e300, 0], 0, 1_579_753_975),
                                        ([[1e300, 1e300, 1e300, 0]], 1, 1_579_753_975),
-                                       ([[1e300, 1, 2e300, 1, 2e300, 5]], 3, 1_579_753_975)])
+                                       ([[1e300, 1, 2e300, 1, 2e300, 5]], 2, 1_579_753_975)])
 def test_regression_polygons_outside_a_very_wide_image_need_no_memory(obj, h, w):
     # the crossing buffers were sized by the edge's span clipped only to w+1: ~100 GB here
     with no_hang(30):
         out = R.frPyObjects(obj, h, w)
     for r in out if isinstance(out, list) else [out]:
         assert int(R.area(r)) == 0
+
+
+def test_regression_polygon_rle_of_an_image_of_2_32_pixels_or_more_is_refused():
+    # its background run would not fit COCO's 32-bit counts: it wrapped around (a malformed RLE)
+    with pytest.raises(ValueError, match="32-bit"):
+        R.frPyObjects([[1, 1, 5, 1, 5, 5]], 3, 1_579_753_975)
+    with pytest.raises(ValueError, match="32-bit"):
+        R.frPyObjects([[1, 1, 2, 2]], 2**16, 2**16)
+    rle = R.frPyObjects([[1, 1, 5, 1, 5, 5]], 2, 2**31 - 1)[0]  # just below: fine
+    assert int(R.area(rle)) > 0
 
 
 def test_rle_size_limit_still_accepts_large_real_sizes():
