@@ -346,3 +346,17 @@ def test_mask_names_never_collide(tmp_path):
     for k, rel in items.items():
         assert read_mask(out / rel).array.max() == k
     assert not (tmp_path / "evil.png").exists()
+
+
+def test_category_beyond_the_declared_ones_is_an_error_row(tmp_path):
+    """Depth is chosen from the categories; an annotation with an undeclared id > 255 cannot wrap around."""
+    images = [{"id": 1, "file_name": "a.jpg", "width": 5, "height": 5},
+              {"id": 2, "file_name": "b.jpg", "width": 5, "height": 5}]
+    anns = [{"id": 1, "image_id": 1, "category_id": 300, "iscrowd": 0, "segmentation": _sq(0, 0, 3, 3)},
+            {"id": 2, "image_id": 2, "category_id": 4, "iscrowd": 0, "segmentation": _sq(0, 0, 3, 3)}]
+    out = tmp_path / "r"
+    assert run(_coco(tmp_path, images, anns), "--out", out) == 0
+    items = {r["image_id"]: r for r in pq.read_table(out / "items").to_pylist()}
+    assert items[1]["status"] == "error" and items[1]["error_code"] == "cannot_rasterize"
+    assert "300" in items[1]["error_message"] and not (out / "masks/a.png").exists()
+    assert items[2]["status"] == "ok" and read_mask(out / "masks/b.png").array.max() == 4

@@ -140,3 +140,10 @@ def test_docstring_examples():
 
     result = doctest.testmod(wr, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 10 and result.failed == 0
+
+
+def test_eight_bit_forced_refuses_wide_ids(tmp_path):
+    with pytest.raises(ValueError, match="8-bit"):
+        wr.write_semantic_png(tmp_path / "x.png", np.array([[0, 256]]), sixteen_bit=False)
+    assert wr.write_semantic_png(tmp_path / "y.png", np.array([[0, 255]]), sixteen_bit=False) == "L"
+    assert not (tmp_path / "x.png").exists()

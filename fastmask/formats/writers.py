@@ -137,8 +137,8 @@ def write_semantic_png(path, class_map: np.ndarray, *, palette: np.ndarray | str
                        sixteen_bit: bool | None = None) -> str:
     """Write a class map: ``L`` when ids <= 255, ``P`` with ``palette`` ("voc" or (n, 3)), else 16-bit grey.
 
-    ``sixteen_bit=True`` forces 16-bit grey (so every file of a dataset has the same depth);
-    ``None`` chooses by the ids present. Returns the PNG mode written (``L``, ``P``, ``I;16``).
+    ``sixteen_bit=True`` forces 16-bit grey (so every file of a dataset has the same depth),
+    ``False`` forces 8 bits (ids > 255 raise); ``None`` chooses by the ids present. Returns the PNG mode written (``L``, ``P``, ``I;16``).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"
@@ -152,6 +152,8 @@ def write_semantic_png(path, class_map: np.ndarray, *, palette: np.ndarray | str
         pal = voc_colormap(256) if isinstance(palette, str) and palette == "voc" else np.asarray(palette, np.uint8)
         atomic_write(path, encode_png(a.astype(np.uint8, copy=False), palette=pal))
         return "P"
+    if sixteen_bit is False and hi > 255:
+        raise ValueError(f"write_semantic_png: an 8-bit PNG holds ids 0..255, got max {hi}")
     if sixteen_bit or (sixteen_bit is None and hi > 255):
         atomic_write(path, encode_png(a.astype(np.uint16, copy=False)))
         return "I;16"

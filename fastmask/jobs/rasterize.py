@@ -202,7 +202,7 @@ class RasterizeJob(Job):
         try:
             data = self._dataset.read_item(item)
         except FormatError as e:
-            raise ItemError(e.code, e.message) from None
+            raise ItemError(e.code, e.message, fields={"image_id": item.get("image_id")}) from None
         anns = data.annotations or []
         kind = "semantic" if self.kind == "semantic" else "instance"
         crowd = "class" if self.kind == "panoptic" else self.crowd
@@ -210,10 +210,11 @@ class RasterizeJob(Job):
             r = rasterize_annotations(anns, h, w, kind=kind, overlap=self.overlap, class_priority=self.class_priority,
                                       crowd=crowd, ignore_value=self.ignore_value, fill=self.fill,
                                       background=self.background, on_error="skip",
-                                      dtype=np.uint16 if self.sixteen_bit else None,
+                                      dtype=(np.uint16 if self.sixteen_bit else np.uint8) if kind == "semantic" else None,
                                       paint=self.kind not in ("rle", "binary"))
-        except ValueError as e:  # values that do not fit (e.g. > 65535 instances)
-            raise ItemError("cannot_rasterize", str(e)) from None
+        except ValueError as e:  # values that do not fit the PNG (e.g. an undeclared category id > 255)
+            raise ItemError("cannot_rasterize", str(e), fields={"image_id": item.get("image_id"), "width": w,
+                                                               "height": h, "n_annotations": len(anns)}) from None
         skipped = {i for i, _, _ in r.problems}
         findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "rule": "invalid_annotation",
                      "severity": "error", "message": msg} for i, aid, msg in r.problems]
@@ -229,7 +230,8 @@ class RasterizeJob(Job):
         elif self.kind == "instance":
             top = int(r.instance_ids.max(initial=0))
             if top > 65535 or (self.crowd == "ignore" and self.ignore_value > 65535):
-                raise ItemError("too_many_instances", f"{top} instances do not fit a 16-bit PNG")
+                raise ItemError("too_many_instances", f"{top} instances do not fit a 16-bit PNG",
+                                fields={"image_id": item.get("image_id"), "width": w, "height": h})
             rel = stem + ".png"
             fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
             fields["output"] = f"{self.mask_folder}/{rel}"
@@ -242,7 +244,8 @@ class RasterizeJob(Job):
             fields["png_mode"] = "L"
         elif self.kind == "panoptic":
             if int(r.instance_ids.max(initial=0)) >= 2**24:
-                raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG")
+                raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG",
+                                fields={"image_id": item.get("image_id"), "width": w, "height": h})
             rel = stem + ".png"
             fields["png_mode"] = wr.write_panoptic_png(self._target(rel), r.mask)
             fields["output"] = f"{self.mask_folder}/{rel}"
