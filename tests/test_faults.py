@@ -353,7 +353,7 @@ def test_read_only_output_folder_exit_2(dataset, tmp_path, capsys):  # pragma: n
 # --------------------------------------------------------------------------- rasterize: killed, resumed
 
 
-def test_rasterize_killed_mid_run_then_resumed_writes_the_same_masks(tmp_path, real_data):
+def test_rasterize_killed_mid_run_then_resumed_writes_the_same_masks(tmp_path, real_data, monkeypatch):
     # the real COCO sample's 32 images, repeated under new ids: 640 images, 64 shards of 10
     src = json.loads((real_data / "super-gradients/tests/data/tinycoco/annotations/instances_train2017.json")
                      .read_text())
@@ -365,7 +365,7 @@ def test_rasterize_killed_mid_run_then_resumed_writes_the_same_masks(tmp_path, r
             anns.append({**a, "id": a["id"] * 100 + k, "image_id": a["image_id"] * 100 + k})
     coco = tmp_path / "instances_big.json"
     coco.write_text(json.dumps({"images": images, "annotations": anns, "categories": src["categories"]}))
-    os.environ.setdefault("FASTMASK_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FASTMASK_CACHE", str(tmp_path / "cache"))  # inherited by the killed run
     argv = ["rasterize", str(coco), "--shard-size", "10", "--quiet"]
     ref = tmp_path / "ref"
     assert cli(*argv, "--out", str(ref), "--workers", "1") == 0

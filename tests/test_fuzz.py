@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import signal
 import struct
 import zlib
@@ -364,14 +363,16 @@ def mutate(doc, picks, values):
 @pytest.fixture(scope="module")
 def coco_dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("fuzz-coco")
-    os.environ.setdefault("FASTMASK_CACHE", str(base / "cache"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FASTMASK_CACHE", str(base / "cache"))
     pan = base / "pan"
     (pan / "panoptic").mkdir(parents=True)
     seg = np.zeros((4, 5, 3), np.uint8)
     seg[1:3, 1:3, 0] = 7
     Image.fromarray(seg).save(pan / "panoptic" / "a.png")
     (base / "coco").mkdir()
-    return {"coco": base / "coco", "pan": pan, "n": [0]}
+    yield {"coco": base / "coco", "pan": pan, "n": [0]}
+    mp.undo()
 
 
 def _read_everything(path: str):
