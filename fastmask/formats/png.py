@@ -33,10 +33,8 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO, Any, Union
 
 import numpy as np
@@ -436,44 +434,9 @@ def write_mask(path: str | os.PathLike, array: np.ndarray, *, palette: np.ndarra
     >>> read_mask(p).mode, read_mask(p).array.tolist()
     ('I;16', [[0, 1], [2, 300]])
     """
-    arr = np.asarray(array)
-    if arr.ndim != 2:
-        raise ValueError(f"write_mask: expected a 2-D array, got shape {arr.shape}")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"write_mask: expected integer ids, got dtype {arr.dtype}")
-    lo = int(arr.min()) if arr.size else 0
-    hi = int(arr.max()) if arr.size else 0
-    if lo < 0 or hi > 65535:
-        raise ValueError(f"write_mask: ids must be in 0..65535, got {lo}..{hi}")
-    if palette is not None:
-        if hi > 255:
-            raise ValueError(f"write_mask: a palette PNG holds ids 0..255, got max {hi}")
-        pal = voc_colormap(256) if isinstance(palette, str) and palette == "voc" else np.asarray(palette, np.uint8)
-        if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= pal.shape[0] <= 256:
-            raise ValueError(f"write_mask: palette must be (n<=256, 3), got {pal.shape}")
-        img = Image.frombytes("P", (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr.astype(np.uint8)).tobytes())
-        img.putpalette(pal.reshape(-1).tolist())
-    elif hi > 255:
-        img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint16)))
-        if img.mode != "I;16":
-            img = Image.frombytes("I;16", (arr.shape[1], arr.shape[0]),
-                                  np.ascontiguousarray(arr.astype("<u2")).tobytes())
-    else:
-        img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint8)))
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from .writers import write_semantic_png  # the one PNG mask encoder (writers imports this module)
+
+    write_semantic_png(path, array, palette=palette)
 
 
 def _png_bytes(arr: np.ndarray) -> bytes:

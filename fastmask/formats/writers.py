@@ -150,6 +150,8 @@ def write_semantic_png(path, class_map: np.ndarray, *, palette: np.ndarray | str
         if hi > 255 or sixteen_bit:
             raise ValueError(f"write_semantic_png: a palette PNG holds ids 0..255, got max {hi}")
         pal = voc_colormap(256) if isinstance(palette, str) and palette == "voc" else np.asarray(palette, np.uint8)
+        if pal.ndim != 2 or pal.shape[1] != 3 or not 1 <= pal.shape[0] <= 256:
+            raise ValueError(f"write_semantic_png: palette must be (n<=256, 3), got {pal.shape}")
         atomic_write(path, encode_png(a.astype(np.uint8, copy=False), palette=pal))
         return "P"
     if sixteen_bit is False and hi > 255:
