@@ -27,7 +27,6 @@ import io
 import json
 import os
 import posixpath
-import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -206,26 +205,17 @@ def write_coco_json(path: str | os.PathLike, images: Iterable[dict], annotations
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     n_img = n_ann = 0
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write('{"info": ' + json.dumps(info or {"description": "written by fastmask"}) + ',\n"images": [')
-            for im in images:
-                f.write(("\n" if n_img == 0 else ",\n") + json.dumps(im))
-                n_img += 1
-            f.write(f'\n],\n"{key}": [')
-            for a in annotations:
-                f.write(("\n" if n_ann == 0 else ",\n") + (a if isinstance(a, str) else json.dumps(a)))
-                n_ann += 1
-            f.write('\n],\n"categories": ' + json.dumps(categories) + "\n}\n")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _w.atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        f.write('{"info": ' + json.dumps(info or {"description": "written by fastmask"}) + ',\n"images": [')
+        for im in images:
+            f.write(("\n" if n_img == 0 else ",\n") + json.dumps(im))
+            n_img += 1
+        f.write(f'\n],\n"{key}": [')
+        for a in annotations:
+            f.write(("\n" if n_ann == 0 else ",\n") + (a if isinstance(a, str) else json.dumps(a)))
+            n_ann += 1
+        f.write('\n],\n"categories": ' + json.dumps(categories) + "\n}\n")
     return n_img, n_ann
 
 
@@ -265,24 +255,14 @@ def zip_folder(folder: str | os.PathLike, zip_path: str | os.PathLike) -> int:
     """Zip every file under ``folder`` (relative names, sorted, hidden temporaries skipped); returns the count."""
     folder = Path(folder)
     zip_path = Path(zip_path)
-    fd, tmp = tempfile.mkstemp(prefix="." + zip_path.name + ".", suffix=".tmp", dir=zip_path.parent)
-    os.close(fd)
     n = 0
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-            for dirpath, dirnames, filenames in os.walk(folder):
-                dirnames.sort()
-                for f in sorted(filenames):
-                    if f.startswith("."):
-                        continue
-                    full = Path(dirpath) / f
-                    z.write(full, posixpath.join(*full.relative_to(folder).parts))
-                    n += 1
-        os.replace(tmp, zip_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with _w.atomic_output(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+        for dirpath, dirnames, filenames in os.walk(folder):
+            dirnames.sort()
+            for f in sorted(filenames):
+                if f.startswith("."):
+                    continue
+                full = Path(dirpath) / f
+                z.write(full, posixpath.join(*full.relative_to(folder).parts))
+                n += 1
     return n

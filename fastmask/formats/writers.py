@@ -24,6 +24,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import tempfile
@@ -96,6 +97,30 @@ def encode_png(array: np.ndarray, *, palette: np.ndarray | None = None, level: i
     return b"".join(out)
 
 
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike):
+    """A hidden temporary name beside ``path`` to write to: renamed to ``path`` when the block
+    ends normally, removed when it raises -- a killed or failed write never leaves half a file.
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> with atomic_output(p) as tmp:
+    ...     _ = pathlib.Path(tmp).write_text("done")
+    >>> p.read_text()
+    'done'
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a hidden temporary file in the same folder and a rename.
 
@@ -104,18 +129,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     >>> atomic_write(p, b"abc"); p.read_bytes()
     b'abc'
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as f:
+        f.write(data)
 
 
 def _ids(array: np.ndarray, what: str, hi_max: int) -> tuple[np.ndarray, int]:
