@@ -41,12 +41,14 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from .engine import EngineError, run_job
     from .engine.options import EXIT_RUN_FAILED, EXIT_USAGE, engine_options_from_args
-    from .formats import FormatError, open_dataset
+    from .cli import open_dataset_arg
+    from .formats import FormatError
     from .jobs.convert import ConvertJob, assemble
 
     try:
         opts = engine_options_from_args(args)
-        dataset = open_dataset(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap)
+        dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
+                                   masks=args.masks)
         job = ConvertJob(dataset, args.to, args.out, coco_encoding=args.coco_encoding, tolerance=args.tolerance,
                          connectivity=args.connectivity,
                          ignore_value=None if args.ignore_value < 0 else args.ignore_value,

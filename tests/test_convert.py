@@ -512,3 +512,17 @@ def test_nested_item_names_keep_their_folders(tmp_path):
     (row,) = load_report_table(tmp_path / "cm").to_pylist()
     assert (row["mask_file"], row["instance_file"]) == ("masks/sub/dir/x.png", "instances/sub/dir/x.png")
     assert read_mask(out / row["instance_file"]).array.tolist() == [[1, 1, 0, 0], [1, 1, 0, 0], [0] * 4, [0] * 4]
+
+
+def test_panoptic_png_folder_named_on_the_command_line(real_data, tmp_path):
+    # gt.json's PNGs are not in a folder beside it: --masks names the folder
+    src = real_data / "_reference/panoptic_pq/gt.json"
+    pngs = real_data / "panopticapi/sample_data/panoptic_examples"
+    out = tmp_path / "r"
+    assert main(["convert", str(src), "--masks", str(pngs), "--to", "masks", "--out", str(out),
+                 "--workers", "1", "--quiet"]) == 0
+    items = pq.read_table(out / "items").to_pylist()
+    assert len(items) == 2 and all(r["status"] == "ok" for r in items)
+    bad = main(["convert", str(tmp_path / "r"), "--masks", str(pngs), "--to", "masks", "--out", str(tmp_path / "x"),
+                "--quiet"])
+    assert bad == 2
