@@ -39,9 +39,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .cli import open_dataset_arg
     from .engine import EngineError, run_job
     from .engine.options import EXIT_RUN_FAILED, EXIT_USAGE, engine_options_from_args
-    from .cli import open_dataset_arg
     from .formats import FormatError
     from .jobs.convert import ConvertJob, assemble
 
