@@ -247,6 +247,8 @@ def measure(root: str | os.PathLike, out: str | os.PathLike, *, workers: int = 2
         "driver_peak_rss_mb": round(driver["peak_rss"] / 2**20, 1),
         "driver_rss_at_25pct_mb": round(q[0] / 2**20, 1) if q else None,
         "driver_rss_last_mb": round(series[-1][1] / 2**20, 1) if series else None,
+        # (seconds, MB) about every 2 % of the run: where the driver grows
+        "driver_rss_series_mb": [(t, round(rss / 2**20, 1)) for t, rss in series[:: max(1, len(series) // 50)]],
         "worker_peak_rss_mb": [round(v / 2**20, 1) for v in worker_peaks],
         "all_processes_peak_rss_sum_mb": round(sampler.total_peak / 2**20, 1),
         "largest_child_maxrss_mb": round(children_maxrss / 2**20, 1),
