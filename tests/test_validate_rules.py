@@ -884,3 +884,17 @@ def test_class_mask_checks_on_arbitrary_values(m, conn):
     assert sorted(s.values.tolist()) == sorted(set(a.ravel().tolist()))
     bad = {v for v in a.ravel().tolist() if v not in (0, 1, 2, 3, 255)}
     assert {x.class_id for x in f if x.rule == "unexpected_value"} == bad
+
+
+def test_coverage_histogram_add_many_equals_add():
+    rng = np.random.default_rng(3)
+    cls = rng.integers(0, 5, 500)
+    share = 10 ** rng.uniform(-13, 0.5, 500)  # below the lowest bin, above 1, and everything between
+    share[::37] = 0.0
+    share[::41] = np.nan
+    one, many = CoverageHistogram(), CoverageHistogram()
+    for c, s in zip(cls.tolist(), share.tolist()):
+        one.add({c: s})
+    many.add_many(cls, share)
+    assert one.counts.keys() == many.counts.keys()
+    assert all(np.array_equal(one.counts[c], many.counts[c]) for c in one.counts)

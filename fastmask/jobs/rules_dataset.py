@@ -127,6 +127,21 @@ class CoverageHistogram:
             k = int(np.clip(np.floor((np.log10(min(s, 1.0)) - _LOW) / _BIN), 0, self._NB - 1))
             h[k] += 1
 
+    def add_many(self, classes: np.ndarray, shares: np.ndarray) -> None:
+        """Add many (class, share) pairs at once (the same bins as :meth:`add`, vectorised)."""
+        classes = np.asarray(classes, np.int64)
+        shares = np.asarray(shares, np.float64)
+        ok = (shares > 0) & np.isfinite(shares)
+        classes, shares = classes[ok], shares[ok]
+        if classes.size == 0:
+            return
+        k = np.clip(np.floor((np.log10(np.minimum(shares, 1.0)) - _LOW) / _BIN), 0, self._NB - 1).astype(np.int64)
+        for c in np.unique(classes).tolist():
+            h = self.counts.get(c)
+            if h is None:
+                h = self.counts[c] = np.zeros(self._NB, np.int64)
+            h += np.bincount(k[classes == c], minlength=self._NB)
+
     def merge(self, other: "CoverageHistogram") -> None:
         for c, h in other.counts.items():
             if c in self.counts:

@@ -279,11 +279,43 @@ class ValidateJob(Job):
         }
 
 
-def dataset_findings(job: ValidateJob, summary: dict, class_stats: pa.Table, items: pa.Table) -> list[tuple[str | None, R.Finding]]:
+def _share_parts(out_dir):
+    """Per shard of a finished run: ``(item_ids, classes, shares)`` -- each (item, class) pair's
+    share of the item's pixels, from the shard's ``items`` and ``class_stats`` parts (one
+    shard in memory at a time)."""
+    from pathlib import Path
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    for part in sorted((out / "class_stats").glob("part-*.parquet")):
+        items_part = out / "items" / part.name
+        if not items_part.is_file():
+            continue
+        cs = pq.read_table(part, columns=["item_id", "class_id", "pixels"])
+        items = pq.read_table(items_part, columns=["item_id", "width", "height"])
+        if not len(cs) or not len(items):
+            continue
+        size = pc.multiply(pc.fill_null(items.column("width").cast(pa.int64()), 0),
+                           pc.fill_null(items.column("height").cast(pa.int64()), 0)).to_numpy(zero_copy_only=False)
+        pos = pc.fill_null(pc.index_in(cs.column("item_id"), value_set=items.column("item_id")), -1)
+        pos = pos.to_numpy(zero_copy_only=False)
+        row_size = np.where(pos >= 0, size[np.maximum(pos, 0)], 0)
+        rows = np.flatnonzero(row_size > 0)
+        cls = cs.column("class_id").to_numpy(zero_copy_only=False)[rows].astype(np.int64)
+        share = cs.column("pixels").to_numpy(zero_copy_only=False)[rows].astype(np.float64) / row_size[rows]
+        yield cs.column("item_id").take(pa.array(rows)), cls, share
+
+
+def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str | None, R.Finding]]:
     """Dataset-level findings after the per-item pass: ``[(item_id or None, finding)]``.
 
     ``class_never_seen`` from the summed class pixels; ``coverage_outlier`` from each
-    item's class shares against the dataset's distribution; COCO ``duplicate_id`` and
+    item's class shares against the dataset's distribution, in two passes over the
+    report's parts: the per-class :class:`~fastmask.jobs.rules_dataset.CoverageHistogram`
+    (0.01-decade bins) gives the bounds, then each shard's pairs are judged -- memory is
+    bounded by a shard, not the dataset (issue 8); COCO ``duplicate_id`` and
     ``unknown_image`` from the parsed file.
     """
     cfg = job._config
@@ -292,40 +324,28 @@ def dataset_findings(job: ValidateJob, summary: dict, class_stats: pa.Table, ite
     if job._label_ids is not None and job._dataset.layout not in ("coco", "coco_panoptic"):
         ids = [i for i in job._label_ids if i != cfg.background and i != cfg.ignore_value]
         out += [(None, f) for f in R.class_never_seen(ids, class_pixels, cfg, names=job._names)]
-    if cfg.enabled("coverage_outlier") and len(class_stats):
-        # per (item, class): share of the class in the item's pixels. Columnar (NumPy/Arrow):
-        # ~40 bytes per pair, where Python dicts took ~300 (1.3 GB for 1M masks, issue 8)
-        import pyarrow.compute as pc
-
-        size = pc.multiply(pc.fill_null(items.column("width").cast(pa.int64()), 0),
-                           pc.fill_null(items.column("height").cast(pa.int64()), 0)).to_numpy(zero_copy_only=False)
-        pos = pc.index_in(class_stats.column("item_id"), value_set=items.column("item_id"))
-        pos = pc.fill_null(pos, -1).to_numpy(zero_copy_only=False)
-        row_size = np.where(pos >= 0, size[np.maximum(pos, 0)] if len(size) else 0, 0)
-        rows = np.flatnonzero(row_size > 0)
-        cls = class_stats.column("class_id").to_numpy(zero_copy_only=False)[rows]
-        share = (class_stats.column("pixels").to_numpy(zero_copy_only=False)[rows].astype(np.float64)
-                 / row_size[rows].astype(np.float64))
-        order = np.argsort(cls, kind="stable")
-        uniq, starts = np.unique(cls[order], return_index=True)
-        groups = np.split(order, starts[1:])
-        bounds = R.coverage_bounds({int(c): share[g] for c, g in zip(uniq, groups)}, cfg)
-        # only pairs outside their class's bounds can give a finding: build dicts for those
-        flagged = np.zeros(len(share), bool)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            lg = np.log10(np.minimum(share, 1.0))
-        for c, g in zip(uniq, groups):
-            b = bounds.get(int(c))
-            if b is not None:
-                ok = (share[g] > 0) & np.isfinite(share[g])
-                flagged[g] = ok & ~((b.lo <= lg[g]) & (lg[g] <= b.hi))
-        shares: dict[str, dict[int, float]] = {}
-        ids = class_stats.column("item_id").take(pa.array(rows[flagged])).to_pylist()
-        for i, c, v in zip(ids, cls[flagged].tolist(), share[flagged].tolist()):
-            shares.setdefault(i, {})[c] = v
-        for i in sorted(shares):
-            for f in R.coverage_outlier(shares[i], bounds, cfg, names=job._names):
-                out.append((i, f))
+    if cfg.enabled("coverage_outlier"):
+        hist = R.CoverageHistogram()
+        for _, cls, share in _share_parts(out_dir):
+            hist.add_many(cls, share)
+        bounds = hist.bounds(cfg)
+        keys = np.array(sorted(bounds), np.int64)
+        los = np.array([bounds[c].lo for c in keys.tolist()])
+        his = np.array([bounds[c].hi for c in keys.tolist()])
+        for item_ids, cls, share in (_share_parts(out_dir) if bounds else ()):
+            # only pairs outside their class's bounds can give a finding: dicts for those only
+            k = np.minimum(np.searchsorted(keys, cls), keys.size - 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lg = np.log10(np.minimum(share, 1.0))
+            inside = (los[k] <= lg) & (lg <= his[k])
+            flagged = (keys[k] == cls) & (share > 0) & np.isfinite(share) & ~inside
+            shares: dict[str, dict[int, float]] = {}
+            ids = item_ids.take(pa.array(np.flatnonzero(flagged))).to_pylist()
+            for i, c, v in zip(ids, cls[flagged].tolist(), share[flagged].tolist()):
+                shares.setdefault(i, {})[c] = v
+            for i in sorted(shares):  # parts come in item order: the findings too
+                for f in R.coverage_outlier(shares[i], bounds, cfg, names=job._names):
+                    out.append((i, f))
     if job._dataset.layout == "coco" and hasattr(job._dataset, "meta"):
         meta = job._dataset.meta()
         for kind, key in (("image", "duplicate_image_ids"), ("annotation", "duplicate_annotation_ids")):
@@ -349,15 +369,11 @@ def write_dataset_tables(job: ValidateJob, out_dir) -> tuple[list[tuple[str | No
     """
     from pathlib import Path
 
-    import pyarrow.parquet as pq
-
     from ..engine.sink import write_parquet_atomic
 
     out = Path(out_dir)
     summary = json.loads((out / "run.json").read_text())["summary"]
-    class_stats = pq.read_table(out / "class_stats", columns=["item_id", "class_id", "pixels"])
-    items = pq.read_table(out / "items", columns=["item_id", "width", "height"])
-    found = dataset_findings(job, summary, class_stats, items)
+    found = dataset_findings(job, summary, out)
     rows = [{"item_id": i, **finding_row(f)} for i, f in found]
     schema = pa.schema([("item_id", pa.string())] + list(FINDING_SCHEMA))
     (out / "dataset_findings").mkdir(exist_ok=True)

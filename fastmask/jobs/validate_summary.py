@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .validate_rules import SEVERITIES, severity_rank
@@ -25,9 +26,15 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
             print(f"  {sev:<7} {rule:<24} {counts[(rule, sev)]}")
     else:
         print("findings: none")
-    items = pq.read_table(result.out_dir / "items", columns=["item_id", "n_findings", "worst_severity"])
-    rows = [r for r in items.to_pylist() if r["n_findings"]]
-    rows.sort(key=lambda r: (-severity_rank(r["worst_severity"]) if r["worst_severity"] else 0, -r["n_findings"], str(r["item_id"])))
+    def worst_first(r):
+        return (-severity_rank(r["worst_severity"]) if r["worst_severity"] else 0, -r["n_findings"], str(r["item_id"]))
+
+    # part by part, keeping the worst few: memory bounded by a shard, not the dataset
+    rows: list[dict] = []
+    for part in sorted((result.out_dir / "items").glob("part-*.parquet")):
+        items = pq.read_table(part, columns=["item_id", "n_findings", "worst_severity"])
+        items = items.filter(pc.fill_null(pc.greater(items["n_findings"], 0), False))
+        rows = sorted(rows + items.to_pylist(), key=worst_first)[:worst]
     if rows:
         print("worst items:")
         for r in rows[:worst]:
