@@ -325,8 +325,9 @@ def test_unpaired_manifest_equals_pair_by_stem():
     from fastmask.formats.maskdir import _unpaired_manifest, pair_by_stem
 
     names = ["b/x_gt.png", "a.png", "c.d.png", "z/y.tif", "\\xe9t\\xe9.png", "m/n/o.PNG"]
-    table = _unpaired_manifest(names).sort_by("item_id")
+    table = _unpaired_manifest([names[:2], [], names[2:]]).sort_by("item_id")
     rows = list(zip(*(table.column(c).to_pylist() for c in ("item_id", "mask_path", "image_path"))))
     assert rows == pair_by_stem(names, [])
-    assert _unpaired_manifest(["a.png", "a.tif"]) is None  # a repeated stem: ids need the careful path
+    assert _unpaired_manifest([["a.png"], ["a.tif"]]) is None  # a repeated stem: ids need the careful path
     assert _unpaired_manifest([]).num_rows == 0
+    assert _unpaired_manifest([["notes.txt"]]).num_rows == 0  # only mask extensions count

@@ -24,6 +24,7 @@ import posixpath
 import re
 import stat
 import zipfile
+from collections.abc import Iterator
 from typing import IO
 
 from .errors import FormatError
@@ -144,9 +145,14 @@ class Root:
         Unsafe zip entries are included (they are reported, then refused on read).
         Folders are walked without following directory symlinks.
         """
+        return sorted(name for chunk in self.iter_files(under, recursive=recursive) for name in chunk)
+
+    def iter_files(self, under: str = "", *, recursive: bool = True) -> Iterator[list[str]]:
+        """The names :meth:`files` lists, unsorted, one list per folder (a zip: one list), so
+        that a caller can turn a million names into Arrow a folder at a time."""
         prefix = self._full(under).strip("/")
-        out: list[str] = []
         if self.is_zip:
+            out: list[str] = []
             pre = prefix + "/" if prefix else ""
             blen = len(self.base) + 1 if self.base else 0
             for info in self._zip().infolist():
@@ -160,21 +166,18 @@ class Root:
                 if unsafe_reason(rel) is None and is_junk(rel):
                     continue
                 out.append(rel)
-        else:
-            top = os.path.join(self.path, *prefix.split("/")) if prefix else self.path
-            if not os.path.isdir(top):
-                return []
-            baselen = len(os.path.join(self.path, *self.base.split("/")) if self.base else self.path) + 1
-            for dirpath, dirnames, filenames in os.walk(top):
-                dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
-                for f in filenames:
-                    if f.startswith("."):
-                        continue
-                    out.append(listed_name(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/")))
-                if not recursive:
-                    break
-        out.sort()
-        return out
+            yield out
+            return
+        top = os.path.join(self.path, *prefix.split("/")) if prefix else self.path
+        if not os.path.isdir(top):
+            return
+        baselen = len(os.path.join(self.path, *self.base.split("/")) if self.base else self.path) + 1
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+            yield [listed_name(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/"))
+                   for f in filenames if not f.startswith(".")]
+            if not recursive:
+                break
 
     def isdir(self, rel: str) -> bool:
         full = self._full(rel).strip("/")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import posixpath
 from collections import defaultdict
+from collections.abc import Iterable
 
 import pyarrow as pa
 
@@ -93,17 +94,23 @@ def pair_by_stem(masks: list[str], images: list[str]) -> list[tuple[str, str | N
     return rows
 
 
-def _unpaired_manifest(masks: list[str]) -> pa.Table | None:
+def _unpaired_manifest(chunks: Iterable[list[str]]) -> pa.Table | None:
     """The manifest of masks without images when every stem is unique (the usual case), built
-    in Arrow: :func:`pair_by_stem`'s dicts and tuples cost ~0.3 KB per file in the driver (a
-    million masks: +300 MB while listing). None: some stems repeat, pair the slow way."""
+    in Arrow a folder at a time (``chunks``: lists of names, e.g. :meth:`Root.iter_files`):
+    :func:`pair_by_stem`'s dicts and tuples cost ~0.3 KB per file in the driver (a million
+    masks: +300 MB while listing). None: some stems repeat, pair the careful way."""
     import pyarrow.compute as pc
 
-    ids = pa.array([stem(m) for m in masks], pa.string())
+    ids, paths = [], []
+    for names in chunks:
+        masks = [f for f in names if f.lower().endswith(MASK_EXTENSIONS)]
+        ids.append(pa.array([stem(m) for m in masks], pa.string()))
+        paths.append(pa.array(masks, pa.string()))
+    ids = pa.chunked_array(ids, pa.string()).combine_chunks()
     if len(ids) and pc.count_distinct(ids).as_py() != len(ids):
         return None
-    return pa.table({"item_id": ids, "mask_path": pa.array(masks, pa.string()),
-                     "image_path": pa.nulls(len(masks), pa.string())})
+    return pa.table({"item_id": ids, "mask_path": pa.chunked_array(paths, pa.string()).combine_chunks(),
+                     "image_path": pa.nulls(len(ids), pa.string())})
 
 
 class MaskDirDataset(Dataset):
@@ -140,11 +147,11 @@ class MaskDirDataset(Dataset):
 
     def _build_manifest(self) -> pa.Table:
         # unsafe zip entries (``../x.png``) stay in the list: read_item refuses them, so they are reported
-        masks = [f for f in self.masks.files() if f.lower().endswith(MASK_EXTENSIONS)]
         if self.images is None:
-            table = _unpaired_manifest(masks)
+            table = _unpaired_manifest(self.masks.iter_files())
             if table is not None:
                 return table
+        masks = [f for f in self.masks.files() if f.lower().endswith(MASK_EXTENSIONS)]
         imgs = [f for f in self.images.files() if f.lower().endswith(IMAGE_EXTENSIONS)] if self.images else []
         rows = pair_by_stem(masks, imgs)
         return pa.table({
