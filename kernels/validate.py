@@ -169,19 +169,80 @@ def class_scan(m, kind, hist, out):
     out[SCAN_BY1] = by1
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _run_end(s, e, row, kind, hist, cb, w):
-    """Bookkeeping of one run ``row[s:e]`` (any value): histogram; a 1-px run between two
-    runs is a horizontal blend candidate (flag in ``cb``).  Returns 1 if flagged."""
-    v = row[s]
-    hist[v] += e - s
-    if e - s == 1 and s > 0 and e < w:
-        a = row[s - 1]
-        b = row[e]
-        if (a < v and v < b) or (b < v and v < a):
-            cb[s] = 1
-            return 1
-    return 0
+@njit(cache=True, nogil=True)
+def _row_blends(m, kind, i):
+    """Exact blend test on every pixel of row ``i``: ``(count, x0, x1)`` (x0 = -1 if none)."""
+    h, w = m.shape
+    row = m[i]
+    c = 0
+    x0 = -1
+    x1 = -1
+    for j in range(w):
+        v = row[j]
+        if kind[v] != KIND_CLASS:
+            continue
+        hit = False
+        if 0 < j < w - 1:
+            a = row[j - 1]
+            b = row[j + 1]
+            hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+        if not hit and 0 < i < h - 1:
+            a = m[i - 1, j]
+            b = m[i + 1, j]
+            hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+        if hit:
+            c += 1
+            if x0 < 0:
+                x0 = j
+            x1 = j
+    return c, x0, x1
+
+
+@njit(cache=True, nogil=True)
+def _merge3(sa, va, sv, vv, sb, vb, w):
+    """Rows a (above), v (middle), b (below) given by their runs (starts end with w).
+    Returns (pixels where v and b differ, 1 if a middle pixel lies strictly between a and b)."""
+    t = 0
+    cand = 0
+    pos = 0
+    i = 0
+    k = 0
+    j = 0
+    while pos < w:
+        ea = sa[i + 1]
+        ev = sv[k + 1]
+        eb = sb[j + 1]
+        e = min(ea, ev, eb)
+        a = va[i]
+        v = vv[k]
+        b = vb[j]
+        if v != b:
+            t += e - pos
+            if (a < v and v < b) or (b < v and v < a):
+                cand = 1
+        pos = e
+        i += ea == e
+        k += ev == e
+        j += eb == e
+    return t, cand
+
+
+@njit(cache=True, nogil=True)
+def _merge2(sa, va, sb, vb, w):
+    t = 0
+    pos = 0
+    i = 0
+    j = 0
+    while pos < w:
+        ea = sa[i + 1]
+        eb = sb[j + 1]
+        e = min(ea, eb)
+        if va[i] != vb[j]:
+            t += e - pos
+        pos = e
+        i += ea == e
+        j += eb == e
+    return t
 
 
 @njit(cache=True, nogil=True)
@@ -194,12 +255,13 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     :func:`fastmask.kernels.components.run_stats`.  ``idx_like``'s dtype (int32 or
     int64, large enough for ``H * W``) is the run index dtype.
 
-    Per row, the run boundaries are found 64 pixels at a time (as in
-    ``components._scan_runs``); every run (background included) adds its length to
-    the histogram, the boundaries are the horizontal transitions and a 1-px run is
-    the only possible horizontal blend.  Only the vertical comparisons (transitions
-    with the next row, blend candidates between the previous and the next row) are
-    per-pixel passes, written to uint8 buffers so that they vectorise.
+    The only per-pixel work is one vectorised comparison of each row with itself
+    shifted by one, whose flags are then read eight at a time (a zero word skips eight
+    pixels).  Everything else comes from the runs (all values, background included):
+    the histogram (run lengths), the horizontal transitions (run boundaries), the
+    vertical transitions (a merge of two rows' runs), the blend candidates (a 1-px run
+    between two runs, or a three-row merge); the exact blend test (kinds) runs only on
+    the rows with a candidate, which are rare.
     """
     h, w = m.shape
     idx = idx_like.dtype
@@ -210,20 +272,23 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     rv = np.empty(cap, m.dtype)
     parent = np.empty(cap, idx)
     row_ptr = np.zeros(h + 1, idx)
-    tb = np.zeros(w, np.uint8)
-    cb = np.zeros(w, np.uint8)
+    out[:] = 0
+    if npx == 0:
+        out[SCAN_BX0:SCAN_BY1 + 1] = -1
+        return 0, rs[:0], re[:0], rv[:0], parent[:0], row_ptr
+    nw = (w + 7) // 8
+    tb = np.zeros(nw * 8, np.uint8)
+    tb64 = tb.view(np.uint64)
+    # runs of the last three rows (all values): starts and values; row i in slot i % 3
+    # (a row's starts end with a sentinel w: the merges need no bounds tests)
+    ls = np.empty((3, w + 2), np.int64)
+    lv = np.empty((3, w + 1), m.dtype)
+    flag = np.zeros(h, np.uint8)  # rows with a blend candidate
     ext = 1 if eight else 0
-    one = np.uint64(1)
     n = 0
     prev_lo = 0
     prev_hi = 0
     trans = 0
-    blends = 0
-    bx0 = w
-    by0 = h
-    bx1 = -1
-    by1 = -1
-    vt_prev = 0  # vertical transitions between the previous row and this one
     for i in range(h):
         if n + w > rs.shape[0]:
             cap = min(max(2 * rs.shape[0], n + w), npx)
@@ -232,104 +297,67 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
             rv = _grow(rv, n, cap)
             parent = _grow(parent, n, cap)
         row = m[i]
-        # vertical transitions with the next row and vertical blend candidates (a pixel
-        # strictly between its upper and lower neighbours differs from both: impossible
-        # when this row equals the previous one), in one vectorised pass over the rows
-        vt = 0
-        cv = 0
-        if 0 < i < h - 1 and vt_prev > 0:
-            prv = m[i - 1]
-            nxt = m[i + 1]
-            for j in range(w):
-                a = prv[j]
-                v = row[j]
-                b = nxt[j]
-                tb[j] = np.uint8(v != b)
-                cb[j] = np.uint8(((a < v) & (v < b)) | ((b < v) & (v < a)))
-            for j in range(w):
-                vt += tb[j]
-                cv += cb[j]
-        else:
-            if i + 1 < h:
-                nxt = m[i + 1]
-                for j in range(w):
-                    tb[j] = np.uint8(row[j] != nxt[j])
-                for j in range(w):
-                    vt += tb[j]
-            for j in range(w):
-                cb[j] = 0
-        # runs: histogram, horizontal transitions and blend candidates, union-find
+        for j in range(w - 1):
+            tb[j] = row[j] != row[j + 1]
+        slot = i % 3
+        rs_row = ls[slot]
+        rv_row = lv[slot]
         row_ptr[i] = n
         jj = prev_lo
-        s = 0
-        nb = 0  # run boundaries in this row
-        ch = 0  # horizontal blend candidates
-        wb = 0
-        while wb + 65 <= w:
-            a = row[wb + 1:wb + 65]
-            b = row[wb:wb + 64]
-            bits = np.uint64(0)
-            for t in range(64):
-                bits |= np.uint64(a[t] != b[t]) << np.uint64(t)
+        # run starts of this row: 0, then each boundary (a set byte of tb), eight pixels a word
+        k = 1
+        rs_row[0] = 0
+        for q in range(nw):
+            bits = tb64[q]
             while bits:
-                e = wb + 1 + np.int64(trailing_zeros(bits))
-                ch += _run_end(s, e, row, kind, hist, cb, w)
-                nb += 1
-                v = row[s]
-                if not (has_bg and v == bg):
-                    jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
-                    n += 1
-                s = e
-                bits &= bits - one
-            wb += 64
-        for e in range(wb + 1, w):
-            if row[e] != row[e - 1]:
-                ch += _run_end(s, e, row, kind, hist, cb, w)
-                nb += 1
-                v = row[s]
-                if not (has_bg and v == bg):
-                    jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
-                    n += 1
-                s = e
-        if w > 0:
-            ch += _run_end(s, w, row, kind, hist, cb, w)
+                rs_row[k] = q * 8 + (np.int64(trailing_zeros(bits)) >> 3) + 1
+                k += 1
+                bits &= bits - np.uint64(1)
+        rs_row[k] = w
+        for r in range(k):
+            s = rs_row[r]
+            e = rs_row[r + 1]
             v = row[s]
+            rv_row[r] = v
+            hist[v] += e - s
+            if e - s == 1 and s > 0 and e < w:
+                a = row[s - 1]
+                b = row[e]
+                if (a < v and v < b) or (b < v and v < a):
+                    flag[i] = 1
             if not (has_bg and v == bg):
-                jj = _add_run(s, w, v, n, jj, prev_hi, ext, rs, re, rv, parent)
+                jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
                 n += 1
         prev_lo = row_ptr[i]
         prev_hi = n
-        trans += nb + vt
-        vt_prev = vt
-        if cv + ch == 0:
-            continue
-        # rare: exact test (kinds) on the candidate pixels of this row (as in class_scan)
-        for j in range(w):
-            if cb[j] == 0:
-                continue
-            v = row[j]
-            if kind[v] != KIND_CLASS:
-                continue
-            hit = False
-            if 0 < j < w - 1:
-                a = row[j - 1]
-                b = row[j + 1]
-                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
-            if not hit and 0 < i < h - 1:
-                a = m[i - 1, j]
-                b = m[i + 1, j]
-                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
-            if hit:
-                blends += 1
-                if j < bx0:
-                    bx0 = j
-                if j > bx1:
-                    bx1 = j
-                if i < by0:
-                    by0 = i
-                by1 = i
+        trans += k - 1  # horizontal transitions: the run boundaries
+        if i == 1:
+            trans += _merge2(ls[0], lv[0], rs_row, rv_row, w)
+        elif i >= 2:
+            p = (i - 1) % 3
+            pp = (i - 2) % 3
+            t, c = _merge3(ls[pp], lv[pp], ls[p], lv[p], rs_row, rv_row, w)
+            trans += t
+            if c:
+                flag[i - 1] = 1
     row_ptr[h] = n
     count = _flatten(parent, n)
+    blends = 0
+    bx0 = w
+    by0 = h
+    bx1 = -1
+    by1 = -1
+    for i in range(h):
+        if flag[i] == 0:
+            continue
+        c, x0, x1 = _row_blends(m, kind, i)
+        if c == 0:
+            continue
+        blends += c
+        bx0 = min(bx0, x0)
+        bx1 = max(bx1, x1)
+        by0 = min(by0, i)
+        by1 = i
     out[SCAN_TRANSITIONS] = trans
     out[SCAN_BLENDS] = blends
     if blends == 0:
