@@ -18,6 +18,7 @@ from fastmask.engine import (
     VOLATILE_RUN_KEYS,
     EngineError,
     ItemError,
+    ItemResult,
     ManifestError,
     OutputExistsError,
     OutputNotWritableError,
@@ -374,3 +375,55 @@ def test_default_shard_size_depends_on_the_number_of_items_only(tmp_path):
     assert [default_shard_size(n) for n in (0, 500, 22_000, 64 * 2000, 10**7)] == [100, 100, 344, 2000, 2000]
     r = run_job(NullJob(), toy_manifest(1000), tmp_path / "r", workers=1, quiet=True)
     assert (r.n_shards, json.loads((tmp_path / "r" / "run.json").read_text())["shard_size"]) == (10, 100)
+
+
+class _ColumnarToyJob(ToyJob):
+    """ToyJob giving its findings as columns (every other item), the same rows in the end."""
+
+    def process(self, item):
+        n = item["n"]
+        try:
+            r = super().process(item)
+        except ItemError as e:
+            if n % 2:
+                rows = e.rows["findings"]
+                e.rows["findings"] = {k: [row[k] for row in rows] for k in ("rule", "severity", "message")}
+            raise
+        if n % 2:
+            rows = r.rows["findings"]
+            # "severity" left out when there are no rows; a column left out is null
+            cols = {k: [row[k] for row in rows] for k in ("rule", "severity", "message")} if rows else {"rule": []}
+            r.rows["findings"] = cols
+        return r
+
+
+def test_columnar_rows_give_the_same_tables(reference, tmp_path):
+    run_job(_ColumnarToyJob(), toy_manifest(N), tmp_path / "c", shard_size=SHARD, workers=1, quiet=True)
+    assert part_bytes(tmp_path / "c") == part_bytes(reference)
+
+
+class _BadColumnsJob(ToyJob):
+    def process(self, item):
+        n = item["n"]
+        bad = [{"rule": ["a", "b"], "message": ["x"]},            # lengths differ
+               {"rule": ["a"], "nope": ["x"]},                     # unknown column
+               {"rule": "abc"},                                    # not a list
+               {"rule": ["a"], "severity": [None], "message": [None]}]  # fine: one row with nulls
+        return ItemResult({"value": n}, {"findings": bad[n % 4]})
+
+
+def test_bad_columnar_rows_become_internal_errors(tmp_path):
+    manifest = toy_manifest(8)
+    n_of = dict(zip(manifest.column("item_id").to_pylist(), manifest.column("n").to_pylist()))
+    run_job(_BadColumnsJob(), manifest, tmp_path / "r", workers=1, quiet=True)
+    items = {r["item_id"]: r for r in load_report_table(tmp_path / "r").to_pylist()}
+    assert {n % 4 for n in n_of.values()} == {0, 1, 2, 3}
+    for item_id, row in items.items():
+        n = n_of[item_id]
+        if n % 4 == 3:
+            assert row["status"] == "ok"
+        else:
+            assert row["error_code"] == "internal_error", row
+            assert ("one length" in row["error_message"]) if n % 4 != 1 else ("nope" in row["error_message"])
+    findings = load_report_table(tmp_path / "r", "findings").to_pylist()
+    assert [(n_of[f["item_id"]] % 4, f["rule"], f["severity"]) for f in findings] == [(3, "a", None)] * 2

@@ -62,7 +62,7 @@ class ItemError(Exception):
         self.code = str(code)
         self.message = str(message)
         self.fields = dict(fields or {})
-        self.rows = {k: list(v) for k, v in (rows or {}).items()}
+        self.rows = {k: (dict(v) if isinstance(v, Mapping) else list(v)) for k, v in (rows or {}).items()}
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" if self.message else self.code
@@ -81,7 +81,9 @@ class ItemResult:
 
     ``fields`` fills the job's columns of the ``items`` row (missing keys are null);
     ``rows`` maps a table name of :attr:`Job.tables` to the rows this item adds there
-    (the engine prepends ``item_id`` to each).
+    (the engine prepends ``item_id`` to each): a list of row dicts, or -- cheaper when an
+    item adds many rows -- the same rows as columns, a dict of equal-length lists
+    (``{"class_id": [1, 2], "pixels": [10, 20]}``; a column left out is null).
 
     Example::
 
@@ -90,7 +92,7 @@ class ItemResult:
     """
 
     fields: dict[str, Any] = field(default_factory=dict)
-    rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[str, list[dict[str, Any]] | dict[str, list[Any]]] = field(default_factory=dict)
 
 
 @dataclass

@@ -87,8 +87,22 @@ class _Item:
         row.update(item_id=self.item_id, status=self.status, error_code=self.code, error_message=self.message)
         return row
 
-    def table_rows(self, name: str) -> list[dict]:
-        return [{**r, "item_id": self.item_id} for r in self.rows.get(name, ())]
+    def add_rows(self, name: str, columns: dict[str, list]) -> None:
+        """Append this item's rows of table ``name`` to ``columns`` (one list per column)."""
+        rows = self.rows.get(name)
+        if not rows:
+            return
+        if isinstance(rows, dict):  # columnar: equal-length lists (checked in _process_one)
+            n = len(next(iter(rows.values())))
+            if n == 0:
+                return
+            for k, col in columns.items():
+                col.extend(rows[k] if k in rows else [None] * n)
+            columns["item_id"][-n:] = [self.item_id] * n
+        else:
+            for k, col in columns.items():
+                col.extend([r.get(k) for r in rows])
+            columns["item_id"][-len(rows):] = [self.item_id] * len(rows)
 
 
 def _process_one(job: Job, row: dict, field_names: frozenset, table_columns: dict) -> _Item:
@@ -112,6 +126,16 @@ def _process_one(job: Job, row: dict, field_names: frozenset, table_columns: dic
         if columns is None:
             item.fail(f"result has rows for unknown table {name!r} (tables: {sorted(table_columns)})")
             return item
+        if isinstance(rows, dict):
+            extra = set(rows) - columns
+            if extra:
+                item.fail(f"{name} rows have columns not in the table's schema: {sorted(extra)}")
+                return item
+            lengths = {k: len(v) if isinstance(v, (list, tuple)) else None for k, v in rows.items()}
+            if None in lengths.values() or len(set(lengths.values())) > 1:
+                item.fail(f"{name} rows given as columns must be lists of one length, got {lengths}")
+                return item
+            continue
         for r in rows:
             extra = set(r) - columns
             if extra:
@@ -124,8 +148,10 @@ def _build_tables(items: list[_Item], schemas: dict[str, pa.Schema]) -> dict[str
     out = {ITEMS_TABLE: pa.Table.from_pylist([it.item_row() for it in items], schema=schemas[ITEMS_TABLE])}
     for name, schema in schemas.items():
         if name != ITEMS_TABLE:
-            rows = [r for it in items for r in it.table_rows(name)]
-            out[name] = pa.Table.from_pylist(rows, schema=schema)
+            columns: dict[str, list] = {k: [] for k in schema.names}
+            for it in items:
+                it.add_rows(name, columns)
+            out[name] = pa.Table.from_pydict(columns, schema=schema)
     return out
 
 
