@@ -129,14 +129,11 @@ class EvaluateJob(Job):
         fill = metrics._check_policy(self.empty_policy)
         iou = metrics._score("iou", tp, fp, fn, fill)
         dice = metrics._score("dice", tp, fp, fn, fill)
-        # rows for the classes present in gt or prediction only, built from lists (a
+        # rows for the classes present in gt or prediction only, as columns of lists (a
         # NumPy scalar per cell cost ~100 us an image with a few dozen classes)
         present = np.flatnonzero(tp + fp + fn)
-        rows = [
-            {"class_id": c, "tp": a, "fp": b, "fn": d, "iou": None if i != i else i, "dice": None if e != e else e}
-            for c, a, b, d, i, e in zip(present.tolist(), tp[present].tolist(), fp[present].tolist(),
-                                        fn[present].tolist(), iou[present].tolist(), dice[present].tolist())
-        ]
+        rows = {"class_id": present.tolist(), "tp": tp[present].tolist(), "fp": fp[present].tolist(),
+                "fn": fn[present].tolist(), "iou": _nan_list(iou[present]), "dice": _nan_list(dice[present])}
         total = int(cm.sum())
         fields = {
             "width": gt.shape[1], "height": gt.shape[0], "pixels": total, "ignored": int(res.ignored),
@@ -144,8 +141,7 @@ class EvaluateJob(Job):
             "miou": _nan_to_none(metrics.mean_score(iou)), "mdice": _nan_to_none(metrics.mean_score(dice)),
         }
         g, p = np.nonzero(cm)
-        cells = [{"gt_class": a, "pred_class": b, "pixels": c}
-                 for a, b, c in zip(g.tolist(), p.tolist(), cm[g, p].tolist())]
+        cells = {"gt_class": g.tolist(), "pred_class": p.tolist(), "pixels": cm[g, p].tolist()}
         return ItemResult(fields, {"image_scores": rows, "confusion": cells})
 
     def _panoptic(self, item: dict[str, Any]) -> ItemResult:
@@ -238,6 +234,14 @@ class EvaluateJob(Job):
                              "per_class": {str(c): {"pq": _nan_to_none(v.pq), "sq": _nan_to_none(v.sq),
                                                     "rq": _nan_to_none(v.rq), "tp": v.tp, "fp": v.fp, "fn": v.fn}
                                            for c, v in r.per_class.items() if v.tp or v.fp or v.fn}}}
+
+
+def _nan_list(a: np.ndarray) -> list:
+    """Floats as a list, NaN as None (null in the table)."""
+    out = a.tolist()
+    if np.isnan(a).any():
+        out = [None if v != v else v for v in out]
+    return out
 
 
 def _nan_to_none(x: float) -> float | None:

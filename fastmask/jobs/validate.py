@@ -148,13 +148,15 @@ class ValidateJob(Job):
             findings += self._panoptic(data, fields)
         fields["n_findings"] = len(findings)
         fields["worst_severity"] = R.worst_severity(findings)
+        classes = sorted(class_rows)
         rows = {
             "findings": [finding_row(f) for f in findings],
-            "class_stats": [
-                {"class_id": c, "pixels": v.get("pixels", 0), "components": v.get("components"),
-                 "instances": v.get("instances")}
-                for c, v in sorted(class_rows.items())
-            ],
+            "class_stats": {  # as columns: one dict per class would cost more than the rest
+                "class_id": classes,
+                "pixels": [class_rows[c].get("pixels", 0) for c in classes],
+                "components": [class_rows[c].get("components") for c in classes],
+                "instances": [class_rows[c].get("instances") for c in classes],
+            },
         }
         return ItemResult(fields, rows)
 
