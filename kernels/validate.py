@@ -199,9 +199,11 @@ def _row_blends(m, kind, i):
 
 
 @njit(cache=True, nogil=True)
-def _merge3(sa, va, sv, vv, sb, vb, w):
-    """Rows a (above), v (middle), b (below) given by their runs (starts end with w).
-    Returns (pixels where v and b differ, 1 if a middle pixel lies strictly between a and b)."""
+def _merge3(ls, lv, a, m, b, w):
+    """Rows in slots ``a`` (above), ``m`` (middle), ``b`` (below) of the run buffers (starts
+    ``ls`` ending with the sentinel ``w``, values ``lv``).  Returns (pixels where the middle
+    and the lower row differ, 1 if a middle pixel lies strictly between its upper and
+    lower neighbours)."""
     t = 0
     cand = 0
     pos = 0
@@ -209,16 +211,16 @@ def _merge3(sa, va, sv, vv, sb, vb, w):
     k = 0
     j = 0
     while pos < w:
-        ea = sa[i + 1]
-        ev = sv[k + 1]
-        eb = sb[j + 1]
+        ea = ls[a, i + 1]
+        ev = ls[m, k + 1]
+        eb = ls[b, j + 1]
         e = min(ea, ev, eb)
-        a = va[i]
-        v = vv[k]
-        b = vb[j]
-        if v != b:
+        x = lv[a, i]
+        v = lv[m, k]
+        y = lv[b, j]
+        if v != y:
             t += e - pos
-            if (a < v and v < b) or (b < v and v < a):
+            if (x < v and v < y) or (y < v and v < x):
                 cand = 1
         pos = e
         i += ea == e
@@ -228,21 +230,86 @@ def _merge3(sa, va, sv, vv, sb, vb, w):
 
 
 @njit(cache=True, nogil=True)
-def _merge2(sa, va, sb, vb, w):
+def _merge2(ls, lv, a, b, w):
+    """Pixels where the rows in slots ``a`` and ``b`` differ (see :func:`_merge3`)."""
     t = 0
     pos = 0
     i = 0
     j = 0
     while pos < w:
-        ea = sa[i + 1]
-        eb = sb[j + 1]
+        ea = ls[a, i + 1]
+        eb = ls[b, j + 1]
         e = min(ea, eb)
-        if va[i] != vb[j]:
+        if lv[a, i] != lv[b, j]:
             t += e - pos
         pos = e
         i += ea == e
         j += eb == e
     return t
+
+
+@njit(cache=True, nogil=True)
+def _scan_rows(m, i0, kind, hist, tb, ls, lv, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg, state):
+    """Rows ``i0..`` of :func:`class_scan_runs` until the run arrays might overflow; returns
+    the next row.  ``state`` = (runs so far, first run of the previous row, transitions).
+
+    (A separate function so that the run arrays are not reassigned inside the row loop:
+    a loop-carried array costs reference counting on every row, ~25 ns.)
+    """
+    h, w = m.shape
+    nw = tb.shape[0] // 8
+    tb64 = tb.view(np.uint64)
+    n = state[0]
+    prev_lo = state[1]
+    trans = state[2]
+    prev_hi = n
+    cap = rs.shape[0]
+    i = i0
+    while i < h and n + w <= cap:
+        for j in range(w - 1):
+            tb[j] = m[i, j] != m[i, j + 1]
+        slot = i % 3
+        row_ptr[i] = n
+        jj = prev_lo
+        # run starts of this row: 0, then each boundary (a set byte of tb), eight pixels a word
+        k = 1
+        ls[slot, 0] = 0
+        for q in range(nw):
+            bits = tb64[q]
+            while bits:
+                ls[slot, k] = q * 8 + (np.int64(trailing_zeros(bits)) >> 3) + 1
+                k += 1
+                bits &= bits - np.uint64(1)
+        ls[slot, k] = w
+        for r in range(k):
+            s = ls[slot, r]
+            e = ls[slot, r + 1]
+            v = m[i, s]
+            lv[slot, r] = v
+            hist[v] += e - s
+            if e - s == 1 and s > 0 and e < w:  # a 1-px run: a horizontal blend candidate?
+                a = m[i, s - 1]
+                b = m[i, e]
+                if (a < v and v < b) or (b < v and v < a):
+                    flag[i] = 1
+            if not (has_bg and v == bg):
+                jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
+                n += 1
+        prev_lo = row_ptr[i]
+        prev_hi = n
+        trans += k - 1  # horizontal transitions: the run boundaries
+        if i == 1:
+            trans += _merge2(ls, lv, 0, 1, w)
+        elif i >= 2:
+            t, c = _merge3(ls, lv, (i - 2) % 3, (i - 1) % 3, slot, w)
+            trans += t
+            if c:
+                flag[i - 1] = 1
+        i += 1
+    state[0] = n
+    state[1] = prev_lo
+    state[2] = trans
+    return i
 
 
 @njit(cache=True, nogil=True)
@@ -276,70 +343,28 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     if npx == 0:
         out[SCAN_BX0:SCAN_BY1 + 1] = -1
         return 0, rs[:0], re[:0], rv[:0], parent[:0], row_ptr
-    nw = (w + 7) // 8
-    tb = np.zeros(nw * 8, np.uint8)
-    tb64 = tb.view(np.uint64)
+    tb = np.zeros(((w + 7) // 8) * 8, np.uint8)
     # runs of the last three rows (all values): starts and values; row i in slot i % 3
     # (a row's starts end with a sentinel w: the merges need no bounds tests)
     ls = np.empty((3, w + 2), np.int64)
     lv = np.empty((3, w + 1), m.dtype)
     flag = np.zeros(h, np.uint8)  # rows with a blend candidate
+    state = np.zeros(3, np.int64)
     ext = 1 if eight else 0
-    n = 0
-    prev_lo = 0
-    prev_hi = 0
-    trans = 0
-    for i in range(h):
-        if n + w > rs.shape[0]:
-            cap = min(max(2 * rs.shape[0], n + w), npx)
-            rs = _grow(rs, n, cap)
-            re = _grow(re, n, cap)
-            rv = _grow(rv, n, cap)
-            parent = _grow(parent, n, cap)
-        row = m[i]
-        for j in range(w - 1):
-            tb[j] = row[j] != row[j + 1]
-        slot = i % 3
-        rs_row = ls[slot]
-        rv_row = lv[slot]
-        row_ptr[i] = n
-        jj = prev_lo
-        # run starts of this row: 0, then each boundary (a set byte of tb), eight pixels a word
-        k = 1
-        rs_row[0] = 0
-        for q in range(nw):
-            bits = tb64[q]
-            while bits:
-                rs_row[k] = q * 8 + (np.int64(trailing_zeros(bits)) >> 3) + 1
-                k += 1
-                bits &= bits - np.uint64(1)
-        rs_row[k] = w
-        for r in range(k):
-            s = rs_row[r]
-            e = rs_row[r + 1]
-            v = row[s]
-            rv_row[r] = v
-            hist[v] += e - s
-            if e - s == 1 and s > 0 and e < w:
-                a = row[s - 1]
-                b = row[e]
-                if (a < v and v < b) or (b < v and v < a):
-                    flag[i] = 1
-            if not (has_bg and v == bg):
-                jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
-                n += 1
-        prev_lo = row_ptr[i]
-        prev_hi = n
-        trans += k - 1  # horizontal transitions: the run boundaries
-        if i == 1:
-            trans += _merge2(ls[0], lv[0], rs_row, rv_row, w)
-        elif i >= 2:
-            p = (i - 1) % 3
-            pp = (i - 2) % 3
-            t, c = _merge3(ls[pp], lv[pp], ls[p], lv[p], rs_row, rv_row, w)
-            trans += t
-            if c:
-                flag[i - 1] = 1
+    i = 0
+    while True:
+        i = _scan_rows(m, i, kind, hist, tb, ls, lv, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg, state)
+        if i == h:
+            break
+        # a row adds at most w runs; n + w <= (i + 1) * w <= npx
+        n = state[0]
+        cap = min(max(2 * rs.shape[0], n + w), npx)
+        rs = _grow(rs, n, cap)
+        re = _grow(re, n, cap)
+        rv = _grow(rv, n, cap)
+        parent = _grow(parent, n, cap)
+    n = state[0]
+    trans = state[2]
     row_ptr[h] = n
     count = _flatten(parent, n)
     blends = 0
@@ -504,3 +529,94 @@ def component_summary(value, area, kind, min_island, n):
         if area[i] < min_island and kind[v] == KIND_CLASS:
             small += 1
     return counts, small
+
+
+@njit(cache=True, nogil=True)
+def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
+    """The validator's hot path, in one call: :func:`class_scan_runs` plus the component
+    summary and the tiny islands.
+
+    Returns ``(full, values, counts, comp_values, comp_counts, scan, small_value,
+    small_area, small_box)``: the values present and their pixel counts; the values
+    with their number of components (``ignore`` left out; background is not labeled
+    when ``has_bg``); ``scan`` as filled by :func:`class_scan`; the components of class
+    values (``kind == KIND_CLASS``) smaller than ``min_island`` pixels, in raster order,
+    with their inclusive boxes (row_min, col_min, row_max, col_max).  ``full`` is True
+    when the mask holds an invalid value or nothing but background and ``ignore``: the
+    caller must then run the full rules.
+    """
+    n = kind.shape[0]
+    hist = np.zeros(n, np.int64)
+    out = np.zeros(SCAN_LEN, np.int64)
+    count, rs, re, rv, lab, row_ptr = class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like)
+    full = False
+    other = False
+    k = 0
+    for v in range(n):
+        if hist[v] > 0:
+            k += 1
+            if kind[v] == KIND_INVALID:
+                full = True
+            if not ((has_bg and v == bg) or v == ignore):
+                other = True
+    if not other:
+        full = True
+    values = np.empty(k, np.int64)
+    counts = np.empty(k, np.int64)
+    k = 0
+    for v in range(n):
+        if hist[v] > 0:
+            values[k] = v
+            counts[k] = hist[v]
+            k += 1
+    # components: a label's value is its first run's (labels are numbered in raster order)
+    area = np.zeros(count, np.int64)
+    cval = np.zeros(count, np.int64)
+    for r in range(rs.shape[0]):
+        c = lab[r] - 1
+        if area[c] == 0:
+            cval[c] = rv[r]
+        area[c] += re[r] - rs[r]
+    per_value = np.zeros(n, np.int64)
+    slot = np.full(count, -1, np.int64)  # index among the small components
+    ns = 0
+    for c in range(count):
+        v = cval[c]
+        per_value[v] += 1
+        if area[c] < min_island and kind[v] == KIND_CLASS:
+            slot[c] = ns
+            ns += 1
+    nc = 0
+    for v in range(n):
+        if per_value[v] > 0 and v != ignore:
+            nc += 1
+    comp_values = np.empty(nc, np.int64)
+    comp_counts = np.empty(nc, np.int64)
+    nc = 0
+    for v in range(n):
+        if per_value[v] > 0 and v != ignore:
+            comp_values[nc] = v
+            comp_counts[nc] = per_value[v]
+            nc += 1
+    small_value = np.empty(ns, np.int64)
+    small_area = np.empty(ns, np.int64)
+    small_box = np.empty((ns, 4), np.int64)
+    small_box[:, 0] = m.shape[0]
+    small_box[:, 1] = m.shape[1]
+    small_box[:, 2] = -1
+    small_box[:, 3] = -1
+    if ns:
+        for c in range(count):
+            if slot[c] >= 0:
+                small_value[slot[c]] = cval[c]
+                small_area[slot[c]] = area[c]
+        for y in range(row_ptr.shape[0] - 1):
+            for r in range(row_ptr[y], row_ptr[y + 1]):
+                t = slot[lab[r] - 1]
+                if t < 0:
+                    continue
+                small_box[t, 0] = min(small_box[t, 0], y)
+                small_box[t, 1] = min(small_box[t, 1], rs[r])
+                small_box[t, 2] = max(small_box[t, 2], y)
+                small_box[t, 3] = max(small_box[t, 3], re[r] - 1)
+    return full, values, counts, comp_values, comp_counts, out, small_value, small_area, small_box

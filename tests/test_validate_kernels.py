@@ -88,3 +88,25 @@ def test_word_path_long_rows(w):
            (plain.values.tolist(), plain.counts.tolist(), plain.transitions, plain.blend_pixels)
     ref = _components_reference(m, 8, 0)
     assert {int(v): int(c) for v, c in enumerate(stats.value_counts) if c} == ref
+
+
+@settings(max_examples=400, deadline=None)
+@given(m=class_masks(), conn=st.sampled_from([4, 8]), labels=st.sampled_from([None, (0, 1, 2, 3), (0, 1, 2, 3, 5, 9)]),
+       min_island=st.sampled_from([0, 1, 3, 10]), ignore=st.sampled_from([255, None, 9]),
+       background=st.sampled_from([0, 1, None]))
+def test_quick_path_equals_the_full_rules(m, conn, labels, min_island, ignore, background):
+    """validate's one-call path gives check_class_mask's findings and statistics, or defers to it."""
+    cfg = RuleConfig(connectivity=conn, ignore_value=ignore, background=background, min_island=min_island,
+                     island_min_image_pixels=0, antialias_min_blends=2, antialias_blend_fraction=0.2)
+    q = RS.quick_class_mask(m, labels, cfg)
+    findings, stats = RS.check_class_mask(m, labels, cfg)
+    rules = {f.rule for f in findings}
+    if q is None:
+        # deferred: only where this path does not go, or where a rule it leaves to the full path fires
+        assert m.dtype != np.uint8 or background is None or rules & {"unexpected_value", "antialias_suspect",
+                                                                       "empty_mask"}, rules
+        return
+    got, values, counts, comps = q
+    assert values == stats.values.tolist() and counts == stats.counts.tolist()
+    assert comps == stats.components
+    assert [f.__dict__ for f in got] == [f.__dict__ for f in findings]

@@ -41,6 +41,7 @@ __all__ = [
     "ClassMaskStats",
     "scan_class_mask",
     "check_class_mask",
+    "quick_class_mask",
     "unexpected_value",
     "antialias_suspect",
     "empty_mask",
@@ -516,6 +517,52 @@ def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleC
     stats = ClassMaskStats(s.height, s.width, s.values, s.counts, comp, config.connectivity, s.transitions,
                            s.blend_pixels, s.invalid_edge_pixels, s.invalid_pixels)
     return findings, stats
+
+
+def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConfig = DEFAULT_CONFIG,
+                     unknown_id: int | None = None, names: Mapping[int, str] | None = None
+                     ) -> tuple[list[Finding], list, list, dict] | None:
+    """:func:`check_class_mask` for the usual 8-bit mask, in one kernel call.
+
+    Returns ``(findings, values, counts, components)`` -- the same findings and
+    statistics as ``check_class_mask`` (lists and a dict instead of arrays) -- or None
+    when the mask needs the full rules: an invalid value, an empty mask, blends enough
+    for ``antialias_suspect``, or a mask this path does not take (only C-contiguous 2-D
+    uint8 masks with an integer background).  ``label_ids`` must be a sorted tuple
+    (or None).
+
+    >>> m = np.zeros((64, 64), np.uint8); m[:, 32:] = 1
+    >>> quick_class_mask(m, (0, 1))
+    ([], [0, 1], [2048, 2048], {1: 1})
+    >>> m[5, 5] = 7; quick_class_mask(m, (0, 1)) is None   # 7 is no label id: the full rules report it
+    True
+    """
+    bg = config.background
+    if not (isinstance(mask, np.ndarray) and mask.dtype == np.uint8 and mask.ndim == 2 and mask.size
+            and mask.flags.c_contiguous and type(bg) is int and 0 <= bg <= 255):
+        return None
+    ign = config.ignore_value
+    kind = _kind_table(256, label_ids, ign, bg, unknown_id)
+    conn = components._check_connectivity(config.connectivity)
+    tiny = config.enabled("tiny_island") and config.min_island > 0 and mask.size >= config.island_image_floor
+    full, values, counts, cv, cc, out, sv, sa, sb = kv.class_mask_quick(
+        mask, kind, conn == 8, True, np.uint8(bg), _IDX32 if mask.size < 2**31 else _IDX64,
+        config.min_island if tiny else 0, -1 if ign is None or not 0 <= ign <= 255 else int(ign))
+    if full:
+        return None
+    blends = int(out[kv.SCAN_BLENDS])
+    if blends and config.enabled("antialias_suspect") and blends >= max(1, config.antialias_min_blends):
+        trans = int(out[kv.SCAN_TRANSITIONS])
+        if (blends / trans if trans else 0.0) >= config.antialias_blend_fraction:
+            return None  # antialias_suspect reports: its finding is built by the full rules
+    findings = []
+    if sv.size:
+        findings = tiny_island(mask, config, cstats=_RunStats(sv, sa, box=sb), label_ids=label_ids, names=names)
+    return findings, values.tolist(), counts.tolist(), dict(zip(cv.tolist(), cc.tolist()))
+
+
+_IDX32 = np.empty(0, np.int32)
+_IDX64 = np.empty(0, np.int64)
 
 
 # ----------------------------------------------------------------------------- palette and colours

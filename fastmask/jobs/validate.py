@@ -24,6 +24,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
 from . import validate_rules as R
+from .rules_semantic import quick_class_mask
 
 FINDING_SCHEMA = pa.schema(
     [
@@ -106,6 +107,7 @@ class ValidateJob(Job):
             self._label_ids = sorted(set(lm.names) | set(lm.colors))
             self._names = dict(lm.names)
             self._colors = dict(lm.colors) if lm.colors else None
+        self._label_tuple = None if self._label_ids is None else tuple(self._label_ids)
         if dataset.layout in ("coco", "coco_panoptic") and hasattr(dataset, "meta"):
             cats = dataset.meta().get("categories") or []
             ids = {c.get("id") for c in cats if isinstance(c, dict) and isinstance(c.get("id"), int)}
@@ -180,16 +182,19 @@ class ValidateJob(Job):
         if ref is not None:
             out += R.size_mismatch((mask.width, mask.height), ref, cfg,
                                    ref="image" if data.image_size else "record")
-        found, stats = R.check_class_mask(mask.array, self._label_ids, cfg, unknown_id=UNKNOWN_ID, names=self._names)
+        # the usual clean 8-bit mask: one kernel call; anything to report: the full rules
+        quick = quick_class_mask(mask.array, self._label_tuple, cfg, UNKNOWN_ID, self._names)
+        if quick is None:
+            found, stats = R.check_class_mask(mask.array, self._label_ids, cfg, unknown_id=UNKNOWN_ID,
+                                              names=self._names)
+            values, counts, comps = stats.values.tolist(), stats.counts.tolist(), stats.components
+        else:
+            found, values, counts, comps = quick
         out += found
         if mask.mode == "P" and mask.palette is not None and self._colors:
-            out += R.palette_mismatch(mask.palette, stats.values, self._colors, cfg,
-                                      counts=stats.counts, names=self._names)
-        values = stats.values.tolist()
-        counts = stats.counts.tolist()
+            out += R.palette_mismatch(mask.palette, values, self._colors, cfg, counts=counts, names=self._names)
         fields["values"] = values
         fields["value_pixels"] = counts
-        comps = stats.components
         if comps is not None:
             fields["components"] = int(sum(comps.values()))
         skip = (cfg.background, cfg.ignore_value, UNKNOWN_ID)
