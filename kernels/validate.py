@@ -541,7 +541,7 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
     with their number of components (``ignore`` left out; background is not labeled
     when ``has_bg``); ``scan`` as filled by :func:`class_scan`; the components of class
     values (``kind == KIND_CLASS``) smaller than ``min_island`` pixels, in raster order,
-    with their inclusive boxes (row_min, col_min, row_max, col_max).  ``full`` is True
+    with their boxes (x, y, w, h).  ``full`` is True
     when the mask holds an invalid value or nothing but background and ``ignore``: the
     caller must then run the full rules.
     """
@@ -619,4 +619,12 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
                 small_box[t, 1] = min(small_box[t, 1], rs[r])
                 small_box[t, 2] = max(small_box[t, 2], y)
                 small_box[t, 3] = max(small_box[t, 3], re[r] - 1)
+        for t in range(ns):  # as (x, y, w, h)
+            y0 = small_box[t, 0]
+            x0 = small_box[t, 1]
+            small_box[t, 2] = small_box[t, 2] - y0 + 1
+            small_box[t, 3] = small_box[t, 3] - x0 + 1
+            small_box[t, 0] = x0
+            small_box[t, 1] = y0
+            small_box[t, 2], small_box[t, 3] = small_box[t, 3], small_box[t, 2]
     return full, values, counts, comp_values, comp_counts, out, small_value, small_area, small_box

@@ -402,31 +402,35 @@ def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, 
     vals, areas, boxes = vals[keep], areas[keep], boxes[keep]
     if vals.size == 0:
         return []
-    order = np.argsort(vals, kind="stable")  # group by class, raster order inside a class
-    vals, areas, boxes = vals[order], areas[order], boxes[order]
-    starts = np.flatnonzero(np.r_[True, vals[1:] != vals[:-1]])
-    # per-class aggregates in a few vectorised calls (a finding costs microseconds, not numpy calls)
-    px = np.add.reduceat(areas, starts).tolist()
-    x0 = np.minimum.reduceat(boxes[:, 0], starts).tolist()
-    y0 = np.minimum.reduceat(boxes[:, 1], starts).tolist()
-    x1 = np.maximum.reduceat(boxes[:, 0] + boxes[:, 2], starts).tolist()
-    y1 = np.maximum.reduceat(boxes[:, 1] + boxes[:, 3], starts).tolist()
-    ends = np.r_[starts[1:], vals.size].tolist()
-    vl, al, bl = vals.tolist(), areas.tolist(), boxes.tolist()
+    return _island_findings(vals.tolist(), areas.tolist(), boxes.tolist(), config, names)
+
+
+def _island_findings(values: list, areas: list, boxes: list, config: RuleConfig,
+                     names: Mapping[int, str] | None) -> list[Finding]:
+    """``tiny_island``'s findings from its islands (raster order; boxes as [x, y, w, h]):
+    one per class, classes in increasing order."""
+    groups: dict[int, list[int]] = {}
+    for k, v in enumerate(values):
+        groups.setdefault(v, []).append(k)
     out = []
-    for k, s0 in enumerate(starts.tolist()):
-        s1 = ends[k]
-        c = vl[s0]
-        a = al[s0:s1]
-        big = s0 + a.index(max(a))
-        n = s1 - s0
+    for c in sorted(groups):
+        ks = groups[c]
+        a = [areas[k] for k in ks]
+        b = [boxes[k] for k in ks]
+        px = sum(a)
+        x0 = min(r[0] for r in b)
+        y0 = min(r[1] for r in b)
+        x1 = max(r[0] + r[2] for r in b)
+        y1 = max(r[1] + r[3] for r in b)
+        big = a.index(max(a))
+        n = len(ks)
         out.append(config.finding(
             "tiny_island",
             f"class {name_of(c, names)}: {n} components smaller than {config.min_island} px "
-            f"({px[k]} px, {config.connectivity}-connected)",
-            class_id=c, pixels=px[k], bbox=(x0[k], y0[k], x1[k] - x0[k], y1[k] - y0[k]),
-            extra={"count": n, "largest_area": al[big], "largest_bbox": bl[big],
-                   "bboxes": bl[s0:min(s1, s0 + 10)], "min_island": config.min_island,
+            f"({px} px, {config.connectivity}-connected)",
+            class_id=c, pixels=px, bbox=(x0, y0, x1 - x0, y1 - y0),
+            extra={"count": n, "largest_area": a[big], "largest_bbox": b[big],
+                   "bboxes": b[:10], "min_island": config.min_island,
                    "connectivity": config.connectivity}))
     return out
 
@@ -555,9 +559,8 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
         trans = int(out[kv.SCAN_TRANSITIONS])
         if (blends / trans if trans else 0.0) >= config.antialias_blend_fraction:
             return None  # antialias_suspect reports: its finding is built by the full rules
-    findings = []
-    if sv.size:
-        findings = tiny_island(mask, config, cstats=_RunStats(sv, sa, box=sb), label_ids=label_ids, names=names)
+    # the kernel's islands are those tiny_island keeps (class values only: kind == KIND_CLASS)
+    findings = _island_findings(sv.tolist(), sa.tolist(), sb.tolist(), config, names) if sv.size else []
     return findings, values.tolist(), counts.tolist(), dict(zip(cv.tolist(), cc.tolist()))
 
 
