@@ -531,44 +531,48 @@ def component_summary(value, area, kind, min_island, n):
     return counts, small
 
 
+# header of class_mask_quick's packed result
+QUICK_FULL = 0
+QUICK_TRANSITIONS = 1
+QUICK_BLENDS = 2
+QUICK_N_VALUES = 3
+QUICK_N_COMP = 4
+QUICK_N_SMALL = 5
+QUICK_HEADER = 6
+
+
 @njit(cache=True, nogil=True)
 def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
     """The validator's hot path, in one call: :func:`class_scan_runs` plus the component
-    summary and the tiny islands.
+    summary and the tiny islands, packed in one int64 array (one array to hand back to
+    Python: each returned array costs a few microseconds).
 
-    Returns ``(full, values, counts, comp_values, comp_counts, scan, small_value,
-    small_area, small_box)``: the values present and their pixel counts; the values
-    with their number of components (``ignore`` left out; background is not labeled
-    when ``has_bg``); ``scan`` as filled by :func:`class_scan`; the components of class
-    values (``kind == KIND_CLASS``) smaller than ``min_island`` pixels, in raster order,
-    with their boxes (x, y, w, h).  ``full`` is True
-    when the mask holds an invalid value or nothing but background and ``ignore``: the
-    caller must then run the full rules.
+    Layout: a header of ``QUICK_HEADER`` numbers -- ``full`` (1 when the mask holds an
+    invalid value (``kind == KIND_INVALID``) or nothing but background and ``ignore``:
+    the caller must run the full rules), transitions and blends (as by
+    :func:`class_scan`), and the counts ``nv``, ``nc``, ``ns`` of the sections that
+    follow: the ``nv`` values present, their ``nv`` pixel counts; the ``nc`` values with
+    components (``ignore`` left out; background is not labeled when ``has_bg``), their
+    ``nc`` component counts; the ``ns`` components of class values (``kind ==
+    KIND_CLASS``) smaller than ``min_island`` pixels, in raster order: ``ns`` values,
+    ``ns`` areas, then ``ns`` boxes (x, y, w, h).
     """
     n = kind.shape[0]
     hist = np.zeros(n, np.int64)
     out = np.zeros(SCAN_LEN, np.int64)
     count, rs, re, rv, lab, row_ptr = class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like)
-    full = False
+    full = 0
     other = False
-    k = 0
+    nv = 0
     for v in range(n):
         if hist[v] > 0:
-            k += 1
+            nv += 1
             if kind[v] == KIND_INVALID:
-                full = True
+                full = 1
             if not ((has_bg and v == bg) or v == ignore):
                 other = True
     if not other:
-        full = True
-    values = np.empty(k, np.int64)
-    counts = np.empty(k, np.int64)
-    k = 0
-    for v in range(n):
-        if hist[v] > 0:
-            values[k] = v
-            counts[k] = hist[v]
-            k += 1
+        full = 1
     # components: a label's value is its first run's (labels are numbered in raster order)
     area = np.zeros(count, np.int64)
     cval = np.zeros(count, np.int64)
@@ -590,41 +594,50 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
     for v in range(n):
         if per_value[v] > 0 and v != ignore:
             nc += 1
-    comp_values = np.empty(nc, np.int64)
-    comp_counts = np.empty(nc, np.int64)
-    nc = 0
+    res = np.empty(QUICK_HEADER + 2 * nv + 2 * nc + 6 * ns, np.int64)
+    res[QUICK_FULL] = full
+    res[QUICK_TRANSITIONS] = out[SCAN_TRANSITIONS]
+    res[QUICK_BLENDS] = out[SCAN_BLENDS]
+    res[QUICK_N_VALUES] = nv
+    res[QUICK_N_COMP] = nc
+    res[QUICK_N_SMALL] = ns
+    p = QUICK_HEADER
+    for v in range(n):
+        if hist[v] > 0:
+            res[p] = v
+            res[p + nv] = hist[v]
+            p += 1
+    p += nv
     for v in range(n):
         if per_value[v] > 0 and v != ignore:
-            comp_values[nc] = v
-            comp_counts[nc] = per_value[v]
-            nc += 1
-    small_value = np.empty(ns, np.int64)
-    small_area = np.empty(ns, np.int64)
-    small_box = np.empty((ns, 4), np.int64)
-    small_box[:, 0] = m.shape[0]
-    small_box[:, 1] = m.shape[1]
-    small_box[:, 2] = -1
-    small_box[:, 3] = -1
+            res[p] = v
+            res[p + nc] = per_value[v]
+            p += 1
+    p += nc
     if ns:
+        box = np.empty((ns, 4), np.int64)  # row_min, col_min, row_max, col_max
+        box[:, 0] = m.shape[0]
+        box[:, 1] = m.shape[1]
+        box[:, 2] = -1
+        box[:, 3] = -1
         for c in range(count):
             if slot[c] >= 0:
-                small_value[slot[c]] = cval[c]
-                small_area[slot[c]] = area[c]
+                res[p + slot[c]] = cval[c]
+                res[p + ns + slot[c]] = area[c]
         for y in range(row_ptr.shape[0] - 1):
             for r in range(row_ptr[y], row_ptr[y + 1]):
                 t = slot[lab[r] - 1]
                 if t < 0:
                     continue
-                small_box[t, 0] = min(small_box[t, 0], y)
-                small_box[t, 1] = min(small_box[t, 1], rs[r])
-                small_box[t, 2] = max(small_box[t, 2], y)
-                small_box[t, 3] = max(small_box[t, 3], re[r] - 1)
-        for t in range(ns):  # as (x, y, w, h)
-            y0 = small_box[t, 0]
-            x0 = small_box[t, 1]
-            small_box[t, 2] = small_box[t, 2] - y0 + 1
-            small_box[t, 3] = small_box[t, 3] - x0 + 1
-            small_box[t, 0] = x0
-            small_box[t, 1] = y0
-            small_box[t, 2], small_box[t, 3] = small_box[t, 3], small_box[t, 2]
-    return full, values, counts, comp_values, comp_counts, out, small_value, small_area, small_box
+                box[t, 0] = min(box[t, 0], y)
+                box[t, 1] = min(box[t, 1], rs[r])
+                box[t, 2] = max(box[t, 2], y)
+                box[t, 3] = max(box[t, 3], re[r] - 1)
+        p += 2 * ns
+        for t in range(ns):  # as x, y, w, h
+            res[p] = box[t, 1]
+            res[p + 1] = box[t, 0]
+            res[p + 2] = box[t, 3] - box[t, 1] + 1
+            res[p + 3] = box[t, 2] - box[t, 0] + 1
+            p += 4
+    return res

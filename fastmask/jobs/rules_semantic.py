@@ -542,28 +542,55 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
     True
     """
     bg = config.background
-    if not (isinstance(mask, np.ndarray) and mask.dtype == np.uint8 and mask.ndim == 2 and mask.size
+    if not (type(mask) is np.ndarray and mask.dtype is _U8 and mask.ndim == 2 and mask.size
             and mask.flags.c_contiguous and type(bg) is int and 0 <= bg <= 255):
         return None
-    ign = config.ignore_value
-    kind = _kind_table(256, label_ids, ign, bg, unknown_id)
-    conn = components._check_connectivity(config.connectivity)
-    tiny = config.enabled("tiny_island") and config.min_island > 0 and mask.size >= config.island_image_floor
-    full, values, counts, cv, cc, out, sv, sa, sb = kv.class_mask_quick(
-        mask, kind, conn == 8, True, np.uint8(bg), _IDX32 if mask.size < 2**31 else _IDX64,
-        config.min_island if tiny else 0, -1 if ign is None or not 0 <= ign <= 255 else int(ign))
-    if full:
+    plan = _quick_plan(label_ids, config, unknown_id, mask.size)
+    res = kv.class_mask_quick(mask, plan[0], plan[1], True, np.uint8(bg), plan[2], plan[3], plan[4]).tolist()
+    if res[kv.QUICK_FULL]:
         return None
-    blends = int(out[kv.SCAN_BLENDS])
-    if blends and config.enabled("antialias_suspect") and blends >= max(1, config.antialias_min_blends):
-        trans = int(out[kv.SCAN_TRANSITIONS])
+    blends = res[kv.QUICK_BLENDS]
+    if blends and plan[5] and blends >= max(1, config.antialias_min_blends):
+        trans = res[kv.QUICK_TRANSITIONS]
         if (blends / trans if trans else 0.0) >= config.antialias_blend_fraction:
             return None  # antialias_suspect reports: its finding is built by the full rules
-    # the kernel's islands are those tiny_island keeps (class values only: kind == KIND_CLASS)
-    findings = _island_findings(sv.tolist(), sa.tolist(), sb.tolist(), config, names) if sv.size else []
-    return findings, values.tolist(), counts.tolist(), dict(zip(cv.tolist(), cc.tolist()))
+    nv, nc, ns = res[kv.QUICK_N_VALUES], res[kv.QUICK_N_COMP], res[kv.QUICK_N_SMALL]
+    p = kv.QUICK_HEADER
+    values, counts = res[p:p + nv], res[p + nv:p + 2 * nv]
+    p += 2 * nv
+    comps = dict(zip(res[p:p + nc], res[p + nc:p + 2 * nc]))
+    p += 2 * nc
+    findings = []
+    if ns:
+        # the kernel's islands are those tiny_island keeps (class values only: kind == KIND_CLASS)
+        boxes = [res[q:q + 4] for q in range(p + 2 * ns, p + 6 * ns, 4)]
+        findings = _island_findings(res[p:p + ns], res[p + ns:p + 2 * ns], boxes, config, names)
+    return findings, values, counts, comps
 
 
+_U8 = np.dtype(np.uint8)
+
+
+def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> tuple:
+    """What :func:`quick_class_mask` passes to the kernel, cached by everything it depends
+    on (a validator asks for the same plan millions of times)."""
+    tiny = "tiny_island" not in config.disabled and config.min_island > 0 and size >= config.island_image_floor
+    key = (label_ids, unknown_id, size < 2**31, tiny, config.min_island, config.ignore_value, config.background,
+           config.connectivity, "antialias_suspect" not in config.disabled)
+    plan = _PLANS.get(key)
+    if plan is None:
+        ign = config.ignore_value
+        kind = _kind_table(256, label_ids, ign, config.background, unknown_id)
+        conn = components._check_connectivity(config.connectivity)
+        plan = (kind, conn == 8, _IDX32 if key[2] else _IDX64, config.min_island if tiny else 0,
+                -1 if ign is None or not 0 <= ign <= 255 else int(ign), key[-1])
+        if len(_PLANS) > 64:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+_PLANS: dict = {}
 _IDX32 = np.empty(0, np.int32)
 _IDX64 = np.empty(0, np.int64)
 
