@@ -388,3 +388,18 @@ def as_2d_int(a, what: str) -> np.ndarray:
     elif not np.issubdtype(m.dtype, np.integer):
         raise ValueError(f"{what} must hold integers, got dtype {m.dtype}")
     return np.ascontiguousarray(m)
+
+
+_DTYPE_NAMES: dict = {}
+
+
+def dtype_name(dtype: np.dtype) -> str:
+    """``str(dtype)``, cached (str() of a dtype costs ~3 us: per item, that shows).
+
+    >>> dtype_name(np.dtype(np.uint16))
+    'uint16'
+    """
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name

@@ -21,6 +21,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..kernels.histogram import value_histogram
+from .rules_core import dtype_name
 
 
 def value_counts(array: np.ndarray) -> tuple[list[int], list[int]]:
@@ -88,7 +89,7 @@ class ScanJob(Job):
             fields.update(
                 mask_format=mask.format,
                 mask_mode=mask.mode,
-                mask_dtype=str(mask.array.dtype),
+                mask_dtype=dtype_name(mask.array.dtype),
                 width=mask.width,
                 height=mask.height,
                 lossy=bool(mask.lossy),

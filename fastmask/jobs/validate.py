@@ -24,6 +24,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
 from . import validate_rules as R
+from .rules_core import dtype_name
 from .rules_semantic import quick_class_mask
 
 FINDING_SCHEMA = pa.schema(
@@ -135,7 +136,7 @@ class ValidateJob(Job):
                                     "worst_severity": R.worst_severity(R.unreadable(e.code, e.message, cfg))}) from None
         findings: list[R.Finding] = []
         fields: dict[str, Any] = {"layout": self._dataset.layout}
-        class_rows: dict[int, dict[str, int]] = {}
+        class_rows: dict[int, list] = {}  # class -> [pixels, components, instances]
         if "image" in data.missing and data.mask is not None:
             findings += R.missing_image(data.item_id, data.extra.get("expected_image"), cfg)
         if "mask" in data.missing:
@@ -155,9 +156,9 @@ class ValidateJob(Job):
             "findings": [finding_row(f) for f in findings],
             "class_stats": {  # as columns: one dict per class would cost more than the rest
                 "class_id": classes,
-                "pixels": [class_rows[c].get("pixels", 0) for c in classes],
-                "components": [class_rows[c].get("components") for c in classes],
-                "instances": [class_rows[c].get("instances") for c in classes],
+                "pixels": [class_rows[c][0] for c in classes],
+                "components": [class_rows[c][1] for c in classes],
+                "instances": [class_rows[c][2] for c in classes],
             },
         }
         return ItemResult(fields, rows)
@@ -166,7 +167,7 @@ class ValidateJob(Job):
         cfg = self._config
         mask = data.mask
         out: list[R.Finding] = []
-        fields.update(mask_format=mask.format, mask_mode=mask.mode, mask_dtype=str(mask.array.dtype),
+        fields.update(mask_format=mask.format, mask_mode=mask.mode, mask_dtype=dtype_name(mask.array.dtype),
                       width=mask.width, height=mask.height)
         if mask.lossy:
             out += R.lossy_format(mask.format, True, cfg)
@@ -199,12 +200,8 @@ class ValidateJob(Job):
             fields["components"] = int(sum(comps.values()))
         skip = (cfg.background, cfg.ignore_value, UNKNOWN_ID)
         for v, c in zip(values, counts):
-            if v in skip:
-                continue
-            row = class_rows.setdefault(v, {})
-            row["pixels"] = c
-            if comps is not None:
-                row["components"] = int(comps.get(v, 0))
+            if v not in skip:
+                class_rows[v] = [c, None if comps is None else comps.get(v, 0), None]
         return out
 
     def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
@@ -225,7 +222,7 @@ class ValidateJob(Job):
                     classes, n_inst = np.unique(pairs[0], return_counts=True)
                     for c, k in zip(classes.tolist(), n_inst.tolist()):
                         if c in class_rows:
-                            class_rows[c]["instances"] = int(k)
+                            class_rows[c][2] = int(k)
         fields["instances"] = len(R.instance_stats(inst, cfg)["instances"])
         return out
 
@@ -243,7 +240,7 @@ class ValidateJob(Job):
             return []
         out: list[R.Finding] = []
         m = data.instance_mask
-        fields.update(mask_format=m.format, mask_mode=m.mode, mask_dtype=str(m.array.dtype),
+        fields.update(mask_format=m.format, mask_mode=m.mode, mask_dtype=dtype_name(m.array.dtype),
                       width=m.width, height=m.height)
         rec = data.extra.get("record_size")
         if rec is not None:
