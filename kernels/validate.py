@@ -205,7 +205,7 @@ def _merge3(ls, lv, a, m, b, w):
     and the lower row differ, 1 if a middle pixel lies strictly between its upper and
     lower neighbours)."""
     t = 0
-    cand = 0
+    cand = False
     pos = 0
     i = 0
     k = 0
@@ -218,10 +218,9 @@ def _merge3(ls, lv, a, m, b, w):
         x = lv[a, i]
         v = lv[m, k]
         y = lv[b, j]
-        if v != y:
-            t += e - pos
-            if (x < v and v < y) or (y < v and v < x):
-                cand = 1
+        # branch-free: which case holds is unpredictable
+        t += (e - pos) * (v != y)
+        cand |= ((x < v) & (v < y)) | ((y < v) & (v < x))
         pos = e
         i += ea == e
         k += ev == e
@@ -240,8 +239,7 @@ def _merge2(ls, lv, a, b, w):
         ea = ls[a, i + 1]
         eb = ls[b, j + 1]
         e = min(ea, eb)
-        if lv[a, i] != lv[b, j]:
-            t += e - pos
+        t += (e - pos) * (lv[a, i] != lv[b, j])
         pos = e
         i += ea == e
         j += eb == e
