@@ -266,3 +266,195 @@ def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
         else:
             _count_excluded(counts, g, p, 1, nc)
     return flat.reshape((nc, nc)), counts
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_block(a, lo, n):
+    # NumPy's pairwise_sum for n <= 128: 8 accumulators, combined as a tree
+    if n < 8:
+        res = 0.0
+        for i in range(lo, lo + n):
+            res += a[i]
+        return res
+    r0 = a[lo]
+    r1 = a[lo + 1]
+    r2 = a[lo + 2]
+    r3 = a[lo + 3]
+    r4 = a[lo + 4]
+    r5 = a[lo + 5]
+    r6 = a[lo + 6]
+    r7 = a[lo + 7]
+    m = n - n % 8
+    for i in range(lo + 8, lo + m, 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    for i in range(lo + m, lo + n):
+        res += a[i]
+    return res
+
+
+@njit(cache=True, nogil=True)
+def pairwise_sum(a, lo, n):
+    """``a[lo:lo + n].sum()`` in NumPy's order (pairwise: blocks of up to 128 values with 8
+    accumulators, larger ranges split in halves rounded to 8), so that a score computed
+    here equals the same score computed with NumPy bit for bit.
+
+    (NumPy recurses; this walks the same tree with an explicit stack: Numba's cache
+    cannot hold a recursive function.)
+    """
+    if n <= 128:
+        return _pairwise_block(a, lo, n)
+    s_lo = np.empty(192, np.int64)
+    s_n = np.empty(192, np.int64)
+    s_combine = np.empty(192, np.bool_)
+    vals = np.empty(192, np.float64)
+    top = 0
+    nv = 0
+    s_lo[0] = lo
+    s_n[0] = n
+    s_combine[0] = False
+    top = 1
+    while top:
+        top -= 1
+        l = s_lo[top]
+        m = s_n[top]
+        if s_combine[top]:
+            nv -= 1
+            vals[nv - 1] = vals[nv - 1] + vals[nv]
+        elif m <= 128:
+            vals[nv] = _pairwise_block(a, l, m)
+            nv += 1
+        else:
+            n2 = m // 2
+            n2 -= n2 % 8
+            s_lo[top] = l
+            s_n[top] = m
+            s_combine[top] = True
+            s_lo[top + 1] = l + n2  # right half, evaluated second
+            s_n[top + 1] = m - n2
+            s_combine[top + 1] = False
+            s_lo[top + 2] = l  # left half, evaluated first
+            s_n[top + 2] = n2
+            s_combine[top + 2] = False
+            top += 3
+    return vals[0]
+
+
+# header of image_scores_u8's integer result
+IMG_IGNORED = 0
+IMG_EXCLUDED = 1
+IMG_TOTAL = 2  # pixels in the matrix
+IMG_TP = 3  # pixels on its diagonal
+IMG_N_PRESENT = 4
+IMG_N_CELLS = 5
+IMG_HEADER = 6
+
+
+@njit(cache=True, nogil=True)
+def _nanmean(s, n):
+    # metrics.mean_score: NaN left out, summed in NumPy's order (zeros in their place)
+    vals = np.empty(n, np.float64)
+    k = 0
+    for c in range(n):
+        if s[c] == s[c]:
+            vals[c] = s[c]
+            k += 1
+        else:
+            vals[c] = 0.0
+    if k == 0:
+        return np.nan
+    return pairwise_sum(vals, 0, n) / k
+
+
+@njit(cache=True, nogil=True)
+def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill):
+    """Everything ``evaluate`` keeps of one uint8 image pair, in one call.
+
+    ``gt``, ``pred``: 1-D C-contiguous uint8 arrays of equal length; ``fill``: the score
+    of a class absent from both (NaN, 1 or 0).  Returns ``(ints, floats)``:
+
+    - ``ints``: a header (``IMG_*``: ignored and excluded pixels as counted by
+      :func:`confusion_u8`, pixels in the matrix, its trace, ``np`` classes present in
+      gt or prediction, ``nz`` non-zero cells), then the ``np`` present classes and
+      their TP, FP, FN (four sections of ``np``), then the non-zero cells in row-major
+      order: ``nz`` gt classes, ``nz`` predicted classes, ``nz`` pixel counts;
+    - ``floats``: mIoU, mDice (:func:`fastmask.metrics.mean_score` over all classes),
+      then the ``np`` present classes' IoU and their ``np`` Dice.
+
+    Scores are computed as :mod:`fastmask.metrics` computes them from the matrix (same
+    operations, same summation order): equal bit for bit.
+    """
+    nc = num_classes
+    hist = np.zeros(65536, np.int64)
+    joint_histogram_u8(gt, pred, hist)
+    cm, gt_out, pred_out, counts = fold_u8_histogram(hist, nc, ignore_index, has_ignore)
+    tp = np.empty(nc, np.int64)
+    fp = np.zeros(nc, np.int64)
+    fn = np.zeros(nc, np.int64)
+    total = np.int64(0)
+    nz = 0
+    for g in range(nc):
+        for p in range(nc):
+            c = cm[g, p]
+            if c:
+                nz += 1
+                total += c
+                fn[g] += c
+                fp[p] += c
+    trace = np.int64(0)
+    npres = 0
+    for c in range(nc):
+        tp[c] = cm[c, c]
+        trace += tp[c]
+        fp[c] -= tp[c]
+        fn[c] -= tp[c]
+        if tp[c] + fp[c] + fn[c] > 0:
+            npres += 1
+    iou = np.empty(nc, np.float64)
+    dice = np.empty(nc, np.float64)
+    for c in range(nc):
+        if tp[c] + fp[c] + fn[c] == 0:
+            iou[c] = fill
+            dice[c] = fill
+        else:
+            iou[c] = np.float64(tp[c]) / np.float64(tp[c] + fp[c] + fn[c])
+            dice[c] = np.float64(2 * tp[c]) / np.float64(2 * tp[c] + fp[c] + fn[c])
+    ints = np.empty(IMG_HEADER + 4 * npres + 3 * nz, np.int64)
+    floats = np.empty(2 + 2 * npres, np.float64)
+    ints[IMG_IGNORED] = counts[IGNORED]
+    ints[IMG_EXCLUDED] = counts[EXCLUDED]
+    ints[IMG_TOTAL] = total
+    ints[IMG_TP] = trace
+    ints[IMG_N_PRESENT] = npres
+    ints[IMG_N_CELLS] = nz
+    floats[0] = _nanmean(iou, nc)
+    floats[1] = _nanmean(dice, nc)
+    k = 0
+    for c in range(nc):
+        if tp[c] + fp[c] + fn[c] > 0:
+            q = IMG_HEADER + k
+            ints[q] = c
+            ints[q + npres] = tp[c]
+            ints[q + 2 * npres] = fp[c]
+            ints[q + 3 * npres] = fn[c]
+            floats[2 + k] = iou[c]
+            floats[2 + npres + k] = dice[c]
+            k += 1
+    q = IMG_HEADER + 4 * npres
+    k = 0
+    for g in range(nc):
+        for p in range(nc):
+            c = cm[g, p]
+            if c:
+                ints[q + k] = g
+                ints[q + nz + k] = p
+                ints[q + 2 * nz + k] = c
+                k += 1
+    return ints, floats

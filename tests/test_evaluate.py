@@ -119,3 +119,62 @@ def test_masks_flag_is_refused_for_a_non_panoptic_dataset(tmp_path, capsys):
     code = main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "gt"), "--num-classes", "2",
                  "--gt-masks", str(tmp_path), "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 2 and "--masks is the PNG folder of a COCO panoptic dataset" in capsys.readouterr().err
+
+
+def _reference_result(gt, pred, num_classes, ignore, policy):
+    """evaluate's per-image fields and rows computed with fastmask.metrics from the matrix."""
+    from fastmask import metrics
+
+    res = metrics.confusion_matrix(gt, pred, num_classes, ignore, out_of_range="count")
+    cm = res.matrix
+    iou, dice = metrics.iou(cm, policy), metrics.dice(cm, policy)
+    tp = np.diag(cm)
+    fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+    present = np.flatnonzero(tp + fp + fn)
+    nan = lambda x: None if x != x else float(x)  # noqa: E731
+    total = int(cm.sum())
+    fields = {"width": gt.shape[1], "height": gt.shape[0], "pixels": total, "ignored": res.ignored,
+              "accuracy": float(tp.sum() / total) if total else None,
+              "miou": nan(metrics.mean_score(iou)), "mdice": nan(metrics.mean_score(dice))}
+    rows = {"class_id": present.tolist(), "tp": tp[present].tolist(), "fp": fp[present].tolist(),
+            "fn": fn[present].tolist(), "iou": [nan(v) for v in iou[present]], "dice": [nan(v) for v in dice[present]]}
+    g, p = np.nonzero(cm)
+    cells = {"gt_class": g.tolist(), "pred_class": p.tolist(), "pixels": cm[g, p].tolist()}
+    return res.out_of_range, fields, rows, cells
+
+
+@pytest.mark.parametrize("num_classes", [1, 3, 9, 21, 150, 256])
+@pytest.mark.parametrize("policy", ["nan", "one", "zero"])
+@pytest.mark.parametrize("ignore", [255, None, 0, 300])
+def test_one_call_scores_equal_the_metrics_module_bit_for_bit(num_classes, policy, ignore):
+    """The per-image kernel (uint8 pairs) gives exactly what fastmask.metrics gives from the matrix."""
+    from fastmask.formats import open_dataset  # noqa: F401  (the job needs datasets only for reading)
+    from fastmask.jobs.evaluate import EvaluateJob
+
+    class _DS:  # the job's constructor reads only .layout
+        layout = "masks"
+
+    job = EvaluateJob(_DS(), _DS(), num_classes, ignore_value=ignore, empty_policy=policy)
+    rng = np.random.default_rng(num_classes * 7 + len(policy))
+    for k in range(40):
+        h, w = rng.integers(1, 40, 2)
+        top = min(num_classes + (2 if k % 5 == 0 else 0), 256)  # some pairs with values out of range
+        gt = rng.integers(0, top, (h, w)).astype(np.uint8)
+        pred = np.where(rng.random((h, w)) < 0.7, gt, rng.integers(0, top, (h, w))).astype(np.uint8)
+        if k % 3 == 0:
+            gt[: h // 2] = 255 if ignore is None or ignore > 255 else ignore
+        got = job._scores_u8(gt, pred)
+        n_out, fields, rows, cells = _reference_result(gt, pred, num_classes, ignore, policy)
+        if n_out:
+            assert got is None  # the general path names the values
+            continue
+        assert got.fields == fields
+        assert got.rows == {"image_scores": rows, "confusion": cells}
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 200, 256, 1000, 65536])
+def test_pairwise_sum_is_numpys_sum_bit_for_bit(n):
+    from fastmask.kernels.confusion import pairwise_sum
+
+    a = np.random.default_rng(n).random(n) * 10.0 ** np.random.default_rng(n + 1).integers(-8, 8, n)
+    assert pairwise_sum(a, 0, n) == a.sum()

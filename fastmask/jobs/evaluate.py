@@ -22,9 +22,12 @@ import numpy as np
 import pyarrow as pa
 
 from .. import metrics
+from ..kernels import confusion as _kc
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from .coverage import coco_class_map
+
+_U8 = np.dtype(np.uint8)
 
 
 def _class_map(dataset: Dataset, row: dict, ignore: int) -> np.ndarray:
@@ -80,6 +83,7 @@ class EvaluateJob(Job):
         self.num_classes = int(num_classes)
         self.ignore_value = ignore_value
         self.empty_policy = empty_policy
+        self._fill = metrics._check_policy(empty_policy)
 
     def arguments(self) -> dict[str, Any]:
         return {"gt": self._gt.root, "pred": self._pred.root, "num_classes": self.num_classes,
@@ -112,6 +116,9 @@ class EvaluateJob(Job):
         if gt.shape != pred.shape:
             raise ItemError("size_mismatch", f"{item['item_id']}: prediction {pred.shape[1]}x{pred.shape[0]}, "
                                              f"ground truth {gt.shape[1]}x{gt.shape[0]}")
+        fast = self._scores_u8(gt, pred)
+        if fast is not None:
+            return fast
         try:
             res = metrics.confusion_matrix(gt, pred, self.num_classes, self.ignore_value, out_of_range="count")
         except ValueError as e:
@@ -142,6 +149,35 @@ class EvaluateJob(Job):
         }
         g, p = np.nonzero(cm)
         cells = {"gt_class": g.tolist(), "pred_class": p.tolist(), "pixels": cm[g, p].tolist()}
+        return ItemResult(fields, {"image_scores": rows, "confusion": cells})
+
+    def _scores_u8(self, gt: np.ndarray, pred: np.ndarray) -> ItemResult | None:
+        """The usual pair -- two uint8 maps, no value out of range -- in one kernel call
+        (:func:`fastmask.kernels.confusion.image_scores_u8`: the same numbers as the general
+        path below, bit for bit); None for anything else."""
+        if not (gt.dtype is _U8 and pred.dtype is _U8):
+            return None
+        ig = self.ignore_value
+        u8_ignore = ig is not None and 0 <= ig <= 255
+        ints, floats = _kc.image_scores_u8(np.ascontiguousarray(gt).reshape(-1), np.ascontiguousarray(pred).reshape(-1),
+                                           self.num_classes, ig if u8_ignore else 0, u8_ignore, self._fill)
+        ints = ints.tolist()
+        if ints[_kc.IMG_EXCLUDED]:
+            return None  # out-of-range values: the general path names them
+        floats = floats.tolist()
+        npres, nz = ints[_kc.IMG_N_PRESENT], ints[_kc.IMG_N_CELLS]
+        q = _kc.IMG_HEADER
+        total = ints[_kc.IMG_TOTAL]
+        fields = {
+            "width": gt.shape[1], "height": gt.shape[0], "pixels": total, "ignored": ints[_kc.IMG_IGNORED],
+            "accuracy": ints[_kc.IMG_TP] / total if total else None,
+            "miou": _nan_to_none(floats[0]), "mdice": _nan_to_none(floats[1]),
+        }
+        rows = {"class_id": ints[q:q + npres], "tp": ints[q + npres:q + 2 * npres],
+                "fp": ints[q + 2 * npres:q + 3 * npres], "fn": ints[q + 3 * npres:q + 4 * npres],
+                "iou": _nan_none_list(floats[2:2 + npres]), "dice": _nan_none_list(floats[2 + npres:])}
+        q += 4 * npres
+        cells = {"gt_class": ints[q:q + nz], "pred_class": ints[q + nz:q + 2 * nz], "pixels": ints[q + 2 * nz:]}
         return ItemResult(fields, {"image_scores": rows, "confusion": cells})
 
     def _panoptic(self, item: dict[str, Any]) -> ItemResult:
@@ -234,6 +270,11 @@ class EvaluateJob(Job):
                              "per_class": {str(c): {"pq": _nan_to_none(v.pq), "sq": _nan_to_none(v.sq),
                                                     "rq": _nan_to_none(v.rq), "tp": v.tp, "fp": v.fp, "fn": v.fn}
                                            for c, v in r.per_class.items() if v.tp or v.fp or v.fn}}}
+
+
+def _nan_none_list(values: list) -> list:
+    """NaN as None (null in the table)."""
+    return [None if v != v else v for v in values]
 
 
 def _nan_list(a: np.ndarray) -> list:
