@@ -199,39 +199,13 @@ def _row_blends(m, kind, i):
 
 
 @njit(cache=True, nogil=True)
-def _merge3(ls, lv, a, m, b, w):
-    """Rows in slots ``a`` (above), ``m`` (middle), ``b`` (below) of the run buffers (starts
-    ``ls`` ending with the sentinel ``w``, values ``lv``).  Returns (pixels where the middle
-    and the lower row differ, 1 if a middle pixel lies strictly between its upper and
-    lower neighbours)."""
+def _row_diff(ls, lv, a, b, w, ds, de, slot):
+    """Pixels where the rows in run-buffer slots ``a`` and ``b`` differ (starts ``ls``
+    ending with the sentinel ``w``, values ``lv``), from a merge of their runs; the
+    differing stretches are written to ``ds[slot]`` / ``de[slot]`` (start, end), their
+    number returned second."""
     t = 0
-    cand = False
-    pos = 0
-    i = 0
-    k = 0
-    j = 0
-    while pos < w:
-        ea = ls[a, i + 1]
-        ev = ls[m, k + 1]
-        eb = ls[b, j + 1]
-        e = min(ea, ev, eb)
-        x = lv[a, i]
-        v = lv[m, k]
-        y = lv[b, j]
-        # branch-free: which case holds is unpredictable
-        t += (e - pos) * (v != y)
-        cand |= ((x < v) & (v < y)) | ((y < v) & (v < x))
-        pos = e
-        i += ea == e
-        k += ev == e
-        j += eb == e
-    return t, cand
-
-
-@njit(cache=True, nogil=True)
-def _merge2(ls, lv, a, b, w):
-    """Pixels where the rows in slots ``a`` and ``b`` differ (see :func:`_merge3`)."""
-    t = 0
+    nd = 0
     pos = 0
     i = 0
     j = 0
@@ -239,15 +213,46 @@ def _merge2(ls, lv, a, b, w):
         ea = ls[a, i + 1]
         eb = ls[b, j + 1]
         e = min(ea, eb)
-        t += (e - pos) * (lv[a, i] != lv[b, j])
+        if lv[a, i] != lv[b, j]:
+            t += e - pos
+            if nd > 0 and de[slot, nd - 1] == pos:
+                de[slot, nd - 1] = e  # extends the previous stretch
+            else:
+                ds[slot, nd] = pos
+                de[slot, nd] = e
+                nd += 1
         pos = e
         i += ea == e
         j += eb == e
-    return t
+    return t, nd
 
 
 @njit(cache=True, nogil=True)
-def _scan_rows(m, i0, kind, hist, tb, ls, lv, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg, state):
+def _vertical_candidate(m, i, ds, de, up, nup, down, ndown):
+    """True if a pixel of row ``i`` lies strictly between its upper and lower neighbours'
+    values.  Such a pixel differs from both: only the overlaps of the stretches where row
+    ``i`` differs from the row above (``up``) and from the row below (``down``) are read."""
+    p = 0
+    q = 0
+    while p < nup and q < ndown:
+        x0 = max(ds[up, p], ds[down, q])
+        x1 = min(de[up, p], de[down, q])
+        for j in range(x0, x1):
+            a = m[i - 1, j]
+            v = m[i, j]
+            b = m[i + 1, j]
+            if (a < v and v < b) or (b < v and v < a):
+                return True
+        if de[up, p] < de[down, q]:
+            p += 1
+        else:
+            q += 1
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg,
+               state):
     """Rows ``i0..`` of :func:`class_scan_runs` until the run arrays might overflow; returns
     the next row.  ``state`` = (runs so far, first run of the previous row, transitions).
 
@@ -296,12 +301,13 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, flag, row_ptr, rs, re, rv, parent,
         prev_lo = row_ptr[i]
         prev_hi = n
         trans += k - 1  # horizontal transitions: the run boundaries
-        if i == 1:
-            trans += _merge2(ls, lv, 0, 1, w)
-        elif i >= 2:
-            t, c = _merge3(ls, lv, (i - 2) % 3, (i - 1) % 3, slot, w)
+        if i >= 1:
+            # vertical transitions with the row above, and the stretches where they differ;
+            # with the previous row's stretches: its vertical blend candidates
+            d = i % 2
+            t, nd[d] = _row_diff(ls, lv, (i - 1) % 3, slot, w, ds, de, d)
             trans += t
-            if c:
+            if i >= 2 and _vertical_candidate(m, i - 1, ds, de, 1 - d, nd[1 - d], d, nd[d]):
                 flag[i - 1] = 1
         i += 1
     state[0] = n
@@ -324,9 +330,10 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     shifted by one, whose flags are then read eight at a time (a zero word skips eight
     pixels).  Everything else comes from the runs (all values, background included):
     the histogram (run lengths), the horizontal transitions (run boundaries), the
-    vertical transitions (a merge of two rows' runs), the blend candidates (a 1-px run
-    between two runs, or a three-row merge); the exact blend test (kinds) runs only on
-    the rows with a candidate, which are rare.
+    vertical transitions (a merge of two rows' runs, which also gives the stretches
+    where they differ), the blend candidates (a 1-px run between two runs, or a pixel in
+    both the stretch that differs from the row above and the one that differs from the
+    row below); the exact blend test (kinds) runs only on the rows with a candidate.
     """
     h, w = m.shape
     idx = idx_like.dtype
@@ -346,12 +353,17 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     # (a row's starts end with a sentinel w: the merges need no bounds tests)
     ls = np.empty((3, w + 2), np.int64)
     lv = np.empty((3, w + 1), m.dtype)
+    # stretches where a row differs from the row above: row i in slot i % 2
+    ds = np.empty((2, w + 1), np.int64)
+    de = np.empty((2, w + 1), np.int64)
+    nd = np.zeros(2, np.int64)
     flag = np.zeros(h, np.uint8)  # rows with a blend candidate
     state = np.zeros(3, np.int64)
     ext = 1 if eight else 0
     i = 0
     while True:
-        i = _scan_rows(m, i, kind, hist, tb, ls, lv, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg, state)
+        i = _scan_rows(m, i, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg,
+                       state)
         if i == h:
             break
         # a row adds at most w runs; n + w <= (i + 1) * w <= npx
