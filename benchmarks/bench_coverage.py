@@ -74,7 +74,7 @@ def run(quick: bool = False) -> None:
     ensure_dataset(counts)
     labelmap = LabelMap.from_names([f"class{i}" for i in range(21)])
     tmp = Path(tempfile.mkdtemp(prefix="fastmask-bench-coverage-"))
-    rounds = 1 if quick else 2
+    rounds = 1 if quick else 3
     print(f"\n## coverage and evaluate vs reading only, masks/s (engine runs, median of {rounds} "
           "interleaved rounds)\n")
     print("| masks | workers | read | coverage | coverage cost | read pairs | evaluate | evaluate cost |")
