@@ -105,3 +105,31 @@ def test_usage_errors_exit_2(hostile_folder, tmp_path, capsys):
     assert "unknown rule" in capsys.readouterr().err
     assert main(["validate", str(root), "--out", str(tmp_path / "b"), "--severity", "empty_mask=fatal", "--quiet"]) == 2
     assert main(["validate", str(tmp_path / "missing"), "--out", str(tmp_path / "c"), "--quiet"]) == 2
+
+
+def test_prepare_compiles_only_when_the_cache_lacks_the_kernels(monkeypatch):
+    """The driver's prepare() warms Numba's cache on a first run and costs nothing after."""
+    import numba
+
+    import fastmask.jobs.validate as V
+    from fastmask._jit import kernels_cached
+    from fastmask.kernels import validate as kv
+
+    @numba.njit(cache=False)
+    def _uncached(x):
+        return x + 1
+
+    assert kernels_cached(kv.class_mask_quick) and not kernels_cached(_uncached)
+    assert not kernels_cached(kv.class_mask_quick, _uncached) and not kernels_cached(object())
+
+    class _DS:
+        layout, labelmap, root = "masks", None, "x"
+
+    calls = []
+    monkeypatch.setattr(V.R, "check_class_mask", lambda *a, **k: calls.append("full"))
+    monkeypatch.setattr(V, "quick_class_mask", lambda *a, **k: calls.append("quick"))
+    V.ValidateJob(_DS()).prepare()
+    assert calls == []  # cached (this test process has used them): nothing to do
+    monkeypatch.setattr(V, "kernels_cached", lambda *d: False)
+    V.ValidateJob(_DS()).prepare()
+    assert calls == ["full", "quick"]

@@ -24,6 +24,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
 from . import validate_rules as R
+from .._jit import kernels_cached
 from .rules_core import dtype_name
 from .rules_semantic import quick_class_mask
 
@@ -118,10 +119,19 @@ class ValidateJob(Job):
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "config": self._config.to_json()}
 
     def prepare(self) -> None:
-        # load the Numba kernels the rules use (from the on-disk cache) before the first item
+        # Compile the kernels of the one-call path and of the full rules once, in the driver,
+        # when Numba's cache lacks them (workers then load them instead of each compiling).
+        # When the cache holds them, nothing: a process loads them at its first mask --
+        # loading in the driver too would cost ~0.5 s before any worker starts.
+        from ..kernels import components as _kc
+        from ..kernels import validate as kv
+
+        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, _kc.run_stats, kv.component_summary):
+            return
         m = np.zeros((8, 8), np.uint8)
         m[2:4, 2:4] = 1
         R.check_class_mask(m, [0, 1], self._config)
+        quick_class_mask(m, (0, 1), self._config)
 
     # ------------------------------------------------------------------ per item
 
