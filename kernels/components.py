@@ -113,6 +113,60 @@ def _grow(a, n, cap):
 
 
 @njit(cache=True, nogil=True)
+def _scan_rows(img, r0, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state):
+    """Rows ``r0..`` of :func:`_scan_runs` until a row might not fit in the run arrays;
+    returns the next row.  ``state`` = (runs so far, first run of the previous row).
+
+    (Its own function so that the run arrays are not reassigned inside the row loop: Numba
+    reference-counts a loop-carried array on every row.)
+    """
+    H, W = img.shape
+    n = state[0]
+    prev_lo = state[1]
+    prev_hi = n
+    ext = 1 if eight else 0
+    one = np.uint64(1)
+    cap = rs.shape[0]
+    r = r0
+    while r < H and n + W <= cap:
+        row_ptr[r] = n
+        j = prev_lo
+        s = 0
+        wb = 0
+        while wb + 65 <= W:
+            bits = np.uint64(0)
+            for t in range(64):
+                bits |= np.uint64(img[r, wb + 1 + t] != img[r, wb + t]) << np.uint64(t)
+            while bits:
+                e = wb + 1 + np.int64(trailing_zeros(bits))
+                v = img[r, s]
+                if not (has_bg and v == bg):
+                    j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
+                    n += 1
+                s = e
+                bits &= bits - one
+            wb += 64
+        for e in range(wb + 1, W):
+            if img[r, e] != img[r, e - 1]:
+                v = img[r, s]
+                if not (has_bg and v == bg):
+                    j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
+                    n += 1
+                s = e
+        if W > 0:
+            v = img[r, s]
+            if not (has_bg and v == bg):
+                j = _add_run(s, W, v, n, j, prev_hi, ext, rs, re, rv, parent)
+                n += 1
+        prev_lo = row_ptr[r]
+        prev_hi = n
+        r += 1
+    state[0] = n
+    state[1] = prev_lo
+    return r
+
+
+@njit(cache=True, nogil=True)
 def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
     """Cut rows into runs and union touching equal-valued runs of adjacent rows.
 
@@ -128,54 +182,21 @@ def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
     predictable the run lengths are.
     """
     H, W = img.shape
-    n = 0
-    prev_lo = 0
-    prev_hi = 0
-    ext = 1 if eight else 0
-    one = np.uint64(1)
     npx = H * W
-    for r in range(H):
-        if n + W > rs.shape[0]:
-            # a row adds at most W runs; n + W <= (r + 1) * W <= npx
-            cap = min(max(2 * rs.shape[0], n + W), npx)
-            rs = _grow(rs, n, cap)
-            re = _grow(re, n, cap)
-            rv = _grow(rv, n, cap)
-            parent = _grow(parent, n, cap)
-        row = img[r]
-        row_ptr[r] = n
-        j = prev_lo
-        s = 0
-        wb = 0
-        while wb + 65 <= W:
-            a = row[wb + 1:wb + 65]
-            b = row[wb:wb + 64]
-            bits = np.uint64(0)
-            for t in range(64):
-                bits |= np.uint64(a[t] != b[t]) << np.uint64(t)
-            while bits:
-                e = wb + 1 + np.int64(trailing_zeros(bits))
-                v = row[s]
-                if not (has_bg and v == bg):
-                    j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
-                    n += 1
-                s = e
-                bits &= bits - one
-            wb += 64
-        for e in range(wb + 1, W):
-            if row[e] != row[e - 1]:
-                v = row[s]
-                if not (has_bg and v == bg):
-                    j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
-                    n += 1
-                s = e
-        if W > 0:
-            v = row[s]
-            if not (has_bg and v == bg):
-                j = _add_run(s, W, v, n, j, prev_hi, ext, rs, re, rv, parent)
-                n += 1
-        prev_lo = row_ptr[r]
-        prev_hi = n
+    state = np.zeros(2, np.int64)
+    r = 0
+    while True:
+        r = _scan_rows(img, r, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state)
+        if r == H:
+            break
+        # a row adds at most W runs; n + W <= (r + 1) * W <= npx
+        n = state[0]
+        cap = min(max(2 * rs.shape[0], n + W), npx)
+        rs = _grow(rs, n, cap)
+        re = _grow(re, n, cap)
+        rv = _grow(rv, n, cap)
+        parent = _grow(parent, n, cap)
+    n = state[0]
     row_ptr[H] = n
     return n, rs, re, rv, parent
 
