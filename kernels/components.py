@@ -113,6 +113,16 @@ def _grow(a, n, cap):
 
 
 @njit(cache=True, nogil=True)
+def _grow_runs(rs, re, rv, parent, n, w, npx):
+    """The run arrays with room for another row of ``w`` runs (doubling; the first ``n`` kept).
+
+    A row adds at most ``w`` runs, so ``n + w <= npx`` always fits.
+    """
+    cap = min(max(2 * rs.shape[0], n + w), npx)
+    return _grow(rs, n, cap), _grow(re, n, cap), _grow(rv, n, cap), _grow(parent, n, cap)
+
+
+@njit(cache=True, nogil=True)
 def _scan_rows(img, r0, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state):
     """Rows ``r0..`` of :func:`_scan_runs` until a row might not fit in the run arrays;
     returns the next row.  ``state`` = (runs so far, first run of the previous row).
@@ -189,13 +199,7 @@ def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
         r = _scan_rows(img, r, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state)
         if r == H:
             break
-        # a row adds at most W runs; n + W <= (r + 1) * W <= npx
-        n = state[0]
-        cap = min(max(2 * rs.shape[0], n + W), npx)
-        rs = _grow(rs, n, cap)
-        re = _grow(re, n, cap)
-        rv = _grow(rv, n, cap)
-        parent = _grow(parent, n, cap)
+        rs, re, rv, parent = _grow_runs(rs, re, rv, parent, state[0], W, npx)
     n = state[0]
     row_ptr[H] = n
     return n, rs, re, rv, parent

@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .components import _add_run, _flatten, _grow
+from .components import _add_run, _flatten, _grow_runs
 
 KIND_INVALID = 0
 KIND_CLASS = 1
@@ -60,6 +60,27 @@ INV_LEN = 5
 @njit(cache=True, nogil=True, inline="always")
 def _between(a, v, b):
     return (a < v and v < b) or (b < v and v < a)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _is_blend(m, kind, i, j):
+    """The exact test: pixel (i, j) holds a class id strictly between two class ids on
+    opposite sides (left/right or up/down)."""
+    h, w = m.shape
+    v = m[i, j]
+    if kind[v] != KIND_CLASS:
+        return False
+    if 0 < j < w - 1:
+        a = m[i, j - 1]
+        b = m[i, j + 1]
+        if _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS:
+            return True
+    if 0 < i < h - 1:
+        a = m[i - 1, j]
+        b = m[i + 1, j]
+        if _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS:
+            return True
+    return False
 
 
 @njit(cache=True, nogil=True)
@@ -133,21 +154,7 @@ def class_scan(m, kind, hist, out):
             continue
         # rare: exact test (kinds) on the candidate pixels of this row
         for j in range(w):
-            if cb[j] == 0:
-                continue
-            v = row[j]
-            if kind[v] != KIND_CLASS:
-                continue
-            hit = False
-            if 0 < j < w - 1:
-                a = row[j - 1]
-                b = row[j + 1]
-                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
-            if not hit and 0 < i < h - 1:
-                a = m[i - 1, j]
-                b = m[i + 1, j]
-                hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
-            if hit:
+            if cb[j] != 0 and _is_blend(m, kind, i, j):
                 blends += 1
                 if j < bx0:
                     bx0 = j
@@ -172,25 +179,12 @@ def class_scan(m, kind, hist, out):
 @njit(cache=True, nogil=True)
 def _row_blends(m, kind, i):
     """Exact blend test on every pixel of row ``i``: ``(count, x0, x1)`` (x0 = -1 if none)."""
-    h, w = m.shape
-    row = m[i]
+    w = m.shape[1]
     c = 0
     x0 = -1
     x1 = -1
     for j in range(w):
-        v = row[j]
-        if kind[v] != KIND_CLASS:
-            continue
-        hit = False
-        if 0 < j < w - 1:
-            a = row[j - 1]
-            b = row[j + 1]
-            hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
-        if not hit and 0 < i < h - 1:
-            a = m[i - 1, j]
-            b = m[i + 1, j]
-            hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
-        if hit:
+        if _is_blend(m, kind, i, j):
             c += 1
             if x0 < 0:
                 x0 = j
@@ -366,13 +360,7 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
                        state)
         if i == h:
             break
-        # a row adds at most w runs; n + w <= (i + 1) * w <= npx
-        n = state[0]
-        cap = min(max(2 * rs.shape[0], n + w), npx)
-        rs = _grow(rs, n, cap)
-        re = _grow(re, n, cap)
-        rv = _grow(rv, n, cap)
-        parent = _grow(parent, n, cap)
+        rs, re, rv, parent = _grow_runs(rs, re, rv, parent, state[0], w, npx)
     n = state[0]
     trans = state[2]
     row_ptr[h] = n
