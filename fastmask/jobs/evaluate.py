@@ -133,14 +133,14 @@ class EvaluateJob(Job):
         fn = cm.sum(axis=1) - tp
         # = metrics.iou / metrics.dice of cm, from the counts at hand (the kernel's matrix
         # needs none of their input checks)
-        fill = metrics._check_policy(self.empty_policy)
-        iou = metrics._score("iou", tp, fp, fn, fill)
-        dice = metrics._score("dice", tp, fp, fn, fill)
+        iou = metrics._score("iou", tp, fp, fn, self._fill)
+        dice = metrics._score("dice", tp, fp, fn, self._fill)
         # rows for the classes present in gt or prediction only, as columns of lists (a
         # NumPy scalar per cell cost ~100 us an image with a few dozen classes)
         present = np.flatnonzero(tp + fp + fn)
         rows = {"class_id": present.tolist(), "tp": tp[present].tolist(), "fp": fp[present].tolist(),
-                "fn": fn[present].tolist(), "iou": _nan_list(iou[present]), "dice": _nan_list(dice[present])}
+                "fn": fn[present].tolist(), "iou": _nan_none_list(iou[present].tolist()),
+                "dice": _nan_none_list(dice[present].tolist())}
         total = int(cm.sum())
         fields = {
             "width": gt.shape[1], "height": gt.shape[0], "pixels": total, "ignored": int(res.ignored),
@@ -275,14 +275,6 @@ class EvaluateJob(Job):
 def _nan_none_list(values: list) -> list:
     """NaN as None (null in the table)."""
     return [None if v != v else v for v in values]
-
-
-def _nan_list(a: np.ndarray) -> list:
-    """Floats as a list, NaN as None (null in the table)."""
-    out = a.tolist()
-    if np.isnan(a).any():
-        out = [None if v != v else v for v in out]
-    return out
 
 
 def _nan_to_none(x: float) -> float | None:
