@@ -178,3 +178,29 @@ def test_pairwise_sum_is_numpys_sum_bit_for_bit(n):
 
     a = np.random.default_rng(n).random(n) * 10.0 ** np.random.default_rng(n + 1).integers(-8, 8, n)
     assert pairwise_sum(a, 0, n) == a.sum()
+
+
+def test_16_bit_maps_take_the_general_path_with_the_same_results(monkeypatch):
+    """uint8 pairs go through the one-call kernel, other dtypes through
+    metrics.confusion_matrix: the same values give the same fields and rows."""
+    import json
+
+    import fastmask.jobs.evaluate as E
+
+    class _DS:
+        layout = "masks"
+
+    rng = np.random.default_rng(5)
+    for policy in ("nan", "one"):
+        job = E.EvaluateJob(_DS(), _DS(), 7, ignore_value=255, empty_policy=policy)
+        for k in range(20):
+            gt = rng.integers(0, 6, (17, 23)).astype(np.uint8)
+            pred = np.where(rng.random(gt.shape) < 0.8, gt, rng.integers(0, 6, gt.shape)).astype(np.uint8)
+            gt[: k % 4] = 255
+            results = {}
+            for dtype in (np.uint8, np.uint16, np.int32):
+                maps = iter([gt.astype(dtype), pred.astype(dtype)])
+                monkeypatch.setattr(E, "_class_map", lambda ds, row, ignore: next(maps))
+                r = job.process({"item_id": "x", "gt_row": json.dumps({}), "pred_row": json.dumps({})})
+                results[dtype] = (r.fields, r.rows)
+            assert results[np.uint8] == results[np.uint16] == results[np.int32]
