@@ -48,3 +48,22 @@ def test_fast_path_falls_back_for_errors_and_other_modes(tmp_path):
     m = png.read_mask(pal)  # palette PNGs keep the Pillow path (indices + palette)
     assert m.mode == "P" and m.palette is not None
     assert png._read_grey_png_fast(pal.read_bytes(), "p") is None
+
+
+def _use_pyspng_in_new_process(value):
+    import os
+    import subprocess
+    import sys
+
+    code = "import fastmask.formats.png as p; print(p.USE_PYSPNG)"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "FASTMASK_PNG_DECODER": value})
+
+
+def test_decoder_setting_reaches_new_processes():
+    # FASTMASK_PNG_DECODER is read at import, so spawned workers follow it too
+    assert _use_pyspng_in_new_process("pillow").stdout.strip() == "False"
+    assert _use_pyspng_in_new_process("auto").stdout.strip() == "True"
+    bad = _use_pyspng_in_new_process("libpng")
+    assert bad.returncode != 0
+    assert "FASTMASK_PNG_DECODER='libpng'" in bad.stderr and "auto, pillow" in bad.stderr

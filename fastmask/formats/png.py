@@ -295,8 +295,21 @@ try:  # optional faster PNG decoder (extra "fast"): libspng, ~1.4x Pillow on gre
 except ImportError:  # pragma: no cover - depends on the environment
     _spng = None
 
+#: ``$FASTMASK_PNG_DECODER``: ``auto`` (default: pyspng for plain grey PNGs when it is
+#: installed, else Pillow) or ``pillow`` (always Pillow). An environment variable, so
+#: that it reaches the engine's worker processes too.
+PNG_DECODERS = ("auto", "pillow")
+
+
+def _decoder_setting() -> str:
+    value = os.environ.get("FASTMASK_PNG_DECODER", "auto").strip().lower() or "auto"
+    if value not in PNG_DECODERS:
+        raise ValueError(f"FASTMASK_PNG_DECODER={value!r}: choose one of {', '.join(PNG_DECODERS)}")
+    return value
+
+
 #: use pyspng for plain 8/16-bit grey PNGs when it is installed (set False to force Pillow)
-USE_PYSPNG = True
+USE_PYSPNG = _decoder_setting() == "auto"
 
 
 def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:
