@@ -64,7 +64,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes | memoryview | pa.Buffer) -> None:
     """Write ``data`` to ``path`` through a flushed temporary file and a rename."""
     tmp = _tmp_path(path)
     try:
@@ -89,17 +89,12 @@ def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int | None
 
     Writer settings are fixed so the same rows always give the same bytes.
     """
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, compression=PARQUET_COMPRESSION,
-                           row_group_size=row_group_size or max(1, table.num_rows))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    # Serialised in memory first (a part is small: one shard), then written with one
+    # call: pyarrow writing through a Python file object makes many small calls.
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression=PARQUET_COMPRESSION,
+                   row_group_size=row_group_size or max(1, table.num_rows))
+    write_bytes_atomic(path, sink.getvalue())
 
 
 def read_json(path: Path) -> Any:
