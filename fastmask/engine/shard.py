@@ -105,6 +105,15 @@ class _Item:
             columns["item_id"][-len(rows):] = [self.item_id] * len(rows)
 
 
+def _equal_length_lists(columns: dict) -> bool:
+    n = -1
+    for v in columns.values():
+        if not isinstance(v, (list, tuple)) or (n >= 0 and len(v) != n):
+            return False
+        n = len(v)
+    return True
+
+
 def _process_one(job: Job, row: dict, field_names: frozenset, table_columns: dict) -> _Item:
     item_id = row["item_id"]
     try:
@@ -117,9 +126,9 @@ def _process_one(job: Job, row: dict, field_names: frozenset, table_columns: dic
     except Exception as e:  # noqa: BLE001 - the contract: one bad item never stops the run
         return _Item(item_id, STATUS_ERROR, INTERNAL_ERROR, _exception_text(e), {}, {})
     # Keys outside the schemas would be dropped silently by Arrow: a job bug, made visible.
-    unknown = set(item.fields) - field_names
-    if unknown:
-        item.fail(f"result has fields not in {type(job).__name__}.item_schema: {sorted(unknown)}")
+    if not field_names.issuperset(item.fields):
+        item.fail(f"result has fields not in {type(job).__name__}.item_schema: "
+                  f"{sorted(set(item.fields) - field_names)}")
         return item
     for name, rows in item.rows.items():
         columns = table_columns.get(name)
@@ -127,12 +136,11 @@ def _process_one(job: Job, row: dict, field_names: frozenset, table_columns: dic
             item.fail(f"result has rows for unknown table {name!r} (tables: {sorted(table_columns)})")
             return item
         if isinstance(rows, dict):
-            extra = set(rows) - columns
-            if extra:
-                item.fail(f"{name} rows have columns not in the table's schema: {sorted(extra)}")
+            if not columns.issuperset(rows):
+                item.fail(f"{name} rows have columns not in the table's schema: {sorted(set(rows) - columns)}")
                 return item
-            lengths = {k: len(v) if isinstance(v, (list, tuple)) else None for k, v in rows.items()}
-            if None in lengths.values() or len(set(lengths.values())) > 1:
+            if not _equal_length_lists(rows):
+                lengths = {k: len(v) if isinstance(v, (list, tuple)) else None for k, v in rows.items()}
                 item.fail(f"{name} rows given as columns must be lists of one length, got {lengths}")
                 return item
             continue

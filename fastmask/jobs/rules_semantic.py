@@ -546,7 +546,7 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
             and mask.flags.c_contiguous and type(bg) is int and 0 <= bg <= 255):
         return None
     plan = _quick_plan(label_ids, config, unknown_id, mask.size)
-    res = kv.class_mask_quick(mask, plan[0], plan[1], True, np.uint8(bg), plan[2], plan[3], plan[4]).tolist()
+    res = kv.class_mask_quick(mask, plan[0], plan[1], True, plan[6], plan[2], plan[3], plan[4]).tolist()
     if res[kv.QUICK_FULL]:
         return None
     blends = res[kv.QUICK_BLENDS]
@@ -583,7 +583,7 @@ def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> tuple:
         kind = _kind_table(256, label_ids, ign, config.background, unknown_id)
         conn = components._check_connectivity(config.connectivity)
         plan = (kind, conn == 8, _IDX32 if key[2] else _IDX64, config.min_island if tiny else 0,
-                -1 if ign is None or not 0 <= ign <= 255 else int(ign), key[-1])
+                -1 if ign is None or not 0 <= ign <= 255 else int(ign), key[-1], np.uint8(config.background))
         if len(_PLANS) > 64:
             _PLANS.clear()
         _PLANS[key] = plan

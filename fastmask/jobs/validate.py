@@ -146,7 +146,9 @@ class ValidateJob(Job):
                                     "worst_severity": R.worst_severity(R.unreadable(e.code, e.message, cfg))}) from None
         findings: list[R.Finding] = []
         fields: dict[str, Any] = {"layout": self._dataset.layout}
-        class_rows: dict[int, list] = {}  # class -> [pixels, components, instances]
+        # per-class rows as columns, in class order (one dict per class would cost more
+        # than the rest): class_id, pixels, components, instances
+        class_rows: dict[str, list] = {"class_id": [], "pixels": [], "components": [], "instances": []}
         if "image" in data.missing and data.mask is not None:
             findings += R.missing_image(data.item_id, data.extra.get("expected_image"), cfg)
         if "mask" in data.missing:
@@ -160,18 +162,8 @@ class ValidateJob(Job):
         if data.segments is not None or self._dataset.layout == "coco_panoptic":
             findings += self._panoptic(data, fields)
         fields["n_findings"] = len(findings)
-        fields["worst_severity"] = R.worst_severity(findings)
-        classes = sorted(class_rows)
-        rows = {
-            "findings": [finding_row(f) for f in findings],
-            "class_stats": {  # as columns: one dict per class would cost more than the rest
-                "class_id": classes,
-                "pixels": [class_rows[c][0] for c in classes],
-                "components": [class_rows[c][1] for c in classes],
-                "instances": [class_rows[c][2] for c in classes],
-            },
-        }
-        return ItemResult(fields, rows)
+        fields["worst_severity"] = R.worst_severity(findings) if findings else None
+        return ItemResult(fields, {"findings": [finding_row(f) for f in findings], "class_stats": class_rows})
 
     def _class_mask(self, data, fields, class_rows) -> list[R.Finding]:
         cfg = self._config
@@ -183,9 +175,10 @@ class ValidateJob(Job):
             out += R.lossy_format(mask.format, True, cfg)
         colour_mask = mask.mode in ("RGB", "RGBA")
         expected = "color" if colour_mask and self._colors else "single"
-        out += R.unexpected_channels(mask.mode, mask.channels, cfg, expected=expected,
-                                     alpha_nonopaque=getattr(mask, "alpha_nonopaque", 0) or 0,
-                                     alpha_min=getattr(mask, "alpha_min", None))
+        alpha_nonopaque = getattr(mask, "alpha_nonopaque", 0) or 0
+        if colour_mask or mask.channels >= 3 or alpha_nonopaque:  # else the rule has nothing to say
+            out += R.unexpected_channels(mask.mode, mask.channels, cfg, expected=expected,
+                                         alpha_nonopaque=alpha_nonopaque, alpha_min=getattr(mask, "alpha_min", None))
         if mask.unknown_colors:
             out += R.unknown_color(mask.unknown_colors, cfg, mask=mask.array, unknown_id=UNKNOWN_ID,
                                    label_colors=self._colors)
@@ -209,9 +202,11 @@ class ValidateJob(Job):
         if comps is not None:
             fields["components"] = int(sum(comps.values()))
         skip = (cfg.background, cfg.ignore_value, UNKNOWN_ID)
-        for v, c in zip(values, counts):
-            if v not in skip:
-                class_rows[v] = [c, None if comps is None else comps.get(v, 0), None]
+        classes = [v for v in values if v not in skip]  # values come sorted
+        class_rows["class_id"] = classes
+        class_rows["pixels"] = [c for v, c in zip(values, counts) if v not in skip]
+        class_rows["components"] = [None] * len(classes) if comps is None else [comps.get(v, 0) for v in classes]
+        class_rows["instances"] = [None] * len(classes)
         return out
 
     def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
@@ -230,9 +225,10 @@ class ValidateJob(Job):
                     pairs = np.unique(np.stack([data.mask.array[valid].astype(np.int64),
                                                 inst[valid].astype(np.int64)]), axis=1)
                     classes, n_inst = np.unique(pairs[0], return_counts=True)
+                    row_of = {c: i for i, c in enumerate(class_rows["class_id"])}
                     for c, k in zip(classes.tolist(), n_inst.tolist()):
-                        if c in class_rows:
-                            class_rows[c][2] = int(k)
+                        if c in row_of:
+                            class_rows["instances"][row_of[c]] = int(k)
         fields["instances"] = len(R.instance_stats(inst, cfg)["instances"])
         return out
 
