@@ -66,7 +66,7 @@ def _run(job, manifest, out, workers):
 
 def _use_decoder(decoder: str) -> None:
     """Decode with ``decoder`` in this process and in the workers it spawns from now on."""
-    import fastmask.formats.png as png
+    from fastmask.formats import png
 
     os.environ["FASTMASK_PNG_DECODER"] = decoder  # read at import by each worker
     png.USE_PYSPNG = decoder == "auto"
@@ -74,7 +74,7 @@ def _use_decoder(decoder: str) -> None:
 
 def _decoders() -> list[tuple[str, str]]:
     """(setting, label): Pillow (the default install), and pyspng when the `fast` extra is there."""
-    import fastmask.formats.png as png
+    from fastmask.formats import png
 
     out = [("pillow", "Pillow")]
     if png._spng is not None:
