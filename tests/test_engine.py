@@ -30,7 +30,7 @@ from fastmask.engine import (
 )
 from fastmask.engine.manifest import shard_slice
 from fastmask.engine.progress import Progress
-from fastmask.engine.testing import BadSchemaJob, NullJob, PrepareProbeJob, ToyJob, toy_manifest
+from fastmask.engine.testing import BadSchemaJob, EnvProbeJob, NullJob, PrepareProbeJob, ToyJob, toy_manifest
 
 N = 300
 SHARD = 50
@@ -162,6 +162,19 @@ def test_prepare_runs_in_driver_and_in_every_worker(tmp_path):
     pids = items.column("pid").to_pylist()
     assert os.getpid() not in pids  # really ran in worker processes...
     assert pids == items.column("prepared_pid").to_pylist()  # ...each of which prepared its own copy
+
+
+def test_workers_get_one_blas_thread_unless_the_user_chose(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice is kept
+    run_job(EnvProbeJob(), toy_manifest(20), tmp_path / "r", shard_size=5, workers=2, quiet=True)
+    items = load_report_table(tmp_path / "r")
+    assert os.getpid() not in items.column("pid").to_pylist()
+    assert set(items.column("openblas").to_pylist()) == {"1"}
+    assert set(items.column("omp").to_pylist()) == {"3"}
+    assert "OPENBLAS_NUM_THREADS" not in os.environ  # the driver's environment is unchanged
 
 
 def test_results_not_fitting_the_schema_become_internal_errors(tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.context
 import os
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -143,6 +144,31 @@ class ThreadExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: Thread pools of numerical libraries, one thread each in worker processes (unless the
+#: user set them): the pool already runs one process per core, and an OpenBLAS loaded in a
+#: worker would otherwise start a thread per core that busy-waits for a while.
+WORKER_THREAD_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+class _WorkerProcess(multiprocessing.context.SpawnProcess):
+    """A spawned worker whose environment says "one thread" to numerical libraries."""
+
+    def start(self):
+        # The child copies the driver's environment when it starts: set it for that
+        # moment only, so the driver's own environment stays as it was.
+        added = {k: "1" for k in WORKER_THREAD_ENV if k not in os.environ}
+        os.environ.update(added)
+        try:
+            super().start()
+        finally:
+            for k in added:
+                os.environ.pop(k, None)
+
+
+class _WorkerContext(multiprocessing.context.SpawnContext):
+    Process = _WorkerProcess
+
+
 class ProcessExecutor(Executor):
     name = "local"
 
@@ -153,7 +179,7 @@ class ProcessExecutor(Executor):
     def run(self, job, tasks, progress=None):
         # spawn, not fork: the driver may hold threads (tqdm, Numba's pool, Dask) that a
         # forked child would inherit in a locked state.
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=_WorkerContext(),
                                          initializer=_init_process_worker, initargs=(job,))
         try:
             yield from _drive(lambda t: self._pool.submit(_run_in_process_worker, t), tasks, 2 * self.workers + 1)

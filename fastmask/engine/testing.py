@@ -132,3 +132,14 @@ class PrepareProbeJob(Job):
 
     def process(self, item):
         return ItemResult({"pid": os.getpid(), "prepared_pid": getattr(self, "_prepared_pid", None)})
+
+
+class EnvProbeJob(Job):
+    """Records the thread-count environment variables each worker process sees."""
+
+    name = "env_probe"
+    item_schema = pa.schema([("pid", pa.int64()), ("openblas", pa.string()), ("omp", pa.string())])
+
+    def process(self, item):
+        return ItemResult({"pid": os.getpid(), "openblas": os.environ.get("OPENBLAS_NUM_THREADS"),
+                           "omp": os.environ.get("OMP_NUM_THREADS")})
