@@ -30,7 +30,15 @@ from fastmask.engine import (
 )
 from fastmask.engine.manifest import shard_slice
 from fastmask.engine.progress import Progress
-from fastmask.engine.testing import BadSchemaJob, EnvProbeJob, NullJob, PrepareProbeJob, ToyJob, toy_manifest
+from fastmask.engine.testing import (
+    BadSchemaJob,
+    EnvProbeJob,
+    NullJob,
+    PrepareProbeJob,
+    ThreadProbeJob,
+    ToyJob,
+    toy_manifest,
+)
 
 N = 300
 SHARD = 50
@@ -175,6 +183,16 @@ def test_workers_get_one_blas_thread_unless_the_user_chose(tmp_path, monkeypatch
     assert set(items.column("openblas").to_pylist()) == {"1"}
     assert set(items.column("omp").to_pylist()) == {"3"}
     assert "OPENBLAS_NUM_THREADS" not in os.environ  # the driver's environment is unchanged
+
+
+def test_workers_wait_for_threads_a_job_started(tmp_path):
+    # workers skip the interpreter's teardown when they are let go, but not while a
+    # (non-daemon) thread started by the job is still running
+    folder = tmp_path / "threads"
+    folder.mkdir()
+    run_job(ThreadProbeJob(str(folder)), toy_manifest(20), tmp_path / "r", shard_size=5, workers=2, quiet=True)
+    pids = set(load_report_table(tmp_path / "r").column("pid").to_pylist())
+    assert {p.name for p in folder.iterdir()} >= {f"thread-{pid}.txt" for pid in pids}
 
 
 def test_results_not_fitting_the_schema_become_internal_errors(tmp_path):

@@ -143,3 +143,28 @@ class EnvProbeJob(Job):
     def process(self, item):
         return ItemResult({"pid": os.getpid(), "openblas": os.environ.get("OPENBLAS_NUM_THREADS"),
                            "omp": os.environ.get("OMP_NUM_THREADS")})
+
+
+class ThreadProbeJob(Job):
+    """Starts, in ``prepare()``, a non-daemon thread that writes ``<folder>/thread-<pid>.txt``
+    after a delay: a worker must not exit before such a thread is done."""
+
+    name = "thread_probe"
+    item_schema = pa.schema([("pid", pa.int64())])
+
+    def __init__(self, folder: str, delay: float = 0.5):
+        self.folder, self.delay = folder, delay
+
+    def prepare(self) -> None:
+        import threading
+        import time
+
+        def write_later(path=f"{self.folder}/thread-{os.getpid()}.txt"):
+            time.sleep(self.delay)
+            with open(path, "w") as f:
+                f.write("done\n")
+
+        threading.Thread(target=write_later).start()
+
+    def process(self, item):
+        return ItemResult({"pid": os.getpid()})
