@@ -73,6 +73,10 @@ def run(args: argparse.Namespace) -> int:
           f"in {result.wall_seconds:.2f} s; {errors} could not be converted")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
+    renamed = (result.summary or {}).get("renamed", 0)
+    if renamed:
+        print(f"{renamed} items renamed (their file names clash with another item's): "
+              "see the items table's name and renamed columns")
     print(f"dataset: {target}")
     print(f"report: {result.out_dir}")
     return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pycocotools import mask as pcm
@@ -526,3 +527,34 @@ def test_panoptic_png_folder_named_on_the_command_line(real_data, tmp_path):
     bad = main(["convert", str(tmp_path / "r"), "--masks", str(pngs), "--to", "masks", "--out", str(tmp_path / "x"),
                 "--quiet"])
     assert bad == 2
+
+
+def test_output_names_are_unique_and_deterministic():
+    from fastmask.jobs.convert import output_names
+
+    names, bases = output_names(["3", "1", "2", "4"], ["A.jpg", "a.jpg", "a.png", "a__2.png"])
+    # item-id order decides: "1" keeps "a"; "2" and "3" (case only) get the first free suffixes;
+    # a real "a__2" coming later is renamed in turn
+    assert names == ["A__3", "a", "a__2", "a__2__2"] and bases == ["A", "a", "a", "a__2"]
+    assert output_names(["x", "y"], None) == (["x", "y"], ["x", "y"])
+    assert output_names(["b", "a"], ["d/im.png", "d/im.jpg"])[0] == ["d/im__2", "d/im"]
+
+
+def test_clashing_coco_file_names_keep_every_item(tmp_path, capsys):
+    # "a.jpg" and "a.png" would both give masks/a.png: the second must not overwrite the first
+    h, w = 20, 30
+    images = [{"id": i, "file_name": f, "width": w, "height": h} for i, f in ((1, "a.jpg"), (2, "a.png"), (3, "A.jpg"))]
+    anns = [{"id": i, "image_id": i, "category_id": i, "iscrowd": 0, "area": 16, "bbox": [i, i, 4, 4],
+             "segmentation": [[i, i, i + 4, i, i + 4, i + 4, i, i + 4]]} for i in (1, 2, 3)]
+    cats = [{"id": c, "name": f"c{c}"} for c in (1, 2, 3)]
+    src = tmp_path / "ann.json"
+    src.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    out = tmp_path / "out"
+    assert main(["convert", str(src), "--to", "masks", "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert "2 items renamed" in capsys.readouterr().out
+    rows = {r["image_id"]: r for r in load_report_table(out).to_pylist()}
+    assert [rows[i]["mask_file"] for i in (1, 2, 3)] == ["masks/a.png", "masks/a__2.png", "masks/A__3.png"]
+    assert [rows[i]["renamed"] for i in (1, 2, 3)] == [False, True, True]
+    for i in (1, 2, 3):  # each mask holds its own image's annotation (category i)
+        m = np.asarray(Image.open(out / "dataset" / rows[i]["mask_file"]))
+        assert set(np.unique(m).tolist()) == {0, i}

@@ -278,7 +278,7 @@ class ConvertJob(Job):
     item_schema = pa.schema([
         ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("n_segments", pa.int32()),
         ("mask_file", pa.string()), ("instance_file", pa.string()), ("image_file", pa.string()),
-        ("splits", pa.string()), ("name", pa.string()),
+        ("splits", pa.string()), ("name", pa.string()), ("renamed", pa.bool_()),
     ])
     tables: ClassVar[dict[str, pa.Schema]] = {
         "records": pa.schema([("kind", pa.string()), ("json", pa.string())]),
@@ -322,9 +322,14 @@ class ConvertJob(Job):
         return self._out / DATASET_DIR
 
     def manifest(self) -> pa.Table:
-        """The dataset's manifest plus ``position`` (row number: image ids of non-COCO sources)."""
+        """The dataset's manifest plus ``position`` (row number: image ids of non-COCO sources)
+        and ``out_name``, each item's output name (:func:`output_names`: unique)."""
         m = self._dataset.manifest()
-        return m.append_column("position", pa.array(np.arange(m.num_rows, dtype=np.int64)))
+        m = m.append_column("position", pa.array(np.arange(m.num_rows, dtype=np.int64)))
+        files = m.column("file_name").to_pylist() if "file_name" in m.column_names else None
+        names, bases = output_names(m.column("item_id").to_pylist(), files)
+        m = m.append_column("out_name", pa.array(names, pa.string()))
+        return m.append_column("name_clash", pa.array([n != b for n, b in zip(names, bases)], pa.bool_()))
 
     def _label(self, cat: int) -> str:
         lm = self._dataset.labelmap
@@ -335,11 +340,11 @@ class ConvertJob(Job):
         src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
                           instance_map=self.to in ("masks", "voc"))
         image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
-        rel = lw.safe_relpath(os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
+        rel = row.get("out_name") or _base_name(src.item_id, src.file_name)
         d = self.dataset_dir
         h, w = src.height, src.width
         fields = {"width": w, "height": h, "image_id": image_id, "n_segments": len(src.segments),
-                  "splits": ",".join(src.splits), "name": rel}
+                  "splits": ",".join(src.splits), "name": rel, "renamed": bool(row.get("name_clash"))}
         records: list[dict] = []
         seg_rows: list[dict] = []
         ext = os.path.splitext(src.image_path)[1].lower() if src.image_path else ""
@@ -523,8 +528,9 @@ class ConvertJob(Job):
         things = sorted({c for c, i, crowd in zip(segs.column("category_id").to_pylist(),
                                                    segs.column("instance_id").to_pylist(),
                                                    segs.column("iscrowd").to_pylist()) if i and not crowd})
+        renamed = sum(1 for r in items.column("renamed").to_pylist() if r)
         return {"categories": cats, "things": things, "max_annotation_id": max(ann_ids, default=0),
-                "segments": segs.num_rows, "sizes": sizes}
+                "segments": segs.num_rows, "sizes": sizes, "renamed": renamed}
 
     def finalize(self, summaries: list[dict]) -> dict:
         cats = sorted({c for s in summaries for c in s["categories"]})
@@ -534,7 +540,40 @@ class ConvertJob(Job):
                 sizes[k] = sizes.get(k, 0) + v
         return {"to": self.to, "categories": cats, "things": sorted({c for s in summaries for c in s["things"]}),
                 "max_annotation_id": max((s["max_annotation_id"] for s in summaries), default=0),
-                "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes}
+                "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes,
+                "renamed": sum(s.get("renamed", 0) for s in summaries)}
+
+
+def _base_name(item_id: Any, file_name: str | None) -> str:
+    """An item's output name before clashes are resolved: its file name without the
+    extension (COCO sources), else its item id, as a safe relative path."""
+    return lw.safe_relpath(os.path.splitext(file_name)[0] if file_name else str(item_id))
+
+
+def output_names(item_ids: list, file_names: list | None = None) -> tuple[list[str], list[str]]:
+    """Unique output names for items: ``(names, bases)``, in the order given.
+
+    Two items whose names would be the same file -- COCO images ``a.jpg`` and ``a.png``,
+    or names differing only in letter case (one file on macOS and Windows) -- would
+    overwrite each other's masks.  The first in item-id order keeps its name; each later
+    one gets ``__2``, ``__3``, ... (the first free suffix).
+
+    >>> output_names(["1", "2", "3"], ["a.jpg", "a.png", "A.jpg"])[0]
+    ['a', 'a__2', 'A__3']
+    """
+    n = len(item_ids)
+    bases = [_base_name(i, f) for i, f in zip(item_ids, file_names or [None] * n)]
+    names = list(bases)
+    taken: set[str] = set()
+    for k in sorted(range(n), key=lambda k: item_ids[k]):  # the engine's order: deterministic
+        name = bases[k]
+        suffix = 2
+        while name.lower() in taken:
+            name = f"{bases[k]}__{suffix}"
+            suffix += 1
+        taken.add(name.lower())
+        names[k] = name
+    return names, bases
 
 
 def _palette(labelmap: LabelMap | None):
