@@ -39,7 +39,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import open_dataset_arg
+    from .cli import _dataset_options, open_dataset_arg
     from .engine import EngineError, run_job
     from .engine.options import EXIT_RUN_FAILED, EXIT_USAGE, engine_options_from_args
     from .formats import FormatError
@@ -53,8 +53,10 @@ def run(args: argparse.Namespace) -> int:
                          connectivity=args.connectivity,
                          ignore_value=None if args.ignore_value < 0 else args.ignore_value,
                          background=None if args.background < 0 else args.background, zip_output=args.zip)
+        # the dataset options too: a --resume with other images or another label map is refused
+        arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
-                         **opts.run_kwargs())
+                         arguments=arguments, **opts.run_kwargs())
         target = assemble(job, result.out_dir)
     except FormatError as e:
         print(f"fastmask convert: {e.code}: {e.message}", file=sys.stderr)

@@ -558,3 +558,18 @@ def test_clashing_coco_file_names_keep_every_item(tmp_path, capsys):
     for i in (1, 2, 3):  # each mask holds its own image's annotation (category i)
         m = np.asarray(Image.open(out / "dataset" / rows[i]["mask_file"]))
         assert set(np.unique(m).tolist()) == {0, i}
+
+
+def test_resume_with_other_dataset_options_is_refused(tmp_path, capsys):
+    src = _coco_rle_dataset(tmp_path / "ann.json", n=2)
+    (tmp_path / "im1").mkdir()
+    (tmp_path / "im2").mkdir()
+    out = str(tmp_path / "out")
+    base = ["convert", str(src), "--to", "masks", "--out", out, "--workers", "1", "--quiet"]
+    assert main(base + ["--images", str(tmp_path / "im1")]) == 0
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["arguments"]["images"] == str(tmp_path / "im1")
+    capsys.readouterr()
+    assert main(base + ["--images", str(tmp_path / "im2"), "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert main(base + ["--images", str(tmp_path / "im1"), "--resume"]) == 0
