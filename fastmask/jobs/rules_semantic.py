@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -546,11 +546,12 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
             and mask.flags.c_contiguous and type(bg) is int and 0 <= bg <= 255):
         return None
     plan = _quick_plan(label_ids, config, unknown_id, mask.size)
-    res = kv.class_mask_quick(mask, plan[0], plan[1], True, plan[6], plan[2], plan[3], plan[4]).tolist()
+    res = kv.class_mask_quick(mask, plan.kind, plan.eight, True, plan.bg, plan.idx_like, plan.min_island,
+                              plan.ignore).tolist()
     if res[kv.QUICK_FULL]:
         return None
     blends = res[kv.QUICK_BLENDS]
-    if blends and plan[5] and blends >= max(1, config.antialias_min_blends):
+    if blends and plan.antialias and blends >= max(1, config.antialias_min_blends):
         trans = res[kv.QUICK_TRANSITIONS]
         if (blends / trans if trans else 0.0) >= config.antialias_blend_fraction:
             return None  # antialias_suspect reports: its finding is built by the full rules
@@ -571,7 +572,17 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
 _U8 = np.dtype(np.uint8)
 
 
-def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> tuple:
+class _QuickPlan(NamedTuple):
+    kind: np.ndarray  # value -> KIND_* (256 entries)
+    eight: bool  # 8-connectivity
+    idx_like: np.ndarray  # its dtype (int32 / int64) is the kernel's run index dtype
+    min_island: int  # 0: no tiny islands
+    ignore: int  # the ignore value, -1 when none fits uint8
+    antialias: bool  # antialias_suspect enabled
+    bg: np.uint8  # the background value
+
+
+def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> _QuickPlan:
     """What :func:`quick_class_mask` passes to the kernel, cached by everything it depends
     on (a validator asks for the same plan millions of times)."""
     tiny = "tiny_island" not in config.disabled and config.min_island > 0 and size >= config.island_image_floor
@@ -582,8 +593,8 @@ def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> tuple:
         ign = config.ignore_value
         kind = _kind_table(256, label_ids, ign, config.background, unknown_id)
         conn = components._check_connectivity(config.connectivity)
-        plan = (kind, conn == 8, _IDX32 if key[2] else _IDX64, config.min_island if tiny else 0,
-                -1 if ign is None or not 0 <= ign <= 255 else int(ign), key[-1], np.uint8(config.background))
+        plan = _QuickPlan(kind, conn == 8, _IDX32 if key[2] else _IDX64, config.min_island if tiny else 0,
+                          -1 if ign is None or not 0 <= ign <= 255 else int(ign), key[-1], np.uint8(config.background))
         if len(_PLANS) > 64:
             _PLANS.clear()
         _PLANS[key] = plan
