@@ -58,7 +58,7 @@ STATUS_MESSAGES = {
 }
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _find(parent, x):
     """Root of ``x`` with full path compression."""
     root = x
@@ -69,40 +69,6 @@ def _find(parent, x):
         parent[x] = root
         x = nxt
     return root
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent):
-    """Append run ``[s, e)`` of value ``v`` as node ``n`` and union it with the
-    touching equal-valued runs ``j..prev_hi`` of the previous row.  Returns the
-    new cursor ``j`` into the previous row."""
-    rs[n] = s
-    re[n] = e
-    rv[n] = v
-    # p: root of the new run's component so far.  It starts at n, larger than
-    # any previous-row root, so the first match simply adopts that root (the
-    # write to parent[n] is overwritten below) -- no special first-match branch.
-    p = n
-    # previous-row runs that end before the neighbourhood can touch neither this
-    # run nor any later run of this row: skip them for good.
-    lo = s - ext
-    while j < prev_hi and re[j] <= lo:
-        j += 1
-    hi = e + ext
-    k = j
-    while k < prev_hi and rs[k] < hi:
-        if rv[k] == v:
-            q = parent[k]
-            if parent[q] != q:
-                q = _find(parent, q)
-            if q < p:
-                parent[p] = q
-                p = q
-            elif q > p:
-                parent[q] = p
-        k += 1
-    parent[n] = p
-    return j
 
 
 @njit(cache=True, nogil=True)
@@ -123,12 +89,15 @@ def _grow_runs(rs, re, rv, parent, n, w, npx):
 
 
 @njit(cache=True, nogil=True)
-def _scan_rows(img, r0, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state):
+def _scan_rows(img, r0, eight, has_bg, bg, rs, re, rv, parent, row_ptr, ends, state):
     """Rows ``r0..`` of :func:`_scan_runs` until a row might not fit in the run arrays;
-    returns the next row.  ``state`` = (runs so far, first run of the previous row).
+    returns the next row.  ``state`` = (runs so far, first run of the previous row);
+    ``ends`` (int64, W + 1) is scratch for one row's run ends.
 
     (Its own function so that the run arrays are not reassigned inside the row loop: Numba
-    reference-counts a loop-carried array on every row.)
+    reference-counts a loop-carried array on every row.  For the same reason the union
+    below is written out, not a helper: an array handed to a helper, even an inlined
+    one, is reference-counted on every call -- 8 atomic operations per run.)
     """
     H, W = img.shape
     n = state[0]
@@ -140,34 +109,58 @@ def _scan_rows(img, r0, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state):
     r = r0
     while r < H and n + W <= cap:
         row_ptr[r] = n
-        j = prev_lo
-        s = 0
+        # the run ends of this row, 64 pixels a word (see _scan_runs)
+        k = 0
         wb = 0
         while wb + 65 <= W:
             bits = np.uint64(0)
             for t in range(64):
                 bits |= np.uint64(img[r, wb + 1 + t] != img[r, wb + t]) << np.uint64(t)
             while bits:
-                e = wb + 1 + np.int64(trailing_zeros(bits))
-                v = img[r, s]
-                if not (has_bg and v == bg):
-                    j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
-                    n += 1
-                s = e
+                ends[k] = wb + 1 + np.int64(trailing_zeros(bits))
+                k += 1
                 bits &= bits - one
             wb += 64
         for e in range(wb + 1, W):
             if img[r, e] != img[r, e - 1]:
-                v = img[r, s]
-                if not (has_bg and v == bg):
-                    j = _add_run(s, e, v, n, j, prev_hi, ext, rs, re, rv, parent)
-                    n += 1
-                s = e
-        if W > 0:
+                ends[k] = e
+                k += 1
+        ends[k] = W
+        # each run of this row: a new node, united with the touching equal-valued runs
+        # j..prev_hi of the previous row; parent[i] <= i holds throughout
+        j = prev_lo
+        s = 0
+        for t in range(k + 1 if W > 0 else 0):
+            e = ends[t]
             v = img[r, s]
             if not (has_bg and v == bg):
-                j = _add_run(s, W, v, n, j, prev_hi, ext, rs, re, rv, parent)
+                rs[n] = s
+                re[n] = e
+                rv[n] = v
+                # p: the new run's root so far; it starts at n, larger than any root of
+                # the previous row, so the first match simply adopts that root
+                p = n
+                # previous-row runs ending before this run's neighbourhood touch neither
+                # it nor any later run of this row: skipped for good
+                lo = s - ext
+                while j < prev_hi and re[j] <= lo:
+                    j += 1
+                hi = e + ext
+                q_k = j
+                while q_k < prev_hi and rs[q_k] < hi:
+                    if rv[q_k] == v:
+                        q = parent[q_k]
+                        if parent[q] != q:
+                            q = _find(parent, q)
+                        if q < p:
+                            parent[p] = q
+                            p = q
+                        elif q > p:
+                            parent[q] = p
+                    q_k += 1
+                parent[n] = p
                 n += 1
+            s = e
         prev_lo = row_ptr[r]
         prev_hi = n
         r += 1
@@ -194,9 +187,10 @@ def _scan_runs(img, eight, has_bg, bg, rs, re, rv, parent, row_ptr):
     H, W = img.shape
     npx = H * W
     state = np.zeros(2, np.int64)
+    ends = np.empty(W + 1, np.int64)
     r = 0
     while True:
-        r = _scan_rows(img, r, eight, has_bg, bg, rs, re, rv, parent, row_ptr, state)
+        r = _scan_rows(img, r, eight, has_bg, bg, rs, re, rv, parent, row_ptr, ends, state)
         if r == H:
             break
         rs, re, rv, parent = _grow_runs(rs, re, rv, parent, state[0], W, npx)

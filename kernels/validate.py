@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .components import _add_run, _flatten, _grow_runs
+from .components import _find, _flatten, _grow_runs
 
 KIND_INVALID = 0
 KIND_CLASS = 1
@@ -60,27 +60,6 @@ INV_LEN = 5
 @njit(cache=True, nogil=True, inline="always")
 def _between(a, v, b):
     return (a < v and v < b) or (b < v and v < a)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _is_blend(m, kind, i, j):
-    """The exact test: pixel (i, j) holds a class id strictly between two class ids on
-    opposite sides (left/right or up/down)."""
-    h, w = m.shape
-    v = m[i, j]
-    if kind[v] != KIND_CLASS:
-        return False
-    if 0 < j < w - 1:
-        a = m[i, j - 1]
-        b = m[i, j + 1]
-        if _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS:
-            return True
-    if 0 < i < h - 1:
-        a = m[i - 1, j]
-        b = m[i + 1, j]
-        if _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS:
-            return True
-    return False
 
 
 @njit(cache=True, nogil=True)
@@ -152,17 +131,14 @@ def class_scan(m, kind, hist, out):
             c += cb[j]
         if c == 0:
             continue
-        # rare: exact test (kinds) on the candidate pixels of this row
-        for j in range(w):
-            if cb[j] != 0 and _is_blend(m, kind, i, j):
-                blends += 1
-                if j < bx0:
-                    bx0 = j
-                if j > bx1:
-                    bx1 = j
-                if i < by0:
-                    by0 = i
-                by1 = i
+        # rare: the exact test (kinds) on this row (a non-candidate is never a blend)
+        rc, x0, x1 = _row_blends(m, kind, i)
+        if rc:
+            blends += rc
+            bx0 = min(bx0, x0)
+            bx1 = max(bx1, x1)
+            by0 = min(by0, i)
+            by1 = i
     for k in range(n):
         hist[k] += sub[0, k] + sub[1, k] + sub[2, k] + sub[3, k]
     out[SCAN_TRANSITIONS] = trans
@@ -178,13 +154,30 @@ def class_scan(m, kind, hist, out):
 
 @njit(cache=True, nogil=True)
 def _row_blends(m, kind, i):
-    """Exact blend test on every pixel of row ``i``: ``(count, x0, x1)`` (x0 = -1 if none)."""
-    w = m.shape[1]
+    """Exact blend test on every pixel of row ``i``: ``(count, x0, x1)`` (x0 = -1 if none).
+
+    A pixel is a blend when it holds a class id strictly between two class ids on
+    opposite sides (left/right or up/down).  (Written out in one loop: a helper taking
+    ``m`` would be reference-counted on every pixel.)
+    """
+    h, w = m.shape
     c = 0
     x0 = -1
     x1 = -1
     for j in range(w):
-        if _is_blend(m, kind, i, j):
+        v = m[i, j]
+        if kind[v] != KIND_CLASS:
+            continue
+        hit = False
+        if 0 < j < w - 1:
+            a = m[i, j - 1]
+            b = m[i, j + 1]
+            hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+        if not hit and 0 < i < h - 1:
+            a = m[i - 1, j]
+            b = m[i + 1, j]
+            hit = _between(a, v, b) and kind[a] == KIND_CLASS and kind[b] == KIND_CLASS
+        if hit:
             c += 1
             if x0 < 0:
                 x0 = j
@@ -251,7 +244,9 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
     the next row.  ``state`` = (runs so far, first run of the previous row, transitions).
 
     (A separate function so that the run arrays are not reassigned inside the row loop:
-    a loop-carried array costs reference counting on every row, ~25 ns.)
+    a loop-carried array costs reference counting on every row, ~25 ns.  The union is
+    written out for the same reason: arrays handed to a helper, even an inlined one, are
+    reference-counted on every call.)
     """
     h, w = m.shape
     nw = tb.shape[0] // 8
@@ -290,7 +285,28 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
                 if (a < v and v < b) or (b < v and v < a):
                     flag[i] = 1
             if not (has_bg and v == bg):
-                jj = _add_run(s, e, v, n, jj, prev_hi, ext, rs, re, rv, parent)
+                # components.runs_2d's union, written out (see components._scan_rows)
+                rs[n] = s
+                re[n] = e
+                rv[n] = v
+                p = n
+                lo = s - ext
+                while jj < prev_hi and re[jj] <= lo:
+                    jj += 1
+                hi = e + ext
+                u = jj
+                while u < prev_hi and rs[u] < hi:
+                    if rv[u] == v:
+                        root = parent[u]
+                        if parent[root] != root:
+                            root = _find(parent, root)
+                        if root < p:
+                            parent[p] = root
+                            p = root
+                        elif root > p:
+                            parent[root] = p
+                    u += 1
+                parent[n] = p
                 n += 1
         prev_lo = row_ptr[i]
         prev_hi = n
