@@ -1,0 +1,50 @@
+"""The kernels' Numba cache is keyed on the whole kernels folder (kernels/__init__.py)."""
+from __future__ import annotations
+
+import os
+
+from fastmask.kernels import drop_stale_cache
+
+
+def _cache_files(d):
+    return sorted(p.name for p in d.iterdir() if p.suffix in (".nbi", ".nbc"))
+
+
+def test_a_change_in_any_kernel_file_empties_the_cache(tmp_path):
+    src, cache = tmp_path / "kernels", tmp_path / "kernels" / "__pycache__"
+    src.mkdir()
+    (src / "components.py").write_text("def f(): return 1\n")
+    (src / "validate.py").write_text("from .components import f\n")
+    cache.mkdir()
+    for name in ("validate.g-10.py311.nbi", "validate.g-10.py311.1.nbc", "other.pyc"):
+        (cache / name).write_bytes(b"x")
+    assert drop_stale_cache(str(src), str(cache)) == 2  # no stamp yet: emptied
+    assert _cache_files(cache) == [] and (cache / "other.pyc").exists()
+    (cache / "validate.g-10.py311.nbi").write_bytes(b"fresh")  # compiled for these sources
+    assert drop_stale_cache(str(src), str(cache)) == 0
+    assert _cache_files(cache) == ["validate.g-10.py311.nbi"]
+    # validate.py unchanged, components.py changed: Numba alone would keep validate's entry
+    (src / "components.py").write_text("def f(): return 2\n")
+    assert drop_stale_cache(str(src), str(cache)) == 1
+    assert _cache_files(cache) == []
+    assert drop_stale_cache(str(src), str(cache)) == 0
+
+
+def test_an_unwritable_or_missing_place_is_left_alone(tmp_path):
+    assert drop_stale_cache(str(tmp_path / "nowhere"), str(tmp_path / "c")) == 0
+    src = tmp_path / "k"
+    src.mkdir()
+    (src / "a.py").write_text("x = 1\n")
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    assert drop_stale_cache(str(src), str(blocked / "cache")) == 0
+    assert os.path.isfile(blocked)
+
+
+def test_the_installed_kernels_folder_has_a_current_stamp():
+    import fastmask.kernels as k
+
+    where = k._cache_dir()
+    assert where is not None
+    folder = os.path.dirname(os.path.abspath(k.__file__))
+    assert drop_stale_cache(folder, where) == 0  # the import already stamped it
