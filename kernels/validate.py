@@ -266,12 +266,20 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
         # run starts of this row: 0, then each boundary (a set byte of tb), eight pixels a word
         k = 1
         ls[slot, 0] = 0
-        for q in range(nw):
-            bits = tb64[q]
-            while bits:
-                ls[slot, k] = q * 8 + (np.int64(trailing_zeros(bits)) >> 3) + 1
-                k += 1
-                bits &= bits - np.uint64(1)
+        for q0 in range(0, nw, 64):
+            # which words hold a boundary, as the bits of one word (branch-free), so that
+            # only those words are visited: most of a row's words are zero
+            nz = np.uint64(0)
+            for q in range(q0, min(nw, q0 + 64)):
+                nz |= np.uint64(tb64[q] != 0) << np.uint64(q - q0)
+            while nz:
+                q = q0 + np.int64(trailing_zeros(nz))
+                bits = tb64[q]
+                while bits:
+                    ls[slot, k] = q * 8 + (np.int64(trailing_zeros(bits)) >> 3) + 1
+                    k += 1
+                    bits &= bits - np.uint64(1)
+                nz &= nz - np.uint64(1)
         ls[slot, k] = w
         for r in range(k):
             s = ls[slot, r]

@@ -14,8 +14,9 @@ from fastmask.jobs.rules_core import RuleConfig
 def class_masks(draw):
     dtype = draw(st.sampled_from([np.uint8, np.uint8, np.uint16]))
     h = draw(st.integers(1, 24))
-    # widths around multiples of 8 (the word path) and odd ones (the byte path)
-    w = draw(st.sampled_from([1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40, 64, 65, 72]))
+    # widths around multiples of 8 (the word path) and odd ones (the byte path); past 512
+    # a row has several 64-word blocks (the block-of-words skip)
+    w = draw(st.sampled_from([1, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 40, 64, 65, 72, 512, 520, 1030]))
     k = draw(st.integers(1, 6))
     style = draw(st.sampled_from(["blocks", "noise", "stripes"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -74,7 +75,7 @@ def test_transitions_and_blends_counted_once_per_pair():
     assert s.blend_bbox == ref.blend_bbox == (0, 1, 12, 1)
 
 
-@pytest.mark.parametrize("w", [8, 16, 64, 640])
+@pytest.mark.parametrize("w", [8, 16, 64, 640, 1032, 2048])
 def test_word_path_long_rows(w):
     rng = np.random.default_rng(w)
     m = np.zeros((50, w), np.uint8)
