@@ -234,6 +234,39 @@ def test_symlink_leaving_root_refused(tmp_path):
     res = {r["item_id"]: it for r, it in ds.iter_items()}
     assert isinstance(res["leak"], FormatError) and res["leak"].code == "path_outside_root"
     assert isinstance(res["inside"], Item) and res["fine"].mask is not None
+    assert np.array_equal(res["inside"].mask.array, res["fine"].mask.array)
+
+
+def test_root_read_follows_inside_links_and_names_what_it_cannot_read(tmp_path):
+    from fastmask.formats._fs import Root
+
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "a.bin").write_bytes(b"abc")
+    (root / "empty.bin").write_bytes(b"")
+    (root / "link.bin").symlink_to(root / "a.bin")  # absolute, stays inside
+    os.symlink("a.bin", root / "rel.bin")  # relative, stays inside
+    os.symlink(root / "gone.bin", root / "dangling.bin")
+    (root / "dir").mkdir()
+    r = Root(str(root))
+    assert [r.read(n) for n in ("a.bin", "empty.bin", "link.bin", "rel.bin")] == [b"abc", b"", b"abc", b"abc"]
+    for name, code in (("nope.bin", "missing_file"), ("dangling.bin", "missing_file"), ("dir", "unreadable")):
+        with pytest.raises(FormatError) as e:
+            r.read(name)
+        assert e.value.code == code, name
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs procfs")
+def test_read_all_reads_past_a_stale_size():
+    from fastmask.formats._fs import _read_all
+
+    # procfs files report size 0 and have content: the read goes on to the end of the file
+    fd = os.open("/proc/self/status", os.O_RDONLY)
+    try:
+        data = _read_all(fd)
+    finally:
+        os.close(fd)
+    assert data.startswith(b"Name:") and b"VmRSS" in data
 
 
 # ----------------------------------------------------------------------------- clean zip

@@ -19,6 +19,7 @@ reports (Arrow strings are UTF-8), and are read under their real name.
 """
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -32,6 +33,26 @@ from .errors import FormatError
 __all__ = ["Root", "unsafe_reason", "is_junk"]
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# Reading a file with O_NOFOLLOW (where the OS has it) refuses a symlink in the same system
+# call as the open, instead of an lstat before every read; a refused symlink is then
+# checked (it may point inside the root) and read.  os.open + os.read also skips the file
+# object Python's open() builds: ~7 us less per file.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def _read_all(fd: int) -> bytes:
+    """The rest of an open file: one read when its size is known and holds still."""
+    size = os.fstat(fd).st_size
+    data = os.read(fd, size + 1)  # one byte more than the size: notices a file that grew
+    if len(data) == size:
+        return data
+    parts = [data]
+    while True:  # grew, shrank, or a short read (some network file systems): read to EOF
+        more = os.read(fd, max(size, 1 << 16))
+        if not more:
+            return b"".join(parts)
+        parts.append(more)
 _ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
 
 
@@ -193,8 +214,12 @@ class Root:
         return sorted(os.listdir(self.path))
 
     # ------------------------------------------------------------------ reading
-    def check(self, rel: str) -> str:
-        """Validate a relative name; return the OS path (folder) or the zip entry name."""
+    def check(self, rel: str, *, links: bool = True) -> str:
+        """Validate a relative name; return the OS path (folder) or the zip entry name.
+
+        ``links=False`` skips the test of the file itself being a symlink: for a caller that
+        opens it with ``O_NOFOLLOW`` and checks a symlink only when the open refuses one.
+        """
         why = unsafe_reason(rel)
         if why:
             raise FormatError("path_outside_root", f"{self.display(rel)}: path {why}; refused", path=rel)
@@ -218,7 +243,7 @@ class Root:
         if real_dir is None:
             real_dir = self._inside(os.path.realpath(folder), p, rel)
             self._real_dirs[folder] = real_dir
-        if os.path.islink(p):
+        if links and os.path.islink(p):
             self._inside(os.path.realpath(p), p, rel)
         return p
 
@@ -244,10 +269,23 @@ class Root:
 
     def read(self, rel: str) -> bytes:
         """All bytes of a file (refusing unsafe names, missing files -> missing_file)."""
-        where = self.check(rel)
+        where = self.check(rel, links=self.is_zip or not _NOFOLLOW)
         try:
             if self.is_zip:
                 return self._zip().read(where)
+            if _NOFOLLOW:
+                try:
+                    fd = os.open(where, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
+                except OSError as e:
+                    if e.errno not in (errno.ELOOP, errno.EMLINK) or not os.path.islink(where):
+                        raise
+                    # a symlink: read it only when it resolves inside the root
+                    self._inside(os.path.realpath(where), where, rel)
+                    fd = os.open(where, os.O_RDONLY | _CLOEXEC)
+                try:
+                    return _read_all(fd)
+                finally:
+                    os.close(fd)
             with open(where, "rb") as f:
                 return f.read()
         except FileNotFoundError:
