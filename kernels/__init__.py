@@ -3,6 +3,9 @@
 Arrays in, arrays out: no I/O, no Python objects, no prints. A data error is a
 returned status code, never an exception raised from compiled code; the public
 API in ``fastmask`` turns statuses into clear exceptions.
+
+The one file access here is Numba's own on-disk cache (``cache=True`` reads and writes it
+anyway): at import, :func:`drop_stale_cache` keeps it consistent with the sources.
 """
 from __future__ import annotations
 
