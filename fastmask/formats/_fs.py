@@ -269,7 +269,7 @@ class Root:
 
     def read(self, rel: str) -> bytes:
         """All bytes of a file (refusing unsafe names, missing files -> missing_file)."""
-        where = self.check(rel, links=self.is_zip or not _NOFOLLOW)
+        where = self.check(rel, links=not _NOFOLLOW)  # (a zip entry is checked before links matter)
         try:
             if self.is_zip:
                 return self._zip().read(where)
