@@ -6,11 +6,14 @@ API in ``fastmask`` turns statuses into clear exceptions.
 
 The one file access here is Numba's own on-disk cache (``cache=True`` reads and writes it
 anyway): at import, :func:`drop_stale_cache` keeps it consistent with the sources.
+At import, Numba's NumPy support is also loaded without its eager BLAS probe
+(:func:`_import_numpy_support`).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 _STAMP = "fastmask-kernels.stamp"
 
@@ -84,6 +87,32 @@ def _cache_dir() -> str | None:
         return None
 
 
+def _import_numpy_support() -> bool:
+    """Import Numba's NumPy support (``numba.np.arraymath``, loaded anyway by the first
+    kernel a process runs) with its BLAS probe answered "absent"; True when done here.
+
+    At import that module probes for BLAS by importing ``scipy.linalg`` when SciPy is
+    installed: ~0.12 s in every worker process, for kernels that use no BLAS. The probe's
+    answer only picks how Numba code computes ``np.correlate`` / ``np.convolve`` (its own
+    loop instead of ``np.dot``); ``np.dot`` and ``np.linalg`` in Numba code still import
+    SciPy when they are compiled, and work as before. Nothing is done when the module or
+    ``scipy.linalg`` is already loaded.
+    """
+    blas = "scipy.linalg.cython_blas"
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules or blas in sys.modules:
+        return False
+    sys.modules[blas] = None  # an import of it now fails at once, without importing scipy.linalg
+    try:
+        import numba.np.arraymath  # noqa: F401
+    except Exception:  # noqa: BLE001 - another Numba: its first kernel load imports it as usual
+        return False
+    finally:
+        if blas in sys.modules and sys.modules[blas] is None:
+            del sys.modules[blas]
+    return True
+
+
+_import_numpy_support()
 _where = _cache_dir()
 if _where is not None:
     drop_stale_cache(os.path.dirname(os.path.abspath(__file__)), _where)

@@ -48,3 +48,60 @@ def test_the_installed_kernels_folder_has_a_current_stamp():
     assert where is not None
     folder = os.path.dirname(os.path.abspath(k.__file__))
     assert drop_stale_cache(folder, where) == 0  # the import already stamped it
+
+
+# -- Numba's NumPy support without the BLAS probe (kernels/__init__.py) ------------------
+
+_BLAS_CHECK = r"""
+import sys
+import fastmask.kernels
+print("arraymath" if "numba.np.arraymath" in sys.modules else "-",
+      "scipy.linalg" if "scipy.linalg" in sys.modules else "-",
+      "blocked" if sys.modules.get("scipy.linalg.cython_blas", 0) is None else "-")
+import numpy as np
+from numba import njit
+
+@njit
+def dot(a, b):
+    return np.dot(a, b)
+
+@njit
+def conv(a, b):
+    return np.convolve(a, b)
+
+a = np.arange(6.0)
+assert dot(a, a) == float(a @ a)
+assert np.array_equal(conv(a, a[:3]), np.convolve(a, a[:3]))
+print("scipy.linalg" if "scipy.linalg" in sys.modules else "-")
+"""
+
+
+def _fresh_python(code: str) -> list[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_kernels_load_numbas_numpy_support_without_importing_scipy_linalg():
+    import pytest
+
+    pytest.importorskip("scipy")  # without SciPy there is no probe to avoid
+    words = _fresh_python(_BLAS_CHECK)
+    # at import: NumPy support loaded, scipy.linalg not, and no import left blocked ...
+    assert words[:3] == ["arraymath", "-", "-"], words
+    # ... and np.dot (BLAS through scipy.linalg) and np.convolve still compile and agree
+    assert words[3] == "scipy.linalg", words
+
+
+def test_kernels_leave_numba_alone_when_scipy_linalg_is_already_loaded():
+    import pytest
+
+    pytest.importorskip("scipy")
+    words = _fresh_python("import scipy.linalg\n" + _BLAS_CHECK)
+    assert words == ["-", "scipy.linalg", "-", "scipy.linalg"], words  # not loaded early
+    # Numba's own probe ran and found BLAS
+    assert _fresh_python("import scipy.linalg, fastmask.kernels\nfrom numba.np import arraymath\n"
+                         "print(arraymath._HAVE_BLAS)") == ["True"]

@@ -98,6 +98,29 @@ def test_registry_covers_the_issue_and_is_well_formed():
             assert hasattr(DEFAULT_CONFIG, p), (code, p)
 
 
+def test_facade_exports_every_rule_and_loads_the_non_semantic_ones_on_first_use():
+    import subprocess
+    import sys
+
+    for name in validate_rules.__all__:
+        value = getattr(validate_rules, name)
+        assert name in dir(validate_rules)
+        home = next(m for m in (rules_core, rules_semantic, rules_files, rules_instances, rules_coco,
+                                rules_panoptic, rules_dataset) if hasattr(m, name))
+        assert value is getattr(home, name), name
+    with pytest.raises(AttributeError, match="no_such_rule"):
+        validate_rules.no_such_rule  # noqa: B018
+    # a process validating class masks never loads the COCO / instance / panoptic rules
+    # (nor the RLE and polygon kernels they bring)
+    code = ("import sys, fastmask.jobs.validate as v\n"
+            "print(*sorted(m for m in sys.modules if m.endswith(('rules_coco', 'rules_instances', "
+            "'rules_panoptic', 'kernels.rle', 'kernels.polygon'))))\n"
+            "print(v.R.check_coco_image.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["", "fastmask.jobs.rules_coco"], out.stdout
+
+
 def test_doctests_of_rule_modules():
     for mod in (rules_core, rules_semantic, rules_files, rules_instances, rules_coco, rules_panoptic,
                 rules_dataset, validate_rules):

@@ -15,6 +15,9 @@ Import everything from here; the code lives in ``rules_*`` modules:
 - :mod:`.rules_panoptic` -- :func:`segment_mismatch`;
 - :mod:`.rules_dataset` -- ``class_never_seen``, ``coverage_outlier`` (+ bounds / histogram).
 
+The instance, COCO and panoptic rules load on first use (they bring the RLE and polygon
+kernels; a worker validating class masks never needs them).
+
 Every check takes a :class:`RuleConfig` (default: :data:`DEFAULT_CONFIG`), does no
 work for a disabled rule and builds findings with the configured severity.
 The README ("Validation rules") documents every rule.
@@ -27,14 +30,8 @@ The README ("Validation rules") documents every rule.
 """
 from __future__ import annotations
 
-from .rules_coco import (
-    CocoImageStats,
-    check_coco_annotation,
-    check_coco_dataset,
-    check_coco_image,
-    duplicate_ids,
-    unknown_images,
-)
+import importlib
+
 from .rules_core import (
     DEFAULT_CONFIG,
     RULES,
@@ -63,13 +60,6 @@ from .rules_files import (
     unexpected_channels,
     unreadable,
 )
-from .rules_instances import (
-    disconnected_instance,
-    instance_class_conflict,
-    instance_overlap,
-    instance_stats,
-)
-from .rules_panoptic import panoptic_ids, segment_mismatch, value_counts
 from .rules_semantic import (
     ClassMaskScan,
     ClassMaskStats,
@@ -104,3 +94,25 @@ __all__ = [
     # dataset
     "class_never_seen", "CoverageBounds", "coverage_bounds", "CoverageHistogram", "coverage_outlier",
 ]
+
+#: name -> module of the rules loaded on first use (PEP 562)
+_LAZY = {
+    **dict.fromkeys(("CocoImageStats", "check_coco_annotation", "check_coco_dataset", "check_coco_image",
+                     "duplicate_ids", "unknown_images"), "rules_coco"),
+    **dict.fromkeys(("disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats"),
+                    "rules_instances"),
+    **dict.fromkeys(("panoptic_ids", "segment_mismatch", "value_counts"), "rules_panoptic"),
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __package__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
