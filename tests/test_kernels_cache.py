@@ -1,7 +1,12 @@
-"""The kernels' Numba cache is keyed on the whole kernels folder (kernels/__init__.py)."""
+"""What importing the kernels does (kernels/__init__.py): Numba's cache is keyed on the whole
+kernels folder, and Numba's NumPy support is loaded without its BLAS probe."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+
+import pytest
 
 from fastmask.kernels import drop_stale_cache
 
@@ -77,17 +82,12 @@ print("scipy.linalg" if "scipy.linalg" in sys.modules else "-")
 
 
 def _fresh_python(code: str) -> list[str]:
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()
 
 
 def test_kernels_load_numbas_numpy_support_without_importing_scipy_linalg():
-    import pytest
-
     pytest.importorskip("scipy")  # without SciPy there is no probe to avoid
     words = _fresh_python(_BLAS_CHECK)
     # at import: NumPy support loaded, scipy.linalg not, and no import left blocked ...
@@ -97,8 +97,6 @@ def test_kernels_load_numbas_numpy_support_without_importing_scipy_linalg():
 
 
 def test_kernels_leave_numba_alone_when_scipy_linalg_is_already_loaded():
-    import pytest
-
     pytest.importorskip("scipy")
     words = _fresh_python("import scipy.linalg\n" + _BLAS_CHECK)
     assert words == ["-", "scipy.linalg", "-", "scipy.linalg"], words  # not loaded early
