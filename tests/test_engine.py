@@ -128,6 +128,19 @@ def test_layout_one_sorted_part_per_shard_and_table(reference):
     assert ds.dataset(reference / "items", format="parquet").count_rows() == N
 
 
+def test_read_part_reads_what_read_table_reads(reference):
+    from fastmask.engine.sink import read_part
+
+    for table in ("items", "findings"):
+        for part in sorted((reference / table).glob("part-*.parquet")):
+            assert read_part(part).equals(pq.read_table(part))
+            cols = pq.read_table(part).column_names[:2]
+            assert read_part(part, cols).equals(pq.read_table(part, columns=cols))
+    assert load_report_table(reference).num_rows == N
+    with pytest.raises(FileNotFoundError):
+        read_part(reference / "items" / "part-99999.parquet")
+
+
 @pytest.mark.parametrize("executor,workers", [("local", 2), ("threads", 2)])
 def test_parts_byte_identical_across_workers(reference, tmp_path, executor, workers):
     out = tmp_path / "r"

@@ -35,6 +35,7 @@ from .sink import (
     clear_report,
     folder_state,
     read_json,
+    read_part,
     read_marker,
     remove_temporaries,
     write_json_atomic,
@@ -340,4 +341,4 @@ def load_report_table(out_dir: str | Path, table: str = ITEMS_TABLE) -> pa.Table
     parts = sorted(folder.glob("part-*.parquet"))
     if not parts:
         raise EngineError(f"no parts in {folder}")
-    return pa.concat_tables([pq.read_table(p) for p in parts])
+    return pa.concat_tables([read_part(p) for p in parts])

@@ -97,6 +97,20 @@ def write_parquet_atomic(table: pa.Table, path: Path, row_group_size: int | None
     write_bytes_atomic(path, sink.getvalue())
 
 
+def read_part(path: str | os.PathLike, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet part (or any single Parquet file), ``columns`` only when given.
+
+    For one known file this is about twice as fast as ``pq.read_table`` (~0.35 vs ~0.75
+    ms for a shard's part here), which goes through the dataset layer; post-run passes
+    read every part of a report, some of them twice.
+
+    Example::
+
+        items = read_part("report/items/part-00000.parquet", ["item_id", "status"])
+    """
+    return pq.ParquetFile(path).read(columns=columns)
+
+
 def read_json(path: Path) -> Any:
     with open(path, encoding="utf-8") as f:
         return json.load(f)

@@ -296,15 +296,16 @@ def _share_parts(out_dir):
     from pathlib import Path
 
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
+
+    from ..engine.sink import read_part
 
     out = Path(out_dir)
     for part in sorted((out / "class_stats").glob("part-*.parquet")):
         items_part = out / "items" / part.name
         if not items_part.is_file():
             continue
-        cs = pq.read_table(part, columns=["item_id", "class_id", "pixels"])
-        items = pq.read_table(items_part, columns=["item_id", "width", "height"])
+        cs = read_part(part, ["item_id", "class_id", "pixels"])
+        items = read_part(items_part, ["item_id", "width", "height"])
         if not len(cs) or not len(items):
             continue
         size = pc.multiply(pc.fill_null(items.column("width").cast(pa.int64()), 0),

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from ..engine.sink import read_part
 from .validate_rules import SEVERITIES, severity_rank
 
 
@@ -32,7 +32,7 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
     # part by part, keeping the worst few: memory bounded by a shard, not the dataset
     rows: list[dict] = []
     for part in sorted((result.out_dir / "items").glob("part-*.parquet")):
-        items = pq.read_table(part, columns=["item_id", "n_findings", "worst_severity"])
+        items = read_part(part, ["item_id", "n_findings", "worst_severity"])
         items = items.filter(pc.fill_null(pc.greater(items["n_findings"], 0), False))
         rows = sorted(rows + items.to_pylist(), key=worst_first)[:worst]
     if rows:
