@@ -133,3 +133,36 @@ def test_prepare_compiles_only_when_the_cache_lacks_the_kernels(monkeypatch):
     monkeypatch.setattr(V, "kernels_cached", lambda *d: False)
     V.ValidateJob(_DS()).prepare()
     assert calls == ["full", "quick"]
+
+
+def test_coverage_share_counts_only_non_ignore_pixels(tmp_path):
+    # class 1 covers 40 px (~1 %) of every 64x64 mask; in "mostly_ignore" 4,000 px are the
+    # ignore value, so its share there is 40 / 96 (42 %, far above the rest) although it
+    # is still ~1 % of all pixels; "plain" has the same 40 px and no ignore: not an outlier
+    root = tmp_path / "masks"
+    root.mkdir()
+    for i in range(30):
+        m = np.zeros((64, 64), np.uint8)
+        m[(i % 8) * 4:(i % 8) * 4 + 4, 10:20] = 1
+        write_mask(root / f"m{i:02d}.png", m)
+    m = np.zeros((64, 64), np.uint8)
+    m.reshape(-1)[:4000] = 255
+    m[63, 10:50] = 1
+    write_mask(root / "mostly_ignore.png", m)
+    m = np.zeros((64, 64), np.uint8)
+    m[63, 10:50] = 1
+    write_mask(root / "plain.png", m)
+    labelmap = tmp_path / "labels.txt"
+    labelmap.write_text("background\nthing\n")
+    out = tmp_path / "r"
+    assert main(["validate", str(root), "--labelmap", str(labelmap), "--out", str(out), "--workers", "1",
+                 "--quiet"]) == 0
+    cs = {(r["item_id"], r["class_id"]): r for r in pq.read_table(out / "class_stats").to_pylist()}
+    assert cs[("mostly_ignore", 1)]["share"] == pytest.approx(40 / 96)
+    assert cs[("plain", 1)]["share"] == pytest.approx(40 / 4096)
+    assert cs[("m00", 1)]["share"] == pytest.approx(40 / 4096)
+    _, dataset_level = _findings(out)
+    outliers = [(f["item_id"], f["class_id"]) for f in dataset_level if f["rule"] == "coverage_outlier"]
+    assert outliers == [("mostly_ignore", 1)]
+    f = next(f for f in dataset_level if f["rule"] == "coverage_outlier")
+    assert json.loads(f["extra"])["share"] == pytest.approx(40 / 96)

@@ -50,6 +50,7 @@ CLASS_STATS_SCHEMA = pa.schema(
         ("pixels", pa.int64()),
         ("components", pa.int64()),
         ("instances", pa.int64()),
+        ("share", pa.float64()),
     ]
 )
 
@@ -147,8 +148,8 @@ class ValidateJob(Job):
         findings: list[R.Finding] = []
         fields: dict[str, Any] = {"layout": self._dataset.layout}
         # per-class rows as columns, in class order (one dict per class would cost more
-        # than the rest): class_id, pixels, components, instances
-        class_rows: dict[str, list] = {"class_id": [], "pixels": [], "components": [], "instances": []}
+        # than the rest): class_id, pixels, components, instances, share
+        class_rows: dict[str, list] = {"class_id": [], "pixels": [], "components": [], "instances": [], "share": []}
         if "image" in data.missing and data.mask is not None:
             findings += R.missing_image(data.item_id, data.extra.get("expected_image"), cfg)
         if "mask" in data.missing:
@@ -203,10 +204,14 @@ class ValidateJob(Job):
             fields["components"] = int(sum(comps.values()))
         skip = (cfg.background, cfg.ignore_value, UNKNOWN_ID)
         classes = [v for v in values if v not in skip]  # values come sorted
+        pixels = [c for v, c in zip(values, counts) if v not in skip]
+        # a class's share of the item: its pixels over the non-ignore pixels (coverage_outlier)
+        labeled = sum(c for v, c in zip(values, counts) if v != cfg.ignore_value)
         class_rows["class_id"] = classes
-        class_rows["pixels"] = [c for v, c in zip(values, counts) if v not in skip]
+        class_rows["pixels"] = pixels
         class_rows["components"] = [None] * len(classes) if comps is None else [comps.get(v, 0) for v in classes]
         class_rows["instances"] = [None] * len(classes)
+        class_rows["share"] = [p / labeled for p in pixels] if labeled else [None] * len(classes)
         return out
 
     def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
@@ -291,32 +296,20 @@ class ValidateJob(Job):
 
 def _share_parts(out_dir):
     """Per shard of a finished run: ``(item_ids, classes, shares)`` -- each (item, class) pair's
-    share of the item's pixels, from the shard's ``items`` and ``class_stats`` parts (one
-    shard in memory at a time)."""
+    share of the item's non-ignore pixels, from the shard's ``class_stats`` part (one shard
+    in memory at a time)."""
     from pathlib import Path
-
-    import pyarrow.compute as pc
 
     from ..engine.sink import read_part
 
-    out = Path(out_dir)
-    for part in sorted((out / "class_stats").glob("part-*.parquet")):
-        items_part = out / "items" / part.name
-        if not items_part.is_file():
+    for part in sorted((Path(out_dir) / "class_stats").glob("part-*.parquet")):
+        cs = read_part(part, ["item_id", "class_id", "share"])
+        share = cs.column("share").to_numpy(zero_copy_only=False)  # nulls -> NaN: skipped
+        rows = np.flatnonzero(share > 0)
+        if not rows.size:
             continue
-        cs = read_part(part, ["item_id", "class_id", "pixels"])
-        items = read_part(items_part, ["item_id", "width", "height"])
-        if not len(cs) or not len(items):
-            continue
-        size = pc.multiply(pc.fill_null(items.column("width").cast(pa.int64()), 0),
-                           pc.fill_null(items.column("height").cast(pa.int64()), 0)).to_numpy(zero_copy_only=False)
-        pos = pc.fill_null(pc.index_in(cs.column("item_id"), value_set=items.column("item_id")), -1)
-        pos = pos.to_numpy(zero_copy_only=False)
-        row_size = np.where(pos >= 0, size[np.maximum(pos, 0)], 0)
-        rows = np.flatnonzero(row_size > 0)
         cls = cs.column("class_id").to_numpy(zero_copy_only=False)[rows].astype(np.int64)
-        share = cs.column("pixels").to_numpy(zero_copy_only=False)[rows].astype(np.float64) / row_size[rows]
-        yield cs.column("item_id").take(pa.array(rows)), cls, share
+        yield cs.column("item_id").take(pa.array(rows)), cls, share[rows].astype(np.float64)
 
 
 def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str | None, R.Finding]]:
