@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
@@ -266,16 +267,15 @@ class ValidateJob(Job):
         f = shard.tables["findings"]
         for rule, sev in zip(f.column("rule").to_pylist(), f.column("severity").to_pylist()):
             counts[f"{rule}:{sev}"] = counts.get(f"{rule}:{sev}", 0) + 1
-        classes: dict[int, list[int]] = {}
+        # per class: pixels, images (rows), components, instances -- summed with NumPy (a
+        # shard has ~8 rows per mask; a Python loop over them cost ~2 us per mask)
         cs = shard.tables["class_stats"]
-        for c, p, k, n in zip(cs.column("class_id").to_pylist(), cs.column("pixels").to_pylist(),
-                              cs.column("components").to_pylist(), cs.column("instances").to_pylist()):
-            t = classes.setdefault(c, [0, 0, 0, 0])
-            t[0] += p or 0
-            t[1] += 1
-            t[2] += k or 0
-            t[3] += n or 0
-        return {"findings": counts, "classes": {str(c): v for c, v in sorted(classes.items())}}
+        ids, inv = np.unique(cs.column("class_id").to_numpy(zero_copy_only=False), return_inverse=True)
+        sums = np.zeros((ids.size, 4), np.int64)
+        sums[:, 1] = np.bincount(inv, minlength=ids.size)
+        for j, name in ((0, "pixels"), (2, "components"), (3, "instances")):
+            np.add.at(sums[:, j], inv, pc.fill_null(cs.column(name), 0).to_numpy(zero_copy_only=False))
+        return {"findings": counts, "classes": {str(c): v for c, v in zip(ids.tolist(), sums.tolist())}}
 
     def finalize(self, summaries: list[dict]) -> dict:
         counts: dict[str, int] = {}
