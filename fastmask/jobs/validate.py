@@ -176,9 +176,9 @@ class ValidateJob(Job):
         if mask.lossy:
             out += R.lossy_format(mask.format, True, cfg)
         colour_mask = mask.mode in ("RGB", "RGBA")
-        expected = "color" if colour_mask and self._colors else "single"
         alpha_nonopaque = getattr(mask, "alpha_nonopaque", 0) or 0
         if colour_mask or mask.channels >= 3 or alpha_nonopaque:  # else the rule has nothing to say
+            expected = "color" if colour_mask and self._colors else "single"
             out += R.unexpected_channels(mask.mode, mask.channels, cfg, expected=expected,
                                          alpha_nonopaque=alpha_nonopaque, alpha_min=getattr(mask, "alpha_min", None))
         if mask.unknown_colors:
@@ -203,11 +203,16 @@ class ValidateJob(Job):
         fields["value_pixels"] = counts
         if comps is not None:
             fields["components"] = int(sum(comps.values()))
-        skip = (cfg.background, cfg.ignore_value, UNKNOWN_ID)
-        classes = [v for v in values if v not in skip]  # values come sorted
-        pixels = [c for v, c in zip(values, counts) if v not in skip]
-        # a class's share of the item: its pixels over the non-ignore pixels (coverage_outlier)
-        labeled = sum(c for v, c in zip(values, counts) if v != cfg.ignore_value)
+        # one pass over the (few, sorted) values: the class rows, and the non-ignore pixels
+        # for a class's share of the item (coverage_outlier)
+        bg, ignore = cfg.background, cfg.ignore_value
+        classes, pixels, labeled = [], [], 0
+        for v, c in zip(values, counts):
+            if v != ignore:
+                labeled += c
+                if v != bg and v != UNKNOWN_ID:
+                    classes.append(v)
+                    pixels.append(c)
         class_rows["class_id"] = classes
         class_rows["pixels"] = pixels
         class_rows["components"] = [None] * len(classes) if comps is None else [comps.get(v, 0) for v in classes]
