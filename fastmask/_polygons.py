@@ -35,12 +35,24 @@ def pack(polygons, what: str, min_vertices: int) -> tuple[np.ndarray, np.ndarray
                     break
             if ok:
                 xy = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-                # NaN or inf anywhere makes the sum non-finite (an overflowing sum only costs the careful path)
-                if math.isfinite(xy.sum()):
+                if _all_finite(xy):
                     if len(arrays) == 1:
                         return xy, np.array([0, xy.shape[0]], np.int64)
                     return xy, np.array([0, *accumulate(a.shape[0] for a in arrays)], np.int64)
     return _pack_careful(polygons, what, min_vertices)
+
+
+def _all_finite(xy: np.ndarray) -> bool:
+    """No NaN or inf in ``xy``, cheaply and without NumPy warnings.
+
+    NaN or inf makes a sum non-finite. Python's float sum is the cheapest test for a short
+    polygon and overflows to inf quietly (a sum of huge finite values then only costs the
+    careful path); a NumPy sum would warn on that overflow, so a long polygon is tested with
+    ``isfinite``.
+    """
+    if xy.shape[0] <= 64:
+        return math.isfinite(sum(xy.tolist()))
+    return bool(np.isfinite(xy).all())
 
 
 def _pack_careful(polygons, what: str, min_vertices: int) -> tuple[np.ndarray, np.ndarray]:

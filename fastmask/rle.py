@@ -453,9 +453,16 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"frPyObjects: boxes must have shape (n, 4), got {arr.shape}")
-    if not np.isfinite(arr).all():
+    big = float(np.abs(arr).max()) if arr.size else 0.0
+    if not big < np.inf:  # also NaN
         raise ValueError("frPyObjects: boxes have NaN or infinite values")
-    polys = _boxes_to_polys(arr)
+    if big > 8e307:
+        # x + w may pass the float maximum: inf, as in maskApi's double arithmetic (the fill
+        # clips it), without a NumPy overflow warning for a valid, if extreme, box
+        with np.errstate(over="ignore"):
+            polys = _boxes_to_polys(arr)
+    else:
+        polys = _boxes_to_polys(arr)
     n = polys.shape[0]
     if h == 0 or w == 0:  # no pixel: nothing to walk (as _fr_polys)
         return [{"size": [h, w], "counts": b"0"} for _ in range(n)]

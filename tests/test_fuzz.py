@@ -478,11 +478,15 @@ def test_regression_frpyobjects_with_infinite_height_is_a_type_error(h, w):
 @pytest.mark.parametrize("poly", [[0.0, 3.595386269724632e307], [0.0, 3.595386269724632e307, 0.0, 0.0],
                                   [0, 0, 1.7e308, 0, 1.7e308, 1.7e308, -1.7e308, 3],
                                   [-4.3532773233971046e17, 0.0, 0.0, 4.407212831701244e20, 0.0, 0.0],
-                                  [1.7e308, 0.0, 3.6e307, 0.0]])
+                                  [1.7e308, 0.0, 3.6e307, 0.0],
+                                  [1e308, 1.0, 1e308, 4.0, 1.0, 4.0] * 12])
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_regression_polygon_coordinates_near_the_float_maximum(poly):
     # 5x upsampling overflowed to inf, inf - inf = NaN, and the kernel wrote past its crossing
     # buffers (heap corruption: a later segfault; found with NUMBA_BOUNDSCHECK=1); a steep edge from
-    # -4e17 walked past a crossing bound clipped to the image; a box corner of inf gave a NaN bound
+    # -4e17 walked past a crossing bound clipped to the image; a box corner of inf gave a NaN bound.
+    # Sums that overflow on the way (the packing's finiteness test of a short or a long polygon,
+    # a box's end) must not reach the user as NumPy RuntimeWarnings: the filter makes one an error
     for rle in R.frPyObjects([poly], 5, 5):
         assert 0 <= int(R.area(rle)) <= 25
 

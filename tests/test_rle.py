@@ -305,6 +305,21 @@ def test_polygon_errors():
         fr.frPyObjects([[0, 0, np.nan, 1, 2, 0]], 4, 4)
     with pytest.raises(ValueError, match="infinite"):
         fr.frPyObjects([[0, 0, np.inf, 1, 2, 0]], 4, 4)
+    # short and long polygons take different finiteness tests (see _polygons._all_finite)
+    long_poly = [0.0, 0.0, 3.0, 0.0, 3.0, 3.0] * 12
+    with pytest.raises(ValueError, match="polygon 1 has NaN"):
+        fr.frPyObjects([long_poly, long_poly[:-1] + [np.nan]], 4, 4)
+    with pytest.raises(ValueError, match="polygon 1 has NaN"):
+        fr.frPyObjects([[0, 0, 1, 1, 2, 0], [0, 0, -np.inf, 1, 2, 0]], 4, 4)
+    [rle] = fr.frPyObjects([long_poly], 4, 4)
+    assert rle["size"] == [4, 4]
+
+
+def test_box_errors_and_empty():
+    for bad in (np.nan, np.inf, -np.inf):
+        with pytest.raises(ValueError, match="boxes have NaN or infinite values"):
+            fr.frPyObjects(np.array([[0.0, 0.0, 2.0, 2.0], [1.0, bad, 1.0, 1.0]]), 4, 4)
+    assert fr.frPyObjects(np.zeros((0, 4)), 4, 4) == []
 
 
 # --------------------------------------------------------------------------- sane answers past pycocotools' limits
