@@ -25,3 +25,17 @@ def test_wheel_layout(tmp_path):
     assert not any(n.startswith("kernels/") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "fastmask = fastmask.cli:main" in zipfile.ZipFile(wheels[0]).read(entry_points).decode()
+
+
+def test_wheel_declares_licence_as_spdx_expression(tmp_path):
+    # the current pyproject form (PEP 639): an SPDX expression plus the licence file, no deprecated table
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    wheel = zipfile.ZipFile(next(tmp_path.glob("fastmask_seg-*.whl")))
+    names = wheel.namelist()
+    metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: BSD-3-Clause" in metadata
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
