@@ -97,6 +97,13 @@ def encode_png(array: np.ndarray, *, palette: np.ndarray | None = None, level: i
     return b"".join(out)
 
 
+def _umask() -> int:
+    """The process's umask (read by setting and restoring it: the OS offers no plain getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike):
     """A hidden temporary name beside ``path`` to write to: renamed to ``path`` when the block
@@ -111,7 +118,11 @@ def atomic_output(path: str | os.PathLike):
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        # mkstemp creates 0600; an output file gets the mode open() would give it (0644 under umask 022)
+        os.fchmod(fd, 0o666 & ~_umask())
+    finally:
+        os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
