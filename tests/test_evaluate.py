@@ -1,6 +1,7 @@
 """`fastmask evaluate`: known answers, the seed example, pairing, NumPy reference."""
 from __future__ import annotations
 
+import collections
 import json
 
 import numpy as np
@@ -25,8 +26,11 @@ def test_seed_example_and_pairing(tmp_path):
     _write(tmp_path / "gt", {"a": gt, "b": gt, "only_gt": gt})
     _write(tmp_path / "pred", {"a": pred, "b": gt, "only_pred": pred})
     out = tmp_path / "r"
-    assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "2",
-                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    args = ["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "2",
+            "--workers", "1", "--quiet"]
+    # a ground-truth item without a prediction: exit 1, unless --allow-missing
+    assert main(args + ["--out", str(tmp_path / "strict")]) == 1
+    assert main(args + ["--out", str(out), "--allow-missing"]) == 0
     items = {r["item_id"]: r for r in pq.read_table(out / "items").to_pylist()}
     assert items["only_gt"]["error_code"] == "missing_prediction"
     assert items["only_pred"]["error_code"] == "extra_prediction"
@@ -69,7 +73,7 @@ def test_matches_numpy_reference_with_ignore_and_empty_class(tmp_path):
     assert summary["miou"] == pytest.approx(float(np.mean(iou[:4])))
 
 
-def test_out_of_range_prediction_is_an_error_row(tmp_path):
+def test_out_of_range_prediction_is_an_error_row_with_out_of_range_error(tmp_path):
     g = np.zeros((4, 4), np.uint8)
     p = g.copy()
     p[0, 0] = 9
@@ -77,9 +81,10 @@ def test_out_of_range_prediction_is_an_error_row(tmp_path):
     _write(tmp_path / "pred", {"x": p})
     out = tmp_path / "r"
     assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "2",
-                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+                 "--out-of-range", "error", "--out", str(out), "--workers", "1", "--quiet"]) == 1
     row = pq.read_table(out / "items").to_pylist()[0]
     assert row["status"] == "error" and row["error_code"] == "out_of_range"
+    assert row["pred_out_of_range"] == 1 and "{9: 1}" in row["error_message"]
 
 
 def test_panoptic_quality_equals_panopticapi(real_data, tmp_path):
@@ -121,55 +126,78 @@ def test_masks_flag_is_refused_for_a_non_panoptic_dataset(tmp_path, capsys):
     assert code == 2 and "--masks is the PNG folder of a COCO panoptic dataset" in capsys.readouterr().err
 
 
-def _reference_result(gt, pred, num_classes, ignore, policy):
-    """evaluate's per-image fields and rows computed with fastmask.metrics from the matrix."""
+def _reference_result(gt, pred, num_classes, ignore, policy, out_of_range):
+    """evaluate's per-image fields and rows computed with fastmask.metrics from the counts
+    (None when the policy refuses the pair's values)."""
     from fastmask import metrics
 
-    res = metrics.confusion_matrix(gt, pred, num_classes, ignore, out_of_range="count")
+    try:
+        res = metrics.confusion_matrix(gt, pred, num_classes, ignore, out_of_range=out_of_range)
+    except ValueError:
+        return None
+    if out_of_range == "error":
+        res = metrics.ConfusionCounts(res, int((gt == ignore).sum()) if ignore is not None else 0, 0)
     cm = res.matrix
-    iou, dice = metrics.iou(cm, policy), metrics.dice(cm, policy)
-    tp = np.diag(cm)
-    fp, fn = cm.sum(axis=0) - tp, cm.sum(axis=1) - tp
+    iou, dice = metrics.iou(res, policy), metrics.dice(res, policy)
+    tp, fp, fn = res.tp_fp_fn()
     present = np.flatnonzero(tp + fp + fn)
     nan = lambda x: None if x != x else float(x)  # noqa: E731
-    total = int(cm.sum())
+    n_out = int(res.pred_out_of_range_per_class.sum())
+    total = int(cm.sum()) + (n_out if out_of_range == "fn" else 0)
     fields = {"width": gt.shape[1], "height": gt.shape[0], "pixels": total, "ignored": res.ignored,
               "accuracy": float(tp.sum() / total) if total else None,
-              "miou": nan(metrics.mean_score(iou)), "mdice": nan(metrics.mean_score(dice))}
+              "miou": nan(metrics.mean_score(iou)), "mdice": nan(metrics.mean_score(dice)),
+              "pred_out_of_range": n_out, "gt_out_of_range": sum(res.gt_out_of_range.values())}
     rows = {"class_id": present.tolist(), "tp": tp[present].tolist(), "fp": fp[present].tolist(),
             "fn": fn[present].tolist(), "iou": [nan(v) for v in iou[present]], "dice": [nan(v) for v in dice[present]]}
     g, p = np.nonzero(cm)
     cells = {"gt_class": g.tolist(), "pred_class": p.tolist(), "pixels": cm[g, p].tolist()}
-    return res.out_of_range, fields, rows, cells
+    # then the out-of-range predicted values per ground-truth class, by class then value
+    keep = (gt < num_classes) & (pred >= num_classes) & ((gt != ignore) if ignore is not None else True)
+    oor = sorted(collections.Counter(zip(gt[keep].tolist(), pred[keep].tolist())).items())
+    cells = {"gt_class": cells["gt_class"] + [k[0] for k, _ in oor],
+             "pred_class": cells["pred_class"] + [k[1] for k, _ in oor],
+             "pixels": cells["pixels"] + [n for _, n in oor]}
+    return fields, rows, cells
 
 
 @pytest.mark.parametrize("num_classes", [1, 3, 9, 21, 150, 256])
 @pytest.mark.parametrize("policy", ["nan", "one", "zero"])
 @pytest.mark.parametrize("ignore", [255, None, 0, 300])
-def test_one_call_scores_equal_the_metrics_module_bit_for_bit(num_classes, policy, ignore):
-    """The per-image kernel (uint8 pairs) gives exactly what fastmask.metrics gives from the matrix."""
-    from fastmask.formats import open_dataset  # noqa: F401  (the job needs datasets only for reading)
+@pytest.mark.parametrize("out_of_range", ["fn", "ignore", "error"])
+def test_one_call_scores_equal_the_metrics_module_bit_for_bit(num_classes, policy, ignore, out_of_range):
+    """The per-image kernel (uint8 pairs) gives exactly what fastmask.metrics gives from the
+    counts, under every out-of-range policy; pairs the policy refuses go to the general path."""
     from fastmask.jobs.evaluate import EvaluateJob
 
     class _DS:  # the job's constructor reads only .layout
         layout = "masks"
 
-    job = EvaluateJob(_DS(), _DS(), num_classes, ignore_value=ignore, empty_policy=policy)
+    job = EvaluateJob(_DS(), _DS(), num_classes, ignore_value=ignore, empty_policy=policy, out_of_range=out_of_range)
     rng = np.random.default_rng(num_classes * 7 + len(policy))
+    n_refused = n_oor = 0
     for k in range(40):
         h, w = rng.integers(1, 40, 2)
         top = min(num_classes + (2 if k % 5 == 0 else 0), 256)  # some pairs with values out of range
         gt = rng.integers(0, top, (h, w)).astype(np.uint8)
         pred = np.where(rng.random((h, w)) < 0.7, gt, rng.integers(0, top, (h, w))).astype(np.uint8)
+        if k % 5 == 0 and k % 2 == 0:  # predictions out of range on in-range ground truth only
+            gt = np.minimum(gt, num_classes - 1).astype(np.uint8)
         if k % 3 == 0:
             gt[: h // 2] = 255 if ignore is None or ignore > 255 else ignore
         got = job._scores_u8(gt, pred)
-        n_out, fields, rows, cells = _reference_result(gt, pred, num_classes, ignore, policy)
-        if n_out:
-            assert got is None  # the general path names the values
+        ref = _reference_result(gt, pred, num_classes, ignore, policy, out_of_range)
+        if ref is None:
+            n_refused += 1
+            assert got is None  # the general path names the refused values
             continue
-        assert got.fields == fields
-        assert got.rows == {"image_scores": rows, "confusion": cells}
+        n_oor += ref[0]["pred_out_of_range"] > 0
+        assert got.fields == ref[0]
+        assert got.rows == {"image_scores": ref[1], "confusion": ref[2]}
+        general = job._scores_general("x", gt, pred)
+        assert (general.fields, general.rows) == (got.fields, got.rows)
+    if 1 < num_classes < 255:
+        assert n_oor if out_of_range != "error" else n_refused  # the out-of-range cases were exercised
 
 
 @pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 127, 128, 129, 200, 256, 1000, 65536])
