@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fastmask.cli import main
 from fastmask.formats import write_mask
@@ -232,3 +234,219 @@ def test_16_bit_maps_take_the_general_path_with_the_same_results(monkeypatch):
                 r = job.process({"item_id": "x", "gt_row": json.dumps({}), "pred_row": json.dumps({})})
                 results[dtype] = (r.fields, r.rows)
             assert results[np.uint8] == results[np.uint16] == results[np.int32]
+
+
+# --------------------------------------------------------------------------------------
+# pairing, partial answers, exit codes, out-of-range predictions
+# --------------------------------------------------------------------------------------
+
+
+def _evaluate(tmp_path, gt, pred, *extra, name="r"):
+    out = tmp_path / name
+    code = main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(out), "--workers", "1", "--quiet",
+                 *extra])
+    summary = json.loads((out / "run.json").read_text())["summary"] if (out / "run.json").exists() else None
+    items = {r["item_id"]: r for r in pq.read_table(out / "items").to_pylist()} if (out / "items").exists() else None
+    return code, summary, items
+
+
+def _frames_coco(path, n=12):
+    """A COCO file whose file names are not the zero-padded ids (frame_0000.jpg...), one in a sub-folder."""
+    images, anns = [], []
+    for i in range(n):
+        fn = f"frame_{i:04d}.jpg" if i < n - 1 else f"cam1/frame_{i:04d}.jpg"
+        images.append({"id": i + 1, "file_name": fn, "width": 16, "height": 12})
+        x = 1 + i % 5
+        anns.append({"id": 2 * i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "iscrowd": 0, "area": 30.0,
+                     "bbox": [x, 1, 6, 5], "segmentation": [[x, 1, x + 6, 1, x + 6, 6, x, 6]]})
+        anns.append({"id": 2 * i + 2, "image_id": i + 1, "category_id": 2, "iscrowd": 0, "area": 10.0,
+                     "bbox": [9, 7, 5, 3], "segmentation": [[9, 7, 14, 7, 11, 10]]})
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    return path
+
+
+def test_rasterize_then_evaluate_pairs_by_file_name(tmp_path):
+    coco = _frames_coco(tmp_path / "coco.json")
+    assert main(["rasterize", str(coco), "--out", str(tmp_path / "ras"), "--workers", "1", "--quiet"]) == 0
+    assert (tmp_path / "ras/masks/cam1/frame_0011.png").is_file()
+    code, summary, items = _evaluate(tmp_path, coco, tmp_path / "ras/masks", "--num-classes", "3")
+    assert code == 0
+    assert (summary["scored_items"], summary["ground_truth_items"], summary["not_scored"]) == (12, 12, {})
+    assert summary["paired_by_file_name"] == 12 and summary["extra_predictions"] == 0
+    assert all(r["status"] == "ok" and r["paired_by"] == "file_name" for r in items.values())
+    assert items["000000000012"]["pred_item"] == "cam1/frame_0011"
+    scores = pq.read_table(tmp_path / "r/image_scores").to_pylist()
+    assert {r["item_id"] for r in scores} == set(items) and all(r["iou"] == 1.0 for r in scores)
+    assert summary["miou"] == 1.0
+    # the other way round: masks as ground truth, the COCO file as prediction
+    code, summary, items = _evaluate(tmp_path, tmp_path / "ras/masks", coco, "--num-classes", "3", name="r2")
+    assert code == 0 and summary["scored_items"] == 12 and summary["extra_predictions"] == 0
+    assert items["cam1/frame_0011"]["pred_item"] == "000000000012" and items["cam1/frame_0011"]["paired_by"] == "file_name"
+    assert summary["miou"] == 1.0
+
+
+def test_ambiguous_pairing_is_an_error_row_naming_both(tmp_path):
+    coco = _frames_coco(tmp_path / "coco.json", n=2)
+    m = np.zeros((12, 16), np.uint8)
+    _write(tmp_path / "pred", {"frame_0000": m, "000000000001": m})
+    (tmp_path / "pred/cam1").mkdir()
+    write_mask(tmp_path / "pred/cam1/frame_0001.png", m)
+    code, summary, items = _evaluate(tmp_path, coco, tmp_path / "pred", "--num-classes", "3", "--allow-missing")
+    assert code == 1
+    row = items["000000000001"]
+    assert row["error_code"] == "ambiguous_pairing"
+    assert "'000000000001'" in row["error_message"] and "'frame_0000'" in row["error_message"]
+    assert items["000000000002"]["status"] == "ok"
+    assert summary["not_scored"] == {"ambiguous_pairing": 1} and summary["extra_predictions"] == 0
+    assert len(items) == 2  # both candidates are accounted for by the error row, not listed as extra
+
+
+def test_not_scored_items_are_counted_by_reason_and_fail_the_run(tmp_path, capsys):
+    g = np.zeros((4, 4), np.uint8)
+    _write(tmp_path / "gt", {"ok": g, "small": g, "broken": g, "nopred": g})
+    _write(tmp_path / "pred", {"ok": g, "small": g[:2], "extra": g})
+    (tmp_path / "pred/broken.png").write_bytes(b"not a png")
+    code, summary, items = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2")
+    assert code == 1
+    assert summary["scored_items"] == 1 and summary["ground_truth_items"] == 4 and summary["extra_predictions"] == 1
+    assert summary["not_scored"]["size_mismatch"] == 1 and summary["not_scored"]["missing_prediction"] == 1
+    assert sum(summary["not_scored"].values()) == 3
+    assert summary["not_scored_examples"]["missing_prediction"] == ["nopred"]
+    out = capsys.readouterr()
+    assert "scored 1 of 4 ground-truth items" in out.out and "not scored, size_mismatch: 1 (small)" in out.out
+    assert "mIoU" in out.out and "(summed over images; scored 1 of 4 ground-truth items)" in out.out
+    assert "exit 1" in out.err
+    # --allow-missing accepts the missing prediction only: a size mismatch or unreadable file still fails
+    assert _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2", "--allow-missing",
+                     name="r2")[0] == 1
+    (tmp_path / "pred/broken.png").unlink()
+    (tmp_path / "pred/small.png").unlink()
+    code, summary, _ = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2",
+                                 "--allow-missing", name="r3")
+    assert code == 0 and summary["not_scored"] == {"missing_prediction": 3}
+    assert _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2", name="r4")[0] == 1
+
+
+def test_nothing_paired_exits_1_even_with_allow_missing(tmp_path, capsys):
+    g = np.zeros((4, 4), np.uint8)
+    _write(tmp_path / "gt", {"a": g, "b": g})
+    _write(tmp_path / "pred", {"c": g, "d": g})
+    code, summary, _ = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2", "--allow-missing")
+    assert code == 1 and summary["scored_items"] == 0 and summary["miou"] is None
+    assert "no ground-truth item was scored" in capsys.readouterr().err
+
+
+def test_one_prediction_with_out_of_range_pixels_no_longer_drops_the_image(tmp_path):
+    rng = np.random.default_rng(1)
+    gts = {k: rng.integers(0, 3, (10, 12)).astype(np.uint8) for k in "ab"}
+    preds = {k: v.copy() for k, v in gts.items()}
+    preds["b"][0, :3] = 200  # three pixels >= --num-classes
+    preds["b"][5, 5] = (gts["b"][5, 5] + 1) % 3
+    _write(tmp_path / "gt", gts)
+    _write(tmp_path / "pred", preds)
+    code, summary, items = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "3")
+    assert code == 0 and summary["scored_items"] == 2
+    assert items["b"]["status"] == "ok" and items["b"]["pred_out_of_range"] == 3 and items["a"]["pred_out_of_range"] == 0
+    assert summary["pred_out_of_range_pixels"] == 3 and summary["items_with_pred_out_of_range"] == 1
+    sums = sum(np.stack(_mmseg(preds[k], gts[k], 3, 255)) for k in "ab")
+    assert summary["iou"] == pytest.approx((sums[0] / sums[1]).tolist(), rel=1e-15)
+    assert summary["pixel_accuracy"] == pytest.approx(sums[0].sum() / sums[3].sum(), rel=1e-15)
+    classes = {r["class_id"]: r for r in pq.read_table(tmp_path / "r/classes").to_pylist()}
+    assert sum(r["pred_out_of_range"] for r in classes.values()) == 3
+    assert [classes[c]["tp"] + classes[c]["fn"] for c in range(3)] == sums[3].tolist()
+
+
+@pytest.mark.parametrize("policy, iou, code", [("fn", [1.0, 0.5], 0), ("ignore", [1.0, 1.0], 0), ("error", None, 1)])
+def test_out_of_range_policies_on_the_reference_example(tmp_path, policy, iou, code):
+    _write(tmp_path / "gt", {"x": np.array([[0, 0, 1, 1]], np.uint8)})
+    _write(tmp_path / "pred", {"x": np.array([[0, 0, 1, 255]], np.uint8)})
+    got, summary, items = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2",
+                                    "--out-of-range", policy)
+    assert got == code and items["x"]["pred_out_of_range"] == 1 and summary["out_of_range"] == policy
+    if iou is None:
+        assert items["x"]["error_code"] == "out_of_range" and summary["not_scored"] == {"out_of_range": 1}
+    else:
+        assert summary["iou"] == iou and items["x"]["status"] == "ok"
+
+
+def test_ground_truth_out_of_range_is_an_error_row_unless_ignored(tmp_path):
+    _write(tmp_path / "gt", {"x": np.array([[0, 7, 1, 1]], np.uint8), "y": np.array([[0, 1]], np.uint8)})
+    _write(tmp_path / "pred", {"x": np.array([[0, 1, 1, 1]], np.uint8), "y": np.array([[0, 1]], np.uint8)})
+    code, summary, items = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2")
+    assert code == 1 and items["x"]["error_code"] == "gt_out_of_range" and "{7: 1}" in items["x"]["error_message"]
+    assert items["x"]["gt_out_of_range"] == 1 and summary["not_scored"] == {"gt_out_of_range": 1}
+    code, summary, items = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2",
+                                     "--out-of-range", "ignore", name="r2")
+    assert code == 0 and items["x"]["status"] == "ok" and items["x"]["gt_out_of_range"] == 1
+    assert summary["gt_out_of_range_pixels"] == 1 and items["x"]["pixels"] == 3
+
+
+def _mmseg(pred, label, num_classes, ignore_index):
+    from test_metrics import mmseg_intersect_and_union
+
+    return mmseg_intersect_and_union(pred, label, num_classes, ignore_index)
+
+
+@st.composite
+def _datasets(draw):
+    nc = draw(st.integers(1, 12))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16]))
+    maps = []
+    for _ in range(draw(st.integers(1, 3))):
+        h, w = draw(st.integers(1, 9)), draw(st.integers(1, 9))
+        seed = draw(st.integers(0, 2**32 - 1))
+        rng = np.random.default_rng(seed)
+        gt = rng.integers(0, nc, (h, w))
+        gt[rng.random((h, w)) < 0.15] = 255
+        pred = np.where(rng.random((h, w)) < 0.6, gt, rng.integers(0, nc + 3, (h, w)))
+        pred[rng.random((h, w)) < 0.1] = 255
+        maps.append((gt.astype(dtype), pred.astype(dtype)))
+    return nc, maps
+
+
+@given(_datasets())
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                  HealthCheck.function_scoped_fixture])
+def test_cli_scores_equal_mmsegmentation_on_random_maps(tmp_path_factory, case):
+    nc, maps = case
+    tmp = tmp_path_factory.mktemp("mm")
+    _write(tmp / "gt", {f"m{i}": g for i, (g, _) in enumerate(maps)})
+    _write(tmp / "pred", {f"m{i}": p for i, (_, p) in enumerate(maps)})
+    code, summary, items = _evaluate(tmp, tmp / "gt", tmp / "pred", "--num-classes", str(nc))
+    sums = sum(np.stack(_mmseg(p, g, nc, 255)) for g, p in maps)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = sums[0] / sums[1]
+    assert [np.nan if v is None else v for v in summary["iou"]] == pytest.approx(iou.tolist(), rel=1e-15, nan_ok=True)
+    assert summary["scored_items"] == len(maps) and code == 0
+    n_out = sum(int(((g != 255) & (p >= nc)).sum()) for g, p in maps)
+    assert summary["pred_out_of_range_pixels"] == n_out
+    assert sum(r["pred_out_of_range"] for r in items.values()) == n_out
+
+
+def test_panoptic_pngs_not_found_names_the_folder(real_data, tmp_path, capsys):
+    ref = real_data / "_reference/panoptic_pq"
+    # gt.json's PNGs are not beside it and --gt-masks is not given
+    code, summary, items = _evaluate(tmp_path, ref / "gt.json", ref / "pred.json")
+    assert code == 1 and summary["scored_items"] == 0 and summary["not_scored"] == {"missing_mask": len(items)}
+    searched = str(ref / "gt")
+    assert all(searched in r["error_message"] and "--gt-masks" in r["error_message"] for r in items.values())
+    out = capsys.readouterr().out
+    assert f"ground-truth panoptic PNG folder not found: {searched} (give --gt-masks)" in out
+    assert f"scored 0 of {len(items)} ground-truth items" in out
+
+
+def test_html_report_says_what_was_scored(tmp_path):
+    from fastmask.report import render_report
+
+    g = np.zeros((4, 4), np.uint8)
+    _write(tmp_path / "gt", {"a": g, "b": g, "c": g})
+    p = g.copy()
+    p[0, 0] = 9
+    _write(tmp_path / "pred", {"a": p, "b": g[:2]})
+    _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "2")
+    page = render_report(tmp_path / "r", max_thumbnails=0, charts="none")
+    assert "<b>1 of 3</b><span>ground-truth items scored</span>" in page
+    assert "mIoU (summed, scored 1 of 3 ground-truth items)" in page
+    assert "not scored: missing_prediction</td><td>1 (c)" in page and "not scored: size_mismatch</td><td>1 (b)" in page
+    assert "1 px in 1 items (--out-of-range fn)" in page

@@ -554,3 +554,140 @@ def test_docstring_examples():
 
     result = doctest.testmod(M, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20 and result.failed == 0
+
+
+# --------------------------------------------------------------------------------------
+# out-of-range predictions: mmsegmentation's definition
+# --------------------------------------------------------------------------------------
+
+
+def mmseg_intersect_and_union(pred, label, num_classes, ignore_index):
+    """mmsegmentation's ``intersect_and_union``, in NumPy, from its definition:
+    ``mask = label != ignore_index; pred_label = pred[mask]; label = label[mask]``;
+    ``intersect = pred_label[pred_label == label]``; areas are ``torch.histc(x.float(),
+    bins=num_classes, min=0, max=num_classes - 1)``, which on integer values is one bin per
+    class and does not count values outside ``[0, num_classes - 1]`` -- so an out-of-range
+    prediction adds to ``area_label`` (FN of its gt class) and to nothing else."""
+    pred = np.asarray(pred).astype(np.int64).ravel()
+    label = np.asarray(label).astype(np.int64).ravel()
+    if ignore_index is not None:
+        mask = label != ignore_index
+        pred, label = pred[mask], label[mask]
+
+    def histc(x):
+        x = x[(x >= 0) & (x <= num_classes - 1)]
+        return np.bincount(x, minlength=num_classes).astype(np.float64)
+
+    intersect = pred[pred == label]
+    area_intersect, area_pred, area_label = histc(intersect), histc(pred), histc(label)
+    return area_intersect, area_pred + area_label - area_intersect, area_pred, area_label
+
+
+def _ratio(a, b):
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN, as in mmsegmentation
+        return a / b
+
+
+@st.composite
+def out_of_range_pairs(draw):
+    """label_pairs with predictions out of range (ground truth kept in range or ignore)."""
+    gt, pred, nc, ignore = draw(label_pairs(allow_out_of_range=True))
+    bad = (gt >= nc) & ((gt != ignore) if ignore is not None else True)
+    gt = np.where(bad, gt % nc, gt).astype(gt.dtype)
+    # a few predictions at the dtype's top value too (255 is the usual "no class" output)
+    k = draw(st.integers(0, 3))
+    flat = pred.reshape(-1)
+    for i in draw(st.lists(st.integers(0, flat.size - 1), min_size=k, max_size=k)):
+        flat[i] = np.iinfo(pred.dtype).max
+    return gt, pred, nc, ignore
+
+
+def test_out_of_range_prediction_is_a_false_negative_of_its_class():
+    gt = np.array([[0, 0, 1, 1]], np.uint8)
+    pred = np.array([[0, 0, 1, 255]], np.uint8)
+    for g, p in ((gt, pred), (gt.astype(np.uint16), pred.astype(np.uint16))):
+        c = M.confusion_matrix(g, p, 2)  # ignore_index 255 is a ground-truth value: pred 255 is out of range
+        np.testing.assert_array_equal(M.iou(c), [1.0, 0.5])
+        np.testing.assert_array_equal(c.tp_fp_fn()[2], [0, 1])
+        assert c.pred_out_of_range == {255: 1} and c.out_of_range == 1
+        assert M.pixel_accuracy(c) == 0.75
+        np.testing.assert_array_equal(M.iou(M.confusion_matrix(g, p, 2, out_of_range="ignore")), [1.0, 1.0])
+        with pytest.raises(ValueError, match=r"pred has 1 pixels with values >= num_classes=2: \{255: 1\}"):
+            M.confusion_matrix(g, p, 2, out_of_range="error")
+
+
+@given(out_of_range_pairs())
+@hsettings(300)
+def test_fn_policy_equals_mmsegmentation_intersect_and_union(case):
+    gt, pred, nc, ignore = case
+    ai, au, ap, al = mmseg_intersect_and_union(pred, gt, nc, ignore)
+    c = M.confusion_matrix(gt, pred, nc, ignore)
+    tp, fp, fn = c.tp_fp_fn()
+    np.testing.assert_array_equal(tp, ai)
+    np.testing.assert_array_equal(tp + fp, ap)
+    np.testing.assert_array_equal(tp + fn, al)
+    np.testing.assert_array_equal(M.iou(c), _ratio(ai, au))
+    np.testing.assert_array_equal(M.dice(c), _ratio(2 * ai, ap + al))
+    np.testing.assert_array_equal(M.recall(c), _ratio(ai, al))  # mmsegmentation's per-class Acc
+    total = al.sum()
+    assert (M.pixel_accuracy(c) == ai.sum() / total) if total else math.isnan(M.pixel_accuracy(c))
+    # the same through the accumulator and the generic kernel
+    acc = M.ConfusionAccumulator(nc, ignore)
+    acc.add(gt.astype(np.int32), pred.astype(np.int32))
+    np.testing.assert_array_equal(acc.scores().iou, _ratio(ai, au))
+
+
+@given(st.lists(out_of_range_pairs(), min_size=1, max_size=4))
+@hsettings(60)
+def test_fn_policy_dataset_scores_equal_mmsegmentation_totals(cases):
+    # total_intersect_and_union: areas summed over images, then divided
+    nc, ignore = cases[0][2], cases[0][3]
+    acc = M.ConfusionAccumulator(nc, ignore)
+    sums = np.zeros((4, nc))
+    for gt, pred, _, _ in cases:
+        gt = np.where((gt >= nc) & ((gt != ignore) if ignore is not None else True), 0, gt).astype(gt.dtype)
+        acc.add(gt, pred)
+        sums += np.stack(mmseg_intersect_and_union(pred, gt, nc, ignore))
+    s = acc.scores()
+    np.testing.assert_array_equal(s.iou, _ratio(sums[0], sums[1]))
+    assert (s.pixel_accuracy == sums[0].sum() / sums[3].sum()) if sums[3].sum() else math.isnan(s.pixel_accuracy)
+    total = sum(M.confusion_matrix(g, p, nc, ignore) for g, p, _, _ in
+                [(np.where((g >= nc) & ((g != ignore) if ignore is not None else True), 0, g).astype(g.dtype), p, 0, 0)
+                 for g, p, _, _ in cases])
+    np.testing.assert_array_equal(M.iou(total), s.iou)
+
+
+def test_ground_truth_out_of_range_is_refused_unless_ignored():
+    gt = np.array([[0, 7, 1, 255]], np.uint8)
+    pred = np.array([[0, 1, 1, 3]], np.uint8)
+    for policy in ("fn", "error"):
+        with pytest.raises(M.OutOfRangeError, match=r"gt has 1 pixels with values >= num_classes=2: \{7: 1\}") as e:
+            M.confusion_matrix(gt, pred, 2, out_of_range=policy)
+        assert e.value.gt_out_of_range == {7: 1}
+        with pytest.raises(ValueError, match="gt has 1 pixels"):
+            M.ConfusionAccumulator(2, out_of_range=policy).add(gt.astype(np.int64), pred)
+    c = M.confusion_matrix(gt, pred, 2, out_of_range="ignore")
+    assert c.gt_out_of_range == {7: 1} and c.matrix.sum() == 2 and c.ignored == 1 and c.out_of_range == 1
+
+
+def test_count_is_a_deprecated_alias_of_ignore():
+    gt = np.array([[0, 1]], np.uint8)
+    pred = np.array([[0, 9]], np.uint8)
+    with pytest.warns(DeprecationWarning, match="'ignore'"):
+        c = M.confusion_matrix(gt, pred, 2, out_of_range="count")
+    assert c.policy == "ignore" and c.pred_out_of_range == {9: 1}
+    np.testing.assert_array_equal(M.iou(c), [1.0, np.nan])
+    with pytest.warns(DeprecationWarning):
+        assert M.ConfusionAccumulator(2, out_of_range="count").out_of_range == "ignore"
+    with pytest.raises(ValueError, match="'fn', 'ignore', 'error'"):
+        M.confusion_matrix(gt, pred, 2, out_of_range="drop")
+
+
+def test_confusion_counts_add_only_alike():
+    a = M.confusion_matrix(np.array([[0, 1]], np.uint8), np.array([[0, 5]], np.uint8), 2)
+    b = M.confusion_matrix(np.array([[1, 1]], np.uint8), np.array([[1, 6]], np.uint8), 2)
+    s = a + b
+    assert s.pred_out_of_range == {5: 1, 6: 1} and s.pred_out_of_range_per_class.tolist() == [0, 2]
+    np.testing.assert_array_equal(M.iou(s), [1.0, 1 / 3])
+    with pytest.raises(ValueError, match="policies"):
+        a + M.confusion_matrix(np.array([[0, 1]], np.uint8), np.array([[0, 5]], np.uint8), 2, out_of_range="ignore")

@@ -131,7 +131,7 @@ def pair_items(gt_rows: list[dict], pred_rows: list[dict], *, gt_file_names: boo
                                                      f"ground-truth item(s) {', '.join(map(repr, others))}")
             else:
                 row["pred"] = preds[found[0]]
-                row["paired_by"] = "item_id" if found[0] == gid or not gt_file_names else "file_name"
+                row["paired_by"] = "item_id" if found[0] == gid else "file_name"
         out.append(row)
     for pid, r in preds.items():
         if pid not in claims:

@@ -44,12 +44,20 @@ def failures(summary: dict, allow_missing: bool) -> list[str]:
 
 
 def exit_code(summary: dict, allow_missing: bool) -> int:
-    """1 when :func:`failures` names anything, else 0."""
+    """1 when :func:`failures` names anything, else 0.
+
+    >>> exit_code({"scored_items": 2, "ground_truth_items": 2, "not_scored": {}}, False)
+    0
+    """
     return EXIT_FINDINGS if failures(summary, allow_missing) else EXIT_OK
 
 
 def print_not_scored(summary: dict) -> None:
-    """The items not scored, by reason, and the extra predictions."""
+    """The items not scored, by reason, and the extra predictions.
+
+    >>> print_not_scored({"not_scored": {"size_mismatch": 2}, "not_scored_examples": {"size_mismatch": ["a"]}})
+      not scored, size_mismatch: 2 (a, ...)
+    """
     examples = summary.get("not_scored_examples") or {}
     for code, n in (summary.get("not_scored") or {}).items():
         ids = examples.get(code) or []
@@ -70,6 +78,11 @@ def print_pairing_notes(summary: dict, gt, pred) -> None:
 
 
 def print_out_of_range(summary: dict) -> None:
+    """The out-of-range pixels and what the policy did with them.
+
+    >>> print_out_of_range({"pred_out_of_range_pixels": 3, "items_with_pred_out_of_range": 1, "out_of_range": "ignore"})
+      predicted values >= --num-classes on ground-truth pixels: 3 px in 1 item(s), left out (--out-of-range ignore)
+    """
     n = summary.get("pred_out_of_range_pixels") or 0
     if n:
         how = {"fn": "counted as false negatives of their ground-truth class", "ignore": "left out (--out-of-range ignore)",
@@ -81,7 +94,11 @@ def print_out_of_range(summary: dict) -> None:
 
 
 def finish(summary: dict, allow_missing: bool) -> int:
-    """Print the verdict line on stderr when failing; return the exit code."""
+    """Print the verdict line on stderr when failing; return the exit code.
+
+    >>> finish({"scored_items": 3, "ground_truth_items": 4, "not_scored": {"missing_prediction": 1}}, True)
+    0
+    """
     why = failures(summary, allow_missing)
     if why:
         hint = "; --allow-missing accepts missing predictions" if any("missing_prediction" in w for w in why) else ""
