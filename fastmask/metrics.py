@@ -185,11 +185,13 @@ def _check_ignore(ignore_index: Any) -> int | None:
     return ig
 
 
-def _check_out_of_range(out_of_range: Any) -> str:
-    """The policy name; ``"count"`` (the former name of ``"ignore"``) still works, with a warning."""
+def _check_out_of_range(out_of_range: Any, stacklevel: int = 3) -> str:
+    """The policy name; ``"count"`` (the former name of ``"ignore"``) still works, with a warning
+    (``stacklevel``: where the caller's caller is)."""
     if out_of_range == "count":
         warnings.warn("out_of_range='count' is deprecated: it is now called 'ignore' (note that the default, "
-                      "'fn', scores out-of-range predictions as false negatives)", DeprecationWarning, stacklevel=3)
+                      "'fn', scores out-of-range predictions as false negatives)", DeprecationWarning,
+                      stacklevel=stacklevel)
         return "ignore"
     if out_of_range not in OUT_OF_RANGE_POLICIES:
         raise ValueError(f"out_of_range must be one of 'fn', 'ignore', 'error', got {out_of_range!r}")
@@ -222,7 +224,7 @@ class OutOfRangeError(ValueError):
 
 def _confusion(gt: Any, pred: Any, num_classes: Any, ignore_index: Any, out_of_range: str,
                parallel: bool = False) -> ConfusionCounts:
-    policy = _check_out_of_range(out_of_range)
+    policy = _check_out_of_range(out_of_range, stacklevel=4)  # user -> confusion_matrix -> here
     nc = _check_num_classes(num_classes)
     ig = _check_ignore(ignore_index)
     g = _check_label_array(gt, "gt")

@@ -642,18 +642,18 @@ def test_fn_policy_equals_mmsegmentation_intersect_and_union(case):
 def test_fn_policy_dataset_scores_equal_mmsegmentation_totals(cases):
     # total_intersect_and_union: areas summed over images, then divided
     nc, ignore = cases[0][2], cases[0][3]
+    images = []
+    for gt, pred, _, _ in cases:  # the first case's class count and ignore value for all
+        bad = (gt >= nc) & ((gt != ignore) if ignore is not None else True)
+        images.append((np.where(bad, 0, gt).astype(gt.dtype), pred))
     acc = M.ConfusionAccumulator(nc, ignore)
-    sums = np.zeros((4, nc))
-    for gt, pred, _, _ in cases:
-        gt = np.where((gt >= nc) & ((gt != ignore) if ignore is not None else True), 0, gt).astype(gt.dtype)
+    for gt, pred in images:
         acc.add(gt, pred)
-        sums += np.stack(mmseg_intersect_and_union(pred, gt, nc, ignore))
+    sums = sum(np.stack(mmseg_intersect_and_union(pred, gt, nc, ignore)) for gt, pred in images)
     s = acc.scores()
     np.testing.assert_array_equal(s.iou, _ratio(sums[0], sums[1]))
     assert (s.pixel_accuracy == sums[0].sum() / sums[3].sum()) if sums[3].sum() else math.isnan(s.pixel_accuracy)
-    total = sum(M.confusion_matrix(g, p, nc, ignore) for g, p, _, _ in
-                [(np.where((g >= nc) & ((g != ignore) if ignore is not None else True), 0, g).astype(g.dtype), p, 0, 0)
-                 for g, p, _, _ in cases])
+    total = sum(M.confusion_matrix(gt, pred, nc, ignore) for gt, pred in images)
     np.testing.assert_array_equal(M.iou(total), s.iou)
 
 
