@@ -450,3 +450,15 @@ def test_html_report_says_what_was_scored(tmp_path):
     assert "mIoU (summed, scored 1 of 3 ground-truth items)" in page
     assert "not scored: missing_prediction</td><td>1 (c)" in page and "not scored: size_mismatch</td><td>1 (b)" in page
     assert "1 px in 1 items (--out-of-range fn)" in page
+
+
+def test_not_scored_counts_add_up_over_shards(tmp_path):
+    g = np.zeros((3, 3), np.uint8)
+    _write(tmp_path / "gt", {f"i{k:02d}": g for k in range(10)})
+    _write(tmp_path / "pred", {"i03": g, "i07": g, "x": g})
+    code, summary, items = _evaluate(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "1",
+                                     "--shard-size", "3", "--allow-missing")
+    assert code == 0 and len(items) == 11
+    assert (summary["scored_items"], summary["ground_truth_items"], summary["extra_predictions"]) == (2, 10, 1)
+    assert summary["not_scored"] == {"missing_prediction": 8}
+    assert summary["not_scored_examples"] == {"missing_prediction": ["i00", "i01", "i02", "i04", "i05"]}

@@ -447,42 +447,43 @@ def _out_of_range_cells(gt: np.ndarray, pred: np.ndarray, n: int, ignore: int | 
     return pairs[0].tolist(), pairs[1].tolist(), counts.tolist()
 
 
+def _empty_scoring() -> dict:
+    return {"ground_truth_items": 0, "scored_items": 0, "not_scored": {}, "not_scored_examples": {},
+            "extra_predictions": 0, "paired_by_file_name": 0, "pred_out_of_range_pixels": 0,
+            "items_with_pred_out_of_range": 0, "gt_out_of_range_pixels": 0}
+
+
 def _scoring_counts(items: pa.Table) -> dict:
     """Of one shard's items: ground-truth items, those scored, the rest by error code (with
     a few example ids), extra predictions, pairs made by file name, out-of-range pixels."""
-    cols = {k: items.column(k).to_pylist() for k in ("item_id", "status", "error_code", "paired_by",
-                                                     "pred_out_of_range", "gt_out_of_range")
-            if k in items.column_names}
-    out = {"ground_truth_items": 0, "scored_items": 0, "not_scored": {}, "not_scored_examples": {},
-           "extra_predictions": 0, "paired_by_file_name": 0, "pred_out_of_range_pixels": 0,
-           "items_with_pred_out_of_range": 0, "gt_out_of_range_pixels": 0}
-    n = len(cols["item_id"])
+    n = items.num_rows
+    col = {k: items.column(k).to_pylist() if k in items.column_names else [None] * n
+           for k in ("item_id", "status", "error_code", "paired_by", "pred_out_of_range", "gt_out_of_range")}
+    out = _empty_scoring()
     for i in range(n):
-        code = cols["error_code"][i]
+        code = col["error_code"][i]
         if code in NOT_GROUND_TRUTH:
             out["extra_predictions"] += 1
             continue
         out["ground_truth_items"] += 1
-        if cols["status"][i] == "ok":
+        if col["status"][i] == "ok":
             out["scored_items"] += 1
         else:
             out["not_scored"][code] = out["not_scored"].get(code, 0) + 1
             ex = out["not_scored_examples"].setdefault(code, [])
             if len(ex) < _EXAMPLES:
-                ex.append(cols["item_id"][i])
-        if (cols.get("paired_by") or [None] * n)[i] == "file_name":
-            out["paired_by_file_name"] += 1
-        k = (cols.get("pred_out_of_range") or [None] * n)[i] or 0
+                ex.append(col["item_id"][i])
+        out["paired_by_file_name"] += col["paired_by"][i] == "file_name"
+        k = col["pred_out_of_range"][i] or 0
         out["pred_out_of_range_pixels"] += k
         out["items_with_pred_out_of_range"] += bool(k)
-        out["gt_out_of_range_pixels"] += (cols.get("gt_out_of_range") or [None] * n)[i] or 0
+        out["gt_out_of_range_pixels"] += col["gt_out_of_range"][i] or 0
     return out
 
 
 def _merge_scoring(parts: list[dict]) -> dict:
-    out = {"ground_truth_items": 0, "scored_items": 0, "not_scored": {}, "not_scored_examples": {},
-           "extra_predictions": 0, "paired_by_file_name": 0, "pred_out_of_range_pixels": 0,
-           "items_with_pred_out_of_range": 0, "gt_out_of_range_pixels": 0}
+    """The shards' :func:`_scoring_counts` added up (examples: the first five, shard order)."""
+    out = _empty_scoring()
     for p in parts:
         for k, v in p.items():
             if k == "not_scored":
