@@ -3,7 +3,8 @@
 Heavy modules (numba, pyarrow, kernels) are imported inside the command handlers so
 that ``fastmask --help`` and ``fastmask --version`` never pay for them.
 
-Exit codes: 0 ok; 1 findings of error severity (jobs that check); 2 usage or
+Exit codes: 0 ok; 1 findings of error severity (jobs that check; for ``evaluate``:
+ground-truth items left unscored, or none scored); 2 usage or
 configuration error (nothing was run); 3 the run started but stopped (``--resume``
 continues it).
 """
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastmask",
         description="Fast, trustworthy segmentation masks at dataset scale.",
-        epilog="exit codes: 0 ok, 1 findings of error severity, 2 usage/configuration error, 3 run stopped (use --resume)",
+        epilog="exit codes: 0 ok, 1 findings of error severity (evaluate: ground truth left unscored), "
+               "2 usage/configuration error, 3 run stopped (use --resume)",
     )
     parser.add_argument("--version", action="version", version=f"fastmask {__version__}")
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
@@ -100,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ground-truth value that counts nowhere (default 255; -1 for none)")
     ev.add_argument("--empty-policy", choices=("nan", "one", "zero"), default="nan",
                     help="score of a class absent from both gt and prediction (default nan: left out of means)")
+    ev.add_argument("--out-of-range", choices=("fn", "ignore", "error"), default="fn",
+                    help="a predicted value >= N on a ground-truth class: fn (default) a false negative of that "
+                         "class and nothing else (mmsegmentation, cityscapesScripts); ignore: left out; "
+                         "error: the item is an error row. Counted per item either way")
+    ev.add_argument("--allow-missing", action="store_true",
+                    help="exit 0 even when ground-truth items have no prediction (they are still listed "
+                         "and not scored); other unscored items still exit 1")
     ev.add_argument("--plots", action="store_true", help="also write PNG charts into REPORT/plots/ (needs matplotlib)")
     add_engine_arguments(ev)
     val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
@@ -233,7 +242,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                 return EXIT_USAGE
             n = max(ids) + 1
         ignore = None if args.ignore_value < 0 else args.ignore_value
-        job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy)
+        job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy,
+                          out_of_range=args.out_of_range)
         arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
         result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
                          arguments=arguments, **opts.run_kwargs())
@@ -247,29 +257,32 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"fastmask evaluate: {e}", file=sys.stderr)
         return e.exit_code
     s = result.summary
+    from .jobs import evaluate_summary as es
 
     def pct(v):
         return "  n/a" if v is None else f"{100 * v:5.1f}"
 
+    scored = es.scored_phrase(s)
+    print(f"evaluate: {scored} in {result.wall_seconds:.2f} s")
+    es.print_not_scored(s)
+    es.print_pairing_notes(s, gt, pred)
     if "panoptic" in s:
-        print(f"evaluated {result.counts.get('ok', 0)} of {result.n_items} panoptic images; "
-              f"not evaluated: {result.counts.get('error_codes', {}) or 'none'}")
         for name in ("all", "things", "stuff"):
             g = s["panoptic"][name]
-            print(f"  {name:<7} PQ {pct(g['pq'])}  SQ {pct(g['sq'])}  RQ {pct(g['rq'])}  classes {g['n']}")
-        print(f"report: {result.out_dir}")
-        return _plots(args, result.out_dir) if args.plots else 0
-    classes = write_classes_table(job, result.out_dir)
-    print(f"evaluated {result.counts.get('ok', 0)} of {result.n_items} items in {result.wall_seconds:.2f} s; "
-          f"not evaluated: {result.counts.get('error_codes', {}) or 'none'}")
-    print(f"{'class':>6} {'name':<16} {'IoU':>6} {'Dice':>6}")
-    for r in classes.to_pylist():
-        if r["tp"] or r["fp"] or r["fn"]:
-            print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {pct(r['iou']):>6} {pct(r['dice']):>6}")
-    print(f"mIoU {pct(s['miou'])}  mDice {pct(s['mdice'])}  pixel accuracy {pct(s['pixel_accuracy'])} "
-          f"(summed over images); mean of per-image mIoU {pct(s['image_averaged_miou'])}")
+            print(f"  {name:<7} PQ {pct(g['pq'])}  SQ {pct(g['sq'])}  RQ {pct(g['rq'])}  classes {g['n']}  ({scored})")
+    else:
+        classes = write_classes_table(job, result.out_dir)
+        print(f"{'class':>6} {'name':<16} {'IoU':>6} {'Dice':>6}")
+        for r in classes.to_pylist():
+            if r["tp"] or r["fp"] or r["fn"]:
+                print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {pct(r['iou']):>6} {pct(r['dice']):>6}")
+        print(f"mIoU {pct(s['miou'])}  mDice {pct(s['mdice'])}  pixel accuracy {pct(s['pixel_accuracy'])} "
+              f"(summed over images; {scored}); mean of per-image mIoU {pct(s['image_averaged_miou'])}")
+        es.print_out_of_range(s)
     print(f"report: {result.out_dir}")
-    return _plots(args, result.out_dir) if args.plots else 0
+    code = es.finish(s, args.allow_missing)
+    plotted = _plots(args, result.out_dir) if args.plots else 0
+    return code or plotted
 
 
 def _rule_config(args: argparse.Namespace):

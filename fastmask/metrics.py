@@ -5,9 +5,13 @@ Conventions (see DESIGN.md, "Metrics"):
 
 * A confusion matrix has ground truth in rows and prediction in columns, int64 counts.
 * Pixels whose ground truth equals ``ignore_index`` (default 255) count nowhere.
-* A value ``>= num_classes`` in either map is an error by default; with
-  ``out_of_range="count"`` such pixels are left out of the matrix and reported, so that
+* A predicted value ``>= num_classes`` on a ground-truth class is, by default
+  (``out_of_range="fn"``, mmsegmentation's and cityscapesScripts' definition), a false
+  negative of that class and nothing else; ``"ignore"`` leaves it out, ``"error"``
+  raises. Either way it is reported (:class:`ConfusionCounts`), so that
   ``matrix.sum() + ignored + out_of_range == gt.size``: nothing is dropped silently.
+  A ground-truth value ``>= num_classes`` (not the ignore index) raises, except under
+  ``"ignore"``.
 * IoU = TP / (TP + FP + FN), Dice = 2 TP / (2 TP + FP + FN). A class absent from both
   ground truth and prediction follows ``empty_policy``: ``"nan"`` (default, left out of
   means), ``"one"`` or ``"zero"``.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Literal, Mapping, overload
 
@@ -32,6 +37,8 @@ from .kernels import confusion as _k
 __all__ = [
     "EmptyPolicy",
     "ConfusionCounts",
+    "OutOfRange",
+    "OutOfRangeError",
     "confusion_matrix",
     "iou",
     "dice",
@@ -52,7 +59,8 @@ __all__ = [
 ]
 
 EmptyPolicy = Literal["nan", "one", "zero"]
-OutOfRange = Literal["error", "count"]
+OutOfRange = Literal["fn", "ignore", "error"]
+OUT_OF_RANGE_POLICIES = ("fn", "ignore", "error")
 
 _EMPTY_FILL = {"nan": math.nan, "one": 1.0, "zero": 0.0}
 _INT64_MAX = np.iinfo(np.int64).max
@@ -73,10 +81,22 @@ class ConfusionCounts:
     Attributes:
         matrix: (num_classes, num_classes) int64, rows = ground truth, columns = prediction.
         ignored: pixels skipped because the ground truth is ``ignore_index``.
-        out_of_range: pixels left out because gt or pred (or both) is ``>= num_classes``.
+        out_of_range: pixels not in ``matrix`` because gt or pred (or both) is ``>= num_classes``.
         gt_out_of_range: ``{value: pixels}`` for out-of-range ground-truth values.
         pred_out_of_range: ``{value: pixels}`` for out-of-range predicted values (pixels
             whose ground truth is ignored are not included).
+        pred_out_of_range_per_class: (num_classes,) int64: per ground-truth class, the
+            pixels whose prediction is out of range.
+        policy: ``"fn"``: those pixels are false negatives of their ground-truth class
+            (in :meth:`tp_fp_fn` and every score computed from these counts);
+            ``"ignore"``: they count nowhere (reported only).
+
+    Counts of several images add up with ``+`` (and ``sum``).
+
+    >>> gt = np.array([[0, 0, 1, 1]], np.uint8); pred = np.array([[0, 0, 1, 255]], np.uint8)
+    >>> c = confusion_matrix(gt, pred, 2, None)
+    >>> c.pred_out_of_range_per_class, iou(c)
+    (array([0, 1]), array([1. , 0.5]))
     """
 
     matrix: np.ndarray
@@ -84,6 +104,48 @@ class ConfusionCounts:
     out_of_range: int
     gt_out_of_range: dict[int, int] = field(default_factory=dict)
     pred_out_of_range: dict[int, int] = field(default_factory=dict)
+    pred_out_of_range_per_class: np.ndarray | None = None
+    policy: str = "fn"
+
+    def __post_init__(self):
+        if self.pred_out_of_range_per_class is None:
+            object.__setattr__(self, "pred_out_of_range_per_class", np.zeros(self.matrix.shape[0], np.int64))
+        if self.policy not in ("fn", "ignore"):
+            raise ValueError(f"policy must be 'fn' or 'ignore', got {self.policy!r}")
+
+    def tp_fp_fn(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-class TP, FP, FN; under ``policy="fn"`` FN includes the out-of-range predictions.
+
+        >>> ConfusionCounts(np.array([[2, 0], [0, 1]]), 0, 1, {}, {9: 1}, np.array([0, 1])).tp_fp_fn()
+        (array([2, 1]), array([0, 0]), array([0, 1]))
+        """
+        tp, fp, fn = _tp_fp_fn(self.matrix)
+        if self.policy == "fn":
+            fn = fn + self.pred_out_of_range_per_class
+        return tp, fp, fn
+
+    def __add__(self, other: "ConfusionCounts") -> "ConfusionCounts":
+        if not isinstance(other, ConfusionCounts):
+            return NotImplemented
+        if other.matrix.shape != self.matrix.shape or other.policy != self.policy:
+            raise ValueError("cannot add ConfusionCounts of different class counts or out-of-range policies")
+        return ConfusionCounts(self.matrix + other.matrix, self.ignored + other.ignored,
+                               self.out_of_range + other.out_of_range,
+                               _add_counts(self.gt_out_of_range, other.gt_out_of_range),
+                               _add_counts(self.pred_out_of_range, other.pred_out_of_range),
+                               self.pred_out_of_range_per_class + other.pred_out_of_range_per_class, self.policy)
+
+    def __radd__(self, other: Any) -> "ConfusionCounts":
+        if isinstance(other, int) and other == 0:  # sum() starts from 0
+            return self
+        return NotImplemented
+
+
+def _add_counts(a: dict[int, int], b: dict[int, int]) -> dict[int, int]:
+    out = dict(a)
+    for v, n in b.items():
+        out[v] = out.get(v, 0) + n
+    return dict(sorted(out.items()))
 
 
 def _check_label_array(a: Any, name: str) -> np.ndarray:
@@ -123,6 +185,19 @@ def _check_ignore(ignore_index: Any) -> int | None:
     return ig
 
 
+def _check_out_of_range(out_of_range: Any, stacklevel: int = 3) -> str:
+    """The policy name; ``"count"`` (the former name of ``"ignore"``) still works, with a warning
+    (``stacklevel``: where the caller's caller is)."""
+    if out_of_range == "count":
+        warnings.warn("out_of_range='count' is deprecated: it is now called 'ignore' (note that the default, "
+                      "'fn', scores out-of-range predictions as false negatives)", DeprecationWarning,
+                      stacklevel=stacklevel)
+        return "ignore"
+    if out_of_range not in OUT_OF_RANGE_POLICIES:
+        raise ValueError(f"out_of_range must be one of 'fn', 'ignore', 'error', got {out_of_range!r}")
+    return out_of_range
+
+
 def _value_counts(values: np.ndarray) -> dict[int, int]:
     u, c = np.unique(values, return_counts=True)
     return {int(v): int(n) for v, n in zip(u, c)}
@@ -135,10 +210,21 @@ def _fmt_values(d: dict[int, int]) -> str:
     return "{" + shown + more + "}"
 
 
+class OutOfRangeError(ValueError):
+    """Class ids outside ``[0, num_classes)`` that the policy does not accept.
+
+    ``gt_out_of_range`` / ``pred_out_of_range``: ``{value: pixels}`` as in :class:`ConfusionCounts`.
+    """
+
+    def __init__(self, message: str, gt_out_of_range: dict[int, int], pred_out_of_range: dict[int, int]):
+        super().__init__(message)
+        self.gt_out_of_range = gt_out_of_range
+        self.pred_out_of_range = pred_out_of_range
+
+
 def _confusion(gt: Any, pred: Any, num_classes: Any, ignore_index: Any, out_of_range: str,
                parallel: bool = False) -> ConfusionCounts:
-    if out_of_range not in ("error", "count"):
-        raise ValueError(f"out_of_range must be 'error' or 'count', got {out_of_range!r}")
+    policy = _check_out_of_range(out_of_range, stacklevel=4)  # user -> confusion_matrix -> here
     nc = _check_num_classes(num_classes)
     ig = _check_ignore(ignore_index)
     g = _check_label_array(gt, "gt")
@@ -154,13 +240,13 @@ def _confusion(gt: Any, pred: Any, num_classes: Any, ignore_index: Any, out_of_r
         u8_ignore = has_ignore and 0 <= ig_val <= 255
         kernel_args = (g, p, nc, ig_val if u8_ignore else 0, u8_ignore)
         if parallel:
-            cm, g_out, p_out, counts = _k.confusion_u8_parallel(*kernel_args, numba.get_num_threads())
+            cm, g_out, p_out, counts, by_class = _k.confusion_u8_parallel(*kernel_args, numba.get_num_threads())
         else:
-            cm, g_out, p_out, counts = _k.confusion_u8(*kernel_args)
+            cm, g_out, p_out, counts, by_class = _k.confusion_u8(*kernel_args)
         gt_bad = {int(v): int(g_out[v]) for v in np.flatnonzero(g_out)}
         pred_bad = {int(v): int(p_out[v]) for v in np.flatnonzero(p_out)}
     else:
-        cm, counts = _k.confusion_generic(g, p, nc, ig_val, has_ignore)
+        cm, counts, by_class = _k.confusion_generic(g, p, nc, ig_val, has_ignore)
         gt_bad, pred_bad = {}, {}
         if counts[_k.EXCLUDED]:
             keep = (g != ig_val) if has_ignore else np.ones(g.shape, bool)
@@ -178,47 +264,65 @@ def _confusion(gt: Any, pred: Any, num_classes: Any, ignore_index: Any, out_of_r
         raise ValueError("class ids must be >= 0: " + "; ".join(parts))
 
     n_out = int(counts[_k.EXCLUDED])
-    if n_out and out_of_range == "error":
+    # ground-truth values out of range are refused unless the caller asked to leave them out:
+    # no definition scores them (mmsegmentation would make them false positives of the
+    # prediction, cityscapesScripts stops), and they usually mean a wrong num_classes
+    refuse_gt = policy != "ignore" and counts[_k.GT_OUT]
+    if refuse_gt or (n_out and policy == "error"):
         parts = []
         if gt_bad:
             parts.append(f"gt has {int(counts[_k.GT_OUT])} pixels with values >= num_classes={nc}: {_fmt_values(gt_bad)}")
-        if pred_bad:
+        if pred_bad and policy == "error":
             parts.append(f"pred has {int(counts[_k.PRED_OUT])} pixels with values >= num_classes={nc}: {_fmt_values(pred_bad)}")
         ig_note = f"ignore_index={ig}" if has_ignore else "no ignore_index"
-        raise ValueError(
-            f"{n_out} pixels have class ids outside [0, {nc}) ({ig_note}): " + "; ".join(parts)
-            + ". Pass out_of_range='count' to leave them out of the matrix and get them reported."
+        n_shown = n_out if policy == "error" else int(counts[_k.GT_OUT])
+        raise OutOfRangeError(
+            f"{n_shown} pixels have class ids outside [0, {nc}) ({ig_note}): " + "; ".join(parts)
+            + ". Pass out_of_range='ignore' to leave them out of the matrix and get them reported.",
+            gt_bad, pred_bad,
         )
-    return ConfusionCounts(cm, int(counts[_k.IGNORED]), n_out, gt_bad, pred_bad)
+    return ConfusionCounts(cm, int(counts[_k.IGNORED]), n_out, gt_bad, pred_bad, by_class,
+                           "ignore" if policy == "ignore" else "fn")
 
 
 @overload
 def confusion_matrix(gt: Any, pred: Any, num_classes: int, ignore_index: int | None = ..., *,
-                     out_of_range: Literal["error"] = ..., parallel: bool = ...) -> np.ndarray: ...
+                     out_of_range: Literal["error"], parallel: bool = ...) -> np.ndarray: ...
 @overload
 def confusion_matrix(gt: Any, pred: Any, num_classes: int, ignore_index: int | None = ..., *,
-                     out_of_range: Literal["count"], parallel: bool = ...) -> ConfusionCounts: ...
+                     out_of_range: Literal["fn", "ignore", "count"] = ..., parallel: bool = ...) -> ConfusionCounts: ...
 
 
-def confusion_matrix(gt, pred, num_classes, ignore_index=255, *, out_of_range="error", parallel=False):
+def confusion_matrix(gt, pred, num_classes, ignore_index=255, *, out_of_range="fn", parallel=False):
     """Pixel confusion matrix, rows = ground truth, columns = prediction (int64).
 
     ``gt`` and ``pred`` are integer (or bool) arrays of the same shape. Pixels where
-    ``gt == ignore_index`` are skipped (``None``: nothing is ignored). A value
-    ``>= num_classes`` in either array raises ``ValueError`` naming the values and pixel
-    counts; with ``out_of_range="count"`` the result is a :class:`ConfusionCounts` that
-    reports them instead. Negative values always raise. ``parallel=True`` splits uint8
-    inputs over Numba's threads: ~1.5x on a large image with idle cores, but much slower
-    when the cores are busy (measured 0.4 ms vs 24 ms on 2 loaded cores), so jobs that
-    already run one image per worker should leave it off.
+    ``gt == ignore_index`` are skipped (``None``: nothing is ignored). A predicted value
+    ``>= num_classes`` on a pixel whose ground truth is a class follows ``out_of_range``:
+
+    * ``"fn"`` (default; mmsegmentation's ``intersect_and_union`` and cityscapesScripts):
+      a false negative of the ground-truth class and nothing else;
+    * ``"ignore"``: left out (reported only; ``"count"`` is its deprecated former name);
+    * ``"error"``: ``ValueError`` naming the values and pixel counts.
+
+    A ground-truth value ``>= num_classes`` that is not ``ignore_index`` raises
+    (:class:`OutOfRangeError`, a ``ValueError``) except under ``"ignore"``, where it is
+    left out and reported. Negative values always raise. ``"error"`` returns the matrix
+    itself (nothing can be missing from it); ``"fn"`` and ``"ignore"`` return a
+    :class:`ConfusionCounts` (its ``matrix`` plus every pixel that is not in it), which
+    :func:`iou`, :func:`dice` and the other scores take as they take a matrix.
+    ``parallel=True`` splits uint8 inputs over Numba's threads: ~1.5x on a large image
+    with idle cores, but much slower when the cores are busy (measured 0.4 ms vs 24 ms on
+    2 loaded cores), so jobs that already run one image per worker should leave it off.
 
     >>> gt = np.array([[0, 1], [1, 255]], np.uint8)
     >>> pred = np.array([[0, 1], [0, 1]], np.uint8)
-    >>> confusion_matrix(gt, pred, num_classes=2)
+    >>> confusion_matrix(gt, pred, num_classes=2, out_of_range="error")
     array([[1, 0],
            [1, 1]])
-    >>> confusion_matrix(gt, np.array([[0, 1], [7, 1]], np.uint8), 2, out_of_range="count").pred_out_of_range
-    {7: 1}
+    >>> c = confusion_matrix(gt, np.array([[0, 1], [7, 1]], np.uint8), 2)
+    >>> c.matrix.tolist(), c.pred_out_of_range, c.pred_out_of_range_per_class.tolist(), iou(c).tolist()
+    ([[1, 0], [0, 1]], {7: 1}, [0, 1], [1.0, 0.5])
     """
     res = _confusion(gt, pred, num_classes, ignore_index, out_of_range, parallel)
     return res.matrix if out_of_range == "error" else res
@@ -278,16 +382,25 @@ def _score(kind: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, fill: floa
     raise AssertionError(kind)
 
 
+def _counts_of(cm: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP, FP, FN of a matrix or of a :class:`ConfusionCounts` (its out-of-range policy applied)."""
+    if isinstance(cm, ConfusionCounts):
+        return cm.tp_fp_fn()
+    return _tp_fp_fn(_as_cm(cm))
+
+
 def _score_cm(kind: str, cm: Any, empty_policy: str) -> np.ndarray:
     fill = _check_policy(empty_policy)
-    return _score(kind, *_tp_fp_fn(_as_cm(cm)), fill)
+    return _score(kind, *_counts_of(cm), fill)
 
 
 def iou(cm: Any, empty_policy: EmptyPolicy = "nan") -> np.ndarray:
     """Per-class IoU = TP / (TP + FP + FN) from a confusion matrix (rows = gt).
 
     A class absent from both gt and prediction gets ``empty_policy`` (NaN by default).
-    Works on a stack of matrices (..., n, n) too.
+    Works on a stack of matrices (..., n, n) too, and on a :class:`ConfusionCounts`
+    (out-of-range predictions are then FN under its ``"fn"`` policy), as do the other
+    scores below.
 
     >>> iou(np.array([[9, 7], [7, 0]]))
     array([0.39130435, 0.        ])
@@ -340,6 +453,10 @@ def pixel_accuracy(cm: Any) -> float:
     >>> pixel_accuracy(np.array([[3, 1], [0, 4]]))
     0.875
     """
+    if isinstance(cm, ConfusionCounts):
+        extra = int(cm.pred_out_of_range_per_class.sum()) if cm.policy == "fn" else 0
+        total = cm.matrix.sum() + extra  # an out-of-range prediction is a wrong pixel under "fn"
+        return float(np.trace(cm.matrix) / total) if total > 0 else math.nan
     m = _as_cm(cm)
     if m.ndim != 2:
         raise ValueError(f"pixel_accuracy takes one (n, n) matrix, got shape {m.shape}")
@@ -424,6 +541,7 @@ class ConfusionAccumulator:
     ``add(gt, pred)`` adds one image; ``merge(other)`` returns a new accumulator holding
     both (associative: any split of a dataset into shards merges to the same result,
     images in shard order); ``scores()`` gives dataset and per-image scores.
+    ``out_of_range`` is :func:`confusion_matrix`'s (``"fn"`` by default).
 
     >>> acc = ConfusionAccumulator(num_classes=2)
     >>> _ = acc.add(np.array([[0, 1]], np.uint8), np.array([[0, 1]], np.uint8), key="a")
@@ -433,20 +551,20 @@ class ConfusionAccumulator:
     """
 
     def __init__(self, num_classes: int, ignore_index: int | None = 255, empty_policy: EmptyPolicy = "nan",
-                 *, out_of_range: OutOfRange = "error", keep_per_image: bool = True):
+                 *, out_of_range: OutOfRange = "fn", keep_per_image: bool = True):
         self.num_classes = _check_num_classes(num_classes)
         self.ignore_index = _check_ignore(ignore_index)
         _check_policy(empty_policy)
-        if out_of_range not in ("error", "count"):
-            raise ValueError(f"out_of_range must be 'error' or 'count', got {out_of_range!r}")
         self.empty_policy = empty_policy
-        self.out_of_range = out_of_range
+        self.out_of_range = _check_out_of_range(out_of_range)
         self.keep_per_image = bool(keep_per_image)
         self.matrix = np.zeros((self.num_classes, self.num_classes), np.int64)
         self.ignored_pixels = 0
         self.out_of_range_pixels = 0
         self.gt_out_of_range: dict[int, int] = {}
         self.pred_out_of_range: dict[int, int] = {}
+        #: per ground-truth class, pixels whose prediction was out of range (FN under "fn")
+        self.pred_out_of_range_per_class = np.zeros(self.num_classes, np.int64)
         self.n_images = 0
         self.keys: list[Any] = []
         self._image_counts: list[np.ndarray] = []  # each (3, nc): tp, fp, fn
@@ -454,20 +572,27 @@ class ConfusionAccumulator:
     def _settings(self) -> tuple:
         return (self.num_classes, self.ignore_index, self.empty_policy, self.out_of_range, self.keep_per_image)
 
+    def _counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        tp, fp, fn = _tp_fp_fn(self.matrix)
+        if self.out_of_range == "fn":
+            fn = fn + self.pred_out_of_range_per_class
+        return tp, fp, fn
+
     def add(self, gt: Any, pred: Any, key: Any = None) -> np.ndarray:
-        """Add one image (any shape, gt and pred alike); returns its confusion matrix."""
+        """Add one image (any shape, gt and pred alike); returns its confusion matrix
+        (out-of-range predictions, not in it, are FN of the image under ``"fn"``)."""
         res = _confusion(gt, pred, self.num_classes, self.ignore_index, self.out_of_range)
         cm = res.matrix
         self.matrix += cm
         self.ignored_pixels += res.ignored
         self.out_of_range_pixels += res.out_of_range
-        for src, dst in ((res.gt_out_of_range, self.gt_out_of_range), (res.pred_out_of_range, self.pred_out_of_range)):
-            for v, n in src.items():
-                dst[v] = dst.get(v, 0) + n
+        self.pred_out_of_range_per_class += res.pred_out_of_range_per_class
+        self.gt_out_of_range = _add_counts(self.gt_out_of_range, res.gt_out_of_range)
+        self.pred_out_of_range = _add_counts(self.pred_out_of_range, res.pred_out_of_range)
         self.n_images += 1
         if self.keep_per_image:
             self.keys.append(key)
-            self._image_counts.append(np.stack(_tp_fp_fn(cm)))
+            self._image_counts.append(np.stack(res.tp_fp_fn() if self.out_of_range != "error" else _tp_fp_fn(cm)))
         return cm
 
     def merge(self, other: "ConfusionAccumulator") -> "ConfusionAccumulator":
@@ -481,11 +606,9 @@ class ConfusionAccumulator:
         out.matrix = self.matrix + other.matrix
         out.ignored_pixels = self.ignored_pixels + other.ignored_pixels
         out.out_of_range_pixels = self.out_of_range_pixels + other.out_of_range_pixels
+        out.pred_out_of_range_per_class = self.pred_out_of_range_per_class + other.pred_out_of_range_per_class
         for name in ("gt_out_of_range", "pred_out_of_range"):
-            d = dict(getattr(self, name))
-            for v, n in getattr(other, name).items():
-                d[v] = d.get(v, 0) + n
-            setattr(out, name, d)
+            setattr(out, name, _add_counts(getattr(self, name), getattr(other, name)))
         out.n_images = self.n_images + other.n_images
         out.keys = self.keys + other.keys
         out._image_counts = self._image_counts + other._image_counts
@@ -502,7 +625,7 @@ class ConfusionAccumulator:
     def scores(self) -> SegmentationScores:
         """Dataset scores from summed counts, plus per-image scores and their mean."""
         fill = _check_policy(self.empty_policy)
-        tp, fp, fn = _tp_fp_fn(self.matrix)
+        tp, fp, fn = self._counts()
         ds = {k: _score(k, tp, fp, fn, fill) for k in ("iou", "dice", "precision", "recall")}
         if self.keep_per_image:
             c = self.image_counts()
@@ -518,7 +641,7 @@ class ConfusionAccumulator:
             miou=mean_score(ds["iou"]),
             mdice=mean_score(ds["dice"]),
             macc=mean_score(ds["recall"]),
-            pixel_accuracy=pixel_accuracy(self.matrix),
+            pixel_accuracy=float(tp.sum() / (tp + fn).sum()) if (tp + fn).sum() > 0 else math.nan,
             keys=list(self.keys),
             image_iou=im_iou,
             image_dice=im_dice,

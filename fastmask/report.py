@@ -419,6 +419,23 @@ def _sev(s: Any) -> str:
     return f'<span class="sev sev-{_e(s)}">{_e(s)}</span>'
 
 
+def _evaluate_facts(s: dict) -> list[list[str]]:
+    """What an evaluate run did not score, by reason; extra predictions; the out-of-range policy."""
+    facts = []
+    examples = s.get("not_scored_examples") or {}
+    for code, n in (s.get("not_scored") or {}).items():
+        ids = examples.get(code) or []
+        facts.append([f"not scored: {code}", f"{n:,} ({', '.join(map(str, ids))}{', ...' if n > len(ids) else ''})"])
+    if s.get("extra_predictions"):
+        facts.append(["predictions without ground truth", f"{s['extra_predictions']:,}"])
+    if s.get("paired_by_file_name"):
+        facts.append(["paired by COCO file_name", f"{s['paired_by_file_name']:,}"])
+    if s.get("out_of_range"):
+        facts.append(["predictions >= num_classes", f"{s.get('pred_out_of_range_pixels', 0):,} px in "
+                      f"{s.get('items_with_pred_out_of_range', 0):,} items (--out-of-range {s['out_of_range']})"])
+    return facts
+
+
 def _summary(run: dict) -> str:
     counts = run.get("counts") or {}
     timing = run.get("timing") or {}
@@ -436,14 +453,19 @@ def _summary(run: dict) -> str:
         for sev in ("error", "warning", "info"):
             out.append(_card(f"{sev} findings", f"{by_sev.get(sev, 0):,}",
                              {"error": "bad", "warning": "warn"}.get(sev, "") if by_sev.get(sev) else ""))
+    scored = ""
+    if run.get("job") == "evaluate" and "scored_items" in s:
+        n, m = s.get("scored_items", 0), s.get("ground_truth_items", 0)
+        scored = f", scored {n:,} of {m:,} ground-truth items"
+        out.append(_card("ground-truth items scored", f"{n:,} of {m:,}", "bad" if n < m or not n else ""))
     if run.get("job") == "evaluate" and "miou" in s:
-        out.append(_card("mIoU (summed)", _num(s.get("miou"), pct=True)))
-        out.append(_card("mDice (summed)", _num(s.get("mdice"), pct=True)))
-        out.append(_card("pixel accuracy", _num(s.get("pixel_accuracy"), pct=True)))
-        out.append(_card("mean of per-image mIoU", _num(s.get("image_averaged_miou"), pct=True)))
+        out.append(_card(f"mIoU (summed{scored})", _num(s.get("miou"), pct=True)))
+        out.append(_card(f"mDice (summed{scored})", _num(s.get("mdice"), pct=True)))
+        out.append(_card(f"pixel accuracy{scored}", _num(s.get("pixel_accuracy"), pct=True)))
+        out.append(_card(f"mean of per-image mIoU{scored}", _num(s.get("image_averaged_miou"), pct=True)))
     if run.get("job") == "evaluate" and "panoptic" in s:
         for g in ("all", "things", "stuff"):
-            out.append(_card(f"PQ {g}", _num((s["panoptic"].get(g) or {}).get("pq"), pct=True)))
+            out.append(_card(f"PQ {g}{scored}", _num((s["panoptic"].get(g) or {}).get("pq"), pct=True)))
     if timing.get("wall_seconds") is not None:
         out.append(_card("wall time", f"{timing['wall_seconds']:.2f} s"))
     if timing.get("items_per_second") is not None:
@@ -462,6 +484,8 @@ def _summary(run: dict) -> str:
                                f"{run.get('shards', '?')} shards of {run.get('shard_size', '?')}")])
     if counts.get("error_codes"):
         facts.append(["not readable, by code", ", ".join(f"{k}: {v}" for k, v in sorted(counts["error_codes"].items()))])
+    if run.get("job") == "evaluate":
+        facts.extend(_evaluate_facts(s))
     out.append(_table(["", ""], facts))
     out.append("<details><summary>arguments</summary><pre>" + _e(json.dumps(args, indent=2, sort_keys=True))
                + "</pre></details></section>")

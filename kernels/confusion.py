@@ -4,8 +4,10 @@ Arrays in, arrays out. Rows are ground-truth values, columns are predicted value
 counts are int64. Pixels whose ground truth equals the ignore value are skipped
 (and counted); pixels where either value is outside ``[0, num_classes)`` are not
 put in the matrix but counted, so that ``matrix.sum() + ignored + excluded`` always
-equals the number of pixels. Nothing is raised: the Python layer decides what an
-out-of-range value means.
+equals the number of pixels. The pixels whose ground truth is a class and whose
+prediction is out of range are also counted per ground-truth class (``pred_out_by_class``:
+the false negatives of mmsegmentation's definition). Nothing is raised: the Python layer
+decides what an out-of-range value means.
 
 Two paths:
 
@@ -113,13 +115,15 @@ def joint_histogram_u8(gt, pred, hist):
 
 @njit(cache=True, nogil=True)
 def fold_u8_histogram(hist, num_classes, ignore_index, has_ignore):
-    """Fold a 65536-bin joint histogram into (matrix, gt_out, pred_out, counts).
+    """Fold a 65536-bin joint histogram into (matrix, gt_out, pred_out, counts, pred_out_by_class).
 
     ``gt_out[v]`` = pixels with gt == v out of range (ignored gt excluded);
-    ``pred_out[v]`` = pixels with pred == v out of range whose gt is not ignored.
+    ``pred_out[v]`` = pixels with pred == v out of range whose gt is not ignored;
+    ``pred_out_by_class[c]`` = pixels with gt == c (a class) and pred out of range.
     """
     nc = num_classes
     cm = np.zeros((nc, nc), np.int64)
+    by_class = np.zeros(nc, np.int64)
     gt_out = np.zeros(256, np.int64)
     pred_out = np.zeros(256, np.int64)
     counts = np.zeros(N_COUNTS, np.int64)
@@ -152,15 +156,18 @@ def fold_u8_histogram(hist, num_classes, ignore_index, has_ignore):
                 if not p_in:
                     pred_out[p] += c
                     counts[PRED_OUT] += c
-    return cm, gt_out, pred_out, counts
+                    if g_in:
+                        by_class[g] += c
+    return cm, gt_out, pred_out, counts, by_class
 
 
 @njit(cache=True, nogil=True)
 def confusion_u8(gt, pred, num_classes, ignore_index, has_ignore):
     """Confusion matrix of two 1-D C-contiguous uint8 arrays of equal length.
 
-    Returns ``(matrix (nc, nc) int64, gt_out (256,), pred_out (256,), counts (5,))``;
-    ``counts`` is indexed by IGNORED, EXCLUDED, GT_OUT, PRED_OUT, NEGATIVE.
+    Returns ``(matrix (nc, nc) int64, gt_out (256,), pred_out (256,), counts (5,),
+    pred_out_by_class (nc,))``; ``counts`` is indexed by IGNORED, EXCLUDED, GT_OUT,
+    PRED_OUT, NEGATIVE.
     """
     hist = np.zeros(65536, np.int64)
     joint_histogram_u8(gt, pred, hist)
@@ -189,13 +196,16 @@ def confusion_u8_parallel(gt, pred, num_classes, ignore_index, has_ignore, n_chu
 
 
 @njit(cache=True, nogil=True)
-def _count_excluded(counts, g, p, run, num_classes):
+def _count_excluded(counts, by_class, g, p, run, num_classes):
     # rare path: a run whose gt or pred is out of range (gt not ignored)
     counts[EXCLUDED] += run
-    if not (0 <= g < num_classes):
+    g_in = 0 <= g < num_classes
+    if not g_in:
         counts[GT_OUT] += run
     if not (0 <= p < num_classes):
         counts[PRED_OUT] += run
+        if g_in:
+            by_class[g] += run
     if g < 0 or p < 0:
         counts[NEGATIVE] += run
 
@@ -204,8 +214,9 @@ def _count_excluded(counts, g, p, run, num_classes):
 def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
     """Confusion matrix of two 1-D integer arrays (any integer dtypes) of equal length.
 
-    Returns ``(matrix (nc, nc) int64, counts (5,))`` with ``counts`` as in ``confusion_u8``
-    (out-of-range values are only counted here; the caller finds which values they are).
+    Returns ``(matrix (nc, nc) int64, counts (5,), pred_out_by_class (nc,))`` as in
+    ``confusion_u8`` (out-of-range values are only counted here; the caller finds which
+    values they are).
     Values are compared as int64 (uint64 values above 2**63 - 1 must be screened out by
     the caller).
 
@@ -216,6 +227,7 @@ def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
     nc = num_classes
     flat = np.zeros(nc * nc, np.int64)
     counts = np.zeros(N_COUNTS, np.int64)
+    by_class = np.zeros(nc, np.int64)
     n = gt.size
     unc = np.uint64(nc)
     cg = np.int64(0)
@@ -236,7 +248,7 @@ def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
             elif np.uint64(cg) < unc and np.uint64(cp) < unc:
                 flat[cg * nc + cp] += run
             else:
-                _count_excluded(counts, cg, cp, run, nc)
+                _count_excluded(counts, by_class, cg, cp, run, nc)
             run = 0
         for j in range(b, b + 8):
             g = np.int64(gt[j])
@@ -246,7 +258,7 @@ def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
             elif np.uint64(g) < unc and np.uint64(p) < unc:  # also rejects negatives
                 flat[g * nc + p] += 1
             else:
-                _count_excluded(counts, g, p, 1, nc)
+                _count_excluded(counts, by_class, g, p, 1, nc)
         cg = np.int64(gt[b + 7])
         cp = np.int64(pred[b + 7])
     if run > 0:
@@ -255,7 +267,7 @@ def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
         elif np.uint64(cg) < unc and np.uint64(cp) < unc:
             flat[cg * nc + cp] += run
         else:
-            _count_excluded(counts, cg, cp, run, nc)
+            _count_excluded(counts, by_class, cg, cp, run, nc)
     for j in range(nb, n):
         g = np.int64(gt[j])
         p = np.int64(pred[j])
@@ -264,8 +276,8 @@ def confusion_generic(gt, pred, num_classes, ignore_index, has_ignore):
         elif np.uint64(g) < unc and np.uint64(p) < unc:
             flat[g * nc + p] += 1
         else:
-            _count_excluded(counts, g, p, 1, nc)
-    return flat.reshape((nc, nc)), counts
+            _count_excluded(counts, by_class, g, p, 1, nc)
+    return flat.reshape((nc, nc)), counts, by_class
 
 
 @njit(cache=True, nogil=True)
@@ -350,11 +362,14 @@ def pairwise_sum(a, lo, n):
 # header of image_scores_u8's integer result
 IMG_IGNORED = 0
 IMG_EXCLUDED = 1
-IMG_TOTAL = 2  # pixels in the matrix
+IMG_TOTAL = 2  # pixels scored: in the matrix (+ out-of-range predictions when they are FN)
 IMG_TP = 3  # pixels on its diagonal
 IMG_N_PRESENT = 4
 IMG_N_CELLS = 5
-IMG_HEADER = 6
+IMG_GT_OUT = 6  # gt not ignored and out of range
+IMG_PRED_OUT = 7  # gt a class, prediction out of range
+IMG_N_OUT_CELLS = 8  # cells (gt class, out-of-range predicted value)
+IMG_HEADER = 9
 
 
 @njit(cache=True, nogil=True)
@@ -374,27 +389,33 @@ def _nanmean(s, n):
 
 
 @njit(cache=True, nogil=True)
-def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill):
+def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill, out_of_range_fn):
     """Everything ``evaluate`` keeps of one uint8 image pair, in one call.
 
     ``gt``, ``pred``: 1-D C-contiguous uint8 arrays of equal length; ``fill``: the score
-    of a class absent from both (NaN, 1 or 0).  Returns ``(ints, floats)``:
+    of a class absent from both (NaN, 1 or 0); ``out_of_range_fn``: a predicted value
+    ``>= num_classes`` on a ground-truth class counts as a false negative of that class
+    (else it is left out). Returns ``(ints, floats)``:
 
     - ``ints``: a header (``IMG_*``: ignored and excluded pixels as counted by
-      :func:`confusion_u8`, pixels in the matrix, its trace, ``np`` classes present in
-      gt or prediction, ``nz`` non-zero cells), then the ``np`` present classes and
-      their TP, FP, FN (four sections of ``np``), then the non-zero cells in row-major
-      order: ``nz`` gt classes, ``nz`` predicted classes, ``nz`` pixel counts;
+      :func:`confusion_u8`, pixels scored, the matrix's trace, ``np`` classes present in
+      gt or prediction, ``nz`` non-zero cells, out-of-range gt pixels, out-of-range
+      predictions on gt classes, ``no`` cells of those), then the ``np`` present classes
+      and their TP, FP, FN (four sections of ``np``), then the non-zero cells in
+      row-major order: ``nz`` gt classes, ``nz`` predicted classes, ``nz`` pixel counts,
+      then the ``no`` out-of-range cells the same way (gt class, predicted value, pixels);
     - ``floats``: mIoU, mDice (:func:`fastmask.metrics.mean_score` over all classes),
       then the ``np`` present classes' IoU and their ``np`` Dice.
 
-    Scores are computed as :mod:`fastmask.metrics` computes them from the matrix (same
-    operations, same summation order): equal bit for bit.
+    Scores are computed as :mod:`fastmask.metrics` computes them from a
+    :class:`~fastmask.metrics.ConfusionCounts` (same operations, same summation order):
+    equal bit for bit. Meaningless when ground-truth values are out of range
+    (``ints[IMG_GT_OUT] > 0``): the caller decides.
     """
     nc = num_classes
     hist = np.zeros(65536, np.int64)
     joint_histogram_u8(gt, pred, hist)
-    cm, gt_out, pred_out, counts = fold_u8_histogram(hist, nc, ignore_index, has_ignore)
+    cm, gt_out, pred_out, counts, by_class = fold_u8_histogram(hist, nc, ignore_index, has_ignore)
     tp = np.empty(nc, np.int64)
     fp = np.zeros(nc, np.int64)
     fn = np.zeros(nc, np.int64)
@@ -408,6 +429,18 @@ def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill):
                 total += c
                 fn[g] += c
                 fp[p] += c
+    n_oor = np.int64(0)
+    no = 0
+    for g in range(nc):
+        n_oor += by_class[g]
+        if out_of_range_fn:
+            fn[g] += by_class[g]
+        if by_class[g]:
+            for p in range(nc, 256):
+                if hist[(g << 8) | p]:
+                    no += 1
+    if out_of_range_fn:
+        total += n_oor
     trace = np.int64(0)
     npres = 0
     for c in range(nc):
@@ -426,7 +459,7 @@ def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill):
         else:
             iou[c] = np.float64(tp[c]) / np.float64(tp[c] + fp[c] + fn[c])
             dice[c] = np.float64(2 * tp[c]) / np.float64(2 * tp[c] + fp[c] + fn[c])
-    ints = np.empty(IMG_HEADER + 4 * npres + 3 * nz, np.int64)
+    ints = np.empty(IMG_HEADER + 4 * npres + 3 * nz + 3 * no, np.int64)
     floats = np.empty(2 + 2 * npres, np.float64)
     ints[IMG_IGNORED] = counts[IGNORED]
     ints[IMG_EXCLUDED] = counts[EXCLUDED]
@@ -434,6 +467,9 @@ def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill):
     ints[IMG_TP] = trace
     ints[IMG_N_PRESENT] = npres
     ints[IMG_N_CELLS] = nz
+    ints[IMG_GT_OUT] = counts[GT_OUT]
+    ints[IMG_PRED_OUT] = n_oor
+    ints[IMG_N_OUT_CELLS] = no
     floats[0] = _nanmean(iou, nc)
     floats[1] = _nanmean(dice, nc)
     k = 0
@@ -457,4 +493,15 @@ def image_scores_u8(gt, pred, num_classes, ignore_index, has_ignore, fill):
                 ints[q + nz + k] = p
                 ints[q + 2 * nz + k] = c
                 k += 1
+    q += 3 * nz
+    k = 0
+    for g in range(nc):
+        if by_class[g]:
+            for p in range(nc, 256):
+                c = hist[(g << 8) | p]
+                if c:
+                    ints[q + k] = g
+                    ints[q + no + k] = p
+                    ints[q + 2 * no + k] = c
+                    k += 1
     return ints, floats

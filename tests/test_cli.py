@@ -81,3 +81,17 @@ def test_dataset_options_are_recorded_for_the_report(tmp_path):
     assert "masks" not in run["arguments"] and "labelmap_file" not in run["arguments"]  # not given: not recorded
     assert _Reader(out, run, None).images == str(tmp_path / "images")  # the report reopens the run's images
     assert _Reader(out, run, "/elsewhere").images == "/elsewhere"
+
+
+def test_evaluate_flags_for_partial_answers(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["evaluate", "--help"])
+    assert e.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--out-of-range {fn,ignore,error}" in text and "--allow-missing" in text
+    assert "a false negative of that class and nothing else" in text
+    with pytest.raises(SystemExit) as e:  # the policy names are a contract: no others
+        main(["evaluate", "--gt", "g", "--pred", "p", "--out-of-range", "count", "--out", "r"])
+    assert e.value.code == 2 and "invalid choice: 'count'" in capsys.readouterr().err

@@ -106,3 +106,35 @@ def test_coco_ground_truth_against_coco_prediction(real_data, tmp_path):
     _check_summary(out, cm, iou)
     items = pq.read_table(out / "items").to_pylist()
     assert len(items) == len(coco["images"]) and all(r["status"] == "ok" for r in items)
+
+
+def test_prediction_holding_the_ignore_value_scores_as_mmsegmentation(real_data, tmp_path):
+    """Real palette PNGs, predictions shifted with a band of 255 (a model's "no class"
+    output): a 255 on a valid ground-truth pixel is out of range, mmsegmentation's
+    intersect_and_union makes it a false negative, and so does evaluate (no image dropped)."""
+    from test_metrics import mmseg_intersect_and_union
+
+    src = sorted((real_data / "mmsegmentation/tests/data/pseudo_dataset/gts").glob("*.png"))
+    pred_dir = tmp_path / "pred"
+    pred_dir.mkdir()
+    pairs = []
+    for path in src:
+        gt = np.array(Image.open(path))
+        pred = np.roll(gt, (3, -2), axis=(0, 1))
+        pred[: 2 + len(pairs)] = 255
+        write_mask(pred_dir / path.name, pred)
+        pairs.append((gt, pred))
+    n = int(max(int(a[a != 255].max(initial=0)) for a, _ in pairs)) + 1
+    n_out = sum(int(((g != 255) & (p >= n)).sum()) for g, p in pairs)
+    assert n_out > 0  # the shifted ignore regions land on valid pixels
+    out = tmp_path / "r"
+    assert main(["evaluate", "--gt", str(src[0].parent), "--pred", str(pred_dir), "--num-classes", str(n),
+                 "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    sums = sum(np.stack(mmseg_intersect_and_union(p, g, n, 255)) for g, p in pairs)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = sums[0] / sums[1]
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    np.testing.assert_allclose([np.nan if v is None else v for v in summary["iou"]], iou, rtol=1e-15)
+    assert summary["pixel_accuracy"] == pytest.approx(sums[0].sum() / sums[3].sum(), rel=1e-15)
+    assert summary["scored_items"] == summary["ground_truth_items"] == len(src)
+    assert summary["pred_out_of_range_pixels"] == n_out

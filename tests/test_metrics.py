@@ -85,7 +85,7 @@ def label_pairs(draw, max_value=None, dtype=None, allow_out_of_range=False):
 @hsettings(300)
 def test_confusion_matrix_matches_bincount(case):
     gt, pred, nc, ignore = case
-    cm = M.confusion_matrix(gt, pred, nc, ignore)
+    cm = M.confusion_matrix(gt, pred, nc, ignore, out_of_range="error")
     assert cm.dtype == np.int64 and cm.shape == (nc, nc)
     np.testing.assert_array_equal(cm, reference_cm(gt, pred, nc, ignore))
 
@@ -95,20 +95,20 @@ def test_confusion_matrix_matches_bincount(case):
 def test_uint8_kernel_paths_agree(case):
     gt, pred, nc, ignore = case
     ref = reference_cm(gt, pred, nc, ignore)
-    np.testing.assert_array_equal(M.confusion_matrix(gt, pred, nc, ignore, parallel=True), ref)
+    np.testing.assert_array_equal(M.confusion_matrix(gt, pred, nc, ignore, parallel=True).matrix, ref)
     # the generic (any-dtype) kernel on the same data
-    np.testing.assert_array_equal(M.confusion_matrix(gt.astype(np.int32), pred.astype(np.int16), nc, ignore), ref)
+    np.testing.assert_array_equal(M.confusion_matrix(gt.astype(np.int32), pred.astype(np.int16), nc, ignore).matrix, ref)
 
 
 def test_confusion_matrix_1x1_and_all_ignore():
     one = np.array([[3]], np.uint8)
-    cm = M.confusion_matrix(one, one, 4)
+    cm = M.confusion_matrix(one, one, 4, out_of_range="error")
     assert cm.sum() == 1 and cm[3, 3] == 1
     ig = np.full((7, 9), 255, np.uint8)
     pred = np.zeros((7, 9), np.uint8)
-    res = M.confusion_matrix(ig, pred, 19, out_of_range="count")
+    res = M.confusion_matrix(ig, pred, 19)
     assert res.matrix.sum() == 0 and res.ignored == 63 and res.out_of_range == 0
-    assert M.confusion_matrix(ig.astype(np.uint16), pred.astype(np.uint16), 19).sum() == 0
+    assert M.confusion_matrix(ig.astype(np.uint16), pred.astype(np.uint16), 19).matrix.sum() == 0
 
 
 def test_confusion_matrix_large_real_like_map():
@@ -118,23 +118,23 @@ def test_confusion_matrix_large_real_like_map():
     pred = np.roll(gt, 3, axis=1)
     gt[rng.random(gt.shape) < 0.01] = 255
     for g, p in ((gt, pred), (gt.astype(np.uint16), pred.astype(np.uint16))):
-        np.testing.assert_array_equal(M.confusion_matrix(g, p, 19), reference_cm(g, p, 19, 255))
-    np.testing.assert_array_equal(M.confusion_matrix(gt, pred, 19, parallel=True), reference_cm(gt, pred, 19, 255))
+        np.testing.assert_array_equal(M.confusion_matrix(g, p, 19).matrix, reference_cm(g, p, 19, 255))
+    np.testing.assert_array_equal(M.confusion_matrix(gt, pred, 19, parallel=True).matrix, reference_cm(gt, pred, 19, 255))
     # non-contiguous inputs
-    np.testing.assert_array_equal(M.confusion_matrix(gt.T, pred.T, 19), reference_cm(gt, pred, 19, 255))
+    np.testing.assert_array_equal(M.confusion_matrix(gt.T, pred.T, 19).matrix, reference_cm(gt, pred, 19, 255))
 
 
 def test_bool_masks_are_accepted():
     gt = np.array([[True, False], [True, True]])
     pred = np.array([[True, True], [False, True]])
-    np.testing.assert_array_equal(M.confusion_matrix(gt, pred, 2, None), [[0, 1], [1, 2]])
+    np.testing.assert_array_equal(M.confusion_matrix(gt, pred, 2, None).matrix, [[0, 1], [1, 2]])
 
 
 @given(label_pairs(allow_out_of_range=True))
 @hsettings(200)
 def test_out_of_range_counted_never_dropped(case):
     gt, pred, nc, ignore = case
-    res = M.confusion_matrix(gt, pred, nc, ignore, out_of_range="count")
+    res = M.confusion_matrix(gt, pred, nc, ignore, out_of_range="ignore")
     g = gt.ravel().astype(np.int64)
     p = pred.ravel().astype(np.int64)
     keep = np.ones(g.shape, bool) if ignore is None else g != ignore
@@ -149,21 +149,24 @@ def test_out_of_range_counted_never_dropped(case):
     assert res.pred_out_of_range == {int(v): int((bad_p == v).sum()) for v in np.unique(bad_p)}
     if res.out_of_range:
         with pytest.raises(ValueError, match=rf"{res.out_of_range} pixels have class ids outside"):
-            M.confusion_matrix(gt, pred, nc, ignore)
+            M.confusion_matrix(gt, pred, nc, ignore, out_of_range="error")
     else:
-        np.testing.assert_array_equal(M.confusion_matrix(gt, pred, nc, ignore), res.matrix)
+        np.testing.assert_array_equal(M.confusion_matrix(gt, pred, nc, ignore, out_of_range="error"), res.matrix)
+    # per ground-truth class, the out-of-range predictions (the FN of the "fn" policy)
+    on_class = keep & (g < nc) & (p >= nc)
+    np.testing.assert_array_equal(res.pred_out_of_range_per_class, np.bincount(g[on_class], minlength=nc))
 
 
 def test_out_of_range_error_message_names_values_and_counts():
     gt = np.array([[0, 1, 20, 20, 255]], np.uint8)
     pred = np.array([[0, 1, 1, 0, 77]], np.uint8)
     with pytest.raises(ValueError) as exc:
-        M.confusion_matrix(gt, pred, 19)
+        M.confusion_matrix(gt, pred, 19, out_of_range="error")
     msg = str(exc.value)
     assert "2 pixels" in msg and "{20: 2}" in msg and "77" not in msg  # 77 sits on an ignored pixel
     pred[0, 0] = 19
     with pytest.raises(ValueError) as exc:
-        M.confusion_matrix(gt.astype(np.uint16), pred.astype(np.uint16), 19)
+        M.confusion_matrix(gt.astype(np.uint16), pred.astype(np.uint16), 19, out_of_range="error")
     msg = str(exc.value)
     assert "3 pixels" in msg and "{20: 2}" in msg and "{19: 1}" in msg
 
@@ -180,9 +183,9 @@ def test_input_errors():
     with pytest.raises(ValueError, match=r"negative values \{-3: 1\}"):
         M.confusion_matrix(np.zeros((1, 3), np.int16), neg, 2)
     with pytest.raises(ValueError, match="negative"):  # negatives are errors even when counting
-        M.confusion_matrix(neg, np.zeros((1, 3), np.int16), 2, out_of_range="count")
+        M.confusion_matrix(neg, np.zeros((1, 3), np.int16), 2, out_of_range="ignore")
     # a negative ignore value is fine in signed maps
-    np.testing.assert_array_equal(M.confusion_matrix(np.array([[-1, 1]]), np.array([[0, 1]]), 2, -1), [[0, 0], [0, 1]])
+    np.testing.assert_array_equal(M.confusion_matrix(np.array([[-1, 1]]), np.array([[0, 1]]), 2, -1).matrix, [[0, 0], [0, 1]])
     with pytest.raises(ValueError, match="num_classes"):
         M.confusion_matrix(a, a, 0)
     with pytest.raises(TypeError):
@@ -195,12 +198,15 @@ def test_kernel_counts_add_up():
     rng = np.random.default_rng(3)
     g = rng.integers(0, 256, 1000).astype(np.uint8)
     p = rng.integers(0, 256, 1000).astype(np.uint8)
-    cm, g_out, p_out, counts = K.confusion_u8(g, p, 100, 255, True)
+    cm, g_out, p_out, counts, by_class = K.confusion_u8(g, p, 100, 255, True)
     assert cm.sum() + counts[K.IGNORED] + counts[K.EXCLUDED] == 1000
     assert g_out.sum() == counts[K.GT_OUT] and p_out.sum() == counts[K.PRED_OUT]
-    cm2, counts2 = K.confusion_generic(g, p, 100, 255, True)
+    on_class = (g < 100) & (p >= 100)
+    np.testing.assert_array_equal(by_class, np.bincount(g[on_class], minlength=100))
+    cm2, counts2, by_class2 = K.confusion_generic(g, p, 100, 255, True)
     np.testing.assert_array_equal(cm, cm2)
     np.testing.assert_array_equal(counts, counts2)
+    np.testing.assert_array_equal(by_class, by_class2)
 
 
 # --------------------------------------------------------------------------------------
@@ -348,7 +354,7 @@ def test_accumulator_merge_equals_single_pass(case):
         _assert_same_scores(merged.scores(), whole.scores())
     # dataset scores come from summed counts
     total = sum(M.confusion_matrix(g, p, nc) for g, p in images)
-    np.testing.assert_array_equal(whole.matrix, total)
+    np.testing.assert_array_equal(whole.matrix, total.matrix)
     np.testing.assert_array_equal(whole.scores().iou, M.iou(total))
     # per-image scores are each image's own
     for i, (g, p) in enumerate(images):
@@ -374,13 +380,13 @@ def test_accumulator_dataset_vs_image_average_differ():
 
 
 def test_accumulator_out_of_range_and_settings():
-    acc = M.ConfusionAccumulator(3, out_of_range="count")
+    acc = M.ConfusionAccumulator(3, out_of_range="ignore")
     acc.add(np.array([[0, 5, 255]], np.uint8), np.array([[7, 1, 9]], np.uint8))
     acc.add(np.array([[5, 1]], np.uint16), np.array([[1, 1]], np.uint16))
     assert acc.out_of_range_pixels == 3 and acc.ignored_pixels == 1
     assert acc.gt_out_of_range == {5: 2} and acc.pred_out_of_range == {7: 1}
     assert acc.matrix.sum() == 1
-    strict = M.ConfusionAccumulator(3)
+    strict = M.ConfusionAccumulator(3, out_of_range="error")
     with pytest.raises(ValueError, match="outside"):
         strict.add(np.array([[0, 5]], np.uint8), np.array([[0, 1]], np.uint8))
     assert strict.n_images == 0 and strict.matrix.sum() == 0  # a failed add leaves no trace
@@ -548,3 +554,140 @@ def test_docstring_examples():
 
     result = doctest.testmod(M, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 20 and result.failed == 0
+
+
+# --------------------------------------------------------------------------------------
+# out-of-range predictions: mmsegmentation's definition
+# --------------------------------------------------------------------------------------
+
+
+def mmseg_intersect_and_union(pred, label, num_classes, ignore_index):
+    """mmsegmentation's ``intersect_and_union``, in NumPy, from its definition:
+    ``mask = label != ignore_index; pred_label = pred[mask]; label = label[mask]``;
+    ``intersect = pred_label[pred_label == label]``; areas are ``torch.histc(x.float(),
+    bins=num_classes, min=0, max=num_classes - 1)``, which on integer values is one bin per
+    class and does not count values outside ``[0, num_classes - 1]`` -- so an out-of-range
+    prediction adds to ``area_label`` (FN of its gt class) and to nothing else."""
+    pred = np.asarray(pred).astype(np.int64).ravel()
+    label = np.asarray(label).astype(np.int64).ravel()
+    if ignore_index is not None:
+        mask = label != ignore_index
+        pred, label = pred[mask], label[mask]
+
+    def histc(x):
+        x = x[(x >= 0) & (x <= num_classes - 1)]
+        return np.bincount(x, minlength=num_classes).astype(np.float64)
+
+    intersect = pred[pred == label]
+    area_intersect, area_pred, area_label = histc(intersect), histc(pred), histc(label)
+    return area_intersect, area_pred + area_label - area_intersect, area_pred, area_label
+
+
+def _ratio(a, b):
+    with np.errstate(invalid="ignore", divide="ignore"):  # 0/0 -> NaN, as in mmsegmentation
+        return a / b
+
+
+@st.composite
+def out_of_range_pairs(draw):
+    """label_pairs with predictions out of range (ground truth kept in range or ignore)."""
+    gt, pred, nc, ignore = draw(label_pairs(allow_out_of_range=True))
+    bad = (gt >= nc) & ((gt != ignore) if ignore is not None else True)
+    gt = np.where(bad, gt % nc, gt).astype(gt.dtype)
+    # a few predictions at the dtype's top value too (255 is the usual "no class" output)
+    k = draw(st.integers(0, 3))
+    flat = pred.reshape(-1)
+    for i in draw(st.lists(st.integers(0, flat.size - 1), min_size=k, max_size=k)):
+        flat[i] = np.iinfo(pred.dtype).max
+    return gt, pred, nc, ignore
+
+
+def test_out_of_range_prediction_is_a_false_negative_of_its_class():
+    gt = np.array([[0, 0, 1, 1]], np.uint8)
+    pred = np.array([[0, 0, 1, 255]], np.uint8)
+    for g, p in ((gt, pred), (gt.astype(np.uint16), pred.astype(np.uint16))):
+        c = M.confusion_matrix(g, p, 2)  # ignore_index 255 is a ground-truth value: pred 255 is out of range
+        np.testing.assert_array_equal(M.iou(c), [1.0, 0.5])
+        np.testing.assert_array_equal(c.tp_fp_fn()[2], [0, 1])
+        assert c.pred_out_of_range == {255: 1} and c.out_of_range == 1
+        assert M.pixel_accuracy(c) == 0.75
+        np.testing.assert_array_equal(M.iou(M.confusion_matrix(g, p, 2, out_of_range="ignore")), [1.0, 1.0])
+        with pytest.raises(ValueError, match=r"pred has 1 pixels with values >= num_classes=2: \{255: 1\}"):
+            M.confusion_matrix(g, p, 2, out_of_range="error")
+
+
+@given(out_of_range_pairs())
+@hsettings(300)
+def test_fn_policy_equals_mmsegmentation_intersect_and_union(case):
+    gt, pred, nc, ignore = case
+    ai, au, ap, al = mmseg_intersect_and_union(pred, gt, nc, ignore)
+    c = M.confusion_matrix(gt, pred, nc, ignore)
+    tp, fp, fn = c.tp_fp_fn()
+    np.testing.assert_array_equal(tp, ai)
+    np.testing.assert_array_equal(tp + fp, ap)
+    np.testing.assert_array_equal(tp + fn, al)
+    np.testing.assert_array_equal(M.iou(c), _ratio(ai, au))
+    np.testing.assert_array_equal(M.dice(c), _ratio(2 * ai, ap + al))
+    np.testing.assert_array_equal(M.recall(c), _ratio(ai, al))  # mmsegmentation's per-class Acc
+    total = al.sum()
+    assert (M.pixel_accuracy(c) == ai.sum() / total) if total else math.isnan(M.pixel_accuracy(c))
+    # the same through the accumulator and the generic kernel
+    acc = M.ConfusionAccumulator(nc, ignore)
+    acc.add(gt.astype(np.int32), pred.astype(np.int32))
+    np.testing.assert_array_equal(acc.scores().iou, _ratio(ai, au))
+
+
+@given(st.lists(out_of_range_pairs(), min_size=1, max_size=4))
+@hsettings(60)
+def test_fn_policy_dataset_scores_equal_mmsegmentation_totals(cases):
+    # total_intersect_and_union: areas summed over images, then divided
+    nc, ignore = cases[0][2], cases[0][3]
+    images = []
+    for gt, pred, _, _ in cases:  # the first case's class count and ignore value for all
+        bad = (gt >= nc) & ((gt != ignore) if ignore is not None else True)
+        images.append((np.where(bad, 0, gt).astype(gt.dtype), pred))
+    acc = M.ConfusionAccumulator(nc, ignore)
+    for gt, pred in images:
+        acc.add(gt, pred)
+    sums = sum(np.stack(mmseg_intersect_and_union(pred, gt, nc, ignore)) for gt, pred in images)
+    s = acc.scores()
+    np.testing.assert_array_equal(s.iou, _ratio(sums[0], sums[1]))
+    assert (s.pixel_accuracy == sums[0].sum() / sums[3].sum()) if sums[3].sum() else math.isnan(s.pixel_accuracy)
+    total = sum(M.confusion_matrix(gt, pred, nc, ignore) for gt, pred in images)
+    np.testing.assert_array_equal(M.iou(total), s.iou)
+
+
+def test_ground_truth_out_of_range_is_refused_unless_ignored():
+    gt = np.array([[0, 7, 1, 255]], np.uint8)
+    pred = np.array([[0, 1, 1, 3]], np.uint8)
+    for policy in ("fn", "error"):
+        with pytest.raises(M.OutOfRangeError, match=r"gt has 1 pixels with values >= num_classes=2: \{7: 1\}") as e:
+            M.confusion_matrix(gt, pred, 2, out_of_range=policy)
+        assert e.value.gt_out_of_range == {7: 1}
+        with pytest.raises(ValueError, match="gt has 1 pixels"):
+            M.ConfusionAccumulator(2, out_of_range=policy).add(gt.astype(np.int64), pred)
+    c = M.confusion_matrix(gt, pred, 2, out_of_range="ignore")
+    assert c.gt_out_of_range == {7: 1} and c.matrix.sum() == 2 and c.ignored == 1 and c.out_of_range == 1
+
+
+def test_count_is_a_deprecated_alias_of_ignore():
+    gt = np.array([[0, 1]], np.uint8)
+    pred = np.array([[0, 9]], np.uint8)
+    with pytest.warns(DeprecationWarning, match="'ignore'"):
+        c = M.confusion_matrix(gt, pred, 2, out_of_range="count")
+    assert c.policy == "ignore" and c.pred_out_of_range == {9: 1}
+    np.testing.assert_array_equal(M.iou(c), [1.0, np.nan])
+    with pytest.warns(DeprecationWarning):
+        assert M.ConfusionAccumulator(2, out_of_range="count").out_of_range == "ignore"
+    with pytest.raises(ValueError, match="'fn', 'ignore', 'error'"):
+        M.confusion_matrix(gt, pred, 2, out_of_range="drop")
+
+
+def test_confusion_counts_add_only_alike():
+    a = M.confusion_matrix(np.array([[0, 1]], np.uint8), np.array([[0, 5]], np.uint8), 2)
+    b = M.confusion_matrix(np.array([[1, 1]], np.uint8), np.array([[1, 6]], np.uint8), 2)
+    s = a + b
+    assert s.pred_out_of_range == {5: 1, 6: 1} and s.pred_out_of_range_per_class.tolist() == [0, 2]
+    np.testing.assert_array_equal(M.iou(s), [1.0, 1 / 3])
+    with pytest.raises(ValueError, match="policies"):
+        a + M.confusion_matrix(np.array([[0, 1]], np.uint8), np.array([[0, 5]], np.uint8), 2, out_of_range="ignore")
