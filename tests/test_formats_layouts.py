@@ -250,7 +250,8 @@ def test_root_read_follows_inside_links_and_names_what_it_cannot_read(tmp_path):
     (root / "dir").mkdir()
     r = Root(str(root))
     assert [r.read(n) for n in ("a.bin", "empty.bin", "link.bin", "rel.bin")] == [b"abc", b"", b"abc", b"abc"]
-    for name, code in (("nope.bin", "missing_file"), ("dangling.bin", "missing_file"), ("dir", "unreadable")):
+    # a folder is not a regular file: refused before any read (it used to be "unreadable")
+    for name, code in (("nope.bin", "missing_file"), ("dangling.bin", "missing_file"), ("dir", "not_a_file")):
         with pytest.raises(FormatError) as e:
             r.read(name)
         assert e.value.code == code, name
