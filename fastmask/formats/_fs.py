@@ -448,14 +448,15 @@ class Root:
             raise FormatError("unreadable", f"{self.display(rel)}: {listed_name(e.strerror or str(e))}",
                               path=rel) from None
 
-    def _zip_member(self, rel: str) -> zipfile.ZipInfo:
+    def _zip_member(self, rel: str, *, whole: bool = True) -> zipfile.ZipInfo:
         """The entry of ``rel``, refused before any byte is inflated when it is encrypted or
-        declares more than the limits allow."""
+        (``whole``: to be read whole) declares more than the limits allow."""
         info = self._zip_entries()[self.check(rel)]
         name = self.display(rel)
         if info.flag_bits & 0x1:
             raise FormatError("encrypted", f"{name}: an encrypted zip member; fastmask reads no passwords", path=rel)
-        _check_inflated(name, rel, info.file_size, info.compress_size, declared=True)
+        if whole:
+            _check_inflated(name, rel, info.file_size, info.compress_size, declared=True)
         return info
 
     def read(self, rel: str) -> bytes:
@@ -485,7 +486,7 @@ class Root:
     def open(self, rel: str) -> IO[bytes]:
         """A binary stream (for header-only reads), of a regular file only."""
         if self.is_zip:
-            info = self._zip_member(rel)
+            info = self._zip_member(rel, whole=False)  # a header is read, not the member
             try:
                 return self._zip().open(info)
             except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as e:
