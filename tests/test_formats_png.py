@@ -360,13 +360,15 @@ def decoder(request, monkeypatch):
 
 @pytest.mark.parametrize("load_truncated", [False, True])
 @pytest.mark.parametrize("kind", ["short_stream", "cut_stream"])
-@pytest.mark.parametrize("mode", ["L", "P", "L16"])
+@pytest.mark.parametrize("mode", ["L", "P", "L16", "LA", "RGB", "RGBA"])
 def test_png_whose_image_data_ends_early_is_truncated(decoder, monkeypatch, load_truncated, kind, mode):
     # 100 of 480 rows in the IDAT, IEND present: Pillow fills the rest with 0 (even without
     # LOAD_TRUNCATED_IMAGES, when the zlib stream itself is complete); never an ok mask
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", load_truncated)
-    a = (np.arange(480 * 640).reshape(480, 640) % 7 + 1).astype(np.uint16 if mode == "L16" else np.uint8)
-    depth, ctype = (16, 0) if mode == "L16" else (8, 3 if mode == "P" else 0)
+    depth, ctype, nch = {"L": (8, 0, 1), "P": (8, 3, 1), "L16": (16, 0, 1), "LA": (8, 4, 2), "RGB": (8, 2, 3),
+                         "RGBA": (8, 6, 4)}[mode]
+    a = np.arange(480 * 640 * nch).reshape((480, 640, nch)[: 3 if nch > 1 else 2]) % 7 + 1
+    a = a.astype(np.uint16 if depth == 16 else np.uint8)
     extra = _chunk(b"PLTE", bytes(range(24))) if mode == "P" else b""
     kw = {"rows": 100} if kind == "short_stream" else {"cut": 0.2}
     data = _png_of(a, depth, ctype, extra_chunks=extra, **kw)
@@ -374,7 +376,25 @@ def test_png_whose_image_data_ends_early_is_truncated(decoder, monkeypatch, load
         read_mask(data)
     assert e.value.code == "truncated", e.value
     whole = read_mask(_png_of(a, depth, ctype, extra_chunks=extra))
-    assert np.array_equal(whole.array, a)
+    assert whole.width == 640 and whole.height == 480
+    if nch == 1:
+        assert np.array_equal(whole.array, a)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "LA", "RGB", "L16"])
+def test_whole_png_whose_last_pixel_is_the_fill_sentinel_is_read(decoder, mode):
+    # the fast test cannot vouch for such a file: the bytes are counted, and it is whole
+    sentinel = png_mod._SENTINELS["I;16" if mode == "L16" else mode]
+    depth, ctype = {"L": (8, 0), "P": (8, 3), "LA": (8, 4), "RGB": (8, 2), "L16": (16, 0)}[mode]
+    shape = (5, 6) if np.ndim(sentinel) == 0 else (5, 6, len(sentinel))
+    a = np.zeros(shape, np.uint16 if depth == 16 else np.uint8)
+    a[-1, -1] = sentinel
+    extra = _chunk(b"PLTE", bytes(range(256)) * 3) if mode == "P" else b""
+    m = read_mask(_png_of(a, depth, ctype, extra_chunks=extra))
+    assert (m.width, m.height) == (6, 5)
+    with pytest.raises(FormatError) as e:
+        read_mask(_png_of(a, depth, ctype, extra_chunks=extra, rows=4))
+    assert e.value.code == "truncated"
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (3, 5), (8, 8), (9, 17), (33, 7)])
