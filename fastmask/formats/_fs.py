@@ -197,13 +197,18 @@ def _zip_name(name: str) -> str:
     return "/".join(parts) + ("/" if name.endswith("/") and parts else "")
 
 
-def unsafe_reason(name: str) -> str | None:
+def unsafe_reason(name: str, *, backslash: bool = True) -> str | None:
     """Why a relative name may not be read under a root (None when it is fine).
+
+    ``backslash``: a backslash separates folders too (zip entries, Windows); a folder on a
+    POSIX system passes False: there ``a\\b.png`` is one file of the folder.
 
     >>> unsafe_reason("masks/a.png") is None, unsafe_reason("../etc/passwd"), unsafe_reason("/abs")
     (True, "contains '..'", 'is absolute')
     """
-    n = name.replace("\\", "/")
+    # a backslash counts as a separator (names from Windows), except in a listed name's
+    # escapes (``\\xff.png`` is a file whose name starts with the byte 0xff)
+    n = _ESCAPED_BYTE.sub("_", name).replace("\\", "/") if backslash else name
     if n.startswith("/") or _DRIVE.match(n):
         return "is absolute"
     if ".." in n.split("/"):
@@ -381,7 +386,7 @@ class Root:
         ``links=False`` skips the test of the file itself being a symlink: for a caller that
         opens it with ``O_NOFOLLOW`` and checks a symlink only when the open refuses one.
         """
-        why = unsafe_reason(rel)
+        why = unsafe_reason(rel, backslash=self._backslash())
         if why:
             raise FormatError("path_outside_root", f"{self.display(rel)}: path {why}; refused", path=rel)
         full = self._full(rel)
@@ -407,6 +412,10 @@ class Root:
             self._inside(os.path.realpath(p), p, rel)
         return p
 
+    def _backslash(self) -> bool:
+        """Whether a backslash in a name separates folders here (not in a POSIX folder)."""
+        return self.is_zip or os.sep == "\\"
+
     def _inside(self, real: str, p: str, rel: str) -> str:
         if real != self._real and not real.startswith(self._real.rstrip(os.sep) + os.sep):
             raise FormatError("path_outside_root",
@@ -420,7 +429,7 @@ class Root:
         Anything but a folder counts (a FIFO, a device): :meth:`read` then refuses it
         (``not_a_file``) rather than the item saying the file is missing.
         """
-        if unsafe_reason(rel):
+        if unsafe_reason(rel, backslash=self._backslash()):
             return True  # exists as far as listing goes; read() refuses it
         full = self._full(rel)
         if self.is_zip:
