@@ -673,3 +673,24 @@ def test_cleanzip_index_field_over_the_csv_limit_is_bad_index(tmp_path):
     with pytest.raises(FormatError) as e:
         open_dataset(root).manifest()
     assert e.value.code == "bad_index" and needle in e.value.message
+
+
+def test_a_file_whose_own_path_is_too_long_is_an_item_with_an_error(tmp_path):
+    # its folder can be listed (under 4,096 bytes), the file's path cannot be opened
+    root = tmp_path / "ds"
+    root.mkdir()
+    d = root
+    while len(os.fsencode(str(d))) < 3900:
+        d = d / ("d" * 100)
+    d.mkdir(parents=True)
+    name = "m" * 240 + ".png"
+    fd = os.open(d, os.O_RDONLY)
+    w = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(w, _png_bytes(np.ones((2, 2))))
+    os.close(w)
+    os.close(fd)
+    assert len(os.fsencode(str(d / name))) > 4096
+    ds = open_dataset(root, layout="masks")
+    (row, res), = list(ds.iter_items())
+    assert row["item_id"].endswith("m" * 240) and ds.problems() == []
+    assert isinstance(res, FormatError) and res.code == "unreadable" and "too long" in res.message
