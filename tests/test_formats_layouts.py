@@ -429,6 +429,11 @@ def test_fifos_devices_and_folders_in_a_mask_folder_are_not_a_file_at_once(tmp_p
     if has_dev:
         assert "character device" in res["zero"].message
     assert isinstance(res["ok"], Item)
+    from fastmask.formats.labelmap import load_labelmap
+
+    with pytest.raises(FormatError) as e:  # a label map named on the command line, too
+        _soon(lambda: load_labelmap(root / "x.png"))
+    assert e.value.code == "not_a_file"
     r = Root(root)
     for name in ("x.png", "sub/link.png"):
         for fn in (r.read, r.open):
