@@ -526,3 +526,66 @@ def test_polygon_of_a_million_vertices_and_huge_coordinates_are_bounded():
     assert 0 < int(R.area(rle)) <= 64 * 64
     huge = R.frPyObjects([[1e300, 1, -1e300, 4, 5, 1e300], [0, 0, 3.5e307, 0, 3.5e307, 3.5e307]], 16, 16)
     assert all(0 <= int(a) <= 256 for a in R.area(huge))
+
+
+# --------------------------------------------------------------------------- the reported zip bomb, full size
+
+
+def _voc_zip_declaring(path: Path, declared: int) -> Path:
+    """A VOC zip whose member holds a valid PNG followed by 3 MiB of zeros (3 KB deflated) but
+    whose headers declare ``declared`` inflated bytes (the reported file: 3 GiB from 3.1 MB)."""
+    one = png_bytes(np.ones((4, 4), np.uint8))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ImageSets/Segmentation/train.txt", "a\nbomb\n")
+        zf.writestr("SegmentationClass/a.png", one)
+        zf.writestr("SegmentationClass/bomb.png", one + bytes(3 << 20))
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo("SegmentationClass/bomb.png")
+    struct.pack_into("<I", data, info.header_offset + 22, declared)      # local header: size
+    i = data.find(b"PK\x01\x02")
+    while i >= 0:
+        n = struct.unpack_from("<H", data, i + 28)[0]
+        if bytes(data[i + 46:i + 46 + n]) == b"SegmentationClass/bomb.png":
+            struct.pack_into("<I", data, i + 24, declared)                # central directory: size
+        i = data.find(b"PK\x01\x02", i + 4)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_zip_member_declaring_three_gib_is_refused_before_inflating(tmp_path):
+    z = _voc_zip_declaring(tmp_path / "voc.zip", 3 << 30)
+    out = tmp_path / "r"
+    validate(z, out)  # in a child capped at 6 GB of address space: nothing is inflated
+    got = rows(out)
+    assert got["a"]["status"] == "ok"
+    assert got["bomb"]["error_code"] == "zip_bomb" and str(3 << 30) in got["bomb"]["error_message"]
+    out2 = tmp_path / "r2"  # the ratio allowed: the size alone is refused, still before inflating
+    validate(z, out2, env={"FASTMASK_MAX_ZIP_RATIO": str(10**9)})
+    assert rows(out2)["bomb"]["error_code"] == "too_large"
+
+
+@pytest.mark.slow
+def test_zip_member_inflating_to_three_gib_is_refused_and_memory_stays_small(tmp_path):
+    # the reported file itself: a valid PNG and 3 GiB of zeros, ~3 MB deflated (takes ~20 s to build)
+    z = tmp_path / "voc.zip"
+    one = png_bytes(np.ones((4, 4), np.uint8))
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("ImageSets/Segmentation/train.txt", "a\nbomb\n")
+        zf.writestr("SegmentationClass/a.png", one)
+        with zf.open("SegmentationClass/bomb.png", "w", force_zip64=True) as f:
+            f.write(one)
+            zeros = bytes(64 << 20)
+            for _ in range(48):
+                f.write(zeros)
+    assert z.stat().st_size < 5_000_000
+    out = tmp_path / "r"
+    proc = validate(z, out, env={"FASTMASK_MAX_ZIP_RATIO": str(10**9)})  # the size limit alone
+    assert proc.returncode in (0, 1)
+    assert rows(out)["bomb"]["error_code"] == "too_large"
+    out2 = tmp_path / "r2"
+    validate(z, out2)
+    assert rows(out2)["bomb"]["error_code"] == "zip_bomb"
+    # the largest child so far (these runs included): far from the 6.5 GB the member used to take
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    assert peak < 2 * 2**30, peak
