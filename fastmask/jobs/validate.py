@@ -329,7 +329,8 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
     report's parts: the per-class :class:`~fastmask.jobs.rules_dataset.CoverageHistogram`
     (0.01-decade bins) gives the bounds, then each shard's pairs are judged -- memory is
     bounded by a shard, not the dataset (issue 8); COCO ``duplicate_id`` and
-    ``unknown_image`` from the parsed file.
+    ``unknown_image`` from the parsed file; ``unlisted_path`` / ``duplicate_entry`` from
+    what the listing met (:meth:`Dataset.problems`).
     """
     cfg = job._config
     out: list[tuple[str | None, R.Finding]] = []
