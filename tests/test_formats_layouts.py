@@ -699,3 +699,18 @@ def test_a_file_whose_own_path_is_too_long_is_an_item_with_an_error(tmp_path):
     (row, res), = list(ds.iter_items())
     assert row["item_id"].endswith("m" * 240) and ds.problems() == []
     assert isinstance(res, FormatError) and res.code == "unreadable" and "too long" in res.message
+
+
+@pytest.mark.parametrize("value, ok", [("4096", True), ("1_000_000", True), ("0", False), ("-5", False),
+                                       ("lots", False)])
+def test_read_limits_come_from_the_environment(value, ok):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FASTMASK_MAX_FILE_BYTES": value, "FASTMASK_MAX_ZIP_RATIO": value}
+    proc = subprocess.run([sys.executable, "-c", "import fastmask.formats._fs as f; print(f.MAX_FILE_BYTES, "
+                           "f.MAX_ZIP_RATIO)"], env=env, capture_output=True, text=True, timeout=120)
+    if ok:
+        assert proc.stdout.split() == [value.replace("_", "")] * 2
+    else:
+        assert proc.returncode != 0 and "FASTMASK_MAX_FILE_BYTES" in proc.stderr and "positive integer" in proc.stderr

@@ -448,7 +448,7 @@ def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:
     Pillow's decompression-bomb limit, or any decoding problem.
     """
     ihdr = _png_ihdr(data)
-    if ihdr is None or ihdr[1] != 0 or ihdr[0] not in (8, 16) or _png_chunks(data, to_idat=True)[1]:
+    if ihdr is None or ihdr[1] != 0 or ihdr[0] not in (8, 16) or (b"acTL" in data and _png_chunks(data, to_idat=True)[1]):
         return None  # (an animated PNG: Pillow counts its frames)
     w, h = struct.unpack(">II", data[16:24])
     limit = Image.MAX_IMAGE_PIXELS
