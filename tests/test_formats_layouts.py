@@ -250,7 +250,8 @@ def test_root_read_follows_inside_links_and_names_what_it_cannot_read(tmp_path):
     (root / "dir").mkdir()
     r = Root(str(root))
     assert [r.read(n) for n in ("a.bin", "empty.bin", "link.bin", "rel.bin")] == [b"abc", b"", b"abc", b"abc"]
-    for name, code in (("nope.bin", "missing_file"), ("dangling.bin", "missing_file"), ("dir", "unreadable")):
+    # a folder is not a regular file: refused before any read (it used to be "unreadable")
+    for name, code in (("nope.bin", "missing_file"), ("dangling.bin", "missing_file"), ("dir", "not_a_file")):
         with pytest.raises(FormatError) as e:
             r.read(name)
         assert e.value.code == code, name
@@ -364,3 +365,352 @@ def test_unpaired_manifest_equals_pair_by_stem():
     assert _unpaired_manifest([["a.png"], ["a.tif"]]) is None  # a repeated stem: ids need the careful path
     assert _unpaired_manifest([]).num_rows == 0
     assert _unpaired_manifest([["notes.txt"]]).num_rows == 0  # only mask extensions count
+
+
+# ----------------------------------------------------------------------------- regular files, limits, listings
+
+import threading  # noqa: E402
+
+import fastmask.formats._fs as fs  # noqa: E402
+from fastmask.formats._fs import Root  # noqa: E402
+
+
+def _png_bytes(a) -> bytes:
+    import io
+
+    bio = io.BytesIO()
+    Image.fromarray(np.asarray(a, np.uint8)).save(bio, "PNG")
+    return bio.getvalue()
+
+
+def _soon(fn, seconds=20):
+    """fn() in a daemon thread: a regression that blocks (a FIFO open) fails instead of hanging."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001
+            box["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), f"{fn} blocked for {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _mknod_zero(path) -> bool:
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o644, os.makedev(1, 5))  # /dev/zero's numbers
+        return True
+    except (PermissionError, OSError, AttributeError):
+        return False
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_fifos_devices_and_folders_in_a_mask_folder_are_not_a_file_at_once(tmp_path):
+    root = tmp_path / "ds"
+    (root / "sub").mkdir(parents=True)
+    write_mask(root / "ok.png", np.ones((3, 3), np.uint8))
+    os.mkfifo(root / "x.png")
+    (root / "sub" / "link.png").symlink_to(root / "x.png")          # a symlink to a FIFO, inside
+    os.symlink("../x.png", root / "sub" / "rel_link.png")
+    has_dev = _mknod_zero(root / "zero.png")
+    ds = open_dataset(root, layout="masks")
+    res = _soon(lambda: {r["item_id"]: it for r, it in ds.iter_items()})
+    expect = {"x", "sub/link", "sub/rel_link"} | ({"zero"} if has_dev else set())
+    assert set(res) == expect | {"ok"}
+    for iid in expect:
+        assert isinstance(res[iid], FormatError) and res[iid].code == "not_a_file", (iid, res[iid])
+    assert "FIFO" in res["x"].message
+    if has_dev:
+        assert "character device" in res["zero"].message
+    assert isinstance(res["ok"], Item)
+    from fastmask.formats.labelmap import load_labelmap
+
+    with pytest.raises(FormatError) as e:  # a label map named on the command line, too
+        _soon(lambda: load_labelmap(root / "x.png"))
+    assert e.value.code == "not_a_file"
+    r = Root(root)
+    for name in ("x.png", "sub/link.png"):
+        for fn in (r.read, r.open):
+            with pytest.raises(FormatError) as e:
+                _soon(lambda: fn(name))
+            assert e.value.code == "not_a_file"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_image_is_an_image_error_and_a_fifo_in_an_index_is_not_a_missing_mask(tmp_path):
+    root = tmp_path / "ds"
+    (root / "masks").mkdir(parents=True)
+    (root / "images").mkdir()
+    write_mask(root / "masks" / "a.png", np.ones((3, 3), np.uint8))
+    write_mask(root / "masks" / "b.png", np.ones((3, 3), np.uint8))
+    os.mkfifo(root / "images" / "a.jpg")
+    os.mkfifo(root / "masks" / "c.png")
+    (root / "index.csv").write_text("item_id,image,mask\na,images/a.jpg,masks/a.png\nc,,masks/c.png\n")
+    ds = open_dataset(root)
+    assert ds.layout == "cleanzip"
+    res = _soon(lambda: {r["item_id"]: it for r, it in ds.iter_items()})
+    assert res["a"].extra["image_error"]["code"] == "not_a_file" and res["a"].mask is not None
+    assert isinstance(res["c"], FormatError) and res["c"].code == "not_a_file"
+
+
+def test_reads_above_the_limit_are_too_large_in_folders_and_zips(tmp_path, monkeypatch):
+    root = tmp_path / "ds"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    big = _png_bytes(rng.integers(0, 255, (64, 64)))   # ~4 KB, incompressible
+    (root / "big.png").write_bytes(big)
+    (root / "small.png").write_bytes(_png_bytes(np.zeros((2, 2))))
+    with zipfile.ZipFile(tmp_path / "ds.zip", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", big)
+        z.writestr("small.png", _png_bytes(np.zeros((2, 2))))
+    monkeypatch.setattr(fs, "MAX_FILE_BYTES", 1000)
+    for path in (root, tmp_path / "ds.zip"):
+        r = Root(path)
+        assert r.read("small.png")
+        with pytest.raises(FormatError) as e:
+            r.read("big.png")
+        assert e.value.code == "too_large" and "FASTMASK_MAX_FILE_BYTES" in e.value.message
+        assert r.open("big.png").read(8) == b"\x89PNG\r\n\x1a\n"  # header reads are not bounded
+    monkeypatch.setattr(fs, "MAX_FILE_BYTES", len(big))
+    assert Root(root).read("big.png") == big and Root(tmp_path / "ds.zip").read("big.png") == big
+
+
+def _bomb_zip(path, zeros: int, *, layout_prefix="SegmentationClass/") -> bytes:
+    """A VOC zip whose member is a valid PNG followed by ``zeros`` zero bytes (inflates ~1000x)."""
+    png = _png_bytes(np.ones((4, 4)))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("ImageSets/Segmentation/train.txt", "bomb\nok\n")
+        z.writestr(layout_prefix + "ok.png", png)
+        z.writestr(layout_prefix + "bomb.png", png + bytes(zeros))
+    return png
+
+
+def test_zip_member_that_inflates_far_beyond_its_size_is_a_zip_bomb(tmp_path, monkeypatch):
+    # the real case: 3.1 MB inflating to 3 GiB; here the same shape, 1000x smaller, limits lowered
+    monkeypatch.setattr(fs, "ZIP_RATIO_MIN_BYTES", 1 << 20)
+    _bomb_zip(tmp_path / "voc.zip", 3 << 20)
+    assert os.path.getsize(tmp_path / "voc.zip") < 10_000
+    ds = open_dataset(tmp_path / "voc.zip")
+    res = {r["item_id"]: it for r, it in ds.iter_items()}
+    assert isinstance(res["bomb"], FormatError) and res["bomb"].code == "zip_bomb", res["bomb"]
+    assert "FASTMASK_MAX_ZIP_RATIO" in res["bomb"].message
+    assert isinstance(res["ok"], Item) and res["ok"].mask.array.sum() == 16
+    # ratio allowed, size not: too_large, from the declared size, before inflating anything
+    monkeypatch.setattr(fs, "MAX_ZIP_RATIO", 10**9)
+    monkeypatch.setattr(fs, "MAX_FILE_BYTES", 2 << 20)
+    with pytest.raises(FormatError) as e:
+        Root(tmp_path / "voc.zip").read("SegmentationClass/bomb.png")
+    assert e.value.code == "too_large" and "declares" in e.value.message
+
+
+def test_zip_member_limits_also_hold_while_inflating(tmp_path, monkeypatch):
+    # zipfile never returns more than an entry declares; the streamed read checks what it got
+    # too, so a member that declares little and holds much cannot pass either
+    _bomb_zip(tmp_path / "voc.zip", 3 << 20)
+    r = Root(tmp_path / "voc.zip")
+    info = r._zip_entries()["SegmentationClass/bomb.png"]
+    monkeypatch.setattr(fs, "ZIP_RATIO_MIN_BYTES", 1 << 20)
+    with pytest.raises(FormatError) as e:
+        fs._read_member(r._zip(), info, "bomb.png", "bomb.png")  # the declared check skipped
+    assert e.value.code == "zip_bomb" and "inflates to" in e.value.message
+    monkeypatch.setattr(fs, "MAX_ZIP_RATIO", 10**9)
+    assert len(fs._read_member(r._zip(), info, "b", "b")) == info.file_size  # streamed, whole
+    # a forged entry declaring 100 bytes fewer than it holds: never more than declared, and an error
+    data = bytearray((tmp_path / "voc.zip").read_bytes())
+    size = info.file_size
+    for sig, off in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        i = data.find(sig, info.header_offset if sig == b"PK\x03\x04" else data.rfind(b"PK\x01\x02"))
+        assert struct.unpack_from("<I", data, i + off)[0] == size
+        struct.pack_into("<I", data, i + off, size - 100)
+    (tmp_path / "forged.zip").write_bytes(bytes(data))
+    with pytest.raises(FormatError) as e:
+        Root(tmp_path / "forged.zip").read("SegmentationClass/bomb.png")
+    assert e.value.code == "unreadable"
+
+
+import struct  # noqa: E402
+
+
+def _set_encrypted_flag(path, name: str) -> None:
+    """Mark one zip entry as encrypted (bit 0 of its flags, local header and central directory)."""
+    data = bytearray(open(path, "rb").read())
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo(name)
+    data[info.header_offset + 6] |= 1
+    i = 0
+    while (i := data.find(b"PK\x01\x02", i)) >= 0:
+        n = struct.unpack_from("<H", data, i + 28)[0]
+        if data[i + 46:i + 46 + n].decode() == name:
+            data[i + 8] |= 1
+        i += 4
+    open(path, "wb").write(bytes(data))
+
+
+def test_encrypted_zip_member_is_its_own_code(tmp_path):
+    with zipfile.ZipFile(tmp_path / "m.zip", "w") as z:
+        z.writestr("a.png", _png_bytes(np.ones((2, 2))))
+        z.writestr("b.png", _png_bytes(np.ones((2, 2))))
+    _set_encrypted_flag(tmp_path / "m.zip", "b.png")
+    res = {r["item_id"]: it for r, it in open_dataset(tmp_path / "m.zip", layout="masks").iter_items()}
+    assert isinstance(res["a"], Item)
+    assert isinstance(res["b"], FormatError) and res["b"].code == "encrypted", res["b"]
+    with pytest.raises(FormatError) as e:
+        Root(tmp_path / "m.zip").open("b.png")
+    assert e.value.code == "encrypted"
+
+
+def test_zip_names_with_dot_parts_are_normalised_and_duplicates_are_one_item_and_a_problem(tmp_path):
+    ones, twos = _png_bytes(np.ones((2, 2))), _png_bytes(np.full((2, 2), 2))
+    with pytest.warns(UserWarning, match="Duplicate name"), zipfile.ZipFile(tmp_path / "voc.zip", "w") as z:
+        z.writestr("ImageSets/Segmentation/train.txt", "a\nb\nc\nd\n")
+        z.writestr("./SegmentationClass/a.png", ones)        # a leading ./ (once: the item vanished)
+        z.writestr("SegmentationClass/./b.png", ones)
+        z.writestr("SegmentationClass//c.png", ones)
+        z.writestr("SegmentationClass/d.png", ones)
+        z.writestr("SegmentationClass/d.png", twos)          # the same name twice: the last is read
+    ds = open_dataset(tmp_path / "voc.zip")
+    assert ds.layout == "voc"
+    m = ds.manifest()
+    assert m.column("item_id").to_pylist() == ["a", "b", "c", "d"]
+    assert m.column("class_path").to_pylist() == [f"SegmentationClass/{x}.png" for x in "abcd"]
+    res = {r["item_id"]: it for r, it in ds.iter_items()}
+    assert all(isinstance(it, Item) and it.mask is not None for it in res.values()), res
+    assert res["d"].mask.array.tolist() == [[2, 2], [2, 2]]
+    probs = ds.problems()
+    assert [(p["kind"], p["path"].split("!")[1]) for p in probs] == [("duplicate_entry", "SegmentationClass/d.png")]
+    assert "2 zip entries" in probs[0]["message"]
+    # a masks zip: the same two entries are one item too (they used to be a duplicate item_id)
+    with pytest.warns(UserWarning), zipfile.ZipFile(tmp_path / "m.zip", "w") as z:
+        z.writestr("x.png", ones)
+        z.writestr("x.png", twos)
+        z.writestr("./y.png", ones)
+    ds = open_dataset(tmp_path / "m.zip", layout="masks")
+    assert ds.manifest().column("item_id").to_pylist() == ["x", "y"]
+    assert [p["kind"] for p in ds.problems()] == ["duplicate_entry"]
+
+
+def test_unlistable_subfolder_is_a_problem_naming_it(tmp_path, monkeypatch):
+    # as root, chmod 000 is no obstacle: the listing function refuses instead
+    root = tmp_path / "ds"
+    (root / "locked").mkdir(parents=True)
+    (root / "open").mkdir()
+    for d in ("locked", "open"):
+        write_mask(root / d / "m.png", np.ones((2, 2), np.uint8))
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    ds = open_dataset(root, layout="masks")
+    assert ds.manifest().column("item_id").to_pylist() == ["open/m"]
+    probs = ds.problems()
+    assert [(p["kind"], p["path"]) for p in probs] == [("unlisted_path", str(root / "locked"))]
+    assert "Permission denied" in probs[0]["message"] and "not items" in probs[0]["message"]
+    assert open_dataset(root / "open", layout="masks").problems() == []
+
+
+def _deep_folder(root, min_bytes: int):
+    """A chain of folders under ``root`` whose path passes ``min_bytes`` bytes (made with dir fds:
+    the whole path is too long for the system), a mask at its bottom; returns the first folder
+    whose path is over 4,096 bytes."""
+    fd = os.open(root, os.O_RDONLY)
+    path, first_long = str(root), None
+    try:
+        while len(os.fsencode(path)) < min_bytes:
+            name = "d" * 200
+            os.mkdir(name, dir_fd=fd)
+            nfd = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+            path += "/" + name
+            if first_long is None and len(os.fsencode(path)) > 4096:
+                first_long = path
+        w = os.open("m.png", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(w, _png_bytes(np.ones((2, 2))))
+        os.close(w)
+    finally:
+        os.close(fd)
+    return first_long
+
+
+def test_mask_paths_longer_than_the_system_allows_are_a_problem_naming_the_folder(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    write_mask(root / "ok.png", np.ones((2, 2), np.uint8))
+    first_long = _deep_folder(root, 4400)
+    ds = open_dataset(root, layout="masks")
+    assert ds.manifest().column("item_id").to_pylist() == ["ok"]
+    probs = ds.problems()
+    assert [(p["kind"], p["path"]) for p in probs] == [("unlisted_path", first_long)]
+    assert "bytes" in probs[0]["message"]
+
+
+def test_names_that_collide_after_decoding_get_distinct_ids_and_their_own_bytes(tmp_path):
+    root = tmp_path / "ds"
+    root.mkdir()
+    with open(os.path.join(os.fsencode(root), b"bad\xff.png"), "wb") as f:   # raw byte 0xff
+        f.write(_png_bytes(np.ones((2, 2))))
+    (root / "bad\\xff.png").write_bytes(_png_bytes(np.full((2, 2), 2)))     # the text \xff
+    (root / "bad\\x5c.png").write_bytes(_png_bytes(np.full((2, 2), 3)))     # the escape's own text
+    (root / "back\\slash.png").write_bytes(_png_bytes(np.full((2, 2), 4)))  # a plain backslash: as is
+    ds = open_dataset(root, layout="masks")
+    ids = ds.manifest().column("item_id").to_pylist()
+    assert sorted(ids) == ids and len(set(ids)) == 4
+    assert set(ids) == {"bad\\xff", "bad\\x5cxff", "bad\\x5cx5c", "back\\slash"}
+    got = {r["item_id"]: int(it.mask.array[0, 0]) for r, it in ds.iter_items()}
+    assert got == {"bad\\xff": 1, "bad\\x5cxff": 2, "bad\\x5cx5c": 3, "back\\slash": 4}
+
+
+def test_cleanzip_index_field_over_the_csv_limit_is_bad_index(tmp_path):
+    # csv.field_size_limit() is 131,072 characters: csv.Error used to crash the run
+    root = _cleanzip(tmp_path)
+    (root / "index.csv").write_text("item_id,mask\na," + "x" * 140_000 + "\n")
+    needle = "field larger than field limit"
+    with pytest.raises(FormatError) as e:
+        open_dataset(root).manifest()
+    assert e.value.code == "bad_index" and needle in e.value.message
+
+
+def test_a_file_whose_own_path_is_too_long_is_an_item_with_an_error(tmp_path):
+    # its folder can be listed (under 4,096 bytes), the file's path cannot be opened
+    root = tmp_path / "ds"
+    root.mkdir()
+    d = root
+    while len(os.fsencode(str(d))) < 3900:
+        d = d / ("d" * 100)
+    d.mkdir(parents=True)
+    name = "m" * 240 + ".png"
+    fd = os.open(d, os.O_RDONLY)
+    w = os.open(name, os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+    os.write(w, _png_bytes(np.ones((2, 2))))
+    os.close(w)
+    os.close(fd)
+    assert len(os.fsencode(str(d / name))) > 4096
+    ds = open_dataset(root, layout="masks")
+    (row, res), = list(ds.iter_items())
+    assert row["item_id"].endswith("m" * 240) and ds.problems() == []
+    assert isinstance(res, FormatError) and res.code == "unreadable" and "too long" in res.message
+
+
+@pytest.mark.parametrize("value, ok", [("4096", True), ("1_000_000", True), ("0", False), ("-5", False),
+                                       ("lots", False)])
+def test_read_limits_come_from_the_environment(value, ok):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FASTMASK_MAX_FILE_BYTES": value, "FASTMASK_MAX_ZIP_RATIO": value}
+    proc = subprocess.run([sys.executable, "-c", "import fastmask.formats._fs as f; print(f.MAX_FILE_BYTES, "
+                           "f.MAX_ZIP_RATIO)"], env=env, capture_output=True, text=True, timeout=120)
+    if ok:
+        assert proc.stdout.split() == [value.replace("_", "")] * 2
+    else:
+        assert proc.returncode != 0 and "FASTMASK_MAX_FILE_BYTES" in proc.stderr and "positive integer" in proc.stderr

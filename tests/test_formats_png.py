@@ -312,3 +312,190 @@ def test_write_mask_refuses(tmp_path, bad, kw):
 def test_maskdata_is_plain_dataclass():
     m = read_mask(_png(np.zeros((2, 3), np.uint8)))
     assert isinstance(m, MaskData) and m.size == (3, 2) and m.channels == 1 and m.palette is None
+
+
+# ----------------------------------------------------------------------------- what a decoder cannot vouch for
+
+import fastmask.formats.png as png_mod  # noqa: E402
+from PIL import ImageFile  # noqa: E402
+
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _chunk(t, d):
+    return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+
+def _png_of(a: np.ndarray, bit_depth: int, color_type: int, *, interlace: bool = False, rows: int | None = None,
+            cut: float | None = None, extra_chunks: bytes = b"") -> bytes:
+    """A PNG of ``a`` written by hand (filter 0): big-endian samples, optionally Adam7-interlaced;
+    ``rows``: only the first rows in a complete zlib stream; ``cut``: the stream cut at that share."""
+    h, w = a.shape[:2]
+    big = a.astype(">u2") if bit_depth == 16 else a.astype(np.uint8)
+
+    def raw_rows(sub):
+        return b"".join(b"\0" + r.tobytes() for r in sub)
+
+    if interlace:
+        raw = b"".join(raw_rows(big[y0::dy, x0::dx]) for x0, y0, dx, dy in _ADAM7 if w > x0 and h > y0)
+    else:
+        raw = raw_rows(big)
+    if rows is not None:
+        raw = raw[: rows * (len(raw) // h)]
+    z = zlib.compress(raw)
+    if cut is not None:
+        z = z[: int(len(z) * cut)]
+    ihdr = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, int(interlace))
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", z) + _chunk(b"IEND", b""))
+
+
+@pytest.fixture(params=["pillow", "auto"])
+def decoder(request, monkeypatch):
+    """Both decoder paths ($FASTMASK_PNG_DECODER): Pillow only, and pyspng first when installed."""
+    if request.param == "auto" and png_mod._spng is None:
+        pytest.skip("pyspng is not installed")
+    monkeypatch.setattr(png_mod, "USE_PYSPNG", request.param == "auto")
+    return request.param
+
+
+@pytest.mark.parametrize("load_truncated", [False, True])
+@pytest.mark.parametrize("kind", ["short_stream", "cut_stream"])
+@pytest.mark.parametrize("mode", ["L", "P", "L16", "LA", "RGB", "RGBA"])
+def test_png_whose_image_data_ends_early_is_truncated(decoder, monkeypatch, load_truncated, kind, mode):
+    # 100 of 480 rows in the IDAT, IEND present: Pillow fills the rest with 0 (even without
+    # LOAD_TRUNCATED_IMAGES, when the zlib stream itself is complete); never an ok mask
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", load_truncated)
+    depth, ctype, nch = {"L": (8, 0, 1), "P": (8, 3, 1), "L16": (16, 0, 1), "LA": (8, 4, 2), "RGB": (8, 2, 3),
+                         "RGBA": (8, 6, 4)}[mode]
+    a = np.arange(480 * 640 * nch).reshape((480, 640, nch)[: 3 if nch > 1 else 2]) % 7 + 1
+    a = a.astype(np.uint16 if depth == 16 else np.uint8)
+    extra = _chunk(b"PLTE", bytes(range(24))) if mode == "P" else b""
+    kw = {"rows": 100} if kind == "short_stream" else {"cut": 0.2}
+    data = _png_of(a, depth, ctype, extra_chunks=extra, **kw)
+    with pytest.raises(FormatError) as e:
+        read_mask(data)
+    assert e.value.code == "truncated", e.value
+    whole = read_mask(_png_of(a, depth, ctype, extra_chunks=extra))
+    assert whole.width == 640 and whole.height == 480
+    if nch == 1:
+        assert np.array_equal(whole.array, a)
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "LA", "RGB", "L16"])
+def test_whole_png_whose_last_pixel_is_the_fill_sentinel_is_read(decoder, mode):
+    # the fast test cannot vouch for such a file: the bytes are counted, and it is whole
+    sentinel = png_mod._SENTINELS["I;16" if mode == "L16" else mode]
+    depth, ctype = {"L": (8, 0), "P": (8, 3), "LA": (8, 4), "RGB": (8, 2), "L16": (16, 0)}[mode]
+    shape = (5, 6) if np.ndim(sentinel) == 0 else (5, 6, len(sentinel))
+    a = np.zeros(shape, np.uint16 if depth == 16 else np.uint8)
+    a[-1, -1] = sentinel
+    extra = _chunk(b"PLTE", bytes(range(256)) * 3) if mode == "P" else b""
+    m = read_mask(_png_of(a, depth, ctype, extra_chunks=extra))
+    assert (m.width, m.height) == (6, 5)
+    with pytest.raises(FormatError) as e:
+        read_mask(_png_of(a, depth, ctype, extra_chunks=extra, rows=4))
+    assert e.value.code == "truncated"
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (3, 5), (8, 8), (9, 17), (33, 7)])
+def test_interlaced_png_whole_is_read_and_short_is_truncated(decoder, h, w):
+    rng = np.random.default_rng(h * 100 + w)
+    a = rng.integers(0, 5, (h, w)).astype(np.uint8)
+    a[-1] = 0  # a zero last row: the check runs, and must not refuse a whole file
+    m = read_mask(_png_of(a, 8, 0, interlace=True))
+    ref = np.asarray(Image.open(io.BytesIO(_png_of(a, 8, 0, interlace=True))))  # Pillow: the oracle
+    assert np.array_equal(m.array, a) and np.array_equal(m.array, ref)
+    if h * w >= 8:
+        with pytest.raises(FormatError) as e:
+            read_mask(_png_of(a, 8, 0, interlace=True, cut=0.5) if h * w < 64 else
+                      _png_of(a, 8, 0, interlace=True, rows=h // 2))
+        assert e.value.code == "truncated"
+
+
+def test_whole_pngs_with_zero_last_rows_are_not_refused(decoder):
+    # the check's trigger (a zero last row) is common in real masks: it must not misfire
+    rng = np.random.default_rng(7)
+    for h, w in ((1, 1), (2, 3), (50, 40), (375, 500)):
+        a = np.zeros((h, w), np.uint8)
+        a[: max(1, h // 2)] = rng.integers(0, 21, (max(1, h // 2), w))
+        for data in (_png(a), _png_of(a, 8, 0)):
+            assert np.array_equal(read_mask(data).array, a)
+        p = Image.fromarray(a, mode="L").convert("P")
+        bio = io.BytesIO()
+        p.save(bio, "PNG")
+        assert np.array_equal(read_mask(bio.getvalue()).array, np.asarray(p))
+
+
+@pytest.mark.parametrize("interlace", [False, True])
+def test_sixteen_bit_grey_alpha_is_read_as_sixteen_bit_grey_with_alpha_checked(decoder, interlace):
+    rng = np.random.default_rng(1)
+    la = np.zeros((13, 11, 2), np.uint16)
+    la[..., 0] = rng.integers(0, 65536, (13, 11))
+    la[..., 1] = 65535
+    la[2, 3, 1] = 0
+    la[4, 5, 1] = 65534  # not opaque either: 16-bit alpha is opaque at 65535 only
+    data = _png_of(la, 16, 4, interlace=interlace)
+    m = read_mask(data)
+    assert (m.mode, m.array.dtype, m.bit_depth, m.channels) == ("LA;16", np.uint16, 16, 2)
+    assert np.array_equal(m.array, la[..., 0])
+    assert m.has_alpha and m.alpha_nonopaque == 2 and m.alpha_min == 0
+    # oracle: Pillow reads the same file as 8-bit RGBA holding the high bytes
+    ref = np.asarray(Image.open(io.BytesIO(data)))
+    assert Image.open(io.BytesIO(data)).mode == "RGBA"
+    assert np.array_equal(m.array >> 8, ref[..., 0]) and np.array_equal(ref[..., 0], ref[..., 1])
+    assert np.array_equal(la[..., 1] >> 8, ref[..., 3])
+    assert np.array_equal(read_panoptic(data).array, la[..., 0].astype(np.uint32))
+    with pytest.raises(FormatError) as e:
+        read_mask(_png_of(la, 16, 4, interlace=interlace, cut=0.5))
+    assert e.value.code == "truncated"
+
+
+def _apng(frames: list[np.ndarray], *, text_before: int = 0) -> bytes:
+    bio = io.BytesIO()
+    ims = [Image.fromarray(f) for f in frames]
+    info = None
+    if text_before:
+        from PIL import PngImagePlugin
+
+        info = PngImagePlugin.PngInfo()
+        info.add_text("comment", "x" * text_before)  # pushes acTL far from the file's start
+    ims[0].save(bio, "PNG", save_all=True, append_images=ims[1:], pnginfo=info)
+    data = bio.getvalue()
+    assert b"acTL" in data
+    return data
+
+
+@pytest.mark.parametrize("text_before", [0, 10_000])
+def test_animated_png_is_read_as_its_first_frame_and_counted(decoder, text_before):
+    frames = [np.full((6, 5), i, np.uint8) for i in (1, 2, 3)]
+    data = _apng(frames, text_before=text_before)
+    if text_before:
+        assert data.index(b"acTL") > 4096
+    m = read_mask(data)
+    assert np.array_equal(m.array, frames[0]) and m.extra.get("n_frames") == 3
+    assert read_mask(_png(frames[0])).extra.get("n_frames", 1) == 1
+
+
+def test_sixteen_bit_grey_alpha_animated_is_counted():
+    la = np.zeros((4, 4, 2), np.uint16)
+    la[..., 1] = 65535
+    actl = _chunk(b"acTL", struct.pack(">II", 2, 0))
+    data = _png_of(la, 16, 4, extra_chunks=actl)
+    m = read_mask(data)
+    # Pillow's count (the default image outside the animation counts too): the oracle
+    assert m.mode == "LA;16" and m.extra["n_frames"] == Image.open(io.BytesIO(data)).n_frames > 1
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="no FIFOs here")
+def test_paths_that_are_not_regular_files_are_refused_at_once(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "x.png")  # opening it for reading would wait for a writer forever
+    for fn in (read_mask, read_panoptic, read_image_size):
+        for p in (tmp_path / "x.png", tmp_path):
+            with pytest.raises(FormatError) as e:
+                fn(p)
+            assert e.value.code == "not_a_file", (fn, p)
+    with pytest.raises(FormatError) as e:
+        read_mask("/dev/zero")  # a character device: read until memory ran out
+    assert e.value.code == "not_a_file" and "character device" in e.value.message

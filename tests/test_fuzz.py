@@ -202,7 +202,32 @@ def _png(mode: str, seed: int) -> bytes:
     return buf.getvalue()
 
 
-PNGS = [_png(m, i) for i, m in enumerate(["L", "P", "RGB", "I;16", "RGBA"])]
+def _hand_png(a: np.ndarray, depth: int, color_type: int, interlace: bool = False) -> bytes:
+    """A PNG written by hand (filter 0), for what Pillow does not write: 16-bit grey+alpha, Adam7."""
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+
+    h, w = a.shape[:2]
+    s = a.astype(">u2") if depth == 16 else a.astype(np.uint8)
+    passes = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+    subs = [s[y0::dy, x0::dx] for x0, y0, dx, dy in passes] if interlace else [s]
+    raw = b"".join(b"\0" + r.tobytes() for sub in subs if sub.size for r in sub)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, int(interlace)))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _apng_bytes() -> bytes:
+    frames = [Image.fromarray(np.full((7, 9), v, np.uint8)) for v in (1, 2)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "PNG", save_all=True, append_images=frames[1:])
+    return buf.getvalue()
+
+
+PNGS = [_png(m, i) for i, m in enumerate(["L", "P", "RGB", "I;16", "RGBA"])] + [
+    _hand_png(np.random.default_rng(5).integers(0, 65536, (7, 9, 2)), 16, 4),             # 16-bit grey+alpha
+    _hand_png(np.random.default_rng(6).integers(0, 4, (7, 9)), 8, 0, interlace=True),    # Adam7
+    _apng_bytes(),                                                                        # animated
+]
 READERS = (png.read_mask, png.read_panoptic, png.read_image_size)
 
 
@@ -256,6 +281,86 @@ def test_png_reader_on_random_bytes(data):
     for f in READERS:
         only((FormatError,), f, data)
         only((FormatError,), f, b"\x89PNG\r\n\x1a\n" + data)
+
+
+@fuzz_settings(200)
+@given(st.integers(0, len(PNGS) - 1), st.integers(1, 64), st.integers(1, 64), st.sampled_from([1, 2, 4, 8, 16]),
+       st.sampled_from([0, 2, 3, 4, 6]), st.integers(0, 2), st.integers(0, 120))
+def test_png_reader_with_any_ihdr_interlace_and_cut_data(k, w, h, depth, color_type, interlace, cut):
+    # the missing-rows check sizes the data from the IHDR (Adam7 passes included): any IHDR,
+    # any cut of the image data, never anything but a FormatError; a read mask is whole
+    d = bytearray(PNGS[k])
+    body = b"IHDR" + struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, interlace)
+    d[12:29] = body
+    d[29:33] = struct.pack(">I", zlib.crc32(body))
+    i = d.find(b"IDAT")
+    n = struct.unpack(">I", d[i - 4:i])[0]
+    if cut < n:  # a shorter IDAT, CRC made right: the decoder sees a short stream
+        payload = bytes(d[i + 4:i + 4 + cut])
+        d[i - 4:i + 8 + n] = struct.pack(">I", cut) + b"IDAT" + payload + struct.pack(">I", zlib.crc32(b"IDAT" + payload))
+    for f in READERS:
+        out = only((FormatError,), f, bytes(d))
+        if f is png.read_mask and out is not None:
+            assert out.array.shape == (out.height, out.width) == (h, w)
+
+
+# --------------------------------------------------------------------------- listed names, zip names
+
+_NAME_BYTES = st.lists(st.sampled_from([b"a", b"b", b"\\", b"x", b"f", b"5", b"c", b"\xff", b"\xe9", b"\xc3\xa9",
+                                        b".", b"-"]), min_size=1, max_size=8).map(b"".join)
+
+
+@fuzz_settings(150)
+@given(st.lists(_NAME_BYTES, min_size=1, max_size=12, unique=True))
+def test_listed_names_are_one_to_one_and_read_their_own_file(tmp_path_factory, names):
+    # names that are not UTF-8, names holding "\\xHH" as text, plain backslashes: every file is
+    # one item with its own id, and reading the item reads that file
+    import os
+
+    from fastmask.formats._fs import Root, listed_name
+
+    root = tmp_path_factory.mktemp("names")
+    names = [n for n in names if not n.startswith(b".")]  # hidden files are never items
+    for k, n in enumerate(names):
+        with open(os.path.join(os.fsencode(root), n), "wb") as f:
+            f.write(str(k).encode())
+    listed = [listed_name(os.fsdecode(n)) for n in names]
+    assert len(set(listed)) == len(names)
+    r = Root(root)
+    assert sorted(r.files()) == sorted(listed)
+    for k, name in enumerate(listed):
+        name.encode("utf-8")  # fits a report
+        assert r.read(name) == str(k).encode(), name
+
+
+_ZIP_PARTS = st.lists(st.sampled_from(["a", "b", ".", "", "c.png", "d.png"]), min_size=1, max_size=4)
+
+
+@fuzz_settings(150)
+@given(st.lists(_ZIP_PARTS.map(lambda p: "/".join(p)), min_size=1, max_size=10))
+def test_zip_names_are_normalised_and_each_name_is_one_item(tmp_path_factory, names):
+    import warnings
+    import zipfile
+
+    from fastmask.formats._fs import Root, _zip_name
+
+    path = tmp_path_factory.mktemp("zipnames") / "m.zip"
+    names = [n for n in names if n.endswith(".png") and not n.startswith("/")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # duplicate names on purpose
+        with zipfile.ZipFile(path, "w") as z:
+            for k, n in enumerate(names):
+                z.writestr(n, str(k))
+    r = Root(path)
+    listed = r.files()
+    norm = {_zip_name(n) for n in names}
+    assert len(listed) == len(set(listed)) and set(listed) == {n for n in norm if not n.startswith(".")
+                                                               and "/." not in n}
+    last = {_zip_name(n): str(k).encode() for k, n in enumerate(names)}
+    for name in listed:
+        assert r.read(name) == last[name] and "./" not in name and "//" not in name
+    twice = {n for n in norm if sum(_zip_name(m) == n for m in names) > 1} & set(listed)
+    assert {p[1].split("!", 1)[1] for p in r.problems} == twice
 
 
 # --------------------------------------------------------------------------- label maps
@@ -534,3 +639,53 @@ def test_rle_size_limit_still_accepts_large_real_sizes():
     rle = R.frPyObjects({"size": [h, w], "counts": [2**32 - 1, 1]}, h, w)
     assert int(R.area(rle)) == 1
     assert R.toBbox(rle).tolist() == [1.0, 2**31 - 1, 1.0, 1.0]
+
+
+def test_regression_colliding_listed_names_were_a_duplicate_item_id(tmp_path):
+    # a raw byte name bad\xff.png and the text "bad\\xff.png": AssertionError: duplicate item_id
+    import os
+
+    with open(os.path.join(os.fsencode(tmp_path), b"bad\xff.png"), "wb") as f:
+        f.write(b"x")
+    (tmp_path / "bad\\xff.png").write_bytes(b"y")
+    ids = open_dataset(tmp_path, layout="masks").manifest().column("item_id").to_pylist()
+    assert ids == ["bad\\x5cxff", "bad\\xff"]
+
+
+def test_regression_encrypted_zip_member_was_an_internal_error(tmp_path):
+    # zipfile raised RuntimeError ("password required"): an internal_error row
+    import zipfile
+
+    from fastmask.formats._fs import Root
+
+    with zipfile.ZipFile(tmp_path / "e.zip", "w") as z:
+        z.writestr("a.png", b"x")
+    data = bytearray((tmp_path / "e.zip").read_bytes())
+    data[6] |= 1                                     # the local header's flags
+    data[data.find(b"PK\x01\x02") + 8] |= 1          # the central directory's
+    (tmp_path / "e.zip").write_bytes(bytes(data))
+    with pytest.raises(FormatError) as e:
+        Root(tmp_path / "e.zip").read("a.png")
+    assert e.value.code == "encrypted"
+
+
+def test_regression_names_starting_with_an_escape_or_a_backslash_were_refused_as_absolute(tmp_path):
+    # found by test_listed_names_are_one_to_one...: b"\xff.png" is listed "\\xff.png", and a
+    # backslash counted as a separator even in a POSIX folder: "path is absolute; refused"
+    import os
+
+    from fastmask.formats._fs import Root
+
+    with open(os.path.join(os.fsencode(tmp_path), b"\xff.png"), "wb") as f:
+        f.write(b"1")
+    (tmp_path / "\\lead.png").write_bytes(b"2")
+    r = Root(tmp_path)
+    assert sorted(r.files()) == ["\\lead.png", "\\xff.png"]
+    assert r.read("\\xff.png") == b"1" and r.read("\\lead.png") == b"2"
+    with pytest.raises(FormatError) as e:  # in a zip, a backslash still separates: refused
+        import zipfile
+
+        with zipfile.ZipFile(tmp_path / "z.zip", "w") as z:
+            z.writestr("..\\evil.png", b"x")
+        Root(tmp_path / "z.zip").read("..\\evil.png")
+    assert e.value.code == "path_outside_root"

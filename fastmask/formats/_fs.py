@@ -13,9 +13,24 @@ Safety (all refusals raise ``FormatError("path_outside_root")``):
 - in a folder, a path whose real location (symlinks resolved) is outside the
   root's real location is refused.
 
+Only regular files are read (``not_a_file`` for a FIFO, a device, a socket or a
+folder, decided by ``fstat`` on a descriptor opened with ``O_NONBLOCK``, so a FIFO
+never blocks), and no read returns more than :data:`MAX_FILE_BYTES` (``too_large``).
+A zip member is read as a stream with the same cap; its declared size is checked
+first, and a member inflating more than :data:`MAX_ZIP_RATIO` times its compressed
+size is a ``zip_bomb``; encrypted members are ``encrypted``.
+
 File names that are not valid UTF-8 (possible on Linux) are listed with their
 undecodable bytes as ``\\xHH`` escapes (``bad\\xffname.png``), so they fit in
-reports (Arrow strings are UTF-8), and are read under their real name.
+reports (Arrow strings are UTF-8), and are read under their real name. The listing
+is one-to-one: a name that already holds such an escape (the literal text
+``bad\\xffname.png``) gets its backslashes escaped too (``bad\\x5cxffname.png``).
+
+Zip entry names are normalised (``./a/b.png`` and ``a/./b.png`` are ``a/b.png``); two
+entries with one name are one file (the last, as :mod:`zipfile` reads it) and a
+listing *problem*; so is a folder that cannot be listed (permissions, a path longer
+than the system allows). :attr:`Root.problems` collects them for the dataset
+(:meth:`fastmask.formats.layouts.Dataset.problems`).
 """
 from __future__ import annotations
 
@@ -30,7 +45,35 @@ from typing import IO
 
 from .errors import FormatError
 
-__all__ = ["Root", "unsafe_reason", "is_junk"]
+__all__ = ["Root", "unsafe_reason", "is_junk", "MAX_FILE_BYTES", "MAX_ZIP_RATIO", "ZIP_RATIO_MIN_BYTES"]
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip().replace("_", "")
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"${name}={os.environ[name]!r}: expected a positive integer")
+    return value
+
+
+#: ``$FASTMASK_MAX_FILE_BYTES`` (default 1 GiB): the most bytes one read may return -- a
+#: file in a folder (its size, checked before reading) or a zip member (its declared and
+#: its actual inflated size). Above it: ``too_large``. The largest mask Pillow's pixel
+#: limit lets through, 89.5 M pixels of RGBA, is 358 MB uncompressed.
+MAX_FILE_BYTES = _env_int("FASTMASK_MAX_FILE_BYTES", 1 << 30)
+#: ``$FASTMASK_MAX_ZIP_RATIO`` (default 100): a zip member whose inflated size is more than
+#: this many times its compressed size, once above :data:`ZIP_RATIO_MIN_BYTES`, is a
+#: ``zip_bomb`` (deflate reaches ~1000x on zeros; PNG data inside a zip stays near 1x).
+MAX_ZIP_RATIO = _env_int("FASTMASK_MAX_ZIP_RATIO", 100)
+#: inflated bytes below which a zip member's ratio is not judged (small all-zero BMP or
+#: TIFF masks compress 1000x and are harmless)
+ZIP_RATIO_MIN_BYTES = 16 << 20
+_ZIP_CHUNK = 1 << 20
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 # Reading a file with O_NOFOLLOW (where the OS has it) refuses a symlink in the same system
@@ -39,51 +82,133 @@ _DRIVE = re.compile(r"^[A-Za-z]:")
 # object Python's open() builds: ~7 us less per file.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# O_NONBLOCK: opening a FIFO for reading returns at once instead of waiting for a writer
+# (it is then refused by fstat); it changes nothing for regular files.
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+_OPEN_FLAGS = os.O_RDONLY | _CLOEXEC | _NONBLOCK | getattr(os, "O_BINARY", 0)
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
-def _read_all(fd: int) -> bytes:
-    """The rest of an open file: one read when its size is known and holds still."""
-    size = os.fstat(fd).st_size
+def _too_large(name: str, size: int | str, rel: str | None) -> FormatError:
+    return FormatError("too_large", f"{name}: {size} bytes, above the read limit of {MAX_FILE_BYTES} bytes "
+                       "($FASTMASK_MAX_FILE_BYTES)", path=rel)
+
+
+def check_regular(fd: int, name: str, rel: str | None = None, *, whole: bool = True) -> int:
+    """The size of the open file ``fd``; FormatError ``not_a_file`` (and ``too_large`` when the
+    whole file is to be read) before any read."""
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        kind = next((k for test, k in _KINDS if test(st.st_mode)), "not a regular file")
+        raise FormatError("not_a_file", f"{name}: {kind}, not a regular file; not read", path=rel)
+    if whole and st.st_size > MAX_FILE_BYTES:
+        raise _too_large(name, st.st_size, rel)
+    return st.st_size
+
+
+def _read_all(fd: int, name: str = "<file>", rel: str | None = None) -> bytes:
+    """The rest of an open regular file: one read when its size is known and holds still."""
+    size = check_regular(fd, name, rel)
     data = os.read(fd, size + 1)  # one byte more than the size: notices a file that grew
     if len(data) == size:
         return data
-    parts = [data]
+    parts, total = [data], len(data)
     while True:  # grew, shrank, or a short read (some network file systems): read to EOF
         more = os.read(fd, max(size, 1 << 16))
         if not more:
             return b"".join(parts)
+        total += len(more)
+        if total > MAX_FILE_BYTES:
+            raise _too_large(name, f"more than {MAX_FILE_BYTES}", rel)
         parts.append(more)
-_ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
+
+
+def read_regular_file(path: str) -> bytes:
+    """All bytes of a regular file at ``path`` (FormatError ``not_a_file``, ``too_large``, ...).
+
+    >>> read_regular_file("/dev/null")
+    Traceback (most recent call last):
+    ...
+    fastmask.formats.errors.FormatError: [not_a_file] /dev/null: a character device, not a regular file; not read
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        raise FormatError("missing_file", f"{path}: no such file", path=path) from None
+    except OSError as e:
+        raise FormatError("unreadable", f"{path}: {e.strerror or e}", path=path) from None
+    try:
+        return _read_all(fd, path, path)
+    except OSError as e:
+        raise FormatError("unreadable", f"{path}: {e.strerror or e}", path=path) from None
+    finally:
+        os.close(fd)
+
+
+# Decoded escapes: a backslash (\x5c) and the bytes that cannot start or continue UTF-8 text
+# alone (0x80-0xff). Never '/' or '.', so a decoded name cannot climb out of its root.
+_ESCAPED_BYTE = re.compile(r"\\x(5c|[89a-f][0-9a-f])")
 
 
 def listed_name(name: str) -> str:
-    """A name as listed: bytes that are not UTF-8 (surrogate-escaped by ``os``) become ``\\xHH``.
+    """A name as listed: bytes that are not UTF-8 (surrogate-escaped by ``os``) become ``\\xHH``;
+    a name that holds such an escape as text gets its backslashes escaped too (one-to-one).
 
-    >>> listed_name(os.fsdecode(b"bad\\xffname.png"))
-    'bad\\\\xffname.png'
+    >>> listed_name(os.fsdecode(b"bad\\xffname.png")), listed_name("bad\\\\xffname.png")
+    ('bad\\\\xffname.png', 'bad\\\\x5cxffname.png')
     """
     try:
         name.encode("utf-8")
-        return name
+        if "\\" not in name or not _ESCAPED_BYTE.search(name):
+            return name
     except UnicodeEncodeError:
-        return os.fsencode(name).decode("utf-8", "backslashreplace")
+        pass
+    # 0x5c is never part of a multi-byte UTF-8 sequence: escaping it first is safe
+    return os.fsencode(name).replace(b"\\", b"\\x5c").decode("utf-8", "backslashreplace")
 
 
-def _os_name(p: str) -> str:
-    """The file system's name for a listed path (undoes :func:`listed_name` when needed)."""
-    if "\\x" not in p or os.path.lexists(p):
+def _unescape(listed: str) -> str:
+    """The OS name (surrogate-escaped) of a name :func:`listed_name` escaped."""
+    return _ESCAPED_BYTE.sub(
+        lambda m: "\\" if m.group(1) == "5c" else chr(0xDC00 + int(m.group(1), 16)), listed)
+
+
+def _os_name(root: str, full: str) -> str:
+    """The file system's path of a listed relative name under ``root`` (undoes :func:`listed_name`).
+
+    A listed name is tried first; a name from elsewhere (an index file) that merely holds
+    ``\\xHH`` text is used as written when no listed file matches it.
+    """
+    p = os.path.join(root, *full.split("/"))
+    if "\\x" not in full:
         return p
-    raw = _ESCAPED_BYTE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), p)
-    return raw if os.path.lexists(raw) else p
+    raw = os.path.join(root, *_unescape(full).split("/"))
+    return raw if raw != p and os.path.lexists(raw) else p
 
 
-def unsafe_reason(name: str) -> str | None:
+def _zip_name(name: str) -> str:
+    """A safe zip entry name without ``.`` parts or doubled slashes (``./a//./b`` -> ``a/b``)."""
+    if "./" not in name and "//" not in name and name != ".":
+        return name
+    if unsafe_reason(name):
+        return name  # listed as it is, refused on read
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    return "/".join(parts) + ("/" if name.endswith("/") and parts else "")
+
+
+def unsafe_reason(name: str, *, backslash: bool = True) -> str | None:
     """Why a relative name may not be read under a root (None when it is fine).
+
+    ``backslash``: a backslash separates folders too (zip entries, Windows); a folder on a
+    POSIX system passes False: there ``a\\b.png`` is one file of the folder.
 
     >>> unsafe_reason("masks/a.png") is None, unsafe_reason("../etc/passwd"), unsafe_reason("/abs")
     (True, "contains '..'", 'is absolute')
     """
-    n = name.replace("\\", "/")
+    # a backslash counts as a separator (names from Windows), except in a listed name's
+    # escapes (``\\xff.png`` is a file whose name starts with the byte 0xff)
+    n = _ESCAPED_BYTE.sub("_", name).replace("\\", "/") if backslash else name
     if n.startswith("/") or _DRIVE.match(n):
         return "is absolute"
     if ".." in n.split("/"):
@@ -116,8 +241,13 @@ class Root:
             raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
         self._zf: zipfile.ZipFile | None = None
         self._zpid: int | None = None
+        self._entries: dict[str, zipfile.ZipInfo] = {}
         self._real: str | None = None
         self._real_dirs: dict[str, str] = {}
+        #: listing problems, ``(kind, path) -> message``: folders that cannot be listed
+        #: (``unlisted_path``), zip names held by several entries (``duplicate_entry``);
+        #: shared by the roots :meth:`sub` makes, kept in this process only
+        self.problems: dict[tuple[str, str], str] = {}
 
     # pickling: paths only; zip handles and caches are per process
     def __getstate__(self):
@@ -127,8 +257,10 @@ class Root:
         self.__dict__.update(state)
         self._zf = None
         self._zpid = None
+        self._entries = {}
         self._real = None
         self._real_dirs = {}
+        self.problems = {}
 
     def __repr__(self):
         return f"Root({self.path!r}{', base=' + repr(self.base) if self.base else ''})"
@@ -138,6 +270,7 @@ class Root:
         r = Root.__new__(Root)
         r.__setstate__({"path": self.path, "base": posixpath.join(self.base, base).strip("/") if base else self.base,
                         "is_zip": self.is_zip})
+        r.problems = self.problems
         return r
 
     # ------------------------------------------------------------------ zip
@@ -149,7 +282,32 @@ class Root:
             except (OSError, zipfile.BadZipFile) as e:
                 raise FormatError("unreadable", f"{self.path}: {e}", path=self.path) from None
             self._zpid = pid
+            self._entries = self._zf.NameToInfo  # name -> entry (zipfile keeps the last of twins)
+            if any(_zip_name(n) != n for n in self._entries):
+                self._entries = {}
+                for info in self._zf.infolist():
+                    self._entries[_zip_name(info.filename)] = info
         return self._zf
+
+    def _zip_entries(self) -> dict[str, zipfile.ZipInfo]:
+        """Normalised entry name -> entry (the last one of entries sharing a name)."""
+        self._zip()
+        return self._entries
+
+    def _zip_duplicates(self, pre: str) -> None:
+        """Note the names under ``pre`` that several zip entries hold (a listing problem each)."""
+        infos = self._zf.infolist()
+        if len(infos) == len(self._entries):
+            return
+        seen: dict[str, int] = {}
+        for info in infos:
+            n = _zip_name(info.filename)
+            if n.startswith(pre) and not info.is_dir():
+                seen[n] = seen.get(n, 0) + 1
+        for n, k in seen.items():
+            if k > 1:
+                self.problems[("duplicate_entry", f"{self.path}!{n}")] = (
+                    f"{self.path}!{n}: {k} zip entries have this name; only the last one is read")
 
     def _full(self, rel: str) -> str:
         return posixpath.join(self.base, rel) if self.base else rel
@@ -176,8 +334,7 @@ class Root:
             out: list[str] = []
             pre = prefix + "/" if prefix else ""
             blen = len(self.base) + 1 if self.base else 0
-            for info in self._zip().infolist():
-                name = info.filename
+            for name, info in self._zip_entries().items():
                 if info.is_dir() or not name.startswith(pre):
                     continue
                 rel = name[blen:]
@@ -187,30 +344,39 @@ class Root:
                 if unsafe_reason(rel) is None and is_junk(rel):
                     continue
                 out.append(rel)
+            self._zip_duplicates(pre)
             yield out
             return
         top = os.path.join(self.path, *prefix.split("/")) if prefix else self.path
         if not os.path.isdir(top):
             return
         baselen = len(os.path.join(self.path, *self.base.split("/")) if self.base else self.path) + 1
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, dirnames, filenames in os.walk(top, onerror=self._unlisted):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
             yield [listed_name(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/"))
                    for f in filenames if not f.startswith(".")]
             if not recursive:
                 break
 
+    def _unlisted(self, e: OSError) -> None:
+        """``os.walk``'s error hook: a folder it cannot list is a listing problem, never silence."""
+        where = listed_name(os.fsdecode(e.filename)) if e.filename is not None else self.path
+        why = e.strerror or str(e)
+        if e.errno == errno.ENAMETOOLONG:
+            why += f" (a path of {len(os.fsencode(e.filename or ''))} bytes)"
+        self.problems[("unlisted_path", where)] = f"{where}: cannot list this folder ({why}); its files are not items"
+
     def isdir(self, rel: str) -> bool:
         full = self._full(rel).strip("/")
         if self.is_zip:
             pre = full + "/"
-            return any(n.startswith(pre) for n in self._zip().namelist())
+            return any(n.startswith(pre) for n in self._zip_entries())
         return os.path.isdir(os.path.join(self.path, *full.split("/")))
 
     def top_dirs(self) -> list[str]:
         """Names of the top-level folders (and files) of a zip, for base detection."""
         if self.is_zip:
-            return sorted({n.split("/", 1)[0] for n in self._zip().namelist() if n and not is_junk(n)})
+            return sorted({n.split("/", 1)[0] for n in self._zip_entries() if n and not is_junk(n)})
         return sorted(os.listdir(self.path))
 
     # ------------------------------------------------------------------ reading
@@ -220,20 +386,19 @@ class Root:
         ``links=False`` skips the test of the file itself being a symlink: for a caller that
         opens it with ``O_NOFOLLOW`` and checks a symlink only when the open refuses one.
         """
-        why = unsafe_reason(rel)
+        why = unsafe_reason(rel, backslash=self._backslash())
         if why:
             raise FormatError("path_outside_root", f"{self.display(rel)}: path {why}; refused", path=rel)
         full = self._full(rel)
         if self.is_zip:
-            try:
-                info = self._zip().getinfo(full)
-            except KeyError:
-                raise FormatError("missing_file", f"{self.display(rel)}: no such entry", path=rel) from None
+            info = self._zip_entries().get(full)
+            if info is None:
+                raise FormatError("missing_file", f"{self.display(rel)}: no such entry", path=rel)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise FormatError("path_outside_root", f"{self.display(rel)}: zip entry is a symlink; refused",
                                   path=rel)
             return full
-        p = _os_name(os.path.join(self.path, *full.split("/")))
+        p = _os_name(self.path, full)
         if self._real is None:
             self._real = os.path.realpath(self.path)
         # Resolving every file costs one lstat per path component (~50 us a mask): resolve
@@ -247,6 +412,10 @@ class Root:
             self._inside(os.path.realpath(p), p, rel)
         return p
 
+    def _backslash(self) -> bool:
+        """Whether a backslash in a name separates folders here (not in a POSIX folder)."""
+        return self.is_zip or os.sep == "\\"
+
     def _inside(self, real: str, p: str, rel: str) -> str:
         if real != self._real and not real.startswith(self._real.rstrip(os.sep) + os.sep):
             raise FormatError("path_outside_root",
@@ -255,59 +424,120 @@ class Root:
         return real
 
     def exists(self, rel: str) -> bool:
-        """True when ``rel`` is a safe, existing file (unsafe names are 'existing but refused': True)."""
-        if unsafe_reason(rel):
+        """True when ``rel`` is a safe, existing file (unsafe names are 'existing but refused': True).
+
+        Anything but a folder counts (a FIFO, a device): :meth:`read` then refuses it
+        (``not_a_file``) rather than the item saying the file is missing.
+        """
+        if unsafe_reason(rel, backslash=self._backslash()):
             return True  # exists as far as listing goes; read() refuses it
         full = self._full(rel)
         if self.is_zip:
+            return full in self._zip_entries()
+        try:
+            return not stat.S_ISDIR(os.stat(_os_name(self.path, full)).st_mode)
+        except (OSError, ValueError):
+            return False
+
+    def _open_fd(self, rel: str) -> int:
+        """A descriptor of the folder file ``rel`` (checked, never blocking), or FormatError."""
+        where = self.check(rel, links=not _NOFOLLOW)
+        try:
             try:
-                self._zip().getinfo(full)
-                return True
-            except KeyError:
-                return False
-        return os.path.isfile(_os_name(os.path.join(self.path, *full.split("/"))))
-
-    def read(self, rel: str) -> bytes:
-        """All bytes of a file (refusing unsafe names, missing files -> missing_file)."""
-        where = self.check(rel, links=not _NOFOLLOW)  # (a zip entry is checked before links matter)
-        try:
-            if self.is_zip:
-                return self._zip().read(where)
-            if _NOFOLLOW:
-                try:
-                    fd = os.open(where, os.O_RDONLY | _NOFOLLOW | _CLOEXEC)
-                except OSError as e:
-                    if e.errno not in (errno.ELOOP, errno.EMLINK) or not os.path.islink(where):
-                        raise
-                    # a symlink: read it only when it resolves inside the root
-                    self._inside(os.path.realpath(where), where, rel)
-                    fd = os.open(where, os.O_RDONLY | _CLOEXEC)
-                try:
-                    return _read_all(fd)
-                finally:
-                    os.close(fd)
-            with open(where, "rb") as f:
-                return f.read()
-        except FileNotFoundError:
-            raise FormatError("missing_file", f"{self.display(rel)}: no such file", path=rel) from None
-        except (OSError, zipfile.BadZipFile, EOFError) as e:
-            # a corrupt zip member (bad CRC, truncated archive) is this item's problem only
-            msg = listed_name(str(e))
-            code = "truncated" if "truncat" in msg.lower() or isinstance(e, EOFError) else "unreadable"
-            raise FormatError(code, f"{self.display(rel)}: {msg}", path=rel) from None
-
-    def open(self, rel: str) -> IO[bytes]:
-        """A binary stream (for header-only reads)."""
-        where = self.check(rel)
-        if self.is_zip:
-            return self._zip().open(where)
-        try:
-            return open(where, "rb")
+                return os.open(where, _OPEN_FLAGS | _NOFOLLOW)
+            except OSError as e:
+                if not _NOFOLLOW or e.errno not in (errno.ELOOP, errno.EMLINK) or not os.path.islink(where):
+                    raise
+                # a symlink: read it only when it resolves inside the root
+                self._inside(os.path.realpath(where), where, rel)
+                return os.open(where, _OPEN_FLAGS)
         except FileNotFoundError:
             raise FormatError("missing_file", f"{self.display(rel)}: no such file", path=rel) from None
         except OSError as e:
-            raise FormatError("unreadable", f"{self.display(rel)}: {e}", path=rel) from None
+            raise FormatError("unreadable", f"{self.display(rel)}: {listed_name(e.strerror or str(e))}",
+                              path=rel) from None
+
+    def _zip_member(self, rel: str, *, whole: bool = True) -> zipfile.ZipInfo:
+        """The entry of ``rel``, refused before any byte is inflated when it is encrypted or
+        (``whole``: to be read whole) declares more than the limits allow."""
+        info = self._zip_entries()[self.check(rel)]
+        name = self.display(rel)
+        if info.flag_bits & 0x1:
+            raise FormatError("encrypted", f"{name}: an encrypted zip member; fastmask reads no passwords", path=rel)
+        if whole:
+            _check_inflated(name, rel, info.file_size, info.compress_size, declared=True)
+        return info
+
+    def read(self, rel: str) -> bytes:
+        """All bytes of a file (refusing unsafe names, missing files -> missing_file).
+
+        Only regular files, at most :data:`MAX_FILE_BYTES` (see the module docs).
+        """
+        if self.is_zip:
+            info = self._zip_member(rel)
+            try:
+                return _read_member(self._zip(), info, self.display(rel), rel)
+            except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError) as e:
+                # a corrupt zip member (bad CRC, truncated archive, unknown method) is this item's problem only
+                msg = listed_name(str(e))
+                code = "truncated" if "truncat" in msg.lower() or isinstance(e, EOFError) else "unreadable"
+                raise FormatError(code, f"{self.display(rel)}: {msg}", path=rel) from None
+        fd = self._open_fd(rel)
+        try:
+            return _read_all(fd, self.display(rel), rel)
+        except OSError as e:
+            msg = listed_name(str(e))
+            code = "truncated" if "truncat" in msg.lower() else "unreadable"
+            raise FormatError(code, f"{self.display(rel)}: {msg}", path=rel) from None
+        finally:
+            os.close(fd)
+
+    def open(self, rel: str) -> IO[bytes]:
+        """A binary stream (for header-only reads), of a regular file only."""
+        if self.is_zip:
+            info = self._zip_member(rel, whole=False)  # a header is read, not the member
+            try:
+                return self._zip().open(info)
+            except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as e:
+                raise FormatError("unreadable", f"{self.display(rel)}: {e}", path=rel) from None
+        fd = self._open_fd(rel)
+        try:
+            check_regular(fd, self.display(rel), rel, whole=False)  # a header is read, not the file
+            return os.fdopen(fd, "rb")
+        except BaseException:
+            os.close(fd)
+            raise
 
     def local_path(self, rel: str) -> str | None:
         """OS path of a file in a folder root (None inside a zip)."""
         return None if self.is_zip else os.path.join(self.path, *self._full(rel).split("/"))
+
+
+def _check_inflated(name: str, rel: str, size: int, compressed: int, *, declared: bool) -> None:
+    """Refuse a zip member by its inflated ``size`` (declared, or read so far)."""
+    what = "declares" if declared else "inflates to"
+    if size > ZIP_RATIO_MIN_BYTES and size > MAX_ZIP_RATIO * max(compressed, 1):
+        raise FormatError("zip_bomb", f"{name}: zip member {what} {size} bytes from {compressed} compressed "
+                          f"({size // max(compressed, 1)}x, above the limit of {MAX_ZIP_RATIO}x: "
+                          "$FASTMASK_MAX_ZIP_RATIO); not read", path=rel)
+    if size > MAX_FILE_BYTES:
+        raise FormatError("too_large", f"{name}: zip member {what} {size} bytes, above the read limit of "
+                          f"{MAX_FILE_BYTES} bytes ($FASTMASK_MAX_FILE_BYTES); not read", path=rel)
+
+
+def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, rel: str) -> bytes:
+    """A zip member's bytes, inflated a chunk at a time and refused as soon as they pass a limit
+    (whatever the entry declares)."""
+    if info.file_size <= _ZIP_CHUNK:
+        data = zf.read(info)  # small (declared): one call; still checked below
+        _check_inflated(name, rel, len(data), info.compress_size, declared=False)
+        return data
+    parts, total = [], 0
+    with zf.open(info) as f:
+        while True:
+            chunk = f.read(_ZIP_CHUNK)
+            if not chunk:
+                return b"".join(parts)
+            total += len(chunk)
+            _check_inflated(name, rel, total, info.compress_size, declared=False)
+            parts.append(chunk)

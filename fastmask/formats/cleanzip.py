@@ -97,13 +97,16 @@ class CleanZipDataset(Dataset):
         except UnicodeDecodeError as e:
             raise FormatError("bad_index", f"{s.display('index.csv')}: not UTF-8 ({e})") from None
         reader = csv.DictReader(io.StringIO(text))
-        if not reader.fieldnames or not ({"image", "mask"} & set(reader.fieldnames)):
-            raise FormatError("bad_index", f"{s.display('index.csv')}: header needs an 'image' or 'mask' column")
         rows = []
-        for n, r in enumerate(reader, 2):
-            if None in r:
-                raise FormatError("bad_index", f"{s.display('index.csv')}:{n}: more fields than the header")
-            rows.append({k: (v if v != "" else None) for k, v in r.items()})
+        try:  # csv.Error: a field over csv.field_size_limit() (131,072 characters), a NUL byte, ...
+            if not reader.fieldnames or not ({"image", "mask"} & set(reader.fieldnames)):
+                raise FormatError("bad_index", f"{s.display('index.csv')}: header needs an 'image' or 'mask' column")
+            for n, r in enumerate(reader, 2):
+                if None in r:
+                    raise FormatError("bad_index", f"{s.display('index.csv')}:{n}: more fields than the header")
+                rows.append({k: (v if v != "" else None) for k, v in r.items()})
+        except csv.Error as e:
+            raise FormatError("bad_index", f"{s.display('index.csv')}:{reader.line_num}: {e}") from None
         return rows
 
     def _build_manifest(self) -> pa.Table:

@@ -27,6 +27,10 @@ CODES: dict[str, str] = {
     "bad_json": "a JSON file is malformed or not the expected structure",
     "bad_index": "a clean-zip index.csv is malformed",
     "missing_file": "a file the dataset refers to does not exist",
+    "not_a_file": "a path that is not a regular file (FIFO, device, socket, folder): never read",
+    "too_large": "a file or zip member larger than the read limit ($FASTMASK_MAX_FILE_BYTES)",
+    "zip_bomb": "a zip member that inflates far beyond its compressed size ($FASTMASK_MAX_ZIP_RATIO)",
+    "encrypted": "an encrypted zip member (fastmask reads no passwords)",
 }
 
 

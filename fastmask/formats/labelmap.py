@@ -28,7 +28,6 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -443,12 +442,14 @@ class LabelMap:
 
 def _read_text(path: str | os.PathLike, data: bytes | None = None) -> str:
     if data is None:
+        from ._fs import read_regular_file  # (a FIFO or a device is refused, never read)
+
         try:
-            data = Path(path).read_bytes()
-        except FileNotFoundError:
-            raise FormatError("missing_file", f"label map {path} does not exist") from None
-        except OSError as e:
-            raise FormatError("unreadable", f"label map {path}: {e}") from None
+            data = read_regular_file(os.fspath(path))
+        except FormatError as e:
+            if e.code == "missing_file":
+                raise FormatError("missing_file", f"label map {path} does not exist") from None
+            raise FormatError(e.code, f"label map {e.message}") from None
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

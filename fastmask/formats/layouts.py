@@ -107,6 +107,24 @@ class Dataset:
     def read_item(self, row: dict) -> Item:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def problems(self) -> list[dict]:
+        """What the listing met but could not make an item of, sorted: ``[{"kind", "path", "message"}]``.
+
+        ``kind`` is ``unlisted_path`` (a folder that cannot be listed: permissions, a
+        path longer than the system allows; its files are not items) or
+        ``duplicate_entry`` (several zip entries with one name: one item, the last
+        entry). Jobs report them as dataset-level findings. Builds the manifest first.
+
+        >>> # [p["kind"] for p in open_dataset("masks.zip").problems()]  -> ['duplicate_entry']
+        """
+        self.manifest()
+        found: dict[tuple[str, str], str] = {}
+        for root in vars(self).values():
+            if isinstance(root, Root):
+                for key, message in root.problems.items():
+                    found.setdefault(key, message)
+        return [{"kind": k, "path": p, "message": found[(k, p)]} for k, p in sorted(found)]
+
     def iter_items(self) -> Iterator[tuple[dict, Item | FormatError]]:
         """(row, Item or the FormatError it raised) for every manifest row, in order.
 

@@ -10,6 +10,8 @@ Pillow mode           ``MaskData.array``
                       not Pillow's rescaled 0..255); alpha kept aside
 ``P`` / ``PA``        uint8 palette *indices*; ``palette`` holds the colours
 ``I;16*``             uint16 (native byte order)
+``LA;16``             uint16 grey of a 16-bit grey+alpha PNG (which Pillow
+                      would read as 8-bit RGBA); alpha kept aside
 ``I``                 int32
 ``RGB`` / ``RGBA``    uint16 class ids through the label map's colours;
                       colours not in it -> :data:`UNKNOWN_ID` (65535) and
@@ -27,6 +29,14 @@ their name. Empty, truncated, undecodable files and decompression bombs raise
 :class:`~fastmask.formats.errors.FormatError` with codes ``zero_bytes``,
 ``truncated``, ``unreadable``, ``decompression_bomb``; Pillow's limit
 (``Image.MAX_IMAGE_PIXELS``) is never changed here.
+
+A PNG whose image data ends before its last row (its IDAT stream is complete but
+short, or cut, even with ``IEND`` present) is ``truncated``: Pillow would fill
+the missing rows with 0 (background) without a word. The image memory is filled
+with a sentinel value before decoding, so a last pixel that changed proves every
+row was decoded; otherwise (or for an interlaced file) the image data is inflated
+once more and its bytes counted. libspng (the fast path) refuses such files itself. An animated PNG (APNG) is read as its first
+frame, with ``extra["n_frames"]`` telling how many there are.
 """
 from __future__ import annotations
 
@@ -34,12 +44,14 @@ import io
 import os
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from typing import IO, Any, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ._fs import check_regular, read_regular_file
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap, voc_colormap
 
@@ -108,15 +120,7 @@ def _load_bytes(source: Source) -> tuple[bytes, str]:
         return bytes(source), "<bytes>"
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        try:
-            with open(name, "rb") as f:
-                return f.read(), name
-        except FileNotFoundError:
-            raise FormatError("missing_file", f"{name}: no such file", path=name) from None
-        except IsADirectoryError:
-            raise FormatError("unreadable", f"{name}: is a directory", path=name) from None
-        except OSError as e:
-            raise FormatError("unreadable", f"{name}: {e.strerror or e}", path=name) from None
+        return read_regular_file(name), name  # regular files only, at most the read limit
     if hasattr(source, "read"):
         name = str(getattr(source, "name", "<stream>"))
         try:
@@ -131,6 +135,90 @@ def _png_ihdr(data: bytes) -> tuple[int, int] | None:
     if len(data) >= 29 and data[:8] == _PNG_SIG and data[12:16] == b"IHDR":
         return data[24], data[25]
     return None
+
+
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # PNG colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_chunks(data: bytes, *, to_idat: bool = False) -> tuple[list[memoryview], bool]:
+    """(IDAT payloads, has an ``acTL`` chunk) of a PNG, from the chunk headers only.
+
+    ``to_idat``: stop at the first IDAT (an ``acTL`` must come before it).
+    """
+    mv, pos, n = memoryview(data), 8, len(data)
+    idat: list[memoryview] = []
+    animated = False
+    while pos + 8 <= n:
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            if to_idat:
+                break
+            idat.append(mv[pos + 8:min(pos + 8 + length, n)])
+        elif kind == b"acTL":
+            animated = True
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return idat, animated
+
+
+def _png_data_size(data: bytes) -> int | None:
+    """Bytes the IHDR says the inflated image data holds (filter bytes included), or None."""
+    if len(data) < 29:
+        return None
+    w, h, depth, kind, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    bits = depth * _CHANNELS.get(kind, 0)
+    if not bits:
+        return None
+
+    def size(pw: int, ph: int) -> int:
+        return ph * (1 + (pw * bits + 7) // 8) if pw and ph else 0
+
+    if interlace != 1:
+        return size(w, h)
+    return sum(size((w - x0 + dx - 1) // dx if w > x0 else 0, (h - y0 + dy - 1) // dy if h > y0 else 0)
+               for x0, y0, dx, dy in _ADAM7)
+
+
+# Pixel values unlikely in a mask, per Pillow mode: a PNG's image memory is filled with one
+# before decoding (Pillow would start from 0), so a last pixel still holding it says the
+# decoder may never have reached the last row.
+_SENTINELS: dict[str, Any] = {"1": 255, "L": 0xA5, "P": 0xA5, "LA": (0xA5, 0x5A), "PA": (0xA5, 0x5A),
+                              "I;16": 0xA55A, "I": 0x5AA5A55A, "RGB": (0xA5, 0x5A, 0xC3),
+                              "RGBA": (0xA5, 0x5A, 0xC3, 0x3C)}
+
+
+def _prefill(img: Image.Image, data: bytes) -> Any:
+    """Fill a non-interlaced PNG's image memory with its mode's sentinel before ``load()``
+    (Pillow keeps an image memory that exists); returns the sentinel, or None."""
+    sentinel = _SENTINELS.get(img.mode)
+    if sentinel is None or img.format != "PNG" or data[28:29] != b"\x00" or _png_ihdr(data) is None:
+        return None
+    img.im = Image.core.fill(img.mode, img.size, sentinel)
+    return sentinel
+
+
+def _png_rows_missing(img: Image.Image, data: bytes, sentinel: Any) -> bool:
+    """True when the PNG's image data inflates to less than its header declares.
+
+    A non-interlaced PNG is decoded top to bottom, whole rows at a time, so when its last
+    pixel no longer holds the ``sentinel`` (:func:`_prefill`) every row was written: ~1 us.
+    Otherwise (and for interlaced files) the image data is inflated once more and its
+    bytes counted (about half a decode).
+    """
+    w, h = img.size
+    if sentinel is not None and img.im.getpixel((w - 1, h - 1)) != sentinel:
+        return False
+    expected = _png_data_size(data)
+    if expected is None:
+        return False
+    idat, _ = _png_chunks(data)
+    try:
+        return len(zlib.decompressobj().decompress(b"".join(idat), expected)) < expected
+    except zlib.error:
+        return True
 
 
 def _looks_truncated(data: bytes) -> bool:
@@ -156,7 +244,13 @@ def _open_image(data: bytes, name: str) -> Image.Image:
             if limit is not None and img.size[0] * img.size[1] > limit:
                 raise Image.DecompressionBombError(
                     f"{img.size[0]}x{img.size[1]} pixels exceeds the limit of {limit}")
+            sentinel = _prefill(img, data)
             img.load()
+            if img.format == "PNG" and _png_ihdr(data) is not None and _png_rows_missing(img, data, sentinel):
+                w, h = img.size
+                img.close()
+                raise FormatError("truncated", f"{name}: the image data ends before the last of its {h} rows "
+                                  "(the rows after it would read as 0)", path=name)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FormatError(
             "decompression_bomb",
@@ -215,8 +309,42 @@ def _is_lossy(img: Image.Image, data: bytes) -> bool:
 
 
 def _alpha_facts(alpha: np.ndarray) -> tuple[int, int]:
-    nonopaque = int(np.count_nonzero(alpha != 255))
-    return nonopaque, int(alpha.min()) if alpha.size else 255
+    opaque = np.iinfo(alpha.dtype).max  # 255, or 65535 for 16-bit alpha
+    nonopaque = int(np.count_nonzero(alpha != opaque))
+    return nonopaque, int(alpha.min()) if alpha.size else opaque
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def _read_la16(data: bytes, name: str, *, panoptic: bool) -> MaskData:
+    """A 16-bit grey+alpha PNG as uint16 grey, alpha kept aside.
+
+    Pillow reads it as 8-bit RGBA (high bytes only). Its filtered rows are byte for byte
+    those of an 8-bit RGBA PNG (4 bytes a pixel: grey hi, lo, alpha hi, lo; PNG filters
+    work on bytes), so the same image data under an 8-bit RGBA header decodes to the
+    16-bit samples' bytes.
+    """
+    idat, animated = _png_chunks(data)
+    ihdr = bytearray(data[16:29])
+    ihdr[8], ihdr[9] = 8, 6  # bit depth 8, colour type RGBA
+    rgba = (_PNG_SIG + _png_chunk(b"IHDR", bytes(ihdr)) + b"".join(_png_chunk(b"IDAT", bytes(d)) for d in idat)
+            + _png_chunk(b"IEND", b""))
+    img = _open_image(rgba, name)
+    try:
+        a = np.asarray(img)
+    finally:
+        img.close()
+    grey = (a[..., 0].astype(np.uint16) << 8) | a[..., 1]
+    alpha = (a[..., 2].astype(np.uint16) << 8) | a[..., 3]
+    extra: dict[str, Any] = {"png_color_type": 4}
+    if animated:
+        extra["animated"] = True  # the frame count is Pillow's to read; this path keeps the first
+    nonopaque, amin = _alpha_facts(alpha)
+    return MaskData(array=grey.astype(np.uint32) if panoptic else grey, mode="LA;16", format="PNG",
+                    width=int(grey.shape[1]), height=int(grey.shape[0]), bit_depth=16, channels=2, source=name,
+                    has_alpha=True, alpha_nonopaque=nonopaque, alpha_min=amin, extra=extra)
 
 
 def _decode(img: Image.Image, data: bytes, name: str, *, labelmap: LabelMap | None, panoptic: bool) -> MaskData:
@@ -320,8 +448,8 @@ def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:
     Pillow's decompression-bomb limit, or any decoding problem.
     """
     ihdr = _png_ihdr(data)
-    if ihdr is None or ihdr[1] != 0 or ihdr[0] not in (8, 16) or b"acTL" in data[:4096]:
-        return None
+    if ihdr is None or ihdr[1] != 0 or ihdr[0] not in (8, 16) or (b"acTL" in data and _png_chunks(data, to_idat=True)[1]):
+        return None  # (an animated PNG: Pillow counts its frames)
     w, h = struct.unpack(">II", data[16:24])
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and w * h > limit:
@@ -357,6 +485,8 @@ def read_mask(source: Source, *, labelmap: LabelMap | None = None, name: str | N
         fast = _read_grey_png_fast(data, name)
         if fast is not None:
             return fast
+    if _png_ihdr(data) == (16, 4):
+        return _with_frames(_read_la16(data, name, panoptic=False), data, name)
     img = _open_image(data, name)
     try:
         return _decode(img, data, name, labelmap=labelmap, panoptic=False)
@@ -376,11 +506,24 @@ def read_panoptic(source: Source, *, name: str | None = None) -> MaskData:
     """
     data, name0 = _load_bytes(source)
     name = name or name0
+    if _png_ihdr(data) == (16, 4):
+        return _with_frames(_read_la16(data, name, panoptic=True), data, name)
     img = _open_image(data, name)
     try:
         return _decode(img, data, name, labelmap=None, panoptic=True)
     finally:
         img.close()
+
+
+def _with_frames(md: MaskData, data: bytes, name: str) -> MaskData:
+    """``extra["n_frames"]`` of an animated PNG read by a path that decodes one frame itself."""
+    if md.extra.pop("animated", False):
+        try:
+            with Image.open(io.BytesIO(data)) as img:
+                md.extra["n_frames"] = int(getattr(img, "n_frames", 1))
+        except Exception:  # noqa: BLE001 - the frame count is a fact about the file, not needed to read it
+            md.extra["n_frames"] = 2
+    return md
 
 
 def read_image_size(source: Source) -> tuple[int, int]:
@@ -392,9 +535,16 @@ def read_image_size(source: Source) -> tuple[int, int]:
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         try:
-            if os.path.getsize(name) == 0:
+            fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+            try:
+                size = check_regular(fd, name, name, whole=False)  # a FIFO, a device: refused
+            except BaseException:
+                os.close(fd)
+                raise
+            stream: IO[bytes] = os.fdopen(fd, "rb")
+            if size == 0:
+                stream.close()
                 raise FormatError("zero_bytes", f"{name}: file is empty (0 bytes)", path=name)
-            stream: IO[bytes] = open(name, "rb")
         except FileNotFoundError:
             raise FormatError("missing_file", f"{name}: no such file", path=name) from None
         except OSError as e:

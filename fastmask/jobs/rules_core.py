@@ -76,6 +76,7 @@ RULES: dict[str, RuleSpec] = dict([
     _r("unexpected_channels", "warning", "file",
        "colour (RGB/RGBA) mask where a single-channel one is expected, or an alpha channel that is not opaque"),
     _r("image_size_mismatch", "error", "coco", "COCO image record width/height differ from the image file"),
+    _r("animated_mask", "warning", "file", "an animated PNG (APNG): only its first frame is read and checked"),
     # values
     _r("unexpected_value", "error", "mask", "mask values that are not label-map ids (the ignore value is allowed)",
        ["ignore_value", "background"]),
@@ -114,6 +115,9 @@ RULES: dict[str, RuleSpec] = dict([
        ["panoptic_area_tolerance", "panoptic_check_bbox", "bbox_tolerance"]),
     # dataset level
     _r("class_never_seen", "info", "dataset", "label-map classes that never appear in the dataset"),
+    _r("unlisted_path", "error", "dataset",
+       "a folder that cannot be listed (permissions, a path longer than the system allows): its files are no items"),
+    _r("duplicate_entry", "error", "dataset", "several zip entries with one name: one item, the last entry is read"),
     _r("coverage_outlier", "warning", "dataset",
        "a class whose pixel share in an image is far outside the dataset's distribution (log-share median/MAD)",
        ["coverage_min_images", "coverage_k", "coverage_min_spread"]),

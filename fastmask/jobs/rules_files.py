@@ -20,6 +20,8 @@ __all__ = [
     "image_size_mismatch",
     "missing_image",
     "missing_mask",
+    "animated_mask",
+    "listing_problem",
 ]
 
 
@@ -107,7 +109,8 @@ def size_mismatch(mask_size, ref_size, config: RuleConfig = DEFAULT_CONFIG, *, r
     a, b = _wh(mask_size), _wh(ref_size)
     if a is None or b is None or a == b:
         return []
-    return [config.finding("size_mismatch", f"mask is {a[0]}x{a[1]} (w x h) but the {ref} is {b[0]}x{b[1]}",
+    hint = "; the image may carry an EXIF rotation (its size turned by 90 degrees matches)" if a == (b[1], b[0]) else ""
+    return [config.finding("size_mismatch", f"mask is {a[0]}x{a[1]} (w x h) but the {ref} is {b[0]}x{b[1]}{hint}",
                            extra={"mask_size": list(a), "ref_size": list(b), "ref": ref})]
 
 
@@ -128,6 +131,33 @@ def image_size_mismatch(record_size, file_size, config: RuleConfig = DEFAULT_CON
     return [config.finding("image_size_mismatch",
                            f"image record says {a[0]}x{a[1]} (w x h) but the file{name} is {b[0]}x{b[1]}{hint}",
                            extra={"record_size": list(a), "file_size": list(b)})]
+
+
+def animated_mask(n_frames: int, config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
+    """An animated PNG (``MaskData.extra["n_frames"]`` > 1): only its first frame was read.
+
+    >>> animated_mask(3)[0].message
+    'animated PNG with 3 frames: only the first frame is read and checked'
+    >>> animated_mask(1)
+    []
+    """
+    if n_frames <= 1 or not config.enabled("animated_mask"):
+        return []
+    return [config.finding("animated_mask",
+                           f"animated PNG with {n_frames} frames: only the first frame is read and checked",
+                           extra={"n_frames": int(n_frames)})]
+
+
+def listing_problem(kind: str, message: str, path: str, config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
+    """A dataset-level finding for what a listing met but could not make an item of
+    (:meth:`Dataset.problems`: ``unlisted_path``, ``duplicate_entry``; the rule is the kind).
+
+    >>> listing_problem("unlisted_path", "/d/sub: cannot list this folder", "/d/sub")[0].extra
+    {'path': '/d/sub'}
+    """
+    if not config.enabled(kind):
+        return []
+    return [config.finding(kind, message, extra={"path": str(path)})]
 
 
 def missing_image(mask_name: str, image_name: str | None = None, config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:

@@ -175,6 +175,8 @@ class ValidateJob(Job):
                       width=mask.width, height=mask.height)
         if mask.lossy:
             out += R.lossy_format(mask.format, True, cfg)
+        if mask.extra.get("n_frames", 1) > 1:
+            out += R.animated_mask(mask.extra["n_frames"], cfg)
         colour_mask = mask.mode in ("RGB", "RGBA")
         alpha_nonopaque = getattr(mask, "alpha_nonopaque", 0) or 0
         if colour_mask or mask.channels >= 3 or alpha_nonopaque:  # else the rule has nothing to say
@@ -223,7 +225,8 @@ class ValidateJob(Job):
     def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
         cfg = self._config
         inst = data.instance_mask.array
-        out = R.disconnected_instance(inst, cfg, names=self._names)
+        out = R.animated_mask(data.instance_mask.extra.get("n_frames", 1), cfg)
+        out += R.disconnected_instance(inst, cfg, names=self._names)
         if data.mask is not None:
             if data.mask.array.shape != inst.shape:
                 out += R.size_mismatch((data.instance_mask.width, data.instance_mask.height),
@@ -257,6 +260,7 @@ class ValidateJob(Job):
             return []
         out: list[R.Finding] = []
         m = data.instance_mask
+        out += R.animated_mask(m.extra.get("n_frames", 1), cfg)
         fields.update(mask_format=m.format, mask_mode=m.mode, mask_dtype=dtype_name(m.array.dtype),
                       width=m.width, height=m.height)
         rec = data.extra.get("record_size")
@@ -325,10 +329,13 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
     report's parts: the per-class :class:`~fastmask.jobs.rules_dataset.CoverageHistogram`
     (0.01-decade bins) gives the bounds, then each shard's pairs are judged -- memory is
     bounded by a shard, not the dataset (issue 8); COCO ``duplicate_id`` and
-    ``unknown_image`` from the parsed file.
+    ``unknown_image`` from the parsed file; ``unlisted_path`` / ``duplicate_entry`` from
+    what the listing met (:meth:`Dataset.problems`).
     """
     cfg = job._config
     out: list[tuple[str | None, R.Finding]] = []
+    for p in job._dataset.problems() if hasattr(job._dataset, "problems") else ():
+        out += [(None, f) for f in R.listing_problem(p["kind"], p["message"], p["path"], cfg)]
     class_pixels = {int(c): v["pixels"] for c, v in summary.get("classes", {}).items()}
     if job._label_ids is not None and job._dataset.layout not in ("coco", "coco_panoptic"):
         ids = [i for i in job._label_ids if i != cfg.background and i != cfg.ignore_value]

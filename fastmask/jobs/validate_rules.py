@@ -4,7 +4,8 @@ Import everything from here; the code lives in ``rules_*`` modules:
 
 - :mod:`.rules_core` -- :class:`Finding`, :data:`RULES`, :class:`RuleConfig`, :func:`apply_config`;
 - :mod:`.rules_files` -- ``unreadable``, ``lossy_format``, ``unexpected_channels``, ``size_mismatch``,
-  ``image_size_mismatch``, ``missing_image``, ``missing_mask``;
+  ``image_size_mismatch``, ``missing_image``, ``missing_mask``, ``animated_mask``, ``listing_problem``
+  (``unlisted_path``, ``duplicate_entry``);
 - :mod:`.rules_semantic` -- :func:`check_class_mask` (``unexpected_value``, ``antialias_suspect``,
   ``empty_mask``, ``tiny_island`` + item stats), ``palette_mismatch``, ``unknown_color``;
 - :mod:`.rules_instances` -- ``disconnected_instance``, ``instance_class_conflict``, ``instance_overlap``;
@@ -52,7 +53,9 @@ from .rules_dataset import (
     coverage_outlier,
 )
 from .rules_files import (
+    animated_mask,
     image_size_mismatch,
+    listing_problem,
     lossy_format,
     missing_image,
     missing_mask,
@@ -80,7 +83,7 @@ __all__ = [
     "apply_config", "worst_severity", "fails",
     # files
     "unreadable", "lossy_format", "unexpected_channels", "size_mismatch", "image_size_mismatch",
-    "missing_image", "missing_mask",
+    "missing_image", "missing_mask", "animated_mask", "listing_problem",
     # class masks
     "ClassMaskScan", "ClassMaskStats", "scan_class_mask", "check_class_mask", "unexpected_value",
     "antialias_suspect", "empty_mask", "tiny_island", "palette_mismatch", "unknown_color", "voc_colormap",
