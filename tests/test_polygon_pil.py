@@ -281,3 +281,26 @@ def test_cli_rasterize_fill_pil_equals_pillow(real_data, tmp_path):
         assert np.array_equal(got, _pillow_paint(by_img[img["id"]], h, w)), img["id"]
     run = json.loads((out / "run.json").read_text())
     assert run["arguments"]["fill"] == "pil"
+
+
+def test_cli_convert_fill_pil_equals_pillow(real_data, tmp_path):
+    """COCO -> class masks with --fill pil: each mask is labelme's painting (Pillow, later on top)."""
+    from fastmask.engine import load_report_table
+
+    data = json.loads((real_data / TINY).read_text())
+    data["annotations"] = [a for a in data["annotations"] if isinstance(a["segmentation"], list)]
+    src = tmp_path / "instances.json"
+    src.write_text(json.dumps(data))
+    outs = {}
+    for fill in ("pil", "coco"):
+        out = tmp_path / f"conv_{fill}"
+        assert main(["convert", str(src), "--to", "masks", "--out", str(out), "--fill", fill,
+                     "--quiet", "--workers", "1"]) == 0
+        assert json.loads((out / "run.json").read_text())["arguments"]["fill"] == fill
+        rows = {r["image_id"]: r for r in load_report_table(out).to_pylist()}
+        outs[fill] = {i: np.asarray(Image.open(out / "dataset" / r["mask_file"])) for i, r in rows.items()}
+    by_img = _by_image(data)
+    for img in data["images"]:
+        ref = _pillow_paint(by_img[img["id"]], img["height"], img["width"])
+        assert np.array_equal(outs["pil"][img["id"]], ref), img["id"]
+    assert any(not np.array_equal(outs["pil"][i], outs["coco"][i]) for i in outs["pil"])  # the flag is used
