@@ -346,8 +346,8 @@ class ConvertJob(Job):
 
     # ------------------------------------------------------------------ per item
     def process(self, row: dict[str, Any]) -> ItemResult:
-        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
-                          instance_map=self.to in ("masks", "voc"), fill=self.fill)
+        src = read_source(self._dataset, row, fill=self.fill, ignore_value=self.ignore_value, background=self.background,
+                          instance_map=self.to in ("masks", "voc"))
         image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
         rel = row.get("out_name") or _base_name(src.item_id, src.file_name)
         d = self.dataset_dir
