@@ -4,7 +4,7 @@ labelme draws a polygon shape with ``ImageDraw.Draw(mask).polygon(xy, fill=1,
 outline=1)``. With equal fill and outline inks Pillow draws the fill only (the
 outline would repaint the same ink), so the pixels are those of Pillow's
 scanline fill (``polygon_generic`` in libImaging/Draw.c, unchanged from Pillow
-11.2 through 13). This kernel re-derives that procedure step by step, with the
+11.2.1 through 13). This kernel re-derives that procedure step by step, with the
 same integer and single-precision (float32) arithmetic:
 
 1. Vertices: each coordinate is cast to C ``int``, i.e. truncated toward zero
