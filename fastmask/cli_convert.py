@@ -34,6 +34,9 @@ def register(subparsers) -> None:
                    help="ignore value of class masks (default 255; -1 for none)")
     g.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
     g.add_argument("--zip", action="store_true", help="voc / cleanzip: write OUT/dataset.zip instead of a folder")
+    g.add_argument("--fill", choices=("coco", "inclusive", "center", "pil"), default="coco",
+                   help="COCO sources: polygon fill, as rasterize --fill (default coco = pycocotools; "
+                        "pil = Pillow's ImageDraw.polygon, labelme)")
     add_engine_arguments(p)
     p.set_defaults(handler=run)
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         job = ConvertJob(dataset, args.to, args.out, coco_encoding=args.coco_encoding, tolerance=args.tolerance,
                          connectivity=args.connectivity,
                          ignore_value=None if args.ignore_value < 0 else args.ignore_value,
-                         background=None if args.background < 0 else args.background, zip_output=args.zip)
+                         background=None if args.background < 0 else args.background, zip_output=args.zip,
+                         fill=args.fill)
         # the dataset options too: a --resume with other images or another label map is refused
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,

@@ -47,9 +47,10 @@ def register(subparsers) -> None:
                         "(panoptic always keeps crowd as iscrowd segments)")
     g.add_argument("--ignore-value", type=int, default=255, metavar="V", help="value of crowd regions (default 255)")
     g.add_argument("--background", type=int, default=0, metavar="V", help="value of unpainted pixels (default 0)")
-    g.add_argument("--fill", choices=("coco", "inclusive", "center"), default="coco",
-                   help="polygon fill: coco = pycocotools' annToMask pixels (default), inclusive = boundary "
-                        "pixels included (labeling-tool convention), center = pixel centres inside")
+    g.add_argument("--fill", choices=("coco", "inclusive", "center", "pil"), default="coco",
+                   help="polygon fill: coco = pycocotools' annToMask pixels (default; CVAT, Datumaro), "
+                        "inclusive = boundary pixels included (cv2.fillPoly, OpenCV-based tools), "
+                        "center = pixel centres inside, pil = Pillow's ImageDraw.polygon (labelme)")
     add_engine_arguments(p)
     p.set_defaults(handler=run)
 

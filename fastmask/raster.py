@@ -5,17 +5,23 @@ Modes:
 - ``"coco"`` (default): exactly the pixel set pycocotools produces for the
   same polygon (its 5x upsampled edge walk, per-column even-odd).
 - ``"inclusive"``: vertices are pixel indices and boundary pixels belong to
-  the shape (the labeling-tool convention: a square with corners (1,1) and
-  (4,4) covers 4x4 = 16 px). See :mod:`fastmask.kernels.polygon_scan`.
+  the shape (OpenCV's ``cv2.fillPoly`` convention: a square with corners (1,1)
+  and (4,4) covers 4x4 = 16 px). See :mod:`fastmask.kernels.polygon_scan`.
 - ``"center"``: a pixel belongs when its centre lies inside (ties half-open).
+- ``"pil"``: exactly Pillow's ``ImageDraw.Draw(img).polygon(xy, fill=1,
+  outline=1)``, the way labelme draws polygon shapes (vertices truncated to
+  ints, Pillow's scanline and corner rules). See :mod:`fastmask.kernels.polygon_pil`.
 
 Fill rules for several rings of one shape: ``"union"`` (each ring filled on
 its own, then OR-ed: COCO's parts) or ``"evenodd"`` (parity over all rings, so
-inner rings cut holes).
+inner rings cut holes). ``pil`` mode takes ``"union"`` only: each ring is one
+Pillow polygon call (labelme draws one polygon per shape).
 
 Coordinates outside the image are clipped (work stays bounded by the image,
-whatever the coordinates' magnitude). Fewer than 3 vertices, NaN/inf or an
-odd number of values raise :class:`ValueError` naming the polygon index.
+whatever the coordinates' magnitude). Fewer than 3 vertices (2 in ``pil``
+mode, as Pillow), NaN/inf, an odd number of values or, in ``pil`` mode, a
+coordinate beyond +-2**30 (where Pillow's int arithmetic can overflow) raise
+:class:`ValueError` naming the polygon index.
 """
 from __future__ import annotations
 
@@ -44,7 +50,7 @@ __all__ = [
     "rasterize_annotations",
 ]
 
-MODES = ("coco", "inclusive", "center")
+MODES = ("coco", "inclusive", "center", "pil")
 FILL_RULES = ("union", "evenodd")
 
 
@@ -63,7 +69,35 @@ def _check(height, width, mode, fill_rule, what) -> tuple[int, int]:
         raise ValueError(f"{what}: mode must be one of {MODES}, got {mode!r}")
     if fill_rule not in FILL_RULES:
         raise ValueError(f"{what}: fill_rule must be one of {FILL_RULES}, got {fill_rule!r}")
+    if mode == "pil" and fill_rule != "union":
+        raise ValueError(f"{what}: mode 'pil' fills each polygon as one Pillow call and unions them; "
+                         f"fill_rule must be 'union', got {fill_rule!r}")
     return h, w
+
+
+def _check_pil_range(xy: np.ndarray, offsets: np.ndarray, what: str) -> None:
+    """``pil`` mode: every coordinate within +-2**30, where Pillow's C int arithmetic is defined."""
+    from .kernels.polygon_pil import LIMIT
+
+    if xy.shape[0] and float(np.abs(xy).max()) >= LIMIT:
+        i = int(np.argmax(np.abs(xy) >= LIMIT))
+        ring = int(np.searchsorted(offsets, i, side="right")) - 1
+        raise ValueError(f"{what}: polygon {ring} has a coordinate ({xy[i]!r}) beyond +-2**30; "
+                         f"mode 'pil' follows Pillow, whose int arithmetic can overflow there")
+
+
+def _fill(xy, offsets, h, w, mode, evenodd, out) -> None:
+    """OR packed rings into ``out`` with a fill mode's kernel (arguments validated)."""
+    if mode == "coco":
+        _poly.coco_fill(xy, offsets, h, w, evenodd, out)
+    elif mode == "pil":
+        from .kernels.polygon_pil import pil_fill
+
+        pil_fill(xy, offsets, h, w, out)
+    else:
+        from .kernels.polygon_scan import scanline_fill
+
+        scanline_fill(xy, offsets, h, w, mode == "inclusive", evenodd, out)
 
 
 def polygon_mask(
@@ -87,9 +121,15 @@ def polygon_mask(
     16
     >>> int(polygon_mask([square], 6, 6, mode="center").sum())
     9
+    >>> int(polygon_mask([[0.5, 0.5, 3.9, 0.5, 3.9, 2.2]], 6, 6, mode="pil").sum())  # Pillow's pixels
+    7
     """
     h, w = _check(height, width, mode, fill_rule, "polygon_mask")
-    xy, offsets = _flatten(polygons, "polygon_mask")
+    if mode == "pil":
+        xy, offsets = pack(polygons, "polygon_mask", min_vertices=2)
+        _check_pil_range(xy, offsets, "polygon_mask")
+    else:
+        xy, offsets = _flatten(polygons, "polygon_mask")
     if out is None:
         out = np.zeros((h, w), np.uint8)
     else:
@@ -97,13 +137,7 @@ def polygon_mask(
             raise ValueError(f"polygon_mask: out must be a C-contiguous uint8 array of shape ({h}, {w})")
     if h == 0 or w == 0 or xy.shape[0] == 0:
         return out
-    evenodd = fill_rule == "evenodd"
-    if mode == "coco":
-        _poly.coco_fill(xy, offsets, h, w, evenodd, out)
-    else:
-        from .kernels.polygon_scan import scanline_fill
-
-        scanline_fill(xy, offsets, h, w, mode == "inclusive", evenodd, out)
+    _fill(xy, offsets, h, w, mode, fill_rule == "evenodd", out)
     return out
 
 
@@ -205,8 +239,8 @@ def annotation_counts(annotations, height: int, width: int, *, fill: str = "coco
     """Each COCO annotation's full mask as flat RLE counts: ``(counts, offsets, problems)``.
 
     Segmentations may be polygon lists (filled with ``fill``: ``coco`` = pycocotools'
-    ``merge(frPyObjects(...))`` bit for bit, ``inclusive`` or ``center``), uncompressed or
-    compressed RLE dicts whose ``size`` is ``[height, width]``. An empty polygon list is
+    ``merge(frPyObjects(...))`` bit for bit, ``inclusive``, ``center`` or ``pil``; parts
+    unioned), uncompressed or compressed RLE dicts whose ``size`` is ``[height, width]``. An empty polygon list is
     an empty mask. ``counts`` (uint32) / ``offsets`` (int64, ``n + 1``) hold one
     column-major RLE per annotation (see :mod:`fastmask.kernels.rle`). An annotation
     that cannot be read raises ``ValueError`` naming its index and ``id``
@@ -260,7 +294,15 @@ def annotation_counts(annotations, height: int, width: int, *, fill: str = "coco
                 poly_xy.append(xy)
                 poly_offs.append(offs)
             else:
-                m = polygon_mask(seg, h, w, mode=fill)
+                if fill == "pil":
+                    try:
+                        _check_pil_range(xy, offs, "segmentation")
+                    except ValueError as e:
+                        bad(i, str(e))
+                        continue
+                m = np.zeros((h, w), np.uint8)
+                if h and w:
+                    _fill(xy, offs, h, w, fill, False, m)
                 c, o, _, _ = fr.counts_of(fr.encode(m))
                 pieces[i] = c
         elif isinstance(seg, dict):
@@ -458,9 +500,10 @@ def rasterize_annotations(
     (``iscrowd``) take part in the order like the others and paint ``ignore_value``
     (``crowd="ignore"``) or their own value / instance id (``crowd="class"``).
     ``fill``: polygon fill mode, ``coco`` (pycocotools' ``annToMask`` bit for bit),
-    ``inclusive`` or ``center``. ``dtype``: of the map (default: the smallest unsigned
-    type holding every value). Invalid annotations raise ``ValueError`` naming the
-    annotation id, or with ``on_error="skip"`` are left out and listed in ``problems``.
+    ``inclusive``, ``center`` or ``pil`` (Pillow's polygon, as labelme draws it).
+    ``dtype``: of the map (default: the smallest unsigned type holding every value).
+    Invalid annotations raise ``ValueError`` naming the annotation id, or with
+    ``on_error="skip"`` are left out and listed in ``problems``.
     ``paint=False`` skips the map (``mask`` is None): only the per-annotation RLEs and facts.
 
     >>> anns = [{"id": 1, "category_id": 3, "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4]]},

@@ -53,7 +53,8 @@ Modes
     star-shaped integer polygons in a 40 x 40 image it is identical for ~3% of them
     and differs by ~14 px on average (max ~40); PIL draws a thinner boundary, its
     pixels are (almost) a subset of these and every difference lies within 1 px of
-    the outline (tests/test_polygon_scan.py quantifies this).
+    the outline (tests/test_polygon_scan.py quantifies this). The ``pil`` mode
+    (kernels/polygon_pil.py) reproduces Pillow exactly.
 
 Fill rules for several rings: ``evenodd`` pairs the crossings of all rings together
 (holes cut; this is also what cv2.fillPoly does with several contours, outlines of

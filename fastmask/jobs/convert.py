@@ -152,8 +152,11 @@ def _segments_from_maps(class_map: np.ndarray, inst: np.ndarray | None, backgrou
 
 
 def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
-                background: int | None = 0, instance_map: bool = True, segments: bool = True) -> SourceItem:
+                background: int | None = 0, instance_map: bool = True, segments: bool = True,
+                fill: str = "coco") -> SourceItem:
     """Read one manifest row into a :class:`SourceItem`; raises :class:`ItemError` when impossible.
+
+    ``fill``: the polygon fill mode of COCO sources (see :data:`fastmask.raster.MODES`).
 
     ``instance_map=False`` skips painting COCO instance maps (``SourceItem.instance_map`` is None);
     ``segments=False`` skips the segments of mask layouts (only the maps are wanted).
@@ -187,9 +190,9 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
             inst_ids.append(k)
             k += 1
         try:
-            r = rasterize_annotations(anns, h, w, kind="semantic", crowd="ignore", ignore_value=ign)
+            r = rasterize_annotations(anns, h, w, kind="semantic", crowd="ignore", ignore_value=ign, fill=fill)
             ri = rasterize_annotations(anns, h, w, kind="semantic", values=inst_ids, crowd="ignore",
-                                       ignore_value=ign) if instance_map else None
+                                       ignore_value=ign, fill=fill) if instance_map else None
         except (ValueError, TypeError) as e:
             raise ItemError("invalid_annotation", f"{iid}: {e}") from None
         segs = []
@@ -291,7 +294,9 @@ class ConvertJob(Job):
 
     def __init__(self, dataset: Dataset, to: str, out_dir: str | os.PathLike, *, coco_encoding: str = "polygons",
                  tolerance: float = 0.0, connectivity: int = 8, ignore_value: int | None = 255,
-                 background: int | None = 0, zip_output: bool = False):
+                 background: int | None = 0, zip_output: bool = False, fill: str = "coco"):
+        from ..raster import MODES
+
         if to not in FORMATS:
             raise ValueError(f"unknown target format {to!r}; one of {', '.join(FORMATS)}")
         if coco_encoding not in ("polygons", "rle"):
@@ -302,6 +307,8 @@ class ConvertJob(Job):
             raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
         if zip_output and to not in ("voc", "cleanzip"):
             raise ValueError("a .zip output is for voc and cleanzip")
+        if fill not in MODES:
+            raise ValueError(f"fill must be one of {MODES}, got {fill!r}")
         self._dataset = dataset
         self._out = Path(out_dir)
         self.to = to
@@ -311,11 +318,13 @@ class ConvertJob(Job):
         self.ignore_value = ignore_value
         self.background = background
         self.zip_output = bool(zip_output)
+        self.fill = fill
 
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "to": self.to,
                 "coco_encoding": self.coco_encoding, "tolerance": self.tolerance, "connectivity": self.connectivity,
-                "ignore_value": self.ignore_value, "background": self.background, "zip_output": self.zip_output}
+                "ignore_value": self.ignore_value, "background": self.background, "zip_output": self.zip_output,
+                "fill": self.fill}
 
     @property
     def dataset_dir(self) -> Path:
@@ -337,7 +346,7 @@ class ConvertJob(Job):
 
     # ------------------------------------------------------------------ per item
     def process(self, row: dict[str, Any]) -> ItemResult:
-        src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
+        src = read_source(self._dataset, row, fill=self.fill, ignore_value=self.ignore_value, background=self.background,
                           instance_map=self.to in ("masks", "voc"))
         image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
         rel = row.get("out_name") or _base_name(src.item_id, src.file_name)
