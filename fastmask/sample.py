@@ -80,7 +80,8 @@ PLANTED: dict[str, tuple[str, str | None, str]] = {
     "empty_segmentation": ("coco", "000000000008", "empty polygon list"),
     "bbox_mismatch": ("coco", "000000000009", "bbox shifted 10 px right"),
     "image_size_mismatch": ("coco", "000000000010", "record 128x96, file 96x128 (rotated)"),
-    "instance_overlap": ("coco", "000000000011", "one car annotated as car and as truck"),
+    "duplicate_annotation": ("coco", "000000000011", "one car annotated as car and as truck (IoU > 0.7)"),
+    "instance_overlap": ("coco", "000000000012", "a person inside a car's mask (containment, low IoU)"),
     "unknown_image": ("coco", None, "annotation with image_id 99 (no such image)"),
     "duplicate_id": ("coco", None, "two annotations share an id"),
     "segment_mismatch": ("panoptic", "000000000002", "segments_info area 5 px off the PNG's"),
@@ -464,7 +465,7 @@ def _make_coco(coco: Path, seed: int) -> list[str]:
 
     plan = {1: "clean", 2: "clean", 3: "clean", 4: "invalid_polygon", 5: "polygon_out_of_bounds",
             6: "invalid_rle", 7: "unknown_category", 8: "empty_segmentation", 9: "bbox_mismatch",
-            10: "image_size_mismatch", 11: "instance_overlap"}
+            10: "image_size_mismatch", 11: "duplicate_annotation", 12: "instance_overlap"}
     for image_id, what in plan.items():
         rng = _rng(seed, f"coco-{image_id}")
         image(image_id)
@@ -507,10 +508,18 @@ def _make_coco(coco: Path, seed: int) -> list[str]:
         elif what == "image_size_mismatch":
             poly_ann(image_id, 2, [cell(rng, 0)])
             poly_ann(image_id, 3, [cell(rng, 2)])
+        elif what == "duplicate_annotation":
+            p = cell(rng, 1)
+            poly_ann(image_id, 2, [p])
+            poly_ann(image_id, 3, [[round(v + 1.0, 1) if k % 2 == 0 else v for k, v in enumerate(p)]])  # 1 px right
         elif what == "instance_overlap":
             p = cell(rng, 1)
             poly_ann(image_id, 2, [p])
-            poly_ann(image_id, 3, [[round(v + 1.0, 1) for v in p]])
+            xs, ys = np.asarray(p[0::2]), np.asarray(p[1::2])
+            cx, cy = float(xs.mean()), float(ys.mean())
+            # the same shape at a third of the size, around its centre: inside the car
+            poly_ann(image_id, 1, [[round(cx + (v - cx) / 3, 1) if k % 2 == 0 else round(cy + (v - cy) / 3, 1)
+                                    for k, v in enumerate(p)]])
         # the photo: annotations painted over a background
         paint = np.zeros((H, W), np.uint8)
         for a in anns[first:]:

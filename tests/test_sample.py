@@ -236,7 +236,10 @@ def test_planted_findings_say_the_right_thing(sample, all_findings):
     assert one(voc, "planted_unknown_color", "unknown_color").pixels == 128
     assert "not the image's [96, 128]" in one(coco, "000000000006", "invalid_rle").message
     assert one(coco, "000000000010", "image_size_mismatch").extra["file_size"] == [96, 128]
-    assert one(coco, "000000000011", "instance_overlap").extra["categories"] == [2, 3]
+    f = one(coco, "000000000011", "duplicate_annotation")
+    assert f.extra["categories"] == [2, 3] and f.severity == "warning" and f.extra["iou"] >= 0.7
+    f = one(coco, "000000000012", "instance_overlap")
+    assert f.extra["fraction_of_smaller"] == 1.0 and f.extra["iou"] < 0.7 and f.severity == "info"
     assert one(coco, None, "unknown_image").extra["image_id"] == 99
     assert one(coco, None, "duplicate_id").extra["kind"] == "annotation"
     assert one(pan, "000000000002", "segment_mismatch").extra["problem"] == "area"
