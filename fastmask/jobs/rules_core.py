@@ -117,7 +117,10 @@ RULES: dict[str, RuleSpec] = dict([
        "PNG segment ids vs segments_info: ids missing on either side, areas (or bboxes) that disagree",
        ["panoptic_area_tolerance", "panoptic_check_bbox", "bbox_tolerance"]),
     # dataset level
-    _r("class_never_seen", "info", "dataset", "label-map classes that never appear in the dataset"),
+    _r("class_never_seen", "info", "dataset",
+       "label-map classes that never appear in the dataset (filler entries of a written label map excluded)"),
+    _r("no_labelmap", "warning", "dataset",
+       "no label map was given or found: every mask value is accepted and unexpected_value is off"),
     _r("coverage_outlier", "warning", "dataset",
        "a class whose pixel share in an image is far outside the dataset's distribution (log-share median/MAD)",
        ["coverage_min_images", "coverage_k", "coverage_min_spread"]),

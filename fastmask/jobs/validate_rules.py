@@ -14,7 +14,7 @@ Import everything from here; the code lives in ``rules_*`` modules:
   ``image_size_mismatch``, ``instance_overlap``, ``duplicate_annotation``), :func:`check_coco_dataset` (``duplicate_id``,
   ``unknown_image``);
 - :mod:`.rules_panoptic` -- :func:`segment_mismatch`;
-- :mod:`.rules_dataset` -- ``class_never_seen``, ``coverage_outlier`` (+ bounds / histogram).
+- :mod:`.rules_dataset` -- ``class_never_seen``, ``no_labelmap``, ``coverage_outlier`` (+ bounds / histogram).
 
 The instance, COCO and panoptic rules load on first use (they bring the RLE and polygon
 kernels; a worker validating class masks never needs them).
@@ -51,6 +51,7 @@ from .rules_dataset import (
     class_never_seen,
     coverage_bounds,
     coverage_outlier,
+    no_labelmap,
 )
 from .rules_files import (
     image_size_mismatch,
@@ -93,7 +94,7 @@ __all__ = [
     # panoptic
     "panoptic_ids", "value_counts", "segment_mismatch",
     # dataset
-    "class_never_seen", "CoverageBounds", "coverage_bounds", "CoverageHistogram", "coverage_outlier",
+    "class_never_seen", "no_labelmap", "CoverageBounds", "coverage_bounds", "CoverageHistogram", "coverage_outlier",
 ]
 
 #: name -> module of the rules loaded on first use (PEP 562)
