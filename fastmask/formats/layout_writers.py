@@ -235,9 +235,15 @@ def write_index_csv(path: str | os.PathLike, rows: Iterable[dict], extra_columns
 
 
 def write_cleanzip_meta(path: str | os.PathLike, labelmap: LabelMap | None, *, task: str,
-                        mask_encoding: str, image_sizes: dict | None = None, extra: dict | None = None) -> dict:
-    """Clean-zip ``meta.json`` as :class:`~fastmask.formats.cleanzip.CleanZipDataset` reads it."""
+                        mask_encoding: str, image_sizes: dict | None = None, extra: dict | None = None,
+                        has_images: bool | None = None) -> dict:
+    """Clean-zip ``meta.json`` as :class:`~fastmask.formats.cleanzip.CleanZipDataset` reads it.
+
+    ``has_images=False``: the dataset holds masks only (its items are not missing their images).
+    """
     doc: dict = {"format": CLEANZIP_FORMAT, "version": 1, "task": task, "mask_encoding": mask_encoding}
+    if has_images is not None:
+        doc["has_images"] = bool(has_images)
     if labelmap is not None:
         lm = labelmap.to_json()
         doc["labels"] = lm.get("labels", [])

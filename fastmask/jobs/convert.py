@@ -529,8 +529,9 @@ class ConvertJob(Job):
                                                    segs.column("instance_id").to_pylist(),
                                                    segs.column("iscrowd").to_pylist()) if i and not crowd})
         renamed = sum(1 for r in items.column("renamed").to_pylist() if r)
+        images = sum(1 for r in items.column("image_file").to_pylist() if r)
         return {"categories": cats, "things": things, "max_annotation_id": max(ann_ids, default=0),
-                "segments": segs.num_rows, "sizes": sizes, "renamed": renamed}
+                "segments": segs.num_rows, "sizes": sizes, "renamed": renamed, "images_copied": images}
 
     def finalize(self, summaries: list[dict]) -> dict:
         cats = sorted({c for s in summaries for c in s["categories"]})
@@ -541,7 +542,21 @@ class ConvertJob(Job):
         return {"to": self.to, "categories": cats, "things": sorted({c for s in summaries for c in s["things"]}),
                 "max_annotation_id": max((s["max_annotation_id"] for s in summaries), default=0),
                 "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes,
-                "renamed": sum(s.get("renamed", 0) for s in summaries)}
+                "renamed": sum(s.get("renamed", 0) for s in summaries),
+                "images_copied": sum(s.get("images_copied", 0) for s in summaries),
+                "validate_args": self.validate_args()}
+
+    def validate_args(self) -> list[str]:
+        """The ``fastmask validate`` flags that check the written dataset as written: the run's
+        background and ignore value; Nucleus index masks hold segment numbers, no classes (no
+        label map, no class coverage)."""
+        def flag(v):
+            return str(-1 if v is None else v)
+
+        args = ["--background", flag(self.background), "--ignore-value", flag(self.ignore_value)]
+        if self.to == "nucleus":
+            args += ["--disable", "no_labelmap", "--disable", "coverage_outlier"]
+        return args
 
 
 def _base_name(item_id: Any, file_name: str | None) -> str:
@@ -689,8 +704,11 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
                      "width": r["width"], "height": r["height"], "split": r.get("splits") or None}
                     for r in _ok_items(report))
             lw.write_index_csv(d / "index.csv", rows)
+            # a source without images gives a masks-only dataset: say so, so that its items
+            # are not each "missing" an image
             lw.write_cleanzip_meta(d / "meta.json", lm, task="semantic", mask_encoding="png-index",
-                                   image_sizes=summary["image_sizes"])
+                                   image_sizes=summary["image_sizes"],
+                                   has_images=bool(summary.get("images_copied", 1)))
     elif job.to == "coco_panoptic":
         cats_doc = _categories(job, cats, things=summary.get("things", []))
         lw.write_coco_json(d / "panoptic.json", (json.loads(t) for t in _records(report, "image")),
