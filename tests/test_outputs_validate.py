@@ -214,3 +214,36 @@ def test_instances_output_validates_clean(coco_source, voc_source, tmp_path, sou
     assert args[:2] == ["--connectivity", "8"]
     got = _validate(out / "masks", tmp_path / "v-out", args)
     _no_new_findings(source, got)
+
+
+#: rules the COCO and panoptic layouts do not run (they have no class masks to judge): a mask
+#: output of such a source may state these facts about its data for the first time
+CLASS_MASK_ONLY = {"tiny_island", "disconnected_instance", "class_never_seen"}
+
+
+@pytest.mark.parametrize("to", TARGETS)
+def test_real_panoptic_source_converted_validates_clean(real_data, tmp_path, to):
+    src = real_data / "panopticapi/sample_data/panoptic_examples.json"
+    source = _validate(src, tmp_path / "v-src")
+    assert source == collections.Counter()
+    out = tmp_path / "c"
+    assert main(["convert", str(src), "--to", to, "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    got = _validate(_convert_target(out, to), tmp_path / "v-out", _recorded_args(out))
+    if to in ("coco", "coco_panoptic"):
+        _no_new_findings(source, got)  # segment ids repeat across images: COCO ids must not
+    else:
+        assert set(got) - set(source) <= CLASS_MASK_ONLY, got
+
+
+def test_panoptic_to_coco_numbers_annotations_and_keeps_segment_ids(real_data, tmp_path):
+    # the reproducer: segment ids are unique per image, and 4 of this sample's repeat across its
+    # 2 images; used as COCO annotation ids they were duplicate_id errors
+    src = real_data / "panopticapi/sample_data/panoptic_examples.json"
+    doc = json.loads(src.read_text())
+    seg_ids = [s["id"] for a in doc["annotations"] for s in a["segments_info"]]
+    assert len(seg_ids) > len(set(seg_ids))
+    out = tmp_path / "c"
+    assert main(["convert", str(src), "--to", "coco", "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    anns = json.loads((out / "dataset" / "annotations.json").read_text())["annotations"]
+    assert len({a["id"] for a in anns}) == len(anns) == len(seg_ids)
+    assert sorted(a["segment_id"] for a in anns) == sorted(seg_ids)

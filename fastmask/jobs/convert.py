@@ -16,8 +16,11 @@ How sources become segments:
   in ``coco`` mode, later annotations on top, crowd -> ignore value; instance ids are
   an annotation's ``instance_id`` field when present, else 1, 2, ... in file order
   (skipping the ignore value).
-- **COCO panoptic**: one segment per ``segments_info`` entry (id = segment id); the
-  class map gives every segment its category (crowd included), void stays 0.
+- **COCO panoptic**: one segment per ``segments_info`` entry; the class map gives every
+  segment its category (crowd included), void stays 0. A segment id is unique within its
+  image only, so a COCO output numbers the annotations (no duplicate ids across images)
+  and keeps the segment id as ``segment_id``; a panoptic output uses ``segment_id``
+  (from either source) as the PNG id, so ids survive panoptic -> COCO -> panoptic.
 - **masks with an instance map** (VOC ``SegmentationObject``): one segment per
   instance id (category = the class most of its pixels have), one per class for
   class pixels outside every instance, and the ignore pixels as one crowd segment
@@ -224,14 +227,16 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
                 raise ItemError("segment_mismatch", f"{iid}: segment id {sid} appears twice in segments_info")
             sids.append(sid)
             scats.append(cat)
-            segs.append({"id": sid, "category_id": cat, "iscrowd": 1 if s.get("iscrowd") else 0,
-                         "instance_id": sid})
+            # a segment id is unique in its image only: not an annotation id (COCO output numbers
+            # them), kept as ``segment_id`` so that a panoptic output keeps the PNG ids
+            segs.append({"id": None, "segment_id": sid, "category_id": cat,
+                         "iscrowd": 1 if s.get("iscrowd") else 0, "instance_id": sid})
         missing = present - {0} - set(sids)
         if missing:
             raise ItemError("segment_mismatch", f"{iid}: PNG ids without a segment: {sorted(missing)[:10]}")
         rles = fr.encode_labelmap(ids, sids, background=0) if sids else {}
         for seg in segs:
-            seg["rle"] = rles[seg["id"]]
+            seg["rle"] = rles[seg["segment_id"]]
         # class map: void -> 0, each segment id -> its category (sorted lookup, one pass)
         order = np.argsort(np.array([0, *sids], np.int64), kind="stable")
         keys = np.array([0, *sids], np.int64)[order]
@@ -472,6 +477,8 @@ class ConvertJob(Job):
             out["id"] = source.get("id")
         if s.get("instance_id") is not None and not s["iscrowd"]:
             out["instance_id"] = int(s["instance_id"])  # kept so that instance maps come back with the same ids
+        if s.get("segment_id") is not None:
+            out["segment_id"] = int(s["segment_id"])  # a panoptic source's PNG id (annotation ids are renumbered)
         return out
 
     def _panoptic(self, src: SourceItem) -> tuple[np.ndarray, list[dict]]:
@@ -479,7 +486,14 @@ class ConvertJob(Job):
 
         ids, used, k = [], set(), 1
         for s in src.segments:
-            sid = s["id"] if isinstance(s["id"], int) and 0 < s["id"] < (1 << 24) else None
+            # the source's segment id (panoptic, or a COCO file written from one), else its annotation id
+            cand = s.get("segment_id")
+            if cand is None and isinstance(s.get("source"), dict):
+                cand = s["source"].get("segment_id")
+            if cand is None:
+                cand = s["id"]
+            ok = isinstance(cand, int) and not isinstance(cand, bool) and 0 < cand < (1 << 24)
+            sid = cand if ok else None
             if sid is None or sid in used:
                 while k in used:
                     k += 1
