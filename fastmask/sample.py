@@ -610,7 +610,7 @@ def _make_masks(folder: Path, seed: int) -> list[str]:
 
 
 def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> SampleInfo:
-    """Write the sample datasets under ``root`` (``voc/``, ``coco/``, ``panoptic/``, ``masks/``) and say what is planted.
+    """Write the sample datasets under ``root`` (``voc/``, ``coco/``, ``panoptic/``, ``masks/``); say what is planted.
 
     The same ``seed`` gives byte-identical files. An existing ``voc``/``coco``/``panoptic``
     folder under ``root`` is an error unless ``overwrite`` (then those three are replaced).

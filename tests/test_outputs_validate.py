@@ -103,6 +103,14 @@ def test_coco_source_converted_validates_clean(coco_source, tmp_path, to):
     _no_new_findings(source, got)
 
 
+@pytest.mark.parametrize("to", ["voc", "cleanzip"])
+def test_coco_source_converted_to_a_zip_validates_clean(coco_source, tmp_path, to):
+    out = tmp_path / "c"
+    assert main(["convert", str(coco_source), "--to", to, "--zip", "--out", str(out), "--workers", "1",
+                 "--quiet"]) == 0
+    assert _validate(out / "dataset.zip", tmp_path / "v-out", _recorded_args(out)) == collections.Counter()
+
+
 @pytest.mark.parametrize("to", TARGETS)
 def test_voc_source_converted_validates_clean(voc_source, tmp_path, to):
     source = _validate(voc_source, tmp_path / "v-src")

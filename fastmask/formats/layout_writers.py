@@ -162,8 +162,9 @@ def _colors_for(labelmap: LabelMap | None, ids: Iterable[int]) -> dict[int, tupl
 
 def labelmap_txt(labelmap: LabelMap) -> str:
     """CVAT/Datumaro ``labelmap.txt`` text: the *n*-th label line is id *n*, so ids 0..max are
-    written with placeholder names (``_unused_<id>``, read back as fillers) in the gaps; id 255, named and in ``ignore``,
-    is written as ``ignored:224,224,192::`` (the reader's convention). Ids above 254 are refused.
+    written with placeholder names (``_unused_<id>``, read back as fillers) in the gaps; id 255,
+    named and in ``ignore``, is written as ``ignored:224,224,192::`` (the reader's convention).
+    Ids above 254 are refused.
 
     >>> lm = LabelMap(names={0: "bg", 2: "cat", 255: "ignored"}, colors={}, ignore={255})
     >>> print(labelmap_txt(lm))

@@ -280,7 +280,8 @@ def instance_overlap(rles: Sequence[dict], ids: Sequence | None = None, config: 
         if all(len(v) >= max_findings or not config.enabled(k) for k, v in found.items()):
             break
     # duplicates first, each rule's pairs in annotation order
-    return [f for rule in ("duplicate_annotation", "instance_overlap") for _, _, f in sorted(found[rule], key=lambda t: t[:2])]
+    return [f for rule in ("duplicate_annotation", "instance_overlap")
+            for _, _, f in sorted(found[rule], key=lambda t: t[:2])]
 
 
 def _overlap_finding(rles, areas, ids, i, j, config, dup_on, ovl_on, category_ids, names) -> Finding | None:

@@ -331,7 +331,8 @@ def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
     elif src in ("voc-colormap", "voc-instances"):
         kind, text = "voc-colormap", f"VOC colormap: {n} ids{ignore}"
     elif src == "coco-categories" or src.endswith("#categories"):
-        kind, text = "coco-categories", f"COCO categories of {src.removesuffix('#categories') or 'the file'}: {n} categories"
+        path = src.removesuffix("#categories") or "the file"
+        kind, text = "coco-categories", f"COCO categories of {path}: {n} categories"
     elif src:
         kind, text = "file", f"{src} (file): {n} classes{ignore}{fillers}"
     else:

@@ -11,8 +11,8 @@ Import everything from here; the code lives in ``rules_*`` modules:
   (``instance_overlap`` and ``duplicate_annotation``, candidate pairs from :func:`bbox_pairs`);
 - :mod:`.rules_coco` -- :func:`check_coco_image` (``invalid_polygon``, ``polygon_out_of_bounds``,
   ``invalid_rle``, ``unknown_category``, ``empty_segmentation``, ``bbox_mismatch``,
-  ``image_size_mismatch``, ``instance_overlap``, ``duplicate_annotation``), :func:`check_coco_dataset` (``duplicate_id``,
-  ``unknown_image``);
+  ``image_size_mismatch``, ``instance_overlap``, ``duplicate_annotation``), :func:`check_coco_dataset`
+  (``duplicate_id``, ``unknown_image``);
 - :mod:`.rules_panoptic` -- :func:`segment_mismatch`;
 - :mod:`.rules_dataset` -- ``class_never_seen``, ``no_labelmap``, ``coverage_outlier`` (+ bounds / histogram).
 
