@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastmask import rle
+from fastmask.jobs import rules_instances
 from fastmask.jobs.validate_rules import RuleConfig, bbox_pairs, check_coco_image, instance_overlap
 
 TINYCOCO = "super-gradients/tests/data/tinycoco/annotations/instances_train2017.json"
@@ -74,14 +75,23 @@ def _squares(n: int, side: int = 3, gap: int = 1):
     return out, per_row * step
 
 
+def _work(boxes):
+    """Pairs the sweep looks at (along its axis), before the other axis is tested."""
+    b = np.asarray(boxes, float)
+    plan = rules_instances._sweep_plan(b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3])
+    return 0 if plan is None else int(plan[1].sum())
+
+
 def test_many_disjoint_annotations_on_one_image_give_few_candidates():
     polys, size = _squares(20_000)
     boxes = np.array([[p[0], p[1], 3, 3] for p in polys], float)
     assert sweep_pairs(boxes) == set()  # all pairs would be 199,990,000
-    # a box's x-partners are the squares of its own grid column: bounded by the column height
-    x0 = np.sort(boxes[:, 0])
-    x_partners = np.searchsorted(x0, x0 + 3, side="left") - np.arange(x0.size) - 1
-    assert x_partners.max() < 150
+    # a box's partners along the sweep axis are the squares of its own grid column (141 rows)
+    assert _work(boxes) <= 20_000 * 141
+    # full-width stripes stacked on each other meet along x only: the sweep runs along y
+    stripes = np.array([[0, 2 * k, 1000, 1] for k in range(20_000)], float)
+    assert sweep_pairs(stripes) == set() and _work(stripes) == 0
+    assert _work(stripes[:, [1, 0, 3, 2]]) == 0  # and tall columns side by side, along x
     image = {"id": 1, "width": size, "height": size}
     anns = [{"id": k + 1, "category_id": 1, "segmentation": [p], "bbox": [p[0], p[1], 3, 3], "iscrowd": 0}
             for k, p in enumerate(polys)]

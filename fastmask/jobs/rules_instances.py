@@ -181,17 +181,36 @@ def instance_stats(instance_mask, config: RuleConfig = DEFAULT_CONFIG) -> dict:
 _SWEEP_BLOCK = 1 << 18
 
 
+def _sweep_plan(x0, y0, x1, y1):
+    """``(order, counts)`` of the sweep: the live boxes sorted along the axis where fewer pairs
+    of boxes overlap, and each sorted box's number of partners (boxes starting at or after it,
+    before its end along that axis); None when fewer than two boxes can meet anything."""
+    live = np.flatnonzero(np.isfinite(x0) & np.isfinite(y0) & (x1 > x0) & (y1 > y0))  # NaN: False
+    if live.size < 2:
+        return None
+    best = None
+    for lo, hi in ((x0, x1), (y0, y1)):
+        order = live[np.argsort(lo[live], kind="stable")]
+        end = np.searchsorted(lo[order], hi[order], side="left")
+        counts = np.maximum(end - np.arange(order.size) - 1, 0)
+        if best is None or counts.sum() < best[1].sum():
+            best = (order, counts)
+    return best
+
+
 def bbox_pairs(boxes, *, block: int = _SWEEP_BLOCK):
-    """Pairs of boxes whose interiors intersect, by a sweep over x: yields ``(i, j)`` index arrays, ``i < j``.
+    """Pairs of boxes whose interiors intersect, by a sweep: yields ``(i, j)`` index arrays, ``i < j``.
 
     ``boxes``: an (n, 4) array of ``(x, y, w, h)``; a box with ``w <= 0`` or ``h <= 0``
-    (or a NaN) meets nothing.  Boxes are sorted by ``x0``; each box is paired with the
-    boxes that start before it ends along x (found with a binary search), and those
-    pairs are kept when their y ranges intersect too.  Work and memory follow the number
-    of x-overlapping pairs, handed out in blocks of at most ``block`` pairs (plus one
-    box's partners), never the n*(n-1)/2 pairs of all the boxes: 20,000 disjoint
-    squares cost a sort and a search, not 200 million pairs.  The result is the same set
-    of pairs as testing every pair (``min(x1) > max(x0)`` and ``min(y1) > max(y0)``).
+    (or a NaN) meets nothing.  Boxes are sorted by ``x0`` (or by ``y0``, whichever axis has
+    fewer overlapping pairs: stacked full-width stripes overlap along x only); each box is
+    paired with the boxes that start before it ends along that axis (a binary search), and
+    those pairs are kept when they intersect along the other axis too.  Work and memory
+    follow the number of pairs overlapping along the sweep axis, handed out in blocks of at
+    most ``block`` pairs (plus one box's partners), never the n*(n-1)/2 pairs of all the
+    boxes: 20,000 disjoint squares cost two sorts and searches, not 200 million pairs.  The
+    result is the same set of pairs as testing every pair (``min(x1) > max(x0)`` and
+    ``min(y1) > max(y0)``).
 
     >>> b = np.array([[0, 0, 4, 4], [1, 1, 4, 4], [10, 10, 2, 2], [2, 9, 1, 1]], float)
     >>> [(i.tolist(), j.tolist()) for i, j in bbox_pairs(b)]
@@ -200,14 +219,10 @@ def bbox_pairs(boxes, *, block: int = _SWEEP_BLOCK):
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     x0, y0 = b[:, 0], b[:, 1]
     x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
-    live = np.flatnonzero((b[:, 2] > 0) & (b[:, 3] > 0))  # NaN compares False: left out
-    if live.size < 2:
+    plan = _sweep_plan(x0, y0, x1, y1)
+    if plan is None:
         return
-    order = live[np.argsort(x0[live], kind="stable")]
-    sx0, sx1 = x0[order], x1[order]
-    # partners of sorted box k: positions k+1 .. end[k]-1 (they start at or after it, before its end)
-    end = np.searchsorted(sx0, sx1, side="left")
-    counts = np.maximum(end - np.arange(order.size) - 1, 0)
+    order, counts = plan
     total = np.cumsum(counts)
     start = 0
     while start < order.size:
