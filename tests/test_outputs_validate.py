@@ -255,3 +255,14 @@ def test_panoptic_to_coco_numbers_annotations_and_keeps_segment_ids(real_data, t
     anns = json.loads((out / "dataset" / "annotations.json").read_text())["annotations"]
     assert len({a["id"] for a in anns}) == len(anns) == len(seg_ids)
     assert sorted(a["segment_id"] for a in anns) == sorted(seg_ids)
+
+
+@pytest.mark.parametrize("to", ["masks", "voc", "cleanzip"])
+def test_fillers_survive_a_second_conversion(coco_source, tmp_path, to):
+    # COCO -> VOC (fillers 2, 4, 5, 6) -> any mask layout: still fillers, still not reported
+    voc = tmp_path / "voc"
+    assert main(["convert", str(coco_source), "--to", "voc", "--out", str(voc), "--workers", "1", "--quiet"]) == 0
+    out = tmp_path / "c"
+    assert main(["convert", str(voc / "dataset"), "--to", to, "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert open_dataset(out / "dataset").labelmap.fillers == {2, 4, 5, 6}
+    assert _validate(out / "dataset", tmp_path / "v", _recorded_args(out)) == collections.Counter()

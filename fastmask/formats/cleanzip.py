@@ -23,9 +23,9 @@ Files in ``masks/`` that the index does not list are still items
 synonym: a list of names or of label objects). ``"has_images": false`` says the
 dataset holds masks only (``fastmask convert`` writes it when no source image was
 copied): an item without an image is then not ``missing=['image']`` (an image the
-index names and the folder lacks still is, and ``images=`` overrides it). ``coco/`` may hold a COCO JSON;
-its relative path is in ``info()['coco_json']`` (annotations are read through
-the ``coco`` layout, not attached here).
+index names and the folder lacks still is, and ``images=`` overrides it).
+``coco/`` may hold a COCO JSON; its relative path is in ``info()['coco_json']``
+(annotations are read through the ``coco`` layout, not attached here).
 
 Manifest columns: ``item_id``, ``image_path``, ``mask_path``, ``in_index``,
 ``width``, ``height`` (int64 from the index, null when absent), ``split``, and

@@ -688,7 +688,9 @@ def output_labelmap(job: ConvertJob, categories: list[int]) -> LabelMap:
     bg = lm.background if lm else job.background
     if bg is not None:
         names.setdefault(bg, "background")
-    return LabelMap(names=names, colors=colors, ignore=ignore, background=bg, source="fastmask convert")
+    fillers = set(lm.fillers) - set(categories) if lm else set()  # placeholders stay placeholders
+    return LabelMap(names=names, colors=colors, ignore=ignore, background=bg, source="fastmask convert",
+                    fillers=fillers)
 
 
 def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
