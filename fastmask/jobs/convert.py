@@ -708,7 +708,7 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         # (their items are error rows) and are left out of labelmap.txt
         voc_lm = LabelMap(names={i: n for i, n in lm.names.items() if i < 255 or (i == 255 and i in lm.ignore)},
                           colors={i: c for i, c in lm.colors.items() if i <= 255}, ignore=lm.ignore,
-                          background=lm.background, source=lm.source)
+                          background=lm.background, source=lm.source, fillers=lm.fillers)
         lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(voc_lm).encode())
         _write_splits(report, d / "ImageSets" / "Segmentation")
     elif job.to in ("coco", "cleanzip"):
