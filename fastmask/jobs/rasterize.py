@@ -11,6 +11,10 @@ Kinds (``kind=``):
   ``segments``; after the run :func:`write_panoptic_json` writes ``<out>/panoptic.json``;
 - ``rle``: no PNG; table ``rles`` with every annotation's compressed RLE (own full mask).
 
+After a ``semantic`` or ``binary`` run :func:`write_mask_labelmap` writes
+``<out>/masks/labelmap.json`` (what the values mean); ``run.json["summary"]["validate_args"]``
+holds the ``fastmask validate`` flags that check the written masks.
+
 Mask files are named after the image's ``file_name`` with the extension replaced by
 ``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
 another record would also get (``a.jpg`` and ``a.png``, a repeated name), is named by its
