@@ -90,6 +90,10 @@ def run(args: argparse.Namespace) -> int:
         from .jobs.rasterize import write_panoptic_json
 
         extra = f"; panoptic JSON: {write_panoptic_json(job, result.out_dir)}"
+    elif args.kind in ("semantic", "binary"):
+        from .jobs.rasterize import write_mask_labelmap
+
+        write_mask_labelmap(job, result.out_dir)
     print(f"rasterized {s.get('images', 0)} of {result.n_items} images ({args.kind}) in {result.wall_seconds:.2f} s, "
           f"{result.items_per_second:,.0f} images/s; {s.get('annotations', 0)} annotations, "
           f"{s.get('skipped_annotations', 0)} skipped (findings), {s.get('errors', 0)} images failed{extra}")

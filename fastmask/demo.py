@@ -107,7 +107,7 @@ _DEMO_MARK = ".fastmask-demo"
 
 
 def run_validation_demo(out: str | None = None, *, seed: int = 0, workers: int | None = None) -> int:
-    """Write the sample, validate its three layouts, check the findings; returns the exit code."""
+    """Write the sample, validate its four datasets, check the findings; returns the exit code."""
     import shutil
     from pathlib import Path
 
@@ -127,7 +127,9 @@ def run_validation_demo(out: str | None = None, *, seed: int = 0, workers: int |
     info = make_sample(root / "sample", seed=seed)
     print(f"sample dataset with one planted example of each of {len(info.rules)} rules: {root / 'sample'}")
     found: set[tuple[str, object, str]] = set()
-    for key in ("voc", "coco", "panoptic"):
+    from .sample import LAYOUT_KEYS
+
+    for key in LAYOUT_KEYS:
         report = root / f"report-{key}"
         print(f"\n$ fastmask validate {info.path(key)} --out {report}")
         args = ["validate", str(info.path(key)), "--out", str(report), "--fail-on", "never", "--quiet"]
@@ -148,5 +150,5 @@ def run_validation_demo(out: str | None = None, *, seed: int = 0, workers: int |
         print(f"  MISSED {rule} in {key} {item or '(dataset)'}")
     for key, item, rule in extra:
         print(f"  UNEXPECTED {rule} in {key} {item or '(dataset)'}")
-    print(f"reports: {root}/report-voc, report-coco, report-panoptic (Parquet tables + run.json)")
+    print(f"reports: {root}/report-voc, report-coco, report-panoptic, report-masks (Parquet tables + run.json)")
     return 0 if not missed and not extra else 1

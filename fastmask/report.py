@@ -476,7 +476,9 @@ def _summary(run: dict) -> str:
     for k in ("dataset", "layout", "gt", "pred"):
         if args.get(k) is not None:
             facts.append([k, args[k]])
-    if (run.get("labelmap") or {}).get("source"):
+    if run.get("job") == "validate" and "labelmap" in s:
+        facts.append(["label map", (s.get("labelmap") or {}).get("text") or "none"])
+    elif (run.get("labelmap") or {}).get("source"):
         facts.append(["label map", run["labelmap"]["source"]])
     facts.append(["started / finished", f"{timing.get('started', '?')} / {timing.get('finished', '?')}"])
     ex = run.get("execution") or {}

@@ -1,6 +1,6 @@
 """The sample dataset of ``fastmask demo``: one planted example of every validate rule, among clean masks.
 
-:func:`make_sample` writes, from a seed, three small datasets under ``root``:
+:func:`make_sample` writes, from a seed, four small datasets under ``root``:
 
 - ``voc/`` -- a Pascal VOC / CVAT "Segmentation Mask" folder (``ImageSets/Segmentation/train.txt``,
   ``SegmentationClass/`` P-mode PNGs with the VOC palette, ``SegmentationObject/``,
@@ -15,6 +15,7 @@
   and a reused annotation id (``duplicate_id``).
 - ``panoptic/panoptic_sample.json`` + ``panoptic/panoptic_sample/`` -- COCO panoptic:
   a clean image and one whose ``segments_info`` area disagrees with the PNG.
+- ``masks/`` -- two clean class masks and no label map (``no_labelmap``).
 
 :attr:`SampleInfo.expected` lists every planted finding as ``(layout_key, item_id,
 rule)`` (``item_id`` None for dataset-level findings; COCO item ids are the
@@ -43,7 +44,7 @@ from PIL import Image
 from fastmask import rle as _rle
 from fastmask.formats import voc_colormap, write_mask
 
-__all__ = ["SampleInfo", "make_sample", "CLASSES", "N_CLEAN", "PLANTED"]
+__all__ = ["SampleInfo", "make_sample", "CLASSES", "N_CLEAN", "PLANTED", "LAYOUT_KEYS"]
 
 H, W = 96, 128
 BG, ROAD, CAR, PERSON, TREE, BOAT = range(6)
@@ -52,6 +53,9 @@ IGNORE = 255
 CLASSES = ("background", "road", "car", "person", "tree", "boat")
 #: clean VOC items: coverage_outlier judges classes present in >= 20 images
 N_CLEAN = 21
+
+#: the sample's datasets: VOC folder, COCO JSON, panoptic JSON, a mask folder without a label map
+LAYOUT_KEYS = ("voc", "coco", "panoptic", "masks")
 
 #: rule -> (layout key, item id or None, what was planted)
 PLANTED: dict[str, tuple[str, str | None, str]] = {
@@ -80,10 +84,12 @@ PLANTED: dict[str, tuple[str, str | None, str]] = {
     "empty_segmentation": ("coco", "000000000008", "empty polygon list"),
     "bbox_mismatch": ("coco", "000000000009", "bbox shifted 10 px right"),
     "image_size_mismatch": ("coco", "000000000010", "record 128x96, file 96x128 (rotated)"),
-    "instance_overlap": ("coco", "000000000011", "one car annotated as car and as truck"),
+    "duplicate_annotation": ("coco", "000000000011", "one car annotated as car and as truck (IoU > 0.7)"),
+    "instance_overlap": ("coco", "000000000012", "a person inside a car's mask (containment, low IoU)"),
     "unknown_image": ("coco", None, "annotation with image_id 99 (no such image)"),
     "duplicate_id": ("coco", None, "two annotations share an id"),
     "segment_mismatch": ("panoptic", "000000000002", "segments_info area 5 px off the PNG's"),
+    "no_labelmap": ("masks", None, "a folder of clean masks without a label map"),
 }
 
 # photo colours of the classes (JPEGImages / COCO images)
@@ -95,10 +101,10 @@ _PHOTO = np.array([[135, 185, 235], [95, 95, 100], [200, 40, 40], [235, 195, 150
 class SampleInfo:
     """Where :func:`make_sample` wrote the sample and what a validator must find in it.
 
-    ``voc`` is the VOC folder, ``coco`` and ``panoptic`` the JSON files (pass them to
-    ``open_dataset`` / ``fastmask validate``). ``expected``: sorted
-    ``(layout_key, item_id, rule)`` triples, ``layout_key`` in ``"voc"``, ``"coco"``,
-    ``"panoptic"``; ``clean``: layout key -> item ids that must give no finding.
+    ``voc`` is the VOC folder, ``coco`` and ``panoptic`` the JSON files, ``masks`` a plain
+    mask folder without a label map (pass them to ``open_dataset`` / ``fastmask validate``).
+    ``expected``: sorted ``(layout_key, item_id, rule)`` triples, ``layout_key`` in
+    :data:`LAYOUT_KEYS`; ``clean``: layout key -> item ids that must give no finding.
     """
 
     root: Path
@@ -108,10 +114,11 @@ class SampleInfo:
     seed: int
     expected: list[tuple[str, str | None, str]] = field(default_factory=list)
     clean: dict[str, list[str]] = field(default_factory=dict)
+    masks: Path | None = None
 
     def path(self, layout_key: str) -> Path:
-        """The dataset path of a layout key (``"voc"``, ``"coco"``, ``"panoptic"``)."""
-        p = {"voc": self.voc, "coco": self.coco, "panoptic": self.panoptic}[layout_key]
+        """The dataset path of a layout key (one of :data:`LAYOUT_KEYS`)."""
+        p = {"voc": self.voc, "coco": self.coco, "panoptic": self.panoptic, "masks": self.masks}[layout_key]
         if p is None:
             raise KeyError(layout_key)
         return p
@@ -464,7 +471,7 @@ def _make_coco(coco: Path, seed: int) -> list[str]:
 
     plan = {1: "clean", 2: "clean", 3: "clean", 4: "invalid_polygon", 5: "polygon_out_of_bounds",
             6: "invalid_rle", 7: "unknown_category", 8: "empty_segmentation", 9: "bbox_mismatch",
-            10: "image_size_mismatch", 11: "instance_overlap"}
+            10: "image_size_mismatch", 11: "duplicate_annotation", 12: "instance_overlap"}
     for image_id, what in plan.items():
         rng = _rng(seed, f"coco-{image_id}")
         image(image_id)
@@ -507,10 +514,18 @@ def _make_coco(coco: Path, seed: int) -> list[str]:
         elif what == "image_size_mismatch":
             poly_ann(image_id, 2, [cell(rng, 0)])
             poly_ann(image_id, 3, [cell(rng, 2)])
+        elif what == "duplicate_annotation":
+            p = cell(rng, 1)
+            poly_ann(image_id, 2, [p])
+            poly_ann(image_id, 3, [[round(v + 1.0, 1) if k % 2 == 0 else v for k, v in enumerate(p)]])  # 1 px right
         elif what == "instance_overlap":
             p = cell(rng, 1)
             poly_ann(image_id, 2, [p])
-            poly_ann(image_id, 3, [[round(v + 1.0, 1) for v in p]])
+            xs, ys = np.asarray(p[0::2]), np.asarray(p[1::2])
+            cx, cy = float(xs.mean()), float(ys.mean())
+            # the same shape at a third of the size, around its centre: inside the car
+            poly_ann(image_id, 1, [[round(cx + (v - cx) / 3, 1) if k % 2 == 0 else round(cy + (v - cy) / 3, 1)
+                                    for k, v in enumerate(p)]])
         # the photo: annotations painted over a background
         paint = np.zeros((H, W), np.uint8)
         for a in anns[first:]:
@@ -579,8 +594,23 @@ def _make_panoptic(pan: Path, seed: int) -> list[str]:
 # ----------------------------------------------------------------------------- entry point
 
 
+def _make_masks(folder: Path, seed: int) -> list[str]:
+    """Two clean class masks (road, a car) in a folder without a label map; returns their ids."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for k in range(2):
+        rng = _rng(seed, f"masks-{k}")
+        m = np.zeros((H, W), np.uint8)
+        m[int(rng.integers(50, 60)):] = 1
+        x, y = int(rng.integers(10, 60)), int(rng.integers(30, 50))
+        m[y:y + 20, x:x + 40] = 2
+        write_mask(folder / f"mask_{k}.png", m)
+        ids.append(f"mask_{k}")
+    return ids
+
+
 def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> SampleInfo:
-    """Write the sample datasets under ``root`` (``voc/``, ``coco/``, ``panoptic/``) and say what is planted.
+    """Write the sample datasets under ``root`` (``voc/``, ``coco/``, ``panoptic/``, ``masks/``); say what is planted.
 
     The same ``seed`` gives byte-identical files. An existing ``voc``/``coco``/``panoptic``
     folder under ``root`` is an error unless ``overwrite`` (then those three are replaced).
@@ -589,7 +619,7 @@ def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> 
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    parts = [root / "voc", root / "coco", root / "panoptic"]
+    parts = [root / k for k in LAYOUT_KEYS]
     for p in parts:
         if p.exists():
             if not overwrite:
@@ -598,8 +628,10 @@ def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> 
     voc_clean, _ = _make_voc(root / "voc", seed)
     coco_clean = _make_coco(root / "coco", seed)
     pan_clean = _make_panoptic(root / "panoptic", seed)
+    masks_clean = _make_masks(root / "masks", seed)
     expected = sorted(((k, item, rule) for rule, (k, item, _) in PLANTED.items()),
                       key=lambda t: (t[0], t[1] or "", t[2]))
     return SampleInfo(root=root, voc=root / "voc", coco=root / "coco" / "annotations.json",
                       panoptic=root / "panoptic" / "panoptic_sample.json", seed=seed, expected=expected,
-                      clean={"voc": voc_clean, "coco": coco_clean, "panoptic": pan_clean})
+                      clean={"voc": voc_clean, "coco": coco_clean, "panoptic": pan_clean, "masks": masks_clean},
+                      masks=root / "masks")

@@ -123,13 +123,23 @@ def _triples(key, found):
     return {(key, item, f.rule) for item, fs in found.items() for f in fs}
 
 
+def _masks_findings(path):
+    ds = open_dataset(path)
+    assert ds.layout == "masks" and ds.labelmap is None
+    found = {}
+    for row in ds.manifest().to_pylist():
+        found[row["item_id"]], _ = vr.check_class_mask(ds.read_item(row).mask.array, None)
+    found[None] = vr.no_labelmap(layout="masks")
+    return found
+
+
 @pytest.fixture(scope="module")
 def all_findings(sample, tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     voc, _, _ = _voc_findings(sample.voc)
     coco, _ = _coco_findings(sample.coco, cache)
     pan, _ = _panoptic_findings(sample.panoptic, cache)
-    return {"voc": voc, "coco": coco, "panoptic": pan}
+    return {"voc": voc, "coco": coco, "panoptic": pan, "masks": _masks_findings(sample.masks)}
 
 
 # ----------------------------------------------------------------------------- tests
@@ -140,8 +150,8 @@ def test_every_rule_is_planted_once(sample):
     assert len(sample.expected) == len(vr.RULES) == len(PLANTED)
     assert len(set(sample.expected)) == len(sample.expected)
     for key, item, rule in sample.expected:
-        assert key in ("voc", "coco", "panoptic")
-        assert (item is None) == (rule in ("class_never_seen", "unknown_image", "duplicate_id")), rule
+        assert key in ("voc", "coco", "panoptic", "masks")
+        assert (item is None) == (rule in ("class_never_seen", "unknown_image", "duplicate_id", "no_labelmap")), rule
 
 
 def test_layouts_are_detected_and_items_listed(sample, tmp_path):
@@ -236,7 +246,10 @@ def test_planted_findings_say_the_right_thing(sample, all_findings):
     assert one(voc, "planted_unknown_color", "unknown_color").pixels == 128
     assert "not the image's [96, 128]" in one(coco, "000000000006", "invalid_rle").message
     assert one(coco, "000000000010", "image_size_mismatch").extra["file_size"] == [96, 128]
-    assert one(coco, "000000000011", "instance_overlap").extra["categories"] == [2, 3]
+    f = one(coco, "000000000011", "duplicate_annotation")
+    assert f.extra["categories"] == [2, 3] and f.severity == "warning" and f.extra["iou"] >= 0.7
+    f = one(coco, "000000000012", "instance_overlap")
+    assert f.extra["fraction_of_smaller"] == 1.0 and f.extra["iou"] < 0.7 and f.severity == "info"
     assert one(coco, None, "unknown_image").extra["image_id"] == 99
     assert one(coco, None, "duplicate_id").extra["kind"] == "annotation"
     assert one(pan, "000000000002", "segment_mismatch").extra["problem"] == "area"
@@ -263,6 +276,7 @@ def test_same_seed_same_bytes_other_seed_still_valid(tmp_path):
     got |= _triples("voc", _voc_findings(c.voc)[0])
     got |= _triples("coco", _coco_findings(c.coco, tmp_path / "cache")[0])
     got |= _triples("panoptic", _panoptic_findings(c.panoptic, tmp_path / "cache")[0])
+    got |= _triples("masks", _masks_findings(c.masks))
     assert got == set(c.expected)
 
 

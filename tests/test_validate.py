@@ -20,7 +20,8 @@ def _findings(out):
 @pytest.mark.parametrize(
     "rel, expected_rules, code",
     [
-        ("datumaro/tests/assets/cityscapes_dataset", set(), 0),
+        # Cityscapes id masks without a label map: every value is accepted, and the run says so
+        ("datumaro/tests/assets/cityscapes_dataset", {"no_labelmap"}, 0),
         ("panopticapi/sample_data/panoptic_examples.json", set(), 0),
         # a VOC id listed without its mask is a real gap in the fixture
         ("datumaro/tests/assets/voc_dataset/voc_dataset1", {"missing_mask"}, 0),
@@ -40,17 +41,23 @@ def test_real_samples_without_false_alarms(real_data, tmp_path, rel, expected_ru
     assert len(items) == run["counts"]["items"] and run["status"] == "complete"
 
 
-def test_real_coco_only_informational_overlaps(real_data, tmp_path):
+def test_real_coco_overlaps_informational_double_labels_warnings(real_data, tmp_path):
     out = tmp_path / "r"
     rel = "super-gradients/tests/data/tinycoco/annotations/instances_train2017.json"
     assert main(["validate", str(real_data / rel), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     findings, _ = _findings(out)
-    assert findings and {(f["rule"], f["severity"]) for f in findings} == {("instance_overlap", "info")}
-    # --fail-on info turns them into a failing exit code; --disable removes them
+    assert {(f["rule"], f["severity"]) for f in findings} == {("instance_overlap", "info"),
+                                                              ("duplicate_annotation", "warning")}
+    # the two genuine double labels are the only warnings
+    assert sorted(f["instance_id"] for f in findings if f["severity"] != "info") == [101073, 135645]
+    # --fail-on warning / info turn them into a failing exit code; --disable removes them
     assert main(["validate", str(real_data / rel), "--out", str(out), "--overwrite", "--workers", "1",
-                 "--quiet", "--fail-on", "info"]) == 1
+                 "--quiet", "--fail-on", "warning"]) == 1
     assert main(["validate", str(real_data / rel), "--out", str(out), "--overwrite", "--workers", "1",
-                 "--quiet", "--fail-on", "info", "--disable", "instance_overlap"]) == 0
+                 "--quiet", "--fail-on", "info", "--disable", "instance_overlap"]) == 1
+    assert main(["validate", str(real_data / rel), "--out", str(out), "--overwrite", "--workers", "1",
+                 "--quiet", "--fail-on", "info", "--disable", "instance_overlap",
+                 "--disable", "duplicate_annotation"]) == 0
 
 
 @pytest.fixture()

@@ -55,7 +55,7 @@ from fastmask.jobs.validate_rules import (
 ISSUE_RULES = {
     "unreadable", "lossy_format", "missing_image", "missing_mask", "size_mismatch", "unexpected_channels",
     "unexpected_value", "unknown_color", "palette_mismatch", "antialias_suspect", "empty_mask",
-    "disconnected_instance", "tiny_island", "instance_class_conflict", "instance_overlap",
+    "disconnected_instance", "tiny_island", "instance_class_conflict", "instance_overlap", "duplicate_annotation",
     "invalid_polygon", "polygon_out_of_bounds", "invalid_rle", "unknown_category", "unknown_image",
     "duplicate_id", "empty_segmentation", "bbox_mismatch", "image_size_mismatch", "segment_mismatch",
     "class_never_seen", "coverage_outlier",
@@ -632,7 +632,8 @@ def test_bbox_crowd_rle_one_pixel_smaller_is_not_an_alarm():
 
 
 def test_check_coco_image_overlap_crowd_and_size():
-    anns = [ann([SQUARE], id=1, bbox=[2, 2, 6, 4]), ann([[3, 2, 8, 2, 8, 6, 3, 6]], id=2, category_id=2),
+    # annotation 2 is inside 1 (IoU 0.5: an overlap, not a duplicate)
+    anns = [ann([SQUARE], id=1, bbox=[2, 2, 6, 4]), ann([[5, 2, 8, 2, 8, 6, 5, 6]], id=2, category_id=2),
             ann({"size": [10, 20], "counts": [0, 200]}, id=3, iscrowd=1)]
     f, st = check_coco_image(IMG, anns, {1, 2}, file_size=(20, 11))
     assert rules_of(f) == ["image_size_mismatch", "instance_overlap"]  # the crowd covers both: not reported
@@ -706,18 +707,22 @@ def test_real_coco_samples_raise_no_false_alarms(real_data):
         if name.endswith("coco_instances/annotations/instances_train.json"):
             # genuinely inconsistent: Datumaro's fixture has an empty polygon list
             assert [(x.rule, x.instance_id) for x in alarms] == [("empty_segmentation", 1)]
+        elif name.endswith("tinycoco/annotations/instances_train2017.json"):
+            # two genuine double labels (a chair as chair and couch, a car as car and truck)
+            assert sorted((x.rule, x.instance_id) for x in alarms) == [
+                ("duplicate_annotation", 101073), ("duplicate_annotation", 135645)]
         else:
             assert alarms == [], (name, [x.message for x in alarms[:5]])
         seen[name] = collections.Counter(x.rule for x in f)
     assert n_crowd >= 6  # crowd RLEs (one pixel smaller bboxes) were exercised
     # info: overlaps in tinycoco are real (e.g. one chair labelled chair and couch, IoU 0.93)
     tiny = seen["super-gradients/tests/data/tinycoco/annotations/instances_train2017.json"]
-    assert set(tiny) <= {"instance_overlap"}
+    assert set(tiny) <= {"instance_overlap", "duplicate_annotation"}
 
 
 def test_real_coco_duplicate_double_label_found(real_data):
     d = json.loads((real_data / "super-gradients/tests/data/tinycoco/annotations/instances_train2017.json").read_text())
-    f = [x for x in _validate_coco(d) if x.rule == "instance_overlap" and x.extra["iou"] > 0.9]
+    f = [x for x in _validate_coco(d) if x.rule == "duplicate_annotation" and x.extra["iou"] > 0.9]
     assert {tuple(x.extra["ids"]) for x in f} == {(101073, 2223647)}
 
 

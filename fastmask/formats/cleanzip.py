@@ -20,9 +20,12 @@ Files in ``masks/`` that the index does not list are still items
      "ignore": [255], "background": 0}
 
 ``labels`` follows the label-map JSON schema (``classes`` is accepted as a
-synonym: a list of names or of label objects). ``coco/`` may hold a COCO JSON;
-its relative path is in ``info()['coco_json']`` (annotations are read through
-the ``coco`` layout, not attached here).
+synonym: a list of names or of label objects). ``"has_images": false`` says the
+dataset holds masks only (``fastmask convert`` writes it when no source image was
+copied): an item without an image is then not ``missing=['image']`` (an image the
+index names and the folder lacks still is, and ``images=`` overrides it).
+``coco/`` may hold a COCO JSON; its relative path is in ``info()['coco_json']``
+(annotations are read through the ``coco`` layout, not attached here).
 
 Manifest columns: ``item_id``, ``image_path``, ``mask_path``, ``in_index``,
 ``width``, ``height`` (int64 from the index, null when absent), ``split``, and
@@ -174,9 +177,14 @@ class CleanZipDataset(Dataset):
         if im and img_root.exists(im):
             item.image_path = img_root.display(im)
             item.image_size = header_size(img_root, im, item.extra)
-        else:
+        elif im or self.has_images:
             item.missing.append("image")
         return item
+
+    @property
+    def has_images(self) -> bool:
+        """False when ``meta.json`` says ``"has_images": false`` and no ``images=`` folder was given."""
+        return self.images is not None or self.meta.get("has_images", True) is not False
 
 
 def _under_stem(rel: str) -> str:

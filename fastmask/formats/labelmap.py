@@ -20,7 +20,11 @@ Our JSON schema (``"format"`` and ``"version"`` optional on input)::
      "ignore": [255], "background": 0}
 
 ``labels`` may also be an object ``{"0": "background", "1": "cat"}`` (no colours).
-``background`` may be ``null`` (no background class).
+``background`` may be ``null`` (no background class). A label with ``"filler": true``
+is a *filler*: a placeholder that keeps later ids in place (a ``labelmap.txt`` line
+index is its id, so a gap needs a line), not a class: ``validate`` neither expects it
+in the masks (``class_never_seen``) nor accepts it as a value. In ``labelmap.txt``
+fillers are the lines named ``_unused_<id>`` (what fastmask writes for gaps).
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ __all__ = [
     "VOC_CLASSES",
     "UNKNOWN_ID",
     "LABELMAP_FILENAMES",
+    "FILLER_NAME",
 ]
 
 #: Value written in an id array for an RGB pixel whose colour is not in the label map.
@@ -59,6 +64,10 @@ LABELMAP_FILENAMES = (
 
 # Names Datumaro/CVAT give to VOC's void class (colour (224,224,192), value 255).
 _IGNORE_NAMES = {"ignored", "ignore", "void"}
+
+#: Name of a placeholder line for id ``i`` in a written ``labelmap.txt`` (read back as a filler).
+FILLER_NAME = "_unused_{}"
+_FILLER_RE = re.compile(r"_unused_(\d+)")
 
 
 def voc_colormap(n: int = 256) -> np.ndarray:
@@ -137,6 +146,8 @@ class LabelMap:
     background: int | None = 0
     #: where it came from ("voc-default", a file path, "coco-categories", ...): for reports
     source: str = ""
+    #: placeholder ids (``_unused_<id>`` lines, ``"filler": true`` labels): not classes
+    fillers: set[int] = field(default_factory=set)
     # sorted packed colours and their ids, built on first use (not compared, not pickled)
     _lut: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -144,6 +155,7 @@ class LabelMap:
         self.names = {int(k): str(v) for k, v in self.names.items()}
         self.colors = {int(k): tuple(int(c) for c in v) for k, v in self.colors.items()}
         self.ignore = {int(i) for i in self.ignore}
+        self.fillers = {int(i) for i in self.fillers}
         for k in self.colors:
             if not 0 <= k < UNKNOWN_ID:
                 raise FormatError("bad_labelmap", f"colour id {k} outside 0..{UNKNOWN_ID - 1}")
@@ -166,6 +178,15 @@ class LabelMap:
     def ids(self) -> list[int]:
         """All ids with a name or a colour, sorted."""
         return sorted(set(self.names) | set(self.colors))
+
+    @property
+    def class_ids(self) -> list[int]:
+        """The ids that are classes (or ignore / background): :attr:`ids` without the fillers.
+
+        >>> LabelMap.from_cvat("bg:0,0,0::\\n_unused_1:128,0,0::\\ncat:0,128,0::").class_ids
+        [0, 2]
+        """
+        return [i for i in self.ids if i not in self.fillers]
 
     def palette(self, n: int = 256) -> np.ndarray:
         """(n, 3) uint8 palette: the label map's colours at their ids, VOC colours elsewhere.
@@ -290,6 +311,7 @@ class LabelMap:
         names: dict[int, str] = {}
         colors: dict[int, tuple[int, int, int]] = {}
         ignore: set[int] = set()
+        fillers: set[int] = set()
         seen: set[str] = set()
         idx = 0
         for lineno, raw in enumerate(text.splitlines(), 1):
@@ -320,10 +342,13 @@ class LabelMap:
             names[cid] = name
             if color is not None:
                 colors[cid] = color
+            m = _FILLER_RE.fullmatch(name)
+            if m and int(m.group(1)) == cid:
+                fillers.add(cid)
             idx += 1
         if not names:
             raise FormatError("bad_labelmap", f"{source}: no labels")
-        return cls(names=names, colors=colors, ignore=ignore or {255}, source=source)
+        return cls(names=names, colors=colors, ignore=ignore or {255}, source=source, fillers=fillers)
 
     @classmethod
     def from_lines(cls, text: str, *, source: str = "labels.txt") -> "LabelMap":
@@ -364,6 +389,7 @@ class LabelMap:
             raise FormatError("bad_labelmap", f"{source}: expected a JSON object, got {type(obj).__name__}")
         names: dict[int, str] = {}
         colors: dict[int, tuple[int, int, int]] = {}
+        fillers: set[int] = set()
         if "label_map" in obj:  # Datumaro dataset_meta.json
             lm = obj["label_map"]
             if not isinstance(lm, Mapping):
@@ -400,6 +426,8 @@ class LabelMap:
                 names[cid] = str(lab.get("name", cid))
                 if lab.get("color") is not None:
                     colors[cid] = _color(lab["color"], f"{source}: labels[{i}]")
+                if lab.get("filler") is True:
+                    fillers.add(cid)
         else:
             raise FormatError("bad_labelmap", f"{source}: 'labels' must be a list or an object")
         ignore_v = obj.get("ignore", [255])
@@ -410,7 +438,7 @@ class LabelMap:
         ignore = {_int_id(i, f"{source}: ignore") for i in ignore_v}
         bg = obj.get("background", 0)
         background = None if bg is None else _int_id(bg, f"{source}: background")
-        return cls(names=names, colors=colors, ignore=ignore, background=background, source=source)
+        return cls(names=names, colors=colors, ignore=ignore, background=background, source=source, fillers=fillers)
 
     def to_json(self) -> dict:
         """JSON-serialisable dict in our schema (round-trips through :meth:`from_json`).
@@ -423,6 +451,8 @@ class LabelMap:
             entry: dict[str, Any] = {"id": i, "name": self.names.get(i, str(i))}
             if i in self.colors:
                 entry["color"] = list(self.colors[i])
+            if i in self.fillers:
+                entry["filler"] = True
             labels.append(entry)
         return {
             "format": "fastmask-labelmap",

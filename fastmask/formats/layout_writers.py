@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from . import writers as _w
-from .labelmap import LabelMap, voc_colormap
+from .labelmap import FILLER_NAME, LabelMap, voc_colormap
 
 __all__ = [
     "CLEANZIP_FORMAT",
@@ -162,8 +162,9 @@ def _colors_for(labelmap: LabelMap | None, ids: Iterable[int]) -> dict[int, tupl
 
 def labelmap_txt(labelmap: LabelMap) -> str:
     """CVAT/Datumaro ``labelmap.txt`` text: the *n*-th label line is id *n*, so ids 0..max are
-    written with placeholder names (``_unused_<id>``) in the gaps; id 255, named and in ``ignore``,
-    is written as ``ignored:224,224,192::`` (the reader's convention). Ids above 254 are refused.
+    written with placeholder names (``_unused_<id>``, read back as fillers) in the gaps; id 255,
+    named and in ``ignore``, is written as ``ignored:224,224,192::`` (the reader's convention).
+    Ids above 254 are refused.
 
     >>> lm = LabelMap(names={0: "bg", 2: "cat", 255: "ignored"}, colors={}, ignore={255})
     >>> print(labelmap_txt(lm))
@@ -181,7 +182,8 @@ def labelmap_txt(labelmap: LabelMap) -> str:
     cols = _colors_for(labelmap, range(top + 1))
     lines = ["# label:color_rgb:parts:actions"]
     for i in range(top + 1):
-        name = labelmap.names.get(i, f"_unused_{i}").replace(":", "_")
+        name = FILLER_NAME.format(i) if i in labelmap.fillers else labelmap.names.get(i, FILLER_NAME.format(i))
+        name = name.replace(":", "_")
         r, g, b = cols[i]
         lines.append(f"{name}:{r},{g},{b}::")
     if 255 in labelmap.ignore and 255 in labelmap.names:
@@ -234,9 +236,15 @@ def write_index_csv(path: str | os.PathLike, rows: Iterable[dict], extra_columns
 
 
 def write_cleanzip_meta(path: str | os.PathLike, labelmap: LabelMap | None, *, task: str,
-                        mask_encoding: str, image_sizes: dict | None = None, extra: dict | None = None) -> dict:
-    """Clean-zip ``meta.json`` as :class:`~fastmask.formats.cleanzip.CleanZipDataset` reads it."""
+                        mask_encoding: str, image_sizes: dict | None = None, extra: dict | None = None,
+                        has_images: bool | None = None) -> dict:
+    """Clean-zip ``meta.json`` as :class:`~fastmask.formats.cleanzip.CleanZipDataset` reads it.
+
+    ``has_images=False``: the dataset holds masks only (its items are not missing their images).
+    """
     doc: dict = {"format": CLEANZIP_FORMAT, "version": 1, "task": task, "mask_encoding": mask_encoding}
+    if has_images is not None:
+        doc["has_images"] = bool(has_images)
     if labelmap is not None:
         lm = labelmap.to_json()
         doc["labels"] = lm.get("labels", [])

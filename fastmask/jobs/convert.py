@@ -16,8 +16,11 @@ How sources become segments:
   in ``coco`` mode, later annotations on top, crowd -> ignore value; instance ids are
   an annotation's ``instance_id`` field when present, else 1, 2, ... in file order
   (skipping the ignore value).
-- **COCO panoptic**: one segment per ``segments_info`` entry (id = segment id); the
-  class map gives every segment its category (crowd included), void stays 0.
+- **COCO panoptic**: one segment per ``segments_info`` entry; the class map gives every
+  segment its category (crowd included), void stays 0. A segment id is unique within its
+  image only, so a COCO output numbers the annotations (no duplicate ids across images)
+  and keeps the segment id as ``segment_id``; a panoptic output uses ``segment_id``
+  (from either source) as the PNG id, so ids survive panoptic -> COCO -> panoptic.
 - **masks with an instance map** (VOC ``SegmentationObject``): one segment per
   instance id (category = the class most of its pixels have), one per class for
   class pixels outside every instance, and the ignore pixels as one crowd segment
@@ -227,14 +230,16 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
                 raise ItemError("segment_mismatch", f"{iid}: segment id {sid} appears twice in segments_info")
             sids.append(sid)
             scats.append(cat)
-            segs.append({"id": sid, "category_id": cat, "iscrowd": 1 if s.get("iscrowd") else 0,
-                         "instance_id": sid})
+            # a segment id is unique in its image only: not an annotation id (COCO output numbers
+            # them), kept as ``segment_id`` so that a panoptic output keeps the PNG ids
+            segs.append({"id": None, "segment_id": sid, "category_id": cat,
+                         "iscrowd": 1 if s.get("iscrowd") else 0, "instance_id": sid})
         missing = present - {0} - set(sids)
         if missing:
             raise ItemError("segment_mismatch", f"{iid}: PNG ids without a segment: {sorted(missing)[:10]}")
         rles = fr.encode_labelmap(ids, sids, background=0) if sids else {}
         for seg in segs:
-            seg["rle"] = rles[seg["id"]]
+            seg["rle"] = rles[seg["segment_id"]]
         # class map: void -> 0, each segment id -> its category (sorted lookup, one pass)
         order = np.argsort(np.array([0, *sids], np.int64), kind="stable")
         keys = np.array([0, *sids], np.int64)[order]
@@ -481,6 +486,8 @@ class ConvertJob(Job):
             out["id"] = source.get("id")
         if s.get("instance_id") is not None and not s["iscrowd"]:
             out["instance_id"] = int(s["instance_id"])  # kept so that instance maps come back with the same ids
+        if s.get("segment_id") is not None:
+            out["segment_id"] = int(s["segment_id"])  # a panoptic source's PNG id (annotation ids are renumbered)
         return out
 
     def _panoptic(self, src: SourceItem) -> tuple[np.ndarray, list[dict]]:
@@ -488,7 +495,14 @@ class ConvertJob(Job):
 
         ids, used, k = [], set(), 1
         for s in src.segments:
-            sid = s["id"] if isinstance(s["id"], int) and 0 < s["id"] < (1 << 24) else None
+            # the source's segment id (panoptic, or a COCO file written from one), else its annotation id
+            cand = s.get("segment_id")
+            if cand is None and isinstance(s.get("source"), dict):
+                cand = s["source"].get("segment_id")
+            if cand is None:
+                cand = s["id"]
+            ok = isinstance(cand, int) and not isinstance(cand, bool) and 0 < cand < (1 << 24)
+            sid = cand if ok else None
             if sid is None or sid in used:
                 while k in used:
                     k += 1
@@ -538,8 +552,9 @@ class ConvertJob(Job):
                                                    segs.column("instance_id").to_pylist(),
                                                    segs.column("iscrowd").to_pylist()) if i and not crowd})
         renamed = sum(1 for r in items.column("renamed").to_pylist() if r)
+        images = sum(1 for r in items.column("image_file").to_pylist() if r)
         return {"categories": cats, "things": things, "max_annotation_id": max(ann_ids, default=0),
-                "segments": segs.num_rows, "sizes": sizes, "renamed": renamed}
+                "segments": segs.num_rows, "sizes": sizes, "renamed": renamed, "images_copied": images}
 
     def finalize(self, summaries: list[dict]) -> dict:
         cats = sorted({c for s in summaries for c in s["categories"]})
@@ -550,7 +565,21 @@ class ConvertJob(Job):
         return {"to": self.to, "categories": cats, "things": sorted({c for s in summaries for c in s["things"]}),
                 "max_annotation_id": max((s["max_annotation_id"] for s in summaries), default=0),
                 "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes,
-                "renamed": sum(s.get("renamed", 0) for s in summaries)}
+                "renamed": sum(s.get("renamed", 0) for s in summaries),
+                "images_copied": sum(s.get("images_copied", 0) for s in summaries),
+                "validate_args": self.validate_args()}
+
+    def validate_args(self) -> list[str]:
+        """The ``fastmask validate`` flags that check the written dataset as written: the run's
+        background and ignore value; Nucleus index masks hold segment numbers, no classes (no
+        label map, no class coverage)."""
+        def flag(v):
+            return str(-1 if v is None else v)
+
+        args = ["--background", flag(self.background), "--ignore-value", flag(self.ignore_value)]
+        if self.to == "nucleus":
+            args += ["--disable", "no_labelmap", "--disable", "coverage_outlier"]
+        return args
 
 
 def _base_name(item_id: Any, file_name: str | None) -> str:
@@ -668,7 +697,9 @@ def output_labelmap(job: ConvertJob, categories: list[int]) -> LabelMap:
     bg = lm.background if lm else job.background
     if bg is not None:
         names.setdefault(bg, "background")
-    return LabelMap(names=names, colors=colors, ignore=ignore, background=bg, source="fastmask convert")
+    fillers = set(lm.fillers) - set(categories) if lm else set()  # placeholders stay placeholders
+    return LabelMap(names=names, colors=colors, ignore=ignore, background=bg, source="fastmask convert",
+                    fillers=fillers)
 
 
 def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
@@ -686,7 +717,7 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         # (their items are error rows) and are left out of labelmap.txt
         voc_lm = LabelMap(names={i: n for i, n in lm.names.items() if i < 255 or (i == 255 and i in lm.ignore)},
                           colors={i: c for i, c in lm.colors.items() if i <= 255}, ignore=lm.ignore,
-                          background=lm.background, source=lm.source)
+                          background=lm.background, source=lm.source, fillers=lm.fillers)
         lw.atomic_write(d / "labelmap.txt", lw.labelmap_txt(voc_lm).encode())
         _write_splits(report, d / "ImageSets" / "Segmentation")
     elif job.to in ("coco", "cleanzip"):
@@ -698,8 +729,11 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
                      "width": r["width"], "height": r["height"], "split": r.get("splits") or None}
                     for r in _ok_items(report))
             lw.write_index_csv(d / "index.csv", rows)
+            # a source without images gives a masks-only dataset: say so, so that its items
+            # are not each "missing" an image
             lw.write_cleanzip_meta(d / "meta.json", lm, task="semantic", mask_encoding="png-index",
-                                   image_sizes=summary["image_sizes"])
+                                   image_sizes=summary["image_sizes"],
+                                   has_images=bool(summary.get("images_copied", 1)))
     elif job.to == "coco_panoptic":
         cats_doc = _categories(job, cats, things=summary.get("things", []))
         lw.write_coco_json(d / "panoptic.json", (json.loads(t) for t in _records(report, "image")),

@@ -97,7 +97,22 @@ class InstancesJob(Job):
     def finalize(self, summaries: list[dict]) -> dict:
         return {"instances": sum(s["instances"] for s in summaries),
                 "max_id": max((s["max_id"] for s in summaries), default=0),
-                "connectivity": self.connectivity, "id_scheme": f"class*{self.base}+k"}
+                "connectivity": self.connectivity, "id_scheme": f"class*{self.base}+k",
+                "validate_args": self.validate_args()}
+
+    def validate_args(self) -> list[str]:
+        """The ``fastmask validate`` flags that check the written instance maps: the run's
+        connectivity, background and ignore value; instance ids are no classes (no label
+        map, no class coverage).
+
+        >>> InstancesJob(None, "out", connectivity=4, ignore_value=None).validate_args()[:6]
+        ['--connectivity', '4', '--background', '0', '--ignore-value', '-1']
+        """
+        def flag(v):
+            return str(-1 if v is None else v)
+
+        return ["--connectivity", str(self.connectivity), "--background", flag(self.background),
+                "--ignore-value", flag(self.ignore_value), "--disable", "no_labelmap", "--disable", "coverage_outlier"]
 
 
 def posixpath_parent(rel: str) -> str:

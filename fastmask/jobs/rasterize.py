@@ -11,6 +11,10 @@ Kinds (``kind=``):
   ``segments``; after the run :func:`write_panoptic_json` writes ``<out>/panoptic.json``;
 - ``rle``: no PNG; table ``rles`` with every annotation's compressed RLE (own full mask).
 
+After a ``semantic`` or ``binary`` run :func:`write_mask_labelmap` writes
+``<out>/masks/labelmap.json`` (what the values mean); ``run.json["summary"]["validate_args"]``
+holds the ``fastmask validate`` flags that check the written masks.
+
 Mask files are named after the image's ``file_name`` with the extension replaced by
 ``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
 another record would also get (``a.jpg`` and ``a.png``, a repeated name), is named by its
@@ -333,7 +337,58 @@ class RasterizeJob(Job):
         out = {k: sum(s.get(k, 0) for s in summaries) for k in keys}
         out["kind"] = self.kind
         out["mask_folder"] = None if self.kind == "rle" else self.mask_folder
+        out["validate_args"] = self.validate_args()
         return out
+
+    def validate_args(self) -> list[str] | None:
+        """The ``fastmask validate`` flags that check this run's output as written (None: ``rle``
+        writes no file). Instance ids are no classes: no label map, no class coverage."""
+        values = ["--ignore-value", str(self.ignore_value), "--background", str(self.background)]
+        if self.kind == "semantic":
+            return values
+        if self.kind == "instance":
+            return values + ["--disable", "no_labelmap", "--disable", "coverage_outlier"]
+        if self.kind == "binary":  # 0/255: 255 is the object (labelmap.json), not an ignore value
+            return ["--ignore-value", "-1", "--background", "0", "--disable", "coverage_outlier"]
+        if self.kind == "panoptic":
+            return []
+        return None
+
+
+def write_mask_labelmap(job: RasterizeJob, out_dir) -> Path | None:
+    """After a ``semantic`` or ``binary`` run: ``<out>/masks/labelmap.json``, what the values mean.
+
+    ``semantic``: the COCO categories at their ids, the background and (crowd ``ignore``) the
+    ignore value; ``binary``: 0 background, 255 the annotation. ``validate`` finds it next to
+    the masks. Returns the path (None for the other kinds).
+
+    >>> # write_mask_labelmap(job, "out/")  -> out/masks/labelmap.json
+    """
+    import json
+
+    from ..formats import LabelMap
+    from ..formats import layout_writers as lw
+
+    if job.kind == "semantic":
+        names = {}
+        for c in job._dataset.meta().get("categories") or []:
+            cid = _int_id(c.get("id")) if isinstance(c, dict) else None
+            if cid is not None and 0 <= cid < 65535:
+                names[cid] = str(c.get("name", cid))
+        names.setdefault(job.background, "background")
+        ignore = set()
+        if job.crowd == "ignore":
+            names.setdefault(job.ignore_value, "crowd")
+            ignore = {job.ignore_value}
+        lm = LabelMap(names=names, ignore=ignore, background=job.background, source="fastmask rasterize")
+    elif job.kind == "binary":
+        lm = LabelMap(names={0: "background", 255: "annotation"}, ignore=set(), background=0,
+                      source="fastmask rasterize")
+    else:
+        return None
+    target = Path(out_dir) / job.mask_folder / "labelmap.json"
+    lw.atomic_write(target, (json.dumps(lm.to_json(), indent=1) + "\n").encode())
+    return target
 
 
 def remove_mask_temporaries(out_dir) -> int:

@@ -96,8 +96,12 @@ RULES: dict[str, RuleSpec] = dict([
        ["connectivity"]),
     _r("instance_class_conflict", "error", "instances",
        "an instance whose pixels span several classes in the class mask", ["background", "ignore_value"]),
-    _r("instance_overlap", "info", "coco", "annotations of one image whose masks overlap",
+    _r("instance_overlap", "info", "coco",
+       "annotations of one image whose masks overlap (containment, partial overlap) below the duplicate IoU",
        ["overlap_min_pixels", "overlap_min_fraction"]),
+    _r("duplicate_annotation", "warning", "coco",
+       "two annotations of one image whose masks have IoU >= duplicate_min_iou: a duplicate or a double label",
+       ["duplicate_min_iou"]),
     # COCO
     _r("invalid_polygon", "error", "coco", "polygon with fewer than 3 points, odd length, NaN/inf or non-numbers"),
     _r("polygon_out_of_bounds", "warning", "coco", "polygon coordinates outside [0, w] x [0, h] beyond a tolerance",
@@ -114,7 +118,10 @@ RULES: dict[str, RuleSpec] = dict([
        "PNG segment ids vs segments_info: ids missing on either side, areas (or bboxes) that disagree",
        ["panoptic_area_tolerance", "panoptic_check_bbox", "bbox_tolerance"]),
     # dataset level
-    _r("class_never_seen", "info", "dataset", "label-map classes that never appear in the dataset"),
+    _r("class_never_seen", "info", "dataset",
+       "label-map classes that never appear in the dataset (filler entries of a written label map excluded)"),
+    _r("no_labelmap", "warning", "dataset",
+       "no label map was given or found: every mask value is accepted and unexpected_value is off"),
     _r("unlisted_path", "error", "dataset",
        "a folder that cannot be listed (permissions, a path longer than the system allows): its files are no items"),
     _r("duplicate_entry", "error", "dataset", "several zip entries with one name: one item, the last entry is read"),
@@ -253,6 +260,8 @@ class RuleConfig:
     #: instance_overlap: minimum overlap pixels and minimum fraction of the smaller mask
     overlap_min_pixels: int = 1
     overlap_min_fraction: float = 0.5
+    #: duplicate_annotation: IoU at or above which two annotations are one object annotated twice
+    duplicate_min_iou: float = 0.7
     #: segment_mismatch: allowed |JSON area - PNG pixel count|
     panoptic_area_tolerance: int = 0
     #: segment_mismatch: also compare segments_info bboxes (one pass per segment)
@@ -280,6 +289,8 @@ class RuleConfig:
             raise ValueError(f"min_island must be >= 0, got {self.min_island}")
         if self.antialias_radius < 1:
             raise ValueError(f"antialias_radius must be >= 1, got {self.antialias_radius}")
+        if not (isinstance(self.duplicate_min_iou, (int, float)) and 0 < self.duplicate_min_iou <= 1):
+            raise ValueError(f"duplicate_min_iou must be in (0, 1], got {self.duplicate_min_iou!r}")
         for name in ("bbox_tolerance", "polygon_tolerance", "overlap_min_fraction", "coverage_k",
                      "coverage_min_spread", "antialias_blend_fraction"):
             v = getattr(self, name)

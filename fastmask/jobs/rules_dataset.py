@@ -32,6 +32,7 @@ from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, name_of
 
 __all__ = [
     "class_never_seen",
+    "no_labelmap",
     "CoverageBounds",
     "coverage_bounds",
     "CoverageHistogram",
@@ -59,6 +60,28 @@ def class_never_seen(label_ids: Iterable[int], class_pixels: Mapping[int, int], 
             out.append(config.finding("class_never_seen", f"class {name_of(c, names)} never appears in the dataset",
                                       class_id=c, pixels=0))
     return out
+
+
+def no_labelmap(config: RuleConfig = DEFAULT_CONFIG, *, layout: str | None = None) -> list[Finding]:
+    """The dataset has no label map: every mask value is accepted, ``unexpected_value`` cannot fire.
+
+    One dataset-level finding (the validate job emits it for mask layouts when no label
+    map was given or found); ``extra`` says what was looked for.
+
+    >>> [(f.rule, f.severity) for f in no_labelmap(layout="masks")]
+    [('no_labelmap', 'warning')]
+    """
+    if not config.enabled("no_labelmap"):
+        return []
+    from ..formats.labelmap import LABELMAP_FILENAMES
+
+    where = f" in this {layout} dataset" if layout else ""
+    return [config.finding(
+        "no_labelmap",
+        f"no label map{where}: every mask value is accepted and unexpected_value is off "
+        f"(give --labelmap FILE, or put one of {', '.join(LABELMAP_FILENAMES)} next to the masks); "
+        "RGB masks are read through the VOC colormap",
+        extra={"layout": layout, "looked_for": list(LABELMAP_FILENAMES), "unexpected_value": "off"})]
 
 
 @dataclass

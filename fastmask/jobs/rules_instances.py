@@ -20,6 +20,7 @@ from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, as_2d_int, name_of,
 __all__ = [
     "disconnected_instance",
     "instance_class_conflict",
+    "bbox_pairs",
     "instance_overlap",
     "instance_stats",
 ]
@@ -176,6 +177,76 @@ def instance_stats(instance_mask, config: RuleConfig = DEFAULT_CONFIG) -> dict:
     return {"instances": u[keep].astype(np.int64).tolist(), "instance_pixels": c[keep].astype(np.int64).tolist()}
 
 
+#: bbox pairs built per block of the sweep (bounds the memory of one block: ~24 bytes a pair)
+_SWEEP_BLOCK = 1 << 18
+
+
+def _sweep_plan(x0, y0, x1, y1):
+    """``(order, counts)`` of the sweep: the live boxes sorted along the axis where fewer pairs
+    of boxes overlap, and each sorted box's number of partners (boxes starting at or after it,
+    before its end along that axis); None when fewer than two boxes can meet anything."""
+    live = np.flatnonzero(np.isfinite(x0) & np.isfinite(y0) & (x1 > x0) & (y1 > y0))  # NaN: False
+    if live.size < 2:
+        return None
+    best = None
+    for lo, hi in ((x0, x1), (y0, y1)):
+        order = live[np.argsort(lo[live], kind="stable")]
+        end = np.searchsorted(lo[order], hi[order], side="left")
+        counts = np.maximum(end - np.arange(order.size) - 1, 0)
+        if best is None or counts.sum() < best[1].sum():
+            best = (order, counts)
+    return best
+
+
+def bbox_pairs(boxes, *, block: int = _SWEEP_BLOCK):
+    """Pairs of boxes whose interiors intersect, by a sweep: yields ``(i, j)`` index arrays, ``i < j``.
+
+    ``boxes``: an (n, 4) array of ``(x, y, w, h)``; a box with ``w <= 0`` or ``h <= 0``
+    (or a NaN) meets nothing.  Boxes are sorted by ``x0`` (or by ``y0``, whichever axis has
+    fewer overlapping pairs: stacked full-width stripes overlap along x only); each box is
+    paired with the boxes that start before it ends along that axis (a binary search), and
+    those pairs are kept when they intersect along the other axis too.  Work and memory
+    follow the number of pairs overlapping along the sweep axis, handed out in blocks of at
+    most ``block`` pairs (plus one box's partners), never the n*(n-1)/2 pairs of all the
+    boxes: 20,000 disjoint squares cost two sorts and searches, not 200 million pairs.  The
+    result is the same set of pairs as testing every pair (``min(x1) > max(x0)`` and
+    ``min(y1) > max(y0)``).
+
+    >>> b = np.array([[0, 0, 4, 4], [1, 1, 4, 4], [10, 10, 2, 2], [2, 9, 1, 1]], float)
+    >>> [(i.tolist(), j.tolist()) for i, j in bbox_pairs(b)]
+    [([0], [1])]
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0 = b[:, 0], b[:, 1]
+    x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
+    plan = _sweep_plan(x0, y0, x1, y1)
+    if plan is None:
+        return
+    order, counts = plan
+    total = np.cumsum(counts)
+    start = 0
+    while start < order.size:
+        done = int(total[start - 1]) if start else 0
+        stop = int(np.searchsorted(total, done + block, side="right"))
+        stop = max(stop, start + 1)
+        c = counts[start:stop]
+        n = int(c.sum())
+        if n:
+            ks = np.repeat(np.arange(start, stop), c)
+            # position of each pair within its box's run of partners: 0, 1, ... per box
+            first = np.repeat(np.cumsum(c) - c, c)
+            partner = ks + 1 + (np.arange(n) - first)
+            a, p = order[ks], order[partner]
+            keep = (np.minimum(y1[a], y1[p]) > np.maximum(y0[a], y0[p])) & \
+                   (np.minimum(x1[a], x1[p]) > np.maximum(x0[a], x0[p]))
+            if keep.any():
+                a, p = a[keep], p[keep]
+                i, j = np.minimum(a, p), np.maximum(a, p)
+                o = np.lexsort((j, i))
+                yield i[o], j[o]
+        start = stop
+
+
 def instance_overlap(rles: Sequence[dict], ids: Sequence | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
                      category_ids: Sequence | None = None, names: Mapping[int, str] | None = None,
                      max_findings: int = 100) -> list[Finding]:
@@ -184,52 +255,80 @@ def instance_overlap(rles: Sequence[dict], ids: Sequence | None = None, config: 
     ``rles``: same-size RLE dicts (``fastmask.rle`` / pycocotools form); ``ids``: the
     annotation ids (default: positions).  Crowd annotations should be left out by
     the caller (a crowd region covers its members by design; :func:`check_coco_image`
-    does).  A pair is reported when the intersection has at least
-    ``overlap_min_pixels`` pixels and at least ``overlap_min_fraction`` of the
-    smaller mask (boundary slivers of adjacent polygons are not news).  Candidate
-    pairs are found from bboxes first, so the cost is the overlapping pairs only.
-    One finding per pair: ``instance_id`` = the first annotation, ``extra`` = both
-    ids, the overlap, both areas, the IoU; ``bbox`` = the overlap's extent.
+    does).  Two kinds of finding:
+
+    - ``duplicate_annotation`` (warning): the pair's IoU is at least ``duplicate_min_iou``
+      (default 0.7): one object annotated twice, with one category (a duplicate) or two
+      (a double label, e.g. a car as car and truck);
+    - ``instance_overlap`` (info): any other pair whose intersection has at least
+      ``overlap_min_pixels`` pixels and at least ``overlap_min_fraction`` of the smaller
+      mask (containment -- a cup on a table -- and large partial overlaps; boundary
+      slivers of adjacent polygons are not news).  With ``duplicate_annotation``
+      disabled, high-IoU pairs are judged here.
+
+    Candidate pairs come from a bounding-box sweep (:func:`bbox_pairs`), so the cost
+    follows the pairs whose boxes meet, not the square of the annotation count; only
+    those are intersected exactly.  One finding per pair (at most ``max_findings`` of
+    each rule): ``instance_id`` = the first annotation, ``extra`` = both ids, the
+    overlap, both areas, the IoU; ``bbox`` = the overlap's extent.
 
     >>> from fastmask import rle
-    >>> a, b = rle.frPyObjects([[0, 0, 4, 4], [1, 1, 4, 4]], 8, 8)
-    >>> [(f.pixels, f.extra["ids"]) for f in instance_overlap([a, b], [11, 12])]
-    [(9, [11, 12])]
+    >>> a, b, c = rle.frPyObjects([[0, 0, 4, 4], [1, 1, 4, 4], [0, 0, 4, 5]], 8, 8)
+    >>> [(f.rule, f.pixels, f.extra["ids"]) for f in instance_overlap([a, b, c], [11, 12, 13])]
+    [('duplicate_annotation', 16, [11, 13]), ('instance_overlap', 9, [11, 12]), ('instance_overlap', 12, [12, 13])]
     """
-    if not config.enabled("instance_overlap") or len(rles) < 2:
+    dup_on = config.enabled("duplicate_annotation")
+    ovl_on = config.enabled("instance_overlap")
+    if not (dup_on or ovl_on) or len(rles) < 2:
         return []
     ids = list(range(len(rles))) if ids is None else list(ids)
-    areas = np.asarray(_rle.area(list(rles)), dtype=np.int64).reshape(-1)
-    boxes = np.asarray(_rle.toBbox(list(rles)), dtype=np.float64).reshape(-1, 4)
-    x0, y0 = boxes[:, 0], boxes[:, 1]
-    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
-    ii, jj = np.triu_indices(len(rles), k=1)
-    cand = (np.minimum(x1[ii], x1[jj]) > np.maximum(x0[ii], x0[jj])) & \
-           (np.minimum(y1[ii], y1[jj]) > np.maximum(y0[ii], y0[jj])) & (areas[ii] > 0) & (areas[jj] > 0)
-    out = []
-    for i, j in zip(ii[cand], jj[cand]):
-        inter_rle = _rle.merge([rles[i], rles[j]], intersect=1)
-        inter = int(_rle.area(inter_rle))
-        if inter < max(1, config.overlap_min_pixels):
-            continue
-        smaller = int(min(areas[i], areas[j]))
-        frac = inter / smaller
-        if frac < config.overlap_min_fraction:
-            continue
-        union = int(areas[i] + areas[j] - inter)
-        ci = category_ids[i] if category_ids is not None else None
-        cj = category_ids[j] if category_ids is not None else None
-        cat = ""
-        if ci is not None:
-            cat = f" (categories {name_of(ci, names)} and {name_of(cj, names)})"
-        out.append(config.finding(
-            "instance_overlap",
-            f"annotations {ids[i]} and {ids[j]} overlap by {inter} px ({frac:.0%} of the smaller){cat}",
-            class_id=ci if isinstance(ci, int) else None,
-            instance_id=ids[i] if isinstance(ids[i], (int, np.integer)) else None,
-            pixels=inter, bbox=tuple(_rle.toBbox(inter_rle)),
-            extra={"ids": [ids[i], ids[j]], "areas": [int(areas[i]), int(areas[j])], "iou": inter / union,
-                   "fraction_of_smaller": frac, "categories": [ci, cj]}))
-        if len(out) >= max_findings:
+    rles = list(rles)
+    areas = np.asarray(_rle.area(rles), dtype=np.int64).reshape(-1)
+    boxes = np.asarray(_rle.toBbox(rles), dtype=np.float64).reshape(-1, 4)
+    boxes[areas <= 0, 2:] = 0  # an empty mask meets nothing
+    found: dict[str, list[tuple[int, int, Finding]]] = {"duplicate_annotation": [], "instance_overlap": []}
+    for ii, jj in bbox_pairs(boxes):
+        for i, j in zip(ii.tolist(), jj.tolist()):
+            f = _overlap_finding(rles, areas, ids, i, j, config, dup_on, ovl_on, category_ids, names)
+            if f is not None and len(found[f.rule]) < max_findings:
+                found[f.rule].append((i, j, f))
+        if all(len(v) >= max_findings or not config.enabled(k) for k, v in found.items()):
             break
-    return out
+    # duplicates first, each rule's pairs in annotation order
+    return [f for rule in ("duplicate_annotation", "instance_overlap")
+            for _, _, f in sorted(found[rule], key=lambda t: t[:2])]
+
+
+def _overlap_finding(rles, areas, ids, i, j, config, dup_on, ovl_on, category_ids, names) -> Finding | None:
+    """The finding of one candidate pair (exact intersection), or None."""
+    inter_rle = _rle.merge([rles[i], rles[j]], intersect=1)
+    inter = int(_rle.area(inter_rle))
+    if inter < 1:
+        return None
+    union = int(areas[i] + areas[j] - inter)
+    iou = inter / union
+    smaller = int(min(areas[i], areas[j]))
+    frac = inter / smaller
+    if dup_on and iou >= config.duplicate_min_iou:
+        rule = "duplicate_annotation"
+    elif ovl_on and inter >= max(1, config.overlap_min_pixels) and frac >= config.overlap_min_fraction:
+        rule = "instance_overlap"
+    else:
+        return None
+    ci = category_ids[i] if category_ids is not None else None
+    cj = category_ids[j] if category_ids is not None else None
+    cat = ""
+    if ci is not None:
+        cat = f" (categories {name_of(ci, names)} and {name_of(cj, names)})"
+    if rule == "duplicate_annotation":
+        what = "the same object annotated twice" if ci == cj else "one object with two labels"
+        msg = f"annotations {ids[i]} and {ids[j]} overlap with IoU {iou:.2f}: {what}{cat}"
+    else:
+        msg = f"annotations {ids[i]} and {ids[j]} overlap by {inter} px ({frac:.0%} of the smaller){cat}"
+    return config.finding(
+        rule, msg,
+        class_id=ci if isinstance(ci, int) else None,
+        instance_id=ids[i] if isinstance(ids[i], (int, np.integer)) else None,
+        pixels=inter, bbox=tuple(_rle.toBbox(inter_rle)),
+        extra={"ids": [ids[i], ids[j]], "areas": [int(areas[i]), int(areas[j])], "iou": iou,
+               "fraction_of_smaller": frac, "categories": [ci, cj]})

@@ -107,8 +107,9 @@ class ValidateJob(Job):
         self._colors: dict[int, tuple] | None = None
         self._category_ids: set[int] | None = None
         lm = dataset.labelmap
+        self.labelmap_info = labelmap_info(lm, dataset.layout)
         if lm is not None:
-            self._label_ids = sorted(set(lm.names) | set(lm.colors))
+            self._label_ids = lm.class_ids  # fillers are placeholders, not values to expect or accept
             self._names = dict(lm.names)
             self._colors = dict(lm.colors) if lm.colors else None
         self._label_tuple = None if self._label_ids is None else tuple(self._label_ids)
@@ -300,7 +301,47 @@ class ValidateJob(Job):
             "findings": dict(sorted(counts.items())),
             "classes": {str(c): dict(zip(("pixels", "images", "components", "instances"), v))
                         for c, v in sorted(classes.items())},
+            "labelmap": self.labelmap_info,
         }
+
+
+MASK_LAYOUTS = ("masks", "voc", "cleanzip")
+
+
+def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
+    """What ``validate`` checked values against: ``kind``, ``source``, ``classes`` and a one-line ``text``.
+
+    ``kind``: ``file`` (given or found next to the data), ``layout-default`` (VOC's
+    21 classes), ``coco-categories``, ``voc-colormap``, ``given`` (built in Python, no
+    source) or ``none`` (mask layouts then accept every value).
+
+    >>> from fastmask.formats import LabelMap
+    >>> labelmap_info(LabelMap.voc(), "voc")["text"]
+    'VOC label map (layout default): 21 classes + ignore 255'
+    >>> labelmap_info(None, "masks")["text"]
+    'none: every value is accepted, unexpected_value is off'
+    """
+    if labelmap is None:
+        return {"kind": "none", "source": None, "classes": 0,
+                "text": "none: every value is accepted, unexpected_value is off"
+                if layout in MASK_LAYOUTS else "none"}
+    src = labelmap.source or ""
+    ids = [i for i in labelmap.class_ids if i not in labelmap.ignore]
+    n = len(ids)
+    fillers = f", {len(labelmap.fillers)} filler entries" if labelmap.fillers else ""
+    ignore = f" + ignore {', '.join(map(str, sorted(labelmap.ignore)))}" if labelmap.ignore else ""
+    if src == "voc-default":
+        kind, text = "layout-default", f"VOC label map (layout default): {n} classes{ignore}"
+    elif src in ("voc-colormap", "voc-instances"):
+        kind, text = "voc-colormap", f"VOC colormap: {n} ids{ignore}"
+    elif src == "coco-categories" or src.endswith("#categories"):
+        path = src.removesuffix("#categories") or "the file"
+        kind, text = "coco-categories", f"COCO categories of {path}: {n} categories"
+    elif src:
+        kind, text = "file", f"{src} (file): {n} classes{ignore}{fillers}"
+    else:
+        kind, text = "given", f"given label map: {n} classes{ignore}{fillers}"
+    return {"kind": kind, "source": src or None, "classes": n, "text": text}
 
 
 def _share_parts(out_dir):
@@ -340,6 +381,8 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
     if job._label_ids is not None and job._dataset.layout not in ("coco", "coco_panoptic"):
         ids = [i for i in job._label_ids if i != cfg.background and i != cfg.ignore_value]
         out += [(None, f) for f in R.class_never_seen(ids, class_pixels, cfg, names=job._names)]
+    if job._label_ids is None and job._dataset.layout in MASK_LAYOUTS:
+        out += [(None, f) for f in R.no_labelmap(cfg, layout=job._dataset.layout)]
     if cfg.enabled("coverage_outlier"):
         hist = R.CoverageHistogram()
         for _, cls, share in _share_parts(out_dir):

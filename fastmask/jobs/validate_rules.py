@@ -8,13 +8,14 @@ Import everything from here; the code lives in ``rules_*`` modules:
   (``unlisted_path``, ``duplicate_entry``);
 - :mod:`.rules_semantic` -- :func:`check_class_mask` (``unexpected_value``, ``antialias_suspect``,
   ``empty_mask``, ``tiny_island`` + item stats), ``palette_mismatch``, ``unknown_color``;
-- :mod:`.rules_instances` -- ``disconnected_instance``, ``instance_class_conflict``, ``instance_overlap``;
+- :mod:`.rules_instances` -- ``disconnected_instance``, ``instance_class_conflict``, ``instance_overlap``
+  (``instance_overlap`` and ``duplicate_annotation``, candidate pairs from :func:`bbox_pairs`);
 - :mod:`.rules_coco` -- :func:`check_coco_image` (``invalid_polygon``, ``polygon_out_of_bounds``,
   ``invalid_rle``, ``unknown_category``, ``empty_segmentation``, ``bbox_mismatch``,
-  ``image_size_mismatch``, ``instance_overlap``), :func:`check_coco_dataset` (``duplicate_id``,
-  ``unknown_image``);
+  ``image_size_mismatch``, ``instance_overlap``, ``duplicate_annotation``), :func:`check_coco_dataset`
+  (``duplicate_id``, ``unknown_image``);
 - :mod:`.rules_panoptic` -- :func:`segment_mismatch`;
-- :mod:`.rules_dataset` -- ``class_never_seen``, ``coverage_outlier`` (+ bounds / histogram).
+- :mod:`.rules_dataset` -- ``class_never_seen``, ``no_labelmap``, ``coverage_outlier`` (+ bounds / histogram).
 
 The instance, COCO and panoptic rules load on first use (they bring the RLE and polygon
 kernels; a worker validating class masks never needs them).
@@ -51,6 +52,7 @@ from .rules_dataset import (
     class_never_seen,
     coverage_bounds,
     coverage_outlier,
+    no_labelmap,
 )
 from .rules_files import (
     animated_mask,
@@ -88,21 +90,22 @@ __all__ = [
     "ClassMaskScan", "ClassMaskStats", "scan_class_mask", "check_class_mask", "unexpected_value",
     "antialias_suspect", "empty_mask", "tiny_island", "palette_mismatch", "unknown_color", "voc_colormap",
     # instances
-    "disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats",
+    "disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats", "bbox_pairs",
     # COCO
     "CocoImageStats", "check_coco_image", "check_coco_annotation", "check_coco_dataset", "duplicate_ids",
     "unknown_images",
     # panoptic
     "panoptic_ids", "value_counts", "segment_mismatch",
     # dataset
-    "class_never_seen", "CoverageBounds", "coverage_bounds", "CoverageHistogram", "coverage_outlier",
+    "class_never_seen", "no_labelmap", "CoverageBounds", "coverage_bounds", "CoverageHistogram", "coverage_outlier",
 ]
 
 #: name -> module of the rules loaded on first use (PEP 562)
 _LAZY = {
     **dict.fromkeys(("CocoImageStats", "check_coco_annotation", "check_coco_dataset", "check_coco_image",
                      "duplicate_ids", "unknown_images"), "rules_coco"),
-    **dict.fromkeys(("disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats"),
+    **dict.fromkeys(("disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats",
+                     "bbox_pairs"),
                     "rules_instances"),
     **dict.fromkeys(("panoptic_ids", "segment_mismatch", "value_counts"), "rules_panoptic"),
 }

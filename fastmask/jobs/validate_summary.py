@@ -1,4 +1,5 @@
-"""The short summary ``fastmask validate`` prints: findings per rule and severity, worst files, report path."""
+"""The short summary ``fastmask validate`` prints: the label map in use, findings per rule and severity,
+worst files, report path."""
 from __future__ import annotations
 
 import pyarrow as pa
@@ -19,6 +20,12 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
     n_err = result.counts.get("error", 0)
     print(f"validated {result.n_items} items ({layout} layout) in {result.wall_seconds:.2f} s, "
           f"{result.items_per_second:,.0f} items/s; {n_err} could not be read")
+    # what the values were checked against, first: a run without a label map checked much less
+    lm = result.summary.get("labelmap") or {}
+    print(f"label map: {lm.get('text') or 'none'}")
+    for _, f in dataset_found:
+        if f.rule == "no_labelmap":
+            print(f"  {f.severity}: {f.message}")
     if counts:
         print("findings:")
         order = sorted(counts, key=lambda k: (-severity_rank(k[1]), k[0]))
