@@ -69,6 +69,13 @@ class SourceItem:
     kind: str = "semantic"  # semantic | instances | panoptic (what the source held)
 
 
+def _image_id(row: dict) -> Any:
+    """A COCO / panoptic image id as the JSON value of the source (string, integer, ...)."""
+    from ..formats._cocojson import key_value
+
+    return key_value(row.get("image_key"))
+
+
 def _encode(binary: np.ndarray) -> dict:
     from .. import rle as fr
 
@@ -198,7 +205,7 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
                          "iscrowd": 1 if a.get("iscrowd") else 0, "instance_id": int(inst_ids[i]),
                          "rle": r.rle(i), "segmentation": a.get("segmentation"), "source": a})
         return SourceItem(iid, h, w, r.mask, ri.mask if ri is not None else None, segs, item.image_path,
-                          row.get("image_id"),
+                          _image_id(row),
                           row.get("file_name"), splits, "instances")
     if item.segments is not None or dataset.layout == "coco_panoptic":  # panoptic
         if item.instance_mask is None:
@@ -240,7 +247,7 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
         from ..components import instance_dtype
 
         cm = class_map.astype(instance_dtype(int(class_map.max(initial=0))))
-        return SourceItem(iid, h, w, cm, ids, segs, item.image_path, row.get("image_id"),
+        return SourceItem(iid, h, w, cm, ids, segs, item.image_path, _image_id(row),
                           row.get("file_name"), splits, "panoptic")
     if item.mask is None:
         raise ItemError("missing_mask", f"{iid}: no class mask")
@@ -276,7 +283,8 @@ class ConvertJob(Job):
 
     name = "convert"
     item_schema = pa.schema([
-        ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("n_segments", pa.int32()),
+        ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("image_key", pa.string()),
+        ("n_segments", pa.int32()),
         ("mask_file", pa.string()), ("instance_file", pa.string()), ("image_file", pa.string()),
         ("splits", pa.string()), ("name", pa.string()), ("renamed", pa.bool_()),
     ])
@@ -339,11 +347,14 @@ class ConvertJob(Job):
     def process(self, row: dict[str, Any]) -> ItemResult:
         src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
                           instance_map=self.to in ("masks", "voc"))
-        image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
+        # the source's id, whatever its JSON type; sources without ids are numbered by position
+        image_id = src.image_id if src.image_id is not None else int(row["position"]) + 1
         rel = row.get("out_name") or _base_name(src.item_id, src.file_name)
         d = self.dataset_dir
         h, w = src.height, src.width
-        fields = {"width": w, "height": h, "image_id": image_id, "n_segments": len(src.segments),
+        fields = {"width": w, "height": h, "n_segments": len(src.segments),
+                  "image_id": image_id if type(image_id) is int and -(2**63) <= image_id < 2**63 else None,
+                  "image_key": json.dumps(image_id),
                   "splits": ",".join(src.splits), "name": rel, "renamed": bool(row.get("name_clash"))}
         records: list[dict] = []
         seg_rows: list[dict] = []
@@ -448,7 +459,7 @@ class ConvertJob(Job):
             raise ItemError("too_many_instances", f"{src.item_id}: {k - 1} instances do not fit a VOC object PNG")
         return _paint(src.segments, src.height, src.width, vals).astype(np.uint8)
 
-    def _coco_annotation(self, s: dict, image_id: int) -> dict:
+    def _coco_annotation(self, s: dict, image_id: Any) -> dict:
         from .. import rle as fr
         from ..contours import coco_segmentation
 

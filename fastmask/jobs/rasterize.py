@@ -14,10 +14,11 @@ Kinds (``kind=``):
 Mask files are named after the image's ``file_name`` with the extension replaced by
 ``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
 another record would also get (``a.jpg`` and ``a.png``, a repeated name), is named by its
-``item_id``. An annotation that cannot be rasterized is
+``item_id`` (a safe file name for ids of any JSON type; ``id_`` in front while that name is
+another image's). An annotation that cannot be rasterized is
 left out of the image and reported as a ``findings`` row (rule ``invalid_annotation``);
-the image is still written (status ``ok``). An image record without width/height is an
-error row (``unreadable``). Images without annotations get an all-background mask.
+the image is still written (status ``ok``). An image record without a usable width/height
+is an error row (``bad_size``). Images without annotations get an all-background mask.
 
 Example::
 
@@ -65,6 +66,11 @@ def _int_id(v):
     return None
 
 
+def _ids(item: dict) -> dict:
+    """The image's id columns of an ``items`` row: ``image_id`` (integers that fit) and ``image_key``."""
+    return {"image_id": item.get("image_id"), "image_key": item.get("image_key")}
+
+
 def _safe_rel(name) -> str | None:
     """A relative POSIX path inside the output folder, or None."""
     if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
@@ -81,7 +87,7 @@ class RasterizeJob(Job):
     name = "rasterize"
     item_schema = pa.schema([("width", pa.int32()), ("height", pa.int32()), ("n_annotations", pa.int32()),
                              ("n_skipped", pa.int32()), ("n_instances", pa.int32()), ("output", pa.string()),
-                             ("png_mode", pa.string()), ("image_id", pa.int64())])
+                             ("png_mode", pa.string()), ("image_id", pa.int64()), ("image_key", pa.string())])
 
     def __init__(self, dataset: Dataset, out_dir, *, kind: str = "semantic", palette: str | None = None,
                  overlap: str = "order", class_priority=None, crowd: str = "ignore", ignore_value: int = 255,
@@ -131,6 +137,18 @@ class RasterizeJob(Job):
             if rel is not None:
                 by_stem.setdefault(posixpath.splitext(rel)[0], []).append(fn)
         self._dup_names = {fn for names in by_stem.values() if len(names) > 1 for fn in names}
+        # images named by their item id: never the name of another image's mask
+        taken = {k.lower() for k, names in by_stem.items() if len(names) == 1}
+        self._by_id: dict[str, str] = {}
+        m = dataset.manifest().select(["item_id", "file_name"]).to_pylist()
+        for row in m:
+            fn = row["file_name"]
+            if fn in self._dup_names or _safe_rel(fn) is None or not posixpath.splitext(_safe_rel(fn))[0]:
+                name = row["item_id"]
+                while name.lower() in taken:
+                    name = "id_" + name
+                taken.add(name.lower())
+                self._by_id[row["item_id"]] = name
         self._pal = None
 
     @property
@@ -183,8 +201,7 @@ class RasterizeJob(Job):
             root, _ = posixpath.splitext(rel)
             if root:
                 return root
-        safe = "".join(ch if ch.isalnum() or ch in "-_#" else "_" for ch in str(item["item_id"]))
-        return "id_" + safe if not safe[:1].isalnum() else safe
+        return self._by_id[item["item_id"]]
 
     def _target(self, rel: str) -> Path:
         p = self._out / self.mask_folder / rel
@@ -196,13 +213,10 @@ class RasterizeJob(Job):
         from ..raster import rasterize_annotations
 
         w, h = item.get("width"), item.get("height")
-        if not isinstance(w, int) or not isinstance(h, int) or w <= 0 or h <= 0:
-            raise ItemError("unreadable", f"the COCO image record has no usable width/height ({w!r}, {h!r})",
-                            fields={"image_id": item.get("image_id")})
         try:
             data = self._dataset.read_item(item)
         except FormatError as e:
-            raise ItemError(e.code, e.message, fields={"image_id": item.get("image_id")}) from None
+            raise ItemError(e.code, e.message, fields=_ids(item)) from None
         anns = data.annotations or []
         kind = "semantic" if self.kind == "semantic" else "instance"
         crowd = "class" if self.kind == "panoptic" else self.crowd
@@ -213,13 +227,12 @@ class RasterizeJob(Job):
                                       dtype=(np.uint16 if self.sixteen_bit else np.uint8) if kind == "semantic" else None,
                                       paint=self.kind not in ("rle", "binary"))
         except ValueError as e:  # values that do not fit the PNG (e.g. an undeclared category id > 255)
-            raise ItemError("cannot_rasterize", str(e), fields={"image_id": item.get("image_id"), "width": w,
+            raise ItemError("cannot_rasterize", str(e), fields={**_ids(item), "width": w,
                                                                "height": h, "n_annotations": len(anns)}) from None
         skipped = {i for i, _, _ in r.problems}
         findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "rule": "invalid_annotation",
                      "severity": "error", "message": msg} for i, aid, msg in r.problems]
-        fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped),
-                  "image_id": item.get("image_id")}
+        fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped), **_ids(item)}
         rows: dict[str, list] = {"findings": findings}
         stem = self.stem(item)
         if self.kind == "semantic":
@@ -231,7 +244,7 @@ class RasterizeJob(Job):
             top = int(r.instance_ids.max(initial=0))
             if top > 65535 or (self.crowd == "ignore" and self.ignore_value > 65535):
                 raise ItemError("too_many_instances", f"{top} instances do not fit a 16-bit PNG",
-                                fields={"image_id": item.get("image_id"), "width": w, "height": h})
+                                fields={**_ids(item), "width": w, "height": h})
             rel = stem + ".png"
             fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
             fields["output"] = f"{self.mask_folder}/{rel}"
@@ -245,7 +258,7 @@ class RasterizeJob(Job):
         elif self.kind == "panoptic":
             if int(r.instance_ids.max(initial=0)) >= 2**24:
                 raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG",
-                                fields={"image_id": item.get("image_id"), "width": w, "height": h})
+                                fields={**_ids(item), "width": w, "height": h})
             rel = stem + ".png"
             fields["png_mode"] = wr.write_panoptic_png(self._target(rel), r.mask)
             fields["output"] = f"{self.mask_folder}/{rel}"
@@ -367,6 +380,8 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
 
     import pyarrow.parquet as pq
 
+    from ..formats._cocojson import key_value
+
     out = Path(out_dir)
     cats = []
     for c in job._dataset.meta().get("categories") or []:
@@ -380,21 +395,22 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info": {"description": "fastmask rasterize --kind panoptic"}, "licenses": [], "images": [')
         first = True
-        seen: set[int] = set()
+        seen: set[str] = set()
         for batch in pq.ParquetFile(out / "manifest.parquet").iter_batches(
-                columns=["image_id", "file_name", "width", "height"]):
+                columns=["image_key", "file_name", "width", "height"]):
             for row in batch.to_pylist():
-                if row["image_id"] is None or row["image_id"] in seen:
+                key = row["image_key"]
+                if key is None or key in seen:
                     continue
-                seen.add(row["image_id"])
-                f.write(("" if first else ",") + json.dumps({"id": row["image_id"], "file_name": row["file_name"],
+                seen.add(key)
+                f.write(("" if first else ",") + json.dumps({"id": key_value(key), "file_name": row["file_name"],
                                                             "width": row["width"], "height": row["height"]}))
                 first = False
         f.write('], "annotations": [')
         first = True
-        done: set[int] = set()
+        done: set[str] = set()
         for pi, ps in zip(item_parts, seg_parts):
-            items = pq.read_table(pi, columns=["item_id", "image_id", "status", "output"]).to_pylist()
+            items = pq.read_table(pi, columns=["item_id", "image_key", "status", "output"]).to_pylist()
             segs = pq.read_table(ps).to_pylist()
             by_item: dict[str, list] = {}
             for s in segs:
@@ -402,11 +418,12 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
                     {"id": s["segment_id"], "category_id": s["category_id"], "iscrowd": s["iscrowd"],
                      "area": s["area"], "bbox": [s["bbox_x"], s["bbox_y"], s["bbox_w"], s["bbox_h"]]})
             for it in items:
-                if it["status"] != "ok" or it["image_id"] is None or it["image_id"] in done:
+                key = it["image_key"]
+                if it["status"] != "ok" or key is None or key in done:
                     continue
-                done.add(it["image_id"])
+                done.add(key)
                 fn = it["output"][len(job.mask_folder) + 1:]
-                f.write(("" if first else ",") + json.dumps({"image_id": it["image_id"], "file_name": fn,
+                f.write(("" if first else ",") + json.dumps({"image_id": key_value(key), "file_name": fn,
                                                             "segments_info": by_item.get(it["item_id"], [])}))
                 first = False
         f.write('], "categories": ' + json.dumps(cats) + "}")

@@ -48,9 +48,10 @@ __all__ = [
 
 
 def _int_or_none(v):
+    """A 64-bit integer (what the report's columns hold), else None."""
     if isinstance(v, (bool, np.bool_)):
         return None
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, (int, np.integer)) and -(2**63) <= v < 2**63:
         return int(v)
     return None
 
@@ -133,7 +134,8 @@ def check_coco_annotation(ann: Mapping, height: int, width: int, category_ids: I
     Returns ``(findings, info)``; ``info.rle`` is the annotation's mask as one
     compressed RLE when the segmentation is valid (for overlaps), else None.  An
     annotation with an invalid part gets no mask checks (no cascade of findings).
-    No ``segmentation`` key (detection-only records): only the category is checked.
+    No ``segmentation`` key (detection-only records): ``missing_segmentation``, and only the
+    category and ``iscrowd`` (``bad_iscrowd`` unless 0 or 1) are checked.
 
     >>> f, info = check_coco_annotation({"id": 1, "category_id": 3, "segmentation": []}, 4, 4, {1})
     >>> sorted(x.rule for x in f)
@@ -160,7 +162,16 @@ def check_coco_annotation(ann: Mapping, height: int, width: int, category_ids: I
         if cid is None or cid not in cats:
             out.append(config.finding("unknown_category", f"{label}: category_id {cat!r} is not in the categories",
                                       extra={"category_id": repr(cat) if cid is None else cid, **kw_extra}, **kw))
+    crowd = ann.get("iscrowd", 0)
+    if (isinstance(crowd, bool) or not isinstance(crowd, (int, float)) or crowd not in (0, 1)) \
+            and config.enabled("bad_iscrowd"):
+        out.append(config.finding("bad_iscrowd", f"{label}: iscrowd is {crowd!r:.40}, not 0 or 1",
+                                  extra={"iscrowd": crowd if isinstance(crowd, (int, str)) and not
+                                         isinstance(crowd, bool) else repr(crowd), **kw_extra}, **kw))
     if "segmentation" not in ann:
+        if config.enabled("missing_segmentation"):
+            out.append(config.finding("missing_segmentation", f"{label}: no segmentation (nothing to paint)",
+                                      extra=kw_extra, **kw))
         return out, info
     seg = ann["segmentation"]
     h, w = height, width
