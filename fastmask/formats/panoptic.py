@@ -72,6 +72,8 @@ class PanopticDataset(_CocoBase):
         if masks is None:
             masks = os.path.splitext(self.json_path)[0]
         self.masks_dir = os.path.abspath(os.fspath(masks))
+        if images is None and self.images is not None and self.images.path == self.masks_dir:
+            self.images = None  # the guess found the PNG folder itself (panoptic.json beside panoptic/)
         self._cache_png = None
 
     def _png_root(self) -> Root:
