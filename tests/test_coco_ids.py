@@ -289,16 +289,19 @@ def test_integer_literal_beyond_pythons_limit(tmp_path):
     p.write_text('{"images": [{"id": %s, "width": 4, "height": 3, "file_name": "a.jpg"},'
                  ' {"id": 2, "width": 4, "height": 3, "file_name": "b.jpg"}],'
                  ' "annotations": [{"id": %s, "image_id": %s, "category_id": 1, "segmentation": [[0,0,2,0,2,2]]},'
-                 ' {"id": 3, "image_id": 2, "category_id": 1, "segmentation": [[0,0,2,0,2,2]]}],'
-                 ' "categories": [{"id": 1, "name": "x"}]}' % (big, big, big))
+                 ' {"id": 3, "image_id": 2, "category_id": 1, "segmentation": [[0,0,2,0,2,2]]},'
+                 ' {"id": 4, "image_id": 8%s, "category_id": 1, "segmentation": [[0,0,2,0,2,2]]}],'
+                 ' "categories": [{"id": 1, "name": "x"}]}' % (big, big, big, big))
     out = tmp_path / "v"
     assert _cli("validate", p, "--out", out) == 1
+    (orphan,) = pq.read_table(out / "dataset_findings").to_pylist()
+    assert orphan["rule"] == "unknown_image" and json.loads(orphan["extra"])["image_id"] == "8" + big
     items = {i["item_id"]: i for i in _items(out)}
     assert len(items) == 2 and items["000000000002"]["status"] == "ok"
     (bad,) = [i for k, i in items.items() if k != "000000000002"]
     assert bad["status"] == "error" and bad["error_code"] == "bad_json" and len(bad["item_id"]) <= 165
     ds = open_dataset(p)
-    assert ds.info()["n_orphan_annotations"] == 0  # the 5000-digit ids still match each other
+    assert ds.info()["n_orphan_annotations"] == 1  # the 5000-digit ids still match each other
 
 
 def test_unwritable_home_uses_a_temporary_cache(repro, tmp_path):

@@ -139,7 +139,8 @@ class _CocoBase(Dataset):
         """Annotations whose image_id matches no image record (for ``unknown_image`` checks)."""
         t = self.annotations_table()
         start = int(self.meta().get("n_matched_annotations", 0))
-        return [json.loads(r) for r in t.column("raw").slice(start).to_pylist()]
+        # integer literals beyond Python's limit come back as digit strings (they were matched as such)
+        return [_cocojson._LONG_DECODER.decode(r) for r in t.column("raw").slice(start).to_pylist()]
 
     def _build_manifest(self) -> pa.Table:
         t = _cocojson.open_table(os.path.join(self.prepare(), "images.arrow"))

@@ -44,6 +44,8 @@ __all__ = [
     "check_coco_dataset",
     "duplicate_ids",
     "unknown_images",
+    "bad_top_level",
+    "json_type",
 ]
 
 
@@ -462,8 +464,53 @@ def unknown_images(annotation_image_ids: Iterable, image_ids: Iterable, config: 
     return out
 
 
+#: top-level fields and the JSON type COCO (and pycocotools) expect of them
+TOP_LEVEL = {"images": "array", "annotations": "array", "categories": "array", "info": "object"}
+_ARTICLE = {"null": "null", "object": "an object", "array": "a list"}
+
+
+def json_type(v) -> str:
+    """The JSON type name of a decoded value.
+
+    >>> json_type({}), json_type([]), json_type(None), json_type(1.5), json_type("a")
+    ('object', 'array', 'null', 'number', 'string')
+    """
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, Mapping):
+        return "object"
+    if isinstance(v, (list, tuple)):
+        return "array"
+    if isinstance(v, (int, float)) and not isinstance(v, str):
+        return "number"
+    return "string"
+
+
+def bad_top_level(types: Mapping[str, str], config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
+    """Top-level fields of the wrong JSON type (``types``: key -> JSON type name, absent keys
+    are not checked): ``images``, ``annotations``, ``categories`` must be lists, ``info`` an object.
+
+    >>> [f.message for f in bad_top_level({"images": "object", "annotations": "array"})]
+    ["'images' is an object, not a list: no image is an item"]
+    """
+    if not config.enabled("bad_top_level"):
+        return []
+    what = {"images": ": no image is an item", "annotations": ": no annotation is read",
+            "categories": ": no category is known", "info": ""}
+    out = []
+    for key, want in TOP_LEVEL.items():
+        t = types.get(key)
+        if t is not None and t != want:
+            out.append(config.finding("bad_top_level", f"'{key}' is {_ARTICLE.get(t, 'a ' + t)}, not "
+                                      f"{_ARTICLE[want]}{what[key]}", extra={"key": key, "type": t}))
+    return out
+
+
 def check_coco_dataset(coco: Mapping, config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
-    """Dataset-level COCO rules on a parsed JSON: duplicate image/annotation/category ids, unknown images.
+    """Dataset-level COCO rules on a parsed JSON: top-level types, duplicate image/annotation/category ids,
+    unknown images.
 
     Tolerates missing or malformed sections (a missing list is an empty one).
 
@@ -475,7 +522,7 @@ def check_coco_dataset(coco: Mapping, config: RuleConfig = DEFAULT_CONFIG) -> li
         return [r for r in v if isinstance(r, Mapping)] if isinstance(v, list) else []
 
     images, anns, cats = rows("images"), rows("annotations"), rows("categories")
-    out = []
+    out = bad_top_level({k: json_type(v) for k, v in coco.items()} if isinstance(coco, Mapping) else {}, config)
     out += duplicate_ids([r.get("id") for r in images], "image", config)
     # panoptic files have no annotation ids (one record per image): nothing to compare
     aids = [r.get("id") for r in anns if "id" in r]

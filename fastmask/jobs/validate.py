@@ -269,10 +269,7 @@ class ValidateJob(Job):
             what = f"its PNG {where} does not exist" if where else "it has no panoptic annotation record"
             out.append(cfg.finding("missing_mask", f"image record {data.item_id} ({name}) has no panoptic PNG: {what}",
                                    extra={"image": name, "mask": where}))
-        n = data.extra.get("duplicate_annotations")
-        if n and cfg.enabled("duplicate_record"):
-            out.append(cfg.finding("duplicate_record", f"image record {data.item_id} has {n} panoptic annotation "
-                                   "records; only the first is read", extra={"records": n}))
+        out += R.duplicate_record(data.extra.get("duplicate_annotations") or 0, cfg)
         return out
 
     def _coco(self, row, data, fields, class_rows) -> list[R.Finding]:
@@ -446,23 +443,12 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
     return out
 
 
-_A = {"null": "null", "object": "an object"}
-
-
 def coco_file_findings(dataset, cfg: R.RuleConfig) -> list[R.Finding]:
     """Dataset-level findings of a COCO / panoptic file: top-level fields of the wrong type,
     duplicate ids, annotations for image ids without a record (ids of any JSON type)."""
     meta = dataset.meta()
     out: list[R.Finding] = []
-    types = meta.get("top_level_types") or {}
-    if cfg.enabled("bad_top_level"):
-        for key in ("images", "annotations", "categories"):
-            t = types.get(key)
-            if t is not None and t != "array":
-                what = ("no image is an item" if key == "images" else
-                        "no annotation is read" if key == "annotations" else "no category is known")
-                out.append(cfg.finding("bad_top_level", f"'{key}' is {_A.get(t, 'a ' + t)}, not a list: {what}",
-                                       extra={"key": key, "type": t}))
+    out += R.bad_top_level(meta.get("top_level_types") or {}, cfg)
     for kind, key in (("image", "duplicate_image_ids"), ("annotation", "duplicate_annotation_ids")):
         dups = meta.get(key) or []
         if dups:
