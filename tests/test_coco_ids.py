@@ -259,6 +259,16 @@ def test_panoptic_string_id_png_is_read(tmp_path):
     assert item["status"] == "ok"
     run = json.loads((e / "run.json").read_text())
     assert run["summary"]["panoptic"]["all"]["pq"] == 1.0
+    assert _cli("scan", p, "--out", tmp_path / "s") == 0
+    (item,) = _items(tmp_path / "s")
+    assert item["status"] == "ok" and item["n_segments"] == 2 and item["has_instance_mask"]
+    assert _cli("coverage", p, "--out", tmp_path / "c") == 0
+    rows = pq.read_table(tmp_path / "c" / "class_coverage").to_pylist()
+    assert sorted((r["class_id"], r["pixels"]) for r in rows) == [(7, 6), (24, 8)]
+    assert _cli("convert", p, "--to", "coco_panoptic", "--out", tmp_path / "k") == 0
+    doc = json.loads((tmp_path / "k" / "dataset" / "panoptic.json").read_text())
+    assert [i["id"] for i in doc["images"]] == ["frankfurt_000000_000294"]
+    assert [a["image_id"] for a in doc["annotations"]] == ["frankfurt_000000_000294"]
 
 
 # ---------------------------------------------------------------------------- crash cases: never a traceback
