@@ -50,7 +50,7 @@ CACHE_VERSION = 2
 _CHUNK = 1 << 24
 _BATCH = 50_000
 _WS = " \t\r\n"
-_I64_MAX = np.iinfo(np.int64).max
+_I64 = 2 ** 63
 
 IMAGE_SCHEMA = pa.schema([
     ("image_id", pa.int64()), ("image_key", pa.string()), ("file_name", pa.string()), ("width", pa.int64()),
@@ -412,6 +412,7 @@ def _build(json_path: str, out: str) -> None:
     img_cols: dict[str, list] = {k: [] for k in IMAGE_SCHEMA.names}
     img_values: list = []  # the images' id values (for their item ids)
     ann_cols: dict[str, list] = {k: [] for k in ANN_SCHEMA.names}
+    a_image_key, a_id_key, a_category, a_crowd, a_file, a_problem, a_raw = (ann_cols[k] for k in ANN_SCHEMA.names)
     values: dict[str, Any] = {}
     n_img = n_ann = 0
     bad_images: list[int] = []
@@ -453,16 +454,26 @@ def _build(json_path: str, out: str) -> None:
                 img_cols["index"].append(n_img)
                 n_img += 1
             else:
-                ann_cols["image_key"].append(id_key(obj.get("image_id")))
-                ann_cols["id_key"].append(id_key(obj.get("id")))
-                ann_cols["category_id"].append(_int(obj.get("category_id")))
-                ann_cols["iscrowd"].append(_int(obj.get("iscrowd")))
-                fn, problem = _text(obj.get("file_name"))
-                ann_cols["file_name"].append(fn)
-                ann_cols["problem"].append(problem)
-                ann_cols["raw"].append(raw)
+                # the usual integer ids and values inline: this loop runs once per annotation
+                v = obj.get("image_id")
+                a_image_key.append(str(v) if type(v) is int else id_key(v))
+                v = obj.get("id")
+                a_id_key.append(str(v) if type(v) is int else id_key(v))
+                v = obj.get("category_id")
+                a_category.append(v if type(v) is int and -_I64 <= v < _I64 else _int(v))
+                v = obj.get("iscrowd")
+                a_crowd.append(v if type(v) is int and -_I64 <= v < _I64 else _int(v))
+                v = obj.get("file_name")
+                if v is None:
+                    a_file.append(None)
+                    a_problem.append(None)
+                else:
+                    fn, problem = _text(v)
+                    a_file.append(fn)
+                    a_problem.append(problem)
+                a_raw.append(raw)
                 n_ann += 1
-                if len(ann_cols["raw"]) >= _BATCH:
+                if len(a_raw) >= _BATCH:
                     flush()
         flush()
 
