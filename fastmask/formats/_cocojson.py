@@ -143,7 +143,8 @@ class _Reader:
 
 def stream_top_level(path: str, array_keys=("images", "annotations")) -> Iterator[tuple[str, str, Any, str | None]]:
     """Yield ('item', key, element, raw_text) for elements of ``array_keys`` arrays and
-    ('value', key, value, None) for the other top-level keys of a JSON object file.
+    ('value', key, value, None) for the other top-level keys of a JSON object file (and for
+    an empty ``array_keys`` array).
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "c.json")
@@ -176,6 +177,7 @@ def stream_top_level(path: str, array_keys=("images", "annotations")) -> Iterato
                     r.pos += 1
                     if r.skip_ws() == "]":
                         r.pos += 1
+                        yield "value", key, [], None  # an empty array is there all the same
                     else:
                         while True:
                             obj, start, end = r.value(dec)

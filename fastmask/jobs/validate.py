@@ -3,7 +3,8 @@
 Per item (one mask, one VOC id, one COCO image, one panoptic image) the job reads
 what the layout holds, runs the file, value, instance, COCO and panoptic rules and
 emits ``findings`` rows and per-class ``class_stats`` rows. Dataset-level rules
-(``class_never_seen``, ``coverage_outlier``, COCO ``duplicate_id`` / ``unknown_image``)
+(``class_never_seen``, ``coverage_outlier``, COCO / panoptic ``bad_top_level`` /
+``duplicate_id`` / ``unknown_image``)
 run after the items, in :func:`dataset_findings`, from the shard summaries and the
 ``class_stats`` table.
 
@@ -407,8 +408,8 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
     item's class shares against the dataset's distribution, in two passes over the
     report's parts: the per-class :class:`~fastmask.jobs.rules_dataset.CoverageHistogram`
     (0.01-decade bins) gives the bounds, then each shard's pairs are judged -- memory is
-    bounded by a shard, not the dataset (issue 8); COCO ``duplicate_id`` and
-    ``unknown_image`` from the parsed file.
+    bounded by a shard, not the dataset (issue 8); COCO / panoptic ``bad_top_level``,
+    ``duplicate_id`` and ``unknown_image`` from the parsed file.
     """
     cfg = job._config
     out: list[tuple[str | None, R.Finding]] = []
