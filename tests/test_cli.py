@@ -49,7 +49,10 @@ def test_validation_demo_finds_every_planted_defect_and_nothing_else(tmp_path, c
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--workers", "1"]) == 0
     text = capsys.readouterr().out
-    assert "planted defects found: 27 of 27; findings on clean items: 0" in text
+    from fastmask.jobs.validate_rules import RULES
+
+    n = len(RULES)  # one planted defect per rule
+    assert f"planted defects found: {n} of {n}; findings on clean items: 0" in text
     assert (out / "report-voc" / "run.json").exists()
     # a rerun replaces its own folder; a foreign non-empty folder is refused
     assert main(["demo", "--out", str(out), "--workers", "1"]) == 0
