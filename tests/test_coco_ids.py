@@ -382,3 +382,29 @@ def test_unusable_segments_info_is_bad_segments(tmp_path, segments, cmd):
     items = {i["item_id"]: i for i in _items(out)}
     assert items["000000000001"]["status"] == "error" and items["000000000001"]["error_code"] == "bad_segments"
     assert items["000000000002"]["status"] == "ok"
+
+
+def test_instances_and_rasterize_never_write_two_items_to_one_file(tmp_path):
+    # a.jpg / a.png share a mask name; "B.jpg" / "b.jpg" share a file on case-insensitive disks;
+    # a record without file_name is named by its item id, which another image's file name takes
+    images = [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "a.png"}, {"id": 3, "file_name": "B.jpg"},
+              {"id": 4, "file_name": "b.jpg"}, {"id": "x", "file_name": None}, {"id": 6, "file_name": "x.jpg"}]
+    for k, im in enumerate(images):
+        im.update(width=6, height=4)
+    anns = [{"id": k + 1, "image_id": im["id"], "category_id": 1, "iscrowd": 0,
+             "segmentation": [[0, 0, k + 1, 0, k + 1, 3, 0, 3]]} for k, im in enumerate(images)]
+    p = _write(tmp_path / "instances_n.json", {"images": images, "annotations": anns,
+                                               "categories": [{"id": 1, "name": "x"}]})
+    for cmd, col in (("rasterize", "output"), ("instances", "instance_file")):
+        out = tmp_path / cmd
+        assert _cli(cmd, p, "--out", out) == 0
+        items = _items(out)
+        outputs = [i[col].lower() for i in items]
+        assert len(items) == 6 and all(i["status"] == "ok" for i in items)
+        assert len(set(outputs)) == 6, outputs
+        # each file holds its own item's mask: widths 1..6 tell them apart
+        by_key = {i["item_id"]: i for i in items}
+        for k, im in enumerate(images):
+            iid = f"{im['id']:012d}" if isinstance(im["id"], int) else im["id"]
+            arr = read_mask(out / by_key[iid][col]).array
+            assert int((arr[0] > 0).sum()) == k + 1, (cmd, iid)

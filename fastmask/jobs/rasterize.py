@@ -13,7 +13,7 @@ Kinds (``kind=``):
 
 Mask files are named after the image's ``file_name`` with the extension replaced by
 ``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
-another record would also get (``a.jpg`` and ``a.png``, a repeated name), is named by its
+another record would also get (``a.jpg`` and ``a.png``, ``A.jpg`` and ``a.jpg``, a repeated name), is named by its
 ``item_id`` (a safe file name for ids of any JSON type; ``id_`` in front while that name is
 another image's). An annotation that cannot be rasterized is
 left out of the image and reported as a ``findings`` row (rule ``invalid_annotation``);
@@ -135,7 +135,8 @@ class RasterizeJob(Job):
         for fn in dataset.manifest().column("file_name").drop_null().to_pylist():
             rel = _safe_rel(fn)
             if rel is not None:
-                by_stem.setdefault(posixpath.splitext(rel)[0], []).append(fn)
+                # names differing only in case are one file on macOS and Windows disks
+                by_stem.setdefault(posixpath.splitext(rel)[0].lower(), []).append(fn)
         self._dup_names = {fn for names in by_stem.values() if len(names) > 1 for fn in names}
         # images named by their item id: never the name of another image's mask
         taken = {k.lower() for k, names in by_stem.items() if len(names) == 1}
