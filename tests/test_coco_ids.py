@@ -408,3 +408,18 @@ def test_instances_and_rasterize_never_write_two_items_to_one_file(tmp_path):
             iid = f"{im['id']:012d}" if isinstance(im["id"], int) else im["id"]
             arr = read_mask(out / by_key[iid][col]).array
             assert int((arr[0] > 0).sum()) == k + 1, (cmd, iid)
+
+
+def test_binary_masks_named_after_annotation_ids_of_any_type(tmp_path):
+    ids = ["ann-1", 5, -3, "a b", 5, None]
+    anns = [{"image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[0, 0, k + 1, 0, k + 1, 3, 0, 3]],
+             **({"id": v} if v is not None else {})} for k, v in enumerate(ids)]
+    p = _write(tmp_path / "instances_b.json", {"images": [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 4}],
+                                               "annotations": anns, "categories": [{"id": 1, "name": "x"}]})
+    out = tmp_path / "b"
+    assert _cli("rasterize", p, "--out", out, "--kind", "binary") == 0
+    rows = pq.read_table(out / "instances").to_pylist()
+    assert [r["output"] for r in rows] == ["masks/a/ann-1.png", "masks/a/index_1.png", "masks/a/~-3.png",
+                                           "masks/a/~~a%20b.png", "masks/a/index_4.png", "masks/a/index_5.png"]
+    for k, r in enumerate(rows):
+        assert int((read_mask(out / r["output"]).array[0] > 0).sum()) == k + 1

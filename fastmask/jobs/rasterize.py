@@ -71,6 +71,13 @@ def _ids(item: dict) -> dict:
     return {"image_id": item.get("image_id"), "image_key": item.get("image_key")}
 
 
+def _safe_id(value) -> str:
+    """A file-name-safe name of an annotation id of any JSON type (as item ids are made)."""
+    from ..formats._cocojson import id_key, item_base
+
+    return item_base(value, id_key(value))
+
+
 def _safe_rel(name) -> str | None:
     """A relative POSIX path inside the output folder, or None."""
     if not isinstance(name, str) or not name or "\x00" in name or "\\" in name:
@@ -307,10 +314,14 @@ class RasterizeJob(Job):
         from ..formats import writers as wr
 
         ids = [_int_id(a) for a in r.annotation_ids]
-        seen: dict[int, int] = {}
-        for a in ids:
-            if a is not None:
-                seen[a] = seen.get(a, 0) + 1
+        # file names from the annotation ids of any JSON type: an integer as it is, else the
+        # file-name-safe form item ids use; a repeated or missing id: the annotation's index
+        names = [str(a) if a is not None and a >= 0 else (_safe_id(v) if v is not None else None)
+                 for a, v in zip(ids, r.annotation_ids)]
+        seen: dict[str, int] = {}
+        for n in names:
+            if n is not None:
+                seen[n.lower()] = seen.get(n.lower(), 0) + 1
         out = []
         for i, aid in enumerate(ids):
             cat = int(r.category_ids[i])
@@ -318,7 +329,7 @@ class RasterizeJob(Job):
                    "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]), "area": None,
                    "mask_area": None, "bbox_x": None, "bbox_y": None, "bbox_w": None, "bbox_h": None, "output": None}
             if i not in skipped:
-                name = str(aid) if aid is not None and seen[aid] == 1 else f"index_{i}"
+                name = names[i] if names[i] is not None and seen[names[i].lower()] == 1 else f"index_{i}"
                 rel = f"{stem}/{name}.png"
                 m = r.mask_of(i)
                 wr.write_binary_png(self._target(rel), m)
