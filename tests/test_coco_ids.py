@@ -423,3 +423,30 @@ def test_binary_masks_named_after_annotation_ids_of_any_type(tmp_path):
                                            "masks/a/~~a%20b.png", "masks/a/index_4.png", "masks/a/index_5.png"]
     for k, r in enumerate(rows):
         assert int((read_mask(out / r["output"]).array[0] > 0).sum()) == k + 1
+
+
+def test_annotation_ids_of_any_type_in_the_tables(tmp_path):
+    ids = ["ann-1", 2**70, -3, 7]
+    good = [{"id": v, "image_id": 1, "category_id": 1, "iscrowd": 0,
+             "segmentation": [[2 * k, 0, 2 * k + 1, 0, 2 * k + 1, 3, 2 * k, 3]]} for k, v in enumerate(ids)]
+    bad = {"id": "bad", "image_id": 1, "category_id": 1, "iscrowd": 0, "segmentation": [[0, 0, 1]]}
+    image = [{"id": 1, "file_name": "a.jpg", "width": 8, "height": 4}]
+    cats = [{"id": 1, "name": "x"}]
+    p = _write(tmp_path / "instances_t.json", {"images": image, "annotations": good + [bad], "categories": cats})
+    want = [(None, '"ann-1"'), (None, str(2**70)), (-3, "-3"), (7, "7")]
+    for kind, table in (("instance", "instances"), ("panoptic", "segments"), ("rle", "rles")):
+        out = tmp_path / kind
+        assert _cli("rasterize", p, "--out", out, "--kind", kind) == 0
+        rows = pq.read_table(out / table).to_pylist()
+        got = [(r["annotation_id"], r["annotation_key"]) for r in rows if r["annotation_key"] != '"bad"']
+        assert got == want, kind
+        (f,) = pq.read_table(out / "findings").to_pylist()
+        assert (f["annotation_id"], f["annotation_key"]) == (None, '"bad"')
+    # convert keeps every id as it is in the COCO it writes, and names it in its segments table
+    p2 = _write(tmp_path / "instances_t2.json", {"images": image, "annotations": good, "categories": cats})
+    out = tmp_path / "c"
+    assert _cli("convert", p2, "--to", "coco", "--out", out) == 0
+    doc = json.loads((out / "dataset" / "annotations.json").read_text())
+    assert [a["id"] for a in doc["annotations"]] == ids
+    segs = pq.read_table(out / "segments").to_pylist()
+    assert [(r["annotation_id"], r["annotation_key"]) for r in segs] == want

@@ -69,6 +69,17 @@ class SourceItem:
     kind: str = "semantic"  # semantic | instances | panoptic (what the source held)
 
 
+def _int64(v) -> int | None:
+    """An id that fits the int64 ``annotation_id`` column, else None (see ``annotation_key``)."""
+    return v if type(v) is int and -(2**63) <= v < 2**63 else None
+
+
+def _key(v) -> str | None:
+    from ..formats._cocojson import id_key
+
+    return id_key(v)
+
+
 def _image_id(row: dict) -> Any:
     """A COCO / panoptic image id as the JSON value of the source (string, integer, ...)."""
     from ..formats._cocojson import key_value
@@ -291,7 +302,8 @@ class ConvertJob(Job):
     tables: ClassVar[dict[str, pa.Schema]] = {
         "records": pa.schema([("kind", pa.string()), ("json", pa.string())]),
         "segments": pa.schema([
-            ("index", pa.int32()), ("annotation_id", pa.int64()), ("category_id", pa.int64()), ("label", pa.string()),
+            ("index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()),
+            ("category_id", pa.int64()), ("label", pa.string()),
             ("instance_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()), ("bbox", pa.list_(pa.int64())),
             ("metadata", pa.string()),
         ]),
@@ -405,7 +417,7 @@ class ConvertJob(Job):
             from .. import rle as fr
 
             for i, s in enumerate(src.segments, 1):
-                seg_rows.append({"index": i, "annotation_id": s["id"] if isinstance(s["id"], int) else None,
+                seg_rows.append({"index": i, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
                                  "category_id": s["category_id"], "label": self._label(s["category_id"]),
                                  "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]),
                                  "area": int(fr.area(s["rle"])), "bbox": [int(v) for v in fr.toBbox(s["rle"])],
@@ -510,7 +522,7 @@ class ConvertJob(Job):
         areas = np.bincount(index_map.reshape(-1), minlength=len(src.segments) + 1)
         for i, s in enumerate(src.segments, 1):
             r = _encode(index_map == i)
-            rows.append({"index": i, "annotation_id": s["id"] if isinstance(s["id"], int) else None,
+            rows.append({"index": i, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
                          "category_id": s["category_id"], "label": self._label(s["category_id"]),
                          "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]), "area": int(areas[i]),
                          "bbox": [int(v) for v in fr.toBbox(r)],

@@ -38,20 +38,21 @@ import pyarrow as pa
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
+from ..formats._cocojson import id_key, item_base
 
 KINDS = ("semantic", "instance", "binary", "panoptic", "rle")
 PALETTES = ("voc", "labelmap")
 
-_FINDINGS = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("rule", pa.string()),
+_FINDINGS = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("rule", pa.string()),
                        ("severity", pa.string()), ("message", pa.string())])
-_INSTANCES = pa.schema([("instance_id", pa.int64()), ("annotation_index", pa.int32()), ("annotation_id", pa.int64()),
+_INSTANCES = pa.schema([("instance_id", pa.int64()), ("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()),
                         ("category_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()),
                         ("mask_area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
                         ("bbox_w", pa.int32()), ("bbox_h", pa.int32()), ("output", pa.string())])
-_SEGMENTS = pa.schema([("segment_id", pa.int64()), ("annotation_id", pa.int64()), ("category_id", pa.int64()),
+_SEGMENTS = pa.schema([("segment_id", pa.int64()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("category_id", pa.int64()),
                        ("iscrowd", pa.int8()), ("area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
                        ("bbox_w", pa.int32()), ("bbox_h", pa.int32())])
-_RLES = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("category_id", pa.int64()),
+_RLES = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("category_id", pa.int64()),
                    ("iscrowd", pa.bool_()), ("height", pa.int32()), ("width", pa.int32()), ("area", pa.int64()),
                    ("counts", pa.string())])
 
@@ -61,7 +62,7 @@ def _int_id(v):
         return None
     if isinstance(v, int) and -(2**63) <= v < 2**63:
         return v
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**63:
         return int(v)
     return None
 
@@ -73,8 +74,6 @@ def _ids(item: dict) -> dict:
 
 def _safe_id(value) -> str:
     """A file-name-safe name of an annotation id of any JSON type (as item ids are made)."""
-    from ..formats._cocojson import id_key, item_base
-
     return item_base(value, id_key(value))
 
 
@@ -238,7 +237,8 @@ class RasterizeJob(Job):
             raise ItemError("cannot_rasterize", str(e), fields={**_ids(item), "width": w,
                                                                "height": h, "n_annotations": len(anns)}) from None
         skipped = {i for i, _, _ in r.problems}
-        findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "rule": "invalid_annotation",
+        findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "annotation_key": id_key(aid),
+                     "rule": "invalid_annotation",
                      "severity": "error", "message": msg} for i, aid, msg in r.problems]
         fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped), **_ids(item)}
         rows: dict[str, list] = {"findings": findings}
@@ -277,6 +277,7 @@ class RasterizeJob(Job):
                     continue
                 x, y, bw, bh = (int(v) for v in r.bboxes[i])
                 segs.append({"segment_id": sid, "annotation_id": _int_id(r.annotation_ids[i]),
+                             "annotation_key": id_key(r.annotation_ids[i]),
                              "category_id": int(r.category_ids[i]), "iscrowd": int(bool(r.iscrowd[i])),
                              "area": int(r.areas[i]), "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh})
             fields["n_instances"] = len(segs)
@@ -290,6 +291,7 @@ class RasterizeJob(Job):
                 rle = rles[i]
                 cat = int(r.category_ids[i])
                 out.append({"annotation_index": i, "annotation_id": _int_id(r.annotation_ids[i]),
+                            "annotation_key": id_key(r.annotation_ids[i]),
                             "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]),
                             "height": h, "width": w, "area": int(r.mask_areas[i]),
                             "counts": rle["counts"].decode("ascii")})
@@ -304,7 +306,8 @@ class RasterizeJob(Job):
             cat = int(r.category_ids[i])
             x, y, bw, bh = (int(v) for v in r.bboxes[i])
             out.append({"instance_id": int(r.instance_ids[i]) or None, "annotation_index": i,
-                        "annotation_id": _int_id(r.annotation_ids[i]), "category_id": cat if cat >= 0 else None,
+                        "annotation_id": _int_id(r.annotation_ids[i]), "annotation_key": id_key(r.annotation_ids[i]),
+                        "category_id": cat if cat >= 0 else None,
                         "iscrowd": bool(r.iscrowd[i]), "area": None if i in skipped else int(r.areas[i]),
                         "mask_area": None if i in skipped else int(r.mask_areas[i]),
                         "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh, "output": None})
@@ -326,6 +329,7 @@ class RasterizeJob(Job):
         for i, aid in enumerate(ids):
             cat = int(r.category_ids[i])
             row = {"instance_id": None, "annotation_index": i, "annotation_id": aid,
+                   "annotation_key": id_key(r.annotation_ids[i]),
                    "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]), "area": None,
                    "mask_area": None, "bbox_x": None, "bbox_y": None, "bbox_w": None, "bbox_h": None, "output": None}
             if i not in skipped:
