@@ -90,6 +90,10 @@ PLANTED: dict[str, tuple[str, str | None, str]] = {
     "duplicate_id": ("coco", None, "two annotations share an id"),
     "segment_mismatch": ("panoptic", "000000000002", "segments_info area 5 px off the PNG's"),
     "no_labelmap": ("masks", None, "a folder of clean masks without a label map"),
+    "missing_segmentation": ("coco", "000000000013", "a car with a bbox but no segmentation (detection only)"),
+    "bad_iscrowd": ("coco", "000000000014", 'a car with iscrowd "yes"'),
+    "duplicate_record": ("panoptic", "000000000003", "two annotation records for one image"),
+    "bad_top_level": ("panoptic", None, '"info" is a string, not an object'),
 }
 
 # photo colours of the classes (JPEGImages / COCO images)
@@ -471,7 +475,8 @@ def _make_coco(coco: Path, seed: int) -> list[str]:
 
     plan = {1: "clean", 2: "clean", 3: "clean", 4: "invalid_polygon", 5: "polygon_out_of_bounds",
             6: "invalid_rle", 7: "unknown_category", 8: "empty_segmentation", 9: "bbox_mismatch",
-            10: "image_size_mismatch", 11: "duplicate_annotation", 12: "instance_overlap"}
+            10: "image_size_mismatch", 11: "duplicate_annotation", 12: "instance_overlap",
+            13: "missing_segmentation", 14: "bad_iscrowd"}
     for image_id, what in plan.items():
         rng = _rng(seed, f"coco-{image_id}")
         image(image_id)
@@ -526,10 +531,15 @@ def _make_coco(coco: Path, seed: int) -> list[str]:
             # the same shape at a third of the size, around its centre: inside the car
             poly_ann(image_id, 1, [[round(cx + (v - cx) / 3, 1) if k % 2 == 0 else round(cy + (v - cy) / 3, 1)
                                     for k, v in enumerate(p)]])
+        elif what == "missing_segmentation":
+            poly_ann(image_id, 1, [cell(rng, 0)])
+            del poly_ann(image_id, 2, [cell(rng, 2)])["segmentation"]
+        elif what == "bad_iscrowd":
+            poly_ann(image_id, 2, [cell(rng, 1)], iscrowd="yes")
         # the photo: annotations painted over a background
         paint = np.zeros((H, W), np.uint8)
         for a in anns[first:]:
-            seg = a["segmentation"]
+            seg = a.get("segmentation")
             if isinstance(seg, list) and seg and all(len(q) >= 6 and len(q) % 2 == 0 for q in seg):
                 paint[polygon_mask(seg, H, W).astype(bool)] = {1: PERSON, 2: CAR, 3: BOAT}.get(a["category_id"], TREE)
         if what == "image_size_mismatch":
@@ -558,7 +568,7 @@ def _make_panoptic(pan: Path, seed: int) -> list[str]:
     cats = [{"id": 1, "name": "person", "supercategory": "person", "isthing": 1, "color": [220, 20, 60]},
             {"id": 2, "name": "road", "supercategory": "ground", "isthing": 0, "color": [128, 64, 128]}]
     images, anns = [], []
-    for image_id in (1, 2):
+    for image_id in (1, 2, 3):
         rng = _rng(seed, f"panoptic-{image_id}")
         ids = np.zeros((H, W), np.uint32)
         horizon = int(rng.integers(46, 57))
@@ -585,8 +595,10 @@ def _make_panoptic(pan: Path, seed: int) -> list[str]:
         _write_bytes(png_dir / fn, _png(Image.fromarray(rgb, "RGB")))
         images.append({"id": image_id, "file_name": f"{image_id:012d}.jpg", "width": W, "height": H})
         anns.append({"image_id": image_id, "file_name": fn, "segments_info": segs})
-    doc = {"info": {"description": "fastmask sample (panoptic)"}, "images": images, "annotations": anns,
-           "categories": cats}
+        if image_id == 3:  # two exports merged: the image's record twice
+            anns.append({"image_id": image_id, "file_name": fn, "segments_info": segs})
+    # a description where COCO has an object ("info": {"description": ...})
+    doc = {"info": "fastmask sample (panoptic)", "images": images, "annotations": anns, "categories": cats}
     (pan / "panoptic_sample.json").write_text(json.dumps(doc, indent=1) + "\n")
     return ["000000000001"]
 

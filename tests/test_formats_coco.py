@@ -138,7 +138,7 @@ def test_orphans_duplicates_and_odd_ids(tmp_path):
             "categories": [{"id": 1, "name": "a"}]}
     ds = open_dataset(_write(tmp_path, coco))
     rows = ds.manifest().to_pylist()
-    assert [r["item_id"] for r in rows] == ["000000000001", "000000000001#2", '~"x"']
+    assert [r["item_id"] for r in rows] == ["000000000001", "000000000001#2", "x"]
     info = ds.info()
     assert info["duplicate_image_ids"] == [1] and info["duplicate_annotation_ids"] == [10]
     assert info["n_orphan_annotations"] == 2 and info["orphan_image_ids_sample"] == [99]
@@ -209,3 +209,51 @@ def test_panoptic_missing_png_and_unannotated_image(tmp_path):
     assert res[1].instance_mask.array.tolist() == [[257, 0, 0], [0, 0, 0]]
     assert res[2].missing == ["instance_mask"] and res[2].segments == []
     assert isinstance(res[3], FormatError) and res[3].code == "path_outside_root"
+
+
+# ----------------------------------------------------------------------------- ids of any JSON type
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_ids = st.one_of(st.integers(-(2**70), 2**70), st.text(max_size=6), st.floats(allow_nan=False, allow_infinity=False),
+                 st.booleans(), st.none())
+
+
+def _ref_key(v):
+    """The JSON value an id is: its JSON type and value (1, 1.0, "1" and true are four ids)."""
+    return (type(v).__name__, repr(v))
+
+
+@given(st.lists(_ids, max_size=8), st.lists(st.tuples(st.integers(0, 20), _ids), max_size=12))
+def test_annotations_belong_to_the_image_with_the_same_json_id(tmp_path_factory, image_ids, refs):
+    # each annotation points at one of the images' ids (by index) or at a random id
+    image_ids = list(image_ids)
+    anns = [{"id": k, "image_id": image_ids[i] if i < len(image_ids) else v, "category_id": 1}
+            for k, (i, v) in enumerate(refs)]
+    images = [{"id": v, "width": 2, "height": 2, "file_name": f"{k}.jpg"} for k, v in enumerate(image_ids)]
+    p = tmp_path_factory.mktemp("ids") / "instances_h.json"
+    p.write_text(json.dumps({"images": images, "annotations": anns, "categories": []}))
+    ds = open_dataset(p, cache_dir=str(p.parent / "c"))
+    rows = ds.manifest().to_pylist()
+    assert len(rows) == len(images) and len({r["item_id"] for r in rows}) == len(rows)
+    known = {_ref_key(v) for v in image_ids if v is not None}
+    by_file = {r["file_name"]: r for r in rows}
+    for k, v in enumerate(image_ids):
+        want = [a for a in anns if v is not None and _ref_key(a["image_id"]) == _ref_key(v)]
+        assert ds.read_item(by_file[f"{k}.jpg"]).annotations == want, (v, rows)
+    orphans = [a for a in anns if a["image_id"] is None or _ref_key(a["image_id"]) not in known]
+    assert ds.info()["n_orphan_annotations"] == len(orphans)
+    assert sorted(a["id"] for a in ds.orphan_annotations()) == sorted(a["id"] for a in orphans)
+
+
+def test_unwritable_cache_root_falls_back_to_a_temporary_folder(tmp_path, monkeypatch, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(_cocojson, "_PRIVATE", [])
+    p = _write(tmp_path, {"images": [{"id": "a", "width": 2, "height": 2}], "annotations": [], "categories": []})
+    cache = _cocojson.build_cache(str(p), str(blocker / "cache"))  # a file where a folder should be
+    assert os.path.isfile(os.path.join(cache, "meta.json")) and not cache.startswith(str(blocker))
+    err = capsys.readouterr().err
+    assert "cannot be written" in err and "temporary cache" in err and err.count("\n") == 1
+    assert _cocojson.build_cache(str(p), str(blocker / "cache")) == cache  # reused, said once
+    assert capsys.readouterr().err == ""

@@ -105,7 +105,7 @@ def _nontrivial(arr: np.ndarray) -> None:
 
 EXPECTED = {
     "validate": ["findings", "class_frequency"],
-    "validate_coco": ["findings"],
+    "validate_coco": ["findings", "class_frequency"],  # COCO classes: pixels after painting
     "coverage": ["class_frequency", "coverage_histograms", "coverage_by_shard"],
     "evaluate": ["class_scores", "confusion_matrix", "image_miou"],
     "panoptic": ["panoptic_quality"],

@@ -211,7 +211,7 @@ def test_invalid_annotations_are_findings_and_run_goes_on(tmp_path):
     items = {r["image_id"]: r for r in pq.read_table(out / "items").to_pylist()}
     assert len(items) == 3
     assert items[1]["status"] == "ok" and items[1]["n_skipped"] == 2
-    assert items[2]["status"] == "error" and items[2]["error_code"] == "unreadable" and items[2]["output"] is None
+    assert items[2]["status"] == "error" and items[2]["error_code"] == "bad_size" and items[2]["output"] is None
     assert items[3]["status"] == "ok" and items[3]["n_skipped"] == 0
     f = pq.read_table(out / "findings").to_pylist()
     assert [(r["annotation_id"], r["rule"]) for r in f] == [(12, "invalid_annotation"), (13, "invalid_annotation")]

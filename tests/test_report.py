@@ -319,8 +319,10 @@ def test_panoptic_validate_thumbnail_and_scan_run(runs, tmp_path):
     out = tmp_path / "pan"
     assert main(["validate", str(pan), "--out", str(out), "--workers", "1", "--quiet"]) == 1
     page = Page(report.render_report(out))
-    (fig,) = page.figures  # the one item with a segment_mismatch
-    assert len(fig["imgs"]) == 1 and "segment_mismatch" in fig["caption"]
+    # the item with a segment_mismatch, and the one planted with a duplicate_record
+    assert len(page.figures) == 2 and any("duplicate_record" in f["caption"] for f in page.figures)
+    (fig,) = [f for f in page.figures if "segment_mismatch" in f["caption"]]
+    assert len(fig["imgs"]) == 1
     # a job without charts or thumbnails (scan) still gets its summary and error table
     scan = tmp_path / "scan"
     assert main(["scan", str(runs["voc"]), "--out", str(scan), "--workers", "1", "--quiet"]) == 0

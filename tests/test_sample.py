@@ -112,7 +112,7 @@ def _panoptic_findings(json_path, cache):
         assert not item.missing, item.missing
         out = vr.size_mismatch(item.instance_mask.size, item.extra["record_size"], ref="COCO record")
         f, st = vr.segment_mismatch(item.instance_mask.array, item.segments)
-        found[row["item_id"]] = out + f
+        found[row["item_id"]] = out + f + vr.duplicate_record(item.extra.get("duplicate_annotations") or 0)
         for c, n in st["category_pixels"].items():
             cat_pixels[c] += n
     found[None] = vr.check_coco_dataset(doc) + vr.class_never_seen([c["id"] for c in doc["categories"]], cat_pixels)
@@ -151,7 +151,8 @@ def test_every_rule_is_planted_once(sample):
     assert len(set(sample.expected)) == len(sample.expected)
     for key, item, rule in sample.expected:
         assert key in ("voc", "coco", "panoptic", "masks")
-        assert (item is None) == (rule in ("class_never_seen", "unknown_image", "duplicate_id", "no_labelmap")), rule
+        assert (item is None) == (rule in ("class_never_seen", "unknown_image", "duplicate_id", "no_labelmap",
+                                           "bad_top_level")), rule
 
 
 def test_layouts_are_detected_and_items_listed(sample, tmp_path):

@@ -662,7 +662,10 @@ def test_dataset_duplicate_and_unknown_image():
     u = [x for x in f if x.rule == "unknown_image"][0]
     assert u.extra["image_id"] == 9 and u.extra["annotations"] == 2 and u.extra["annotation_ids"] == [5, 6]
     assert check_coco_dataset({"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1}]}) == []
-    assert check_coco_dataset({"images": "oops", "annotations": None}) == []
+    # sections of the wrong type are findings, never an exception
+    bad = check_coco_dataset({"images": "oops", "annotations": None})
+    assert [(x.rule, x.extra["key"], x.extra["type"]) for x in bad] == [("bad_top_level", "images", "string"),
+                                                                        ("bad_top_level", "annotations", "null")]
 
 
 def test_duplicate_ids_numpy_and_mixed():

@@ -5,9 +5,16 @@ The JSON is parsed once into Arrow (see :mod:`._cocojson`): the manifest is the
 and each row carries ``ann_start``/``ann_count`` into the memory-mapped
 annotations table, so reading an item touches only its own annotations.
 
-- ``item_id``: the image id zero-padded to 12 digits (``000000139077``) so
-  string order is numeric order; a repeated image id gets ``#2``, ``#3``...; an
-  image without an integer id gets ``~<id as JSON>``.
+- Ids of any JSON type: an annotation belongs to the image whose ``id`` equals its
+  ``image_id`` as a JSON value (numbers by value, strings exactly: ``"1"`` is not ``1``).
+- ``item_id``: a non-negative integer id zero-padded to 12 digits (``000000139077``)
+  so string order is numeric order; a plain string id (``[A-Za-z0-9._-]``, not only
+  digits) as it is (``frankfurt_000000_000294``); any other id ``~`` + its JSON text
+  (``~-5``, ``~1.5``, ``~null``; other strings ``~~`` + the string), percent-encoded so
+  that every item id is a safe file name; a repeated image id gets ``#2``, ``#3``...
+  (:func:`fastmask.formats._cocojson.item_ids`).
+- A record whose ``width`` / ``height`` are not positive integers is refused for that
+  item: ``FormatError('bad_size')`` (no mask can be painted or compared).
 - ``images=``: where ``file_name`` is resolved. Default: the first existing of
   ``<root>/<split>``, ``<root>/images/<split>``, ``<root>/images`` where the JSON
   is ``<root>/annotations/<kind>_<split>.json``; none -> no image checks.
@@ -18,9 +25,10 @@ annotations table, so reading an item touches only its own annotations.
   (89,478,485 by default) is refused for that item: ``FormatError('decompression_bomb')``
   (jobs would allocate masks of that size).
 
-Manifest columns: ``item_id``, ``image_id`` (int64, null if not an integer),
+Manifest columns: ``item_id``, ``image_id`` (int64, null if not an integer that fits),
+``image_key`` (the id's canonical JSON text: ``5``, ``"a"``; null without an id),
 ``file_name``, ``width``, ``height`` (from the record), ``ann_start``,
-``ann_count``. ``Item.annotations`` is the list of that image's annotation
+``ann_count``, ``problem`` (why the record cannot be used, or null). ``Item.annotations`` is the list of that image's annotation
 dicts exactly as in the file; ``Item.extra['record_size']`` is the record's (w, h).
 """
 from __future__ import annotations
@@ -130,17 +138,14 @@ class _CocoBase(Dataset):
     def orphan_annotations(self) -> list[dict]:
         """Annotations whose image_id matches no image record (for ``unknown_image`` checks)."""
         t = self.annotations_table()
-        ids = set(self.manifest().column("image_id").drop_null().to_pylist())
-        out = []
-        for b in t.to_batches():
-            for iid, raw in zip(b.column("image_id").to_pylist(), b.column("raw").to_pylist()):
-                if iid is None or iid not in ids:
-                    out.append(json.loads(raw))
-        return out
+        start = int(self.meta().get("n_matched_annotations", 0))
+        # integer literals beyond Python's limit come back as digit strings (they were matched as such)
+        return [_cocojson._LONG_DECODER.decode(r) for r in t.column("raw").slice(start).to_pylist()]
 
     def _build_manifest(self) -> pa.Table:
         t = _cocojson.open_table(os.path.join(self.prepare(), "images.arrow"))
-        return t.select(["item_id", "image_id", "file_name", "width", "height", "ann_start", "ann_count"])
+        return t.select(["item_id", "image_id", "image_key", "file_name", "width", "height", "ann_start",
+                         "ann_count", "problem"])
 
     def _raw_annotations(self, row: dict) -> list[str]:
         n = int(row.get("ann_count") or 0)
@@ -150,15 +155,21 @@ class _CocoBase(Dataset):
         return t.column("raw").slice(int(row["ann_start"]), n).to_pylist()
 
     def _image(self, row: dict, item: Item) -> None:
+        if row.get("problem"):  # "code: message", from the parse
+            code, _, msg = row["problem"].partition(": ")
+            raise FormatError(code, f"{self.json_path}: image {item.item_id}: {msg}", path=self.json_path)
         rec = (row.get("width"), row.get("height"))
+        if any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in rec):
+            raise FormatError("bad_size", f"{self.json_path}: image {item.item_id}: width {rec[0]!r}, height "
+                              f"{rec[1]!r}: positive integers expected", path=self.json_path)
         limit = Image.MAX_IMAGE_PIXELS
-        if limit is not None and None not in rec and rec[0] > 0 and rec[1] > 0 and rec[0] * rec[1] > limit:
+        if limit is not None and rec[0] * rec[1] > limit:
             # jobs allocate record-sized masks (rasterized annotations): same limit as a PNG's declared size
-            raise FormatError("decompression_bomb", f"{self.json_path}: image {row.get('image_id')} declares "
+            raise FormatError("decompression_bomb", f"{self.json_path}: image {item.item_id} declares "
                               f"{rec[0]}x{rec[1]} pixels, above the limit of {limit} (Pillow's "
                               "Image.MAX_IMAGE_PIXELS)", path=self.json_path)
-        item.extra["record_size"] = rec if None not in rec else None
-        item.extra["image_id"] = row.get("image_id")
+        item.extra["record_size"] = rec
+        item.extra["image_id"] = _cocojson.key_value(row.get("image_key"))
         item.extra["file_name"] = row.get("file_name")
         if self.images is None:
             item.image_size = item.extra["record_size"]

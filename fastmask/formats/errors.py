@@ -26,6 +26,8 @@ CODES: dict[str, str] = {
     "bad_labelmap": "a label-map file or object is malformed or ambiguous",
     "bad_json": "a JSON file is malformed or not the expected structure",
     "bad_index": "a clean-zip index.csv is malformed",
+    "bad_size": "a COCO / panoptic image record whose width or height is not a positive integer",
+    "bad_segments": "a panoptic segments_info that is not a list of objects with 24-bit integer ids",
     "missing_file": "a file the dataset refers to does not exist",
     "not_a_file": "a path that is not a regular file (FIFO, device, socket, folder): never read",
     "too_large": "a file or zip member larger than the read limit ($FASTMASK_MAX_FILE_BYTES)",

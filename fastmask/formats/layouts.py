@@ -183,12 +183,41 @@ def header_size(root: Root, rel: str, extra: dict) -> tuple[int, int] | None:
     """
     try:
         with root.open(rel) as f:
-            return read_image_size(f)
+            size = read_image_size(f)
+            if not root.is_zip:  # a zip member's seek inflates it: folders only
+                _check_complete(f, root.display(rel))
+            return size
     except FormatError as e:
         if e.code == "path_outside_root":
             raise
         extra["image_error"] = {"code": e.code, "message": e.message}
         return None
+
+
+def _check_complete(f, name: str) -> None:
+    """``FormatError('truncated')`` for a PNG / JPEG whose end marker is missing and which
+    Pillow then fails to decode (a file cut short). The usual file costs one 4 KB read of
+    its tail; only a file without its end marker (or with data after it) is decoded."""
+    from PIL import Image
+
+    f.seek(0)
+    head = f.read(8)
+    if head.startswith(b"\x89PNG"):
+        marker = b"IEND"
+    elif head.startswith(b"\xff\xd8"):
+        marker = b"\xff\xd9"
+    else:
+        return
+    end = f.seek(0, 2)
+    f.seek(max(0, end - 4096))
+    if marker in f.read():
+        return
+    f.seek(0)
+    try:
+        with Image.open(f) as img:
+            img.load()
+    except Exception as e:  # noqa: BLE001 -- Pillow raises OSError, SyntaxError, ValueError... on bad data
+        raise FormatError("truncated", f"{name}: the image cannot be decoded to its end ({e})", path=name) from None
 
 
 def read_root_mask(root: Root, rel: str, *, labelmap: LabelMap | None = None, panoptic: bool = False) -> MaskData:

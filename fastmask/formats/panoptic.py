@@ -31,6 +31,33 @@ from .layouts import Item, read_root_mask
 __all__ = ["PanopticDataset"]
 
 
+def _is_int(v, lo: int, hi: int) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and lo <= v < hi
+
+
+def _check_segments(segs, json_path: str, item_id: str) -> None:
+    """Refuse ``segments_info`` no job can use: not a list, an entry that is not an object, a
+    segment id that is not an integer a PNG can hold (0 .. 2**24 - 1), a ``category_id``
+    that is not a 64-bit integer: ``FormatError('bad_segments')`` for that item."""
+    if segs is None:
+        return
+    if not isinstance(segs, list):
+        raise FormatError("bad_segments", f"{json_path}: image {item_id}: segments_info is "
+                          f"{type(segs).__name__}, not a list", path=json_path)
+    for k, s in enumerate(segs):
+        if not isinstance(s, dict):
+            raise FormatError("bad_segments", f"{json_path}: image {item_id}: segments_info[{k}] is "
+                              f"{type(s).__name__}, not an object", path=json_path)
+        sid, cat = s.get("id"), s.get("category_id")
+        if not _is_int(sid, 0, 1 << 24):
+            raise FormatError("bad_segments", f"{json_path}: image {item_id}: segments_info[{k}] id "
+                              f"{str(sid)[:40]!s} is not an integer in 0..{(1 << 24) - 1} (R + 256 G + 65536 B)",
+                              path=json_path)
+        if not _is_int(cat, -(1 << 63), 1 << 63):
+            raise FormatError("bad_segments", f"{json_path}: image {item_id}: segments_info[{k}] category_id "
+                              f"{str(cat)[:40]!s} is not a 64-bit integer", path=json_path)
+
+
 class PanopticDataset(_CocoBase):
     """COCO panoptic JSON + PNG folder.
 
@@ -45,6 +72,8 @@ class PanopticDataset(_CocoBase):
         if masks is None:
             masks = os.path.splitext(self.json_path)[0]
         self.masks_dir = os.path.abspath(os.fspath(masks))
+        if images is None and self.images is not None and self.images.path == self.masks_dir:
+            self.images = None  # the guess found the PNG folder itself (panoptic.json beside panoptic/)
         self._cache_png = None
 
     def _png_root(self) -> Root:
@@ -58,7 +87,12 @@ class PanopticDataset(_CocoBase):
         starts = base.column("ann_start").to_numpy()
         counts = base.column("ann_count").to_numpy()
         names = ann.column("file_name")
+        problems = ann.column("problem")
         mask_file = [names[int(s)].as_py() if c > 0 else None for s, c in zip(starts, counts)]
+        # a PNG name that is not text makes the record unusable, as an image name does
+        prob = [p if p is not None or c == 0 else problems[int(s)].as_py()
+                for p, s, c in zip(base.column("problem").to_pylist(), starts, counts)]
+        base = base.set_column(base.column_names.index("problem"), "problem", pa.array(prob, pa.string()))
         return base.append_column("mask_file", pa.array(mask_file, pa.string()))
 
     def read_item(self, row: dict) -> Item:
@@ -75,6 +109,7 @@ class PanopticDataset(_CocoBase):
         if len(raws) > 1:
             item.extra["duplicate_annotations"] = len(raws)
         segs = ann.get("segments_info")
+        _check_segments(segs, self.json_path, row["item_id"])
         item.segments = segs if isinstance(segs, list) else None
         if segs is not None and not isinstance(segs, list):
             item.extra["bad_segments_info"] = True

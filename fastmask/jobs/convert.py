@@ -72,6 +72,24 @@ class SourceItem:
     kind: str = "semantic"  # semantic | instances | panoptic (what the source held)
 
 
+def _int64(v) -> int | None:
+    """An id that fits the int64 ``annotation_id`` column, else None (see ``annotation_key``)."""
+    return v if type(v) is int and -(2**63) <= v < 2**63 else None
+
+
+def _key(v) -> str | None:
+    from ..formats._cocojson import id_key
+
+    return id_key(v)
+
+
+def _image_id(row: dict) -> Any:
+    """A COCO / panoptic image id as the JSON value of the source (string, integer, ...)."""
+    from ..formats._cocojson import key_value
+
+    return key_value(row.get("image_key"))
+
+
 def _encode(binary: np.ndarray) -> dict:
     from .. import rle as fr
 
@@ -204,7 +222,7 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
                          "iscrowd": 1 if a.get("iscrowd") else 0, "instance_id": int(inst_ids[i]),
                          "rle": r.rle(i), "segmentation": a.get("segmentation"), "source": a})
         return SourceItem(iid, h, w, r.mask, ri.mask if ri is not None else None, segs, item.image_path,
-                          row.get("image_id"),
+                          _image_id(row),
                           row.get("file_name"), splits, "instances")
     if item.segments is not None or dataset.layout == "coco_panoptic":  # panoptic
         if item.instance_mask is None:
@@ -248,7 +266,7 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
         from ..components import instance_dtype
 
         cm = class_map.astype(instance_dtype(int(class_map.max(initial=0))))
-        return SourceItem(iid, h, w, cm, ids, segs, item.image_path, row.get("image_id"),
+        return SourceItem(iid, h, w, cm, ids, segs, item.image_path, _image_id(row),
                           row.get("file_name"), splits, "panoptic")
     if item.mask is None:
         raise ItemError("missing_mask", f"{iid}: no class mask")
@@ -284,14 +302,16 @@ class ConvertJob(Job):
 
     name = "convert"
     item_schema = pa.schema([
-        ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("n_segments", pa.int32()),
+        ("width", pa.int32()), ("height", pa.int32()), ("image_id", pa.int64()), ("image_key", pa.string()),
+        ("n_segments", pa.int32()),
         ("mask_file", pa.string()), ("instance_file", pa.string()), ("image_file", pa.string()),
         ("splits", pa.string()), ("name", pa.string()), ("renamed", pa.bool_()),
     ])
     tables: ClassVar[dict[str, pa.Schema]] = {
         "records": pa.schema([("kind", pa.string()), ("json", pa.string())]),
         "segments": pa.schema([
-            ("index", pa.int32()), ("annotation_id", pa.int64()), ("category_id", pa.int64()), ("label", pa.string()),
+            ("index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()),
+            ("category_id", pa.int64()), ("label", pa.string()),
             ("instance_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()), ("bbox", pa.list_(pa.int64())),
             ("metadata", pa.string()),
         ]),
@@ -353,11 +373,14 @@ class ConvertJob(Job):
     def process(self, row: dict[str, Any]) -> ItemResult:
         src = read_source(self._dataset, row, fill=self.fill, ignore_value=self.ignore_value, background=self.background,
                           instance_map=self.to in ("masks", "voc"))
-        image_id = src.image_id if isinstance(src.image_id, int) else int(row["position"]) + 1
+        # the source's id, whatever its JSON type; sources without ids are numbered by position
+        image_id = src.image_id if src.image_id is not None else int(row["position"]) + 1
         rel = row.get("out_name") or _base_name(src.item_id, src.file_name)
         d = self.dataset_dir
         h, w = src.height, src.width
-        fields = {"width": w, "height": h, "image_id": image_id, "n_segments": len(src.segments),
+        fields = {"width": w, "height": h, "n_segments": len(src.segments),
+                  "image_id": image_id if type(image_id) is int and -(2**63) <= image_id < 2**63 else None,
+                  "image_key": json.dumps(image_id),
                   "splits": ",".join(src.splits), "name": rel, "renamed": bool(row.get("name_clash"))}
         records: list[dict] = []
         seg_rows: list[dict] = []
@@ -408,7 +431,7 @@ class ConvertJob(Job):
             from .. import rle as fr
 
             for i, s in enumerate(src.segments, 1):
-                seg_rows.append({"index": i, "annotation_id": s["id"] if isinstance(s["id"], int) else None,
+                seg_rows.append({"index": i, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
                                  "category_id": s["category_id"], "label": self._label(s["category_id"]),
                                  "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]),
                                  "area": int(fr.area(s["rle"])), "bbox": [int(v) for v in fr.toBbox(s["rle"])],
@@ -462,7 +485,7 @@ class ConvertJob(Job):
             raise ItemError("too_many_instances", f"{src.item_id}: {k - 1} instances do not fit a VOC object PNG")
         return _paint(src.segments, src.height, src.width, vals).astype(np.uint8)
 
-    def _coco_annotation(self, s: dict, image_id: int) -> dict:
+    def _coco_annotation(self, s: dict, image_id: Any) -> dict:
         from .. import rle as fr
         from ..contours import coco_segmentation
 
@@ -522,7 +545,7 @@ class ConvertJob(Job):
         areas = np.bincount(index_map.reshape(-1), minlength=len(src.segments) + 1)
         for i, s in enumerate(src.segments, 1):
             r = _encode(index_map == i)
-            rows.append({"index": i, "annotation_id": s["id"] if isinstance(s["id"], int) else None,
+            rows.append({"index": i, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
                          "category_id": s["category_id"], "label": self._label(s["category_id"]),
                          "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]), "area": int(areas[i]),
                          "bbox": [int(v) for v in fr.toBbox(r)],

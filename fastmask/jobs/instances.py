@@ -59,6 +59,15 @@ class InstancesJob(Job):
         self.base = base
         self.background = background
         self.ignore_value = ignore_value
+        # items whose output name another item would also get (COCO a.jpg and a.png, names
+        # differing in case): renamed as convert renames them (``__2``...), so none overwrites another
+        from .convert import output_names
+
+        m = dataset.manifest()
+        files = m.column("file_name").to_pylist() if "file_name" in m.column_names else None
+        ids = m.column("item_id").to_pylist()
+        names, bases = output_names(ids, files)
+        self._renamed = {i: n for i, n, b in zip(ids, names, bases) if n != b}
 
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "connectivity": self.connectivity,
@@ -77,7 +86,8 @@ class InstancesJob(Job):
             raise ItemError("id_overflow", f"{src.item_id}: {e}") from None
         if len(table) and int(table.id.max()) > 2**31 - 1:
             raise ItemError("id_overflow", f"{src.item_id}: instance id {int(table.id.max())} does not fit 32 bits")
-        rel = lw.safe_relpath(os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
+        rel = self._renamed.get(row["item_id"]) or lw.safe_relpath(
+            os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
         name = lw.write_id_map(self._out / INSTANCES_DIR / rel, inst)
         parent = posixpath_parent(rel)
         rows = [{"instance_id": int(i), "class_id": int(c), "k": int(k), "area": int(a),

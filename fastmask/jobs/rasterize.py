@@ -17,11 +17,12 @@ holds the ``fastmask validate`` flags that check the written masks.
 
 Mask files are named after the image's ``file_name`` with the extension replaced by
 ``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
-another record would also get (``a.jpg`` and ``a.png``, a repeated name), is named by its
-``item_id``. An annotation that cannot be rasterized is
+another record would also get (``a.jpg`` and ``a.png``, ``A.jpg`` and ``a.jpg``, a repeated name), is named by its
+``item_id`` (a safe file name for ids of any JSON type; ``id_`` in front while that name is
+another image's). An annotation that cannot be rasterized is
 left out of the image and reported as a ``findings`` row (rule ``invalid_annotation``);
-the image is still written (status ``ok``). An image record without width/height is an
-error row (``unreadable``). Images without annotations get an all-background mask.
+the image is still written (status ``ok``). An image record without a usable width/height
+is an error row (``bad_size``). Images without annotations get an all-background mask.
 
 Example::
 
@@ -41,20 +42,21 @@ import pyarrow as pa
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
+from ..formats._cocojson import id_key, item_base
 
 KINDS = ("semantic", "instance", "binary", "panoptic", "rle")
 PALETTES = ("voc", "labelmap")
 
-_FINDINGS = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("rule", pa.string()),
+_FINDINGS = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("rule", pa.string()),
                        ("severity", pa.string()), ("message", pa.string())])
-_INSTANCES = pa.schema([("instance_id", pa.int64()), ("annotation_index", pa.int32()), ("annotation_id", pa.int64()),
+_INSTANCES = pa.schema([("instance_id", pa.int64()), ("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()),
                         ("category_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()),
                         ("mask_area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
                         ("bbox_w", pa.int32()), ("bbox_h", pa.int32()), ("output", pa.string())])
-_SEGMENTS = pa.schema([("segment_id", pa.int64()), ("annotation_id", pa.int64()), ("category_id", pa.int64()),
+_SEGMENTS = pa.schema([("segment_id", pa.int64()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("category_id", pa.int64()),
                        ("iscrowd", pa.int8()), ("area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
                        ("bbox_w", pa.int32()), ("bbox_h", pa.int32())])
-_RLES = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("category_id", pa.int64()),
+_RLES = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("category_id", pa.int64()),
                    ("iscrowd", pa.bool_()), ("height", pa.int32()), ("width", pa.int32()), ("area", pa.int64()),
                    ("counts", pa.string())])
 
@@ -64,9 +66,19 @@ def _int_id(v):
         return None
     if isinstance(v, int) and -(2**63) <= v < 2**63:
         return v
-    if isinstance(v, float) and v.is_integer():
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2**63:
         return int(v)
     return None
+
+
+def _ids(item: dict) -> dict:
+    """The image's id columns of an ``items`` row: ``image_id`` (integers that fit) and ``image_key``."""
+    return {"image_id": item.get("image_id"), "image_key": item.get("image_key")}
+
+
+def _safe_id(value) -> str:
+    """A file-name-safe name of an annotation id of any JSON type (as item ids are made)."""
+    return item_base(value, id_key(value))
 
 
 def _safe_rel(name) -> str | None:
@@ -85,7 +97,7 @@ class RasterizeJob(Job):
     name = "rasterize"
     item_schema = pa.schema([("width", pa.int32()), ("height", pa.int32()), ("n_annotations", pa.int32()),
                              ("n_skipped", pa.int32()), ("n_instances", pa.int32()), ("output", pa.string()),
-                             ("png_mode", pa.string()), ("image_id", pa.int64())])
+                             ("png_mode", pa.string()), ("image_id", pa.int64()), ("image_key", pa.string())])
 
     def __init__(self, dataset: Dataset, out_dir, *, kind: str = "semantic", palette: str | None = None,
                  overlap: str = "order", class_priority=None, crowd: str = "ignore", ignore_value: int = 255,
@@ -133,8 +145,21 @@ class RasterizeJob(Job):
         for fn in dataset.manifest().column("file_name").drop_null().to_pylist():
             rel = _safe_rel(fn)
             if rel is not None:
-                by_stem.setdefault(posixpath.splitext(rel)[0], []).append(fn)
+                # names differing only in case are one file on macOS and Windows disks
+                by_stem.setdefault(posixpath.splitext(rel)[0].lower(), []).append(fn)
         self._dup_names = {fn for names in by_stem.values() if len(names) > 1 for fn in names}
+        # images named by their item id: never the name of another image's mask
+        taken = {k.lower() for k, names in by_stem.items() if len(names) == 1}
+        self._by_id: dict[str, str] = {}
+        m = dataset.manifest().select(["item_id", "file_name"]).to_pylist()
+        for row in m:
+            fn = row["file_name"]
+            if fn in self._dup_names or _safe_rel(fn) is None or not posixpath.splitext(_safe_rel(fn))[0]:
+                name = row["item_id"]
+                while name.lower() in taken:
+                    name = "id_" + name
+                taken.add(name.lower())
+                self._by_id[row["item_id"]] = name
         self._pal = None
 
     @property
@@ -187,8 +212,7 @@ class RasterizeJob(Job):
             root, _ = posixpath.splitext(rel)
             if root:
                 return root
-        safe = "".join(ch if ch.isalnum() or ch in "-_#" else "_" for ch in str(item["item_id"]))
-        return "id_" + safe if not safe[:1].isalnum() else safe
+        return self._by_id[item["item_id"]]
 
     def _target(self, rel: str) -> Path:
         p = self._out / self.mask_folder / rel
@@ -200,13 +224,10 @@ class RasterizeJob(Job):
         from ..raster import rasterize_annotations
 
         w, h = item.get("width"), item.get("height")
-        if not isinstance(w, int) or not isinstance(h, int) or w <= 0 or h <= 0:
-            raise ItemError("unreadable", f"the COCO image record has no usable width/height ({w!r}, {h!r})",
-                            fields={"image_id": item.get("image_id")})
         try:
             data = self._dataset.read_item(item)
         except FormatError as e:
-            raise ItemError(e.code, e.message, fields={"image_id": item.get("image_id")}) from None
+            raise ItemError(e.code, e.message, fields=_ids(item)) from None
         anns = data.annotations or []
         kind = "semantic" if self.kind == "semantic" else "instance"
         crowd = "class" if self.kind == "panoptic" else self.crowd
@@ -217,13 +238,13 @@ class RasterizeJob(Job):
                                       dtype=(np.uint16 if self.sixteen_bit else np.uint8) if kind == "semantic" else None,
                                       paint=self.kind not in ("rle", "binary"))
         except ValueError as e:  # values that do not fit the PNG (e.g. an undeclared category id > 255)
-            raise ItemError("cannot_rasterize", str(e), fields={"image_id": item.get("image_id"), "width": w,
+            raise ItemError("cannot_rasterize", str(e), fields={**_ids(item), "width": w,
                                                                "height": h, "n_annotations": len(anns)}) from None
         skipped = {i for i, _, _ in r.problems}
-        findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "rule": "invalid_annotation",
+        findings = [{"annotation_index": i, "annotation_id": _int_id(aid), "annotation_key": id_key(aid),
+                     "rule": "invalid_annotation",
                      "severity": "error", "message": msg} for i, aid, msg in r.problems]
-        fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped),
-                  "image_id": item.get("image_id")}
+        fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped), **_ids(item)}
         rows: dict[str, list] = {"findings": findings}
         stem = self.stem(item)
         if self.kind == "semantic":
@@ -235,7 +256,7 @@ class RasterizeJob(Job):
             top = int(r.instance_ids.max(initial=0))
             if top > 65535 or (self.crowd == "ignore" and self.ignore_value > 65535):
                 raise ItemError("too_many_instances", f"{top} instances do not fit a 16-bit PNG",
-                                fields={"image_id": item.get("image_id"), "width": w, "height": h})
+                                fields={**_ids(item), "width": w, "height": h})
             rel = stem + ".png"
             fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
             fields["output"] = f"{self.mask_folder}/{rel}"
@@ -249,7 +270,7 @@ class RasterizeJob(Job):
         elif self.kind == "panoptic":
             if int(r.instance_ids.max(initial=0)) >= 2**24:
                 raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG",
-                                fields={"image_id": item.get("image_id"), "width": w, "height": h})
+                                fields={**_ids(item), "width": w, "height": h})
             rel = stem + ".png"
             fields["png_mode"] = wr.write_panoptic_png(self._target(rel), r.mask)
             fields["output"] = f"{self.mask_folder}/{rel}"
@@ -260,6 +281,7 @@ class RasterizeJob(Job):
                     continue
                 x, y, bw, bh = (int(v) for v in r.bboxes[i])
                 segs.append({"segment_id": sid, "annotation_id": _int_id(r.annotation_ids[i]),
+                             "annotation_key": id_key(r.annotation_ids[i]),
                              "category_id": int(r.category_ids[i]), "iscrowd": int(bool(r.iscrowd[i])),
                              "area": int(r.areas[i]), "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh})
             fields["n_instances"] = len(segs)
@@ -273,6 +295,7 @@ class RasterizeJob(Job):
                 rle = rles[i]
                 cat = int(r.category_ids[i])
                 out.append({"annotation_index": i, "annotation_id": _int_id(r.annotation_ids[i]),
+                            "annotation_key": id_key(r.annotation_ids[i]),
                             "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]),
                             "height": h, "width": w, "area": int(r.mask_areas[i]),
                             "counts": rle["counts"].decode("ascii")})
@@ -287,7 +310,8 @@ class RasterizeJob(Job):
             cat = int(r.category_ids[i])
             x, y, bw, bh = (int(v) for v in r.bboxes[i])
             out.append({"instance_id": int(r.instance_ids[i]) or None, "annotation_index": i,
-                        "annotation_id": _int_id(r.annotation_ids[i]), "category_id": cat if cat >= 0 else None,
+                        "annotation_id": _int_id(r.annotation_ids[i]), "annotation_key": id_key(r.annotation_ids[i]),
+                        "category_id": cat if cat >= 0 else None,
                         "iscrowd": bool(r.iscrowd[i]), "area": None if i in skipped else int(r.areas[i]),
                         "mask_area": None if i in skipped else int(r.mask_areas[i]),
                         "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh, "output": None})
@@ -297,18 +321,23 @@ class RasterizeJob(Job):
         from ..formats import writers as wr
 
         ids = [_int_id(a) for a in r.annotation_ids]
-        seen: dict[int, int] = {}
-        for a in ids:
-            if a is not None:
-                seen[a] = seen.get(a, 0) + 1
+        # file names from the annotation ids of any JSON type: an integer as it is, else the
+        # file-name-safe form item ids use; a repeated or missing id: the annotation's index
+        names = [str(a) if a is not None and a >= 0 else (_safe_id(v) if v is not None else None)
+                 for a, v in zip(ids, r.annotation_ids)]
+        seen: dict[str, int] = {}
+        for n in names:
+            if n is not None:
+                seen[n.lower()] = seen.get(n.lower(), 0) + 1
         out = []
         for i, aid in enumerate(ids):
             cat = int(r.category_ids[i])
             row = {"instance_id": None, "annotation_index": i, "annotation_id": aid,
+                   "annotation_key": id_key(r.annotation_ids[i]),
                    "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]), "area": None,
                    "mask_area": None, "bbox_x": None, "bbox_y": None, "bbox_w": None, "bbox_h": None, "output": None}
             if i not in skipped:
-                name = str(aid) if aid is not None and seen[aid] == 1 else f"index_{i}"
+                name = names[i] if names[i] is not None and seen[names[i].lower()] == 1 else f"index_{i}"
                 rel = f"{stem}/{name}.png"
                 m = r.mask_of(i)
                 wr.write_binary_png(self._target(rel), m)
@@ -422,6 +451,8 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
 
     import pyarrow.parquet as pq
 
+    from ..formats._cocojson import key_value
+
     out = Path(out_dir)
     cats = []
     for c in job._dataset.meta().get("categories") or []:
@@ -435,21 +466,22 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info": {"description": "fastmask rasterize --kind panoptic"}, "licenses": [], "images": [')
         first = True
-        seen: set[int] = set()
+        seen: set[str] = set()
         for batch in pq.ParquetFile(out / "manifest.parquet").iter_batches(
-                columns=["image_id", "file_name", "width", "height"]):
+                columns=["image_key", "file_name", "width", "height"]):
             for row in batch.to_pylist():
-                if row["image_id"] is None or row["image_id"] in seen:
+                key = row["image_key"]
+                if key is None or key in seen:
                     continue
-                seen.add(row["image_id"])
-                f.write(("" if first else ",") + json.dumps({"id": row["image_id"], "file_name": row["file_name"],
+                seen.add(key)
+                f.write(("" if first else ",") + json.dumps({"id": key_value(key), "file_name": row["file_name"],
                                                             "width": row["width"], "height": row["height"]}))
                 first = False
         f.write('], "annotations": [')
         first = True
-        done: set[int] = set()
+        done: set[str] = set()
         for pi, ps in zip(item_parts, seg_parts):
-            items = pq.read_table(pi, columns=["item_id", "image_id", "status", "output"]).to_pylist()
+            items = pq.read_table(pi, columns=["item_id", "image_key", "status", "output"]).to_pylist()
             segs = pq.read_table(ps).to_pylist()
             by_item: dict[str, list] = {}
             for s in segs:
@@ -457,11 +489,12 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
                     {"id": s["segment_id"], "category_id": s["category_id"], "iscrowd": s["iscrowd"],
                      "area": s["area"], "bbox": [s["bbox_x"], s["bbox_y"], s["bbox_w"], s["bbox_h"]]})
             for it in items:
-                if it["status"] != "ok" or it["image_id"] is None or it["image_id"] in done:
+                key = it["image_key"]
+                if it["status"] != "ok" or key is None or key in done:
                     continue
-                done.add(it["image_id"])
+                done.add(key)
                 fn = it["output"][len(job.mask_folder) + 1:]
-                f.write(("" if first else ",") + json.dumps({"image_id": it["image_id"], "file_name": fn,
+                f.write(("" if first else ",") + json.dumps({"image_id": key_value(key), "file_name": fn,
                                                             "segments_info": by_item.get(it["item_id"], [])}))
                 first = False
         f.write('], "categories": ' + json.dumps(cats) + "}")

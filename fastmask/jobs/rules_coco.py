@@ -44,13 +44,16 @@ __all__ = [
     "check_coco_dataset",
     "duplicate_ids",
     "unknown_images",
+    "bad_top_level",
+    "json_type",
 ]
 
 
 def _int_or_none(v):
+    """A 64-bit integer (what the report's columns hold), else None."""
     if isinstance(v, (bool, np.bool_)):
         return None
-    if isinstance(v, (int, np.integer)):
+    if isinstance(v, (int, np.integer)) and -(2**63) <= v < 2**63:
         return int(v)
     return None
 
@@ -133,7 +136,8 @@ def check_coco_annotation(ann: Mapping, height: int, width: int, category_ids: I
     Returns ``(findings, info)``; ``info.rle`` is the annotation's mask as one
     compressed RLE when the segmentation is valid (for overlaps), else None.  An
     annotation with an invalid part gets no mask checks (no cascade of findings).
-    No ``segmentation`` key (detection-only records): only the category is checked.
+    No ``segmentation`` key (detection-only records): ``missing_segmentation``, and only the
+    category and ``iscrowd`` (``bad_iscrowd`` unless 0 or 1) are checked.
 
     >>> f, info = check_coco_annotation({"id": 1, "category_id": 3, "segmentation": []}, 4, 4, {1})
     >>> sorted(x.rule for x in f)
@@ -160,7 +164,16 @@ def check_coco_annotation(ann: Mapping, height: int, width: int, category_ids: I
         if cid is None or cid not in cats:
             out.append(config.finding("unknown_category", f"{label}: category_id {cat!r} is not in the categories",
                                       extra={"category_id": repr(cat) if cid is None else cid, **kw_extra}, **kw))
+    crowd = ann.get("iscrowd", 0)
+    if (isinstance(crowd, bool) or not isinstance(crowd, (int, float)) or crowd not in (0, 1)) \
+            and config.enabled("bad_iscrowd"):
+        out.append(config.finding("bad_iscrowd", f"{label}: iscrowd is {crowd!r:.40}, not 0 or 1",
+                                  extra={"iscrowd": crowd if isinstance(crowd, (int, str)) and not
+                                         isinstance(crowd, bool) else repr(crowd), **kw_extra}, **kw))
     if "segmentation" not in ann:
+        if config.enabled("missing_segmentation"):
+            out.append(config.finding("missing_segmentation", f"{label}: no segmentation (nothing to paint)",
+                                      extra=kw_extra, **kw))
         return out, info
     seg = ann["segmentation"]
     h, w = height, width
@@ -451,8 +464,53 @@ def unknown_images(annotation_image_ids: Iterable, image_ids: Iterable, config: 
     return out
 
 
+#: top-level fields and the JSON type COCO (and pycocotools) expect of them
+TOP_LEVEL = {"images": "array", "annotations": "array", "categories": "array", "info": "object"}
+_ARTICLE = {"null": "null", "object": "an object", "array": "a list"}
+
+
+def json_type(v) -> str:
+    """The JSON type name of a decoded value.
+
+    >>> json_type({}), json_type([]), json_type(None), json_type(1.5), json_type("a")
+    ('object', 'array', 'null', 'number', 'string')
+    """
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, Mapping):
+        return "object"
+    if isinstance(v, (list, tuple)):
+        return "array"
+    if isinstance(v, (int, float)) and not isinstance(v, str):
+        return "number"
+    return "string"
+
+
+def bad_top_level(types: Mapping[str, str], config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
+    """Top-level fields of the wrong JSON type (``types``: key -> JSON type name, absent keys
+    are not checked): ``images``, ``annotations``, ``categories`` must be lists, ``info`` an object.
+
+    >>> [f.message for f in bad_top_level({"images": "object", "annotations": "array"})]
+    ["'images' is an object, not a list: no image is an item"]
+    """
+    if not config.enabled("bad_top_level"):
+        return []
+    what = {"images": ": no image is an item", "annotations": ": no annotation is read",
+            "categories": ": no category is known", "info": ""}
+    out = []
+    for key, want in TOP_LEVEL.items():
+        t = types.get(key)
+        if t is not None and t != want:
+            out.append(config.finding("bad_top_level", f"'{key}' is {_ARTICLE.get(t, 'a ' + t)}, not "
+                                      f"{_ARTICLE[want]}{what[key]}", extra={"key": key, "type": t}))
+    return out
+
+
 def check_coco_dataset(coco: Mapping, config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
-    """Dataset-level COCO rules on a parsed JSON: duplicate image/annotation/category ids, unknown images.
+    """Dataset-level COCO rules on a parsed JSON: top-level types, duplicate image/annotation/category ids,
+    unknown images.
 
     Tolerates missing or malformed sections (a missing list is an empty one).
 
@@ -464,7 +522,7 @@ def check_coco_dataset(coco: Mapping, config: RuleConfig = DEFAULT_CONFIG) -> li
         return [r for r in v if isinstance(r, Mapping)] if isinstance(v, list) else []
 
     images, anns, cats = rows("images"), rows("annotations"), rows("categories")
-    out = []
+    out = bad_top_level({k: json_type(v) for k, v in coco.items()} if isinstance(coco, Mapping) else {}, config)
     out += duplicate_ids([r.get("id") for r in images], "image", config)
     # panoptic files have no annotation ids (one record per image): nothing to compare
     aids = [r.get("id") for r in anns if "id" in r]

@@ -113,10 +113,15 @@ RULES: dict[str, RuleSpec] = dict([
     _r("empty_segmentation", "warning", "coco", "empty polygon list or a mask with zero pixels"),
     _r("bbox_mismatch", "warning", "coco", "annotation bbox differs from its mask's bbox beyond a tolerance",
        ["bbox_tolerance"]),
+    _r("missing_segmentation", "warning", "coco", "annotation without a segmentation key: nothing to paint"),
+    _r("bad_iscrowd", "error", "coco", "iscrowd that is not 0 or 1 (a string, 2, ...)"),
+    _r("bad_top_level", "error", "dataset",
+       "a COCO top-level images / annotations / categories that is not a list (an object, null, ...)"),
     # panoptic
     _r("segment_mismatch", "error", "panoptic",
        "PNG segment ids vs segments_info: ids missing on either side, areas (or bboxes) that disagree",
        ["panoptic_area_tolerance", "panoptic_check_bbox", "bbox_tolerance"]),
+    _r("duplicate_record", "error", "panoptic", "a second panoptic annotation record for one image (ignored)"),
     # dataset level
     _r("class_never_seen", "info", "dataset",
        "label-map classes that never appear in the dataset (filler entries of a written label map excluded)"),

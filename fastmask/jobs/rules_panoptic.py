@@ -17,7 +17,21 @@ from fastmask.kernels import validate as kv
 
 from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, bbox_from_inclusive, name_of
 
-__all__ = ["panoptic_ids", "value_counts", "segment_mismatch"]
+__all__ = ["panoptic_ids", "value_counts", "segment_mismatch", "duplicate_record"]
+
+
+def duplicate_record(records: int, config: RuleConfig = DEFAULT_CONFIG) -> list[Finding]:
+    """An image with ``records`` (> 1) panoptic annotation records: only the first is read.
+
+    >>> duplicate_record(2)[0].message
+    'the image has 2 panoptic annotation records; only the first is read'
+    >>> duplicate_record(1)
+    []
+    """
+    if records < 2 or not config.enabled("duplicate_record"):
+        return []
+    return [config.finding("duplicate_record", f"the image has {records} panoptic annotation records; "
+                           "only the first is read", extra={"records": records})]
 
 
 def panoptic_ids(png) -> np.ndarray:

@@ -3,7 +3,8 @@
 Per item (one mask, one VOC id, one COCO image, one panoptic image) the job reads
 what the layout holds, runs the file, value, instance, COCO and panoptic rules and
 emits ``findings`` rows and per-class ``class_stats`` rows. Dataset-level rules
-(``class_never_seen``, ``coverage_outlier``, COCO ``duplicate_id`` / ``unknown_image``)
+(``class_never_seen``, ``coverage_outlier``, COCO / panoptic ``bad_top_level`` /
+``duplicate_id`` / ``unknown_image``)
 run after the items, in :func:`dataset_findings`, from the shard summaries and the
 ``class_stats`` table.
 
@@ -156,14 +157,16 @@ class ValidateJob(Job):
             findings += R.missing_image(data.item_id, data.extra.get("expected_image"), cfg)
         if "mask" in data.missing:
             findings += R.missing_mask(data.image_path or data.item_id, None, cfg)
+        if self._dataset.layout in ("coco", "coco_panoptic"):
+            findings += self._record_files(data, fields)
         if data.mask is not None:
             findings += self._class_mask(data, fields, class_rows)
         if data.instance_mask is not None and data.segments is None:
             findings += self._instance_mask(data, fields, class_rows)
         if data.annotations is not None:
-            findings += self._coco(item, data, fields)
+            findings += self._coco(item, data, fields, class_rows)
         if data.segments is not None or self._dataset.layout == "coco_panoptic":
-            findings += self._panoptic(data, fields)
+            findings += self._panoptic(data, fields, class_rows)
         fields["n_findings"] = len(findings)
         fields["worst_severity"] = R.worst_severity(findings) if findings else None
         return ItemResult(fields, {"findings": [finding_row(f) for f in findings], "class_stats": class_rows})
@@ -247,19 +250,90 @@ class ValidateJob(Job):
         fields["instances"] = len(R.instance_stats(inst, cfg)["instances"])
         return out
 
-    def _coco(self, row, data, fields) -> list[R.Finding]:
-        image = {"id": row.get("image_id"), "width": row.get("width"), "height": row.get("height"),
+    def _record_files(self, data, fields) -> list[R.Finding]:
+        """A COCO / panoptic record's files: the image (missing, unreadable) and the panoptic PNG."""
+        cfg = self._config
+        out: list[R.Finding] = []
+        rec = data.extra.get("record_size")
+        if rec is not None:
+            fields["width"], fields["height"] = rec
+        name = data.extra.get("file_name") or data.item_id
+        if "image" in data.missing and cfg.enabled("missing_image"):
+            where = data.extra.get("expected_image")
+            out.append(cfg.finding("missing_image", f"image record {data.item_id} ({name}) has no image file"
+                                   + (f" (looked for {where})" if where else ""),
+                                   extra={"image": where, "file_name": data.extra.get("file_name")}))
+        err = data.extra.get("image_error")
+        if err:
+            f = R.unreadable(err["code"], err["message"], cfg, path=data.image_path)
+            for x in f:
+                x.message = f"image of record {data.item_id}: " + x.message
+            out += f
+        if "instance_mask" in data.missing and self._dataset.layout == "coco_panoptic" and cfg.enabled("missing_mask"):
+            where = data.extra.get("expected_mask")
+            what = f"its PNG {where} does not exist" if where else "it has no panoptic annotation record"
+            out.append(cfg.finding("missing_mask", f"image record {data.item_id} ({name}) has no panoptic PNG: {what}",
+                                   extra={"image": name, "mask": where}))
+        out += R.duplicate_record(data.extra.get("duplicate_annotations") or 0, cfg)
+        return out
+
+    def _coco(self, row, data, fields, class_rows) -> list[R.Finding]:
+        from ..formats._cocojson import key_value
+        from .coverage import coco_class_map
+
+        cfg = self._config
+        image = {"id": key_value(row.get("image_key")), "width": row.get("width"), "height": row.get("height"),
                  "file_name": row.get("file_name")}
         fields["n_annotations"] = len(data.annotations)
-        found, _ = R.check_coco_image(image, data.annotations, self._category_ids, self._config,
-                                      file_size=data.image_size if data.image_path else None, names=self._names)
+        found, stats = R.check_coco_image(image, data.annotations, self._category_ids, cfg,
+                                          file_size=data.image_size if data.image_path else None, names=self._names)
+        # per category: the pixels it keeps after painting (later annotations on top, crowd ->
+        # the ignore value, as rasterize / coverage paint), and its annotations (non-crowd: instances)
+        w, h = row["width"], row["height"]
+        ignore = 255 if cfg.ignore_value is None else cfg.ignore_value
+        try:
+            cmap, _ = coco_class_map(data.annotations, h, w, ignore)
+        except (ValueError, TypeError):  # ids that fit no class map: the findings above say why
+            return found
+        from .scan import value_counts
+
+        values, counts = value_counts(cmap)
+        inst: dict[int, int] = {}
+        for a in data.annotations:
+            c = a.get("category_id") if isinstance(a, dict) else None
+            if type(c) is int and not a.get("iscrowd"):
+                inst[c] = inst.get(c, 0) + 1
+        self._class_rows(values, counts, inst, class_rows, fields)
         return found
 
-    def _panoptic(self, data, fields) -> list[R.Finding]:
+    def _class_rows(self, values, counts, inst, class_rows, fields, labeled=None) -> None:
+        """``class_stats`` rows of a COCO / panoptic item from its painted class pixels."""
         cfg = self._config
-        if data.instance_mask is None:
-            return []
+        if labeled is None:
+            labeled = sum(c for v, c in zip(values, counts) if v != cfg.ignore_value)
+        classes = [(v, c) for v, c in zip(values, counts)
+                   if v != cfg.ignore_value and v != cfg.background and -(2**63) <= v < 2**63]
+        fields["values"] = list(values)
+        fields["value_pixels"] = list(counts)
+        fields["instances"] = sum(inst.values())
+        class_rows["class_id"] = [v for v, _ in classes]
+        class_rows["pixels"] = [c for _, c in classes]
+        class_rows["components"] = [None] * len(classes)
+        class_rows["instances"] = [inst.get(v, 0) for v, _ in classes]
+        class_rows["share"] = [c / labeled if labeled else None for _, c in classes]
+
+    def _panoptic(self, data, fields, class_rows) -> list[R.Finding]:
+        cfg = self._config
         out: list[R.Finding] = []
+        if self._category_ids is not None and cfg.enabled("unknown_category"):
+            for s in data.segments or []:
+                c = s.get("category_id")
+                if c not in self._category_ids:
+                    out.append(cfg.finding("unknown_category", f"segment {s.get('id')}: category_id {c!r} is not in "
+                                           "the categories", instance_id=s.get("id"), class_id=c,
+                                           extra={"category_id": c}))
+        if data.instance_mask is None:
+            return out
         m = data.instance_mask
         out += R.animated_mask(m.extra.get("n_frames", 1), cfg)
         fields.update(mask_format=m.format, mask_mode=m.mode, mask_dtype=dtype_name(m.array.dtype),
@@ -267,7 +341,17 @@ class ValidateJob(Job):
         rec = data.extra.get("record_size")
         if rec is not None:
             out += R.size_mismatch((m.width, m.height), rec, cfg, ref="record")
-        found, _ = R.segment_mismatch(m.array, data.segments or [], cfg, names=self._names)
+        found, stats = R.segment_mismatch(m.array, data.segments or [], cfg, names=self._names)
+        # per category: the PNG pixels of its segments; void and unknown ids are background
+        px = stats["category_pixels"]
+        values = sorted(px)
+        inst: dict[int, int] = {}
+        for s in data.segments or []:
+            c = s.get("category_id")
+            if not s.get("iscrowd"):
+                inst[c] = inst.get(c, 0) + 1
+        # every pixel of the PNG is labelled (void included), as coverage counts them
+        self._class_rows(values, [px[c] for c in values], inst, class_rows, fields, labeled=m.width * m.height)
         return out + found
 
     # ------------------------------------------------------------------ reduce
@@ -369,9 +453,9 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
     item's class shares against the dataset's distribution, in two passes over the
     report's parts: the per-class :class:`~fastmask.jobs.rules_dataset.CoverageHistogram`
     (0.01-decade bins) gives the bounds, then each shard's pairs are judged -- memory is
-    bounded by a shard, not the dataset (issue 8); COCO ``duplicate_id`` and
-    ``unknown_image`` from the parsed file; ``unlisted_path`` / ``duplicate_entry`` from
-    what the listing met (:meth:`Dataset.problems`).
+    bounded by a shard, not the dataset; COCO / panoptic ``bad_top_level``,
+    ``duplicate_id`` and ``unknown_image`` from the parsed file; ``unlisted_path`` /
+    ``duplicate_entry`` from what the listing met (:meth:`Dataset.problems`).
     """
     cfg = job._config
     out: list[tuple[str | None, R.Finding]] = []
@@ -405,17 +489,25 @@ def dataset_findings(job: ValidateJob, summary: dict, out_dir) -> list[tuple[str
             for i in sorted(shares):  # parts come in item order: the findings too
                 for f in R.coverage_outlier(shares[i], bounds, cfg, names=job._names):
                     out.append((i, f))
-    if job._dataset.layout == "coco" and hasattr(job._dataset, "meta"):
-        meta = job._dataset.meta()
-        for kind, key in (("image", "duplicate_image_ids"), ("annotation", "duplicate_annotation_ids")):
-            dups = meta.get(key) or []
-            if dups:
-                out += [(None, f) for f in R.duplicate_ids(list(dups) * 2, kind, cfg)]
-        if meta.get("n_orphan_annotations"):
-            orphans = job._dataset.orphan_annotations()
-            image_ids = job._dataset.manifest().column("image_id").drop_null().to_pylist()
-            out += [(None, f) for f in R.unknown_images([a.get("image_id") for a in orphans], image_ids, cfg,
-                                                        annotation_ids=[a.get("id") for a in orphans])]
+    if job._dataset.layout in ("coco", "coco_panoptic") and hasattr(job._dataset, "meta"):
+        out += [(None, f) for f in coco_file_findings(job._dataset, cfg)]
+    return out
+
+
+def coco_file_findings(dataset, cfg: R.RuleConfig) -> list[R.Finding]:
+    """Dataset-level findings of a COCO / panoptic file: top-level fields of the wrong type,
+    duplicate ids, annotations for image ids without a record (ids of any JSON type)."""
+    meta = dataset.meta()
+    out: list[R.Finding] = []
+    out += R.bad_top_level(meta.get("top_level_types") or {}, cfg)
+    for kind, key in (("image", "duplicate_image_ids"), ("annotation", "duplicate_annotation_ids")):
+        dups = meta.get(key) or []
+        if dups:
+            out += R.duplicate_ids(list(dups) * 2, kind, cfg)
+    if meta.get("n_orphan_annotations"):
+        orphans = dataset.orphan_annotations()  # matched by JSON value when the cache was built
+        out += R.unknown_images([a.get("image_id") for a in orphans], [], cfg,
+                                annotation_ids=[a.get("id") for a in orphans])
     return out
 
 

@@ -12,9 +12,9 @@ Import everything from here; the code lives in ``rules_*`` modules:
   (``instance_overlap`` and ``duplicate_annotation``, candidate pairs from :func:`bbox_pairs`);
 - :mod:`.rules_coco` -- :func:`check_coco_image` (``invalid_polygon``, ``polygon_out_of_bounds``,
   ``invalid_rle``, ``unknown_category``, ``empty_segmentation``, ``bbox_mismatch``,
-  ``image_size_mismatch``, ``instance_overlap``, ``duplicate_annotation``), :func:`check_coco_dataset`
-  (``duplicate_id``, ``unknown_image``);
-- :mod:`.rules_panoptic` -- :func:`segment_mismatch`;
+  ``image_size_mismatch``, ``instance_overlap``, ``duplicate_annotation``, ``missing_segmentation``,
+  ``bad_iscrowd``), :func:`check_coco_dataset` (``bad_top_level``, ``duplicate_id``, ``unknown_image``);
+- :mod:`.rules_panoptic` -- :func:`segment_mismatch`, :func:`duplicate_record`;
 - :mod:`.rules_dataset` -- ``class_never_seen``, ``no_labelmap``, ``coverage_outlier`` (+ bounds / histogram).
 
 The instance, COCO and panoptic rules load on first use (they bring the RLE and polygon
@@ -93,9 +93,9 @@ __all__ = [
     "disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats", "bbox_pairs",
     # COCO
     "CocoImageStats", "check_coco_image", "check_coco_annotation", "check_coco_dataset", "duplicate_ids",
-    "unknown_images",
+    "unknown_images", "bad_top_level",
     # panoptic
-    "panoptic_ids", "value_counts", "segment_mismatch",
+    "panoptic_ids", "value_counts", "segment_mismatch", "duplicate_record",
     # dataset
     "class_never_seen", "no_labelmap", "CoverageBounds", "coverage_bounds", "CoverageHistogram", "coverage_outlier",
 ]
@@ -103,11 +103,11 @@ __all__ = [
 #: name -> module of the rules loaded on first use (PEP 562)
 _LAZY = {
     **dict.fromkeys(("CocoImageStats", "check_coco_annotation", "check_coco_dataset", "check_coco_image",
-                     "duplicate_ids", "unknown_images"), "rules_coco"),
+                     "duplicate_ids", "unknown_images", "bad_top_level"), "rules_coco"),
     **dict.fromkeys(("disconnected_instance", "instance_class_conflict", "instance_overlap", "instance_stats",
                      "bbox_pairs"),
                     "rules_instances"),
-    **dict.fromkeys(("panoptic_ids", "segment_mismatch", "value_counts"), "rules_panoptic"),
+    **dict.fromkeys(("panoptic_ids", "segment_mismatch", "value_counts", "duplicate_record"), "rules_panoptic"),
 }
 
 
