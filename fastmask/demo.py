@@ -1,8 +1,8 @@
 """``fastmask demo``: the built-in sample, validated; ``fastmask demo --coco-rle``: the RLE round trip.
 
 The validation demo writes the sample dataset of :mod:`fastmask.sample` (a VOC/CVAT
-folder, a COCO file and a COCO panoptic pair holding one planted example of every
-rule next to clean masks), runs ``fastmask validate`` on each, prints the summaries
+folder, a COCO file, a COCO panoptic pair, a mask folder and a masks zip holding one
+planted example of every rule next to clean masks), runs ``fastmask validate`` on each, prints the summaries
 and checks that every planted defect was found and nothing else.
 
 The COCO RLE demo needs no files: a few hundred generated 640x480 "images" with ~7
@@ -107,7 +107,7 @@ _DEMO_MARK = ".fastmask-demo"
 
 
 def run_validation_demo(out: str | None = None, *, seed: int = 0, workers: int | None = None) -> int:
-    """Write the sample, validate its four datasets, check the findings; returns the exit code."""
+    """Write the sample, validate its five datasets, check the findings; returns the exit code."""
     import shutil
     from pathlib import Path
 
@@ -150,5 +150,5 @@ def run_validation_demo(out: str | None = None, *, seed: int = 0, workers: int |
         print(f"  MISSED {rule} in {key} {item or '(dataset)'}")
     for key, item, rule in extra:
         print(f"  UNEXPECTED {rule} in {key} {item or '(dataset)'}")
-    print(f"reports: {root}/report-voc, report-coco, report-panoptic, report-masks (Parquet tables + run.json)")
+    print(f"reports: {root}/" + ", ".join(f"report-{k}" for k in LAYOUT_KEYS) + " (Parquet tables + run.json)")
     return 0 if not missed and not extra else 1

@@ -1,6 +1,6 @@
 """The sample dataset of ``fastmask demo``: one planted example of every validate rule, among clean masks.
 
-:func:`make_sample` writes, from a seed, four small datasets under ``root``:
+:func:`make_sample` writes, from a seed, five small datasets under ``root``:
 
 - ``voc/`` -- a Pascal VOC / CVAT "Segmentation Mask" folder (``ImageSets/Segmentation/train.txt``,
   ``SegmentationClass/`` P-mode PNGs with the VOC palette, ``SegmentationObject/``,
@@ -15,7 +15,15 @@
   and a reused annotation id (``duplicate_id``).
 - ``panoptic/panoptic_sample.json`` + ``panoptic/panoptic_sample/`` -- COCO panoptic:
   a clean image and one whose ``segments_info`` area disagrees with the PNG.
-- ``masks/`` -- two clean class masks and no label map (``no_labelmap``).
+- ``masks/`` -- two clean class masks and no label map (``no_labelmap``), and under
+  ``archive/`` a chain of folders whose path (4,300+ bytes) is too long to list
+  (``unlisted_path``; made with ``dir_fd``-relative calls, removable by ``shutil.rmtree``;
+  left out where the system has no ``dir_fd``, i.e. Windows).
+- ``zip/masks.zip`` -- a ``class_names.txt`` and three clean masks, one of them held by two
+  entries (an appended fix: ``duplicate_entry``; one item, the last entry read).
+
+The VOC folder also holds ``planted_animated_mask``, a class mask saved as a 2-frame APNG
+(``animated_mask``: the first frame is checked, and is clean).
 
 :attr:`SampleInfo.expected` lists every planted finding as ``(layout_key, item_id,
 rule)`` (``item_id`` None for dataset-level findings; COCO item ids are the
@@ -33,6 +41,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import zlib
 from dataclasses import dataclass, field
@@ -44,7 +53,7 @@ from PIL import Image
 from fastmask import rle as _rle
 from fastmask.formats import voc_colormap, write_mask
 
-__all__ = ["SampleInfo", "make_sample", "CLASSES", "N_CLEAN", "PLANTED", "LAYOUT_KEYS"]
+__all__ = ["SampleInfo", "make_sample", "CLASSES", "N_CLEAN", "PLANTED", "LAYOUT_KEYS", "ZIP_CLASSES"]
 
 H, W = 96, 128
 BG, ROAD, CAR, PERSON, TREE, BOAT = range(6)
@@ -54,8 +63,9 @@ CLASSES = ("background", "road", "car", "person", "tree", "boat")
 #: clean VOC items: coverage_outlier judges classes present in >= 20 images
 N_CLEAN = 21
 
-#: the sample's datasets: VOC folder, COCO JSON, panoptic JSON, a mask folder without a label map
-LAYOUT_KEYS = ("voc", "coco", "panoptic", "masks")
+#: the sample's datasets: VOC folder, COCO JSON, panoptic JSON, a mask folder without a label map,
+#: a zip of masks with a class list
+LAYOUT_KEYS = ("voc", "coco", "panoptic", "masks", "zip")
 
 #: rule -> (layout key, item id or None, what was planted)
 PLANTED: dict[str, tuple[str, str | None, str]] = {
@@ -94,6 +104,9 @@ PLANTED: dict[str, tuple[str, str | None, str]] = {
     "bad_iscrowd": ("coco", "000000000014", 'a car with iscrowd "yes"'),
     "duplicate_record": ("panoptic", "000000000003", "two annotation records for one image"),
     "bad_top_level": ("panoptic", None, '"info" is a string, not an object'),
+    "animated_mask": ("voc", "planted_animated_mask", "class mask saved as a 2-frame APNG (a video export)"),
+    "duplicate_entry": ("zip", None, "mask_1.png twice in masks.zip (an appended fix): the last is read"),
+    "unlisted_path": ("masks", None, "a folder chain of 4,300+ bytes: too long a path to list"),
 }
 
 # photo colours of the classes (JPEGImages / COCO images)
@@ -106,7 +119,8 @@ class SampleInfo:
     """Where :func:`make_sample` wrote the sample and what a validator must find in it.
 
     ``voc`` is the VOC folder, ``coco`` and ``panoptic`` the JSON files, ``masks`` a plain
-    mask folder without a label map (pass them to ``open_dataset`` / ``fastmask validate``).
+    mask folder without a label map, ``zip`` a zip of masks with a class list (pass them to
+    ``open_dataset`` / ``fastmask validate``).
     ``expected``: sorted ``(layout_key, item_id, rule)`` triples, ``layout_key`` in
     :data:`LAYOUT_KEYS`; ``clean``: layout key -> item ids that must give no finding.
     """
@@ -119,10 +133,12 @@ class SampleInfo:
     expected: list[tuple[str, str | None, str]] = field(default_factory=list)
     clean: dict[str, list[str]] = field(default_factory=dict)
     masks: Path | None = None
+    zip: Path | None = None
 
     def path(self, layout_key: str) -> Path:
         """The dataset path of a layout key (one of :data:`LAYOUT_KEYS`)."""
-        p = {"voc": self.voc, "coco": self.coco, "panoptic": self.panoptic, "masks": self.masks}[layout_key]
+        p = {"voc": self.voc, "coco": self.coco, "panoptic": self.panoptic, "masks": self.masks,
+             "zip": self.zip}[layout_key]
         if p is None:
             raise KeyError(layout_key)
         return p
@@ -411,6 +427,18 @@ def _make_voc(voc: Path, seed: int) -> tuple[list[str], list[str]]:
     obj[r] = IGNORE
     _voc_item(voc, name, cls, obj, _photo(paint, rng))
 
+    # animated_mask: a 2-frame APNG (a video tool's export); the first frame is this image's mask
+    name, rng = planted("animated_mask")
+    s = _scene(rng, person=False, tree=False)
+    frames = []
+    for cls in (s.cls, np.roll(s.cls, 4, axis=1)):  # frame 2: the scene 4 px later
+        img = Image.frombytes("P", (W, H), np.ascontiguousarray(cls).tobytes())
+        img.putpalette(cmap.reshape(-1).tolist())
+        frames.append(img)
+    buf = io.BytesIO()
+    frames[0].save(buf, format="PNG", save_all=True, append_images=frames[1:], duration=40, loop=0)
+    _voc_item(voc, name, None, s.obj, _photo(s.paint, rng), cls_bytes=buf.getvalue())
+
     (voc / "ImageSets" / "Segmentation" / "train.txt").write_text("".join(i + "\n" for i in sorted(ids)))
     return clean, sorted(ids)
 
@@ -618,14 +646,81 @@ def _make_masks(folder: Path, seed: int) -> list[str]:
         m[y:y + 20, x:x + 40] = 2
         write_mask(folder / f"mask_{k}.png", m)
         ids.append(f"mask_{k}")
+    if _DIR_FD:
+        _deep_chain(folder / "archive", _png(Image.fromarray(m, "L")))
+    return ids
+
+
+#: folders of the chain under ``masks/archive/``: 18 names of 240 bytes are 4,338 bytes, past
+#: Linux's 4,096-byte PATH_MAX (and macOS's 1,024) wherever the sample is written
+_DEEP_LEVELS, _DEEP_NAME = 18, "nested_" + "d" * 233
+#: descriptor-relative mkdir/open (POSIX); without them (Windows) the chain, and so
+#: ``unlisted_path``, is left out of the sample and of :attr:`SampleInfo.expected`
+_DIR_FD = os.mkdir in os.supports_dir_fd and os.open in os.supports_dir_fd
+
+
+def _deep_chain(top: Path, png: bytes) -> None:
+    """A chain of folders too long to list by path, a mask at its bottom (``unlisted_path``).
+
+    Every step is made relative to its parent's descriptor (``dir_fd``): the full path is
+    longer than the system accepts, which is the point. ``shutil.rmtree`` removes it the
+    same way (descriptor-relative), so the sample stays deletable.
+    """
+    top.mkdir(parents=True, exist_ok=True)
+    fd = os.open(top, os.O_RDONLY)
+    try:
+        for _ in range(_DEEP_LEVELS):
+            os.mkdir(_DEEP_NAME, dir_fd=fd)
+            nfd = os.open(_DEEP_NAME, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        w = os.open("mask_2.png", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644, dir_fd=fd)
+        try:
+            os.write(w, png)
+        finally:
+            os.close(w)
+    finally:
+        os.close(fd)
+
+
+#: the zip's class list (``class_names.txt``: line index = class id)
+ZIP_CLASSES = ("background", "road", "car")
+_ZIP_TIME = (2024, 1, 1, 0, 0, 0)  # fixed entry times: the same seed gives the same bytes
+
+
+def _make_zip(path: Path, seed: int) -> list[str]:
+    """``masks.zip``: a class list and three clean masks, ``mask_1.png`` held by two entries
+    (a fixed mask appended to the archive, the way ``zip -u`` of some tools does): returns
+    the clean ids (``mask_1`` is one item, read from the last entry, and clean too)."""
+    import warnings
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entries = [("class_names.txt", ("\n".join(ZIP_CLASSES) + "\n").encode())]
+    ids = []
+    for k in range(3):
+        rng = _rng(seed, f"zip-{k}")
+        m = np.zeros((H, W), np.uint8)
+        m[int(rng.integers(50, 60)):] = 1
+        x, y = int(rng.integers(10, 60)), int(rng.integers(30, 50))
+        m[y:y + 20, x:x + 40] = 2
+        if k == 1:  # the first version: the car 6 px to the left; the appended fix follows below
+            entries.append((f"mask_{k}.png", _png(Image.fromarray(np.roll(m, -6, axis=1), "L"))))
+        entries.append((f"mask_{k}.png", _png(Image.fromarray(m, "L"))))
+        ids.append(f"mask_{k}")
+    entries.append(entries.pop(3))  # the fix, appended: the archive's last entry
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name": wanted here
+        for name, data in entries:
+            z.writestr(zipfile.ZipInfo(name, date_time=_ZIP_TIME), data, compress_type=zipfile.ZIP_DEFLATED)
     return ids
 
 
 def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> SampleInfo:
-    """Write the sample datasets under ``root`` (``voc/``, ``coco/``, ``panoptic/``, ``masks/``); say what is planted.
+    """Write the sample datasets under ``root`` (``voc/ coco/ panoptic/ masks/ zip/``); say what is planted.
 
-    The same ``seed`` gives byte-identical files. An existing ``voc``/``coco``/``panoptic``
-    folder under ``root`` is an error unless ``overwrite`` (then those three are replaced).
+    The same ``seed`` gives byte-identical files. An existing dataset folder (one of
+    :data:`LAYOUT_KEYS`) under ``root`` is an error unless ``overwrite`` (then they are replaced).
     Every rule of :data:`fastmask.jobs.validate_rules.RULES` is planted once (see
     :data:`PLANTED`); clean items must give no finding with the default configuration.
     """
@@ -641,9 +736,12 @@ def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> 
     coco_clean = _make_coco(root / "coco", seed)
     pan_clean = _make_panoptic(root / "panoptic", seed)
     masks_clean = _make_masks(root / "masks", seed)
-    expected = sorted(((k, item, rule) for rule, (k, item, _) in PLANTED.items()),
+    zip_clean = _make_zip(root / "zip" / "masks.zip", seed)
+    expected = sorted(((k, item, rule) for rule, (k, item, _) in PLANTED.items()
+                       if rule != "unlisted_path" or _DIR_FD),
                       key=lambda t: (t[0], t[1] or "", t[2]))
     return SampleInfo(root=root, voc=root / "voc", coco=root / "coco" / "annotations.json",
                       panoptic=root / "panoptic" / "panoptic_sample.json", seed=seed, expected=expected,
-                      clean={"voc": voc_clean, "coco": coco_clean, "panoptic": pan_clean, "masks": masks_clean},
-                      masks=root / "masks")
+                      clean={"voc": voc_clean, "coco": coco_clean, "panoptic": pan_clean, "masks": masks_clean,
+                             "zip": zip_clean},
+                      masks=root / "masks", zip=root / "zip" / "masks.zip")

@@ -6,15 +6,16 @@ functions with the default configuration), the way ``fastmask validate`` combine
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fastmask.formats import UNKNOWN_ID, FormatError, open_dataset, read_image_size
+from fastmask.formats import UNKNOWN_ID, FormatError, open_dataset, read_image_size, read_mask
 from fastmask.jobs import validate_rules as vr
-from fastmask.sample import N_CLEAN, PLANTED, make_sample
+from fastmask.sample import LAYOUT_KEYS, N_CLEAN, PLANTED, ZIP_CLASSES, make_sample
 
 CFG = vr.DEFAULT_CONFIG
 
@@ -42,6 +43,7 @@ def _voc_item(ds, row):
         out += vr.missing_image(row["item_id"])
     m = item.mask
     out += vr.lossy_format(m.format, m.lossy)
+    out += vr.animated_mask(m.extra.get("n_frames", 1))
     out += vr.unexpected_channels(m.mode, m.channels, expected="color", alpha_nonopaque=m.alpha_nonopaque,
                                   alpha_min=m.alpha_min)
     if item.image_size is not None:
@@ -80,7 +82,7 @@ def _voc_findings(path):
     bounds = vr.coverage_bounds(shares)
     for i, st in stats.items():
         found[i] += vr.coverage_outlier(st.shares(CFG.ignore_value), bounds)
-    found[None] = vr.class_never_seen(ds.labelmap.ids, pixels)
+    found[None] = vr.class_never_seen(ds.labelmap.ids, pixels) + _listing(ds)
     return found, ds, bounds
 
 
@@ -98,7 +100,7 @@ def _coco_findings(json_path, cache):
         found[row["item_id"]] = out + f
         for c, n in st.category_pixels.items():
             cat_pixels[c] += n
-    found[None] = vr.check_coco_dataset(doc) + vr.class_never_seen(cats, cat_pixels)
+    found[None] = vr.check_coco_dataset(doc) + vr.class_never_seen(cats, cat_pixels) + _listing(ds)
     return found, ds
 
 
@@ -115,8 +117,14 @@ def _panoptic_findings(json_path, cache):
         found[row["item_id"]] = out + f + vr.duplicate_record(item.extra.get("duplicate_annotations") or 0)
         for c, n in st["category_pixels"].items():
             cat_pixels[c] += n
-    found[None] = vr.check_coco_dataset(doc) + vr.class_never_seen([c["id"] for c in doc["categories"]], cat_pixels)
+    found[None] = (vr.check_coco_dataset(doc) + vr.class_never_seen([c["id"] for c in doc["categories"]], cat_pixels)
+                   + _listing(ds))
     return found, ds
+
+
+def _listing(ds):
+    """The dataset-level findings of what the listing met (``unlisted_path``, ``duplicate_entry``)."""
+    return [f for p in ds.problems() for f in vr.listing_problem(p["kind"], p["message"], p["path"])]
 
 
 def _triples(key, found):
@@ -129,8 +137,35 @@ def _masks_findings(path):
     found = {}
     for row in ds.manifest().to_pylist():
         found[row["item_id"]], _ = vr.check_class_mask(ds.read_item(row).mask.array, None)
-    found[None] = vr.no_labelmap(layout="masks")
+    found[None] = vr.no_labelmap(layout="masks") + _listing(ds)
     return found
+
+
+def _zip_findings(path):
+    """A masks zip with a class list: class checks per mask, class_never_seen and the listing."""
+    ds = open_dataset(path)
+    assert ds.layout == "masks" and ds.labelmap.names == dict(enumerate(ZIP_CLASSES))
+    found, pixels = {}, defaultdict(int)
+    for row in ds.manifest().to_pylist():
+        m = ds.read_item(row).mask
+        f, st = vr.check_class_mask(m.array, ds.labelmap.ids, names=ds.labelmap.names)
+        found[row["item_id"]] = vr.lossy_format(m.format, m.lossy) + vr.animated_mask(m.extra.get("n_frames", 1)) + f
+        for v, c in st.class_pixels().items():
+            pixels[v] += c
+    found[None] = vr.class_never_seen(ds.labelmap.ids, pixels) + _listing(ds)
+    return found
+
+
+def _files(root):
+    """{relative path: bytes} of every file under ``root``, the too-long folder chain included
+    (``os.fwalk`` opens each folder relative to its parent: no full path is ever used)."""
+    out = {}
+    for dirpath, _, filenames, dfd in os.fwalk(root):
+        for name in filenames:
+            fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+            with os.fdopen(fd, "rb") as f:
+                out[os.path.relpath(os.path.join(dirpath, name), root)] = f.read()
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +174,8 @@ def all_findings(sample, tmp_path_factory):
     voc, _, _ = _voc_findings(sample.voc)
     coco, _ = _coco_findings(sample.coco, cache)
     pan, _ = _panoptic_findings(sample.panoptic, cache)
-    return {"voc": voc, "coco": coco, "panoptic": pan, "masks": _masks_findings(sample.masks)}
+    return {"voc": voc, "coco": coco, "panoptic": pan, "masks": _masks_findings(sample.masks),
+            "zip": _zip_findings(sample.zip)}
 
 
 # ----------------------------------------------------------------------------- tests
@@ -150,9 +186,9 @@ def test_every_rule_is_planted_once(sample):
     assert len(sample.expected) == len(vr.RULES) == len(PLANTED)
     assert len(set(sample.expected)) == len(sample.expected)
     for key, item, rule in sample.expected:
-        assert key in ("voc", "coco", "panoptic", "masks")
+        assert key in LAYOUT_KEYS
         assert (item is None) == (rule in ("class_never_seen", "unknown_image", "duplicate_id", "no_labelmap",
-                                           "bad_top_level")), rule
+                                           "bad_top_level", "unlisted_path", "duplicate_entry")), rule
 
 
 def test_layouts_are_detected_and_items_listed(sample, tmp_path):
@@ -168,9 +204,11 @@ def test_layouts_are_detected_and_items_listed(sample, tmp_path):
 
 
 def test_files_are_small(sample):
-    files = [p for p in sample.root.rglob("*") if p.is_file()]
-    assert len(files) < 130
-    assert sum(p.stat().st_size for p in files) < 400_000
+    files = _files(sample.root)  # (rglob cannot: the deep chain is too long a path to list)
+    assert len(files) < 135
+    assert sum(len(b) for b in files.values()) < 400_000
+    deep = [rel for rel in files if rel.startswith("masks/archive/")]
+    assert len(deep) == 1 and len(os.fsencode(deep[0])) > 4096  # too long wherever the sample is
     for p in list(sample.voc.rglob("*.png")) + list(sample.voc.rglob("*.jpg")):
         w, h = read_image_size(p)
         assert w <= 128 and h <= 96
@@ -254,6 +292,39 @@ def test_planted_findings_say_the_right_thing(sample, all_findings):
     assert one(coco, None, "unknown_image").extra["image_id"] == 99
     assert one(coco, None, "duplicate_id").extra["kind"] == "annotation"
     assert one(pan, "000000000002", "segment_mismatch").extra["problem"] == "area"
+    f = one(voc, "planted_animated_mask", "animated_mask")
+    assert f.extra["n_frames"] == 2 and f.severity == "warning"
+    f = one(all_findings["zip"], None, "duplicate_entry")
+    assert f.extra["path"] == f"{sample.zip}!mask_1.png" and "2 zip entries" in f.message
+    f = one(all_findings["masks"], None, "unlisted_path")
+    assert f.extra["path"].startswith(str(sample.masks / "archive") + os.sep) and "bytes" in f.message
+
+
+def test_zip_duplicate_is_one_item_read_from_the_last_entry(sample):
+    import zipfile
+
+    ds = open_dataset(sample.zip)
+    assert ds.manifest().column("item_id").to_pylist() == sample.clean["zip"] == ["mask_0", "mask_1", "mask_2"]
+    with zipfile.ZipFile(sample.zip) as z:
+        twins = [i for i in z.infolist() if i.filename == "mask_1.png"]
+        assert len(twins) == 2 and z.infolist()[-1] is twins[1]
+        first, last = (read_mask(z.open(i).read()).array for i in twins)
+    got = ds.read_item(ds.manifest().to_pylist()[1]).mask.array
+    assert np.array_equal(got, last) and not np.array_equal(got, first)
+
+
+def test_animated_mask_first_frame_is_the_clean_mask(sample):
+    from PIL import Image
+
+    ds = open_dataset(sample.voc)
+    row = next(r for r in ds.manifest().to_pylist() if r["item_id"] == "planted_animated_mask")
+    it = ds.read_item(row)
+    assert it.mask.mode == "P" and it.mask.extra["n_frames"] == 2
+    with Image.open(sample.voc / "SegmentationClass" / "planted_animated_mask.png") as img:
+        assert img.n_frames == 2
+        assert np.array_equal(it.mask.array, np.asarray(img))  # frame 0
+        img.seek(1)
+        assert not np.array_equal(it.mask.array, np.asarray(img))
 
 
 def test_coverage_statistic_has_enough_clean_images(sample):
@@ -265,11 +336,10 @@ def test_coverage_statistic_has_enough_clean_images(sample):
 def test_same_seed_same_bytes_other_seed_still_valid(tmp_path):
     a = make_sample(tmp_path / "a", seed=3)
     b = make_sample(tmp_path / "b", seed=3)
-    fa = sorted(p.relative_to(a.root) for p in a.root.rglob("*") if p.is_file())
-    fb = sorted(p.relative_to(b.root) for p in b.root.rglob("*") if p.is_file())
-    assert fa == fb and len(fa) > 100
+    fa, fb = _files(a.root), _files(b.root)
+    assert sorted(fa) == sorted(fb) and len(fa) > 100
     for rel in fa:
-        assert (a.root / rel).read_bytes() == (b.root / rel).read_bytes(), rel
+        assert fa[rel] == fb[rel], rel
     c = make_sample(tmp_path / "c", seed=4)
     assert (c.voc / "SegmentationClass" / "clean_000.png").read_bytes() != \
         (a.voc / "SegmentationClass" / "clean_000.png").read_bytes()
@@ -278,6 +348,7 @@ def test_same_seed_same_bytes_other_seed_still_valid(tmp_path):
     got |= _triples("coco", _coco_findings(c.coco, tmp_path / "cache")[0])
     got |= _triples("panoptic", _panoptic_findings(c.panoptic, tmp_path / "cache")[0])
     got |= _triples("masks", _masks_findings(c.masks))
+    got |= _triples("zip", _zip_findings(c.zip))
     assert got == set(c.expected)
 
 
