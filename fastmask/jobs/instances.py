@@ -115,7 +115,10 @@ class InstancesJob(Job):
         connectivity, background and ignore value; instance ids are no classes (no label
         map, no class coverage).
 
-        >>> InstancesJob(None, "out", connectivity=4, ignore_value=None).validate_args()[:6]
+        >>> import tempfile, numpy as np
+        >>> from fastmask.formats import open_dataset, write_mask
+        >>> d = tempfile.mkdtemp(); _ = write_mask(d + "/a.png", np.zeros((2, 2), np.uint8))
+        >>> InstancesJob(open_dataset(d), d + "/out", connectivity=4, ignore_value=None).validate_args()[:6]
         ['--connectivity', '4', '--background', '0', '--ignore-value', '-1']
         """
         def flag(v):
