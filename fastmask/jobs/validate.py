@@ -128,7 +128,7 @@ class ValidateJob(Job):
         from ..kernels import components as _kc
         from ..kernels import validate as kv
 
-        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, _kc.run_stats, kv.component_summary):
+        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, kv.component_values, kv.island_records):
             return
         m = np.zeros((8, 8), np.uint8)
         m[2:4, 2:4] = 1
