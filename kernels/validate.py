@@ -369,11 +369,13 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     tb = np.zeros(((w + 7) // 8) * 8, np.uint8)
     # runs of the last three rows (all values): starts and values; row i in slot i % 3
     # (a row's starts end with a sentinel w: the merges need no bounds tests)
-    ls = np.empty((3, w + 2), np.int64)
-    lv = np.empty((3, w + 1), m.dtype)
+    # (index-typed, and no slot a row never uses: a 1 x 80,000,000 strip needs 4 bytes a
+    # pixel here, not 56)
+    ls = np.empty((min(h, 3), w + 2), idx)
+    lv = np.empty((min(h, 3), w + 1), m.dtype)
     # stretches where a row differs from the row above: row i in slot i % 2
-    ds = np.empty((2, w + 1), np.int64)
-    de = np.empty((2, w + 1), np.int64)
+    ds = np.empty((2, w + 1 if h > 1 else 1), idx)
+    de = np.empty((2, w + 1 if h > 1 else 1), idx)
     nd = np.zeros(2, np.int64)
     flag = np.zeros(h, np.uint8)  # rows with a blend candidate
     state = np.zeros(3, np.int64)
@@ -752,3 +754,20 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
     p += nc
     res[p:] = isl
     return res
+
+
+@njit(cache=True, nogil=True)
+def count_runs(m):
+    """Number of horizontal runs (maximal stretches of one value, any value) of a 2-D
+    array: an upper bound of the runs and components a labeling holds."""
+    h, w = m.shape
+    if w == 0:
+        return 0
+    n = 0
+    for i in range(h):
+        row = m[i]
+        c = 1
+        for j in range(w - 1):
+            c += row[j] != row[j + 1]
+        n += c
+    return n

@@ -265,7 +265,7 @@ class RuleConfig:
     max_findings: int = 100
     #: bytes of working memory one item may need (estimated from its runs before any
     #: labeling); above: an error row ``too_complex`` instead of the work (None: no limit)
-    max_item_memory: int | None = 1 << 30
+    max_item_memory: int | None = 1 << 30  # fastmask.jobs.budget.DEFAULT_MAX_ITEM_MEMORY
 
     def __post_init__(self):
         self.disabled = frozenset(self.disabled or ())
