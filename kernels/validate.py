@@ -771,3 +771,56 @@ def count_runs(m):
             c += row[j] != row[j + 1]
         n += c
     return n
+
+
+@njit(cache=True, nogil=True)
+def slot_boxes(rs, re, rv, row_ptr, slot, nslots):
+    """Union box (inclusive row_min, col_min, row_max, col_max) of the runs of each slot:
+    run ``k`` belongs to slot ``slot[rv[k]]`` (-1: none).  ``(nslots, 4)`` int64; an empty
+    slot keeps row_min = -1... no: row_max = -1."""
+    h = row_ptr.shape[0] - 1
+    box = np.empty((nslots, 4), np.int64)
+    box[:, 0] = 1 << 62
+    box[:, 1] = 1 << 62
+    box[:, 2] = -1
+    box[:, 3] = -1
+    for y in range(h):
+        for r in range(row_ptr[y], row_ptr[y + 1]):
+            t = slot[rv[r]]
+            if t < 0:
+                continue
+            box[t, 0] = min(box[t, 0], y)
+            box[t, 1] = min(box[t, 1], rs[r])
+            box[t, 2] = max(box[t, 2], y)
+            box[t, 3] = max(box[t, 3], re[r] - 1)
+    return box
+
+
+@njit(cache=True, nogil=True)
+def minority_boxes(a, b, major, slot, skip_b, nslots):
+    """Per slot, the union box (inclusive x0, y0, x1, y1) and count of the pixels ``p`` with
+    ``slot[a[p]] >= 0``, ``b[p] != major[a[p]]`` and ``skip_b[b[p]] == 0``: where an
+    instance (code ``a``) carries another class (code ``b``) than its majority, for all
+    flagged instances in one pass."""
+    h, w = a.shape
+    out = np.empty((nslots, 5), np.int64)
+    out[:, 0] = 1 << 62
+    out[:, 1] = 1 << 62
+    out[:, 2] = -1
+    out[:, 3] = -1
+    out[:, 4] = 0
+    for i in range(h):
+        for j in range(w):
+            x = a[i, j]
+            t = slot[x]
+            if t < 0:
+                continue
+            y = b[i, j]
+            if y == major[x] or skip_b[y] != 0:
+                continue
+            out[t, 0] = min(out[t, 0], j)
+            out[t, 1] = min(out[t, 1], i)
+            out[t, 2] = max(out[t, 2], j)
+            out[t, 3] = max(out[t, 3], i)
+            out[t, 4] += 1
+    return out
