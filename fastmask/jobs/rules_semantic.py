@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -234,9 +235,41 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
         kv.invalid_scan(codes, kind, int(config.antialias_radius), vbox, iout)
         scan.invalid_edge_pixels = int(iout[kv.INV_EDGE])
         scan.invalid_edge_bbox = bbox_from_inclusive(*iout[kv.INV_X0:kv.INV_Y1 + 1])
-        for code, value in zip(present[kinds == kv.KIND_INVALID], values[kinds == kv.KIND_INVALID]):
-            scan.invalid_bboxes[int(value)] = bbox_from_inclusive(*vbox[code])
+        scan.invalid_bboxes = _ValueBoxes(values[kinds == kv.KIND_INVALID], vbox[present[kinds == kv.KIND_INVALID]])
     return scan, cstats
+
+
+class _ValueBoxes(Mapping):
+    """value -> (x, y, w, h) of the invalid values, over arrays (a 32-bit mask can hold
+    millions of distinct invalid values: no tuple per value until one is asked for)."""
+
+    def __init__(self, values: np.ndarray, boxes: np.ndarray):
+        self._values = values  # sorted
+        self._boxes = boxes  # inclusive x0, y0, x1, y1
+
+    def _index(self, value) -> int:
+        i = int(np.searchsorted(self._values, value))
+        return i if i < self._values.size and self._values[i] == value else -1
+
+    def __getitem__(self, value):
+        i = self._index(value)
+        if i < 0:
+            raise KeyError(value)
+        return bbox_from_inclusive(*self._boxes[i].tolist())
+
+    def __iter__(self):
+        return iter(self._values.tolist())
+
+    def __len__(self) -> int:
+        return int(self._values.size)
+
+    def union(self, values) -> tuple | None:
+        """Union box of ``values`` (keys of this mapping)."""
+        b = self._boxes[np.searchsorted(self._values, np.asarray(values, np.int64))]
+        b = b[b[:, 0] >= 0]
+        if not b.shape[0]:
+            return None
+        return bbox_from_inclusive(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
 
 
 def _prepare_for_runs(m: np.ndarray, background):
@@ -271,28 +304,40 @@ def unexpected_value(mask=None, label_ids: Iterable[int] | None = None, config: 
     inv = s.kinds == kv.KIND_INVALID
     if not inv.any():
         return []
-    bad = [(c, v) for v, c in zip(s.values[inv].tolist(), s.counts[inv].tolist())
-           if s.unknown_id is None or v != s.unknown_id]
-    if not bad:
+    vals, cnts = s.values[inv], s.counts[inv]
+    if s.unknown_id is not None:
+        keep = vals != s.unknown_id
+        vals, cnts = vals[keep], cnts[keep]
+    if not vals.size:
         return []
-    bad.sort(key=lambda cv: (-cv[0], cv[1]))
+    order = np.lexsort((vals, -cnts))  # most pixels first, then by value
+    vals, cnts = vals[order], cnts[order]
     out = []
-    for count, value in bad[:max_findings]:
+    for value, count in zip(vals[:max_findings].tolist(), cnts[:max_findings].tolist()):
         share = count / max(1, s.height * s.width)
         out.append(config.finding(
             "unexpected_value",
             f"value {value} is not in the label map: {count} px ({share:.2%} of the mask)",
             class_id=value, pixels=count, bbox=s.invalid_bboxes.get(value),
             extra={"value": value, "share": share}))
-    rest = bad[max_findings:]
-    if rest:
-        n = sum(c for c, _ in rest)
+    rest_v, rest_c = vals[max_findings:], cnts[max_findings:]
+    if rest_v.size:
+        n = int(rest_c.sum())
+        boxes = s.invalid_bboxes
+        bbox = boxes.union(rest_v) if isinstance(boxes, _ValueBoxes) else \
+            union_bbox([boxes[v] for v in rest_v.tolist() if boxes.get(v)])
+        listed = _LISTED
         out.append(config.finding(
             "unexpected_value",
-            f"{len(rest)} more values not in the label map ({n} px), e.g. {[v for _, v in rest[:5]]}",
-            pixels=n, bbox=union_bbox([s.invalid_bboxes[v] for _, v in rest if s.invalid_bboxes.get(v)]),
-            extra={"values": [v for _, v in rest], "counts": [c for c, _ in rest]}))
+            f"{rest_v.size} more values not in the label map ({n} px), e.g. {rest_v[:5].tolist()}",
+            pixels=n, bbox=bbox,
+            extra={"values": rest_v[:listed].tolist(), "counts": rest_c[:listed].tolist(),
+                   "n_values": int(rest_v.size)}))
     return out
+
+
+#: values (with counts) listed in the extra of unexpected_value's summary finding
+_LISTED = 1000
 
 
 def antialias_suspect(mask=None, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
