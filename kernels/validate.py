@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .components import _find, _flatten, _grow_runs
+from .components import _find, _flatten, _grow
 
 KIND_INVALID = 0
 KIND_CLASS = 1
@@ -386,7 +386,11 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
                        state)
         if i == h:
             break
-        rs, re, rv, parent = _grow_runs(rs, re, rv, parent, state[0], w, npx)
+        # the runs outgrew the first guess (a noisy mask): room for exactly the runs left
+        # (counted), not a doubling -- the old and new arrays coexist while copying
+        n = state[0]
+        cap = min(n + count_fg_runs(m, i, has_bg, bg) + w, npx)
+        rs, re, rv, parent = _grow(rs, n, cap), _grow(re, n, cap), _grow(rv, n, cap), _grow(parent, n, cap)
     n = state[0]
     trans = state[2]
     row_ptr[h] = n
@@ -824,3 +828,25 @@ def minority_boxes(a, b, major, slot, skip_b, nslots):
             out[t, 3] = max(out[t, 3], i)
             out[t, 4] += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def count_fg_runs(m, i0, has_bg, bg):
+    """Runs of rows ``i0..`` whose value is not the background (when ``has_bg``)."""
+    h, w = m.shape
+    n = 0
+    if w == 0:
+        return 0
+    for i in range(i0, h):
+        row = m[i]
+        c = 0
+        if has_bg:
+            c += row[0] != bg
+            for j in range(w - 1):
+                c += (row[j] != row[j + 1]) & (row[j + 1] != bg)
+        else:
+            c += 1
+            for j in range(w - 1):
+                c += row[j] != row[j + 1]
+        n += c
+    return n
