@@ -257,7 +257,7 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
     prev_hi = n
     cap = rs.shape[0]
     i = i0
-    while i < h and n + w <= cap:
+    while i < h:
         for j in range(w - 1):
             tb[j] = m[i, j] != m[i, j + 1]
         slot = i % 3
@@ -281,6 +281,12 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
                     bits &= bits - np.uint64(1)
                 nz &= nz - np.uint64(1)
         ls[slot, k] = w
+        if n + k > cap:  # rare: perhaps no room for this row's (foreground) runs
+            kf = 0
+            for r in range(k):
+                kf += not (has_bg and m[i, ls[slot, r]] == bg)
+            if n + kf > cap:
+                break  # the caller grows the arrays; the row is redone
         for r in range(k):
             s = ls[slot, r]
             e = ls[slot, r + 1]
@@ -356,7 +362,7 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     h, w = m.shape
     idx = idx_like.dtype
     npx = h * w
-    cap = min(npx, max(npx // 16, 4 * w, 1024))
+    cap = min(npx, max(npx // 16, 1024))
     rs = np.empty(cap, idx)
     re = np.empty(cap, idx)
     rv = np.empty(cap, m.dtype)
@@ -389,7 +395,7 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
         # the runs outgrew the first guess (a noisy mask): room for exactly the runs left
         # (counted), not a doubling -- the old and new arrays coexist while copying
         n = state[0]
-        cap = min(n + count_fg_runs(m, i, has_bg, bg) + w, npx)
+        cap = min(n + count_fg_runs(m, i, has_bg, bg), npx)
         rs, re, rv, parent = _grow(rs, n, cap), _grow(re, n, cap), _grow(rv, n, cap), _grow(parent, n, cap)
     n = state[0]
     trans = state[2]
