@@ -255,6 +255,9 @@ def test_budget_estimate_counts_runs():
     with pytest.raises(ItemError) as e:
         check_item_memory(checker, budget)
     assert e.value.code == "too_complex" and "4,096 runs" in e.value.message
+    with pytest.raises(ItemError) as e:  # background runs are not labeled: not counted
+        check_item_memory(checker, budget, background=0)
+    assert "2,048 runs" in e.value.message
     check_item_memory(checker, None)
 
 

@@ -83,20 +83,27 @@ def estimate_bytes(mask: np.ndarray, runs: int | None = None) -> int:
     return runs * run_bytes(mask) + _fixed_bytes(mask)
 
 
-def check_item_memory(mask: np.ndarray, budget: int | None, what: str = "mask", per_run: int = 0) -> None:
+def check_item_memory(mask: np.ndarray, budget: int | None, what: str = "mask", per_run: int = 0,
+                      background: int | None = None) -> None:
     """Raise ``ItemError("too_complex")`` when labeling ``mask`` would need more than
     ``budget`` bytes (None: no limit); ``per_run``: the caller's own bytes per run (or
-    component) on top of :func:`run_bytes`.  Counts the runs only when the worst case
-    (one run per pixel) exceeds the budget."""
+    component) on top of :func:`run_bytes`; runs of ``background`` are not labeled (not
+    counted).  Counts the runs only when the worst case (one run per pixel) exceeds the
+    budget."""
     if budget is None or mask.ndim != 2:
         return
     per = run_bytes(mask) + per_run
     fixed = _fixed_bytes(mask)
     if mask.size * per + fixed <= budget:
         return
-    from ..kernels.validate import count_runs
+    from ..kernels.validate import count_fg_runs
 
-    runs = int(count_runs(np.ascontiguousarray(mask))) if mask.size else 0
+    m = np.ascontiguousarray(mask)
+    if m.dtype == np.bool_:
+        m = m.view(np.uint8)
+    info = np.iinfo(m.dtype) if m.dtype.kind in "iu" else None
+    has_bg = info is not None and background is not None and info.min <= background <= info.max
+    runs = int(count_fg_runs(m, 0, has_bg, m.dtype.type(background if has_bg else 0))) if m.size else 0
     need = runs * per + fixed
     if need > budget:
         h, w = mask.shape

@@ -80,7 +80,7 @@ class InstancesJob(Job):
         src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
                           instance_map=False, segments=False)
         budget = self.max_item_memory
-        check_item_memory(src.class_map, budget, "class map", per_run=INSTANCE_BYTES)
+        check_item_memory(src.class_map, budget, "class map", per_run=INSTANCE_BYTES, background=self.background)
         try:
             inst, table = split_instances(src.class_map, connectivity=self.connectivity, id_scheme=self.base,
                                           background=self.background, ignore_value=self.ignore_value)

@@ -190,7 +190,7 @@ class ValidateJob(Job):
                                    ref="image" if data.image_size else "record")
         budget = cfg.max_item_memory
         if budget is not None and mask.array.size > budget >> 8:  # below: even the worst case fits
-            _check_budget(mask.array, budget, "mask", fields)
+            _check_budget(mask.array, budget, "mask", fields, cfg.background)
         # the usual clean 8-bit mask: one kernel call; anything to report: the full rules
         quick = quick_class_mask(mask.array, self._label_tuple, cfg, UNKNOWN_ID, self._names)
         if quick is None:
@@ -228,7 +228,7 @@ class ValidateJob(Job):
         inst = data.instance_mask.array
         if cfg.max_item_memory is not None and inst.ndim == 2:
             fields.update(width=inst.shape[1], height=inst.shape[0])
-            _check_budget(inst, cfg.max_item_memory, "instance mask", fields)
+            _check_budget(inst, cfg.max_item_memory, "instance mask", fields, cfg.background)
         out = R.disconnected_instance(inst, cfg, names=self._names)
         if data.mask is not None:
             if data.mask.array.shape != inst.shape:
@@ -305,12 +305,12 @@ class ValidateJob(Job):
         }
 
 
-def _check_budget(array, budget, what, fields) -> None:
+def _check_budget(array, budget, what, fields, background) -> None:
     """:func:`~fastmask.jobs.budget.check_item_memory`, the item's fields kept on its error row."""
     from .budget import check_item_memory
 
     try:
-        check_item_memory(array, budget, what)
+        check_item_memory(array, budget, what, background=background)
     except ItemError as e:
         raise ItemError(e.code, e.message, fields={**fields, **(e.fields or {})}) from None
 
