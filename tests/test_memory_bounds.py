@@ -375,3 +375,27 @@ def test_over_budget_item_costs_about_what_scan_does(adversarial, tmp_path):
     items = pq.read_table(tmp_path / "v" / "items").to_pylist()
     assert [r["error_code"] for r in items] == ["too_complex"]
     assert val < 1.3 * scan, (val, scan)
+
+
+def test_coverage_panoptic_counts_as_arrays_equal_a_dict_reference():
+    """coverage's panoptic path (arrays, not one Python object per PNG id) against the
+    per-id dict it replaced: unknown ids and void count as background, a repeated
+    segment id keeps its last record."""
+    from types import SimpleNamespace
+
+    from fastmask.jobs.coverage import CoverageJob
+
+    rng = np.random.default_rng(3)
+    ids = rng.integers(0, 3000, (50, 70)).astype(np.uint32)
+    segs = [{"id": int(i), "category_id": int(rng.integers(1, 9))} for i in rng.choice(3000, 800, replace=False)]
+    segs += [{"id": segs[0]["id"], "category_id": 42}, {"id": 2**70, "category_id": 5}, {"category_id": 1}]
+    cat = {int(s["id"]): int(s["category_id"]) for s in segs if "id" in s and "category_id" in s}
+    ref: dict[int, int] = {}
+    for i, n in zip(*np.unique(ids, return_counts=True)):
+        c = cat.get(int(i), 0)
+        ref[c] = ref.get(c, 0) + int(n)
+    data = SimpleNamespace(annotations=None, segments=segs,
+                           instance_mask=SimpleNamespace(array=ids, width=70, height=50))
+    job = CoverageJob.__new__(CoverageJob)
+    values, pixels, w, h, skipped = job._class_counts({}, data)
+    assert dict(zip(values, pixels)) == ref and values == sorted(ref) and (w, h) == (70, 50)
