@@ -130,7 +130,7 @@ class ValidateJob(Job):
 
         if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, kv.component_values, kv.island_records):
             return
-        m = np.zeros((8, 8), np.uint8)
+        m = np.zeros((64, 64), np.uint8)  # large enough for tiny_island: island_records compiles too
         m[2:4, 2:4] = 1
         R.check_class_mask(m, [0, 1], self._config)
         quick_class_mask(m, (0, 1), self._config)
