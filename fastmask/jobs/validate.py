@@ -239,9 +239,7 @@ class ValidateJob(Job):
                 # instances per class: distinct instance ids over each class's pixels
                 valid = (inst != cfg.background) & (inst != cfg.ignore_value)
                 if valid.any():
-                    pairs = np.unique(np.stack([data.mask.array[valid].astype(np.int64),
-                                                inst[valid].astype(np.int64)]), axis=1)
-                    classes, n_inst = np.unique(pairs[0], return_counts=True)
+                    classes, n_inst = _instances_per_class(data.mask.array[valid], inst[valid])
                     row_of = {c: i for i, c in enumerate(class_rows["class_id"])}
                     for c, k in zip(classes.tolist(), n_inst.tolist()):
                         if c in row_of:
@@ -303,6 +301,16 @@ class ValidateJob(Job):
             "classes": {str(c): dict(zip(("pixels", "images", "components", "instances"), v))
                         for c, v in sorted(classes.items())},
         }
+
+
+def _instances_per_class(cls: np.ndarray, inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class (sorted), the number of distinct instance ids over its pixels: the distinct
+    (class, instance) pairs as one int64 key each (a few int64 a pixel, no 2-D unique)."""
+    cu, ci = np.unique(cls, return_inverse=True)
+    iu, ii = np.unique(inst, return_inverse=True)
+    pairs = np.unique(ci.reshape(-1).astype(np.int64) * iu.size + ii.reshape(-1))
+    classes, n_inst = np.unique(pairs // iu.size, return_counts=True)
+    return cu[classes].astype(np.int64), n_inst
 
 
 def _check_budget(array, budget, what, fields, background) -> None:
