@@ -399,3 +399,18 @@ def test_coverage_panoptic_counts_as_arrays_equal_a_dict_reference():
     job = CoverageJob.__new__(CoverageJob)
     values, pixels, w, h, skipped = job._class_counts({}, data)
     assert dict(zip(values, pixels)) == ref and values == sorted(ref) and (w, h) == (70, 50)
+
+
+def test_instances_per_class_equals_the_2d_unique():
+    from fastmask.jobs.validate import _instances_per_class
+
+    rng = np.random.default_rng(5)
+    for t in range(200):
+        n = int(rng.integers(1, 400))
+        cls = rng.integers(-3 if t % 4 == 0 else 0, int(rng.integers(1, 300)), n)
+        cls = cls.astype(np.int64 if t % 4 == 0 else np.uint16)
+        inst = rng.integers(0, int(rng.integers(1, 3000)), n).astype(np.uint16)
+        pairs = np.unique(np.stack([cls.astype(np.int64), inst.astype(np.int64)]), axis=1)
+        ref = np.unique(pairs[0], return_counts=True)
+        got = _instances_per_class(cls, inst)
+        assert got[0].tolist() == ref[0].tolist() and got[1].tolist() == ref[1].tolist()
