@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--disable", action="append", default=[], metavar="RULE", help="turn a rule off (repeatable)")
     rules.add_argument("--severity", action="append", default=[], metavar="RULE=LEVEL",
                        help="change a rule's severity, e.g. empty_mask=error (repeatable)")
+    rules.add_argument("--max-item-memory", default="1G", metavar="SIZE",
+                       help="working memory one mask may need to label (e.g. 512M, 4G, none; default 1G); "
+                            "above: error row too_complex")
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
@@ -300,7 +303,13 @@ def _rule_config(args: argparse.Namespace):
         raise UsageError(f"--disable: unknown rule(s) {', '.join(unknown)}; rules: {', '.join(sorted(RULES))}")
     if args.min_island < 1:
         raise UsageError("--min-island must be at least 1")
-    return RuleConfig(
+    from .jobs.budget import parse_size
+
+    try:
+        budget = parse_size(args.max_item_memory)
+    except ValueError as e:
+        raise UsageError(f"--max-item-memory: {e}") from None
+    return RuleConfig(max_item_memory=budget,
         disabled=frozenset(args.disable), severities=severities, min_island=args.min_island,
         connectivity=args.connectivity, ignore_value=None if args.ignore_value < 0 else args.ignore_value,
         background=None if args.background < 0 else args.background,

@@ -26,6 +26,8 @@ def register(subparsers) -> None:
     g.add_argument("--ignore-value", type=int, default=255, metavar="V",
                    help="ignore value: never an instance, id 0 (default 255; -1 for none)")
     g.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
+    g.add_argument("--max-item-memory", default="1G", metavar="SIZE",
+                   help="working memory one mask may need (e.g. 512M, 4G, none; default 1G); above: error row too_complex")
     add_engine_arguments(p)
     p.set_defaults(handler=run)
 
@@ -49,15 +51,18 @@ def run(args: argparse.Namespace) -> int:
     from .engine.options import EXIT_USAGE
     from .jobs.instances import InstancesJob
 
+    from .jobs.budget import parse_size
+
     try:
         base = _base(args.base)
+        budget = parse_size(args.max_item_memory)
     except ValueError as e:
         print(f"fastmask instances: {e}", file=sys.stderr)
         return EXIT_USAGE
     ran = run_dataset_job(args, lambda ds: InstancesJob(
         ds, args.out, connectivity=args.connectivity, base=base,
         background=None if args.background < 0 else args.background,
-        ignore_value=None if args.ignore_value < 0 else args.ignore_value))
+        ignore_value=None if args.ignore_value < 0 else args.ignore_value, max_item_memory=budget))
     if isinstance(ran, int):
         return ran
     dataset, _, result = ran

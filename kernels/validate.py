@@ -33,7 +33,7 @@ import numpy as np
 from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
-from .components import _find, _flatten, _grow_runs
+from .components import _find, _flatten, _grow
 
 KIND_INVALID = 0
 KIND_CLASS = 1
@@ -257,7 +257,7 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
     prev_hi = n
     cap = rs.shape[0]
     i = i0
-    while i < h and n + w <= cap:
+    while i < h:
         for j in range(w - 1):
             tb[j] = m[i, j] != m[i, j + 1]
         slot = i % 3
@@ -281,6 +281,12 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
                     bits &= bits - np.uint64(1)
                 nz &= nz - np.uint64(1)
         ls[slot, k] = w
+        if n + k > cap:  # rare: perhaps no room for this row's (foreground) runs
+            kf = 0
+            for r in range(k):
+                kf += not (has_bg and m[i, ls[slot, r]] == bg)
+            if n + kf > cap:
+                break  # the caller grows the arrays; the row is redone
         for r in range(k):
             s = ls[slot, r]
             e = ls[slot, r + 1]
@@ -356,7 +362,7 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     h, w = m.shape
     idx = idx_like.dtype
     npx = h * w
-    cap = min(npx, max(npx // 16, 4 * w, 1024))
+    cap = min(npx, max(npx // 16, 1024))
     rs = np.empty(cap, idx)
     re = np.empty(cap, idx)
     rv = np.empty(cap, m.dtype)
@@ -369,11 +375,13 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     tb = np.zeros(((w + 7) // 8) * 8, np.uint8)
     # runs of the last three rows (all values): starts and values; row i in slot i % 3
     # (a row's starts end with a sentinel w: the merges need no bounds tests)
-    ls = np.empty((3, w + 2), np.int64)
-    lv = np.empty((3, w + 1), m.dtype)
+    # (index-typed, and no slot a row never uses: a 1 x 80,000,000 strip needs 4 bytes a
+    # pixel here, not 56)
+    ls = np.empty((min(h, 3), w + 2), idx)
+    lv = np.empty((min(h, 3), w + 1), m.dtype)
     # stretches where a row differs from the row above: row i in slot i % 2
-    ds = np.empty((2, w + 1), np.int64)
-    de = np.empty((2, w + 1), np.int64)
+    ds = np.empty((2, w + 1 if h > 1 else 1), idx)
+    de = np.empty((2, w + 1 if h > 1 else 1), idx)
     nd = np.zeros(2, np.int64)
     flag = np.zeros(h, np.uint8)  # rows with a blend candidate
     state = np.zeros(3, np.int64)
@@ -384,7 +392,11 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
                        state)
         if i == h:
             break
-        rs, re, rv, parent = _grow_runs(rs, re, rv, parent, state[0], w, npx)
+        # the runs outgrew the first guess (a noisy mask): room for exactly the runs left
+        # (counted), not a doubling -- the old and new arrays coexist while copying
+        n = state[0]
+        cap = min(n + count_fg_runs(m, i, has_bg, bg), npx)
+        rs, re, rv, parent = _grow(rs, n, cap), _grow(re, n, cap), _grow(rv, n, cap), _grow(parent, n, cap)
     n = state[0]
     trans = state[2]
     row_ptr[h] = n
@@ -537,20 +549,133 @@ def value_bbox(m, value, out):
     out[4] = n
 
 
+#: tiny islands are summarised per class value, never listed one by one: a record of
+#: ``ISL_LEN`` int64 per class (see :func:`island_records`), at most this many island boxes in it
+ISLAND_BOXES = 10
+ISL_VALUE = 0  # the value (code) of the class
+ISL_COUNT = 1  # its islands
+ISL_PIXELS = 2  # their pixels
+ISL_X0 = 3  # union of the islands, inclusive x0, y0, x1, y1
+ISL_BIG_AREA = 7  # the largest island (the first of that area in raster order): area,
+ISL_BIG = 8  # its box (x, y, w, h)
+ISL_NB = 12  # boxes listed (min(count, ISLAND_BOXES))
+ISL_BOXES = 13  # the first islands' boxes (x, y, w, h), raster order of their first pixel
+ISL_LEN = ISL_BOXES + 4 * ISLAND_BOXES
+
+
 @njit(cache=True, nogil=True)
-def component_summary(value, area, kind, min_island, n):
-    """Per value code: the number of components (``counts[n]``), and the number of
-    *tiny islands* -- components of a class value (``kind == KIND_CLASS``) smaller than
-    ``min_island`` pixels.  Lets the caller skip the per-island bookkeeping for the
-    (usual) masks that have none."""
+def component_values(rs, re, rv, lab, count, n):
+    """Per component (label - 1) its value ``cval`` (``rv``'s dtype) and ``area`` (``lab``'s
+    dtype), and per value code the number of components (``counts[n]``): the only
+    per-component arrays the rules need (one value and one area each)."""
+    area = np.zeros(count, lab.dtype)
+    cval = np.zeros(count, rv.dtype)
+    for r in range(rs.shape[0]):
+        c = lab[r] - 1
+        if area[c] == 0:
+            cval[c] = rv[r]
+        area[c] += re[r] - rs[r]
     counts = np.zeros(n, np.int64)
-    small = 0
-    for i in range(value.shape[0]):
-        v = value[i]
-        counts[v] += 1
-        if area[i] < min_island and kind[v] == KIND_CLASS:
-            small += 1
-    return counts, small
+    for c in range(count):
+        counts[cval[c]] += 1
+    return cval, area, counts
+
+
+@njit(cache=True, nogil=True)
+def island_records(rs, re, lab, row_ptr, cval, area, kind, min_island, n):
+    """``tiny_island``'s facts, one record per class value with islands (components of a
+    value with ``kind == KIND_CLASS`` smaller than ``min_island`` px), by increasing value:
+    a flat int64 array of ``ISL_LEN`` numbers a record (layout: the ``ISL_*`` offsets).
+
+    Memory: ``ISL_LEN`` numbers per class with islands plus one int64 per value code;
+    nothing per island (``area`` is reused as scratch: it is overwritten).
+    """
+    count = area.shape[0]
+    K = ISLAND_BOXES
+    h = row_ptr.shape[0] - 1
+    dense = np.full(n, -1, np.int64)
+    nd = 0
+    for c in range(count):
+        v = cval[c]
+        if area[c] < min_island and kind[v] == KIND_CLASS and dense[v] < 0:
+            dense[v] = nd
+            nd += 1
+    rec = np.zeros((nd, ISL_LEN), np.int64)
+    big_c = np.zeros(nd, np.int64)
+    for c in range(count):
+        a = area[c]
+        v = cval[c]
+        if a < min_island and kind[v] == KIND_CLASS:
+            d = dense[v]
+            k = rec[d, ISL_COUNT]
+            rec[d, ISL_COUNT] = k + 1
+            rec[d, ISL_PIXELS] += a
+            if a > rec[d, ISL_BIG_AREA]:
+                rec[d, ISL_BIG_AREA] = a
+                big_c[d] = c
+            # area < 0 marks an island: -1, or -2 - slot when its box is wanted
+            area[c] = -2 - (d * (K + 1) + k) if k < K else -1
+    for d in range(nd):
+        c = big_c[d]
+        if area[c] == -1:
+            area[c] = -2 - (d * (K + 1) + K)
+    box = np.empty((nd * (K + 1), 4), np.int64)  # row_min, col_min, row_max, col_max
+    box[:, 0] = h
+    box[:, 1] = 1 << 62
+    box[:, 2] = -1
+    box[:, 3] = -1
+    uni = box[:nd].copy()
+    for y in range(h):
+        for r in range(row_ptr[y], row_ptr[y + 1]):
+            a = area[lab[r] - 1]
+            if a >= 0:
+                continue
+            d = dense[cval[lab[r] - 1]]
+            s = rs[r]
+            e = re[r] - 1
+            uni[d, 0] = min(uni[d, 0], y)
+            uni[d, 1] = min(uni[d, 1], s)
+            uni[d, 2] = max(uni[d, 2], y)
+            uni[d, 3] = max(uni[d, 3], e)
+            if a < -1:
+                t = -2 - a
+                box[t, 0] = min(box[t, 0], y)
+                box[t, 1] = min(box[t, 1], s)
+                box[t, 2] = max(box[t, 2], y)
+                box[t, 3] = max(box[t, 3], e)
+    out = np.empty(nd * ISL_LEN, np.int64)
+    p = 0
+    for v in range(n):
+        d = dense[v]
+        if d < 0:
+            continue
+        q = p * ISL_LEN
+        out[q:q + ISL_LEN] = rec[d]
+        out[q + ISL_VALUE] = v
+        out[q + ISL_X0] = uni[d, 1]
+        out[q + ISL_X0 + 1] = uni[d, 0]
+        out[q + ISL_X0 + 2] = uni[d, 3]
+        out[q + ISL_X0 + 3] = uni[d, 2]
+        c = big_c[d]
+        t = -2 - area[c]
+        out[q + ISL_BIG] = box[t, 1]
+        out[q + ISL_BIG + 1] = box[t, 0]
+        out[q + ISL_BIG + 2] = box[t, 3] - box[t, 1] + 1
+        out[q + ISL_BIG + 3] = box[t, 2] - box[t, 0] + 1
+        nb = min(rec[d, ISL_COUNT], K)
+        out[q + ISL_NB] = nb
+        for k in range(nb):
+            t = d * (K + 1) + k
+            b = q + ISL_BOXES + 4 * k
+            out[b] = box[t, 1]
+            out[b + 1] = box[t, 0]
+            out[b + 2] = box[t, 3] - box[t, 1] + 1
+            out[b + 3] = box[t, 2] - box[t, 0] + 1
+        for k in range(nb, K):
+            b = q + ISL_BOXES + 4 * k
+            out[b:b + 4] = 0
+        p += 1
+    return out
 
 
 # header of class_mask_quick's packed result
@@ -575,9 +700,9 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
     :func:`class_scan`), and the counts ``nv``, ``nc``, ``ns`` of the sections that
     follow: the ``nv`` values present, their ``nv`` pixel counts; the ``nc`` values with
     components (``ignore`` left out; background is not labeled when ``has_bg``), their
-    ``nc`` component counts; the ``ns`` components of class values (``kind ==
-    KIND_CLASS``) smaller than ``min_island`` pixels, in raster order: ``ns`` values,
-    ``ns`` areas, then ``ns`` boxes (x, y, w, h).
+    ``nc`` component counts; then the ``ns`` records of :func:`island_records` (one per
+    class value with components smaller than ``min_island`` px, ``ISL_LEN`` numbers each).
+    Memory: the runs, one value and one area per component, nothing per island.
     """
     n = kind.shape[0]
     hist = np.zeros(n, np.int64)
@@ -595,28 +720,29 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
                 other = True
     if not other:
         full = 1
-    # components: a label's value is its first run's (labels are numbered in raster order)
-    area = np.zeros(count, np.int64)
-    cval = np.zeros(count, np.int64)
+    # components: a label's value is its first run's (labels are numbered in raster order);
+    # one value and one area per component, nothing else
+    area = np.zeros(count, lab.dtype)
+    cval = np.zeros(count, m.dtype)
     for r in range(rs.shape[0]):
         c = lab[r] - 1
         if area[c] == 0:
             cval[c] = rv[r]
         area[c] += re[r] - rs[r]
     per_value = np.zeros(n, np.int64)
-    slot = np.full(count, -1, np.int64)  # index among the small components
-    ns = 0
+    small = 0
     for c in range(count):
         v = cval[c]
         per_value[v] += 1
         if area[c] < min_island and kind[v] == KIND_CLASS:
-            slot[c] = ns
-            ns += 1
+            small += 1
     nc = 0
     for v in range(n):
         if per_value[v] > 0 and v != ignore:
             nc += 1
-    res = np.empty(QUICK_HEADER + 2 * nv + 2 * nc + 6 * ns, np.int64)
+    isl = island_records(rs, re, lab, row_ptr, cval, area, kind, min_island, n) if small else np.empty(0, np.int64)
+    ns = isl.shape[0] // ISL_LEN
+    res = np.empty(QUICK_HEADER + 2 * nv + 2 * nc + ISL_LEN * ns, np.int64)
     res[QUICK_FULL] = full
     res[QUICK_TRANSITIONS] = out[SCAN_TRANSITIONS]
     res[QUICK_BLENDS] = out[SCAN_BLENDS]
@@ -636,30 +762,97 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
             res[p + nc] = per_value[v]
             p += 1
     p += nc
-    if ns:
-        box = np.empty((ns, 4), np.int64)  # row_min, col_min, row_max, col_max
-        box[:, 0] = m.shape[0]
-        box[:, 1] = m.shape[1]
-        box[:, 2] = -1
-        box[:, 3] = -1
-        for c in range(count):
-            if slot[c] >= 0:
-                res[p + slot[c]] = cval[c]
-                res[p + ns + slot[c]] = area[c]
-        for y in range(row_ptr.shape[0] - 1):
-            for r in range(row_ptr[y], row_ptr[y + 1]):
-                t = slot[lab[r] - 1]
-                if t < 0:
-                    continue
-                box[t, 0] = min(box[t, 0], y)
-                box[t, 1] = min(box[t, 1], rs[r])
-                box[t, 2] = max(box[t, 2], y)
-                box[t, 3] = max(box[t, 3], re[r] - 1)
-        p += 2 * ns
-        for t in range(ns):  # as x, y, w, h
-            res[p] = box[t, 1]
-            res[p + 1] = box[t, 0]
-            res[p + 2] = box[t, 3] - box[t, 1] + 1
-            res[p + 3] = box[t, 2] - box[t, 0] + 1
-            p += 4
+    res[p:] = isl
     return res
+
+
+@njit(cache=True, nogil=True)
+def count_runs(m):
+    """Number of horizontal runs (maximal stretches of one value, any value) of a 2-D
+    array: an upper bound of the runs and components a labeling holds."""
+    h, w = m.shape
+    if w == 0:
+        return 0
+    n = 0
+    for i in range(h):
+        row = m[i]
+        c = 1
+        for j in range(w - 1):
+            c += row[j] != row[j + 1]
+        n += c
+    return n
+
+
+@njit(cache=True, nogil=True)
+def slot_boxes(rs, re, rv, row_ptr, slot, nslots):
+    """Union box (inclusive row_min, col_min, row_max, col_max) of the runs of each slot:
+    run ``k`` belongs to slot ``slot[rv[k]]`` (-1: none).  ``(nslots, 4)`` int64; an empty
+    slot keeps row_min = -1... no: row_max = -1."""
+    h = row_ptr.shape[0] - 1
+    box = np.empty((nslots, 4), np.int64)
+    box[:, 0] = 1 << 62
+    box[:, 1] = 1 << 62
+    box[:, 2] = -1
+    box[:, 3] = -1
+    for y in range(h):
+        for r in range(row_ptr[y], row_ptr[y + 1]):
+            t = slot[rv[r]]
+            if t < 0:
+                continue
+            box[t, 0] = min(box[t, 0], y)
+            box[t, 1] = min(box[t, 1], rs[r])
+            box[t, 2] = max(box[t, 2], y)
+            box[t, 3] = max(box[t, 3], re[r] - 1)
+    return box
+
+
+@njit(cache=True, nogil=True)
+def minority_boxes(a, b, major, slot, skip_b, nslots):
+    """Per slot, the union box (inclusive x0, y0, x1, y1) and count of the pixels ``p`` with
+    ``slot[a[p]] >= 0``, ``b[p] != major[a[p]]`` and ``skip_b[b[p]] == 0``: where an
+    instance (code ``a``) carries another class (code ``b``) than its majority, for all
+    flagged instances in one pass."""
+    h, w = a.shape
+    out = np.empty((nslots, 5), np.int64)
+    out[:, 0] = 1 << 62
+    out[:, 1] = 1 << 62
+    out[:, 2] = -1
+    out[:, 3] = -1
+    out[:, 4] = 0
+    for i in range(h):
+        for j in range(w):
+            x = a[i, j]
+            t = slot[x]
+            if t < 0:
+                continue
+            y = b[i, j]
+            if y == major[x] or skip_b[y] != 0:
+                continue
+            out[t, 0] = min(out[t, 0], j)
+            out[t, 1] = min(out[t, 1], i)
+            out[t, 2] = max(out[t, 2], j)
+            out[t, 3] = max(out[t, 3], i)
+            out[t, 4] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def count_fg_runs(m, i0, has_bg, bg):
+    """Runs of rows ``i0..`` whose value is not the background (when ``has_bg``)."""
+    h, w = m.shape
+    n = 0
+    if w == 0:
+        return 0
+    for i in range(i0, h):
+        row = m[i]
+        c = 0
+        if has_bg:
+            c += row[0] != bg
+            for j in range(w - 1):
+                c += (row[j] != row[j + 1]) & (row[j + 1] != bg)
+        else:
+            c += 1
+            for j in range(w - 1):
+                c += row[j] != row[j + 1]
+        n += c
+    return n

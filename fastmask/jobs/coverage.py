@@ -96,14 +96,23 @@ class CoverageJob(Job):
             values, pixels = value_counts(cmap)
             return values, pixels, int(w), int(h), skipped
         if data.segments is not None and data.instance_mask is not None:
-            ids, pixels = value_counts(data.instance_mask.array)
+            from .rules_panoptic import value_counts as id_counts
+
+            # as arrays: a noise PNG holds millions of ids (no Python object per id)
+            ids, pixels = id_counts(data.instance_mask.array)
             cat = {int(s["id"]): int(s["category_id"]) for s in data.segments if "id" in s and "category_id" in s}
-            totals: dict[int, int] = {}
-            for i, p in zip(ids, pixels):  # void (0) and unknown segments count as background 0
-                c = cat.get(int(i), 0)
-                totals[c] = totals.get(c, 0) + p
+            cat = {k: v for k, v in cat.items() if 0 <= k < 2**63}  # other ids match no PNG id
+            keys = np.fromiter(cat, np.int64, len(cat))
+            cats = np.fromiter(cat.values(), np.int64, len(cat))
+            order = np.argsort(keys)
+            keys, cats = keys[order], cats[order]
+            pos = np.minimum(np.searchsorted(keys, ids), max(keys.size - 1, 0))
+            # void (0) and unknown segments count as background 0
+            of = np.where(keys[pos] == ids, cats[pos], 0) if keys.size else np.zeros(ids.size, np.int64)
+            classes, inv = np.unique(of, return_inverse=True)
+            totals = np.bincount(inv, weights=pixels, minlength=classes.size).astype(np.int64)
             m = data.instance_mask
-            return sorted(totals), [totals[c] for c in sorted(totals)], m.width, m.height, 0
+            return classes.tolist(), totals.tolist(), m.width, m.height, 0
         mask = data.mask if data.mask is not None else None
         if mask is None:
             raise ItemError("missing_mask", f"{data.item_id}: no class mask to measure")

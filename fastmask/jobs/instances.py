@@ -27,7 +27,13 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset
 from ..formats import layout_writers as lw
+from .budget import DEFAULT_MAX_ITEM_MEMORY, TOO_COMPLEX, check_item_memory
 from .convert import read_source
+
+#: bytes per instance beyond the labeling: the per-component arrays of
+#: :func:`~fastmask.components.split_instances` (~140) and the ``instances`` table row as
+#: Python values (~500)
+INSTANCE_BYTES = 640
 
 INSTANCES_DIR = "masks"
 
@@ -48,7 +54,8 @@ class InstancesJob(Job):
     }
 
     def __init__(self, dataset: Dataset, out_dir: str | os.PathLike, *, connectivity: int = 8, base: int = 1000,
-                 background: int | None = 0, ignore_value: int | None = 255):
+                 background: int | None = 0, ignore_value: int | None = 255,
+                 max_item_memory: int | None = DEFAULT_MAX_ITEM_MEMORY):
         if connectivity not in (4, 8):
             raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
         if isinstance(base, bool) or not isinstance(base, int) or base < 2:
@@ -68,10 +75,12 @@ class InstancesJob(Job):
         ids = m.column("item_id").to_pylist()
         names, bases = output_names(ids, files)
         self._renamed = {i: n for i, n, b in zip(ids, names, bases) if n != b}
+        self.max_item_memory = max_item_memory
 
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "connectivity": self.connectivity,
                 "base": self.base, "background": self.background, "ignore_value": self.ignore_value,
+                "max_item_memory": self.max_item_memory,
                 "id_scheme": f"class*{self.base}+k"}
 
     def process(self, row: dict[str, Any]) -> ItemResult:
@@ -79,6 +88,8 @@ class InstancesJob(Job):
 
         src = read_source(self._dataset, row, ignore_value=self.ignore_value, background=self.background,
                           instance_map=False, segments=False)
+        budget = self.max_item_memory
+        check_item_memory(src.class_map, budget, "class map", per_run=INSTANCE_BYTES, background=self.background)
         try:
             inst, table = split_instances(src.class_map, connectivity=self.connectivity, id_scheme=self.base,
                                           background=self.background, ignore_value=self.ignore_value)
@@ -86,16 +97,20 @@ class InstancesJob(Job):
             raise ItemError("id_overflow", f"{src.item_id}: {e}") from None
         if len(table) and int(table.id.max()) > 2**31 - 1:
             raise ItemError("id_overflow", f"{src.item_id}: instance id {int(table.id.max())} does not fit 32 bits")
+        if budget is not None and len(table) * INSTANCE_BYTES > budget:
+            raise ItemError(TOO_COMPLEX, f"{src.item_id}: {len(table):,} instances: their rows would need about "
+                                         f"{len(table) * INSTANCE_BYTES / 2**20:,.0f} MiB, above the per-item "
+                                         f"budget of {budget / 2**20:,.0f} MiB (--max-item-memory)")
         rel = self._renamed.get(row["item_id"]) or lw.safe_relpath(
             os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
         name = lw.write_id_map(self._out / INSTANCES_DIR / rel, inst)
         parent = posixpath_parent(rel)
-        rows = [{"instance_id": int(i), "class_id": int(c), "k": int(k), "area": int(a),
-                 "bbox": [int(v) for v in b], "first_row": int(f[0]), "first_col": int(f[1])}
-                for i, c, k, a, b, f in zip(table.id, table.class_id, table.k, table.area, table.bbox,
-                                            table.first_pixel)]
-        fields = {"width": src.width, "height": src.height, "n_instances": len(rows),
-                  "max_id": int(table.id.max()) if len(rows) else 0,
+        # the rows as columns: a few Python values per instance, no dict per row
+        rows = {"instance_id": table.id.tolist(), "class_id": table.class_id.tolist(), "k": table.k.tolist(),
+                "area": table.area.tolist(), "bbox": table.bbox.tolist(),
+                "first_row": table.first_pixel[:, 0].tolist(), "first_col": table.first_pixel[:, 1].tolist()}
+        fields = {"width": src.width, "height": src.height, "n_instances": len(table),
+                  "max_id": int(table.id.max()) if len(table) else 0,
                   "instance_file": f"{INSTANCES_DIR}/{parent}{name}"}
         return ItemResult(fields, {"instances": rows})
 

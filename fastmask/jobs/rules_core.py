@@ -277,6 +277,13 @@ class RuleConfig:
     coverage_k: float = 5.0
     #: coverage_outlier: floor of the robust spread, decades of share
     coverage_min_spread: float = 0.25
+    #: findings of one rule on one item that can be many (tiny_island classes, split or
+    #: conflicting instances, panoptic segments): beyond this many, one more finding sums
+    #: the rest (totals kept)
+    max_findings: int = 100
+    #: bytes of working memory one item may need (estimated from its runs before any
+    #: labeling); above: an error row ``too_complex`` instead of the work (None: no limit)
+    max_item_memory: int | None = 1 << 30  # fastmask.jobs.budget.DEFAULT_MAX_ITEM_MEMORY
 
     def __post_init__(self):
         self.disabled = frozenset(self.disabled or ())
@@ -292,6 +299,10 @@ class RuleConfig:
             raise ValueError(f"connectivity must be 4 or 8, got {self.connectivity!r}")
         if self.min_island < 0:
             raise ValueError(f"min_island must be >= 0, got {self.min_island}")
+        if self.max_findings < 0:
+            raise ValueError(f"max_findings must be >= 0, got {self.max_findings}")
+        if self.max_item_memory is not None and self.max_item_memory < 0:
+            raise ValueError(f"max_item_memory must be >= 0 or None, got {self.max_item_memory}")
         if self.antialias_radius < 1:
             raise ValueError(f"antialias_radius must be >= 1, got {self.antialias_radius}")
         if not (isinstance(self.duplicate_min_iou, (int, float)) and 0 < self.duplicate_min_iou <= 1):

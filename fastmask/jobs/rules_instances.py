@@ -13,6 +13,7 @@ import numpy as np
 
 from fastmask import components
 from fastmask import rle as _rle
+from fastmask.kernels import components as _kc
 from fastmask.kernels import validate as kv
 
 from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, as_2d_int, name_of, union_bbox
@@ -26,6 +27,7 @@ __all__ = [
 ]
 
 _PAIR_MAX = 1 << 22  # joint-histogram cells before compacting ids
+_DIRECT_MAX = 1 << 20  # values up to this index per-value arrays directly; beyond: compacted
 
 
 def _as_2d(a, what) -> np.ndarray:
@@ -45,7 +47,10 @@ def disconnected_instance(instance_mask, config: RuleConfig = DEFAULT_CONFIG, *,
     One finding per split instance: ``instance_id``, ``class_id`` (from
     ``instance_classes`` if given), ``pixels`` = the instance's area, ``bbox`` = its
     extent, ``extra`` = number of components and their areas (largest first).
-    Occlusion can split a real object (a person behind a pole): a warning, not an error.
+    Beyond ``max_findings`` split instances (in increasing id order), one more finding
+    sums the others (``extra["summary"]``).  Occlusion can split a real object (a person
+    behind a pole): a warning, not an error.  Memory: the runs and one value and one area
+    per component (no label image, no Python object per component).
 
     >>> m = np.zeros((3, 3), np.uint8); m[0, 0] = m[1, 1] = 5
     >>> len(disconnected_instance(m)), len(disconnected_instance(m, RuleConfig(connectivity=4)))
@@ -54,27 +59,115 @@ def disconnected_instance(instance_mask, config: RuleConfig = DEFAULT_CONFIG, *,
     if not config.enabled("disconnected_instance"):
         return []
     m = _as_2d(instance_mask, "an instance mask")
-    st = cstats if cstats is not None else components.component_stats(
-        m, connectivity=config.connectivity, background=config.background)
+    if cstats is not None:
+        return _split_from_stats(cstats, config, instance_classes, names)
+    if m.size == 0:
+        return []
+    codes, lut, n, has_bg, bg = _label_codes(m, config.background)
+    conn = components._check_connectivity(config.connectivity)
+    idx_like = np.empty(0, components.label_dtype(m.size))
+    status, count, rs, re, rv, lab, row_ptr = _kc.runs_2d(codes, conn, has_bg, bg, idx_like)
+    components._raise_status(status)
+    cval, area, per_value = kv.component_values(rs, re, rv, lab, count, n)
+    split = np.flatnonzero(per_value > 1)
+    values = split.astype(np.int64) if lut is None else lut[split].astype(np.int64)
+    keep = _instance_values(values, config)
+    split, values = split[keep], values[keep]
+    if split.size == 0:
+        return []
+    k = min(split.size, max(0, int(config.max_findings)))
+    slot = np.full(n, -1, np.int64)
+    slot[split[:k]] = np.arange(k)
+    slot[split[k:]] = k  # the rest: one slot, for the summary
+    box = kv.slot_boxes(rs, re, rv, row_ptr, slot, k + 1)
+    s = slot[cval]
+    sel = np.flatnonzero(s >= 0)
+    s, a = s[sel], area[sel].astype(np.int64)
+    order = np.lexsort((-a, s))  # by slot, largest first
+    s, a = s[order], a[order]
+    starts = np.searchsorted(s, np.arange(k + 2))
+    groups = [(int(values[t]), a[starts[t]:starts[t + 1]], _xywh_incl(box[t])) for t in range(k)]
+    rest = None
+    if split.size > k:
+        ra = a[starts[k]:starts[k + 1]]
+        rest = (values[k:], int(ra.size), int(ra.sum()), _xywh_incl(box[k]))
+    return _split_findings(groups, rest, config, instance_classes, names)
+
+
+def _instance_values(values: np.ndarray, config: RuleConfig) -> np.ndarray:
+    """Which of ``values`` are instances (neither background nor the ignore value)."""
+    keep = np.ones(values.shape, bool)
+    for v in (config.background, config.ignore_value):
+        if v is not None:
+            keep &= values != v
+    return keep
+
+
+def _xywh_incl(b) -> tuple[int, int, int, int] | None:
+    # inclusive (row_min, col_min, row_max, col_max) -> (x, y, w, h)
+    if b[2] < 0:
+        return None
+    return (int(b[1]), int(b[0]), int(b[3] - b[1] + 1), int(b[2] - b[0] + 1))
+
+
+def _label_codes(m: np.ndarray, background):
+    """``(codes, lut, n, has_bg, bg)``: ``m`` as values that index per-value arrays of
+    ``n`` entries (``lut``: the values of compacted codes, None when ``m``'s own values do)
+    and the background as the labeling kernels take it."""
+    arr, has_bg, bg = components._prepare(m, background)
+    if arr.dtype == np.uint8 or arr.dtype == np.uint16:
+        return arr, None, int(np.iinfo(arr.dtype).max) + 1, has_bg, bg
+    mn, mx = int(arr.min()), int(arr.max())
+    if mn >= 0 and mx < _DIRECT_MAX:
+        return arr, None, mx + 1, has_bg, bg
+    lut, inv = np.unique(arr, return_inverse=True)
+    codes = inv.reshape(arr.shape).astype(np.int32)
+    pos = int(np.searchsorted(lut, bg)) if has_bg else -1
+    has_bg = has_bg and pos < lut.size and lut[pos] == bg
+    return codes, lut, lut.size, has_bg, np.int32(pos if has_bg else 0)
+
+
+def _split_from_stats(st, config: RuleConfig, instance_classes, names) -> list[Finding]:
+    """:func:`disconnected_instance` from a :class:`~fastmask.components.ComponentStats`."""
     if st.value.size == 0:
         return []
     vals = st.value.astype(np.int64)
     u, inv, cnt = np.unique(vals, return_inverse=True, return_counts=True)
+    split = np.flatnonzero((cnt > 1) & _instance_values(u, config))
+    k = min(split.size, max(0, int(config.max_findings)))
+    groups = []
+    for g in split[:k]:
+        sel = inv == g
+        groups.append((int(u[g]), np.sort(st.area[sel].astype(np.int64))[::-1], union_bbox(st.bbox[sel])))
+    rest = None
+    if split.size > k:
+        sel = np.isin(inv, split[k:])
+        rest = (u[split[k:]], int(sel.sum()), int(st.area[sel].sum()), union_bbox(st.bbox[sel]))
+    return _split_findings(groups, rest, config, instance_classes, names)
+
+
+def _split_findings(groups, rest, config: RuleConfig, instance_classes, names) -> list[Finding]:
+    """The findings of :func:`disconnected_instance`: ``groups`` = ``[(id, areas largest
+    first, bbox)]``; ``rest`` = ``(ids, components, pixels, bbox)`` of the split instances
+    beyond the cap, or None."""
     out = []
-    for k in np.flatnonzero(cnt > 1):
-        v = int(u[k])
-        if _non_instance(v, config):
-            continue
-        sel = inv == k
-        areas = np.sort(st.area[sel].astype(np.int64))[::-1]
+    for v, areas, bbox in groups:
         cls = instance_classes.get(v) if instance_classes else None
         what = f"instance {v}" + (f" (class {name_of(cls, names)})" if cls is not None else "")
         out.append(config.finding(
             "disconnected_instance",
-            f"{what} has {int(cnt[k])} separate parts ({config.connectivity}-connected), areas {areas[:5].tolist()}"
+            f"{what} has {int(areas.size)} separate parts ({config.connectivity}-connected), areas {areas[:5].tolist()}"
             + (" ..." if areas.size > 5 else ""),
-            class_id=cls, instance_id=v, pixels=int(areas.sum()), bbox=union_bbox(st.bbox[sel]),
-            extra={"n_components": int(cnt[k]), "areas": areas[:20].tolist(), "connectivity": config.connectivity}))
+            class_id=cls, instance_id=v, pixels=int(areas.sum()), bbox=bbox,
+            extra={"n_components": int(areas.size), "areas": areas[:20].tolist(), "connectivity": config.connectivity}))
+    if rest is not None:
+        ids, n, px, bbox = rest
+        out.append(config.finding(
+            "disconnected_instance",
+            f"{len(ids)} more instances made of several parts: {n} parts, {px} px ({config.connectivity}-connected)",
+            pixels=px, bbox=bbox,
+            extra={"summary": True, "instances": int(len(ids)), "n_components": n,
+                   "instance_ids": np.asarray(ids)[:20].tolist(), "connectivity": config.connectivity}))
     return out
 
 
@@ -138,30 +231,59 @@ def instance_class_conflict(instance_mask, class_mask, config: RuleConfig = DEFA
     if config.ignore_value is not None:
         skip_i[ivals == config.ignore_value] = 1
         skip_c[cvals == config.ignore_value] = 1
-    hist = np.zeros(ni * nc, np.int64)
-    kv.pair_hist(ic, cc, nc, skip_i, skip_c, hist)
-    hist = hist.reshape(ni, nc)
-    n_classes = (hist > 0).sum(axis=1)
+    # the (instance, class) pairs present with their pixel counts, sorted by instance then
+    # class: from a dense joint histogram when it is no larger than the pixels, else sorted
+    if ni * nc <= max(_PAIR_MAX, inst.size):
+        hist = np.zeros(ni * nc, np.int64)
+        kv.pair_hist(ic, cc, nc, skip_i, skip_c, hist)
+        keys = np.flatnonzero(hist)
+        cnt = hist[keys]
+        del hist
+    else:
+        valid = (skip_i[ic] == 0) & (skip_c[cc] == 0)
+        keys, cnt = np.unique(ic[valid].astype(np.int64) * nc + cc[valid], return_counts=True)
+        del valid
+    pi, pc = keys // nc, keys % nc
+    n_classes = np.bincount(pi, minlength=ni)
+    flagged = np.flatnonzero(n_classes > 1)
+    if flagged.size == 0:
+        return []
+    starts = np.searchsorted(pi, flagged)
+    # majority class of each flagged instance: the largest count, the smallest class on ties
+    order = np.lexsort((pc, -cnt, pi))
+    major = pc[order[starts]]
+    k = min(flagged.size, max(0, int(config.max_findings)))
+    # the minority pixels' extents, for every flagged instance in one pass (the rest: one slot)
+    slot = np.full(ni, -1, np.int64)
+    slot[flagged[:k]] = np.arange(k)
+    slot[flagged[k:]] = k
+    major_of = np.full(ni, -1, np.int64)
+    major_of[flagged] = major
+    boxes = kv.minority_boxes(ic, cc, major_of, slot, skip_c, k + 1)
     out = []
-    for a in np.flatnonzero(n_classes > 1):
-        row = hist[a]
-        present = np.flatnonzero(row)
-        major = int(present[np.argmax(row[present])])
-        iid, mcls = int(ivals[a]), int(cvals[major])
-        minority = int(row.sum() - row[major])
-        # rare path: the extent of the minority pixels
-        sel = (inst == iid) & (cls != mcls)
-        if config.ignore_value is not None:
-            sel &= cls != config.ignore_value
-        ys, xs = np.nonzero(sel)
-        bbox = (int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)) \
-            if xs.size else None
-        classes = {int(cvals[c]): int(row[c]) for c in present}
+    for t in range(k):
+        a = int(flagged[t])
+        sl = slice(int(starts[t]), int(starts[t]) + int(n_classes[a]))
+        mj = int(major[t])
+        iid, mcls = int(ivals[a]), int(cvals[mj])
+        b = boxes[t]
+        bbox = (int(b[0]), int(b[1]), int(b[2] - b[0] + 1), int(b[3] - b[1] + 1)) if b[4] else None
+        classes = {int(cvals[c]): int(n) for c, n in zip(pc[sl].tolist(), cnt[sl].tolist())}
+        minority = int(cnt[sl].sum()) - classes[mcls]
         desc = ", ".join(f"{name_of(c, names)}: {n} px" for c, n in sorted(classes.items(), key=lambda x: -x[1]))
         out.append(config.finding(
             "instance_class_conflict",
             f"instance {iid} spans {len(classes)} classes in the class mask ({desc})",
             class_id=mcls, instance_id=iid, pixels=minority, bbox=bbox, extra={"classes": classes}))
+    if flagged.size > k:
+        b = boxes[k]
+        ids = ivals[flagged[k:]]
+        px = int(b[4])
+        out.append(config.finding(
+            "instance_class_conflict",
+            f"{ids.size} more instances span several classes in the class mask ({px} px in their minority classes)",
+            pixels=px, bbox=(int(b[0]), int(b[1]), int(b[2] - b[0] + 1), int(b[3] - b[1] + 1)) if px else None,
+            extra={"summary": True, "instances": int(ids.size), "instance_ids": ids[:20].tolist()}))
     return out
 
 

@@ -78,7 +78,8 @@ def _bbox_of(ids: np.ndarray, value: int):
 
 
 def segment_mismatch(png, segments_info: Sequence[Mapping], config: RuleConfig = DEFAULT_CONFIG, *,
-                     names: Mapping[int, str] | None = None, max_findings: int = 200) -> tuple[list[Finding], dict]:
+                     names: Mapping[int, str] | None = None, max_findings: int | None = None
+                     ) -> tuple[list[Finding], dict]:
     """Compare a panoptic PNG (ids or RGB) with its ``segments_info``; returns ``(findings, stats)``.
 
     One finding per problem (``extra["problem"]``):
@@ -95,21 +96,37 @@ def segment_mismatch(png, segments_info: Sequence[Mapping], config: RuleConfig =
     ``stats``: ``segments`` (count in the JSON), ``png_ids`` (distinct non-void ids),
     ``void_pixels``, ``category_pixels`` (category -> pixels of known segments).
     A PNG of another size than its image record is the caller's ``size_mismatch``.
+    Beyond ``max_findings`` (default: the config's) problems, one more finding counts the
+    others by problem (``extra["summary"]``); the PNG's ids stay arrays (a noise PNG has
+    millions), and an id's extent is only computed for a finding that is kept.
     """
     ids = panoptic_ids(png)
     ids = np.ascontiguousarray(ids)
     vals, counts = value_counts(ids)
-    png = {int(v): int(c) for v, c in zip(vals, counts)}
-    void_px = png.pop(0, 0)
+    void_px = int(counts[0]) if vals.size and vals[0] == 0 else 0
+    if void_px:
+        vals, counts = vals[1:], counts[1:]
+    png = _Counts(vals, counts)
+    cap = config.max_findings if max_findings is None else max_findings
     out: list[Finding] = []
     info: dict[int, Mapping] = {}
     seen = Counter()
-    stats = {"segments": len(segments_info), "png_ids": len(png), "void_pixels": void_px, "category_pixels": {}}
+    stats = {"segments": len(segments_info), "png_ids": int(vals.size), "void_pixels": void_px,
+             "category_pixels": {}}
     on = config.enabled("segment_mismatch")
+    more: Counter = Counter()  # problems beyond the cap
+    more_px = [0]
 
     def add(msg, problem, **kw):
-        if on and len(out) < max_findings:
+        if not on:
+            return
+        if len(out) < cap:
+            bbox = kw.pop("bbox", None)
+            kw["bbox"] = bbox() if callable(bbox) else bbox
             out.append(config.finding("segment_mismatch", msg, extra={"problem": problem, **kw.pop("extra", {})}, **kw))
+        else:
+            more[problem] += 1
+            more_px[0] += kw.get("pixels") or 0
 
     for k, s in enumerate(segments_info):
         sid = s.get("id") if isinstance(s, Mapping) else None
@@ -124,11 +141,17 @@ def segment_mismatch(png, segments_info: Sequence[Mapping], config: RuleConfig =
         if seen[sid] == 2:
             add(f"segment id {sid} appears more than once in segments_info", "duplicate", instance_id=sid)
         info.setdefault(sid, s)
-    for sid, n in png.items():
-        if sid not in info:
-            add(f"id {sid} has {n} px in the PNG but no segment in segments_info", "not_in_json",
-                instance_id=sid, pixels=n, bbox=_bbox_of(ids, sid),
-                extra={"rgb": [sid & 255, (sid >> 8) & 255, (sid >> 16) & 255]})
+    known = np.array([k for k in info if 0 < k < 2**63], np.int64)  # other ids match no PNG id
+    unknown = np.flatnonzero(~np.isin(vals, known))
+    if on and unknown.size > max(0, cap - len(out)):  # the rest only counted
+        rest = unknown[max(0, cap - len(out)):]
+        more["not_in_json"] += int(rest.size)
+        more_px[0] += int(counts[rest].sum())
+        unknown = unknown[:max(0, cap - len(out))]
+    for sid, n in zip(vals[unknown].tolist(), counts[unknown].tolist()):
+        add(f"id {sid} has {n} px in the PNG but no segment in segments_info", "not_in_json",
+            instance_id=sid, pixels=n, bbox=lambda sid=sid: _bbox_of(ids, sid),
+            extra={"rgb": [sid & 255, (sid >> 8) & 255, (sid >> 16) & 255]})
     for sid, s in info.items():
         cat = s.get("category_id")
         cid = int(cat) if isinstance(cat, (int, np.integer)) and not isinstance(cat, bool) else None
@@ -164,4 +187,20 @@ def segment_mismatch(png, segments_info: Sequence[Mapping], config: RuleConfig =
                     add(f"{what}: segments_info bbox {jb.tolist()} vs {list(got)} in the PNG ({d:g} px apart)",
                         "bbox", instance_id=sid, class_id=cid, pixels=n, bbox=got,
                         extra={"json_bbox": jb.tolist(), "png_bbox": list(got)})
+    if more:
+        n = sum(more.values())
+        out.append(config.finding(
+            "segment_mismatch", f"{n} more segment problems ({', '.join(f'{k}: {v}' for k, v in sorted(more.items()))})",
+            pixels=more_px[0], extra={"summary": True, "problems": dict(sorted(more.items())), "count": n}))
     return out, stats
+
+
+class _Counts:
+    """``png.get(id, 0)`` over sorted id / count arrays (no dict of a PNG's millions of ids)."""
+
+    def __init__(self, vals: np.ndarray, counts: np.ndarray):
+        self.vals, self.counts = vals, counts
+
+    def get(self, sid: int, default: int = 0) -> int:
+        i = int(np.searchsorted(self.vals, sid))
+        return int(self.counts[i]) if i < self.vals.size and self.vals[i] == sid else default

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Mapping
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -91,29 +92,24 @@ def _kinds_for_values(values: np.ndarray, label_ids, ignore, background, unknown
     return kind
 
 
-class _RunStats:
-    """Per-component value, area and (x, y, w, h) bbox -- what the rules read of a ComponentStats.
-
-    From the fused scan it also carries ``value_counts`` (components per value) and
-    ``n_small`` (tiny islands of class values); the bbox array is then built only
-    when a rule reads it (rarely: a mask with tiny islands).
+class _Islands:
+    """What the class-mask rules read of the components: the components per value code
+    (``value_counts``) and ``tiny_island``'s per-class records (:func:`kv.island_records`,
+    values as codes; ``lut`` maps codes to values when the mask was compacted).  Sized by
+    the values, never by the components.
     """
 
-    __slots__ = ("value", "area", "_bbox", "_box", "value_counts", "n_small")
+    __slots__ = ("value_counts", "records", "n_small", "lut", "labeled")
 
-    def __init__(self, value, area, bbox=None, *, box=None, value_counts=None, n_small=None):
-        self.value = value
-        self.area = area
-        self._bbox = bbox
-        self._box = box
+    def __init__(self, value_counts, records, lut=None, labeled=0):
         self.value_counts = value_counts
-        self.n_small = n_small
+        self.records = records
+        self.n_small = records.shape[0] // kv.ISL_LEN
+        self.lut = lut
+        self.labeled = labeled  # pixels in components
 
-    @property
-    def bbox(self):
-        if self._bbox is None:
-            self._bbox = components._xywh(self._box)
-        return self._bbox
+
+_NO_ISLANDS = np.zeros(0, np.int64)
 
 
 @dataclass
@@ -165,7 +161,9 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
 
     With ``with_components`` and a mask whose values are their own codes (the usual
     case), one fused kernel pass (:func:`kv.class_scan_runs`) gives both; returns
-    ``(scan, stats or None)`` -- None: the caller labels separately.
+    ``(scan, islands)`` (an :class:`_Islands`; None without ``with_components`` or pixels).
+    Memory: the mask, its runs (13 bytes a run for 8-bit masks) and one value and one
+    area per component -- bounded by the pixels, never a Python object per component.
     """
     m = _as_2d_int(mask)
     h, w = m.shape
@@ -194,18 +192,31 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
     hist = np.zeros(n, np.int64)
     out = np.zeros(kv.SCAN_LEN, np.int64)
     cstats = None
-    if with_components and lut is None:
+    if with_components:
         conn = components._check_connectivity(config.connectivity)
-        arr, has_bg, bg_code = _prepare_for_runs(m, config.background)
+        tiny = config.enabled("tiny_island") and m.size >= config.island_image_floor
+        min_island = config.min_island if tiny else 0
+        if lut is None:
+            arr, has_bg, bg_code = _prepare_for_runs(m, config.background)
+        else:  # label the codes: same components (codes are a bijection of the values)
+            arr = codes
+            pos = -1 if bg is None else int(np.searchsorted(lut, bg))
+            has_bg = 0 <= pos < lut.size and lut[pos] == bg
+            bg_code = arr.dtype.type(pos if has_bg else 0)
+        idx_like = np.empty(0, components.label_dtype(m.size))
         if arr is m:
-            idx_like = np.empty(0, components.label_dtype(m.size))
             count, rs, re, rv, lab, row_ptr = kv.class_scan_runs(m, kind, hist, out, conn == 8, has_bg, bg_code,
                                                                  idx_like)
-            value, area, box, _ = _kc.run_stats(rs, re, rv, lab, row_ptr, count)
-            tiny = config.enabled("tiny_island") and m.size >= config.island_image_floor
-            per_value, n_small = kv.component_summary(value, area, kind, config.min_island if tiny else 0, n)
-            cstats = _RunStats(value, area, box=box, value_counts=per_value, n_small=n_small)
-    if cstats is None:
+        else:
+            kv.class_scan(codes, kind, hist, out)
+            status, count, rs, re, rv, lab, row_ptr = _kc.runs_2d(arr, conn, has_bg, bg_code, idx_like)
+            components._raise_status(status)
+        cval, area, per_value = kv.component_values(rs, re, rv, lab, count, n)
+        labeled = int(area.sum(dtype=np.int64))
+        records = kv.island_records(rs, re, lab, row_ptr, cval, area, kind, min_island, n) \
+            if min_island > 0 else _NO_ISLANDS
+        cstats = _Islands(per_value, records, lut, labeled)
+    else:
         kv.class_scan(codes, kind, hist, out)
     present = np.flatnonzero(hist)
     counts = hist[present]
@@ -224,9 +235,41 @@ def _scan_class_mask(mask, label_ids, config: RuleConfig, unknown_id, with_compo
         kv.invalid_scan(codes, kind, int(config.antialias_radius), vbox, iout)
         scan.invalid_edge_pixels = int(iout[kv.INV_EDGE])
         scan.invalid_edge_bbox = bbox_from_inclusive(*iout[kv.INV_X0:kv.INV_Y1 + 1])
-        for code, value in zip(present[kinds == kv.KIND_INVALID], values[kinds == kv.KIND_INVALID]):
-            scan.invalid_bboxes[int(value)] = bbox_from_inclusive(*vbox[code])
+        scan.invalid_bboxes = _ValueBoxes(values[kinds == kv.KIND_INVALID], vbox[present[kinds == kv.KIND_INVALID]])
     return scan, cstats
+
+
+class _ValueBoxes(Mapping):
+    """value -> (x, y, w, h) of the invalid values, over arrays (a 32-bit mask can hold
+    millions of distinct invalid values: no tuple per value until one is asked for)."""
+
+    def __init__(self, values: np.ndarray, boxes: np.ndarray):
+        self._values = values  # sorted
+        self._boxes = boxes  # inclusive x0, y0, x1, y1
+
+    def _index(self, value) -> int:
+        i = int(np.searchsorted(self._values, value))
+        return i if i < self._values.size and self._values[i] == value else -1
+
+    def __getitem__(self, value):
+        i = self._index(value)
+        if i < 0:
+            raise KeyError(value)
+        return bbox_from_inclusive(*self._boxes[i].tolist())
+
+    def __iter__(self):
+        return iter(self._values.tolist())
+
+    def __len__(self) -> int:
+        return int(self._values.size)
+
+    def union(self, values) -> tuple | None:
+        """Union box of ``values`` (keys of this mapping)."""
+        b = self._boxes[np.searchsorted(self._values, np.asarray(values, np.int64))]
+        b = b[b[:, 0] >= 0]
+        if not b.shape[0]:
+            return None
+        return bbox_from_inclusive(b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max())
 
 
 def _prepare_for_runs(m: np.ndarray, background):
@@ -261,28 +304,40 @@ def unexpected_value(mask=None, label_ids: Iterable[int] | None = None, config: 
     inv = s.kinds == kv.KIND_INVALID
     if not inv.any():
         return []
-    bad = [(c, v) for v, c in zip(s.values[inv].tolist(), s.counts[inv].tolist())
-           if s.unknown_id is None or v != s.unknown_id]
-    if not bad:
+    vals, cnts = s.values[inv], s.counts[inv]
+    if s.unknown_id is not None:
+        keep = vals != s.unknown_id
+        vals, cnts = vals[keep], cnts[keep]
+    if not vals.size:
         return []
-    bad.sort(key=lambda cv: (-cv[0], cv[1]))
+    order = np.lexsort((vals, -cnts))  # most pixels first, then by value
+    vals, cnts = vals[order], cnts[order]
     out = []
-    for count, value in bad[:max_findings]:
+    for value, count in zip(vals[:max_findings].tolist(), cnts[:max_findings].tolist()):
         share = count / max(1, s.height * s.width)
         out.append(config.finding(
             "unexpected_value",
             f"value {value} is not in the label map: {count} px ({share:.2%} of the mask)",
             class_id=value, pixels=count, bbox=s.invalid_bboxes.get(value),
             extra={"value": value, "share": share}))
-    rest = bad[max_findings:]
-    if rest:
-        n = sum(c for c, _ in rest)
+    rest_v, rest_c = vals[max_findings:], cnts[max_findings:]
+    if rest_v.size:
+        n = int(rest_c.sum())
+        boxes = s.invalid_bboxes
+        bbox = boxes.union(rest_v) if isinstance(boxes, _ValueBoxes) else \
+            union_bbox([boxes[v] for v in rest_v.tolist() if boxes.get(v)])
+        listed = _LISTED
         out.append(config.finding(
             "unexpected_value",
-            f"{len(rest)} more values not in the label map ({n} px), e.g. {[v for _, v in rest[:5]]}",
-            pixels=n, bbox=union_bbox([s.invalid_bboxes[v] for _, v in rest if s.invalid_bboxes.get(v)]),
-            extra={"values": [v for _, v in rest], "counts": [c for c, _ in rest]}))
+            f"{rest_v.size} more values not in the label map ({n} px), e.g. {rest_v[:5].tolist()}",
+            pixels=n, bbox=bbox,
+            extra={"values": rest_v[:listed].tolist(), "counts": rest_c[:listed].tolist(),
+                   "n_values": int(rest_v.size)}))
     return out
+
+
+#: values (with counts) listed in the extra of unexpected_value's summary finding
+_LISTED = 1000
 
 
 def antialias_suspect(mask=None, label_ids: Iterable[int] | None = None, config: RuleConfig = DEFAULT_CONFIG, *,
@@ -353,13 +408,6 @@ def empty_mask(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, scan: ClassMas
                            pixels=0, extra={"background_pixels": bg_px, "ignore_pixels": ign_px})]
 
 
-def _component_stats(mask, config: RuleConfig):
-    # the statistics straight from the runs: no label image is painted (the rules never read it)
-    conn = components._check_connectivity(config.connectivity)
-    r = components._component_runs(mask, conn, config.background)
-    return _RunStats(r.value, r.area, components._xywh(r.box))
-
-
 def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, label_ids=None,
                 scan: ClassMaskScan | None = None, names: Mapping[int, str] | None = None) -> list[Finding]:
     """Per class, the connected components smaller than ``min_island`` pixels.
@@ -368,6 +416,7 @@ def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, 
     invalid values (``unexpected_value``'s business) are not islands.  One finding
     per class: ``pixels`` = total island pixels, ``bbox`` = union of the islands,
     ``extra`` = count, the largest island's bbox and the first island bboxes.
+    Beyond ``max_findings`` classes, one more finding sums the other classes' islands.
     Images smaller than ``island_min_image_pixels`` (default 256 * min_island) are
     skipped: on a 5x5 fixture every region is "tiny".  ``cstats`` may be a
     precomputed :class:`fastmask.components.ComponentStats` with the same connectivity.
@@ -381,56 +430,87 @@ def tiny_island(mask=None, config: RuleConfig = DEFAULT_CONFIG, *, cstats=None, 
     m = _as_2d_int(mask) if mask is not None else scan.mask
     if m.size < config.island_image_floor:
         return []
-    st = cstats if cstats is not None else _component_stats(m, config)
+    if isinstance(cstats, _Islands):
+        st = cstats
+    elif cstats is None:
+        _, st = _scan_class_mask(m, label_ids, config, scan.unknown_id if scan is not None else None, True)
+        if st is None:
+            return []
+    else:
+        return _island_findings(_records_from_stats(cstats, config, label_ids, scan), config, names)
+    return _island_findings(st.records, config, names, st.lut)
+
+
+def _records_from_stats(st, config: RuleConfig, label_ids, scan) -> np.ndarray:
+    """:func:`kv.island_records` from a :class:`~fastmask.components.ComponentStats`
+    (per-component arrays the caller already holds), with NumPy."""
     small = st.area < config.min_island
-    if not small.any():
-        return []
     vals = st.value[small].astype(np.int64)
-    areas = st.area[small].astype(np.int64)
-    boxes = st.bbox[small].astype(np.int64)
     keep = np.ones(vals.shape, bool)
     if config.ignore_value is not None:
         keep &= vals != config.ignore_value
     if label_ids is not None:
         lab = np.unique(np.fromiter(map(int, label_ids), np.int64))
-        if lab.size == 0:
-            return []
-        pos = np.minimum(np.searchsorted(lab, vals), lab.size - 1)
-        keep &= lab[pos] == vals
+        pos = np.minimum(np.searchsorted(lab, vals), max(lab.size - 1, 0))
+        keep &= lab[pos] == vals if lab.size else False
     if scan is not None and scan.unknown_id is not None:
         keep &= vals != scan.unknown_id
-    vals, areas, boxes = vals[keep], areas[keep], boxes[keep]
-    if vals.size == 0:
-        return []
-    return _island_findings(vals.tolist(), areas.tolist(), boxes.tolist(), config, names)
+    vals = vals[keep]
+    areas = st.area[small][keep].astype(np.int64)
+    boxes = np.asarray(st.bbox)[small][keep].astype(np.int64)
+    u, start, cnt = np.unique(vals, return_index=True, return_counts=True) if vals.size else (vals,) * 3
+    order = np.argsort(vals, kind="stable")  # raster order kept within a class
+    out = np.zeros((u.size, kv.ISL_LEN), np.int64)
+    for d, (v, n) in enumerate(zip(u.tolist(), cnt.tolist())):
+        sel = order[np.searchsorted(vals[order], v):][:n]
+        a, b = areas[sel], boxes[sel]
+        big = int(np.argmax(a))
+        nb = min(n, kv.ISLAND_BOXES)
+        out[d, [kv.ISL_VALUE, kv.ISL_COUNT, kv.ISL_PIXELS]] = v, n, a.sum()
+        out[d, kv.ISL_X0:kv.ISL_X0 + 4] = (b[:, 0].min(), b[:, 1].min(), (b[:, 0] + b[:, 2]).max() - 1,
+                                         (b[:, 1] + b[:, 3]).max() - 1)
+        out[d, kv.ISL_BIG_AREA] = a[big]
+        out[d, kv.ISL_BIG:kv.ISL_BIG + 4] = b[big]
+        out[d, kv.ISL_NB] = nb
+        out[d, kv.ISL_BOXES:kv.ISL_BOXES + 4 * nb] = b[:nb].reshape(-1)
+    return out.reshape(-1)
 
 
-def _island_findings(values: list, areas: list, boxes: list, config: RuleConfig,
-                     names: Mapping[int, str] | None) -> list[Finding]:
-    """``tiny_island``'s findings from its islands (raster order; boxes as [x, y, w, h]):
-    one per class, classes in increasing order."""
-    groups: dict[int, list[int]] = {}
-    for k, v in enumerate(values):
-        groups.setdefault(v, []).append(k)
+def _island_findings(records, config: RuleConfig, names: Mapping[int, str] | None, lut=None) -> list[Finding]:
+    """``tiny_island``'s findings from :func:`kv.island_records` (a flat int64 array or
+    list; values are codes of ``lut`` when given): one per class, classes in increasing
+    order; beyond ``config.max_findings`` classes, one finding with the others' totals."""
+    rec = np.asarray(records, np.int64).reshape(-1, kv.ISL_LEN)
+    if lut is not None:
+        rec = rec.copy()
+        rec[:, kv.ISL_VALUE] = np.asarray(lut, np.int64)[rec[:, kv.ISL_VALUE]]
+    k = max(0, int(config.max_findings))
     out = []
-    for c in sorted(groups):
-        ks = groups[c]
-        a = [areas[k] for k in ks]
-        b = [boxes[k] for k in ks]
-        px = sum(a)
-        x0 = min(r[0] for r in b)
-        y0 = min(r[1] for r in b)
-        x1 = max(r[0] + r[2] for r in b)
-        y1 = max(r[1] + r[3] for r in b)
-        big = a.index(max(a))
-        n = len(ks)
+    for r in rec[:k].tolist():
+        c, n, px = r[kv.ISL_VALUE], r[kv.ISL_COUNT], r[kv.ISL_PIXELS]
+        x0, y0, x1, y1 = r[kv.ISL_X0:kv.ISL_X0 + 4]
+        nb = r[kv.ISL_NB]
+        boxes = [r[q:q + 4] for q in range(kv.ISL_BOXES, kv.ISL_BOXES + 4 * nb, 4)]
         out.append(config.finding(
             "tiny_island",
             f"class {name_of(c, names)}: {n} components smaller than {config.min_island} px "
             f"({px} px, {config.connectivity}-connected)",
-            class_id=c, pixels=px, bbox=(x0, y0, x1 - x0, y1 - y0),
-            extra={"count": n, "largest_area": a[big], "largest_bbox": b[big],
-                   "bboxes": b[:10], "min_island": config.min_island,
+            class_id=c, pixels=px, bbox=(x0, y0, x1 + 1 - x0, y1 + 1 - y0),
+            extra={"count": n, "largest_area": r[kv.ISL_BIG_AREA], "largest_bbox": r[kv.ISL_BIG:kv.ISL_BIG + 4],
+                   "bboxes": boxes, "min_island": config.min_island,
+                   "connectivity": config.connectivity}))
+    rest = rec[k:]
+    if rest.shape[0]:
+        n, px = int(rest[:, kv.ISL_COUNT].sum()), int(rest[:, kv.ISL_PIXELS].sum())
+        x0, y0 = int(rest[:, kv.ISL_X0].min()), int(rest[:, kv.ISL_X0 + 1].min())
+        x1, y1 = int(rest[:, kv.ISL_X0 + 2].max()), int(rest[:, kv.ISL_X0 + 3].max())
+        out.append(config.finding(
+            "tiny_island",
+            f"{rest.shape[0]} more classes with components smaller than {config.min_island} px: "
+            f"{n} components, {px} px ({config.connectivity}-connected)",
+            pixels=px, bbox=(x0, y0, x1 + 1 - x0, y1 + 1 - y0),
+            extra={"summary": True, "classes": int(rest.shape[0]), "count": n,
+                   "class_ids": rest[:20, kv.ISL_VALUE].tolist(), "min_island": config.min_island,
                    "connectivity": config.connectivity}))
     return out
 
@@ -498,26 +578,16 @@ def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleC
     findings += empty_mask(config=config, scan=s)
     comp = None
     if need:
-        if st is None:
-            st = _component_stats(s.mask, config)
-        if getattr(st, "n_small", None) != 0:  # 0: the fused scan saw no tiny island of a class value
+        if st is None:  # no pixels
+            st = _Islands(np.zeros(0, np.int64), _NO_ISLANDS)
+        if st.n_small:
             findings += tiny_island(s.mask, config, cstats=st, label_ids=label_ids, scan=s, names=names)
-        per_value = getattr(st, "value_counts", None)
-        vals = st.value if per_value is None else None
-        if vals is not None and config.ignore_value is not None:
-            vals = vals[vals != config.ignore_value]
-        if per_value is not None:  # components per value code (= value here), from the fused scan
-            u = np.flatnonzero(per_value)
-            if config.ignore_value is not None:
-                u = u[u != config.ignore_value]
-            comp = dict(zip(u.tolist(), per_value[u].tolist()))
-        elif vals.dtype == np.uint8 or vals.dtype == np.uint16:
-            c = np.bincount(vals)
-            u = np.flatnonzero(c)
-            comp = dict(zip(u.tolist(), c[u].tolist()))
-        else:
-            u, c = np.unique(vals, return_counts=True)
-            comp = {int(a): int(b) for a, b in zip(u, c)}
+        u = np.flatnonzero(st.value_counts)  # components per value code
+        vals = u if st.lut is None else st.lut[u].astype(np.int64)
+        if config.ignore_value is not None:
+            keep = vals != config.ignore_value
+            u, vals = u[keep], vals[keep]
+        comp = dict(zip(vals.tolist(), st.value_counts[u].tolist()))
     stats = ClassMaskStats(s.height, s.width, s.values, s.counts, comp, config.connectivity, s.transitions,
                            s.blend_pixels, s.invalid_edge_pixels, s.invalid_pixels)
     return findings, stats
@@ -564,8 +634,7 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
     findings = []
     if ns:
         # the kernel's islands are those tiny_island keeps (class values only: kind == KIND_CLASS)
-        boxes = [res[q:q + 4] for q in range(p + 2 * ns, p + 6 * ns, 4)]
-        findings = _island_findings(res[p:p + ns], res[p + ns:p + 2 * ns], boxes, config, names)
+        findings = _island_findings(res[p:], config, names)
     return findings, values, counts, comps
 
 

@@ -130,9 +130,9 @@ class ValidateJob(Job):
         from ..kernels import components as _kc
         from ..kernels import validate as kv
 
-        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, _kc.run_stats, kv.component_summary):
+        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, kv.component_values, kv.island_records):
             return
-        m = np.zeros((8, 8), np.uint8)
+        m = np.zeros((64, 64), np.uint8)  # large enough for tiny_island: island_records compiles too
         m[2:4, 2:4] = 1
         R.check_class_mask(m, [0, 1], self._config)
         quick_class_mask(m, (0, 1), self._config)
@@ -194,6 +194,9 @@ class ValidateJob(Job):
         if ref is not None:
             out += R.size_mismatch((mask.width, mask.height), ref, cfg,
                                    ref="image" if data.image_size else "record")
+        budget = cfg.max_item_memory
+        if budget is not None and mask.array.size > budget >> 8:  # below: even the worst case fits
+            _check_budget(mask.array, budget, "mask", fields, cfg)
         # the usual clean 8-bit mask: one kernel call; anything to report: the full rules
         quick = quick_class_mask(mask.array, self._label_tuple, cfg, UNKNOWN_ID, self._names)
         if quick is None:
@@ -229,6 +232,9 @@ class ValidateJob(Job):
     def _instance_mask(self, data, fields, class_rows) -> list[R.Finding]:
         cfg = self._config
         inst = data.instance_mask.array
+        if cfg.max_item_memory is not None and inst.ndim == 2:
+            fields.update(width=inst.shape[1], height=inst.shape[0])
+            _check_budget(inst, cfg.max_item_memory, "instance mask", fields, cfg)
         out = R.animated_mask(data.instance_mask.extra.get("n_frames", 1), cfg)
         out += R.disconnected_instance(inst, cfg, names=self._names)
         if data.mask is not None:
@@ -240,9 +246,7 @@ class ValidateJob(Job):
                 # instances per class: distinct instance ids over each class's pixels
                 valid = (inst != cfg.background) & (inst != cfg.ignore_value)
                 if valid.any():
-                    pairs = np.unique(np.stack([data.mask.array[valid].astype(np.int64),
-                                                inst[valid].astype(np.int64)]), axis=1)
-                    classes, n_inst = np.unique(pairs[0], return_counts=True)
+                    classes, n_inst = _instances_per_class(data.mask.array[valid], inst[valid])
                     row_of = {c: i for i, c in enumerate(class_rows["class_id"])}
                     for c, k in zip(classes.tolist(), n_inst.tolist()):
                         if c in row_of:
@@ -426,6 +430,32 @@ def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
     else:
         kind, text = "given", f"given label map: {n} classes{ignore}{fillers}"
     return {"kind": kind, "source": src or None, "classes": n, "text": text}
+
+
+def _instances_per_class(cls: np.ndarray, inst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class (sorted), the number of distinct instance ids over its pixels: the distinct
+    (class, instance) pairs as one int64 key each (a few int64 a pixel, no 2-D unique)."""
+    cu, ci = np.unique(cls, return_inverse=True)
+    iu, ii = np.unique(inst, return_inverse=True)
+    pairs = np.unique(ci.reshape(-1).astype(np.int64) * iu.size + ii.reshape(-1))
+    classes, n_inst = np.unique(pairs // iu.size, return_counts=True)
+    return cu[classes].astype(np.int64), n_inst
+
+
+def _check_budget(array, budget, what, fields, cfg) -> None:
+    """:func:`~fastmask.jobs.budget.check_item_memory`, the item's fields kept on its error row,
+    plus an ``unreadable`` finding (``error_code`` ``too_complex``): an item left unchecked is
+    an error finding, so the run's exit code says that it did less than asked."""
+    from .budget import check_item_memory
+
+    try:
+        check_item_memory(array, budget, what, background=cfg.background)
+    except ItemError as e:
+        found = [cfg.finding("unreadable", f"not checked [{e.code}]: {e.message}", extra={"error_code": e.code})
+                 ] if cfg.enabled("unreadable") else []
+        raise ItemError(e.code, e.message, rows={"findings": [finding_row(f) for f in found]},
+                        fields={**fields, **(e.fields or {}), "n_findings": len(found),
+                                "worst_severity": R.worst_severity(found)}) from None
 
 
 def _share_parts(out_dir):
