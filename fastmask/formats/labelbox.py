@@ -1,0 +1,312 @@
+"""Layout ``labelbox``: a Labelbox NDJSON file (an export, or an import file) and its mask PNGs.
+
+Two shapes are read, told apart line by line:
+
+- **export** (export v2 / streamable export; one line per data row)::
+
+      {"data_row": {"id", "global_key", "row_data"}, "media_attributes": {"height", "width"},
+       "projects": {"<project id>": {"labels": [{"id", "annotations": {"objects": [...]}}]}}}
+
+  A mask object (``annotation_kind: "ImageSegmentationMask"``) has a ``name`` and either
+  ``composite_mask: {url, color_rgb}`` (one RGB PNG per label shared by its objects: a
+  pixel of the object's colour is the object's) or, in older exports, ``mask: {url}`` (a
+  0/255 PNG per object: a non-zero pixel is the object's). Other objects (boxes,
+  polygons, ...) are counted in ``extra['labelbox']['ignored_objects']``.
+- **import** (one line per annotation, what ``convert --to labelbox`` writes)::
+
+      {"uuid", "dataRow": {"id" | "globalKey"}, "name" | "schemaId",
+       "mask": {"instanceURI", "colorRGB"} | {"png": <base64 PNG of 0/1>}}
+
+Items: one per data row (``item_id`` = the global key when there is one, else the data row
+id), data rows without labels included (no annotations: all background when the export
+gives the size, else ``missing=['mask']``). A data row with several labels uses the first;
+``label=`` (``--labelbox-label``) picks another: an integer is a position (``0`` = first; a
+data row with fewer labels is an error row ``label_not_found``), anything else a label id
+(the data row holding it uses that label, the others their first).
+
+Maps: ``Item.mask`` is the class map (ids from :func:`~._platforms.names_labelmap` over
+every object name in the file: sorted names, 0 = background), ``Item.instance_mask``
+the instance map (object *k* of the label, in file order, is instance *k*). Later objects
+are drawn over earlier ones (composite masks have no overlaps). Mask files are found
+beside the NDJSON (:func:`~._platforms.locate_mask`); a URL with no local copy is an error
+row ``remote_mask``. Facts for the preflight rules are in ``extra['labelbox']``.
+
+Manifest columns: ``item_id``, ``data_row_id``, ``global_key``, ``label_id``, ``n_labels``,
+``width``, ``height`` (null when not given), ``record`` (the chosen label, as JSON).
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+
+import numpy as np
+import pyarrow as pa
+
+from ._fs import Root
+from ._platforms import locate_mask, names_labelmap, open_rgb, read_json_records
+from .errors import FormatError
+from .labelmap import LabelMap
+from .layouts import Dataset, Item
+from .png import MaskData
+
+__all__ = ["LabelboxDataset", "MASK_KIND"]
+
+MASK_KIND = "ImageSegmentationMask"
+
+
+def _object_name(o: dict) -> str | None:
+    n = o.get("name") or o.get("title") or o.get("value") or o.get("feature_schema_id") or o.get("schemaId")
+    return str(n) if n is not None else None
+
+
+def _export_objects(label: dict) -> tuple[list[dict], int]:
+    """Mask objects of an export label in neutral form, and the count of other objects."""
+    anns = label.get("annotations") or {}
+    objs = anns.get("objects") if isinstance(anns, dict) else None
+    out, other = [], 0
+    for o in objs or []:
+        if not isinstance(o, dict):
+            other += 1
+            continue
+        comp, mask = o.get("composite_mask"), o.get("mask")
+        if isinstance(comp, dict) and comp.get("url"):
+            out.append({"name": _object_name(o), "id": o.get("feature_id"), "url": comp["url"],
+                        "color": comp.get("color_rgb")})
+        elif isinstance(mask, dict) and (mask.get("url") or mask.get("instanceURI")):
+            out.append({"name": _object_name(o), "id": o.get("feature_id"),
+                        "url": mask.get("url") or mask.get("instanceURI"), "color": None})
+        else:
+            other += 1
+    return out, other
+
+
+def _import_object(line: dict) -> dict | None:
+    m = line.get("mask")
+    if not isinstance(m, dict):
+        return None
+    name = line.get("name") or line.get("schemaId")
+    if m.get("instanceURI"):
+        return {"name": str(name) if name is not None else None, "id": line.get("uuid"), "url": m["instanceURI"],
+                "color": m.get("colorRGB")}
+    if m.get("png"):
+        return {"name": str(name) if name is not None else None, "id": line.get("uuid"), "png": m["png"],
+                "color": None}
+    return None
+
+
+def _labels(rec: dict) -> list[dict]:
+    out = []
+    projects = rec.get("projects") or {}
+    for p in (projects.values() if isinstance(projects, dict) else []):
+        for lab in (p.get("labels") or []) if isinstance(p, dict) else []:
+            if isinstance(lab, dict):
+                out.append(lab)
+    return out
+
+
+def _choose(labels: list[dict], label: str | None) -> tuple[dict | None, str | None]:
+    """(chosen label, error message) for one data row."""
+    if not labels:
+        return None, None
+    if label is None:
+        return labels[0], None
+    if label.lstrip("-").isdigit():
+        k = int(label)
+        if 0 <= k < len(labels):
+            return labels[k], None
+        return None, f"label #{k} asked, the data row has {len(labels)}"
+    for lab in labels:
+        if str(lab.get("id")) == label:
+            return lab, None
+    return labels[0], None
+
+
+class LabelboxDataset(Dataset):
+    """A Labelbox NDJSON export (or import file) and the mask PNGs beside it.
+
+    >>> # ds = open_dataset("export.ndjson", layout="labelbox", label="0")
+    """
+
+    layout = "labelbox"
+
+    def __init__(self, path, *, images=None, labelmap: LabelMap | None = None, label: str | int | None = None):
+        super().__init__(path, labelmap)
+        if not os.path.isfile(self.root):
+            raise FormatError("missing_file", f"{self.root}: no such file", path=self.root)
+        self.path = self.root
+        self.label = None if label is None else str(label)
+        self.images = Root(images) if images is not None else None
+        self._cache_root = None
+        self.labelmap_from_names = False
+        rows = self._rows()
+        if self.labelmap is None:
+            names = {o["name"] for r in rows for o in json.loads(r["record"])["objects"] if o.get("name")}
+            self.labelmap = names_labelmap(names, source=f"labelbox names ({os.path.basename(self.path)})")
+            self.labelmap_from_names = True
+
+    def _store(self) -> Root:
+        if self._cache_root is None:
+            self._cache_root = Root(os.path.dirname(self.path))
+        return self._cache_root
+
+    def _rows(self) -> list[dict]:
+        rows_by_id: dict[str, dict] = {}
+        for n, rec in enumerate(read_json_records(self.path), 1):
+            if isinstance(rec.get("data_row"), dict):
+                dr = rec["data_row"]
+                key = dr.get("global_key") or dr.get("id")
+                if key is None:
+                    raise FormatError("bad_json", f"{self.path}: line {n}: data_row without id or global_key")
+                media = rec.get("media_attributes") or {}
+                labels = _labels(rec)
+                chosen, err = _choose(labels, self.label)
+                objs, other = _export_objects(chosen) if chosen else ([], 0)
+                record = {"objects": objs, "ignored_objects": other, "error": err,
+                          "row_data": dr.get("row_data")}
+                rows_by_id[str(key)] = {"item_id": str(key), "data_row_id": dr.get("id"),
+                                        "global_key": dr.get("global_key"),
+                                        "label_id": chosen.get("id") if chosen else None, "n_labels": len(labels),
+                                        "width": media.get("width"), "height": media.get("height"),
+                                        "record": record}
+            elif isinstance(rec.get("dataRow"), dict):
+                dr = rec["dataRow"]
+                key = dr.get("globalKey") or dr.get("id")
+                if key is None:
+                    raise FormatError("bad_json", f"{self.path}: line {n}: dataRow without id or globalKey")
+                row = rows_by_id.setdefault(str(key), {
+                    "item_id": str(key), "data_row_id": dr.get("id"), "global_key": dr.get("globalKey"),
+                    "label_id": None, "n_labels": 1, "width": None, "height": None,
+                    "record": {"objects": [], "ignored_objects": 0, "error": None, "row_data": None}})
+                obj = _import_object(rec)
+                if obj is None:
+                    row["record"]["ignored_objects"] += 1
+                else:
+                    row["record"]["objects"].append(obj)
+            else:
+                raise FormatError("bad_json", f"{self.path}: line {n}: neither an export row (data_row) nor an "
+                                  "import annotation (dataRow)", path=self.path)
+        for r in rows_by_id.values():
+            r["record"] = json.dumps(r["record"])
+        return list(rows_by_id.values())
+
+    def _build_manifest(self) -> pa.Table:
+        rows = self._rows()
+        cols = ("item_id", "data_row_id", "global_key", "label_id", "record")
+        table = {c: pa.array([r[c] if r[c] is None else str(r[c]) for r in rows], pa.string()) for c in cols}
+        for c in ("n_labels", "width", "height"):
+            table[c] = pa.array([r[c] if isinstance(r[c], int) else None for r in rows], pa.int64())
+        return pa.table(table)
+
+    # ------------------------------------------------------------------ reading
+    def _read_png(self, obj: dict, cache: dict, facts: list) -> tuple[np.ndarray, dict]:
+        key = obj["_key"]
+        if key in cache:
+            return cache[key]
+        if "png" in obj:
+            try:
+                data = base64.b64decode(obj["png"], validate=True)
+            except (ValueError, TypeError):
+                raise FormatError("bad_json", f"{self.path}: object {obj.get('id')}: mask.png is not base64") from None
+            name = f"{self.path}: mask.png of {obj.get('id')}"
+        else:
+            store = self._store()
+            rel = locate_mask(store, obj["url"])
+            data = store.read(rel)
+            name = store.display(rel)
+        arr, f = open_rgb(data, name)
+        f = {**f, "url": obj.get("url") or "mask.png", "size": [int(arr.shape[1]), int(arr.shape[0])]}
+        facts.append(f)
+        cache[key] = (arr, f)
+        return cache[key]
+
+    def read_item(self, row: dict) -> Item:
+        rec = json.loads(row["record"])
+        item = Item(item_id=row["item_id"])
+        if rec.get("error"):
+            raise FormatError("label_not_found", f"{row['item_id']}: {rec['error']}")
+        w, h = row.get("width"), row.get("height")
+        size = (int(w), int(h)) if w and h else None
+        info = {"data_row_size": list(size) if size else None, "masks": [], "absent": [], "unclaimed": [],
+                "ignored_objects": rec.get("ignored_objects", 0), "overlap_pixels": 0, "objects": len(rec["objects"])}
+        item.extra["labelbox"] = info
+        if size is not None:
+            item.image_size = size
+        self._image(rec.get("row_data"), item)
+        cache: dict = {}
+        for i, obj in enumerate(rec["objects"]):
+            obj["_key"] = obj.get("url") or f"png#{i}"
+            self._read_png(obj, cache, info["masks"])
+        sizes = {tuple(f["size"]) for f in info["masks"]}
+        if len(sizes) > 1:
+            raise FormatError("unreadable", f"{row['item_id']}: the masks of one label differ in size: "
+                              + ", ".join(f"{a}x{b}" for a, b in sorted(sizes)))
+        shape = next(iter(sizes), size)
+        if shape is None:
+            item.missing.append("mask")
+            return item
+        mw, mh = shape
+        lm = self.labelmap
+        by_name = {n: i for i, n in lm.names.items()}
+        n_obj = len(rec["objects"])
+        cls = np.zeros((mh, mw), np.uint16 if max(lm.names, default=0) > 255 else np.uint8)
+        inst = np.zeros((mh, mw), np.uint16 if n_obj < 65535 else np.uint32)
+        claimed: dict[str, set] = {}
+        for k, obj in enumerate(rec["objects"], 1):
+            arr, f = cache[obj["_key"]]
+            color = obj.get("color")
+            if color is not None:
+                if not (isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) for c in color)):
+                    raise FormatError("bad_json", f"{row['item_id']}: object {obj.get('id')}: colour {color!r} "
+                                      "is not [r, g, b]")
+                claimed.setdefault(f["url"], set()).add(tuple(color))
+                px = np.all(arr == np.array(color, np.uint8), axis=-1) if arr.ndim == 3 else \
+                    (arr == color[0]) if color[0] == color[1] == color[2] else np.zeros(arr.shape, bool)
+            else:
+                px = arr.any(axis=-1) if arr.ndim == 3 else arr != 0
+            n = int(np.count_nonzero(px))
+            if n == 0:
+                info["absent"].append({"name": obj.get("name"), "color": color, "url": f["url"], "id": obj.get("id")})
+                continue
+            info["overlap_pixels"] += int(np.count_nonzero(inst[px]))
+            cid = by_name.get(obj.get("name"))
+            if cid is None:  # a label map given by the user without this name
+                raise FormatError("bad_labelmap", f"{row['item_id']}: class {obj.get('name')!r} is not in the label map")
+            cls[px] = cid
+            inst[px] = k
+        for f in info["masks"]:
+            if f["url"] in claimed:
+                info["unclaimed"] += _unclaimed(cache[f["url"]][0], claimed[f["url"]], f["url"])
+        item.mask = MaskData(array=cls, mode="L" if cls.dtype == np.uint8 else "I;16", format="PNG", width=mw,
+                             height=mh, bit_depth=cls.dtype.itemsize * 8, channels=1, source=self.path,
+                             extra={"derived": "labelbox"})
+        item.instance_mask = MaskData(array=inst, mode="I;16", format="PNG", width=mw, height=mh, bit_depth=16,
+                                      channels=1, source=self.path, extra={"derived": "labelbox"})
+        return item
+
+    def _image(self, row_data, item: Item) -> None:
+        """The data row's image when a copy lies beside the NDJSON (or in ``images=``); never an error."""
+        if not isinstance(row_data, str) or not row_data:
+            return
+        for root in ([self.images] if self.images is not None else []) + [self._store()]:
+            try:
+                rel = locate_mask(root, row_data)
+            except FormatError:
+                continue
+            if root.exists(rel):
+                item.image_path = root.display(rel)
+                return
+
+    def info(self) -> dict:
+        return {**super().info(), "label": self.label}
+
+
+def _unclaimed(arr: np.ndarray, colors: set, url: str) -> list[dict]:
+    """Colours of a composite mask (black excepted) that no object claims, with their pixel counts."""
+    if arr.ndim != 3:
+        return []
+    key = (arr[..., 0].astype(np.uint32) << 16) | (arr[..., 1].astype(np.uint32) << 8) | arr[..., 2]
+    vals, counts = np.unique(key, return_counts=True)
+    known = {(c[0] << 16) | (c[1] << 8) | c[2] for c in colors} | {0}
+    return [{"color": [int(v >> 16), int((v >> 8) & 255), int(v & 255)], "pixels": int(n), "url": url}
+            for v, n in zip(vals.tolist(), counts.tolist()) if v not in known]
