@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--disable", action="append", default=[], metavar="RULE", help="turn a rule off (repeatable)")
     rules.add_argument("--severity", action="append", default=[], metavar="RULE=LEVEL",
                        help="change a rule's severity, e.g. empty_mask=error (repeatable)")
+    rules.add_argument("--preflight", action="append", default=[], choices=("labelbox", "nucleus"),
+                       help="also check what convert --to PLATFORM would upload (automatic on labelbox / nucleus "
+                            "datasets; repeatable)")
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
@@ -320,6 +323,7 @@ def _rule_config(args: argparse.Namespace):
         disabled=frozenset(args.disable), severities=severities, min_island=args.min_island,
         connectivity=args.connectivity, ignore_value=None if args.ignore_value < 0 else args.ignore_value,
         background=None if args.background < 0 else args.background,
+        preflight=tuple(sorted(set(getattr(args, "preflight", []) or []))),
     )
 
 

@@ -275,6 +275,7 @@ class LabelboxDataset(Dataset):
             cls[px] = cid
             inst[px] = k
         for f in info["masks"]:
+            f["composite"] = f["url"] in claimed
             if f["url"] in claimed:
                 info["unclaimed"] += _unclaimed(cache[f["url"]][0], claimed[f["url"]], f["url"])
         item.mask = MaskData(array=cls, mode="L" if cls.dtype == np.uint8 else "I;16", format="PNG", width=mw,
