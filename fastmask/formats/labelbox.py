@@ -139,9 +139,9 @@ class LabelboxDataset(Dataset):
         self.images = Root(images) if images is not None else None
         self._cache_root = None
         self.labelmap_from_names = False
-        rows = self._rows()
-        if self.labelmap is None:
-            names = {o["name"] for r in rows for o in json.loads(r["record"])["objects"] if o.get("name")}
+        names: set = set()
+        self._rows(names)
+        if self.labelmap is None:  # every label's names, whichever label is chosen: stable ids
             self.labelmap = names_labelmap(names, source=f"labelbox names ({os.path.basename(self.path)})")
             self.labelmap_from_names = True
 
@@ -150,7 +150,8 @@ class LabelboxDataset(Dataset):
             self._cache_root = Root(os.path.dirname(self.path))
         return self._cache_root
 
-    def _rows(self) -> list[dict]:
+    def _rows(self, names: set | None = None) -> list[dict]:
+        """Manifest rows; ``names`` (when given) receives the class names of every label."""
         rows_by_id: dict[str, dict] = {}
         for n, rec in enumerate(read_json_records(self.path), 1):
             if isinstance(rec.get("data_row"), dict):
@@ -160,6 +161,8 @@ class LabelboxDataset(Dataset):
                     raise FormatError("bad_json", f"{self.path}: line {n}: data_row without id or global_key")
                 media = rec.get("media_attributes") or {}
                 labels = _labels(rec)
+                if names is not None:
+                    names.update(o["name"] for lab in labels for o in _export_objects(lab)[0] if o.get("name"))
                 chosen, err = _choose(labels, self.label)
                 objs, other = _export_objects(chosen) if chosen else ([], 0)
                 record = {"objects": objs, "ignored_objects": other, "error": err,
@@ -179,6 +182,8 @@ class LabelboxDataset(Dataset):
                     "label_id": None, "n_labels": 1, "width": None, "height": None,
                     "record": {"objects": [], "ignored_objects": 0, "error": None, "row_data": None}})
                 obj = _import_object(rec)
+                if obj is not None and names is not None and obj.get("name"):
+                    names.add(obj["name"])
                 if obj is None:
                     row["record"]["ignored_objects"] += 1
                 else:
