@@ -154,7 +154,10 @@ def _dataset_options(args: argparse.Namespace, **paths) -> dict:
     import os
 
     paths["labelmap_file"] = getattr(args, "labelmap", None)
-    return {k: os.path.abspath(v) for k, v in paths.items() if v}
+    out = {k: os.path.abspath(v) for k, v in paths.items() if v}
+    if getattr(args, "labelbox_label", None) is not None:  # not a path: recorded as given
+        out["labelbox_label"] = args.labelbox_label
+    return out
 
 
 def run_dataset_job(args: argparse.Namespace, make_job):

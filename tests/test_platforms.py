@@ -569,3 +569,14 @@ def test_import_file_with_base64_png_masks(tmp_path):
     f.write_text(json.dumps(line) + "\n")
     (_, item), = list(open_dataset(f).iter_items())
     assert item.mask.array.tolist() == a.tolist() and item.instance_mask.array.tolist() == a.tolist()
+
+
+def test_label_choice_is_recorded_and_reopened_by_the_report(tmp_path):
+    scenes = {"a": scene(3)}
+    exp = labelbox_export(tmp_path, scenes, composite=True)
+    rep = tmp_path / "rep"
+    assert main(["coverage", str(exp), "--labelbox-label", "0", "--out", str(rep), "--workers", "1"]) == 0
+    run = json.loads((rep / "run.json").read_text())
+    assert run["arguments"]["labelbox_label"] == "0" and run["arguments"]["layout"] == "labelbox"
+    assert {lab["name"] for lab in run["labelmap"]["labels"]} >= {"background"}
+    assert main(["report", str(rep)]) == 0
