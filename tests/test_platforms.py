@@ -223,7 +223,7 @@ def test_labelbox_composite_and_per_object_exports_give_the_same_dataset(tmp_pat
         np.testing.assert_array_equal(ic.instance_mask.array, inst)  # object k of the file = instance k
         np.testing.assert_array_equal(named(comp, ic.mask.array), np.array(["<background>", *NAMES[1:]], object)[cls])
         assert ic.extra["labelbox"]["ignored_objects"] == 1  # the bounding box
-        assert ic.image_size == (32, 24)
+        assert ic.extra["labelbox"]["data_row_size"] == [32, 24]
 
 
 def test_labelbox_labels_rows_without_labels_and_label_choice(tmp_path, capsys):
@@ -580,3 +580,16 @@ def test_label_choice_is_recorded_and_reopened_by_the_report(tmp_path):
     assert run["arguments"]["labelbox_label"] == "0" and run["arguments"]["layout"] == "labelbox"
     assert {lab["name"] for lab in run["labelmap"]["labels"]} >= {"background"}
     assert main(["report", str(rep)]) == 0
+
+
+def test_evaluate_platform_files_against_other_layouts_shares_ids(tmp_path):
+    voc = make_voc(tmp_path / "voc", ignore=True)
+    out, _ = convert(voc, "nucleus", tmp_path / "nu")
+    out_lb, _ = convert(voc, "labelbox", tmp_path / "lb")
+    for gt, pred, name in ((voc, out / "segments.jsonl", "e1"), (out / "segments.jsonl", voc, "e2"),
+                           (out / "segments.jsonl", out_lb / "labelbox.ndjson", "e3")):
+        rep = tmp_path / name
+        assert main(["evaluate", "--gt", str(gt), "--pred", str(pred), "--out", str(rep), "--workers", "1"]) == 0
+        classes = load_report_table(rep, "classes").to_pylist()
+        present = [c for c in classes if c["tp"] + c["fn"] > 0]
+        assert present and all(c["iou"] == 1.0 for c in present), (name, classes)

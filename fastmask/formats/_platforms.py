@@ -142,16 +142,19 @@ def read_json_records(path: str) -> list[dict]:
     return records
 
 
-def open_rgb(data: bytes, name: str) -> tuple[np.ndarray, dict]:
-    """(pixels, facts) of a mask image, no colour mapping: ``(h, w, 3)`` uint8 for colour images,
-    ``(h, w)`` for grey / palette indices. Facts: ``format``, ``mode``, ``channels``, ``bit_depth``."""
+def open_rgb(data: bytes, name: str, *, rgb: bool = False) -> tuple[np.ndarray, dict]:
+    """(pixels, facts) of a mask image: ``(h, w, 3)`` uint8 for colour images (every image with
+    ``rgb=True``: grey and palette images shown as their colours), else ``(h, w)`` grey values or
+    palette indices. Facts (of the file as stored): ``format``, ``mode``, ``channels``, ``bit_depth``."""
     from .png import _open_image
 
     img = _open_image(data, name)
     mode = img.mode
     facts = {"format": img.format, "mode": mode, "channels": len(img.getbands()),
-             "bit_depth": 16 if mode in ("I;16", "I;16B", "I") else (1 if mode == "1" else 8)}
-    if mode in ("RGB", "RGBA", "LA") or (mode == "P" and False):
+             "bit_depth": {"I;16": 16, "I;16B": 16, "I": 32, "1": 1}.get(mode, 8)}
+    if rgb and mode in ("I;16", "I;16B", "I"):
+        raise FormatError("unsupported_mode", f"{name}: a {mode} image; a colour (RGB) mask is expected", path=name)
+    if rgb or mode in ("RGB", "RGBA", "LA"):
         arr = np.asarray(img.convert("RGB") if mode != "RGB" else img)
     elif mode in ("L", "P", "1", "I;16", "I;16B", "I"):
         arr = np.asarray(img)
@@ -163,12 +166,34 @@ def open_rgb(data: bytes, name: str) -> tuple[np.ndarray, dict]:
 
 
 def share_names_labelmap(*datasets) -> None:
-    """Give platform datasets whose label maps were built from their own names one label map of
-    all their names, so that a name has the same id on every side (``evaluate`` of two files).
+    """Make the ids of platform datasets (label maps built from their own names) agree with the
+    other datasets of a job (``evaluate``): with another dataset that has a label map, the platform
+    datasets take its ids for the names it has (new names after its largest id); between platform
+    files only, one label map of all their names.
 
     >>> share_names_labelmap()  # nothing to share
     """
     own = [d for d in datasets if getattr(d, "labelmap_from_names", False)]
+    others = [d for d in datasets if d not in own and getattr(d, "labelmap", None) is not None]
+    if own and others:
+        base = others[0].labelmap
+        names = dict(base.names)
+        known = set(names.values())
+        nxt = max(names, default=0) + 1
+        for d in own:
+            lm = d.labelmap
+            for i, n in sorted(lm.names.items()):
+                if i == lm.background or i in lm.ignore or n in known:
+                    continue  # background and ignored regions map to the base's ids, not by name
+                while nxt in names or nxt in base.ignore:
+                    nxt += 1
+                names[nxt] = n
+                known.add(n)
+        shared = LabelMap(names=names, colors=dict(base.colors), ignore=set(base.ignore), background=base.background,
+                          source=f"{base.source} + platform names")
+        for d in own:
+            d.labelmap = shared
+        return
     if len(own) < 2:
         return
     names, ignore = set(), set()

@@ -219,7 +219,7 @@ class LabelboxDataset(Dataset):
             rel = locate_mask(store, obj["url"])
             data = store.read(rel)
             name = store.display(rel)
-        arr, f = open_rgb(data, name)
+        arr, f = open_rgb(data, name, rgb=True)
         f = {**f, "url": obj.get("url") or "mask.png", "size": [int(arr.shape[1]), int(arr.shape[0])]}
         facts.append(f)
         cache[key] = (arr, f)
@@ -235,8 +235,6 @@ class LabelboxDataset(Dataset):
         info = {"data_row_size": list(size) if size else None, "masks": [], "absent": [], "unclaimed": [],
                 "ignored_objects": rec.get("ignored_objects", 0), "overlap_pixels": 0, "objects": len(rec["objects"])}
         item.extra["labelbox"] = info
-        if size is not None:
-            item.image_size = size
         self._image(rec.get("row_data"), item)
         cache: dict = {}
         for i, obj in enumerate(rec["objects"]):
@@ -265,16 +263,15 @@ class LabelboxDataset(Dataset):
                     raise FormatError("bad_json", f"{row['item_id']}: object {obj.get('id')}: colour {color!r} "
                                       "is not [r, g, b]")
                 claimed.setdefault(f["url"], set()).add(tuple(color))
-                px = np.all(arr == np.array(color, np.uint8), axis=-1) if arr.ndim == 3 else \
-                    (arr == color[0]) if color[0] == color[1] == color[2] else np.zeros(arr.shape, bool)
-            else:
-                px = arr.any(axis=-1) if arr.ndim == 3 else arr != 0
+                px = np.all(arr == np.array(color, np.uint8), axis=-1)
+            else:  # a per-object mask: any non-black pixel
+                px = arr.any(axis=-1)
             n = int(np.count_nonzero(px))
             if n == 0:
                 info["absent"].append({"name": obj.get("name"), "color": color, "url": f["url"], "id": obj.get("id")})
                 continue
             info["overlap_pixels"] += int(np.count_nonzero(inst[px]))
-            cid = by_name.get(obj.get("name"))
+            cid = lm.background if obj.get("name") == "background" else by_name.get(obj.get("name"))
             if cid is None:  # a label map given by the user without this name
                 raise FormatError("bad_labelmap", f"{row['item_id']}: class {obj.get('name')!r} is not in the label map")
             cls[px] = cid
@@ -286,6 +283,7 @@ class LabelboxDataset(Dataset):
         item.mask = MaskData(array=cls, mode="L" if cls.dtype == np.uint8 else "I;16", format="PNG", width=mw,
                              height=mh, bit_depth=cls.dtype.itemsize * 8, channels=1, source=self.path,
                              extra={"derived": "labelbox"})
+        item.image_size = _header_size(item)
         item.instance_mask = MaskData(array=inst, mode="I;16", format="PNG", width=mw, height=mh, bit_depth=16,
                                       channels=1, source=self.path, extra={"derived": "labelbox"})
         return item
@@ -316,3 +314,16 @@ def _unclaimed(arr: np.ndarray, colors: set, url: str) -> list[dict]:
     known = {(c[0] << 16) | (c[1] << 8) | c[2] for c in colors} | {0}
     return [{"color": [int(v >> 16), int((v >> 8) & 255), int(v & 255)], "pixels": int(n), "url": url}
             for v, n in zip(vals.tolist(), counts.tolist()) if v not in known]
+
+
+def _header_size(item: Item) -> tuple[int, int] | None:
+    """The image's size when a copy of it was found (the data row's size is checked by ``labelbox_size``)."""
+    if not item.image_path:
+        return None
+    from .png import read_image_size
+
+    try:
+        with open(item.image_path, "rb") as f:
+            return read_image_size(f)
+    except (OSError, FormatError):
+        return None

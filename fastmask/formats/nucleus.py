@@ -168,7 +168,7 @@ class NucleusDataset(Dataset):
             if _is_crowd(s):
                 cls_lut[v] = next(iter(lm.ignore), 255)
                 continue
-            cid = by_name.get(s["label"])
+            cid = lm.background if s["label"] == "background" else by_name.get(s["label"])
             if cid is None:
                 raise FormatError("bad_labelmap", f"{iid}: label {s['label']!r} is not in the label map")
             cls_lut[v] = cid
