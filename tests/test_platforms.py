@@ -593,3 +593,31 @@ def test_evaluate_platform_files_against_other_layouts_shares_ids(tmp_path):
         classes = load_report_table(rep, "classes").to_pylist()
         present = [c for c in classes if c["tp"] + c["fn"] > 0]
         assert present and all(c["iou"] == 1.0 for c in present), (name, classes)
+
+
+def test_hostile_references_and_records(tmp_path):
+    root = Root(tmp_path)
+    for ref in ("/etc/passwd", "file:///etc/passwd", "../x.png"):
+        with pytest.raises(FormatError) as e:
+            locate_mask(root, ref)
+        assert e.value.code == "path_outside_root"
+    with pytest.raises(FormatError) as e:
+        locate_mask(root, "ftp://host/x.png")
+    assert e.value.code == "unreadable"
+    write_mask(tmp_path / "m.png", M)
+    bad = {"reference_id": "a", "mask_url": "m.png", "annotations": [{"label": "car", "index": 10**12}]}
+    f = tmp_path / "s.jsonl"
+    f.write_text(json.dumps(bad) + "\n")
+    job = ValidateJob(open_dataset(f))
+    run_job(job, job._dataset.manifest(), tmp_path / "r", workers=1, quiet=True)
+    (row,) = load_report_table(tmp_path / "r").to_pylist()
+    assert (row["status"], row["error_code"]) == ("error", "bad_json")
+    lb = tmp_path / "e.ndjson"
+    (tmp_path / "c.png").write_bytes(png_bytes(RGB))
+    lb.write_text(json.dumps(export_row("a", [{"feature_id": "f", "name": "car", "annotation_kind":
+                                               "ImageSegmentationMask", "composite_mask": {
+                                                   "url": "c.png", "color_rgb": [300, 0, 0]}}])) + "\n")
+    job = ValidateJob(open_dataset(lb))
+    run_job(job, job._dataset.manifest(), tmp_path / "r2", workers=1, quiet=True)
+    (row,) = load_report_table(tmp_path / "r2").to_pylist()
+    assert (row["status"], row["error_code"]) == ("error", "bad_json")

@@ -249,37 +249,7 @@ class LabelboxDataset(Dataset):
             item.missing.append("mask")
             return item
         mw, mh = shape
-        lm = self.labelmap
-        by_name = {n: i for i, n in lm.names.items()}
-        n_obj = len(rec["objects"])
-        cls = np.zeros((mh, mw), np.uint16 if max(lm.names, default=0) > 255 else np.uint8)
-        inst = np.zeros((mh, mw), np.uint16 if n_obj < 65535 else np.uint32)
-        claimed: dict[str, set] = {}
-        for k, obj in enumerate(rec["objects"], 1):
-            arr, f = cache[obj["_key"]]
-            color = obj.get("color")
-            if color is not None:
-                if not (isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) for c in color)):
-                    raise FormatError("bad_json", f"{row['item_id']}: object {obj.get('id')}: colour {color!r} "
-                                      "is not [r, g, b]")
-                claimed.setdefault(f["url"], set()).add(tuple(color))
-                px = np.all(arr == np.array(color, np.uint8), axis=-1)
-            else:  # a per-object mask: any non-black pixel
-                px = arr.any(axis=-1)
-            n = int(np.count_nonzero(px))
-            if n == 0:
-                info["absent"].append({"name": obj.get("name"), "color": color, "url": f["url"], "id": obj.get("id")})
-                continue
-            info["overlap_pixels"] += int(np.count_nonzero(inst[px]))
-            cid = lm.background if obj.get("name") == "background" else by_name.get(obj.get("name"))
-            if cid is None:  # a label map given by the user without this name
-                raise FormatError("bad_labelmap", f"{row['item_id']}: class {obj.get('name')!r} is not in the label map")
-            cls[px] = cid
-            inst[px] = k
-        for f in info["masks"]:
-            f["composite"] = f["url"] in claimed
-            if f["url"] in claimed:
-                info["unclaimed"] += _unclaimed(cache[f["url"]][0], claimed[f["url"]], f["url"])
+        cls, inst = _paint_objects(rec["objects"], cache, self.labelmap, (mh, mw), info, row["item_id"])
         item.mask = MaskData(array=cls, mode="L" if cls.dtype == np.uint8 else "I;16", format="PNG", width=mw,
                              height=mh, bit_depth=cls.dtype.itemsize * 8, channels=1, source=self.path,
                              extra={"derived": "labelbox"})
@@ -305,15 +275,76 @@ class LabelboxDataset(Dataset):
         return {**super().info(), "label": self.label}
 
 
-def _unclaimed(arr: np.ndarray, colors: set, url: str) -> list[dict]:
-    """Colours of a composite mask (black excepted) that no object claims, with their pixel counts."""
-    if arr.ndim != 3:
-        return []
-    key = (arr[..., 0].astype(np.uint32) << 16) | (arr[..., 1].astype(np.uint32) << 8) | arr[..., 2]
-    vals, counts = np.unique(key, return_counts=True)
-    known = {(c[0] << 16) | (c[1] << 8) | c[2] for c in colors} | {0}
-    return [{"color": [int(v >> 16), int((v >> 8) & 255), int(v & 255)], "pixels": int(n), "url": url}
-            for v, n in zip(vals.tolist(), counts.tolist()) if v not in known]
+def _color_of(obj: dict, item_id: str) -> tuple[int, int, int]:
+    c = obj.get("color")
+    if not (isinstance(c, list) and len(c) == 3
+            and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)):
+        raise FormatError("bad_json", f"{item_id}: object {obj.get('id')}: colour {c!r} is not [r, g, b] in 0..255")
+    return (c[0], c[1], c[2])
+
+
+def _paint_objects(objects: list[dict], cache: dict, lm: LabelMap, shape: tuple[int, int], info: dict,
+                   item_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """Class and instance maps of a label's objects (object *k* = instance *k*).
+
+    A composite mask is matched once for all its colours (one sorted lookup over its pixels)
+    and painted when its first object comes; a per-object mask (any non-black pixel) when its
+    object comes: later over earlier. Fills ``info``: absent objects, unclaimed colours,
+    overlap pixels, each mask file's ``composite`` flag.
+    """
+    by_name = {n: i for i, n in lm.names.items()}
+    classes = np.zeros(len(objects) + 1, np.int64)
+    for k, obj in enumerate(objects, 1):
+        cid = lm.background if obj.get("name") == "background" else by_name.get(obj.get("name"))
+        if cid is None:  # a label map given by the user without this name
+            raise FormatError("bad_labelmap", f"{item_id}: class {obj.get('name')!r} is not in the label map")
+        classes[k] = cid
+    cls = np.zeros(shape, np.uint16 if max(lm.names, default=0) > 255 else np.uint8)
+    inst = np.zeros(shape, np.uint16 if len(objects) < 65535 else np.uint32)
+    groups: dict[str, dict[tuple, int]] = {}  # composite url -> colour -> object (the last one claiming it)
+    for k, obj in enumerate(objects, 1):
+        if obj.get("color") is not None:
+            groups.setdefault(obj["_key"], {})[_color_of(obj, item_id)] = k
+    counts = np.zeros(len(objects) + 1, np.int64)
+    painted: set = set()
+
+    def paint(kmap: np.ndarray) -> None:
+        sel = kmap > 0
+        info["overlap_pixels"] += int(np.count_nonzero(inst[sel]))
+        inst[sel] = kmap[sel]
+        cls[sel] = classes[kmap[sel]]
+
+    for k, obj in enumerate(objects, 1):
+        arr = cache[obj["_key"]][0]
+        if obj["_key"] in groups:
+            if obj["_key"] in painted:
+                continue
+            painted.add(obj["_key"])
+            colors = groups[obj["_key"]]
+            key = (arr[..., 0].astype(np.uint32) << 16) | (arr[..., 1].astype(np.uint32) << 8) | arr[..., 2]
+            ck = np.array(sorted((c[0] << 16) | (c[1] << 8) | c[2] for c in colors), np.uint32)
+            kk = np.array([colors[(int(v) >> 16, (int(v) >> 8) & 255, int(v) & 255)] for v in ck], np.int64)
+            pos = np.minimum(np.searchsorted(ck, key), ck.size - 1)
+            hit = ck[pos] == key
+            kmap = np.where(hit, kk[pos], 0)
+            counts += np.bincount(kmap.reshape(-1), minlength=len(objects) + 1)
+            paint(kmap)
+            rest = key[~hit & (key != 0)]
+            if rest.size:
+                vals, n = np.unique(rest, return_counts=True)
+                info["unclaimed"] += [{"color": [int(v >> 16), int((v >> 8) & 255), int(v & 255)], "pixels": int(c),
+                                       "url": cache[obj["_key"]][1]["url"]} for v, c in zip(vals.tolist(), n.tolist())]
+        else:
+            px = arr.any(axis=-1)
+            counts[k] = int(np.count_nonzero(px))
+            paint(np.where(px, k, 0))
+    for k, obj in enumerate(objects, 1):
+        if counts[k] == 0 or (obj["_key"] in groups and groups[obj["_key"]].get(_color_of(obj, item_id)) != k):
+            info["absent"].append({"name": obj.get("name"), "color": obj.get("color"),
+                                   "url": cache[obj["_key"]][1]["url"], "id": obj.get("id")})
+    for key, (_, f) in cache.items():
+        f["composite"] = key in groups
+    return cls, inst
 
 
 def _header_size(item: Item) -> tuple[int, int] | None:

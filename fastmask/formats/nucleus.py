@@ -62,8 +62,10 @@ def segment_table(record: dict, where: str) -> list[dict]:
         idx = s.get("index") if isinstance(s, dict) else None
         if isinstance(idx, str) and idx.isdigit():  # the client's own example writes index="1"
             idx = int(idx)
-        if not isinstance(idx, int) or isinstance(idx, bool) or idx < 0 or not isinstance(s.get("label"), str):
-            raise FormatError("bad_json", f"{where}: segment {s!r} needs a string 'label' and an integer 'index' >= 0")
+        if not isinstance(idx, int) or isinstance(idx, bool) or not 0 <= idx <= 65535 \
+                or not isinstance(s.get("label"), str):  # (a PNG holds 16 bits at most: larger is no pixel value)
+            raise FormatError("bad_json", f"{where}: segment {str(s)[:200]} needs a string 'label' and an integer "
+                              "'index' in 0..65535")
         md = s.get("metadata")
         out.append({"label": s["label"], "index": idx, "metadata": md if isinstance(md, dict) else {}})
     return out
@@ -174,7 +176,7 @@ class NucleusDataset(Dataset):
             cls_lut[v] = cid
             if cid != lm.background:
                 given = s["metadata"].get("instance_id", v + 1)
-                ok = isinstance(given, int) and not isinstance(given, bool) and given >= 0
+                ok = isinstance(given, int) and not isinstance(given, bool) and 0 <= given < 2**31
                 inst_lut[v] = given if ok else v + 1  # instance_id 0: a region of its class, no instance
         cls = cls_lut[arr]
         inst = inst_lut[arr]
