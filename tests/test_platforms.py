@@ -621,3 +621,11 @@ def test_hostile_references_and_records(tmp_path):
     run_job(job, job._dataset.manifest(), tmp_path / "r2", workers=1, quiet=True)
     (row,) = load_report_table(tmp_path / "r2").to_pylist()
     assert (row["status"], row["error_code"]) == ("error", "bad_json")
+
+
+def test_convert_refuses_unmapped_nucleus_values(tmp_path):
+    f = nucleus_file(tmp_path / "n", [rec("a", "a.png", 0), rec("b", "b.png", 0, 1)], {"a.png": M, "b.png": M})
+    out, result = convert(f, "coco", tmp_path / "o")
+    items = {r["item_id"]: r for r in load_report_table(tmp_path / "o").to_pylist()}
+    assert (items["a"]["status"], items["a"]["error_code"]) == ("error", "unmapped_value")
+    assert items["b"]["status"] == "ok"

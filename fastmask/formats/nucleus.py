@@ -17,7 +17,7 @@ Maps: the class of a pixel is its segment's ``label`` through the label map of e
 label in the file (:func:`~._platforms.names_labelmap`: sorted names, ``background`` = 0);
 a segment whose ``metadata.iscrowd`` is true is an ignored region (class 255, no
 instance); a value without a segment is class ``UNKNOWN_ID`` (65535, reported by
-``validate``). The instance of a pixel is its segment's ``metadata.instance_id`` when
+``validate``; listed in ``extra['unmapped_values']``, and ``convert`` refuses the item). The instance of a pixel is its segment's ``metadata.instance_id`` when
 given (what ``convert --to nucleus`` writes, so instance ids survive; 0 = no instance), else ``index + 1``
 (every non-background segment is one instance); background and ignored segments have none.
 
@@ -157,6 +157,9 @@ class NucleusDataset(Dataset):
         vals, counts = np.unique(arr, return_counts=True)
         info["values"] = [[int(v), int(n)] for v, n in zip(vals.tolist(), counts.tolist())]
         item.mask, item.instance_mask = self._maps(arr, segs, iid, self.path)
+        unmapped = sorted(set(vals.tolist()) - {s["index"] for s in segs})
+        if unmapped:  # class UNKNOWN_ID in the map: convert refuses the item rather than invent a class
+            item.extra["unmapped_values"] = unmapped
         return item
 
     def _maps(self, arr: np.ndarray, segs: list[dict], iid: str, source: str) -> tuple[MaskData, MaskData]:

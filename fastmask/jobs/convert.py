@@ -168,6 +168,8 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
     except FormatError as e:
         raise ItemError(e.code, e.message) from None
     iid = str(row["item_id"])
+    if item.extra.get("unmapped_values"):  # mask values no segment names (nucleus): no class to give them
+        raise ItemError("unmapped_value", f"{iid}: mask values without a segment: {item.extra['unmapped_values'][:20]}")
     splits = [s for s in (item.extra.get("splits") or row.get("split") or "").split(",") if s]
     ign = 255 if ignore_value is None else ignore_value
     if item.annotations is not None:  # COCO
