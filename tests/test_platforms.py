@@ -629,3 +629,14 @@ def test_convert_refuses_unmapped_nucleus_values(tmp_path):
     items = {r["item_id"]: r for r in load_report_table(tmp_path / "o").to_pylist()}
     assert (items["a"]["status"], items["a"]["error_code"]) == ("error", "unmapped_value")
     assert items["b"]["status"] == "ok"
+
+
+def test_deeply_nested_platform_files_are_clear_errors(tmp_path):
+    deep = "[" * 100_000 + "]" * 100_000
+    for name, text in (("a.jsonl", '{"mask_url": ' + deep + "}\n"), ("b.json", '[{"dataRow": ' + deep + "}]")):
+        p = tmp_path / name
+        p.write_text(text)
+        for layout in ("labelbox", "nucleus"):
+            with pytest.raises(FormatError) as e:
+                open_dataset(p, layout=layout)
+            assert e.value.code == "bad_json" and "too deep" in e.value.message

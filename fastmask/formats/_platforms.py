@@ -126,6 +126,8 @@ def read_json_records(path: str) -> list[dict]:
             doc = json.loads(text)
         except ValueError as e:
             raise FormatError("bad_json", f"{path}: {e}", path=path) from None
+        except RecursionError:
+            raise FormatError("bad_json", f"{path}: JSON nesting too deep", path=path) from None
         records = doc
     else:
         records = []
@@ -136,6 +138,8 @@ def read_json_records(path: str) -> list[dict]:
                 records.append(json.loads(line))
             except ValueError as e:
                 raise FormatError("bad_json", f"{path}: line {n}: {e}", path=path) from None
+            except RecursionError:
+                raise FormatError("bad_json", f"{path}: line {n}: JSON nesting too deep", path=path) from None
     bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
     if bad is not None:
         raise FormatError("bad_json", f"{path}: record {bad + 1} is not a JSON object", path=path)

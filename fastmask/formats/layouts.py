@@ -237,6 +237,8 @@ def _platform_kind(path: str) -> str | None:
         head = f.read(1 << 16).lstrip()
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:].lstrip()
+    if not any(k in head for k in (b'"data_row"', b'"dataRow"', b'"mask_url"')):
+        return None  # no platform key near the start: never parse (a COCO file is decided elsewhere)
     first = None
     if head.startswith(b"["):
         from ._platforms import read_json_records
@@ -250,12 +252,12 @@ def _platform_kind(path: str) -> str | None:
         line = head.split(b"\n", 1)[0]
         try:
             first = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             if path.lower().endswith(RECORD_EXTENSIONS):  # a line longer than the peek
                 with open(path, "rb") as f:
                     try:
                         first = json.loads(f.readline())
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         return None
             else:
                 return None
