@@ -640,3 +640,12 @@ def test_deeply_nested_platform_files_are_clear_errors(tmp_path):
             with pytest.raises(FormatError) as e:
                 open_dataset(p, layout=layout)
             assert e.value.code == "bad_json" and "too deep" in e.value.message
+
+
+def test_instance_colors_are_unique_and_never_black():
+    from fastmask.jobs.convert_platforms import instance_colors
+
+    c = instance_colors(2000)
+    assert c.shape == (2001, 3) and c[0].tolist() == [0, 0, 0]
+    keys = {tuple(x) for x in c[1:].tolist()}
+    assert len(keys) == 2000 and (0, 0, 0) not in keys
