@@ -649,3 +649,33 @@ def test_instance_colors_are_unique_and_never_black():
     assert c.shape == (2001, 3) and c[0].tolist() == [0, 0, 0]
     keys = {tuple(x) for x in c[1:].tolist()}
     assert len(keys) == 2000 and (0, 0, 0) not in keys
+
+
+@pytest.mark.parametrize("to", ["labelbox", "nucleus"])
+def test_real_panoptic_sample_round_trip(real_data, tmp_path, to):
+    # panopticapi's sample: 2 images, 50 segments, 3 crowd. Crowd regions are ignored regions on
+    # both platforms: Nucleus keeps them as ignore (255), Labelbox leaves them unlabeled.
+    src = open_dataset(real_data / "panopticapi/sample_data/panoptic_examples.json")
+    out, result = convert(src, to, tmp_path / "o")
+    assert result.counts["ok"] == result.n_items == 2
+    back = open_dataset(out / ("labelbox.ndjson" if to == "labelbox" else "segments.jsonl"))
+    n_crowd = 0
+    for row in src.manifest().to_pylist():
+        s = read_source(src, row)
+        n_crowd += sum(1 for seg in s.segments if seg["iscrowd"])
+        (brow,) = [r for r in back.manifest().to_pylist() if r["item_id"] == row["item_id"]]
+        b = read_source(back, brow)
+        crowd = np.zeros(s.class_map.shape, bool)
+        for seg in s.segments:
+            if seg["iscrowd"]:
+                crowd |= s.instance_map == seg["id"]
+        want = named(src, s.class_map)
+        want[crowd] = "<ignore>" if to == "nucleus" else "<background>"
+        np.testing.assert_array_equal(named(back, b.class_map), want)
+        inst = np.where(crowd, 0, s.instance_map)
+        if to == "nucleus":
+            np.testing.assert_array_equal(b.instance_map, inst)
+        else:
+            pairs = np.unique(np.stack([inst.ravel(), b.instance_map.ravel().astype(np.int64)]), axis=1)
+            assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
+    assert n_crowd == 3
