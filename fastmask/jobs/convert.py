@@ -1,4 +1,5 @@
-"""The ``convert`` job: any layout ``open_dataset`` reads -> masks, VOC, COCO, COCO panoptic, clean zip, Nucleus.
+"""The ``convert`` job: any layout ``open_dataset`` reads -> masks, VOC, COCO, COCO panoptic, clean zip, Nucleus,
+Labelbox (the two platform targets: :mod:`.convert_platforms`).
 
 Every source item is first read into one neutral form (:class:`SourceItem`): a class
 map, an instance map (when the source has instances) and a list of segments
@@ -18,7 +19,8 @@ How sources become segments:
   (skipping the ignore value).
 - **COCO panoptic**: one segment per ``segments_info`` entry (id = segment id); the
   class map gives every segment its category (crowd included), void stays 0.
-- **masks with an instance map** (VOC ``SegmentationObject``): one segment per
+- **masks with an instance map** (VOC ``SegmentationObject``; the ``labelbox`` and
+  ``nucleus`` layouts, read as class + instance maps): one segment per
   instance id (category = the class most of its pixels have), one per class for
   class pixels outside every instance, and the ignore pixels as one crowd segment
   with ``category_id`` = the ignore value.
@@ -436,10 +438,6 @@ class ConvertJob(Job):
         if pal is None:
             pal = self._cache_palette = _palette(self._dataset.labelmap)
         return pal
-
-    def _write_plain(self, path: Path, arr: np.ndarray, rel: str) -> str:
-        lw.write_class_map(path, arr)
-        return path.relative_to(self.dataset_dir).as_posix()
 
     def _write_class(self, path: Path, src: SourceItem, rel: str) -> str:
         cm = src.class_map
