@@ -679,3 +679,14 @@ def test_real_panoptic_sample_round_trip(real_data, tmp_path, to):
             pairs = np.unique(np.stack([inst.ravel(), b.instance_map.ravel().astype(np.int64)]), axis=1)
             assert len(set(pairs[0])) == len(set(pairs[1])) == pairs.shape[1]
     assert n_crowd == 3
+
+
+def test_labelbox_data_row_listed_twice_reads_the_first_line(tmp_path):
+    a = np.zeros((24, 32), np.uint8)
+    a[1:3, 1:3] = 255
+    (tmp_path / "a.png").write_bytes(png_bytes(a))
+    obj = {"feature_id": "f", "name": "car", "annotation_kind": "ImageSegmentationMask", "mask": {"url": "a.png"}}
+    f = tmp_path / "e.ndjson"
+    f.write_text(json.dumps(export_row("x", [obj])) + "\n" + json.dumps(export_row("x", [])) + "\n")
+    (_, item), = list(open_dataset(f).iter_items())
+    assert np.count_nonzero(item.mask.array) == 4 and item.extra["labelbox"]["duplicate_rows"] == 1

@@ -18,7 +18,8 @@ Two shapes are read, told apart line by line:
        "mask": {"instanceURI", "colorRGB"} | {"png": <base64 PNG of 0/1>}}
 
 Items: one per data row (``item_id`` = the global key when there is one, else the data row
-id), data rows without labels included (no annotations: all background when the export
+id; a data row listed twice is read from its first line, ``extra['labelbox']['duplicate_rows']``
+counts the others), data rows without labels included (no annotations: all background when the export
 gives the size, else ``missing=['mask']``). A data row with several labels uses the first;
 ``label=`` (``--labelbox-label``) picks another: an integer is a position (``0`` = first; a
 data row with fewer labels is an error row ``label_not_found``), anything else a label id
@@ -159,6 +160,10 @@ class LabelboxDataset(Dataset):
                 key = dr.get("global_key") or dr.get("id")
                 if key is None:
                     raise FormatError("bad_json", f"{self.path}: line {n}: data_row without id or global_key")
+                if str(key) in rows_by_id:  # a data row listed twice: the first line is read
+                    rows_by_id[str(key)]["record"]["duplicate_rows"] = \
+                        rows_by_id[str(key)]["record"].get("duplicate_rows", 0) + 1
+                    continue
                 media = rec.get("media_attributes") or {}
                 labels = _labels(rec)
                 if names is not None:
@@ -233,7 +238,8 @@ class LabelboxDataset(Dataset):
         w, h = row.get("width"), row.get("height")
         size = (int(w), int(h)) if w and h else None
         info = {"data_row_size": list(size) if size else None, "masks": [], "absent": [], "unclaimed": [],
-                "ignored_objects": rec.get("ignored_objects", 0), "overlap_pixels": 0, "objects": len(rec["objects"])}
+                "ignored_objects": rec.get("ignored_objects", 0), "overlap_pixels": 0, "objects": len(rec["objects"]),
+                "duplicate_rows": rec.get("duplicate_rows", 0)}
         item.extra["labelbox"] = info
         self._image(rec.get("row_data"), item)
         cache: dict = {}
