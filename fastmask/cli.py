@@ -35,17 +35,24 @@ def _command_modules():
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", metavar="DATASET",
-                   help="a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, or a clean-zip layout")
-    p.add_argument("--layout", choices=("masks", "voc", "coco", "coco_panoptic", "cleanzip"), default=None,
+                   help="a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, a clean-zip layout, "
+                        "a Labelbox NDJSON or a Nucleus JSONL")
+    p.add_argument("--layout", choices=LAYOUT_CHOICES, default=None,
                    help="dataset layout (default: detected)")
     p.add_argument("--images", metavar="DIR", default=None, help="images folder (paired by file stem / COCO file_name)")
     p.add_argument("--labelmap", metavar="FILE", default=None,
                    help="label map: fastmask JSON, CVAT labelmap.txt, class names .txt, or a COCO JSON")
     p.add_argument("--masks", metavar="DIR", default=None,
                    help="COCO panoptic: the folder of panoptic PNGs (default: the folder named like the JSON, beside it)")
+    p.add_argument("--labelbox-label", metavar="N|ID", default=None,
+                   help="labelbox: which label of a data row with several (default: the first): a position "
+                        "(0 = first) or a label id")
 
 
-def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=None):
+LAYOUT_CHOICES = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus")
+
+
+def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=None, labelbox_label=None):
     """:func:`fastmask.formats.open_dataset` for a command line: ``masks`` (the panoptic PNG
     folder) is only meaningful for the ``coco_panoptic`` layout, and refused for others."""
     from .engine import UsageError
@@ -57,6 +64,11 @@ def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=Non
         if layout != "coco_panoptic":
             raise UsageError(f"{path}: --masks is the PNG folder of a COCO panoptic dataset, not of a {layout} dataset")
         options["masks"] = masks
+    if labelbox_label is not None:
+        layout = layout or detect_layout(path)
+        if layout != "labelbox":
+            raise UsageError(f"{path}: --labelbox-label chooses a label of a Labelbox export, not of a {layout} dataset")
+        options["label"] = labelbox_label
     return open_dataset(path, layout=layout, images=images, labelmap=labelmap, **options)
 
 
@@ -129,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--max-item-memory", default="1G", metavar="SIZE",
                        help="working memory one mask may need to label (e.g. 512M, 4G, none; default 1G); "
                             "above: error row too_complex")
+    rules.add_argument("--preflight", action="append", default=[], choices=("labelbox", "nucleus"),
+                       help="also check what convert --to PLATFORM would upload (automatic on labelbox / nucleus "
+                            "datasets; repeatable)")
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
@@ -142,7 +157,10 @@ def _dataset_options(args: argparse.Namespace, **paths) -> dict:
     import os
 
     paths["labelmap_file"] = getattr(args, "labelmap", None)
-    return {k: os.path.abspath(v) for k, v in paths.items() if v}
+    out = {k: os.path.abspath(v) for k, v in paths.items() if v}
+    if getattr(args, "labelbox_label", None) is not None:  # not a path: recorded as given
+        out["labelbox_label"] = args.labelbox_label
+    return out
 
 
 def run_dataset_job(args: argparse.Namespace, make_job):
@@ -157,7 +175,7 @@ def run_dataset_job(args: argparse.Namespace, make_job):
     try:
         opts = engine_options_from_args(args)
         dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
-                                   masks=args.masks)
+                                   masks=args.masks, labelbox_label=getattr(args, "labelbox_label", None))
         job = make_job(dataset)
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
@@ -234,6 +252,10 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         opts = engine_options_from_args(args)
         gt = open_dataset_arg(args.gt, labelmap=args.labelmap, masks=args.gt_masks)
         pred = open_dataset_arg(args.pred, labelmap=args.labelmap, masks=args.pred_masks)
+        if args.labelmap is None:
+            from .formats._platforms import share_names_labelmap
+
+            share_names_labelmap(gt, pred)  # two platform files: one id per name on both sides
         n = args.num_classes
         if n is None and gt.layout == "coco_panoptic":
             n = 1  # panoptic quality needs no class count
@@ -313,6 +335,7 @@ def _rule_config(args: argparse.Namespace):
         disabled=frozenset(args.disable), severities=severities, min_island=args.min_island,
         connectivity=args.connectivity, ignore_value=None if args.ignore_value < 0 else args.ignore_value,
         background=None if args.background < 0 else args.background,
+        preflight=tuple(sorted(set(getattr(args, "preflight", []) or []))),
     )
 
 

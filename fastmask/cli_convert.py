@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus")
+FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus", "labelbox")
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     from .engine.options import add_engine_arguments
 
     p = subparsers.add_parser(
-        "convert", help="convert a dataset to masks, voc, coco, coco_panoptic, cleanzip or nucleus",
+        "convert", help="convert a dataset to masks, voc, coco, coco_panoptic, cleanzip, nucleus or labelbox",
         description="Convert any layout fastmask reads into another. The converted dataset goes to "
                     "OUT/dataset/ (OUT/dataset.zip with --zip); OUT is the run's report folder.")
     add_dataset_arguments(p)
@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     g.add_argument("--fill", choices=("coco", "inclusive", "center", "pil"), default="coco",
                    help="COCO sources: polygon fill, as rasterize --fill (default coco = pycocotools; "
                         "pil = Pillow's ImageDraw.polygon, labelme)")
+    g.add_argument("--mask-url-prefix", metavar="URL", default=None,
+                   help="nucleus / labelbox: the URL the dataset folder will be uploaded to; mask URLs become "
+                        "URL/masks/<name>.png (default: relative paths, which the platforms do not fetch)")
+    g.add_argument("--data-row-key", choices=("globalKey", "id"), default="globalKey",
+                   help="labelbox: the item id is the data row's global key (default) or its Labelbox id")
     add_engine_arguments(p)
     p.set_defaults(handler=run)
 
@@ -51,12 +56,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         opts = engine_options_from_args(args)
         dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
-                                   masks=args.masks)
+                                   masks=args.masks, labelbox_label=args.labelbox_label)
         job = ConvertJob(dataset, args.to, args.out, coco_encoding=args.coco_encoding, tolerance=args.tolerance,
                          connectivity=args.connectivity,
                          ignore_value=None if args.ignore_value < 0 else args.ignore_value,
                          background=None if args.background < 0 else args.background, zip_output=args.zip,
-                         fill=args.fill)
+                         fill=args.fill, mask_url_prefix=args.mask_url_prefix, data_row_key=args.data_row_key)
         # the dataset options too: a --resume with other images or another label map is refused
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
@@ -83,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
     if renamed:
         print(f"{renamed} items renamed (their file names clash with another item's): "
               "see the items table's name and renamed columns")
+    if args.to in ("nucleus", "labelbox") and not args.mask_url_prefix:
+        print("note: mask URLs are relative paths; give --mask-url-prefix URL (where the dataset folder is "
+              "uploaded) for a file the platform accepts")
     print(f"dataset: {target}")
     print(f"report: {result.out_dir}")
     return 0

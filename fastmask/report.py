@@ -261,6 +261,8 @@ class _Reader:
                 masks = args.get({"dataset": "masks", "gt": "gt_masks", "pred": "pred_masks"}[role])
                 if masks:
                     kw["masks"] = masks
+                if role == "dataset" and args.get("labelbox_label") is not None:
+                    kw["label"] = args["labelbox_label"]
                 ds = open_dataset(path, layout=args.get("layout") if role == "dataset" else None,
                                   images=self.images if role != "pred" else None, **kw)
                 ds.manifest()  # COCO: builds/loads the columnar cache that rows point into

@@ -287,16 +287,21 @@ def test_nucleus_segment_table(tmp_path):
     out, _r = convert(src, "nucleus", tmp_path / "n")
     table = pq.read_table(out / "segments.parquet").to_pylist()
     lines = [json.loads(x) for x in (out / "segments.jsonl").read_text().splitlines()]
-    assert [x["item_id"] for x in lines] == ["img_000", "img_001"]
+    # Nucleus' upload shape: reference_id, "type": "mask", index 0 = background (every index occurs)
+    assert [x["reference_id"] for x in lines] == ["img_000", "img_001"]
+    assert all(x["type"] == "mask" for x in lines)
     src_items = items_of(open_dataset(src))
     lm = open_dataset(src).labelmap
     for line in lines:
         index_map = read_mask(out / line["mask_url"]).array
-        rows = [t for t in table if t["item_id"] == line["item_id"]]
-        assert [t["index"] for t in rows] == [a["index"] for a in line["annotations"]] == list(range(1, len(rows) + 1))
-        cls = src_items[line["item_id"]].mask.array
-        obj = src_items[line["item_id"]].instance_mask.array
-        assert set(np.unique(index_map).tolist()) <= set(range(len(rows) + 1))
+        assert index_map.dtype == np.uint8
+        rows = [t for t in table if t["item_id"] == line["reference_id"]]
+        assert line["annotations"][0] == {"label": "background", "index": 0}
+        assert [t["index"] for t in rows] == [a["index"] for a in line["annotations"][1:]] == list(
+            range(1, len(rows) + 1))
+        cls = src_items[line["reference_id"]].mask.array
+        obj = src_items[line["reference_id"]].instance_mask.array
+        assert set(np.unique(index_map).tolist()) == set(range(len(rows) + 1))
         for t in rows:
             sel = index_map == t["index"]
             assert int(sel.sum()) == t["area"] > 0

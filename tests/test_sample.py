@@ -182,8 +182,10 @@ def all_findings(sample, tmp_path_factory):
 
 
 def test_every_rule_is_planted_once(sample):
-    assert sample.rules == set(vr.RULES)
-    assert len(sample.expected) == len(vr.RULES) == len(PLANTED)
+    # the platform preflight rules need Labelbox / Nucleus files: tests/test_platforms.py has one test each
+    rules = {code for code, spec in vr.RULES.items() if spec.scope != "preflight"}
+    assert sample.rules == rules
+    assert len(sample.expected) == len(rules) == len(PLANTED)
     assert len(set(sample.expected)) == len(sample.expected)
     for key, item, rule in sample.expected:
         assert key in LAYOUT_KEYS

@@ -33,6 +33,9 @@ CODES: dict[str, str] = {
     "too_large": "a file or zip member larger than the read limit ($FASTMASK_MAX_FILE_BYTES)",
     "zip_bomb": "a zip member that inflates far beyond its compressed size ($FASTMASK_MAX_ZIP_RATIO)",
     "encrypted": "an encrypted zip member (fastmask reads no passwords)",
+    "remote_mask": "a mask named by a URL (http, https, s3, gs) with no copy beside the platform file: "
+                   "fetching by URL needs object-storage support",
+    "label_not_found": "a Labelbox data row without the label --labelbox-label chose",
 }
 
 

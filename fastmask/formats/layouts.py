@@ -10,6 +10,8 @@ Layout names (``layout=`` / ``--layout``):
 ``coco``           COCO instances JSON (+ optional images folder) (:mod:`.coco`)
 ``coco_panoptic``  COCO panoptic JSON + PNG folder, id = R + 256 G + 65536 B (:mod:`.panoptic`)
 ``cleanzip``       ``images/ masks/ coco/ index.csv meta.json``, folder or zip (:mod:`.cleanzip`)
+``labelbox``       a Labelbox NDJSON export (or import file) + mask PNGs beside it (:mod:`.labelbox`)
+``nucleus``        Scale Nucleus segmentation records (JSONL or JSON list) + uint8 PNGs (:mod:`.nucleus`)
 
 A :class:`Dataset` is light and picklable (paths and small metadata; tables are
 cached per process and dropped when pickled) so it can be shipped to pool or
@@ -43,7 +45,8 @@ __all__ = [
     "IMAGE_EXTENSIONS",
 ]
 
-LAYOUTS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip")
+LAYOUTS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus")
+RECORD_EXTENSIONS = (".ndjson", ".jsonl")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jpg", ".jpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
@@ -251,6 +254,51 @@ def _json_kind(path: str) -> str | None:
     return None
 
 
+def _platform_kind(path: str) -> str | None:
+    """'labelbox' / 'nucleus' / None from the first record of a JSONL file or a JSON list.
+
+    A Labelbox line has ``data_row`` (export) or ``dataRow`` (import); a Nucleus record
+    has ``mask_url``. A JSON object file (COCO) is never a platform file.
+    """
+    import json
+
+    with open(path, "rb") as f:
+        head = f.read(1 << 16).lstrip()
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip()
+    if not any(k in head for k in (b'"data_row"', b'"dataRow"', b'"mask_url"')):
+        return None  # no platform key near the start: never parse (a COCO file is decided elsewhere)
+    first = None
+    if head.startswith(b"["):
+        from ._platforms import read_json_records
+
+        try:
+            recs = read_json_records(path)
+        except FormatError:
+            return None
+        first = recs[0] if recs else None
+    elif head.startswith(b"{"):
+        line = head.split(b"\n", 1)[0]
+        try:
+            first = json.loads(line)
+        except (ValueError, RecursionError):
+            if path.lower().endswith(RECORD_EXTENSIONS):  # a line longer than the peek
+                with open(path, "rb") as f:
+                    try:
+                        first = json.loads(f.readline())
+                    except (ValueError, RecursionError):
+                        return None
+            else:
+                return None
+    if not isinstance(first, dict):
+        return None
+    if "data_row" in first or "dataRow" in first:
+        return "labelbox"
+    if "mask_url" in first:
+        return "nucleus"
+    return None
+
+
 def _dir_jsons(path: str) -> list[str]:
     out = []
     for d in (path, os.path.join(path, "annotations")):
@@ -289,6 +337,8 @@ def detect_layout(path: str | os.PathLike) -> str:
 
     Rules, in order:
 
+    0. a ``.ndjson`` / ``.jsonl`` file, or a ``.json`` file holding a list: ``labelbox`` when its
+       first record has ``data_row`` / ``dataRow``, ``nucleus`` when it has ``mask_url``;
     1. a ``.json`` file: ``coco_panoptic`` if it contains ``"segments_info"``,
        else ``coco`` if it has ``"images"``/``"annotations"``;
     2. a folder or zip (a zip with a single top folder is looked into):
@@ -310,7 +360,13 @@ def detect_layout(path: str | os.PathLike) -> str:
     p = os.path.abspath(os.fspath(path))
     if not os.path.exists(p):
         raise FormatError("missing_file", f"{p}: no such file or folder", path=p)
-    if os.path.isfile(p) and p.lower().endswith(".json"):
+    if os.path.isfile(p) and p.lower().endswith(RECORD_EXTENSIONS + (".json",)):
+        kind = _platform_kind(p)
+        if kind is not None:
+            return kind
+        if not p.lower().endswith(".json"):
+            raise FormatError("unknown_layout", f"{p}: records that are neither Labelbox rows (data_row / dataRow) "
+                              "nor Nucleus segmentation records (mask_url)", path=p)
         kind = _json_kind(p)
         if kind is None:
             raise FormatError("unknown_layout", f"{p}: JSON without 'images', 'annotations' or "
@@ -336,7 +392,7 @@ def detect_layout(path: str | os.PathLike) -> str:
     kind = _root_kind(inner)  # then: any folder of mask images
     if kind is not None:
         return kind
-    raise FormatError("unknown_layout", f"{p}: no known layout (masks, voc, coco, coco_panoptic, cleanzip)",
+    raise FormatError("unknown_layout", f"{p}: no known layout ({', '.join(LAYOUTS)})",
                       path=p)
 
 
@@ -349,7 +405,7 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None, images: 
     :class:`LabelMap` or a label-map file; without it each layout looks for
     its own (``labelmap.txt`` etc., COCO categories, VOC default). Extra
     ``options`` go to the layout (e.g. ``masks=`` PNG folder for panoptic,
-    ``cache_dir=`` for COCO).
+    ``cache_dir=`` for COCO, ``label=`` for Labelbox: which label of a data row).
 
     >>> import tempfile, pathlib, numpy as np
     >>> from fastmask.formats.png import write_mask
@@ -371,6 +427,10 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None, images: 
         from .coco import CocoDataset as cls
     elif layout == "coco_panoptic":
         from .panoptic import PanopticDataset as cls
+    elif layout == "labelbox":
+        from .labelbox import LabelboxDataset as cls
+    elif layout == "nucleus":
+        from .nucleus import NucleusDataset as cls
     else:
         from .cleanzip import CleanZipDataset as cls
     return cls(path, images=images, labelmap=labelmap, **options)

@@ -1,4 +1,5 @@
-"""The ``convert`` job: any layout ``open_dataset`` reads -> masks, VOC, COCO, COCO panoptic, clean zip, Nucleus.
+"""The ``convert`` job: any layout ``open_dataset`` reads -> masks, VOC, COCO, COCO panoptic, clean zip, Nucleus,
+Labelbox (the two platform targets: :mod:`.convert_platforms`).
 
 Every source item is first read into one neutral form (:class:`SourceItem`): a class
 map, an instance map (when the source has instances) and a list of segments
@@ -21,7 +22,8 @@ How sources become segments:
   image only, so a COCO output numbers the annotations (no duplicate ids across images)
   and keeps the segment id as ``segment_id``; a panoptic output uses ``segment_id``
   (from either source) as the PNG id, so ids survive panoptic -> COCO -> panoptic.
-- **masks with an instance map** (VOC ``SegmentationObject``): one segment per
+- **masks with an instance map** (VOC ``SegmentationObject``; the ``labelbox`` and
+  ``nucleus`` layouts, read as class + instance maps): one segment per
   instance id (category = the class most of its pixels have), one per class for
   class pixels outside every instance, and the ignore pixels as one crowd segment
   with ``category_id`` = the ignore value.
@@ -51,7 +53,7 @@ from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError, LabelMap
 from ..formats import layout_writers as lw
 
-FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus")
+FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus", "labelbox")
 DATASET_DIR = "dataset"
 
 
@@ -189,6 +191,8 @@ def read_source(dataset: Dataset, row: dict, *, ignore_value: int | None = 255,
     except FormatError as e:
         raise ItemError(e.code, e.message) from None
     iid = str(row["item_id"])
+    if item.extra.get("unmapped_values"):  # mask values no segment names (nucleus): no class to give them
+        raise ItemError("unmapped_value", f"{iid}: mask values without a segment: {item.extra['unmapped_values'][:20]}")
     splits = [s for s in (item.extra.get("splits") or row.get("split") or "").split(",") if s]
     ign = 255 if ignore_value is None else ignore_value
     if item.annotations is not None:  # COCO
@@ -319,7 +323,8 @@ class ConvertJob(Job):
 
     def __init__(self, dataset: Dataset, to: str, out_dir: str | os.PathLike, *, coco_encoding: str = "polygons",
                  tolerance: float = 0.0, connectivity: int = 8, ignore_value: int | None = 255,
-                 background: int | None = 0, zip_output: bool = False, fill: str = "coco"):
+                 background: int | None = 0, zip_output: bool = False, fill: str = "coco",
+                 mask_url_prefix: str | None = None, data_row_key: str = "globalKey"):
         from ..raster import MODES
 
         if to not in FORMATS:
@@ -334,6 +339,12 @@ class ConvertJob(Job):
             raise ValueError("a .zip output is for voc and cleanzip")
         if fill not in MODES:
             raise ValueError(f"fill must be one of {MODES}, got {fill!r}")
+        from .convert_platforms import DATA_ROW_KEYS
+
+        if data_row_key not in DATA_ROW_KEYS:
+            raise ValueError(f"data_row_key must be one of {', '.join(DATA_ROW_KEYS)}, got {data_row_key!r}")
+        self.mask_url_prefix = mask_url_prefix or None
+        self.data_row_key = data_row_key
         self._dataset = dataset
         self._out = Path(out_dir)
         self.to = to
@@ -349,7 +360,15 @@ class ConvertJob(Job):
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "to": self.to,
                 "coco_encoding": self.coco_encoding, "tolerance": self.tolerance, "connectivity": self.connectivity,
                 "ignore_value": self.ignore_value, "background": self.background, "zip_output": self.zip_output,
-                "fill": self.fill}
+                "fill": self.fill, **self._platform_arguments()}
+
+    def _platform_arguments(self) -> dict[str, Any]:
+        """The platform options, recorded only for the platform targets."""
+        if self.to == "labelbox":
+            return {"mask_url_prefix": self.mask_url_prefix, "data_row_key": self.data_row_key}
+        if self.to == "nucleus":
+            return {"mask_url_prefix": self.mask_url_prefix}
+        return {}
 
     @property
     def dataset_dir(self) -> Path:
@@ -418,16 +437,14 @@ class ConvertJob(Job):
                 records.append({"kind": "image", "json": json.dumps(image_rec)})
                 records.append({"kind": "panoptic", "json": json.dumps(
                     {"image_id": image_id, "file_name": png, "segments_info": infos})})
-            elif self.to == "nucleus":
-                index_map = _paint(src.segments, h, w, list(range(1, len(src.segments) + 1)))
-                if len(src.segments) > 255:
-                    fields["mask_file"] = self._write_ids("masks", rel, index_map)
-                else:
-                    fields["mask_file"] = self._write_plain(d / "masks" / (rel + ".png"), index_map, rel)
-                seg_rows = self._nucleus_rows(src, index_map)
+            elif self.to in ("nucleus", "labelbox"):
+                from .convert_platforms import labelbox_item, nucleus_item
+
+                make = nucleus_item if self.to == "nucleus" else labelbox_item
+                fields["mask_file"], records, seg_rows = make(self, src, rel)
         except ValueError as e:  # a writer refused the data (ids out of range, ...)
             raise ItemError("not_convertible", f"{src.item_id}: {e}") from None
-        if self.to != "nucleus":
+        if self.to not in ("nucleus", "labelbox"):
             from .. import rle as fr
 
             for i, s in enumerate(src.segments, 1):
@@ -449,10 +466,6 @@ class ConvertJob(Job):
         if pal is None:
             pal = self._cache_palette = _palette(self._dataset.labelmap)
         return pal
-
-    def _write_plain(self, path: Path, arr: np.ndarray, rel: str) -> str:
-        lw.write_class_map(path, arr)
-        return path.relative_to(self.dataset_dir).as_posix()
 
     def _write_class(self, path: Path, src: SourceItem, rel: str) -> str:
         cm = src.class_map
@@ -537,20 +550,6 @@ class ConvertJob(Job):
                 for s, sid in zip(src.segments, ids)]
         # area and bbox measured on the PNG; segments hidden entirely by later ones are left out
         return png, panoptic_segments(png, segs)
-
-    def _nucleus_rows(self, src: SourceItem, index_map: np.ndarray) -> list[dict]:
-        from .. import rle as fr
-
-        rows = []
-        areas = np.bincount(index_map.reshape(-1), minlength=len(src.segments) + 1)
-        for i, s in enumerate(src.segments, 1):
-            r = _encode(index_map == i)
-            rows.append({"index": i, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
-                         "category_id": s["category_id"], "label": self._label(s["category_id"]),
-                         "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]), "area": int(areas[i]),
-                         "bbox": [int(v) for v in fr.toBbox(r)],
-                         "metadata": json.dumps({"iscrowd": bool(s["iscrowd"]), "instance_id": s["instance_id"]})})
-        return rows
 
     def _copy_image(self, src: SourceItem, d: Path, rel: str) -> str | None:
         p = src.image_path
@@ -763,6 +762,11 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
                            _records(report, "panoptic"), cats_doc)
     elif job.to == "nucleus":
         _write_nucleus(job, report, d)
+    elif job.to == "labelbox":
+        from .convert_platforms import write_records
+
+        write_records(report, d / "labelbox.ndjson", "labelbox")
+        lw.atomic_write(d / "labelmap.json", (json.dumps(lm.to_json(), indent=1) + "\n").encode())
     if job.zip_output:
         zpath = job._out / (DATASET_DIR + ".zip")
         lw.zip_folder(d, zpath)
@@ -800,7 +804,7 @@ def _write_splits(report: Path, folder: Path) -> None:
 
 def _write_nucleus(job: ConvertJob, report: Path, d: Path) -> None:
     """``segments.parquet`` (all segment rows) and ``segments.jsonl`` (one line per converted item,
-    Nucleus' segmentation upload shape), streamed shard by shard."""
+    Nucleus' segmentation upload shape: the items' ``nucleus`` records), streamed shard by shard."""
     import pyarrow.parquet as pq
 
     tmp = d / ".segments.parquet.tmp"
@@ -808,18 +812,12 @@ def _write_nucleus(job: ConvertJob, report: Path, d: Path) -> None:
     writer = None
     try:
         with open(tmp_jsonl, "w", encoding="utf-8") as out:
-            for items, segs in zip(_parts(report, "items"), _parts(report, "segments")):
+            for segs in _parts(report, "segments"):
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, segs.schema)
                 writer.write_table(segs)
-                by_item: dict[str, list[dict]] = {}
-                for r in segs.to_pylist():
-                    by_item.setdefault(r["item_id"], []).append(
-                        {"label": r["label"], "index": r["index"], "metadata": json.loads(r["metadata"] or "{}")})
-                for r in items.to_pylist():
-                    if r["status"] == "ok":
-                        out.write(json.dumps({"item_id": r["name"], "mask_url": r.get("mask_file"),
-                                              "annotations": by_item.get(r["item_id"], [])}) + "\n")
+            for text in _records(report, "nucleus"):
+                out.write(text + "\n")
         if writer is not None:
             writer.close()
             writer = None

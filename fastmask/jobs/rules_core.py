@@ -133,6 +133,18 @@ RULES: dict[str, RuleSpec] = dict([
     _r("coverage_outlier", "warning", "dataset",
        "a class whose pixel share in an image is far outside the dataset's distribution (log-share median/MAD)",
        ["coverage_min_images", "coverage_k", "coverage_min_spread"]),
+    # platform preflight (labelbox / nucleus layouts, or validate --preflight)
+    _r("nucleus_not_uint8", "error", "preflight",
+       "a Nucleus mask that is not a single-channel 8-bit PNG (or an item whose segments do not fit one)"),
+    _r("nucleus_unmapped_value", "error", "preflight", "Nucleus mask values without a segment (index) in annotations"),
+    _r("nucleus_missing_index", "warning", "preflight", "Nucleus segments whose index occurs in no pixel of the mask"),
+    _r("nucleus_duplicate_mask", "error", "preflight", "several Nucleus segmentation masks for one reference_id"),
+    _r("nucleus_size", "error", "preflight", "a Nucleus mask whose size differs from its item's image"),
+    _r("labelbox_color_absent", "error", "preflight", "a Labelbox mask object whose colorRGB (or mask) has no pixel"),
+    _r("labelbox_unclaimed_color", "warning", "preflight",
+       "composite-mask colours no object claims (those pixels are unlabeled)"),
+    _r("labelbox_not_rgb", "error", "preflight", "a Labelbox composite mask that is not a 3-channel RGB image"),
+    _r("labelbox_size", "error", "preflight", "a Labelbox mask whose size differs from its data row's"),
 ])
 
 
@@ -284,6 +296,9 @@ class RuleConfig:
     #: bytes of working memory one item may need (estimated from its runs before any
     #: labeling); above: an error row ``too_complex`` instead of the work (None: no limit)
     max_item_memory: int | None = 1 << 30  # fastmask.jobs.budget.DEFAULT_MAX_ITEM_MEMORY
+    #: platforms whose preflight rules run on any layout (``labelbox``, ``nucleus``); on those
+    #: layouts their own rules always run
+    preflight: tuple = ()
 
     def __post_init__(self):
         self.disabled = frozenset(self.disabled or ())
@@ -295,6 +310,10 @@ class RuleConfig:
             if code not in RULES:
                 raise ValueError(f"unknown rule code {code!r} in severity overrides")
             severity_rank(sev)
+        self.preflight = tuple(sorted(set(self.preflight or ())))
+        bad = [p for p in self.preflight if p not in ("labelbox", "nucleus")]
+        if bad:
+            raise ValueError(f"preflight: unknown platform(s) {bad}; labelbox or nucleus")
         if self.connectivity not in (4, 8):
             raise ValueError(f"connectivity must be 4 or 8, got {self.connectivity!r}")
         if self.min_island < 0:
@@ -334,6 +353,7 @@ class RuleConfig:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["disabled"] = sorted(self.disabled)
         d["severities"] = dict(sorted(self.severities.items()))
+        d["preflight"] = list(self.preflight)
         return d
 
 

@@ -167,6 +167,10 @@ class ValidateJob(Job):
             findings += self._coco(item, data, fields, class_rows)
         if data.segments is not None or self._dataset.layout == "coco_panoptic":
             findings += self._panoptic(data, fields, class_rows)
+        if cfg.preflight or self._dataset.layout in ("labelbox", "nucleus"):
+            from .rules_platforms import preflight
+
+            findings += preflight(self._dataset, item, data, cfg)
         fields["n_findings"] = len(findings)
         fields["worst_severity"] = R.worst_severity(findings) if findings else None
         return ItemResult(fields, {"findings": [finding_row(f) for f in findings], "class_stats": class_rows})
