@@ -668,7 +668,7 @@ def test_real_panoptic_sample_round_trip(real_data, tmp_path, to):
         crowd = np.zeros(s.class_map.shape, bool)
         for seg in s.segments:
             if seg["iscrowd"]:
-                crowd |= s.instance_map == seg["id"]
+                crowd |= s.instance_map == seg["segment_id"]  # the PNG id (annotation ids are renumbered)
         want = named(src, s.class_map)
         want[crowd] = "<ignore>" if to == "nucleus" else "<background>"
         np.testing.assert_array_equal(named(back, b.class_map), want)
