@@ -5,7 +5,8 @@ PNGs whose chunks are all ones it knows (``IHDR``, ``PLTE``, ``IDAT``, ``IEND`` 
 harmless ``gAMA``, ``cHRM``, ``sRGB``, ``pHYs``, ``tIME``) -- and nothing else: every chunk's
 CRC is checked, the image data is inflated in one call into a buffer of the size IHDR
 declares (libdeflate through the ``deflate`` package; zlib when it is missing), and the
-row filters are undone by a Numba kernel (:mod:`fastmask.kernels.png`).
+row filters are undone in place by a Numba kernel (:mod:`fastmask.kernels.png`): the
+array returned is a view of the inflated buffer (its last ``h`` bytes unused).
 
 Anything it is not sure of returns ``None``: other colour types, interlacing, animation,
 transparency, text, a bad CRC, a bad filter byte, a zlib stream that is damaged or
@@ -132,16 +133,17 @@ def decode_mask_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, in
         return None
     from ..kernels.png import png_be16, png_unfilter, png_unpack  # Numba: loaded on first use
 
-    rows = np.empty((h, stride), np.uint8)
-    if png_unfilter(np.frombuffer(raw, np.uint8), h, stride, 2 if depth == 16 else 1, rows) >= 0:
+    buf = np.frombuffer(raw, np.uint8)  # unfiltered in place: the array is a view of it
+    if png_unfilter(buf, h, stride, 2 if depth == 16 else 1) >= 0:
         return None  # a filter-type byte outside 0..4
     if depth == 16:
-        arr = np.empty((h, w), np.uint16)
-        png_be16(rows, arr)
+        arr = buf[:h * stride].view(np.uint16)
+        png_be16(arr)
+        arr = arr.reshape(h, w)
     elif depth < 8:
         arr = np.empty((h, w), np.uint8)
-        png_unpack(rows, w, depth, arr)
+        png_unpack(buf[:h * stride].reshape(h, stride), w, depth, arr)
     else:
-        arr = rows
+        arr = buf[:h * stride].reshape(h, w)
     palette = np.frombuffer(plte, np.uint8).reshape(-1, 3).copy() if plte is not None else None
     return arr, depth, colour, palette
