@@ -12,7 +12,10 @@ level) and by OpenCV (default level and filters), decoded from bytes in memory:
   ``cv2.imdecode``: ``IMREAD_UNCHANGED``.
 
 All decoders run interleaved in each round (the machine is shared: ratios are steadier
-than times); each figure is the median over rounds of the mean per mask.
+than times); each figure is the median over rounds of the mean per mask. The floor's
+output is freed at once and its memory reused by the next call; a decoder's array is kept,
+so each decode also pays for fresh pages. A second table times the inflate libraries
+installed (libdeflate, isal, zlib-ng, zlib) on the same IDAT bytes.
 """
 from __future__ import annotations
 
@@ -89,6 +92,52 @@ def _decoders(files: list[bytes], h: int, w: int) -> dict:
     return fns
 
 
+def _inflaters(size: int) -> dict:
+    """The inflate libraries installed, each decompressing a zlib stream into ``size`` bytes."""
+    import zlib
+
+    fns = {"zlib": lambda d: zlib.decompress(d, bufsize=size)}
+    try:
+        import deflate
+
+        fns["libdeflate"] = lambda d: deflate.zlib_decompress(d, size)
+    except ImportError:
+        pass
+    try:
+        from isal import isal_zlib
+
+        fns["isal"] = lambda d: isal_zlib.decompress(d, bufsize=size)
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng
+
+        fns["zlib-ng"] = lambda d: zlib_ng.decompress(d, bufsize=size)
+    except ImportError:
+        pass
+    return fns
+
+
+def _inflate_table(cases: list, rounds: int) -> None:
+    """Per mask, each inflate library on the same IDAT bytes (interleaved rounds)."""
+    print("\n## Inflate libraries on the same IDAT bytes, per mask (the decoder's choice)\n")
+    names = list(_inflaters(1))
+    print("| masks | saved by | " + " | ".join(names) + " | " + " | ".join(f"zlib / {n}" for n in names[1:]) + " |")
+    print("|---|---|" + "---:|" * (2 * len(names) - 1))
+    for label, encoder, idats, size in cases:
+        fns = _inflaters(size)
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                for d in idats:
+                    fn(d)
+                times[name].append((time.perf_counter() - t0) / len(idats))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"| {label} | {encoder} | " + " | ".join(fmt_time(med[n]) for n in names) + " | "
+              + " | ".join(f"{med['zlib'] / med[n]:.2f}x" for n in names[1:]) + " |")
+
+
 def run(quick: bool = False) -> None:
     from fastmask.formats.maskpng import INFLATE
 
@@ -99,10 +148,12 @@ def run(quick: bool = False) -> None:
     print("| masks | saved by | KB/mask | inflate floor | fastmask decode | Pillow | pyspng | cv2.imdecode "
           "| fastmask / floor | Pillow / fastmask | pyspng / fastmask | cv2 / fastmask |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cases = []
     for h, w, n in sizes:
         masks = [semantic_mask(h, w, seed) for seed in range(n)]
         for encoder in ("Pillow", "OpenCV"):
             files = _encode(masks, encoder)
+            cases.append((f"{n} x {w}x{h}", encoder, [_idat(f) for f in files], h * (w + 1)))
             fns = _decoders(files, h, w)
             times: dict[str, list[float]] = {k: [] for k in fns}
             for _ in range(rounds):
@@ -119,3 +170,4 @@ def run(quick: bool = False) -> None:
                   f"| {fmt_time(sp) if sp else 'n/a'} | {fmt_time(med['cv2.imdecode'])} "
                   f"| {ours / med['inflate floor']:.2f}x | {med['Pillow'] / ours:.2f}x "
                   f"| {f'{sp / ours:.2f}x' if sp else 'n/a'} | {med['cv2.imdecode'] / ours:.2f}x |")
+    _inflate_table(cases, rounds)

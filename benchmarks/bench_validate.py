@@ -126,16 +126,19 @@ def _use_decoder(decoder: str) -> None:
     from fastmask.formats import png
 
     os.environ["FASTMASK_PNG_DECODER"] = decoder  # read at import by each worker
-    png.USE_PYSPNG = decoder == "auto"
+    png.USE_PYSPNG = decoder in ("auto", "pyspng")
+    png.USE_MASKPNG = decoder in ("auto", "fastmask")
 
 
 def _decoders() -> list[tuple[str, str]]:
-    """(setting, label): Pillow (the default install), and pyspng when the `fast` extra is there."""
+    """(setting, label): Pillow, pyspng when the `fast` extra is there, and fastmask's own
+    mask PNG decoder (the default)."""
     from fastmask.formats import png
 
     out = [("pillow", "Pillow")]
     if png._spng is not None:
-        out.append(("auto", "pyspng (`fast`)"))
+        out.append(("pyspng", "pyspng (`fast`)"))
+    out.append(("fastmask", "fastmask"))
     return out
 
 

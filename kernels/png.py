@@ -7,7 +7,9 @@ and inflating are the caller's.
 The rows are unfiltered in place, each written ``y + 1`` bytes before where it was read
 (over its own filter byte and the bytes already read), so the image ends up contiguous
 at the start of the buffer: no second image-sized buffer, whose fresh pages would cost
-about as much as the unfiltering itself.
+about as much as the unfiltering itself. None and Up are loops over flat indices into
+the one buffer; Sub, Average and Paeth chains go 8 bytes at a time where nothing
+changes (most of a mask).
 """
 from __future__ import annotations
 
@@ -15,8 +17,6 @@ import numpy as np
 from numba import njit
 
 _REP = np.uint64(0x0101010101010101)  # a byte repeated 8 times: byte * _REP
-_LOW7 = np.uint64(0x7F7F7F7F7F7F7F7F)
-_HIGH = np.uint64(0x8080808080808080)
 
 
 @njit(cache=True, nogil=True)
@@ -33,59 +33,40 @@ def png_unfilter(buf, h, stride, bpp):
     (-1, [[5, 6, 8], [6, 7, 9]])
     """
     row = 1 + stride
-    zero = np.zeros(stride, np.uint8)  # the row above the first
     for y in range(h):
         kind = buf[y * row]
         if kind > 4:
             return y
-        r = buf[y * row + 1:(y + 1) * row]
-        o = buf[y * stride:(y + 1) * stride]  # y + 1 bytes before r: written after read
-        prev = buf[(y - 1) * stride:y * stride] if y > 0 else zero
-        if y == 0 and kind == 4:
-            kind = 1  # Paeth without a row above is Sub
+        s = y * row + 1  # the filtered bytes
+        d = y * stride  # where the row goes: y + 1 bytes before s, written after read
+        p = d - stride  # the row above (unfiltered), when y > 0
+        if y == 0:
+            kind = (0, 1, 0, 3, 1)[kind]  # no row above: Up is None, Paeth is Sub
         if kind == 0:
-            _none_words(r, o)
+            for x in range(stride):
+                buf[d + x] = buf[s + x]
         elif kind == 2:
-            _up_words(r, o, prev)
-        elif bpp == 1 and kind == 1:
-            _sub_words(r, o)
-        elif bpp == 1 and kind == 4:
-            _paeth_words(r, o, prev)
+            for x in range(stride):
+                buf[d + x] = np.uint8(buf[s + x] + buf[p + x])
         elif bpp == 1:
-            _avg_words(r, o, prev)
+            # a left-to-right chain: 8 bytes at a time where nothing changes (word views)
+            r = buf[s:s + stride]
+            o = buf[d:d + stride]
+            prev = buf[p:p + stride] if y > 0 else np.zeros(stride, np.uint8)
+            if kind == 1:
+                _sub_words(r, o)
+            elif kind == 3:
+                _avg_words(r, o, prev)
+            else:
+                _paeth_words(r, o, prev)
         else:
-            _left_bytes(r, o, prev, kind, bpp)
+            _left_bytes(buf, s, d, p, stride, kind, bpp, y > 0)
     return -1
 
 
 @njit(cache=True, nogil=True)
 def _words(a, n):
     return a[:n * 8].view(np.uint64)
-
-
-@njit(cache=True, nogil=True)
-def _none_words(r, o):
-    """None: a copy, 8 bytes at a time (forwards: ``o`` is before ``r``)."""
-    n = r.shape[0]
-    nw = n // 8
-    rw, ow = _words(r, nw), _words(o, nw)
-    for k in range(nw):
-        ow[k] = rw[k]
-    for j in range(nw * 8, n):
-        o[j] = r[j]
-
-
-@njit(cache=True, nogil=True)
-def _up_words(r, o, prev):
-    """Up: bytewise ``r + prev`` mod 256, 8 bytes at a time (carries kept out of the top bits)."""
-    n = r.shape[0]
-    nw = n // 8
-    rw, ow, pw = _words(r, nw), _words(o, nw), _words(prev, nw)
-    for k in range(nw):
-        x, p = rw[k], pw[k]
-        ow[k] = ((x & _LOW7) + (p & _LOW7)) ^ ((x ^ p) & _HIGH)
-    for j in range(nw * 8, n):
-        o[j] = (r[j] + prev[j]) & 0xFF
 
 
 @njit(cache=True, nogil=True)
@@ -183,20 +164,20 @@ def _paeth(a, b, c):
 
 
 @njit(cache=True, nogil=True)
-def _left_bytes(r, o, prev, kind, bpp):
+def _left_bytes(buf, s, d, p, n, kind, bpp, has_above):
     """Sub (1), Average (3) or Paeth (4), byte by byte in order, for pixels of ``bpp`` > 1
     bytes (their bytes are interleaved chains; in order, no byte is overwritten before it
     is read)."""
-    n = r.shape[0]
     for x in range(n):
-        a = np.int64(o[x - bpp]) if x >= bpp else 0
+        a = np.int64(buf[d + x - bpp]) if x >= bpp else 0
+        b = np.int64(buf[p + x]) if has_above else 0
         if kind == 1:
             pred = a
         elif kind == 3:
-            pred = (a + np.int64(prev[x])) >> 1
+            pred = (a + b) >> 1
         else:
-            pred = _paeth(a, np.int64(prev[x]), np.int64(prev[x - bpp]) if x >= bpp else 0)
-        o[x] = (r[x] + pred) & 0xFF
+            pred = _paeth(a, b, np.int64(buf[p + x - bpp]) if x >= bpp and has_above else 0)
+        buf[d + x] = (np.int64(buf[s + x]) + pred) & 0xFF
 
 
 @njit(cache=True, nogil=True)
