@@ -442,3 +442,16 @@ def test_split_idat_and_zero_length_idat():
 
 def test_inflate_library_is_named():
     assert INFLATE in ("libdeflate", "zlib")
+
+
+@pytest.mark.parametrize("how", _HOW)
+def test_zlib_fallback_is_as_strict_as_libdeflate(how, monkeypatch):
+    # without the deflate package the decoder inflates with zlib: the same files taken,
+    # the same handed over
+    from fastmask.formats import maskpng
+
+    monkeypatch.setattr(maskpng, "_inflate", maskpng._inflate_zlib)
+    a = _mask(60, 70, 9, 3)
+    for good in (_pillow(a, 6), _opencv(a, 9, "IMWRITE_PNG_STRATEGY_RLE", None), encode_png(a)):
+        assert_same_as_pillow(good, accepted=True)
+        assert_same_as_pillow(_damaged(good, how, np.random.default_rng(5)), accepted=False)
