@@ -7,8 +7,9 @@ dataset-level rules over the report and the summary.
 
 Generated semantic label masks (21 classes + ignore, overlapping blobs; the engine
 benchmark's dataset in ``$FASTMASK_BENCH_DATA``, with realistic defects planted in 1% of
-the files): 640x480 and 2048x1024, with 1 and 2 workers, decoding with Pillow (the
-default) and, when the ``fast`` extra is installed, with pyspng. Prints masks/s (medians of
+the files): 640x480 and 2048x1024, with 1 and 2 workers, decoding with Pillow, with
+pyspng (when the ``fast`` extra is installed) and with fastmask's mask PNG decoder (the
+default). Prints masks/s (medians of
 interleaved rounds), the cost of validation over decoding, and the projection per 8 hours;
 then the two-worker 640x480 runs at scale (the files ten times over: 200,000 items in the
 default shards of 2,000, the start-up paid once). Target: validate at most 25% slower than
@@ -126,16 +127,19 @@ def _use_decoder(decoder: str) -> None:
     from fastmask.formats import png
 
     os.environ["FASTMASK_PNG_DECODER"] = decoder  # read at import by each worker
-    png.USE_PYSPNG = decoder == "auto"
+    png.USE_PYSPNG = decoder in ("auto", "pyspng")
+    png.USE_MASKPNG = decoder in ("auto", "fastmask")
 
 
 def _decoders() -> list[tuple[str, str]]:
-    """(setting, label): Pillow (the default install), and pyspng when the `fast` extra is there."""
+    """(setting, label): Pillow, pyspng when the `fast` extra is there, and fastmask's own
+    mask PNG decoder (the default)."""
     from fastmask.formats import png
 
     out = [("pillow", "Pillow")]
     if png._spng is not None:
-        out.append(("auto", "pyspng (`fast`)"))
+        out.append(("pyspng", "pyspng (`fast`)"))
+    out.append(("fastmask", "fastmask"))
     return out
 
 

@@ -13,15 +13,15 @@ pytest.importorskip("pyspng")
 
 
 def _both(path):
-    png.USE_PYSPNG = True
+    # pyspng's path alone, then Pillow's (fastmask's own decoder off for both)
+    saved = png.USE_PYSPNG, png.USE_MASKPNG
     try:
+        png.USE_PYSPNG, png.USE_MASKPNG = True, False
         fast = png.read_mask(path)
-    finally:
         png.USE_PYSPNG = False
-    try:
         slow = png.read_mask(path)
     finally:
-        png.USE_PYSPNG = True
+        png.USE_PYSPNG, png.USE_MASKPNG = saved
     return fast, slow
 
 
@@ -55,15 +55,18 @@ def _use_pyspng_in_new_process(value):
     import subprocess
     import sys
 
-    code = "import fastmask.formats.png as p; print(p.USE_PYSPNG)"
+    code = "import fastmask.formats.png as p; print(p.USE_PYSPNG, p.USE_MASKPNG)"
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "FASTMASK_PNG_DECODER": value})
 
 
 def test_decoder_setting_reaches_new_processes():
     # FASTMASK_PNG_DECODER is read at import, so spawned workers follow it too
-    assert _use_pyspng_in_new_process("pillow").stdout.strip() == "False"
-    assert _use_pyspng_in_new_process("auto").stdout.strip() == "True"
+    # (pyspng used, fastmask's mask decoder used)
+    assert _use_pyspng_in_new_process("pillow").stdout.strip() == "False False"
+    assert _use_pyspng_in_new_process("auto").stdout.strip() == "True True"
+    assert _use_pyspng_in_new_process("fastmask").stdout.strip() == "False True"
+    assert _use_pyspng_in_new_process("pyspng").stdout.strip() == "True False"
     bad = _use_pyspng_in_new_process("libpng")
     assert bad.returncode != 0
-    assert "FASTMASK_PNG_DECODER='libpng'" in bad.stderr and "auto, pillow" in bad.stderr
+    assert "FASTMASK_PNG_DECODER='libpng'" in bad.stderr and "auto, pillow, fastmask, pyspng" in bad.stderr

@@ -349,12 +349,14 @@ def _png_of(a: np.ndarray, bit_depth: int, color_type: int, *, interlace: bool =
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + extra_chunks + _chunk(b"IDAT", z) + _chunk(b"IEND", b""))
 
 
-@pytest.fixture(params=["pillow", "auto"])
+@pytest.fixture(params=["pillow", "auto", "fastmask"])
 def decoder(request, monkeypatch):
-    """Both decoder paths ($FASTMASK_PNG_DECODER): Pillow only, and pyspng first when installed."""
+    """The decoder paths ($FASTMASK_PNG_DECODER): Pillow only; fastmask's mask decoder then
+    pyspng (when installed) first; fastmask's decoder first."""
     if request.param == "auto" and png_mod._spng is None:
         pytest.skip("pyspng is not installed")
     monkeypatch.setattr(png_mod, "USE_PYSPNG", request.param == "auto")
+    monkeypatch.setattr(png_mod, "USE_MASKPNG", request.param in ("auto", "fastmask"))
     return request.param
 
 

@@ -35,8 +35,14 @@ short, or cut, even with ``IEND`` present) is ``truncated``: Pillow would fill
 the missing rows with 0 (background) without a word. The image memory is filled
 with a sentinel value before decoding, so a last pixel that changed proves every
 row was decoded; otherwise (or for an interlaced file) the image data is inflated
-once more and its bytes counted. libspng (the fast path) refuses such files itself. An animated PNG (APNG) is read as its first
-frame, with ``extra["n_frames"]`` telling how many there are.
+once more and its bytes counted. libspng and fastmask's mask decoder (the fast paths) hand
+such files over to Pillow. An animated PNG (APNG) is read as its first frame, with
+``extra["n_frames"]`` telling how many there are.
+
+Plain non-interlaced 8/16-bit grey and 1/2/4/8-bit palette PNGs (what masks are) are
+decoded by :mod:`fastmask.formats.maskpng` (libdeflate + a Numba unfilter kernel) when
+it accepts them, with the same ``MaskData``; everything else, and every damaged file,
+is read here as before (``$FASTMASK_PNG_DECODER`` chooses).
 """
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ from PIL import Image, UnidentifiedImageError
 from ._fs import check_regular, read_regular_file
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap, voc_colormap
+from .maskpng import decode_mask_png
 
 __all__ = [
     "MaskData",
@@ -423,10 +430,12 @@ try:  # optional faster PNG decoder (extra "fast"): libspng, ~1.4x Pillow on gre
 except ImportError:  # pragma: no cover - depends on the environment
     _spng = None
 
-#: ``$FASTMASK_PNG_DECODER``: ``auto`` (default: pyspng for plain grey PNGs when it is
-#: installed, else Pillow) or ``pillow`` (always Pillow). An environment variable, so
-#: that it reaches the engine's worker processes too.
-PNG_DECODERS = ("auto", "pillow")
+#: ``$FASTMASK_PNG_DECODER``: ``auto`` (default: fastmask's own decoder for the plain grey
+#: and palette PNGs it accepts, then pyspng for plain grey PNGs when it is installed, else
+#: Pillow), ``pillow`` (always Pillow), ``fastmask`` (fastmask's decoder, else Pillow) or
+#: ``pyspng`` (pyspng, else Pillow). An environment variable, so that it reaches the
+#: engine's worker processes too.
+PNG_DECODERS = ("auto", "pillow", "fastmask", "pyspng")
 
 
 def _decoder_setting() -> str:
@@ -436,8 +445,24 @@ def _decoder_setting() -> str:
     return value
 
 
+#: use fastmask's mask PNG decoder (:mod:`fastmask.formats.maskpng`) for the PNGs it accepts
+USE_MASKPNG = _decoder_setting() in ("auto", "fastmask")
 #: use pyspng for plain 8/16-bit grey PNGs when it is installed (set False to force Pillow)
-USE_PYSPNG = _decoder_setting() == "auto"
+USE_PYSPNG = _decoder_setting() in ("auto", "pyspng")
+
+
+def _read_mask_png(data: bytes, name: str) -> MaskData | None:
+    """fastmask's decoder on a plain grey or palette PNG, giving exactly the Pillow path's
+    MaskData; None (read it with Pillow) for anything it does not accept."""
+    got = decode_mask_png(data, Image.MAX_IMAGE_PIXELS)
+    if got is None:
+        return None
+    arr, depth, colour, palette = got
+    h, w = arr.shape
+    mode = "P" if colour == 3 else ("L" if depth == 8 else "I;16")
+    return MaskData(array=arr, palette=palette, mode=mode, format="PNG", width=int(w), height=int(h),
+                    bit_depth=int(depth), channels=1, lossy=False, source=name,
+                    extra={"png_color_type": int(colour)})
 
 
 def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:
@@ -481,6 +506,10 @@ def read_mask(source: Source, *, labelmap: LabelMap | None = None, name: str | N
     """
     data, name0 = _load_bytes(source)
     name = name or name0
+    if USE_MASKPNG:
+        fast = _read_mask_png(data, name)
+        if fast is not None:
+            return fast
     if _spng is not None and USE_PYSPNG:
         fast = _read_grey_png_fast(data, name)
         if fast is not None:

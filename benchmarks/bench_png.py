@@ -1,0 +1,173 @@
+"""PNG mask decoding per mask: fastmask's decoder next to the inflate floor, Pillow, pyspng and OpenCV.
+
+Generated semantic masks (19 classes, smooth blob regions: the argmax of 19 smooth random
+fields, like a street scene's class map), 640x480 and 2048x1024, saved by Pillow (default
+level) and by OpenCV (default level and filters), decoded from bytes in memory:
+
+- ``inflate floor``: libdeflate alone on the same IDAT bytes, output size known (what no
+  PNG decoder using it can beat);
+- ``fastmask decode``: ``read_mask`` on the bytes (chunks + CRCs, inflate, the unfilter
+  kernel, the ``MaskData``);
+- ``Pillow``: ``np.asarray(Image.open(...))``; ``pyspng``: ``pyspng.load``;
+  ``cv2.imdecode``: ``IMREAD_UNCHANGED``.
+
+All decoders run interleaved in each round (the machine is shared: ratios are steadier
+than times); each figure is the median over rounds of the mean per mask. The floor's
+output is freed at once and its memory reused by the next call; a decoder's array is kept,
+so each decode also pays for fresh pages. A second table times the inflate libraries
+installed (libdeflate, isal, zlib-ng, zlib) on the same IDAT bytes.
+"""
+from __future__ import annotations
+
+import io
+import statistics
+import time
+
+import numpy as np
+
+from benchmarks._timing import fmt_time
+
+
+def semantic_mask(h: int, w: int, seed: int, classes: int = 19) -> np.ndarray:
+    """A class map of smooth blobs: per pixel, the class whose smooth random field is largest."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    gh, gw = max(2, h // 96), max(2, w // 96)
+    fields = [cv2.resize(rng.random((gh, gw), np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+              for _ in range(classes)]
+    return np.argmax(np.stack(fields), axis=0).astype(np.uint8)
+
+
+def _idat(data: bytes) -> bytes:
+    pos, parts = 8, []
+    while pos + 8 <= len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        if data[pos + 4:pos + 8] == b"IDAT":
+            parts.append(data[pos + 8:pos + 8 + n])
+        pos += 12 + n
+    return b"".join(parts)
+
+
+def _encode(masks, encoder: str) -> list[bytes]:
+    import cv2
+    from PIL import Image
+
+    out = []
+    for m in masks:
+        if encoder == "Pillow":
+            bio = io.BytesIO()
+            Image.fromarray(m).save(bio, "PNG")
+            out.append(bio.getvalue())
+        else:
+            out.append(cv2.imencode(".png", m)[1].tobytes())
+    return out
+
+
+def _decoders(files: list[bytes], h: int, w: int) -> dict:
+    import cv2
+    from PIL import Image
+
+    import fastmask.formats.png as png
+    from fastmask.formats.maskpng import _inflate
+
+    idats = [_idat(f) for f in files]
+    size = h * (w + 1)
+    fns = {"inflate floor": lambda i: _inflate(idats[i], size),
+           "fastmask decode": lambda i: png.read_mask(files[i]),
+           "Pillow": lambda i: np.asarray(Image.open(io.BytesIO(files[i]))),
+           "cv2.imdecode": lambda i: cv2.imdecode(np.frombuffer(files[i], np.uint8), cv2.IMREAD_UNCHANGED)}
+    try:
+        import pyspng
+
+        fns["pyspng"] = lambda i: pyspng.load(files[i])
+    except ImportError:
+        pass
+    ref = fns["Pillow"](0)
+    for name, fn in fns.items():  # every decoder reads the same mask (and is warmed up)
+        if name != "inflate floor":
+            got = fn(0)
+            assert np.array_equal(getattr(got, "array", got), ref), name
+    assert png.USE_MASKPNG and png.decode_mask_png(files[0], None) is not None  # fastmask's own path ran
+    return fns
+
+
+def _inflaters(size: int) -> dict:
+    """The inflate libraries installed, each decompressing a zlib stream into ``size`` bytes."""
+    import zlib
+
+    fns = {"zlib": lambda d: zlib.decompress(d, bufsize=size)}
+    try:
+        import deflate
+
+        fns["libdeflate"] = lambda d: deflate.zlib_decompress(d, size)
+    except ImportError:
+        pass
+    try:
+        from isal import isal_zlib
+
+        fns["isal"] = lambda d: isal_zlib.decompress(d, bufsize=size)
+    except ImportError:
+        pass
+    try:
+        from zlib_ng import zlib_ng
+
+        fns["zlib-ng"] = lambda d: zlib_ng.decompress(d, bufsize=size)
+    except ImportError:
+        pass
+    return fns
+
+
+def _inflate_table(cases: list, rounds: int) -> None:
+    """Per mask, each inflate library on the same IDAT bytes (interleaved rounds)."""
+    print("\n## Inflate libraries on the same IDAT bytes, per mask (the decoder's choice)\n")
+    names = list(_inflaters(1))
+    print("| masks | saved by | " + " | ".join(names) + " | " + " | ".join(f"zlib / {n}" for n in names[1:]) + " |")
+    print("|---|---|" + "---:|" * (2 * len(names) - 1))
+    for label, encoder, idats, size in cases:
+        fns = _inflaters(size)
+        times: dict[str, list[float]] = {k: [] for k in fns}
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                for d in idats:
+                    fn(d)
+                times[name].append((time.perf_counter() - t0) / len(idats))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"| {label} | {encoder} | " + " | ".join(fmt_time(med[n]) for n in names) + " | "
+              + " | ".join(f"{med['zlib'] / med[n]:.2f}x" for n in names[1:]) + " |")
+
+
+def run(quick: bool = False) -> None:
+    from fastmask.formats.maskpng import INFLATE
+
+    sizes = [(480, 640, 40 if quick else 100), (1024, 2048, 8 if quick else 24)]
+    rounds = 5 if quick else 11
+    print("\n## PNG mask decoding, per mask (medians of interleaved rounds)\n")
+    print(f"inflate: {INFLATE}\n")
+    print("| masks | saved by | KB/mask | inflate floor | fastmask decode | Pillow | pyspng | cv2.imdecode "
+          "| fastmask / floor | Pillow / fastmask | pyspng / fastmask | cv2 / fastmask |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cases = []
+    for h, w, n in sizes:
+        masks = [semantic_mask(h, w, seed) for seed in range(n)]
+        for encoder in ("Pillow", "OpenCV"):
+            files = _encode(masks, encoder)
+            cases.append((f"{n} x {w}x{h}", encoder, [_idat(f) for f in files], h * (w + 1)))
+            fns = _decoders(files, h, w)
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            for _ in range(rounds):
+                for name, fn in fns.items():
+                    t0 = time.perf_counter()
+                    for i in range(n):
+                        fn(i)
+                    times[name].append((time.perf_counter() - t0) / n)
+            med = {k: statistics.median(v) for k, v in times.items()}
+            ours = med["fastmask decode"]
+            sp = med.get("pyspng")
+            print(f"| {n} x {w}x{h} | {encoder} | {np.mean([len(f) for f in files]) / 1e3:.1f} "
+                  f"| {fmt_time(med['inflate floor'])} | {fmt_time(ours)} | {fmt_time(med['Pillow'])} "
+                  f"| {fmt_time(sp) if sp else 'n/a'} | {fmt_time(med['cv2.imdecode'])} "
+                  f"| {ours / med['inflate floor']:.2f}x | {med['Pillow'] / ours:.2f}x "
+                  f"| {f'{sp / ours:.2f}x' if sp else 'n/a'} | {med['cv2.imdecode'] / ours:.2f}x |")
+    _inflate_table(cases, rounds)

@@ -1,0 +1,149 @@
+"""A PNG decoder made for masks: plain grey and palette PNGs at the speed of inflate.
+
+It accepts what masks are -- non-interlaced 8/16-bit greyscale and 1/2/4/8-bit palette
+PNGs whose chunks are all ones it knows (``IHDR``, ``PLTE``, ``IDAT``, ``IEND`` and the
+harmless ``gAMA``, ``cHRM``, ``sRGB``, ``pHYs``, ``tIME``) -- and nothing else: every chunk's
+CRC is checked, the image data is inflated in one call into a buffer of the size IHDR
+declares (libdeflate through the ``deflate`` package; zlib when it is missing), and the
+row filters are undone in place by a Numba kernel (:mod:`fastmask.kernels.png`): the
+array returned is a view of the inflated buffer (its last ``h`` bytes unused).
+
+Anything it is not sure of returns ``None``: other colour types, interlacing, animation,
+transparency, text, a bad CRC, a bad filter byte, a zlib stream that is damaged or
+inflates to more or fewer bytes than declared, bytes after ``IEND``, a size over Pillow's
+decompression-bomb limit. The caller then reads the file with the general reader, which
+names the problem exactly as before (``truncated``, ``unreadable``, ``decompression_bomb``)
+or reads what it can; so this decoder never changes an answer, it only gives the
+accepted ones sooner.
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+from typing import Callable
+
+import numpy as np
+
+try:  # libdeflate: ~5x zlib on mask image data (README, Benchmarks)
+    import deflate as _deflate
+except ImportError:  # pragma: no cover - depends on the environment
+    _deflate = None
+
+__all__ = ["decode_mask_png", "INFLATE"]
+
+_SIG = b"\x89PNG\r\n\x1a\n"
+#: ancillary chunks that change nothing a mask reader reports, with their lengths
+_HARMLESS = {b"gAMA": 4, b"cHRM": 32, b"sRGB": 1, b"pHYs": 9, b"tIME": 7}
+
+
+def _inflate_libdeflate(data: bytes, size: int) -> bytearray | None:
+    try:
+        out = _deflate.zlib_decompress(data, size)  # fails when the data inflates to more
+    except _deflate.DeflateError:
+        return None
+    return out if len(out) == size else None
+
+
+def _inflate_zlib(data: bytes, size: int) -> bytearray | None:
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, size + 1)
+    except zlib.error:
+        return None
+    # as strict as libdeflate: the whole stream, its checksum, and exactly ``size`` bytes
+    return bytearray(out) if len(out) == size and d.eof else None
+
+
+#: the inflate in use: ``"libdeflate"`` or ``"zlib"``
+INFLATE = "libdeflate" if _deflate is not None else "zlib"
+_inflate: Callable[[bytes, int], bytearray | None] = _inflate_libdeflate if _deflate is not None else _inflate_zlib
+_crc32 = _deflate.crc32 if _deflate is not None else zlib.crc32
+
+
+def _chunks(data: bytes) -> tuple[bytes, bytes | None, list[memoryview]] | None:
+    """(IHDR payload, PLTE payload or None, IDAT payloads) of a PNG whose chunks are all
+    known, well formed and CRC-correct, in order, ending with ``IEND`` at the end of the
+    bytes; else None."""
+    mv, n = memoryview(data), len(data)
+    if n < 57 or data[:8] != _SIG or data[12:16] != b"IHDR" or data[8:12] != b"\x00\x00\x00\x0d":
+        return None
+    pos, ihdr, plte, idat = 8, b"", None, []
+    seen_idat = ended_idat = False
+    while True:
+        if pos + 12 > n:
+            return None
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > n or int.from_bytes(data[end - 4:end], "big") != _crc32(mv[pos + 8:end - 4], _crc32(kind)):
+            return None
+        payload = mv[pos + 8:end - 4]
+        if kind == b"IDAT":
+            if ended_idat:
+                return None  # IDATs must be consecutive
+            seen_idat = True
+            idat.append(payload)
+        else:
+            ended_idat = seen_idat
+            if kind == b"IEND":
+                return (ihdr, plte, idat) if seen_idat and length == 0 and end == n else None
+            if kind == b"IHDR":
+                if pos != 8:
+                    return None
+                ihdr = bytes(payload)
+            elif kind == b"PLTE":
+                if plte is not None or seen_idat or length == 0 or length % 3 or length > 768:
+                    return None
+                plte = bytes(payload)
+            elif _HARMLESS.get(kind) != length:
+                return None
+        pos = end
+
+
+def decode_mask_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, int, np.ndarray | None] | None:
+    """``(array, bit_depth, colour_type, palette)`` of a plain mask PNG, or None (see the
+    module docs). ``array`` is uint8 (grey 8-bit, palette indices) or native uint16 (grey
+    16-bit); ``palette`` is the ``PLTE`` colours, ``(n, 3)`` uint8, for palette PNGs.
+    ``max_pixels``: larger images return None (the caller's bomb limit applies).
+
+    >>> import io
+    >>> from PIL import Image
+    >>> bio = io.BytesIO(); Image.fromarray(np.array([[0, 7], [7, 3]], np.uint8)).save(bio, "PNG")
+    >>> a, depth, colour, pal = decode_mask_png(bio.getvalue(), None)
+    >>> a.tolist(), depth, colour, pal
+    ([[0, 7], [7, 3]], 8, 0, None)
+    """
+    parts = _chunks(data)
+    if parts is None:
+        return None
+    ihdr, plte, idat = parts
+    w, h, depth, colour, method, filt, interlace = struct.unpack(">IIBBBBB", ihdr)
+    if method or filt or interlace or not w or not h or w >= 2**31 or h >= 2**31:
+        return None
+    if max_pixels is not None and w * h > max_pixels:
+        return None
+    if colour == 0:
+        if depth not in (8, 16) or plte is not None:
+            return None
+    elif colour != 3 or depth not in (1, 2, 4, 8) or plte is None:
+        return None
+    stride = (w * depth + 7) // 8
+    raw = _inflate(b"".join(idat), h * (stride + 1))
+    if raw is None:
+        return None
+    from ..kernels.png import png_be16, png_unfilter, png_unpack  # Numba: loaded on first use
+
+    buf = np.frombuffer(raw, np.uint8)  # unfiltered in place: the array is a view of it
+    if png_unfilter(buf, h, stride, 2 if depth == 16 else 1) >= 0:
+        return None  # a filter-type byte outside 0..4
+    if depth == 16:
+        arr = buf[:h * stride].view(np.uint16)
+        png_be16(arr)
+        arr = arr.reshape(h, w)
+    elif depth < 8:
+        arr = np.empty((h, w), np.uint8)
+        png_unpack(buf[:h * stride].reshape(h, stride), w, depth, arr)
+    else:
+        arr = buf[:h * stride].reshape(h, w)
+    palette = np.frombuffer(plte, np.uint8).reshape(-1, 3).copy() if plte is not None else None
+    return arr, depth, colour, palette

@@ -1,0 +1,212 @@
+"""PNG row filters undone, and packed samples unpacked (the pixel half of the mask PNG decoder).
+
+The inflated image data of a non-interlaced PNG is ``h`` rows of one filter-type byte and
+``stride`` filtered bytes. These kernels only do arithmetic on arrays; parsing the chunks
+and inflating are the caller's.
+
+The rows are unfiltered in place, each written ``y + 1`` bytes before where it was read
+(over its own filter byte and the bytes already read), so the image ends up contiguous
+at the start of the buffer: no second image-sized buffer, whose fresh pages would cost
+about as much as the unfiltering itself. None and Up are loops over flat indices into
+the one buffer; Sub, Average and Paeth chains go 8 bytes at a time where nothing
+changes (most of a mask).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+_REP = np.uint64(0x0101010101010101)  # a byte repeated 8 times: byte * _REP
+
+
+@njit(cache=True, nogil=True)
+def png_unfilter(buf, h, stride, bpp):
+    """Undo the five PNG row filters of ``buf`` (uint8, ``h * (1 + stride)`` bytes: each
+    row's filter-type byte then its bytes) in place: afterwards ``buf[:h * stride]`` holds
+    the unfiltered rows, contiguous. ``bpp``: bytes per complete pixel (at least 1).
+
+    Returns -1 when every row was unfiltered, else the index of the first row whose
+    filter-type byte is not 0..4 (the buffer is then partly overwritten).
+
+    >>> buf = np.array([1, 5, 1, 2,   2, 1, 1, 1], np.uint8)  # Sub, then Up
+    >>> png_unfilter(buf, 2, 3, 1), buf[:6].reshape(2, 3).tolist()
+    (-1, [[5, 6, 8], [6, 7, 9]])
+    """
+    row = 1 + stride
+    for y in range(h):
+        kind = buf[y * row]
+        if kind > 4:
+            return y
+        s = y * row + 1  # the filtered bytes
+        d = y * stride  # where the row goes: y + 1 bytes before s, written after read
+        p = d - stride  # the row above (unfiltered), when y > 0
+        if y == 0:
+            kind = (0, 1, 0, 3, 1)[kind]  # no row above: Up is None, Paeth is Sub
+        if kind == 0:
+            for x in range(stride):
+                buf[d + x] = buf[s + x]
+        elif kind == 2:
+            for x in range(stride):
+                buf[d + x] = np.uint8(buf[s + x] + buf[p + x])
+        elif bpp == 1:
+            # a left-to-right chain: 8 bytes at a time where nothing changes (word views)
+            r = buf[s:s + stride]
+            o = buf[d:d + stride]
+            prev = buf[p:p + stride] if y > 0 else np.zeros(stride, np.uint8)
+            if kind == 1:
+                _sub_words(r, o)
+            elif kind == 3:
+                _avg_words(r, o, prev)
+            else:
+                _paeth_words(r, o, prev)
+        else:
+            _left_bytes(buf, s, d, p, stride, kind, bpp, y > 0)
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _words(a, n):
+    return a[:n * 8].view(np.uint64)
+
+
+@njit(cache=True, nogil=True)
+def _sub_words(r, o):
+    """Sub on a row of 1-byte pixels, 8 bytes at a time where it can.
+
+    A mask row is long runs of one value, where Sub's residuals are 0: such 8-byte words
+    are the left byte 8 times, written at once; other words go byte by byte (the left
+    byte kept in a register). ~3x byte by byte throughout, on mask rows.
+    """
+    n = r.shape[0]
+    nw = n // 8
+    rw, ow = _words(r, nw), _words(o, nw)
+    a = 0  # the byte to the left
+    for k in range(nw):
+        if rw[k] == 0:
+            ow[k] = np.uint64(a) * _REP
+        else:
+            for j in range(8 * k, 8 * k + 8):
+                a = (r[j] + a) & 0xFF
+                o[j] = a
+    for j in range(nw * 8, n):
+        a = (r[j] + a) & 0xFF
+        o[j] = a
+
+
+@njit(cache=True, nogil=True)
+def _paeth_words(r, o, prev):
+    """Paeth on a row of 1-byte pixels, 8 bytes at a time where it can: under a flat
+    stretch of the row above (``b == c``) the prediction is the left byte, so a word of
+    zero residuals there is the left byte 8 times."""
+    n = r.shape[0]
+    nw = n // 8
+    rw, ow, pw = _words(r, nw), _words(o, nw), _words(prev, nw)
+    a = 0  # the byte to the left
+    c = 0  # the byte above-left
+    for k in range(nw):
+        if rw[k] == 0 and pw[k] == np.uint64(c) * _REP:
+            ow[k] = np.uint64(a) * _REP
+        else:
+            a = _paeth_bytes(r, o, prev, 8 * k, 8 * k + 8, a, c)
+            c = np.int64(prev[8 * k + 7])
+    _paeth_bytes(r, o, prev, nw * 8, n, a, c)
+
+
+@njit(cache=True, nogil=True)
+def _avg_words(r, o, prev):
+    """Average on a row of 1-byte pixels, 8 bytes at a time where it can: where the row
+    above equals the left byte, the prediction is the left byte, so a word of zero
+    residuals there is the left byte 8 times."""
+    n = r.shape[0]
+    nw = n // 8
+    rw, ow, pw = _words(r, nw), _words(o, nw), _words(prev, nw)
+    a = 0  # the byte to the left
+    for k in range(nw):
+        fill = np.uint64(a) * _REP
+        if rw[k] == 0 and pw[k] == fill:
+            ow[k] = fill
+        else:
+            for x in range(8 * k, 8 * k + 8):
+                a = (r[x] + ((a + np.int64(prev[x])) >> 1)) & 0xFF
+                o[x] = a
+    for x in range(nw * 8, n):
+        a = (r[x] + ((a + np.int64(prev[x])) >> 1)) & 0xFF
+        o[x] = a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _paeth_bytes(r, o, prev, start, stop, a, c):
+    """Paeth on bytes ``start..stop-1`` of a 1-byte-pixel row, given the left byte ``a`` and
+    the above-left byte ``c``; returns the last byte written."""
+    for x in range(start, stop):
+        b = np.int64(prev[x])
+        a = (r[x] + _paeth(a, b, c)) & 0xFF
+        o[x] = a
+        c = b
+    return a
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _paeth(a, b, c):
+    """The Paeth predictor of left ``a``, above ``b``, above-left ``c``."""
+    if b == c:  # a flat row above (most of a mask): p = a
+        return a
+    p = b - c  # with p = a + b - c: |p - a|, |p - b|, |p - c|
+    q = a - c
+    pa = abs(p)
+    pb = abs(q)
+    pc = abs(p + q)
+    if pa <= pb and pa <= pc:
+        return a
+    if pb <= pc:
+        return b
+    return c
+
+
+@njit(cache=True, nogil=True)
+def _left_bytes(buf, s, d, p, n, kind, bpp, has_above):
+    """Sub (1), Average (3) or Paeth (4), byte by byte in order, for pixels of ``bpp`` > 1
+    bytes (their bytes are interleaved chains; in order, no byte is overwritten before it
+    is read)."""
+    for x in range(n):
+        a = np.int64(buf[d + x - bpp]) if x >= bpp else 0
+        b = np.int64(buf[p + x]) if has_above else 0
+        if kind == 1:
+            pred = a
+        elif kind == 3:
+            pred = (a + b) >> 1
+        else:
+            pred = _paeth(a, b, np.int64(buf[p + x - bpp]) if x >= bpp and has_above else 0)
+        buf[d + x] = (np.int64(buf[s + x]) + pred) & 0xFF
+
+
+@njit(cache=True, nogil=True)
+def png_unpack(rows, width, depth, out):
+    """Samples of ``depth`` (1, 2 or 4) bits packed MSB first in each row of ``rows``
+    (uint8 ``(h, stride)``) into ``out`` (uint8 ``(h, width)``), one byte per sample.
+
+    >>> out = np.empty((1, 3), np.uint8)
+    >>> png_unpack(np.array([[0b10_01_11_00]], np.uint8), 3, 2, out); out.tolist()
+    [[2, 1, 3]]
+    """
+    per = 8 // depth
+    mask = (1 << depth) - 1
+    for y in range(rows.shape[0]):
+        src = rows[y]
+        dst = out[y]
+        for x in range(width):
+            shift = 8 - depth * (x % per + 1)
+            dst[x] = (src[x // per] >> shift) & mask
+
+
+@njit(cache=True, nogil=True)
+def png_be16(buf):
+    """Big-endian 16-bit samples (uint16 ``buf``, read as bytes) made native, in place.
+
+    >>> a = np.array([1, 2, 255, 0], np.uint8).view(np.uint16)
+    >>> png_be16(a); a.tolist()
+    [258, 65280]
+    """
+    b = buf.view(np.uint8)
+    for i in range(buf.shape[0]):
+        buf[i] = (np.uint16(b[2 * i]) << 8) | np.uint16(b[2 * i + 1])
