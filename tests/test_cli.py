@@ -51,7 +51,9 @@ def test_validation_demo_finds_every_planted_defect_and_nothing_else(tmp_path, c
     text = capsys.readouterr().out
     from fastmask.jobs.validate_rules import RULES
 
-    n = len(RULES)  # every rule is planted once
+    # every rule is planted once, except the platform preflight rules (they need Labelbox / Nucleus
+    # files: tests/test_platforms.py has one test each)
+    n = sum(1 for spec in RULES.values() if spec.scope != "preflight")
     assert f"planted defects found: {n} of {n}; findings on clean items: 0" in text
     assert (out / "report-voc" / "run.json").exists()
     # a rerun replaces its own folder; a foreign non-empty folder is refused
