@@ -1,7 +1,7 @@
 """``fastmask convert SRC --to FORMAT --out DIR``: convert a dataset between layouts (engine job).
 
-The converted dataset is written into ``DIR/dataset/`` (``DIR/dataset.zip`` with ``--zip``
-for ``voc`` and ``cleanzip``); ``DIR`` itself is the run's report folder (``items``
+The converted dataset is written into ``DIR/dataset/`` (``DIR/dataset.zip`` alone with ``--zip``
+for ``voc`` and ``cleanzip``; the folder too with ``--keep-folder``); ``DIR`` itself is the run's report folder (``items``
 table: one row per source item, ``status = error`` for items that could not be
 converted). Heavy modules are imported inside :func:`run`.
 """
@@ -34,6 +34,11 @@ def register(subparsers) -> None:
                    help="ignore value of class masks (default 255; -1 for none)")
     g.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
     g.add_argument("--zip", action="store_true", help="voc / cleanzip: write OUT/dataset.zip instead of a folder")
+    g.add_argument("--keep-folder", action="store_true", help="with --zip: keep OUT/dataset/ next to the zip")
+    g.add_argument("--format", dest="mask_format", choices=("auto", "png16", "tiff32"), default="auto",
+                   help="masks: format of every instances/ id map: png16 (16-bit PNG, ids <= 65535), tiff32 "
+                        "(32-bit TIFF) or auto (default: tiff32 for panoptic sources, else png16; an item that "
+                        "does not fit is an error row format_overflow)")
     g.add_argument("--fill", choices=("coco", "inclusive", "center", "pil"), default="coco",
                    help="COCO sources: polygon fill, as rasterize --fill (default coco = pycocotools; "
                         "pil = Pillow's ImageDraw.polygon, labelme)")
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                          connectivity=args.connectivity,
                          ignore_value=None if args.ignore_value < 0 else args.ignore_value,
                          background=None if args.background < 0 else args.background, zip_output=args.zip,
-                         fill=args.fill, mask_url_prefix=args.mask_url_prefix, data_row_key=args.data_row_key)
+                         fill=args.fill, mask_url_prefix=args.mask_url_prefix, data_row_key=args.data_row_key,
+                         mask_format=args.mask_format, keep_folder=args.keep_folder)
         # the dataset options too: a --resume with other images or another label map is refused
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,

@@ -1,7 +1,7 @@
 """``fastmask instances MASKS --out DIR``: class masks -> instance masks (connected components).
 
-Instance maps go to ``DIR/masks/`` (16-bit PNG; 32-bit TIFF when an id exceeds
-65535); ``DIR`` is the run's report folder with the ``instances`` table (id -> class).
+Instance maps go to ``DIR/masks/``, all in one format (``--format``: 16-bit PNG or
+32-bit TIFF, chosen before the first write); ``DIR`` is the run's report folder with the ``instances`` table (id -> class).
 Heavy modules are imported inside :func:`run`.
 """
 from __future__ import annotations
@@ -26,6 +26,10 @@ def register(subparsers) -> None:
     g.add_argument("--ignore-value", type=int, default=255, metavar="V",
                    help="ignore value: never an instance, id 0 (default 255; -1 for none)")
     g.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
+    g.add_argument("--format", dest="mask_format", choices=("auto", "png16", "tiff32"), default="auto",
+                   help="format of every instance map: png16 (16-bit PNG, ids <= 65535), tiff32 (32-bit TIFF) or "
+                        "auto (default: tiff32 when the declared classes * BASE can exceed 65535, else png16; "
+                        "an item that does not fit is an error row format_overflow)")
     g.add_argument("--max-item-memory", default="1G", metavar="SIZE",
                    help="working memory one mask may need (e.g. 512M, 4G, none; default 1G); above: error row too_complex")
     add_engine_arguments(p)
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     ran = run_dataset_job(args, lambda ds: InstancesJob(
         ds, args.out, connectivity=args.connectivity, base=base,
         background=None if args.background < 0 else args.background,
-        ignore_value=None if args.ignore_value < 0 else args.ignore_value, max_item_memory=budget))
+        ignore_value=None if args.ignore_value < 0 else args.ignore_value, max_item_memory=budget,
+        mask_format=args.mask_format))
     if isinstance(ran, int):
         return ran
     dataset, _, result = ran
@@ -72,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result.wall_seconds:.2f} s; {result.counts.get('error', 0)} failed")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
-    print(f"instance maps: {result.out_dir}/masks/")
+    ext = "*.tif" if s.get("mask_format") == "tiff32" else "*.png"
+    print(f"instance maps: {result.out_dir}/masks/ ({s.get('mask_format')}: {ext})")
     print(f"report: {result.out_dir}")
     return 0

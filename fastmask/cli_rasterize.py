@@ -32,7 +32,7 @@ def register(subparsers) -> None:
     add_dataset_arguments(p)
     g = p.add_argument_group("rasterize")
     g.add_argument("--kind", choices=KINDS, default="semantic",
-                   help="semantic: class-id PNG per image; instance: 16-bit instance-id PNG per image + table; "
+                   help="semantic: class-id PNG per image; instance: instance-id map per image (--format) + table; "
                         "binary: 0/255 PNG per annotation; panoptic: COCO panoptic RGB PNG + JSON; "
                         "rle: Parquet table of compressed RLEs (default semantic)")
     g.add_argument("--palette", choices=("voc", "labelmap"), default=None,
@@ -51,6 +51,9 @@ def register(subparsers) -> None:
                    help="polygon fill: coco = pycocotools' annToMask pixels (default; CVAT, Datumaro), "
                         "inclusive = boundary pixels included (cv2.fillPoly, OpenCV-based tools), "
                         "center = pixel centres inside, pil = Pillow's ImageDraw.polygon (labelme)")
+    g.add_argument("--format", dest="mask_format", choices=("png16", "tiff32"), default="png16",
+                   help="instance only: format of every instance map: png16 (16-bit PNG, default; an image with "
+                        "more than 65,535 instances is an error row format_overflow) or tiff32 (32-bit TIFF)")
     add_engine_arguments(p)
     p.set_defaults(handler=run)
 
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             return RasterizeJob(dataset, args.out, kind=args.kind, palette=args.palette, overlap=args.overlap,
                                 class_priority=args.class_priority, crowd=args.crowd,
-                                ignore_value=args.ignore_value, fill=args.fill, background=args.background)
+                                ignore_value=args.ignore_value, fill=args.fill, background=args.background,
+                                mask_format=args.mask_format)
         except ValueError as e:
             errors.append(str(e))
             raise _Usage() from None

@@ -578,3 +578,81 @@ def test_resume_with_other_dataset_options_is_refused(tmp_path, capsys):
     assert main(base + ["--images", str(tmp_path / "im2"), "--resume"]) == 2
     assert "cannot resume" in capsys.readouterr().err
     assert main(base + ["--images", str(tmp_path / "im1"), "--resume"]) == 0
+
+
+def _suffixes(folder: Path) -> list[str]:
+    return sorted({p.suffix for p in folder.rglob("*") if p.is_file()})
+
+
+def _coco_with_instance_ids(path: Path) -> Path:
+    """Three images of squares; image 2 carries an ``instance_id`` above 16 bits."""
+    images, anns = [], []
+    for i, top in ((1, 7), (2, 70000), (3, 12)):
+        images.append({"id": i, "file_name": f"im{i}.jpg", "width": 20, "height": 16})
+        for j, (x, iid) in enumerate(((1, 3), (10, top))):
+            sq = [x, 2, x + 6, 2, x + 6, 9, x, 9]
+            anns.append({"id": i * 10 + j, "image_id": i, "category_id": 1 + j, "segmentation": [sq],
+                         "area": 49.0, "bbox": [x, 2, 6, 7], "iscrowd": 0, "instance_id": iid})
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}))
+    return path
+
+
+def test_masks_instances_folder_has_one_format(tmp_path):
+    """A COCO image whose instance ids exceed 16 bits: an error row naming --format tiff32 (the folder
+    stays all PNG), or every instance map as TIFF when tiff32 is asked for; run.json records the format."""
+    src = _coco_with_instance_ids(tmp_path / "src.json")
+    out = tmp_path / "png"
+    assert main(["convert", str(src), "--to", "masks", "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    items = {r["item_id"]: r for r in load_report_table(out).to_pylist()}
+    assert len(items) == 3
+    bad = [r for r in items.values() if r["status"] == "error"]
+    assert len(bad) == 1 and bad[0]["error_code"] == "format_overflow"
+    assert "70000" in bad[0]["error_message"] and "--format tiff32" in bad[0]["error_message"]
+    assert _suffixes(out / "dataset" / "instances") == [".png"]
+    assert len(list((out / "dataset" / "instances").iterdir())) == 2
+    run = json.loads((out / "run.json").read_text())
+    assert run["summary"]["mask_format"] == "png16" and run["arguments"]["format"] == "auto"
+    out = tmp_path / "tif"
+    assert main(["convert", str(src), "--to", "masks", "--out", str(out), "--format", "tiff32", "--workers", "1",
+                 "--quiet"]) == 0
+    rows = load_report_table(out).to_pylist()
+    assert all(r["status"] == "ok" and r["instance_file"].endswith(".tif") for r in rows)
+    assert _suffixes(out / "dataset" / "instances") == [".tif"]
+    ids = read_mask(out / "dataset" / "instances" / "im2.tif").array
+    assert sorted(np.unique(ids).tolist()) == [0, 3, 70000]
+    assert json.loads((out / "run.json").read_text())["summary"]["mask_format"] == "tiff32"
+    # the format is for the one target with id maps
+    assert main(["convert", str(src), "--to", "coco", "--format", "tiff32", "--out", str(tmp_path / "x"),
+                 "--quiet"]) == 2
+
+
+def test_panoptic_source_to_masks_is_all_tiff(real_data, tmp_path):
+    # panoptic segment ids are 24-bit (R + 256 G + 65536 B): the instances folder is TIFF up front
+    out, r = convert(real_data / PANOPTIC_REAL, "masks", tmp_path / "m")
+    assert r.summary["mask_format"] == "tiff32" and r.counts["ok"] == 2
+    assert _suffixes(out / "instances") == [".tif"] and _suffixes(out / "masks") == [".png"]
+    src = open_dataset(real_data / PANOPTIC_REAL)
+    for row, item in src.iter_items():
+        got = read_mask(out / "instances" / (row["file_name"].rsplit(".", 1)[0] + ".tif")).array
+        np.testing.assert_array_equal(got.astype(np.int64), item.instance_mask.array.astype(np.int64))
+
+
+def test_zip_leaves_only_the_zip_unless_keep_folder(tmp_path):
+    src = make_voc(tmp_path / "voc", n=2, seed=5)
+    out = tmp_path / "z"
+    base = ["convert", str(src), "--to", "voc", "--zip", "--workers", "1", "--quiet"]
+    assert main([*base, "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("dataset")) == ["dataset.zip"]
+    assert_same_voc(src, out / "dataset.zip")
+    data = (out / "dataset.zip").read_bytes()
+    # a rerun of the finished run leaves the zip as it was (its files live only in the zip now)
+    assert main([*base, "--out", str(out), "--resume"]) == 0
+    assert (out / "dataset.zip").read_bytes() == data and not (out / "dataset").exists()
+    kept = tmp_path / "k"
+    assert main([*base, "--out", str(kept), "--keep-folder"]) == 0
+    assert (kept / "dataset").is_dir() and (kept / "dataset.zip").is_file()
+    assert_same_voc(src, kept / "dataset")
+    assert sorted(zipfile.ZipFile(kept / "dataset.zip").namelist()) == sorted(
+        p.relative_to(kept / "dataset").as_posix() for p in (kept / "dataset").rglob("*") if p.is_file())
+    assert main(["convert", str(src), "--to", "voc", "--keep-folder", "--out", str(tmp_path / "x"), "--quiet"]) == 2

@@ -88,13 +88,84 @@ def test_large_ids_go_to_32_bit_tiff(tmp_path):
     m[4, 5] = 1
     write_mask(root / "a.png", m)
     out = tmp_path / "out"
-    run_instances(root, out, base=100000, connectivity=4)
+    # base 100000: even class 1's first id exceeds 16 bits, so the folder is TIFF from the start
+    result = run_instances(root, out, base=100000, connectivity=4)
+    assert result.summary["mask_format"] == "tiff32"
     (row,) = load_report_table(out).to_pylist()
     assert row["instance_file"] == "masks/a.tif" and row["max_id"] == 300002
     got = read_mask(out / row["instance_file"]).array
     assert got.dtype == np.int32
     exp, _ = expected_instances(m, 4, 100000)
     np.testing.assert_array_equal(got, exp)
+
+
+def _mask_types(folder):
+    return sorted({p.suffix for p in folder.rglob("*") if p.is_file()})
+
+
+def test_stray_value_is_an_error_row_not_a_tiff(tmp_path):
+    """A label map declaring classes 1..20 (ids <= 20999 fit 16 bits): a stray pixel value 99 in one
+    mask gives ids 99001+, which become an error row naming --format tiff32, never a .tif among the PNGs."""
+    root = tmp_path / "masks"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    maps = {}
+    for i in range(6):
+        m = rng.integers(0, 21, (7, 9)).astype(np.uint8)
+        m[0, :3] = 255
+        if i == 4:
+            m[3, 3] = 99  # the stray value
+        maps[f"m{i}"] = m
+        write_mask(root / f"m{i}.png", m)
+    lm = tmp_path / "labelmap.json"
+    lm.write_text(json.dumps({"labels": {str(c): f"c{c}" for c in range(21)}, "ignore": [255], "background": 0}))
+    ds = open_dataset(root, labelmap=lm)
+    out = tmp_path / "out"
+    job = InstancesJob(ds, out, base=1000)
+    assert job.mask_format == "png16"
+    result = run_job(job, ds.manifest(), out, workers=1, quiet=True)
+    items = {r["item_id"]: r for r in load_report_table(out).to_pylist()}
+    assert set(items) == set(maps)  # every item exactly once
+    bad = items.pop("m4")
+    assert bad["status"] == "error" and bad["error_code"] == "format_overflow"
+    assert "99001" in bad["error_message"] and "--format tiff32" in bad["error_message"]
+    assert all(r["status"] == "ok" and r["instance_file"].endswith(".png") for r in items.values())
+    assert _mask_types(out / "masks") == [".png"]
+    assert result.summary["mask_format"] == "png16"
+    assert json.loads((out / "run.json").read_text())["summary"]["mask_format"] == "png16"
+    # forced: every item, the stray one included, as 32-bit TIFF
+    out2 = tmp_path / "out2"
+    result = run_job(InstancesJob(ds, out2, base=1000, mask_format="tiff32"), ds.manifest(), out2,
+                     workers=1, quiet=True)
+    rows = load_report_table(out2).to_pylist()
+    assert all(r["status"] == "ok" for r in rows) and _mask_types(out2 / "masks") == [".tif"]
+    for r in rows:
+        exp, _ = expected_instances(maps[r["item_id"]], 8, 1000)
+        np.testing.assert_array_equal(read_mask(out2 / r["instance_file"]).array.astype(np.int64), exp)
+    assert json.loads((out2 / "run.json").read_text())["summary"]["mask_format"] == "tiff32"
+
+
+def test_coco_run_writes_one_format(real_data, tmp_path):
+    """COCO categories 1..90 with class*1000+k: ids can reach 90999, so auto writes every map as TIFF;
+    forcing png16 makes the items with ids above 65535 error rows, and the folder holds PNGs only."""
+    src = real_data / "super-gradients/tests/data/tinycoco/annotations/instances_val2017.json"
+    ds = open_dataset(src)
+    n = ds.manifest().num_rows
+    out = tmp_path / "auto"
+    result = run_job(InstancesJob(ds, out, base=1000), ds.manifest(), out, workers=1, quiet=True)
+    assert result.summary["mask_format"] == "tiff32"
+    rows = load_report_table(out).to_pylist()
+    assert len(rows) == n and all(r["status"] == "ok" for r in rows)
+    assert _mask_types(out / "masks") == [".tif"] and len(list((out / "masks").rglob("*.tif"))) == n
+    out = tmp_path / "png"
+    result = run_job(InstancesJob(ds, out, base=1000, mask_format="png16"), ds.manifest(), out, workers=1, quiet=True)
+    rows = load_report_table(out).to_pylist()
+    big = [r for r in rows if r["status"] == "error"]
+    assert big and all(r["error_code"] == "format_overflow" and "--format tiff32" in r["error_message"] for r in big)
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) + len(big) == n and all(r["max_id"] <= 65535 for r in ok)
+    assert _mask_types(out / "masks") == [".png"] and len(list((out / "masks").rglob("*.png"))) == len(ok)
+    assert result.summary["mask_format"] == "png16"
 
 
 def test_background_and_ignore_options(tmp_path):
@@ -124,9 +195,9 @@ def test_coco_source_is_painted_then_split(real_data, tmp_path):
         exp, _ = expected_instances(cls, 8, 1000)
         r = items[row["item_id"]]
         assert r["status"] == "ok"
-        # COCO items are named after their image file; ids above 65535 (class 66+ * 1000) need 32-bit TIFF
-        ext = ".tif" if exp.max() > 65535 else ".png"
-        assert r["instance_file"] == "masks/" + row["file_name"].rsplit(".", 1)[0] + ext
+        # COCO items are named after their image file; categories up to 90 with class*1000+k can
+        # exceed 16 bits, so every map of the run is a 32-bit TIFF
+        assert r["instance_file"] == "masks/" + row["file_name"].rsplit(".", 1)[0] + ".tif"
         np.testing.assert_array_equal(read_mask(out / r["instance_file"]).array.astype(np.int64), exp)
 
 

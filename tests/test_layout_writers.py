@@ -14,19 +14,37 @@ import fastmask.formats.layout_writers as lw
 from fastmask.formats import LabelMap, open_dataset, read_mask, read_panoptic
 
 
-@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([255, 65535, 65536, 2**31 - 1]), st.integers(0, 2**32 - 1))
-def test_id_map_round_trip(h, w, top, seed):
+@given(st.integers(1, 12), st.integers(1, 12), st.sampled_from([255, 65535, 65536, 2**31 - 1]), st.integers(0, 2**32 - 1),
+       st.sampled_from(lw.MASK_FORMATS))
+def test_id_map_round_trip(h, w, top, seed, fmt):
     import tempfile
     from pathlib import Path
 
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, top, (h, w), endpoint=True).astype(np.int64)
     d = Path(tempfile.mkdtemp())
-    name = lw.write_id_map(d / "sub" / "x", ids)
-    assert name == ("x.png" if ids.max() <= 65535 else "x.tif")
+    if fmt == "png16" and ids.max() > 65535:
+        # the folder's format is never changed for one file: an overflow is refused, naming the fix
+        with pytest.raises(lw.FormatOverflow, match="--format tiff32"):
+            lw.write_id_map(d / "sub" / "x", ids, fmt=fmt)
+        assert not (d / "sub").exists() or not list((d / "sub").iterdir())
+        return
+    name = lw.write_id_map(d / "sub" / "x", ids, fmt=fmt)
+    assert name == ("x.png" if fmt == "png16" else "x.tif")
     got = read_mask(d / "sub" / name).array
     np.testing.assert_array_equal(got.astype(np.int64), ids)
     assert not [p for p in (d / "sub").iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_choose_mask_format_bounds():
+    # class * 1000 + k with k <= 999: the largest class that fits 16 bits is 64 (64999 <= 65535)
+    assert lw.choose_mask_format(64 * 1000 + 999) == "png16"
+    assert lw.choose_mask_format(65 * 1000 + 999) == "tiff32"
+    assert lw.choose_mask_format(65535) == "png16" and lw.choose_mask_format(65536) == "tiff32"
+    assert lw.choose_mask_format(None) == "png16"
+    assert lw.choose_mask_format(None, min_id=65536) == "tiff32"
+    with pytest.raises(ValueError, match="fmt"):
+        lw.write_id_map("x", np.zeros((1, 1), int), fmt="png")
 
 
 @pytest.mark.parametrize("bad", [np.array([[-1]]), np.array([[2**31]]), np.zeros((2, 2, 2), int), np.zeros((2, 2), float)])

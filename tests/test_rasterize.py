@@ -360,3 +360,38 @@ def test_category_beyond_the_declared_ones_is_an_error_row(tmp_path):
     assert items[1]["status"] == "error" and items[1]["error_code"] == "cannot_rasterize"
     assert "300" in items[1]["error_message"] and not (out / "masks/a.png").exists()
     assert items[2]["status"] == "ok" and read_mask(out / "masks/b.png").array.max() == 4
+
+
+def test_instance_format_is_one_per_folder(tmp_path):
+    """An image with 65,790 instances: png16 makes it an error row naming --format tiff32 (the folder
+    stays all PNG); tiff32 writes every image as a 32-bit TIFF with the same ids."""
+    side = 258  # 258 * 255 one-pixel squares > 65535
+    anns = [{"id": k + 1, "image_id": 1, "category_id": 1, "segmentation": _sq(x, y, x + 1, y + 1),
+             "area": 1.0, "bbox": [x, y, 1, 1], "iscrowd": 0}
+            for k, (y, x) in enumerate((y, x) for y in range(255) for x in range(side))]
+    anns.append({"id": 10**6, "image_id": 2, "category_id": 2, "segmentation": _sq(1, 1, 4, 4), "area": 9.0,
+                 "bbox": [1, 1, 3, 3], "iscrowd": 0})
+    images = [{"id": 1, "file_name": "many.jpg", "width": side, "height": 255},
+              {"id": 2, "file_name": "few.jpg", "width": 6, "height": 6}]
+    src = _coco(tmp_path, images, anns)
+    out = tmp_path / "png"
+    assert run(src, "--out", out, "--kind", "instance") == 0
+    items = {r["image_id"]: r for r in pq.read_table(out / "items").to_pylist()}
+    assert items[1]["status"] == "error" and items[1]["error_code"] == "format_overflow"
+    assert "--format tiff32" in items[1]["error_message"]
+    assert items[2]["status"] == "ok" and items[2]["output"] == "masks/few.png"
+    assert sorted(p.name for p in (out / "masks").iterdir()) == ["few.png"]
+    assert json.loads((out / "run.json").read_text())["summary"]["mask_format"] == "png16"
+    out = tmp_path / "tif"
+    assert run(src, "--out", out, "--kind", "instance", "--format", "tiff32") == 0
+    items = {r["image_id"]: r for r in pq.read_table(out / "items").to_pylist()}
+    assert [items[i]["output"] for i in (1, 2)] == ["masks/many.tif", "masks/few.tif"]
+    assert sorted(p.suffix for p in (out / "masks").iterdir()) == [".tif", ".tif"]
+    got = read_mask(out / "masks/many.tif").array
+    ids = np.arange(1, 255 * side + 2)
+    ids = ids[ids != 255]  # the ignore value (crowd) is never an instance id
+    np.testing.assert_array_equal(got, ids.reshape(255, side))
+    assert read_mask(out / "masks/few.tif").array[1:4, 1:4].tolist() == [[1] * 3] * 3
+    assert json.loads((out / "run.json").read_text())["summary"]["mask_format"] == "tiff32"
+    # the format is for instance maps only
+    assert run(src, "--out", tmp_path / "x", "--format", "tiff32") == 2

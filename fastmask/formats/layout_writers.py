@@ -5,8 +5,9 @@ reader never sees half a file (a killed run leaves only complete files).
 
 PNG encoding is :mod:`fastmask.formats.writers` (shared with ``fastmask rasterize``).
 
-- :func:`write_id_map`: an instance-id map as 16-bit PNG (ids <= 65535) or 32-bit
-  TIFF (larger ids; Pillow mode ``I``), both read back by :func:`~fastmask.formats.read_mask`.
+- :func:`write_id_map`: an instance-id map in the format of its folder (:data:`MASK_FORMATS`):
+  ``png16`` (16-bit PNG, ids <= 65535) or ``tiff32`` (32-bit TIFF, Pillow mode ``I``), both read
+  back by :func:`~fastmask.formats.read_mask`; :func:`choose_mask_format` picks one per folder.
 - :func:`write_class_map`: a class map as 8-bit grey (or palette) PNG, 16-bit above 255.
 - :func:`write_panoptic_png`: COCO panoptic RGB PNG, id = R + 256 G + 65536 B.
 - :func:`labelmap_txt`: a CVAT/Datumaro ``labelmap.txt`` that
@@ -17,7 +18,7 @@ PNG encoding is :mod:`fastmask.formats.writers` (shared with ``fastmask rasteriz
 
 >>> import tempfile, os
 >>> d = tempfile.mkdtemp()
->>> write_id_map(os.path.join(d, "a"), np.array([[0, 70000]]))
+>>> write_id_map(os.path.join(d, "a"), np.array([[0, 70000]]), fmt="tiff32")
 'a.tif'
 """
 from __future__ import annotations
@@ -39,7 +40,10 @@ from .labelmap import FILLER_NAME, LabelMap, voc_colormap
 
 __all__ = [
     "CLEANZIP_FORMAT",
+    "MASK_FORMATS",
+    "FormatOverflow",
     "atomic_write",
+    "choose_mask_format",
     "labelmap_json",
     "labelmap_txt",
     "safe_relpath",
@@ -53,6 +57,33 @@ __all__ = [
 ]
 
 CLEANZIP_FORMAT = "fastmask-cleanzip"
+
+#: the formats of an id-map folder: every file of one folder has the same type (a loader that
+#: globs ``*.png`` must not lose the items that happened to need 32 bits)
+MASK_FORMATS = ("png16", "tiff32")
+_EXT = {"png16": ".png", "tiff32": ".tif"}
+PNG16_MAX = 65535
+
+
+class FormatOverflow(ValueError):
+    """An id map whose ids do not fit its folder's format (``png16``: ids above 65535)."""
+
+
+def choose_mask_format(max_id: int | None, min_id: int | None = None) -> str:
+    """The format of an id-map folder, chosen once before the first write.
+
+    ``max_id``: the largest id the run can write (from declared categories and the id
+    scheme), None when unknown; ``min_id``: the smallest non-zero id it can write. ``tiff32``
+    when ids are known to exceed 16 bits (``max_id`` above 65535, or even ``min_id``), else ``png16``.
+
+    >>> choose_mask_format(64 * 1000 + 999), choose_mask_format(90 * 1000 + 999), choose_mask_format(None)
+    ('png16', 'tiff32', 'png16')
+    >>> choose_mask_format(None, min_id=100001)
+    'tiff32'
+    """
+    if (max_id is not None and max_id > PNG16_MAX) or (min_id is not None and min_id > PNG16_MAX):
+        return "tiff32"
+    return "png16"
 
 
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
@@ -89,12 +120,19 @@ def _save(img: Image.Image, path: Path, fmt: str) -> None:
     atomic_write(path, buf.getvalue())
 
 
-def write_id_map(path_stem: str | os.PathLike, ids: np.ndarray) -> str:
-    """Write an instance-id map; returns the file name written (``<stem>.png`` or ``<stem>.tif``).
+def write_id_map(path_stem: str | os.PathLike, ids: np.ndarray, *, fmt: str = "png16") -> str:
+    """Write an instance-id map as ``<stem>.png`` (``fmt="png16"``: 16-bit grey, ids 0..65535) or
+    ``<stem>.tif`` (``"tiff32"``: 32-bit integer TIFF, ids up to 2**31 - 1); returns the file name.
 
-    Ids 0..65535: 16-bit grey PNG (``I;16``). Larger ids (up to 2**31 - 1): 32-bit integer
-    TIFF (PNG has no 32-bit grey). Negative ids raise ``ValueError``.
+    The format is the folder's, never chosen per file: ids above 65535 in ``png16`` raise
+    :class:`FormatOverflow`; negative ids raise ``ValueError``.
+
+    >>> import tempfile, os
+    >>> write_id_map(os.path.join(tempfile.mkdtemp(), "a"), np.array([[0, 7]]))
+    'a.png'
     """
+    if fmt not in MASK_FORMATS:
+        raise ValueError(f"write_id_map: fmt must be one of {', '.join(MASK_FORMATS)}, got {fmt!r}")
     arr = np.asarray(ids)
     if arr.ndim != 2 or not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
         raise ValueError(f"write_id_map: expected a 2-D integer array, got {arr.dtype} {arr.shape}")
@@ -102,13 +140,15 @@ def write_id_map(path_stem: str | os.PathLike, ids: np.ndarray) -> str:
     hi = int(arr.max()) if arr.size else 0
     if lo < 0 or hi > np.iinfo(np.int32).max:
         raise ValueError(f"write_id_map: ids must be in 0..2**31-1, got {lo}..{hi}")
+    if fmt == "png16" and hi > PNG16_MAX:
+        raise FormatOverflow(f"id {hi} does not fit a 16-bit PNG (this folder is png16: one format per folder); "
+                             "rerun with --format tiff32")
     stem = Path(path_stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    if hi <= 65535:
-        out = stem.with_name(stem.name + ".png")
+    out = stem.with_name(stem.name + _EXT[fmt])
+    if fmt == "png16":
         _w.write_instance_png(out, arr)
     else:
-        out = stem.with_name(stem.name + ".tif")
         _save(_image(arr, "I"), out, "TIFF")
     return out.name
 

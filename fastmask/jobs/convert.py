@@ -324,7 +324,8 @@ class ConvertJob(Job):
     def __init__(self, dataset: Dataset, to: str, out_dir: str | os.PathLike, *, coco_encoding: str = "polygons",
                  tolerance: float = 0.0, connectivity: int = 8, ignore_value: int | None = 255,
                  background: int | None = 0, zip_output: bool = False, fill: str = "coco",
-                 mask_url_prefix: str | None = None, data_row_key: str = "globalKey"):
+                 mask_url_prefix: str | None = None, data_row_key: str = "globalKey", mask_format: str = "auto",
+                 keep_folder: bool = False):
         from ..raster import MODES
 
         if to not in FORMATS:
@@ -337,6 +338,13 @@ class ConvertJob(Job):
             raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
         if zip_output and to not in ("voc", "cleanzip"):
             raise ValueError("a .zip output is for voc and cleanzip")
+        if keep_folder and not zip_output:
+            raise ValueError("keep_folder (--keep-folder) goes with a .zip output (--zip)")
+        if mask_format not in ("auto", *lw.MASK_FORMATS):
+            raise ValueError(f"mask_format must be auto, png16 or tiff32, got {mask_format!r}")
+        if mask_format != "auto" and to != "masks":
+            raise ValueError("a mask format (--format) applies to --to masks (its instances/ folder); "
+                             f"{to} writes PNGs only")
         if fill not in MODES:
             raise ValueError(f"fill must be one of {MODES}, got {fill!r}")
         from .convert_platforms import DATA_ROW_KEYS
@@ -354,13 +362,23 @@ class ConvertJob(Job):
         self.ignore_value = ignore_value
         self.background = background
         self.zip_output = bool(zip_output)
+        self.keep_folder = bool(keep_folder)
         self.fill = fill
+        self.format = mask_format
+        #: the format of the ``instances/`` id maps (``--to masks``), chosen before the first write:
+        #: panoptic segment ids are 24-bit (``tiff32``); other sources number instances per image (``png16``)
+        self.mask_format = (mask_format if mask_format != "auto"
+                            else "tiff32" if dataset.layout == "coco_panoptic" else "png16")
 
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "to": self.to,
                 "coco_encoding": self.coco_encoding, "tolerance": self.tolerance, "connectivity": self.connectivity,
                 "ignore_value": self.ignore_value, "background": self.background, "zip_output": self.zip_output,
-                "fill": self.fill, **self._platform_arguments()}
+                "fill": self.fill, **self._platform_arguments(), **self._format_arguments()}
+
+    def _format_arguments(self) -> dict[str, Any]:
+        """The id-map format, recorded only for ``--to masks`` (the one target with id maps)."""
+        return {"format": self.format, "mask_format": self.mask_format} if self.to == "masks" else {}
 
     def _platform_arguments(self) -> dict[str, Any]:
         """The platform options, recorded only for the platform targets."""
@@ -410,7 +428,13 @@ class ConvertJob(Job):
             if self.to == "masks":
                 fields["mask_file"] = self._write_class(d / "masks" / (rel + ".png"), src, rel)
                 if src.kind != "semantic":
-                    fields["instance_file"] = self._write_ids("instances", rel, self._instance_map(src))
+                    ids = self._instance_map(src)
+                    try:
+                        fields["instance_file"] = self._write_ids("instances", rel, ids)
+                    except lw.FormatOverflow:
+                        raise ItemError("format_overflow", f"{src.item_id}: instance id {int(ids.max())} does not fit "
+                                        "a 16-bit PNG, the format of this run's instances folder (png16, one format "
+                                        "per folder); rerun with --format tiff32") from None
             elif self.to == "voc":
                 pal = self._voc_palette()
                 cm = src.class_map
@@ -456,8 +480,9 @@ class ConvertJob(Job):
         return ItemResult(fields, {"records": records, "segments": seg_rows})
 
     def _write_ids(self, folder: str, rel: str, ids: np.ndarray) -> str:
-        """An id map as ``<folder>/<rel>.png`` (16-bit) or ``.tif`` (32-bit); the path relative to the dataset."""
-        name = lw.write_id_map(self.dataset_dir / folder / rel, ids)
+        """An id map as ``<folder>/<rel>.png`` (png16) or ``.tif`` (tiff32), the run's one format; the path
+        relative to the dataset."""
+        name = lw.write_id_map(self.dataset_dir / folder / rel, ids, fmt=self.mask_format)
         parent = rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
         return f"{folder}/{parent}{name}"
 
@@ -589,6 +614,7 @@ class ConvertJob(Job):
                 "segments": sum(s["segments"] for s in summaries), "image_sizes": sizes,
                 "renamed": sum(s.get("renamed", 0) for s in summaries),
                 "images_copied": sum(s.get("images_copied", 0) for s in summaries),
+                "mask_format": self.mask_format if self.to == "masks" else "png",
                 "validate_args": self.validate_args()}
 
     def validate_args(self) -> list[str]:
@@ -725,10 +751,17 @@ def output_labelmap(job: ConvertJob, categories: list[int]) -> LabelMap:
 
 
 def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
-    """Write the dataset-wide files of a finished convert run; returns the dataset folder (or zip)."""
+    """Write the dataset-wide files of a finished convert run; returns the dataset folder (or zip).
+
+    With ``zip_output`` the folder is zipped and then removed (kept with ``keep_folder``); a rerun
+    of an assembled run (``--resume``) finds the zip and no folder, and leaves the zip as it is.
+    """
     report = Path(report_dir)
     summary = json.loads((report / "run.json").read_text())["summary"]
     d = job.dataset_dir
+    zpath = job._out / (DATASET_DIR + ".zip")
+    if job.zip_output and zpath.is_file() and not d.exists():
+        return zpath  # assembled and zipped already: the per-item files live only in the zip now
     d.mkdir(parents=True, exist_ok=True)
     cats = summary["categories"]
     lm = output_labelmap(job, cats)
@@ -768,8 +801,9 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
         write_records(report, d / "labelbox.ndjson", "labelbox")
         lw.atomic_write(d / "labelmap.json", (json.dumps(lm.to_json(), indent=1) + "\n").encode())
     if job.zip_output:
-        zpath = job._out / (DATASET_DIR + ".zip")
         lw.zip_folder(d, zpath)
+        if not job.keep_folder:
+            shutil.rmtree(d)
         return zpath
     return d
 

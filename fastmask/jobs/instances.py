@@ -5,10 +5,12 @@ in ``coco`` mode with crowd -> ignore; panoptic segments by category, see
 :func:`fastmask.jobs.convert.read_source`) and split with
 :func:`fastmask.components.split_instances`: instance id ``class * base + k``, ``k``
 from 1 in raster order of each component's first pixel, ``connectivity`` 4 or 8;
-background and ignore pixels get id 0. The instance map is written to
-``<out>/masks/<item>.png`` (16-bit grey PNG, as ``fastmask rasterize --kind instance``)
-or ``<out>/masks/<item>.tif`` (32-bit integer TIFF) when an id exceeds 65535. Table
-``instances``: one row per instance (id -> class).
+background and ignore pixels get id 0. The instance maps are written to
+``<out>/masks/<item>.png`` (``png16``: 16-bit grey PNG, as ``fastmask rasterize --kind instance``)
+or ``<out>/masks/<item>.tif`` (``tiff32``: 32-bit integer TIFF), one format for the whole folder,
+chosen before the first write (:func:`mask_format_for`) and recorded as ``summary["mask_format"]``;
+an item whose ids do not fit it is an error row ``format_overflow``. Table ``instances``: one row
+per instance (id -> class).
 
 Example::
 
@@ -25,7 +27,7 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
-from ..formats import Dataset
+from ..formats import Dataset, FormatError
 from ..formats import layout_writers as lw
 from .budget import DEFAULT_MAX_ITEM_MEMORY, TOO_COMPLEX, check_item_memory
 from .convert import read_source
@@ -55,7 +57,9 @@ class InstancesJob(Job):
 
     def __init__(self, dataset: Dataset, out_dir: str | os.PathLike, *, connectivity: int = 8, base: int = 1000,
                  background: int | None = 0, ignore_value: int | None = 255,
-                 max_item_memory: int | None = DEFAULT_MAX_ITEM_MEMORY):
+                 max_item_memory: int | None = DEFAULT_MAX_ITEM_MEMORY, mask_format: str = "auto"):
+        if mask_format not in ("auto", *lw.MASK_FORMATS):
+            raise ValueError(f"mask_format must be auto, png16 or tiff32, got {mask_format!r}")
         if connectivity not in (4, 8):
             raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
         if isinstance(base, bool) or not isinstance(base, int) or base < 2:
@@ -76,12 +80,15 @@ class InstancesJob(Job):
         names, bases = output_names(ids, files)
         self._renamed = {i: n for i, n, b in zip(ids, names, bases) if n != b}
         self.max_item_memory = max_item_memory
+        self.format = mask_format
+        self.mask_format = mask_format if mask_format != "auto" else mask_format_for(
+            dataset, base, background=background, ignore_value=ignore_value)
 
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "connectivity": self.connectivity,
                 "base": self.base, "background": self.background, "ignore_value": self.ignore_value,
                 "max_item_memory": self.max_item_memory,
-                "id_scheme": f"class*{self.base}+k"}
+                "id_scheme": f"class*{self.base}+k", "format": self.format, "mask_format": self.mask_format}
 
     def process(self, row: dict[str, Any]) -> ItemResult:
         from ..components import split_instances
@@ -103,7 +110,12 @@ class InstancesJob(Job):
                                          f"budget of {budget / 2**20:,.0f} MiB (--max-item-memory)")
         rel = self._renamed.get(row["item_id"]) or lw.safe_relpath(
             os.path.splitext(src.file_name)[0] if src.file_name else src.item_id)
-        name = lw.write_id_map(self._out / INSTANCES_DIR / rel, inst)
+        try:
+            name = lw.write_id_map(self._out / INSTANCES_DIR / rel, inst, fmt=self.mask_format)
+        except lw.FormatOverflow:
+            raise ItemError("format_overflow", f"{src.item_id}: instance id {int(table.id.max())} does not fit a "
+                                               "16-bit PNG, the format of this run's masks folder (png16, one "
+                                               "format per folder); rerun with --format tiff32") from None
         parent = posixpath_parent(rel)
         # the rows as columns: a few Python values per instance, no dict per row
         rows = {"instance_id": table.id.tolist(), "class_id": table.class_id.tolist(), "k": table.k.tolist(),
@@ -123,7 +135,7 @@ class InstancesJob(Job):
         return {"instances": sum(s["instances"] for s in summaries),
                 "max_id": max((s["max_id"] for s in summaries), default=0),
                 "connectivity": self.connectivity, "id_scheme": f"class*{self.base}+k",
-                "validate_args": self.validate_args()}
+                "mask_format": self.mask_format, "validate_args": self.validate_args()}
 
     def validate_args(self) -> list[str]:
         """The ``fastmask validate`` flags that check the written instance maps: the run's
@@ -141,6 +153,47 @@ class InstancesJob(Job):
 
         return ["--connectivity", str(self.connectivity), "--background", flag(self.background),
                 "--ignore-value", flag(self.ignore_value), "--disable", "no_labelmap", "--disable", "coverage_outlier"]
+
+
+def declared_max_class(dataset: Dataset, *, background: int | None = 0, ignore_value: int | None = 255) -> int | None:
+    """The largest class id a dataset declares (label map names, COCO categories), background and
+    ignore values left out; None when it declares none (a mask folder without a label map).
+
+    >>> import tempfile, numpy as np
+    >>> from fastmask.formats import open_dataset, write_mask
+    >>> d = tempfile.mkdtemp(); _ = write_mask(d + "/a.png", np.zeros((2, 2), np.uint8))
+    >>> declared_max_class(open_dataset(d)) is None
+    True
+    """
+    lm = dataset.labelmap
+    skip = {background, ignore_value} | (set(lm.ignore) if lm is not None else set())
+    ids = {i for i in (lm.names if lm is not None else ()) if isinstance(i, int)}
+    if dataset.layout in ("coco", "coco_panoptic"):
+        try:
+            cats = dataset.meta().get("categories") or []
+        except FormatError:  # an unreadable file: its items are error rows anyway
+            cats = []
+        ids |= {c["id"] for c in cats if isinstance(c, dict) and type(c.get("id")) is int}
+    ids -= skip
+    return max(ids) if ids else None
+
+
+def mask_format_for(dataset: Dataset, base: int, *, background: int | None = 0,
+                    ignore_value: int | None = 255) -> str:
+    """The id-map format of an ``instances`` run, chosen before the first write: ``tiff32`` when
+    the largest id the scheme can give, ``(max declared class + 1) * base - 1`` (k <= base - 1),
+    exceeds 16 bits, or when even the smallest (``lowest class * base + 1``) does; else ``png16``
+    (undeclared classes whose ids overflow become ``format_overflow`` error rows).
+
+    >>> import tempfile, numpy as np
+    >>> from fastmask.formats import open_dataset, write_mask
+    >>> d = tempfile.mkdtemp(); _ = write_mask(d + "/a.png", np.zeros((2, 2), np.uint8))
+    >>> mask_format_for(open_dataset(d), 1000), mask_format_for(open_dataset(d), 100000)
+    ('png16', 'tiff32')
+    """
+    top = declared_max_class(dataset, background=background, ignore_value=ignore_value)
+    lowest = next(c for c in range(3) if c not in (background, ignore_value))
+    return lw.choose_mask_format(None if top is None else (top + 1) * base - 1, min_id=lowest * base + 1)
 
 
 def posixpath_parent(rel: str) -> str:

@@ -4,7 +4,9 @@ Kinds (``kind=``):
 
 - ``semantic``: one class-id PNG per image in ``<out>/masks/`` (grey ``L``; ``P`` with a
   palette; 16-bit grey for every file when a category id or the ignore value exceeds 255);
-- ``instance``: one 16-bit instance-id PNG per image + table ``instances``;
+- ``instance``: one instance-id map per image + table ``instances``, every file in the run's one
+  format (``mask_format``): 16-bit PNG (``png16``, default) or 32-bit TIFF (``tiff32``); an image
+  whose ids do not fit ``png16`` is an error row ``format_overflow``;
 - ``binary``: one 0/255 PNG per annotation (``<out>/masks/<stem>/<annotation id>.png``,
   the annotation's own full mask) + table ``instances``;
 - ``panoptic``: one COCO panoptic RGB PNG per image in ``<out>/panoptic/`` + table
@@ -101,7 +103,8 @@ class RasterizeJob(Job):
 
     def __init__(self, dataset: Dataset, out_dir, *, kind: str = "semantic", palette: str | None = None,
                  overlap: str = "order", class_priority=None, crowd: str = "ignore", ignore_value: int = 255,
-                 fill: str = "coco", background: int = 0):
+                 fill: str = "coco", background: int = 0, mask_format: str = "png16"):
+        from ..formats.layout_writers import MASK_FORMATS
         from ..raster import CROWD_MODES, MODES, OVERLAPS
 
         if kind not in KINDS:
@@ -110,6 +113,10 @@ class RasterizeJob(Job):
             raise ValueError(f"palette must be one of {PALETTES}, got {palette!r}")
         if palette is not None and kind != "semantic":
             raise ValueError("a palette applies to kind 'semantic' only")
+        if mask_format not in MASK_FORMATS:
+            raise ValueError(f"mask_format must be one of {MASK_FORMATS}, got {mask_format!r}")
+        if mask_format != "png16" and kind != "instance":
+            raise ValueError(f"a mask format (--format) applies to kind 'instance' only; {kind} writes PNGs")
         if overlap not in OVERLAPS:
             raise ValueError(f"overlap must be one of {OVERLAPS}, got {overlap!r}")
         if overlap == "class-priority" and not class_priority:
@@ -134,6 +141,7 @@ class RasterizeJob(Job):
         self.ignore_value = int(ignore_value)
         self.fill = fill
         self.background = int(background)
+        self.mask_format = mask_format
         cats = [int(c["id"]) for c in (dataset.meta().get("categories") or []) if _int_id(c.get("id")) is not None]
         top = max([self.background, *cats] + ([self.ignore_value] if crowd == "ignore" else []))
         #: every semantic PNG of the run has the same depth: 16-bit when an id can exceed 255
@@ -177,7 +185,8 @@ class RasterizeJob(Job):
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "kind": self.kind,
                 "palette": self.palette, "overlap": self.overlap, "class_priority": self.class_priority,
                 "crowd": self.crowd, "ignore_value": self.ignore_value, "fill": self.fill,
-                "background": self.background, "sixteen_bit": self.sixteen_bit}
+                "background": self.background, "sixteen_bit": self.sixteen_bit,
+                **({"mask_format": self.mask_format} if self.kind == "instance" else {})}
 
     @property
     def mask_folder(self) -> str:
@@ -254,11 +263,19 @@ class RasterizeJob(Job):
             fields["output"] = f"{self.mask_folder}/{rel}"
         elif self.kind == "instance":
             top = int(r.instance_ids.max(initial=0))
-            if top > 65535 or (self.crowd == "ignore" and self.ignore_value > 65535):
-                raise ItemError("too_many_instances", f"{top} instances do not fit a 16-bit PNG",
+            if self.mask_format == "png16" and top > 65535:
+                raise ItemError("format_overflow", f"{top} instances do not fit a 16-bit PNG, the format of this "
+                                "run's masks folder (png16, one format per folder); rerun with --format tiff32",
                                 fields={**_ids(item), "width": w, "height": h})
-            rel = stem + ".png"
-            fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
+            if self.mask_format == "png16":
+                rel = stem + ".png"
+                fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
+            else:
+                from ..formats import layout_writers as lw
+
+                rel = posixpath.dirname(stem) + "/" * ("/" in stem) + lw.write_id_map(
+                    self._target(stem), r.mask, fmt="tiff32")
+                fields["png_mode"] = "I"  # Pillow's mode of a 32-bit integer TIFF
             fields["output"] = f"{self.mask_folder}/{rel}"
             fields["n_instances"] = int((r.instance_ids > 0).sum())
             rows["instances"] = self._instance_rows(r, skipped)
@@ -366,8 +383,16 @@ class RasterizeJob(Job):
         out = {k: sum(s.get(k, 0) for s in summaries) for k in keys}
         out["kind"] = self.kind
         out["mask_folder"] = None if self.kind == "rle" else self.mask_folder
+        out["mask_format"] = self.output_format()
         out["validate_args"] = self.validate_args()
         return out
+
+    def output_format(self) -> str | None:
+        """The one format of every mask file of the run (``summary["mask_format"]``): ``png8`` /
+        ``png16`` (semantic: 16 bits for every file when ids can exceed 255; binary ``png8``),
+        the instance ``mask_format``, ``png_rgb`` (panoptic), None for ``rle`` (no file)."""
+        return {"semantic": "png16" if self.sixteen_bit else "png8", "instance": self.mask_format,
+                "binary": "png8", "panoptic": "png_rgb"}.get(self.kind)
 
     def validate_args(self) -> list[str] | None:
         """The ``fastmask validate`` flags that check this run's output as written (None: ``rle``
