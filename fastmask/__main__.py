@@ -1,5 +1,10 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # Ctrl-C before the command started (or while it was already ending)
+    sys.stderr.write("\nfastmask: interrupted\n")
+    code = 3
+sys.exit(code)

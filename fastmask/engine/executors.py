@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import signal
 import sys
 import threading
 import uuid
@@ -23,7 +24,7 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import ExecutorError
+from .errors import ExecutorError, RunFailedError
 from .job import Job
 from .manifest import ShardTask
 from .shard import ensure_prepared, run_shard
@@ -104,10 +105,12 @@ class Executor:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        # Ctrl-C: stop now (running shards are lost, --resume redoes them); any other
+        # failure: let running shards finish so their work is kept.
+        self.close(abort=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
     def describe(self) -> dict[str, Any]:
@@ -142,8 +145,9 @@ class ThreadExecutor(Executor):
     def run(self, job, tasks, progress=None):
         yield from _drive(lambda t: self._pool.submit(run_shard, job, t, progress), tasks, 2 * self.workers)
 
-    def close(self):
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False):
+        # Threads cannot be stopped: on Ctrl-C the driver goes on without waiting for them.
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 #: Thread pools of numerical libraries, one thread each in worker processes (unless the
@@ -157,6 +161,9 @@ class _WorkerProcess(multiprocessing.context.SpawnProcess):
     that leaves without the interpreter's teardown once the pool has let it go."""
 
     def run(self):
+        # Ctrl-C reaches every process of the terminal's group: the driver handles it (and
+        # stops the pool); a worker ignores it instead of printing a KeyboardInterrupt traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         super().run()  # the pool's worker loop; returns when the pool sends its stop signal
         if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
             return  # a thread a job started: the normal exit waits for it
@@ -178,10 +185,26 @@ class _WorkerProcess(multiprocessing.context.SpawnProcess):
         added = {k: "1" for k in WORKER_THREAD_ENV if k not in os.environ}
         os.environ.update(added)
         try:
-            super().start()
+            with _sigint_ignored_by_children():
+                super().start()
         finally:
             for k in added:
                 os.environ.pop(k, None)
+
+
+class _sigint_ignored_by_children:
+    """While starting a child process: SIGINT ignored, so the new interpreter starts with it
+    ignored (Python installs its KeyboardInterrupt handler only when SIGINT is at its
+    default) and never prints a traceback of its own on Ctrl-C. Main thread only."""
+
+    def __enter__(self):
+        self._old = None
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
@@ -209,10 +232,31 @@ class ProcessExecutor(Executor):
                                             f"code) while shards {e.in_flight} were in flight")
             raise
 
-    def close(self):
+    def close(self, abort: bool = False):
         if self._pool is not None:
+            if abort:  # Ctrl-C: the workers ignore SIGINT, so stop them here
+                for p in list((self._pool._processes or {}).values()):
+                    try:
+                        p.terminate()
+                    except (OSError, ValueError, AttributeError):
+                        pass
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+
+
+def _worker_lost(e: BaseException) -> bool:
+    """Is ``e`` how dask.distributed reports a worker (or its nanny) lost mid-way?"""
+    try:
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover - only called when distributed is there
+        CommClosedError = OSError  # noqa: N806
+    return (isinstance(e, (CommClosedError, OSError, TimeoutError))
+            or (isinstance(e, RuntimeError) and "failed to start" in str(e)))
+
+
+def _lost_at_start(e: BaseException, when: str) -> RunFailedError:
+    return RunFailedError(f"a Dask worker was lost {when} ({type(e).__name__}: {e}); "
+                          "nothing was lost: rerun with --resume")
 
 
 class DaskExecutor(Executor):
@@ -224,14 +268,21 @@ class DaskExecutor(Executor):
         except ImportError as e:
             raise ExecutorError("executor 'dask' needs dask.distributed: pip install 'dask[distributed]'") from e
         self._cluster = None
+        self._client = None
         self._own_client = True
         if scheduler is None:
             n = workers or default_workers()
-            # One single-threaded process per core, like the local executor; no dashboard
-            # port to collide with on shared machines.
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.WARNING)
-            self._client = Client(self._cluster)
+            try:
+                # One single-threaded process per core, like the local executor; no dashboard
+                # port to collide with on shared machines.
+                self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.WARNING)
+                self._client = Client(self._cluster)
+            except Exception as e:
+                self.close()
+                if _worker_lost(e):  # e.g. "Nanny failed to start": a worker killed as it started
+                    raise _lost_at_start(e, "while the cluster started") from e
+                raise
             self.scheduler = None
         elif isinstance(scheduler, str):
             try:
@@ -247,6 +298,11 @@ class DaskExecutor(Executor):
         except TimeoutError as e:
             self.close()
             raise ExecutorError(f"no Dask worker joined the scheduler {self.scheduler} within 60 s") from e
+        except Exception as e:
+            self.close()
+            if _worker_lost(e):
+                raise _lost_at_start(e, "while the cluster started") from e
+            raise
         self.workers = sum(self._client.nthreads().values())
 
     def run(self, job, tasks, progress=None):
@@ -254,7 +310,12 @@ class DaskExecutor(Executor):
 
         client = self._client
         # Sent once to every worker; each worker prepares it on first use (ensure_prepared).
-        job_future = client.scatter(job, broadcast=True, hash=False)
+        try:
+            job_future = client.scatter(job, broadcast=True, hash=False)
+        except Exception as e:
+            if _worker_lost(e):  # a worker died as the job was sent: no shard has run yet
+                raise _lost_at_start(e, "while the job was sent to the workers") from e
+            raise
         token = uuid.uuid4().hex[:8]
         it = iter(tasks)
         index_of = {}
@@ -282,11 +343,16 @@ class DaskExecutor(Executor):
                 fut.cancel()
             job_future.release()
 
-    def close(self):
-        if self._own_client:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+    def close(self, abort: bool = False):
+        # Best effort: a cluster that lost workers may raise while closing, and that must not
+        # hide the error (or the Ctrl-C) that brought us here.
+        for closable in ((self._client if self._own_client else None), self._cluster):
+            if closable is None:
+                continue
+            try:
+                closable.close()
+            except Exception as e:  # noqa: BLE001
+                log.debug("closing the Dask %s: %s", type(closable).__name__, e)
 
 
 def make_executor(executor: str, workers: int | None, scheduler: Any = None) -> Executor:
