@@ -85,6 +85,8 @@ def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], wi
                 index = pending.pop(fut)
                 try:
                     outcome = fut.result()
+                except KeyboardInterrupt:  # Ctrl-C in the driver, not a failure of the shard
+                    raise
                 except BaseException as e:  # noqa: BLE001 - reported with the shard index
                     raise ShardFailure(index, e, sorted([index, *pending.values()])) from e
                 yield index, outcome
@@ -193,18 +195,26 @@ class _WorkerProcess(multiprocessing.context.SpawnProcess):
 
 
 class _sigint_ignored_by_children:
-    """While starting a child process: SIGINT ignored, so the new interpreter starts with it
+    """While starting child processes: SIGINT ignored, so each new interpreter starts with it
     ignored (Python installs its KeyboardInterrupt handler only when SIGINT is at its
-    default) and never prints a traceback of its own on Ctrl-C. Main thread only."""
+    default) and never prints a traceback of its own on Ctrl-C; the driver handles it.
+
+    SIGINT is also blocked in this thread meanwhile: a blocked signal is kept pending
+    rather than ignored, so a Ctrl-C pressed during the start is delivered right after it.
+    Threads started meanwhile (Dask's event loop) inherit the block and leave SIGINT to the
+    main thread. Main thread only (elsewhere a no-op).
+    """
 
     def __enter__(self):
         self._old = None
         if threading.current_thread() is threading.main_thread():
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)  # a pending Ctrl-C arrives now
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
@@ -244,6 +254,41 @@ class ProcessExecutor(Executor):
             self._pool = None
 
 
+def _workers_ignoring_sigint():
+    """Make the LocalCluster's worker processes ignore Ctrl-C (the driver handles it).
+
+    They are forked by multiprocessing's fork server, started here with SIGINT ignored,
+    which its children inherit (also the workers a nanny restarts later). Only the fork
+    server's own start (milliseconds) runs with SIGINT held back in the driver. Returns the
+    dask config change to undo when the cluster is closed.
+    """
+    import multiprocessing.forkserver
+
+    import dask
+    from distributed.utils import get_mp_context
+
+    config = dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    get_mp_context()  # sets the fork server's preloaded modules (distributed's own choice)
+    with _sigint_ignored_by_children():
+        multiprocessing.forkserver.ensure_running()
+    return config
+
+
+def _close_half_started_clusters() -> None:
+    # Ctrl-C inside LocalCluster(): no object to close, and distributed's exit hook would
+    # fail on the half-started cluster with a traceback. Close it now, quietly.
+    import atexit
+
+    from distributed.deploy import spec
+
+    for cluster in list(spec.SpecCluster._instances):
+        try:
+            cluster.close(timeout=10)
+        except BaseException as e:  # noqa: BLE001 - best effort on the way out
+            log.debug("closing a half-started LocalCluster: %s", e)
+    atexit.unregister(spec.close_clusters)
+
+
 def _worker_lost(e: BaseException) -> bool:
     """Is ``e`` how dask.distributed reports a worker (or its nanny) lost mid-way?"""
     try:
@@ -270,17 +315,27 @@ class DaskExecutor(Executor):
         self._cluster = None
         self._client = None
         self._own_client = True
+        self._dask_config = None
+        # dask.distributed logs at INFO on its own logger (nannies, connections...): say it
+        # only when the user asked for INFO, like the engine's own log.
+        self._dask_log = logging.getLogger("distributed")
+        self._dask_log_level = self._dask_log.level
+        if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+            self._dask_log.setLevel(logging.WARNING)
         if scheduler is None:
             n = workers or default_workers()
+            self._dask_config = _workers_ignoring_sigint()
             try:
                 # One single-threaded process per core, like the local executor; no dashboard
                 # port to collide with on shared machines.
                 self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                              dashboard_address=None, silence_logs=logging.WARNING)
                 self._client = Client(self._cluster)
-            except Exception as e:
-                self.close()
-                if _worker_lost(e):  # e.g. "Nanny failed to start": a worker killed as it started
+            except BaseException as e:  # Ctrl-C included: the cluster is closed, not left to atexit
+                self.close(abort=not isinstance(e, Exception))
+                if self._cluster is None:
+                    _close_half_started_clusters()
+                if isinstance(e, Exception) and _worker_lost(e):  # e.g. "Nanny failed to start"
                     raise _lost_at_start(e, "while the cluster started") from e
                 raise
             self.scheduler = None
@@ -298,9 +353,9 @@ class DaskExecutor(Executor):
         except TimeoutError as e:
             self.close()
             raise ExecutorError(f"no Dask worker joined the scheduler {self.scheduler} within 60 s") from e
-        except Exception as e:
+        except BaseException as e:
             self.close()
-            if _worker_lost(e):
+            if isinstance(e, Exception) and _worker_lost(e):
                 raise _lost_at_start(e, "while the cluster started") from e
             raise
         self.workers = sum(self._client.nthreads().values())
@@ -332,6 +387,8 @@ class DaskExecutor(Executor):
                 index = index_of.pop(fut.key)
                 try:
                     outcome = fut.result()
+                except KeyboardInterrupt:  # Ctrl-C in the driver while it waited
+                    raise
                 except BaseException as e:  # noqa: BLE001
                     raise ShardFailure(index, e) from e
                 yield index, outcome
@@ -345,14 +402,66 @@ class DaskExecutor(Executor):
 
     def close(self, abort: bool = False):
         # Best effort: a cluster that lost workers may raise while closing, and that must not
-        # hide the error (or the Ctrl-C) that brought us here.
-        for closable in ((self._client if self._own_client else None), self._cluster):
-            if closable is None:
-                continue
+        # hide the error (or the Ctrl-C) that brought us here. Its own shutdown chatter
+        # (lost workers, scattered data gone) says nothing the user needs.
+        quiet = self._dask_log
+        if abort:
+            # Ctrl-C: stop the workers at once (they ignore SIGINT) and say nothing of the
+            # cluster's teardown (lost workers, cancelled tasks): the process ends after this.
+            for name in ("distributed", "asyncio", "tornado"):
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+            self._kill_local_workers()
+        elif self._cluster is not None:
+            quiet.setLevel(logging.CRITICAL)
+        try:
+            for closable in ((self._client if self._own_client else None), self._cluster):
+                if closable is None:
+                    continue
+                try:
+                    closable.close()
+                except Exception as e:  # noqa: BLE001
+                    log.debug("closing the Dask %s: %s", type(closable).__name__, e)
+        finally:
+            if not abort:
+                quiet.setLevel(self._dask_log_level)
+            if self._dask_config is not None:
+                self._dask_config.__exit__(None, None, None)
+                self._dask_config = None
+
+
+    def _kill_local_workers(self) -> None:
+        if self._dask_config is None:
+            return  # not our LocalCluster
+        # The workers are children of the fork server (also those still starting, which no
+        # nanny knows yet): stop it first, so that it forks no more, then them.
+        import multiprocessing.forkserver as fs
+
+        server = getattr(fs._forkserver, "_forkserver_pid", None)
+        if not server:
+            return
+        for pid in [server, *_children_of(server)]:
             try:
-                closable.close()
-            except Exception as e:  # noqa: BLE001
-                log.debug("closing the Dask %s: %s", type(closable).__name__, e)
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _children_of(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc; elsewhere none)."""
+    children = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return children
+    for name in names:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        children.append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return children
 
 
 def make_executor(executor: str, workers: int | None, scheduler: Any = None) -> Executor:
