@@ -317,7 +317,7 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
     except Exception as e:  # noqa: BLE001 - a failure of the run itself, never a finding
         reason = _describe(e)
         _mark_stopped(out, doc, started, reason, status="failed")
-        raise RunError(f"the run failed: {reason}\nfinished shards are kept in {out}; "
+        raise RunError(f"the run failed: {reason}; finished shards are kept in {out}: "
                        "fix the cause and rerun with --resume") from e
 
 
