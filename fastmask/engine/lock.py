@@ -211,9 +211,15 @@ def _flock(fd: int) -> str:
 def acquire_folder_lock(folder: str | os.PathLike, *, force: bool = False, command: str | None = None) -> FolderLock:
     """Take the lock of report folder ``folder`` (which must exist); see the module's docstring.
 
-    Example::
+    Raises :class:`FolderLockedError` (naming the owner) when another run owns it.
 
-        lock = acquire_folder_lock(out)   # FolderLockedError when another run owns it
-        lock.release()
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> lock = acquire_folder_lock(folder, command="fastmask validate ds --out report")
+    >>> acquire_folder_lock(folder)
+    Traceback (most recent call last):
+    fastmask.engine.lock.FolderLockedError: ... is in use by another fastmask run: pid ...
+    >>> lock.release()
+    >>> acquire_folder_lock(folder).release()
     """
     return FolderLock(folder, command).acquire(force)
