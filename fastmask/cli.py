@@ -359,7 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         return _dispatch(parser, args)
     except KeyboardInterrupt:
         out = getattr(args, "out", None)
-        where = f"finished shards are kept in {out}; rerun with --resume to continue" if out else "stopped"
+        started = out and os.path.isfile(os.path.join(out, "run.json"))
+        where = (f"finished shards are kept in {out}; rerun with --resume to continue" if started
+                 else "stopped before the run started")
         print(f"\nfastmask {args.command}: interrupted: {where}", file=sys.stderr)
         return EXIT_RUN_FAILED
     except BrokenPipeError:

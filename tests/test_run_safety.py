@@ -325,6 +325,19 @@ def test_an_unexpected_error_is_exit_4_one_line_and_debug_shows_the_traceback(da
         cli(*run_args("validate", dataset, tmp_path / "d"), "--debug")
 
 
+def test_a_crash_while_opening_the_dataset_is_exit_4_not_1(dataset, tmp_path, monkeypatch, capsys):
+    # e.g. two listed names that collide once decoded: an assertion in a reader (exit code 1
+    # and a traceback before); whatever the reader, a crash is one line and exit code 4
+    def crash(*a, **k):
+        raise AssertionError("MaskDirDataset: duplicate item_id 'bad\\xff.png' in manifest")
+
+    monkeypatch.setattr("fastmask.cli.open_dataset_arg", crash)
+    for job in ("scan", "validate", "coverage", "instances", "rasterize"):
+        assert cli(job, dataset, "--out", tmp_path / job, "--quiet") == 4, job
+        line = one_line(capsys.readouterr().err)
+        assert line.startswith(f"fastmask {job}: ") and "AssertionError: MaskDirDataset: duplicate item_id" in line
+
+
 def test_exit_1_still_means_completed_with_findings(dataset, tmp_path):
     out = tmp_path / "r"
     assert cli("validate", dataset, "--out", out, "--workers", "1", "--quiet") == 1
@@ -365,7 +378,11 @@ def _interrupt(argv: list[str], out: Path, *, after_markers: int | None, after_s
     proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    if after_markers is not None:
+    if after_markers == 0:  # as soon as the run has begun (run.json written), before any shard
+        while not (out / "run.json").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    elif after_markers is not None:
         while len(list((out / "_shards").glob("*.json"))) < after_markers and proc.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.01)
@@ -379,15 +396,15 @@ def _interrupt(argv: list[str], out: Path, *, after_markers: int | None, after_s
 
 
 @pytest.mark.parametrize("executor,when", [("local", "start-up"), ("local", "mid-run"), ("threads", "mid-run"),
-                                           ("dask", "start-up"), ("dask", "mid-run")])
+                                           ("dask", "start-up"), ("dask", "cluster-start"), ("dask", "mid-run")])
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_3(executor, when, dataset, references, tmp_path):
     if executor == "dask":
         pytest.importorskip("distributed")
     out = tmp_path / "r"
     argv = run_args("coverage", dataset, out, "--executor", executor, "--workers", "2")
     argv[argv.index("--shard-size") + 1] = "2"  # many small shards: the run is still going
-    code, err = _interrupt(argv, out, after_markers=None if when == "start-up" else 2,
-                           after_seconds=0.5 if when == "start-up" else 0.0)
+    code, err = _interrupt(argv, out, after_markers={"start-up": None, "cluster-start": 0, "mid-run": 2}[when],
+                           after_seconds={"start-up": 0.5, "cluster-start": 0.3, "mid-run": 0.0}[when])
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     if code != 3:  # the signal came after the run's end
         assert code == 0, err

@@ -305,10 +305,11 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
         return _execute(job, manifest, out, doc, t_start=t_start, started=started, n_items=n_items,
                         n_shards=n_shards, shard_size=shard_size, resuming=resuming, executor=executor,
                         workers=workers, scheduler=scheduler, quiet=quiet, finish=finish)
-    except RunFailedError as e:
-        _mark_stopped(out, doc, started, str(e).split("\n")[0])
+    except RunError as e:
+        _mark_stopped(out, doc, started, str(e), status="failed")
         raise
-    except EngineError:
+    except EngineError as e:  # a stopped run (exit 3), or an executor that cannot start (exit 2)
+        _mark_stopped(out, doc, started, str(e).split("\n")[0])
         raise
     except KeyboardInterrupt:
         _mark_stopped(out, doc, started, "interrupted")
