@@ -78,6 +78,7 @@ def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], wi
             pending[submit(task)] = task.index
 
     top_up()
+    interrupted = False
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -91,8 +92,13 @@ def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], wi
                     raise ShardFailure(index, e, sorted([index, *pending.values()])) from e
                 yield index, outcome
             top_up()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        for fut in pending:
+        # On Ctrl-C the executor stops its workers and the pool fails every pending future
+        # itself: cancelling them here too would race it (an InvalidStateError traceback).
+        for fut in pending if not interrupted else ():
             fut.cancel()
 
 
@@ -207,7 +213,7 @@ class _sigint_ignored_by_children:
 
     def __enter__(self):
         self._old = None
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
             self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -250,7 +256,8 @@ class ProcessExecutor(Executor):
                         p.terminate()
                     except (OSError, ValueError, AttributeError):
                         pass
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            # (after a Ctrl-C the broken pool fails the pending futures itself)
+            self._pool.shutdown(wait=True, cancel_futures=not abort)
             self._pool = None
 
 
@@ -262,7 +269,9 @@ def _workers_ignoring_sigint():
     server's own start (milliseconds) runs with SIGINT held back in the driver. Returns the
     dask config change to undo when the cluster is closed.
     """
-    import multiprocessing.forkserver
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        return None
+    from multiprocessing import forkserver
 
     import dask
     from distributed.utils import get_mp_context
@@ -270,7 +279,7 @@ def _workers_ignoring_sigint():
     config = dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
     get_mp_context()  # sets the fork server's preloaded modules (distributed's own choice)
     with _sigint_ignored_by_children():
-        multiprocessing.forkserver.ensure_running()
+        forkserver.ensure_running()
     return config
 
 

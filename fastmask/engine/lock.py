@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -34,6 +33,11 @@ import socket
 import sys
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the O_EXCL creation and the pid decide
+    fcntl = None
 
 from .errors import EngineError
 from .sink import LOCK_FILE
@@ -172,7 +176,8 @@ class FolderLock:
         self._fd = fd
         data = (json.dumps(self.info, sort_keys=True) + "\n").encode()
         os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
         os.fsync(fd)
 
     def _same_file(self, fd: int) -> bool:
@@ -197,6 +202,8 @@ class FolderLock:
 
 def _flock(fd: int) -> str:
     """``"held"`` (now ours), ``"busy"`` (another open file holds it) or ``"unsupported"``."""
+    if fcntl is None:  # pragma: no cover
+        return "unsupported"
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
