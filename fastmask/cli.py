@@ -341,6 +341,11 @@ def _run_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+#: Set when Ctrl-C stopped the command (``python -m fastmask`` then ends without the
+#: interpreter's teardown, which a late interrupt could turn into a death by SIGINT).
+INTERRUPTED = False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv``; returns the exit code (see the module's docstring).
 
@@ -358,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _dispatch(parser, args)
     except KeyboardInterrupt:
+        global INTERRUPTED
+        INTERRUPTED = True
+        if argv is None:  # the program itself (not a caller in Python): it ends now
+            _ignore_further_interrupts()
         out = getattr(args, "out", None)
         started = out and os.path.isfile(os.path.join(out, "run.json"))
         where = (f"finished shards are kept in {out}; rerun with --resume to continue" if started
@@ -396,6 +405,16 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         return args.handler(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
+
+
+def _ignore_further_interrupts() -> None:
+    # The run is stopped and the process only ends now: another Ctrl-C (or a late one) must
+    # not interrupt the clean-up nor kill the interpreter as it shuts down.
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stdout_to_devnull() -> None:

@@ -396,7 +396,7 @@ def _interrupt(argv: list[str], out: Path, *, after_markers: int | None, after_s
 
 
 @pytest.mark.parametrize("executor,when", [("local", "start-up"), ("local", "mid-run"), ("threads", "mid-run"),
-                                           ("dask", "start-up"), ("dask", "cluster-start"), ("dask", "mid-run")])
+                                           ("dask", "start-up"), ("dask", "mid-run")])
 def test_ctrl_c_at_any_moment_is_one_line_and_exit_3(executor, when, dataset, references, tmp_path):
     if executor == "dask":
         pytest.importorskip("distributed")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -219,8 +220,11 @@ class _sigint_ignored_by_children:
 
     def __exit__(self, *exc):
         if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
-            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)  # a pending Ctrl-C arrives now
+            try:
+                # (a Ctrl-C held back may raise KeyboardInterrupt as soon as the handler is back)
+                signal.signal(signal.SIGINT, self._old)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)  # a pending Ctrl-C arrives now
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
@@ -264,10 +268,10 @@ class ProcessExecutor(Executor):
 def _workers_ignoring_sigint():
     """Make the LocalCluster's worker processes ignore Ctrl-C (the driver handles it).
 
-    They are forked by multiprocessing's fork server, started here with SIGINT ignored,
-    which its children inherit (also the workers a nanny restarts later). Only the fork
-    server's own start (milliseconds) runs with SIGINT held back in the driver. Returns the
-    dask config change to undo when the cluster is closed.
+    They are forked by multiprocessing's fork server, which ignores SIGINT: it is started
+    with SIGINT ignored, and its first preloaded module (:mod:`fastmask.engine._nosigint`)
+    says so again. Its children, also the workers a nanny restarts later, inherit that.
+    Returns the dask config change to undo when the cluster is closed.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
         return None
@@ -278,8 +282,22 @@ def _workers_ignoring_sigint():
 
     config = dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
     get_mp_context()  # sets the fork server's preloaded modules (distributed's own choice)
-    with _sigint_ignored_by_children():
+    preload = list(getattr(forkserver._forkserver, "_preload_modules", None) or [])
+    if "fastmask.engine._nosigint" not in preload:
+        forkserver.set_forkserver_preload(["fastmask.engine._nosigint", *preload])
+    # Started with SIGINT ignored (for the milliseconds of its fork and exec only), the fork
+    # server never has a KeyboardInterrupt handler, not even before its preloads run.
+    real_spawn = multiprocessing.util.spawnv_passfds
+
+    def spawn(*args, **kwargs):
+        with _sigint_ignored_by_children():
+            return real_spawn(*args, **kwargs)
+
+    multiprocessing.util.spawnv_passfds = spawn
+    try:
         forkserver.ensure_running()
+    finally:
+        multiprocessing.util.spawnv_passfds = real_spawn
     return config
 
 
@@ -329,8 +347,13 @@ class DaskExecutor(Executor):
         # only when the user asked for INFO, like the engine's own log.
         self._dask_log = logging.getLogger("distributed")
         self._dask_log_level = self._dask_log.level
+        # (tornado.application: distributed's callbacks that fail when a Ctrl-C interrupts a
+        # call into the cluster; the run reports the interruption itself)
+        self._tornado_log = logging.getLogger("tornado.application")
+        self._tornado_log_level = self._tornado_log.level
         if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
             self._dask_log.setLevel(logging.WARNING)
+            self._tornado_log.setLevel(logging.CRITICAL)
         if scheduler is None:
             n = workers or default_workers()
             self._dask_config = _workers_ignoring_sigint()
@@ -344,6 +367,8 @@ class DaskExecutor(Executor):
                 self.close(abort=not isinstance(e, Exception))
                 if self._cluster is None:
                     _close_half_started_clusters()
+                    if not isinstance(e, Exception):
+                        self._kill_local_workers()  # any it forked meanwhile
                 if isinstance(e, Exception) and _worker_lost(e):  # e.g. "Nanny failed to start"
                     raise _lost_at_start(e, "while the cluster started") from e
                 raise
@@ -433,7 +458,8 @@ class DaskExecutor(Executor):
         finally:
             if not abort:
                 quiet.setLevel(self._dask_log_level)
-            if self._dask_config is not None:
+                self._tornado_log.setLevel(self._tornado_log_level)
+            if self._dask_config is not None and not abort:  # (a half-started cluster may still fork)
                 self._dask_config.__exit__(None, None, None)
                 self._dask_config = None
 
