@@ -458,6 +458,7 @@ def test_a_dask_worker_lost_during_scatter_is_exit_3_then_resume(dataset, refere
 
 @pytest.mark.parametrize("fault,code,message", [
     (RuntimeError("Nanny failed to start."), 3, "a Dask worker was lost while the cluster started"),
+    (KeyError("tcp://127.0.0.1:40245"), 3, "a Dask worker was lost while the cluster started"),
     (OSError(errno.ECONNRESET, "Connection reset by peer"), 3, "a Dask worker was lost while the cluster started"),
     (ValueError("a cluster that cannot start"), 4, "the run failed: ValueError: a cluster that cannot start"),
 ])

@@ -323,7 +323,9 @@ def _worker_lost(e: BaseException) -> bool:
     except ImportError:  # pragma: no cover - only called when distributed is there
         CommClosedError = OSError  # noqa: N806
     return (isinstance(e, (CommClosedError, OSError, TimeoutError))
-            or (isinstance(e, RuntimeError) and "failed to start" in str(e)))
+            or (isinstance(e, RuntimeError) and "failed to start" in str(e))
+            # the scheduler no longer knows a worker it was asked about (scatter's replicate)
+            or (isinstance(e, KeyError) and "://" in str(e)))
 
 
 def _lost_at_start(e: BaseException, when: str) -> RunFailedError:
