@@ -4,9 +4,10 @@ Heavy modules (numba, pyarrow, kernels) are imported inside the command handlers
 that ``fastmask --help`` and ``fastmask --version`` never pay for them.
 
 Exit codes: 0 ok; 1 findings of error severity (jobs that check; for ``evaluate``:
-ground-truth items left unscored, or none scored); 2 usage or
-configuration error (nothing was run); 3 the run started but stopped (``--resume``
-continues it).
+ground-truth items left unscored, or none scored); 2 usage or configuration error (nothing
+was run); 3 the run started but stopped (interrupted, a worker lost; ``--resume`` continues
+it); 4 the run itself failed (``--resume`` completes it). No traceback reaches the user
+without ``--debug``.
 """
 from __future__ import annotations
 
@@ -14,10 +15,18 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import sys
+import traceback
 
 from ._version import __version__
-from .engine.options import EXIT_USAGE, add_engine_arguments, engine_options_from_args
+from .engine.options import (
+    EXIT_RUN_ERROR,
+    EXIT_RUN_FAILED,
+    EXIT_USAGE,
+    add_engine_arguments,
+    engine_options_from_args,
+)
 
 
 # Commands that live in their own module ``fastmask/cli_<name>.py``. Each module has
@@ -77,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fastmask",
         description="Fast, trustworthy segmentation masks at dataset scale.",
         epilog="exit codes: 0 ok, 1 findings of error severity (evaluate: ground truth left unscored), "
-               "2 usage/configuration error, 3 run stopped (use --resume)",
+               "2 usage/configuration error, 3 run stopped (use --resume), 4 the run failed (fix the cause, "
+               "then --resume)",
     )
     parser.add_argument("--version", action="version", version=f"fastmask {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -147,7 +158,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
+    for command_parser in sub.choices.values():  # also after the command: fastmask validate ... --debug
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
     return parser
+
+
+DEBUG_HELP = "show the Python traceback of an unexpected error (default: one line)"
+
+
+def report_error(args: argparse.Namespace, e: BaseException) -> None:
+    """Print ``fastmask COMMAND: message`` for an engine error (with its traceback under ``--debug``)."""
+    print(f"fastmask {args.command}: {e}", file=sys.stderr)
+    if getattr(args, "debug", False):
+        traceback.print_exception(e)
 
 
 def _dataset_options(args: argparse.Namespace, **paths) -> dict:
@@ -163,11 +186,13 @@ def _dataset_options(args: argparse.Namespace, **paths) -> dict:
     return out
 
 
-def run_dataset_job(args: argparse.Namespace, make_job):
+def run_dataset_job(args: argparse.Namespace, make_job, finish=None):
     """Open the dataset, run ``make_job(dataset)`` on the engine; ``(dataset, job, result)`` or an exit code.
 
-    Configuration problems (bad flags, unreadable dataset, output folder in use) are
-    printed and returned as the engine's exit code (2, or 3 for a stopped run).
+    ``finish(job, out_dir)`` writes the job's dataset-wide tables before the run is marked
+    complete (its value is ``result.finished``). Configuration problems (bad flags,
+    unreadable dataset, output folder in use) are printed and returned as the engine's
+    exit code (2; 3 for a stopped run, 4 for a failed one).
     """
     from .engine import EngineError, run_job
     from .formats import FormatError
@@ -179,12 +204,12 @@ def run_dataset_job(args: argparse.Namespace, make_job):
         job = make_job(dataset)
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
-                         arguments=arguments, **opts.run_kwargs())
+                         arguments=arguments, finish=finish and (lambda out: finish(job, out)), **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask {args.command}: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
     except EngineError as e:
-        print(f"fastmask {args.command}: {e}", file=sys.stderr)
+        report_error(args, e)
         return e.exit_code
     return dataset, job, result
 
@@ -224,11 +249,12 @@ def _run_coverage(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     ignore = None if args.ignore_value < 0 else args.ignore_value
     background = None if args.background < 0 else args.background
-    ran = run_dataset_job(args, lambda ds: CoverageJob(ds, ignore_value=ignore, background=background))
+    ran = run_dataset_job(args, lambda ds: CoverageJob(ds, ignore_value=ignore, background=background),
+                          finish=write_classes_table)
     if isinstance(ran, int):
         return ran
     dataset, job, result = ran
-    classes = write_classes_table(job, result.out_dir)
+    classes = result.finished
     print(f"coverage of {result.n_items} items ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
           f"{result.counts.get('error', 0)} could not be read")
     print(f"{'class':>6} {'name':<16} {'images':>7} {'pixels':>12} {'share':>7}  images per coverage bin "
@@ -270,17 +296,19 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy,
                           out_of_range=args.out_of_range)
         arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
+        panoptic = job._categories is not None  # per-class table only for semantic scores
         result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
-                         arguments=arguments, **opts.run_kwargs())
+                         arguments=arguments, finish=None if panoptic else (lambda out: write_classes_table(job, out)),
+                         **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask evaluate: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
+    except EngineError as e:
+        report_error(args, e)
+        return e.exit_code
     except ValueError as e:
         print(f"fastmask evaluate: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except EngineError as e:
-        print(f"fastmask evaluate: {e}", file=sys.stderr)
-        return e.exit_code
     s = result.summary
     from .jobs import evaluate_summary as es
 
@@ -296,7 +324,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
             g = s["panoptic"][name]
             print(f"  {name:<7} PQ {pct(g['pq'])}  SQ {pct(g['sq'])}  RQ {pct(g['rq'])}  classes {g['n']}  ({scored})")
     else:
-        classes = write_classes_table(job, result.out_dir)
+        classes = result.finished
         print(f"{'class':>6} {'name':<16} {'IoU':>6} {'Dice':>6}")
         for r in classes.to_pylist():
             if r["tp"] or r["fp"] or r["fn"]:
@@ -347,24 +375,63 @@ def _run_validate(args: argparse.Namespace) -> int:
     try:
         config = _rule_config(args)
     except EngineError as e:
-        print(f"fastmask validate: {e}", file=sys.stderr)
+        report_error(args, e)
         return e.exit_code
-    ran = run_dataset_job(args, lambda dataset: ValidateJob(dataset, config))
+    ran = run_dataset_job(args, lambda dataset: ValidateJob(dataset, config), finish=write_dataset_tables)
     if isinstance(ran, int):
         return ran
     dataset, job, result = ran
-    dataset_found, classes = write_dataset_tables(job, result.out_dir)
+    dataset_found, classes = result.finished
     failed = print_summary(result, dataset.layout, dataset_found, classes, args.fail_on)
     return 1 if failed else 0
 
 
+#: Set when Ctrl-C stopped the command (``python -m fastmask`` then ends without the
+#: interpreter's teardown, which a late interrupt could turn into a death by SIGINT).
+INTERRUPTED = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; returns the exit code (see the module's docstring).
+
+    A failure outside the engine's own errors is one line on stderr and exit code 4 (with
+    the traceback under ``--debug``); Ctrl-C is one line and exit code 3; a closed stdout
+    pipe (``fastmask validate ... | head``) ends quietly.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
     if args.command is None:
         parser.print_help()
         return 0
+    guard = _PipeGuard.install()
+    try:
+        return _dispatch(parser, args)
+    except KeyboardInterrupt:
+        global INTERRUPTED
+        INTERRUPTED = True
+        if argv is None:  # the program itself (not a caller in Python): it ends now
+            _ignore_further_interrupts()
+        out = getattr(args, "out", None)
+        started = out and os.path.isfile(os.path.join(out, "run.json"))
+        where = (f"finished shards are kept in {out}; rerun with --resume to continue" if started
+                 else "stopped before the run started")
+        print(f"\nfastmask {args.command}: interrupted: {where}", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        return 0
+    except Exception as e:  # noqa: BLE001 - a crash is exit code 4 and one line, never a finding (1)
+        if args.debug:
+            raise
+        print(f"fastmask {args.command}: the run failed: {type(e).__name__}: {e} (--debug shows the traceback)",
+              file=sys.stderr)
+        return EXIT_RUN_ERROR
+    finally:
+        guard.uninstall()
+
+
+def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "demo":
         from .demo import run_demo, run_validation_demo
 
@@ -383,6 +450,71 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     parser.error(f"unknown command {args.command!r}")
     return EXIT_USAGE
+
+
+def _ignore_further_interrupts() -> None:
+    # The run is stopped and the process only ends now: another Ctrl-C (or a late one) must
+    # not interrupt the clean-up nor kill the interpreter as it shuts down.
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stdout_to_devnull() -> None:
+    # The reader of our stdout is gone (``| head``): later writes and the final flush go
+    # nowhere instead of raising (Python's documented recipe for SIGPIPE).
+    try:
+        fd = sys.__stdout__.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+class _PipeGuard:
+    """Wraps ``sys.stdout`` so a closed pipe silences the rest of the output instead of
+    aborting the command: the run's real exit code is kept."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.broken = False
+
+    @classmethod
+    def install(cls) -> "_PipeGuard":
+        guard = cls(sys.stdout)
+        sys.stdout = guard
+        return guard
+
+    def uninstall(self) -> None:
+        if sys.stdout is self:
+            sys.stdout = self._stream
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                _stdout_to_devnull()
+            except (OSError, ValueError):
+                pass
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self.broken = True
+            _stdout_to_devnull()
+            return len(text)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self.broken = True
+            _stdout_to_devnull()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 if __name__ == "__main__":  # pragma: no cover

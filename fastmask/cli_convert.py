@@ -52,9 +52,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import _dataset_options, open_dataset_arg
+    from .cli import _dataset_options, open_dataset_arg, report_error
     from .engine import EngineError, run_job
-    from .engine.options import EXIT_RUN_FAILED, EXIT_USAGE, engine_options_from_args
+    from .engine.options import EXIT_USAGE, engine_options_from_args
     from .formats import FormatError
     from .jobs.convert import ConvertJob, assemble
 
@@ -70,21 +70,20 @@ def run(args: argparse.Namespace) -> int:
                          mask_format=args.mask_format, keep_folder=args.keep_folder)
         # the dataset options too: a --resume with other images or another label map is refused
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
+        # the dataset-wide files are part of the run: run.json says "complete" only after them
+        # (a failure there is exit code 4, "failed", and --resume writes them)
         result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
-                         arguments=arguments, **opts.run_kwargs())
-        target = assemble(job, result.out_dir)
+                         arguments=arguments, finish=lambda out: assemble(job, out), **opts.run_kwargs())
+        target = result.finished
     except FormatError as e:
         print(f"fastmask convert: {e.code}: {e.message}", file=sys.stderr)
         return EXIT_USAGE
+    except EngineError as e:
+        report_error(args, e)
+        return e.exit_code
     except ValueError as e:
         print(f"fastmask convert: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except EngineError as e:
-        print(f"fastmask convert: {e}", file=sys.stderr)
-        return e.exit_code
-    except OSError as e:  # writing the dataset failed (disk full, permissions): rerun with --resume
-        print(f"fastmask convert: could not write the dataset: {e}", file=sys.stderr)
-        return EXIT_RUN_FAILED
     errors = result.counts.get("error", 0)
     print(f"converted {result.counts.get('ok', 0)} of {result.n_items} items ({dataset.layout} -> {args.to}) "
           f"in {result.wall_seconds:.2f} s; {errors} could not be converted")

@@ -62,10 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from .cli import run_dataset_job
     from .engine.options import EXIT_USAGE
 
-    if args.resume:
-        from .jobs.rasterize import remove_mask_temporaries
-
-        remove_mask_temporaries(args.out)
+    # (a resumed run's leftover temporary masks are removed by the engine, under the folder's lock)
     errors: list[str] = []
 
     def make_job(dataset):
@@ -80,8 +77,19 @@ def run(args: argparse.Namespace) -> int:
             errors.append(str(e))
             raise _Usage() from None
 
+    def finish(job, out):
+        if args.kind == "panoptic":
+            from .jobs.rasterize import write_panoptic_json
+
+            return write_panoptic_json(job, out)
+        if args.kind in ("semantic", "binary"):
+            from .jobs.rasterize import write_mask_labelmap
+
+            write_mask_labelmap(job, out)  # part of the report: written before it is complete
+        return None
+
     try:
-        ran = run_dataset_job(args, make_job)
+        ran = run_dataset_job(args, make_job, finish=finish)
     except _Usage:
         print(f"fastmask rasterize: {errors[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -91,13 +99,7 @@ def run(args: argparse.Namespace) -> int:
     s = result.summary
     extra = ""
     if args.kind == "panoptic":
-        from .jobs.rasterize import write_panoptic_json
-
-        extra = f"; panoptic JSON: {write_panoptic_json(job, result.out_dir)}"
-    elif args.kind in ("semantic", "binary"):
-        from .jobs.rasterize import write_mask_labelmap
-
-        write_mask_labelmap(job, result.out_dir)
+        extra = f"; panoptic JSON: {result.finished}"
     print(f"rasterized {s.get('images', 0)} of {result.n_items} images ({args.kind}) in {result.wall_seconds:.2f} s, "
           f"{result.items_per_second:,.0f} images/s; {s.get('annotations', 0)} annotations, "
           f"{s.get('skipped_annotations', 0)} skipped (findings), {s.get('errors', 0)} images failed{extra}")

@@ -346,7 +346,9 @@ def test_engine_arguments_round_trip():
     opts = engine_options_from_args(parser.parse_args(
         ["--out", "r", "--resume", "--workers", "3", "--shard-size", "500", "--quiet"]))
     assert opts.run_kwargs() == {"out_dir": "r", "resume": True, "overwrite": False, "executor": "local",
-                                 "scheduler": None, "workers": 3, "shard_size": 500, "quiet": True}
+                                 "scheduler": None, "workers": 3, "shard_size": 500, "quiet": True,
+                                 "force_unlock": False}
+    assert engine_options_from_args(parser.parse_args(["--out", "r", "--force-unlock"])).force_unlock
     opts = engine_options_from_args(parser.parse_args(["--out", "r", "--scheduler", "tcp://h:8786"]))
     assert (opts.executor, opts.scheduler) == ("dask", "tcp://h:8786")
     with pytest.raises(UsageError, match="--scheduler needs --executor dask"):

@@ -21,8 +21,9 @@ _EXPORTS = {
     "run_job": "run", "RunResult": "run", "load_report_table": "run", "VOLATILE_RUN_KEYS": "run",
     "EngineError": "errors", "ManifestError": "errors", "OutputExistsError": "errors",
     "OutputNotWritableError": "errors", "ResumeMismatchError": "errors", "ExecutorError": "errors",
-    "RunFailedError": "errors", "UsageError": "errors",
+    "RunFailedError": "errors", "RunError": "errors", "UsageError": "errors",
     "EXIT_OK": "errors", "EXIT_FINDINGS": "errors", "EXIT_USAGE": "errors", "EXIT_RUN_FAILED": "errors",
+    "EXIT_RUN_ERROR": "errors", "FolderLockedError": "lock", "acquire_folder_lock": "lock",
     "add_engine_arguments": "options", "engine_options_from_args": "options", "EngineOptions": "options",
     "DEFAULT_SHARD_SIZE": "manifest", "default_shard_size": "manifest", "normalize_manifest": "manifest",
 }

@@ -8,6 +8,7 @@ EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_RUN_FAILED = 3
+EXIT_RUN_ERROR = 4
 
 
 class EngineError(Exception):
@@ -41,9 +42,19 @@ class ExecutorError(EngineError):
 
 
 class RunFailedError(EngineError):
-    """A shard failed as a whole (disk full, worker killed): finished shards are kept.
+    """The run stopped: a shard failed as a whole (disk full, worker killed) or a Dask worker
+    was lost while the cluster started: finished shards are kept (exit code 3).
 
     Rerunning with ``resume=True`` (``--resume``) continues from them.
     """
 
     exit_code = EXIT_RUN_FAILED
+
+
+class RunError(EngineError):
+    """The run itself failed (an unexpected error in the driver, a cluster that cannot start,
+    a full disk while finalising): exit code 4. ``run.json`` says ``"failed"`` and
+    ``resume=True`` (``--resume``) completes the run.
+    """
+
+    exit_code = EXIT_RUN_ERROR

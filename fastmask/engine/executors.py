@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.util
 import os
+import signal
 import sys
 import threading
 import uuid
@@ -23,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import ExecutorError
+from .errors import ExecutorError, RunFailedError
 from .job import Job
 from .manifest import ShardTask
 from .shard import ensure_prepared, run_shard
@@ -77,6 +79,7 @@ def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], wi
             pending[submit(task)] = task.index
 
     top_up()
+    interrupted = False
     try:
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -84,12 +87,19 @@ def _drive(submit: Callable[[ShardTask], Future], tasks: Iterable[ShardTask], wi
                 index = pending.pop(fut)
                 try:
                     outcome = fut.result()
+                except KeyboardInterrupt:  # Ctrl-C in the driver, not a failure of the shard
+                    raise
                 except BaseException as e:  # noqa: BLE001 - reported with the shard index
                     raise ShardFailure(index, e, sorted([index, *pending.values()])) from e
                 yield index, outcome
             top_up()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
     finally:
-        for fut in pending:
+        # On Ctrl-C the executor stops its workers and the pool fails every pending future
+        # itself: cancelling them here too would race it (an InvalidStateError traceback).
+        for fut in pending if not interrupted else ():
             fut.cancel()
 
 
@@ -104,10 +114,12 @@ class Executor:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        # Ctrl-C: stop now (running shards are lost, --resume redoes them); any other
+        # failure: let running shards finish so their work is kept.
+        self.close(abort=exc_type is not None and issubclass(exc_type, KeyboardInterrupt))
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
     def describe(self) -> dict[str, Any]:
@@ -142,8 +154,9 @@ class ThreadExecutor(Executor):
     def run(self, job, tasks, progress=None):
         yield from _drive(lambda t: self._pool.submit(run_shard, job, t, progress), tasks, 2 * self.workers)
 
-    def close(self):
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False):
+        # Threads cannot be stopped: on Ctrl-C the driver goes on without waiting for them.
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 #: Thread pools of numerical libraries, one thread each in worker processes (unless the
@@ -157,6 +170,9 @@ class _WorkerProcess(multiprocessing.context.SpawnProcess):
     that leaves without the interpreter's teardown once the pool has let it go."""
 
     def run(self):
+        # Ctrl-C reaches every process of the terminal's group: the driver handles it (and
+        # stops the pool); a worker ignores it instead of printing a KeyboardInterrupt traceback.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         super().run()  # the pool's worker loop; returns when the pool sends its stop signal
         if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
             return  # a thread a job started: the normal exit waits for it
@@ -178,10 +194,37 @@ class _WorkerProcess(multiprocessing.context.SpawnProcess):
         added = {k: "1" for k in WORKER_THREAD_ENV if k not in os.environ}
         os.environ.update(added)
         try:
-            super().start()
+            with _sigint_ignored_by_children():
+                super().start()
         finally:
             for k in added:
                 os.environ.pop(k, None)
+
+
+class _sigint_ignored_by_children:
+    """While starting child processes: SIGINT ignored, so each new interpreter starts with it
+    ignored (Python installs its KeyboardInterrupt handler only when SIGINT is at its
+    default) and never prints a traceback of its own on Ctrl-C; the driver handles it.
+
+    SIGINT is also blocked in this thread meanwhile: a blocked signal is kept pending
+    rather than ignored, so a Ctrl-C pressed during the start is delivered right after it.
+    Threads started meanwhile (Dask's event loop) inherit the block and leave SIGINT to the
+    main thread. Main thread only (elsewhere a no-op).
+    """
+
+    def __enter__(self):
+        self._old = None
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "pthread_sigmask"):
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            self._old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            try:
+                # (a Ctrl-C held back may raise KeyboardInterrupt as soon as the handler is back)
+                signal.signal(signal.SIGINT, self._old)
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)  # a pending Ctrl-C arrives now
 
 
 class _WorkerContext(multiprocessing.context.SpawnContext):
@@ -209,10 +252,85 @@ class ProcessExecutor(Executor):
                                             f"code) while shards {e.in_flight} were in flight")
             raise
 
-    def close(self):
+    def close(self, abort: bool = False):
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if abort:  # Ctrl-C: the workers ignore SIGINT, so stop them here
+                for p in list((self._pool._processes or {}).values()):
+                    try:
+                        p.terminate()
+                    except (OSError, ValueError, AttributeError):
+                        pass
+            # (after a Ctrl-C the broken pool fails the pending futures itself)
+            self._pool.shutdown(wait=True, cancel_futures=not abort)
             self._pool = None
+
+
+def _workers_ignoring_sigint():
+    """Make the LocalCluster's worker processes ignore Ctrl-C (the driver handles it).
+
+    They are forked by multiprocessing's fork server, which ignores SIGINT: it is started
+    with SIGINT ignored, and its first preloaded module (:mod:`fastmask.engine._nosigint`)
+    says so again. Its children, also the workers a nanny restarts later, inherit that.
+    Returns the dask config change to undo when the cluster is closed.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover - Windows
+        return None
+    from multiprocessing import forkserver
+
+    import dask
+    from distributed.utils import get_mp_context
+
+    config = dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
+    get_mp_context()  # sets the fork server's preloaded modules (distributed's own choice)
+    preload = list(getattr(forkserver._forkserver, "_preload_modules", None) or [])
+    if "fastmask.engine._nosigint" not in preload:
+        forkserver.set_forkserver_preload(["fastmask.engine._nosigint", *preload])
+    # Started with SIGINT ignored (for the milliseconds of its fork and exec only), the fork
+    # server never has a KeyboardInterrupt handler, not even before its preloads run.
+    real_spawn = multiprocessing.util.spawnv_passfds
+
+    def spawn(*args, **kwargs):
+        with _sigint_ignored_by_children():
+            return real_spawn(*args, **kwargs)
+
+    multiprocessing.util.spawnv_passfds = spawn
+    try:
+        forkserver.ensure_running()
+    finally:
+        multiprocessing.util.spawnv_passfds = real_spawn
+    return config
+
+
+def _close_half_started_clusters() -> None:
+    # Ctrl-C inside LocalCluster(): no object to close, and distributed's exit hook would
+    # fail on the half-started cluster with a traceback. Close it now, quietly.
+    import atexit
+
+    from distributed.deploy import spec
+
+    for cluster in list(spec.SpecCluster._instances):
+        try:
+            cluster.close(timeout=10)
+        except BaseException as e:  # noqa: BLE001 - best effort on the way out
+            log.debug("closing a half-started LocalCluster: %s", e)
+    atexit.unregister(spec.close_clusters)
+
+
+def _worker_lost(e: BaseException) -> bool:
+    """Is ``e`` how dask.distributed reports a worker (or its nanny) lost mid-way?"""
+    try:
+        from distributed.comm.core import CommClosedError
+    except ImportError:  # pragma: no cover - only called when distributed is there
+        CommClosedError = OSError  # noqa: N806
+    return (isinstance(e, (CommClosedError, OSError, TimeoutError))
+            or (isinstance(e, RuntimeError) and "failed to start" in str(e))
+            # the scheduler no longer knows a worker it was asked about (scatter's replicate)
+            or (isinstance(e, KeyError) and "://" in str(e)))
+
+
+def _lost_at_start(e: BaseException, when: str) -> RunFailedError:
+    return RunFailedError(f"a Dask worker was lost {when} ({type(e).__name__}: {e}); "
+                          "nothing was lost: rerun with --resume")
 
 
 class DaskExecutor(Executor):
@@ -224,14 +342,38 @@ class DaskExecutor(Executor):
         except ImportError as e:
             raise ExecutorError("executor 'dask' needs dask.distributed: pip install 'dask[distributed]'") from e
         self._cluster = None
+        self._client = None
         self._own_client = True
+        self._dask_config = None
+        # dask.distributed logs at INFO on its own logger (nannies, connections...): say it
+        # only when the user asked for INFO, like the engine's own log.
+        self._dask_log = logging.getLogger("distributed")
+        self._dask_log_level = self._dask_log.level
+        # (tornado.application: distributed's callbacks that fail when a Ctrl-C interrupts a
+        # call into the cluster; the run reports the interruption itself)
+        self._tornado_log = logging.getLogger("tornado.application")
+        self._tornado_log_level = self._tornado_log.level
+        if logging.getLogger().getEffectiveLevel() >= logging.WARNING:
+            self._dask_log.setLevel(logging.WARNING)
+            self._tornado_log.setLevel(logging.CRITICAL)
         if scheduler is None:
             n = workers or default_workers()
-            # One single-threaded process per core, like the local executor; no dashboard
-            # port to collide with on shared machines.
-            self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         dashboard_address=None, silence_logs=logging.WARNING)
-            self._client = Client(self._cluster)
+            self._dask_config = _workers_ignoring_sigint()
+            try:
+                # One single-threaded process per core, like the local executor; no dashboard
+                # port to collide with on shared machines.
+                self._cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                             dashboard_address=None, silence_logs=logging.WARNING)
+                self._client = Client(self._cluster)
+            except BaseException as e:  # Ctrl-C included: the cluster is closed, not left to atexit
+                self.close(abort=not isinstance(e, Exception))
+                if self._cluster is None:
+                    _close_half_started_clusters()
+                    if not isinstance(e, Exception):
+                        self._kill_local_workers()  # any it forked meanwhile
+                if isinstance(e, Exception) and _worker_lost(e):  # e.g. "Nanny failed to start"
+                    raise _lost_at_start(e, "while the cluster started") from e
+                raise
             self.scheduler = None
         elif isinstance(scheduler, str):
             try:
@@ -247,6 +389,11 @@ class DaskExecutor(Executor):
         except TimeoutError as e:
             self.close()
             raise ExecutorError(f"no Dask worker joined the scheduler {self.scheduler} within 60 s") from e
+        except BaseException as e:
+            self.close()
+            if isinstance(e, Exception) and _worker_lost(e):
+                raise _lost_at_start(e, "while the cluster started") from e
+            raise
         self.workers = sum(self._client.nthreads().values())
 
     def run(self, job, tasks, progress=None):
@@ -254,7 +401,12 @@ class DaskExecutor(Executor):
 
         client = self._client
         # Sent once to every worker; each worker prepares it on first use (ensure_prepared).
-        job_future = client.scatter(job, broadcast=True, hash=False)
+        try:
+            job_future = client.scatter(job, broadcast=True, hash=False)
+        except Exception as e:
+            if _worker_lost(e):  # a worker died as the job was sent: no shard has run yet
+                raise _lost_at_start(e, "while the job was sent to the workers") from e
+            raise
         token = uuid.uuid4().hex[:8]
         it = iter(tasks)
         index_of = {}
@@ -271,6 +423,8 @@ class DaskExecutor(Executor):
                 index = index_of.pop(fut.key)
                 try:
                     outcome = fut.result()
+                except KeyboardInterrupt:  # Ctrl-C in the driver while it waited
+                    raise
                 except BaseException as e:  # noqa: BLE001
                     raise ShardFailure(index, e) from e
                 yield index, outcome
@@ -282,11 +436,69 @@ class DaskExecutor(Executor):
                 fut.cancel()
             job_future.release()
 
-    def close(self):
-        if self._own_client:
-            self._client.close()
-        if self._cluster is not None:
-            self._cluster.close()
+    def close(self, abort: bool = False):
+        # Best effort: a cluster that lost workers may raise while closing, and that must not
+        # hide the error (or the Ctrl-C) that brought us here. Its own shutdown chatter
+        # (lost workers, scattered data gone) says nothing the user needs.
+        quiet = self._dask_log
+        if abort:
+            # Ctrl-C: stop the workers at once (they ignore SIGINT) and say nothing of the
+            # cluster's teardown (lost workers, cancelled tasks): the process ends after this.
+            for name in ("distributed", "asyncio", "tornado"):
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+            self._kill_local_workers()
+        elif self._cluster is not None:
+            quiet.setLevel(logging.CRITICAL)
+        try:
+            for closable in ((self._client if self._own_client else None), self._cluster):
+                if closable is None:
+                    continue
+                try:
+                    closable.close()
+                except Exception as e:  # noqa: BLE001
+                    log.debug("closing the Dask %s: %s", type(closable).__name__, e)
+        finally:
+            if not abort:
+                quiet.setLevel(self._dask_log_level)
+                self._tornado_log.setLevel(self._tornado_log_level)
+            if self._dask_config is not None and not abort:  # (a half-started cluster may still fork)
+                self._dask_config.__exit__(None, None, None)
+                self._dask_config = None
+
+
+    def _kill_local_workers(self) -> None:
+        if self._dask_config is None:
+            return  # not our LocalCluster
+        # The workers are children of the fork server (also those still starting, which no
+        # nanny knows yet): stop it first, so that it forks no more, then them.
+        import multiprocessing.forkserver as fs
+
+        server = getattr(fs._forkserver, "_forkserver_pid", None)
+        if not server:
+            return
+        for pid in [server, *_children_of(server)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _children_of(pid: int) -> list[int]:
+    """Child processes of ``pid`` (Linux /proc; elsewhere none)."""
+    children = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return children
+    for name in names:
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as f:
+                    if int(f.read().rsplit(b")", 1)[1].split()[1]) == pid:
+                        children.append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return children
 
 
 def make_executor(executor: str, workers: int | None, scheduler: Any = None) -> Executor:

@@ -17,8 +17,11 @@ Exit codes (the CLI's contract):
 * 1 ``EXIT_FINDINGS``: the run finished and the job found problems of error severity.
 * 2 ``EXIT_USAGE``: usage or configuration error (bad flags, output folder exists,
   resume mismatch, unwritable output, unreachable scheduler): nothing was run.
-* 3 ``EXIT_RUN_FAILED``: the run started but stopped (a worker died, disk full); the
-  finished shards are kept and ``--resume`` continues.
+* 3 ``EXIT_RUN_FAILED``: the run started but stopped (interrupted, a worker died, disk
+  full in a shard); the finished shards are kept and ``--resume`` continues.
+* 4 ``EXIT_RUN_ERROR``: the run itself failed (an unexpected error in the driver, a
+  cluster that cannot start, a full disk while finalising); ``run.json`` says
+  ``"failed"`` and ``--resume`` completes the run.
 """
 from __future__ import annotations
 
@@ -26,15 +29,16 @@ import argparse
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import EXIT_FINDINGS, EXIT_OK, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
+from .errors import EXIT_FINDINGS, EXIT_OK, EXIT_RUN_ERROR, EXIT_RUN_FAILED, EXIT_USAGE, UsageError
 
 __all__ = ["EngineOptions", "UsageError", "add_engine_arguments", "engine_options_from_args",
-           "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_RUN_FAILED", "ENGINE_ARGUMENT_NAMES"]
+           "EXIT_OK", "EXIT_FINDINGS", "EXIT_USAGE", "EXIT_RUN_FAILED", "EXIT_RUN_ERROR", "ENGINE_ARGUMENT_NAMES"]
 
 # Flags that choose how a run executes, not what it computes: they are left out of the
 # resume fingerprint (resuming with more workers or another executor is fine).
 ENGINE_ARGUMENT_NAMES = frozenset({"out", "out_dir", "resume", "overwrite", "executor", "scheduler",
-                                   "workers", "shard_size", "quiet", "verbose", "log_level"})
+                                   "workers", "shard_size", "quiet", "verbose", "log_level",
+                                   "force_unlock", "debug"})
 
 
 def _positive_int(text: str) -> int:
@@ -48,7 +52,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_engine_arguments(parser: argparse.ArgumentParser, *, out_required: bool = True) -> argparse._ArgumentGroup:
-    """Add ``--out --resume --overwrite --executor --scheduler --workers --shard-size --quiet``.
+    """Add ``--out --resume --overwrite --force-unlock --executor --scheduler --workers --shard-size --quiet``.
 
     Example::
 
@@ -62,6 +66,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, out_required: bool 
                       help="continue the run in --out: finished shards are kept, the rest is run")
     mode.add_argument("--overwrite", action="store_true",
                       help="delete the report already in --out and start over")
+    g.add_argument("--force-unlock", action="store_true",
+                   help="take over the lock of --out when the run that holds it is gone but cannot be shown dead "
+                        "(another host, or a file system without locks); never from a run alive on this machine")
     g.add_argument("--executor", choices=("local", "threads", "dask"), default=None,
                    help="local: a process pool (default); threads: a thread pool; "
                         "dask: dask.distributed (LocalCluster unless --scheduler)")
@@ -87,6 +94,7 @@ class EngineOptions:
     workers: int | None = None
     shard_size: int | None = None
     quiet: bool = False
+    force_unlock: bool = False
 
     def run_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``run_job(job, manifest, **opts.run_kwargs())``."""
@@ -113,4 +121,5 @@ def engine_options_from_args(args: argparse.Namespace) -> EngineOptions:
         raise UsageError("use either --resume or --overwrite, not both")
     return EngineOptions(out_dir=args.out, resume=bool(args.resume), overwrite=bool(args.overwrite),
                          executor=executor or "local", scheduler=args.scheduler, workers=args.workers,
-                         shard_size=args.shard_size, quiet=bool(args.quiet))
+                         shard_size=args.shard_size, quiet=bool(args.quiet),
+                         force_unlock=bool(getattr(args, "force_unlock", False)))

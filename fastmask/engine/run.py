@@ -6,7 +6,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,9 +17,11 @@ from .errors import (
     OutputExistsError,
     OutputNotWritableError,
     ResumeMismatchError,
+    RunError,
     RunFailedError,
     UsageError,
 )
+from .lock import acquire_folder_lock
 from .executors import EXECUTORS, ShardFailure, make_executor
 from .job import Job, check_job, to_jsonable
 from .manifest import ShardTask, default_shard_size, normalize_manifest, shard_count, shard_slice
@@ -71,6 +73,7 @@ class RunResult:
     wall_seconds: float
     items_per_second: float
     execution: dict[str, Any] = field(default_factory=dict)
+    finished: Any = None  #: what ``run_job``'s ``finish`` callback returned
 
     @property
     def n_ok(self) -> int:
@@ -132,7 +135,8 @@ def _write_run_json(path: Path, doc: dict) -> None:
 def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_size: int | None = None,
             executor: str = "local", workers: int | None = None, scheduler: Any = None, resume: bool = False,
             overwrite: bool = False, quiet: bool = False, arguments: dict | None = None,
-            labelmap: Any = None) -> RunResult:
+            labelmap: Any = None, force_unlock: bool = False, finish: Callable[[Path], Any] | None = None,
+            command: str | None = None) -> RunResult:
     """Run ``job`` over every item of ``manifest`` and write the report folder ``out_dir``.
 
     * ``manifest``: a ``pyarrow.Table`` with a unique ``item_id`` column (string or
@@ -148,9 +152,18 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
       ``out_dir`` raises :class:`OutputExistsError`.
     * ``arguments`` (default ``job.arguments()``) and ``labelmap`` (any JSON-able value)
       are recorded in ``run.json``.
+    * ``finish(out_dir)``: writes the job's dataset-wide tables and files after the shards;
+      ``run.json`` says ``"complete"`` only once it has returned (its value is
+      ``RunResult.finished``).
+    * The folder is locked for the run (see :mod:`fastmask.engine.lock`): another run on
+      it is refused; ``force_unlock`` takes over a lock whose run cannot be shown alive;
+      ``command`` is recorded in the lock (default: this process's command line).
 
-    Raises :class:`EngineError` subclasses (exit code 2) before any work starts, and
-    :class:`RunFailedError` (exit code 3) when a shard fails as a whole.
+    Raises :class:`EngineError` subclasses (exit code 2) before any work starts,
+    :class:`RunFailedError` (exit code 3) when a shard fails as a whole, and
+    :class:`RunError` (exit code 4, ``run.json`` says ``"failed"``) when the run itself
+    fails (an unexpected error, a full disk while finalising). ``KeyboardInterrupt`` is
+    re-raised after ``run.json`` says ``"stopped"``. Both are resumable.
 
     Example::
 
@@ -172,6 +185,40 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
             raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"output folder {out} already exists and is not a folder: choose another --out")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = acquire_folder_lock(out, force=force_unlock, command=command)
+    except OSError as e:
+        _remove_if_empty(out, created)
+        raise OutputNotWritableError(f"cannot write the report to {out}: {e.strerror or e}") from e
+    except BaseException:
+        _remove_if_empty(out, created)
+        raise
+    try:
+        return _run_locked(job, manifest, out, t_start=t_start, started=started, shard_size=shard_size,
+                           executor=executor, workers=workers, scheduler=scheduler, resume=resume,
+                           overwrite=overwrite, quiet=quiet, arguments=arguments, labelmap=labelmap,
+                           finish=finish)
+    finally:
+        lock.release()
+        _remove_if_empty(out, created)  # a run refused before writing leaves no folder behind
+
+
+def _remove_if_empty(out: Path, created: bool) -> None:
+    if created:
+        try:
+            out.rmdir()
+        except OSError:
+            pass
+
+
+def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: float, started: str,
+                shard_size: int | None, executor: str, workers: int | None, scheduler: Any, resume: bool,
+                overwrite: bool, quiet: bool, arguments: dict | None, labelmap: Any,
+                finish: Callable[[Path], Any] | None) -> RunResult:
     job_arguments = to_jsonable(job.arguments())
     recorded_arguments = to_jsonable(arguments) if arguments is not None else job_arguments
     state = folder_state(out)
@@ -253,6 +300,38 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
     except OSError as e:
         raise OutputNotWritableError(f"cannot write the report to {out}: {e.strerror or e}") from e
 
+    # From here on run.json exists: a failure is recorded in it ("stopped" or "failed").
+    try:
+        return _execute(job, manifest, out, doc, t_start=t_start, started=started, n_items=n_items,
+                        n_shards=n_shards, shard_size=shard_size, resuming=resuming, executor=executor,
+                        workers=workers, scheduler=scheduler, quiet=quiet, finish=finish)
+    except RunError as e:
+        _mark_stopped(out, doc, started, str(e), status="failed")
+        raise
+    except EngineError as e:  # a stopped run (exit 3), or an executor that cannot start (exit 2)
+        _mark_stopped(out, doc, started, str(e).split("\n")[0])
+        raise
+    except KeyboardInterrupt:
+        _mark_stopped(out, doc, started, "interrupted")
+        log.info("interrupted: finished shards are kept in %s; rerun with --resume to continue", out)
+        raise
+    except Exception as e:  # noqa: BLE001 - a failure of the run itself, never a finding
+        reason = _describe(e)
+        _mark_stopped(out, doc, started, reason, status="failed")
+        raise RunError(f"the run failed: {reason}; finished shards are kept in {out}: "
+                       "fix the cause and rerun with --resume") from e
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        where = f" ({e.filename})" if e.filename else ""
+        return f"{e.strerror}{where}"
+    return f"{type(e).__name__}: {e}"
+
+
+def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: float, started: str, n_items: int,
+             n_shards: int, shard_size: int, resuming: bool, executor: str, workers: int | None, scheduler: Any,
+             quiet: bool, finish: Callable[[Path], Any] | None) -> RunResult:
     done = {i for i in range(n_shards) if read_marker(out, i) is not None} if resuming else set()
     done_items = sum(min(shard_size, n_items - i * shard_size) for i in done)
     if done:
@@ -261,26 +340,25 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
     ensure_prepared(job)  # once in the driver, before workers start (warms Numba's cache)
     tasks = (ShardTask(i, shard_slice(manifest, i, shard_size), str(out)) for i in range(n_shards) if i not in done)
     processed = 0
-    progress = Progress(n_items, initial=done_items, quiet=quiet, desc=job.name)
-    execution: dict[str, Any] = {}
-    try:
-        with make_executor(executor, workers, scheduler) as ex:
-            execution = ex.describe()
-            log.info("%s: %d items in %d shards of %d, executor %s with %d workers", job.name, n_items,
-                     n_shards, shard_size, execution["executor"], execution["workers"])
-            for _index, outcome in ex.run(job, tasks, progress.update if ex.in_driver else None):
-                processed += outcome["items"]
-                progress.update(outcome["items"] - outcome.get("reported", 0))
-    except ShardFailure as e:
-        _mark_stopped(out, doc, started, f"shard {e.index} failed: {type(e.cause).__name__}: {e.cause}")
-        raise RunFailedError(f"shard {e.index} failed: {type(e.cause).__name__}: {e.cause}\n"
-                             f"finished shards are kept in {out}; fix the cause and rerun with --resume") from e.cause
-    except KeyboardInterrupt:
-        _mark_stopped(out, doc, started, "interrupted")
-        log.warning("interrupted: finished shards are kept in %s; rerun with --resume to continue", out)
-        raise
-    finally:
-        progress.close()
+    # Nothing left to run (a resume after a failure while finalising): no executor to start.
+    execution: dict[str, Any] = {"executor": executor, "workers": 0,
+                                 "scheduler": scheduler if isinstance(scheduler, str) else None}
+    if len(done) < n_shards:
+        progress = Progress(n_items, initial=done_items, quiet=quiet, desc=job.name)
+        try:
+            with make_executor(executor, workers, scheduler) as ex:
+                execution = ex.describe()
+                log.info("%s: %d items in %d shards of %d, executor %s with %d workers", job.name, n_items,
+                         n_shards, shard_size, execution["executor"], execution["workers"])
+                for _index, outcome in ex.run(job, tasks, progress.update if ex.in_driver else None):
+                    processed += outcome["items"]
+                    progress.update(outcome["items"] - outcome.get("reported", 0))
+        except ShardFailure as e:
+            raise RunFailedError(f"shard {e.index} failed: {_describe(e.cause)}\n"
+                                 f"finished shards are kept in {out}; fix the cause and rerun with --resume"
+                                 ) from e.cause
+        finally:
+            progress.close()
 
     # Final reduce from the markers (not from what this invocation saw), so a resumed run
     # and an uninterrupted one finalize from exactly the same values.
@@ -297,34 +375,39 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
     counts = {"items": sum(m["items"] for m in markers), "ok": sum(m["ok"] for m in markers),
               "error": sum(m["error"] for m in markers), "error_codes": dict(sorted(error_codes.items()))}
     if counts["items"] != n_items:
-        raise RunFailedError(f"the shards hold {counts['items']} items, the manifest {n_items}; "
-                             "the report folder was modified: use --overwrite")
+        raise RunError(f"the shards hold {counts['items']} items, the manifest {n_items}; "
+                       "the report folder was modified: use --overwrite")
     table_rows = {name: sum(m["rows"][name] for m in markers) for name in doc["tables"]}
     summary = to_jsonable(job.finalize([m["summary"] for m in markers]) or {})
 
+    doc.update(counts=counts, tables={name: {"rows": table_rows[name], "parts": n_shards} for name in doc["tables"]},
+               summary=summary)
+    # A worker lost mid-write (SIGKILL, a Dask worker gone) leaves its temporary file: a
+    # finished report holds none.
+    remove_temporaries(out)
+    finished = None
+    if finish is not None:
+        # The job's post-run tables read the summary from run.json; "complete" comes after them.
+        _write_run_json(out / RUN_JSON, {**doc, "timing": {"started": started}})
+        finished = finish(out)
     wall = time.perf_counter() - t_start
     rate = processed / wall if wall > 0 else 0.0
-    doc.update(status="complete", counts=counts,
-               tables={name: {"rows": table_rows[name], "parts": n_shards} for name in doc["tables"]},
-               summary=summary, execution=execution,
+    doc.update(status="complete", execution=execution,
                timing={"started": started, "finished": _now(), "wall_seconds": round(wall, 3),
                        "items_per_second": round(rate, 1), "processed_items": processed,
                        "skipped_shards": len(done)})
-    try:
-        _write_run_json(out / RUN_JSON, doc)
-    except OSError as e:
-        raise OutputNotWritableError(f"cannot write {out / RUN_JSON}: {e.strerror or e}") from e
+    _write_run_json(out / RUN_JSON, doc)
     log.info("%s: %d items (%d ok, %d error) in %.1f s, %.0f items/s -> %s", job.name, counts["items"],
              counts["ok"], counts["error"], wall, rate, out)
     return RunResult(out_dir=out, run_json=out / RUN_JSON, job=job.name, n_items=n_items, counts=counts,
                      tables=table_rows, summary=summary, n_shards=n_shards, skipped_shards=len(done),
-                     wall_seconds=wall, items_per_second=rate, execution=execution)
+                     wall_seconds=wall, items_per_second=rate, execution=execution, finished=finished)
 
 
-def _mark_stopped(out: Path, doc: dict, started: str, reason: str) -> None:
-    # Best effort: tell readers of run.json that this report is not complete.
+def _mark_stopped(out: Path, doc: dict, started: str, reason: str, status: str = "stopped") -> None:
+    # Best effort (the disk may be full): tell readers of run.json that this report is not complete.
     try:
-        _write_run_json(out / RUN_JSON, {**doc, "status": "stopped", "stop_reason": reason,
+        _write_run_json(out / RUN_JSON, {**doc, "status": status, "stop_reason": reason,
                                          "timing": {"started": started, "stopped": _now()}})
     except (OSError, ValueError):
         pass

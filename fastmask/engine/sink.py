@@ -126,17 +126,28 @@ def read_marker(out_dir: str | os.PathLike, index: int) -> dict | None:
         return None
 
 
+def is_temporary(name: str) -> bool:
+    """A hidden temporary file of one of fastmask's writers (``.x.tmp``, ``.x.tmp-<id>``)."""
+    return name.startswith(".") and (name.endswith(".tmp") or _TMP_MARK in name)
+
+
 def remove_temporaries(out_dir: str | os.PathLike) -> int:
-    """Delete leftover temporary files of killed writers; returns how many were removed."""
-    out = Path(out_dir)
+    """Delete the temporary files killed writers left anywhere in the report folder (parts,
+    masks, converted datasets); returns how many were removed."""
     removed = 0
-    folders = [out] + [p for p in out.iterdir() if p.is_dir()] if out.is_dir() else []
-    for folder in folders:
-        for p in folder.iterdir():
-            if p.name.startswith(".") and _TMP_MARK in p.name and p.is_file():
-                p.unlink(missing_ok=True)
-                removed += 1
+    for dirpath, _dirs, files in os.walk(out_dir):  # symlinked folders are not followed
+        for name in files:
+            if is_temporary(name):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    removed += 1
+                except FileNotFoundError:
+                    pass
     return removed
+
+
+#: The lock file of a running report (see ``fastmask.engine.lock``): not part of the report.
+LOCK_FILE = ".fastmask-lock.json"
 
 
 def folder_state(out_dir: Path) -> str:
@@ -147,12 +158,14 @@ def folder_state(out_dir: Path) -> str:
         return "foreign"
     if (out_dir / RUN_JSON).is_file():
         return "report"
-    return "foreign" if any(out_dir.iterdir()) else "empty"
+    return "foreign" if any(p.name != LOCK_FILE for p in out_dir.iterdir()) else "empty"
 
 
 def clear_report(out_dir: Path) -> None:
-    """Empty a report folder (for ``overwrite``); the folder itself stays."""
+    """Empty a report folder (for ``overwrite``) but for its lock; the folder itself stays."""
     for p in out_dir.iterdir():
+        if p.name == LOCK_FILE:
+            continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)
         else:
