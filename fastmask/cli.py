@@ -201,8 +201,11 @@ def _run_scan(args: argparse.Namespace) -> int:
           f"{result.items_per_second:,.0f} items/s: {result.counts.get('ok', 0)} read, {errors} not readable")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     print(f"report: {result.out_dir}")
-    return 0
+    return listed
 
 
 def _plots(args: argparse.Namespace, out_dir=None) -> int:
@@ -237,8 +240,11 @@ def _run_coverage(args: argparse.Namespace) -> int:
         share = f"{100 * r['dataset_fraction']:.2f}%" if r["dataset_fraction"] is not None else "-"
         print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {r['images']:>7} {r['pixels']:>12,} {share:>7}  "
               f"{' '.join(str(v) for v in r['histogram'])}")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     print(f"report: {result.out_dir}")
-    return _plots(args, result.out_dir) if args.plots else 0
+    return (_plots(args, result.out_dir) if args.plots else 0) or listed
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -304,10 +310,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"mIoU {pct(s['miou'])}  mDice {pct(s['mdice'])}  pixel accuracy {pct(s['pixel_accuracy'])} "
               f"(summed over images; {scored}); mean of per-image mIoU {pct(s['image_averaged_miou'])}")
         es.print_out_of_range(s)
+    from .jobs.listing import print_listing
+
+    listed = print_listing(s)
     print(f"report: {result.out_dir}")
     code = es.finish(s, args.allow_missing)
     plotted = _plots(args, result.out_dir) if args.plots else 0
-    return code or plotted
+    return code or plotted or listed
 
 
 def _rule_config(args: argparse.Namespace):
@@ -355,6 +364,9 @@ def _run_validate(args: argparse.Namespace) -> int:
     dataset, job, result = ran
     dataset_found, classes = write_dataset_tables(job, result.out_dir)
     failed = print_summary(result, dataset.layout, dataset_found, classes, args.fail_on)
+    from .jobs.listing import print_listing
+
+    print_listing(result.summary, problems=False)  # the problems are findings already
     return 1 if failed else 0
 
 

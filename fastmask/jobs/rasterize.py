@@ -43,6 +43,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..formats._cocojson import id_key, item_base
+from .listing import listing_summary
 
 KINDS = ("semantic", "instance", "binary", "panoptic", "rle")
 PALETTES = ("voc", "labelmap")
@@ -367,7 +368,7 @@ class RasterizeJob(Job):
         out["kind"] = self.kind
         out["mask_folder"] = None if self.kind == "rle" else self.mask_folder
         out["validate_args"] = self.validate_args()
-        return out
+        return {**out, **listing_summary(self._dataset)}
 
     def validate_args(self) -> list[str] | None:
         """The ``fastmask validate`` flags that check this run's output as written (None: ``rle``
