@@ -49,7 +49,8 @@ from typing import IO
 
 from .errors import FormatError
 
-__all__ = ["Root", "unsafe_reason", "is_junk", "is_report_run_json", "MAX_FILE_BYTES", "MAX_ZIP_RATIO", "ZIP_RATIO_MIN_BYTES"]
+__all__ = ["Root", "unsafe_reason", "is_junk", "is_report_run_json", "MAX_FILE_BYTES", "MAX_ZIP_RATIO",
+           "ZIP_RATIO_MIN_BYTES"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -257,11 +258,11 @@ def _is_report_folder(folder: str) -> bool:
     except OSError:
         return False
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.fstat(fd).st_size > _RUN_JSON_MAX:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _RUN_JSON_MAX:
             return False
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return is_report_run_json(f.read())
-    except OSError:
+        return is_report_run_json(_read_all(fd, folder))
+    except (OSError, FormatError):
         return False
     finally:
         os.close(fd)
