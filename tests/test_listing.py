@@ -211,3 +211,18 @@ def test_a_report_folder_inside_a_zip_is_skipped(tmp_path):
 ])
 def test_report_run_json_is_recognised_by_its_keys(doc, expected):
     assert is_report_run_json(json.dumps(doc).encode()) is expected
+
+
+def test_evaluate_reports_the_listing_problems_of_the_prediction_too(tmp_path, capsys):
+    _masks(tmp_path / "gt", ["x.png", "y.png"])
+    pred = tmp_path / "pred.zip"
+    with pytest.warns(UserWarning), zipfile.ZipFile(pred, "w") as zf:
+        for name, value in (("x.png", 1), ("x.png", 2), ("y.png", 1)):
+            zf.writestr(name, _png(value))
+    out = tmp_path / "report"
+    argv = ["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(pred), "--num-classes", "3",
+            "--out", str(out), "--workers", "1", "--quiet"]
+    assert main(argv) == 1
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    assert [(p["code"], p["path"]) for p in summary["listing_problems"]] == [("duplicate_entry", f"{pred}!x.png")]
+    assert f"duplicate_entry: {pred}!x.png" in capsys.readouterr().out
