@@ -4,7 +4,8 @@ Heavy modules (numba, pyarrow, kernels) are imported inside the command handlers
 that ``fastmask --help`` and ``fastmask --version`` never pay for them.
 
 Exit codes: 0 ok; 1 findings of error severity (jobs that check; for ``evaluate``:
-ground-truth items left unscored, or none scored); 2 usage or configuration error (nothing
+ground-truth items left unscored, or none scored; any command: the dataset's listing met
+a problem, e.g. a folder that could not be listed); 2 usage or configuration error (nothing
 was run); 3 the run started but stopped (interrupted, a worker lost; ``--resume`` continues
 it); 4 the run itself failed (``--resume`` completes it). No traceback reaches the user
 without ``--debug``.
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fastmask",
         description="Fast, trustworthy segmentation masks at dataset scale.",
-        epilog="exit codes: 0 ok, 1 findings of error severity (evaluate: ground truth left unscored), "
+        epilog="exit codes: 0 ok, 1 findings of error severity (evaluate: ground truth left unscored; "
+               "any command: a listing problem), "
                "2 usage/configuration error, 3 run stopped (use --resume), 4 the run failed (fix the cause, "
                "then --resume)",
     )
@@ -226,8 +228,11 @@ def _run_scan(args: argparse.Namespace) -> int:
           f"{result.items_per_second:,.0f} items/s: {result.counts.get('ok', 0)} read, {errors} not readable")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     print(f"report: {result.out_dir}")
-    return 0
+    return listed
 
 
 def _plots(args: argparse.Namespace, out_dir=None) -> int:
@@ -263,8 +268,11 @@ def _run_coverage(args: argparse.Namespace) -> int:
         share = f"{100 * r['dataset_fraction']:.2f}%" if r["dataset_fraction"] is not None else "-"
         print(f"{r['class_id']:>6} {(r['name'] or '')[:16]:<16} {r['images']:>7} {r['pixels']:>12,} {share:>7}  "
               f"{' '.join(str(v) for v in r['histogram'])}")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     print(f"report: {result.out_dir}")
-    return _plots(args, result.out_dir) if args.plots else 0
+    return (_plots(args, result.out_dir) if args.plots else 0) or listed
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
@@ -332,10 +340,13 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"mIoU {pct(s['miou'])}  mDice {pct(s['mdice'])}  pixel accuracy {pct(s['pixel_accuracy'])} "
               f"(summed over images; {scored}); mean of per-image mIoU {pct(s['image_averaged_miou'])}")
         es.print_out_of_range(s)
+    from .jobs.listing import print_listing
+
+    listed = print_listing(s)
     print(f"report: {result.out_dir}")
     code = es.finish(s, args.allow_missing)
     plotted = _plots(args, result.out_dir) if args.plots else 0
-    return code or plotted
+    return code or plotted or listed
 
 
 def _rule_config(args: argparse.Namespace):
@@ -383,6 +394,9 @@ def _run_validate(args: argparse.Namespace) -> int:
     dataset, job, result = ran
     dataset_found, classes = result.finished
     failed = print_summary(result, dataset.layout, dataset_found, classes, args.fail_on)
+    from .jobs.listing import print_listing
+
+    print_listing(result.summary, problems=False)  # the problems are findings already
     return 1 if failed else 0
 
 

@@ -96,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     if args.to in ("nucleus", "labelbox") and not args.mask_url_prefix:
         print("note: mask URLs are relative paths; give --mask-url-prefix URL (where the dataset folder is "
               "uploaded) for a file the platform accepts")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     print(f"dataset: {target}")
     print(f"report: {result.out_dir}")
-    return 0
+    return listed

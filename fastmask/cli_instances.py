@@ -77,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
           f"{result.wall_seconds:.2f} s; {result.counts.get('error', 0)} failed")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     ext = "*.tif" if s.get("mask_format") == "tiff32" else "*.png"
     print(f"instance maps: {result.out_dir}/masks/ ({s.get('mask_format')}: {ext})")
     print(f"report: {result.out_dir}")
-    return 0
+    return listed

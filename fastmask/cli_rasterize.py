@@ -105,8 +105,11 @@ def run(args: argparse.Namespace) -> int:
           f"{s.get('skipped_annotations', 0)} skipped (findings), {s.get('errors', 0)} images failed{extra}")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
+    from .jobs.listing import print_listing
+
+    listed = print_listing(result.summary)
     print(f"report: {result.out_dir}")
-    return 0
+    return listed
 
 
 class _Usage(Exception):

@@ -31,10 +31,14 @@ entries with one name are one file (the last, as :mod:`zipfile` reads it) and a
 listing *problem*; so is a folder that cannot be listed (permissions, a path longer
 than the system allows). :attr:`Root.problems` collects them for the dataset
 (:meth:`fastmask.formats.layouts.Dataset.problems`).
+
+A folder below the root holding fastmask's own ``run.json`` (a report: its charts are PNGs,
+never masks) is skipped with everything in it, and noted in :attr:`Root.skipped_reports`.
 """
 from __future__ import annotations
 
 import errno
+import json
 import os
 import posixpath
 import re
@@ -45,7 +49,8 @@ from typing import IO
 
 from .errors import FormatError
 
-__all__ = ["Root", "unsafe_reason", "is_junk", "MAX_FILE_BYTES", "MAX_ZIP_RATIO", "ZIP_RATIO_MIN_BYTES"]
+__all__ = ["Root", "unsafe_reason", "is_junk", "is_report_run_json", "MAX_FILE_BYTES", "MAX_ZIP_RATIO",
+           "ZIP_RATIO_MIN_BYTES"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -224,6 +229,45 @@ def is_junk(rel: str) -> bool:
     return parts[0] == "__MACOSX" or any(p.startswith(".") for p in parts)
 
 
+#: a report's run.json is small; a larger file of that name is someone else's
+_RUN_JSON_MAX = 64 << 20
+
+
+def is_report_run_json(data: bytes) -> bool:
+    """Whether ``data`` is the ``run.json`` of a fastmask report: a JSON object with the keys
+    every report writes (``report_format`` an integer, ``fastmask_version``, ``job`` and
+    ``status`` strings), so that another tool's ``run.json`` is never mistaken for one.
+
+    >>> is_report_run_json(b'{"report_format": 1, "fastmask_version": "0.1", "job": "scan", "status": "complete"}')
+    True
+    >>> is_report_run_json(b'{"status": "complete"}'), is_report_run_json(b"not json")
+    (False, False)
+    """
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return (isinstance(doc, dict) and type(doc.get("report_format")) is int
+            and all(isinstance(doc.get(k), str) for k in ("fastmask_version", "job", "status")))
+
+
+def _is_report_folder(folder: str) -> bool:
+    """Whether the folder (an OS path) holds a fastmask report's ``run.json``."""
+    try:
+        fd = os.open(os.path.join(folder, "run.json"), _OPEN_FLAGS | _NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > _RUN_JSON_MAX:
+            return False
+        return is_report_run_json(_read_all(fd, folder))
+    except (OSError, FormatError):
+        return False
+    finally:
+        os.close(fd)
+
+
 class Root:
     """A folder or a zip file, optionally narrowed to a sub-folder ``base``.
 
@@ -248,6 +292,8 @@ class Root:
         #: (``unlisted_path``), zip names held by several entries (``duplicate_entry``);
         #: shared by the roots :meth:`sub` makes, kept in this process only
         self.problems: dict[tuple[str, str], str] = {}
+        #: folders below the root skipped as fastmask reports (their ``run.json``); shared like problems
+        self.skipped_reports: set[str] = set()
 
     # pickling: paths only; zip handles and caches are per process
     def __getstate__(self):
@@ -261,6 +307,7 @@ class Root:
         self._real = None
         self._real_dirs = {}
         self.problems = {}
+        self.skipped_reports = set()
 
     def __repr__(self):
         return f"Root({self.path!r}{', base=' + repr(self.base) if self.base else ''})"
@@ -271,6 +318,7 @@ class Root:
         r.__setstate__({"path": self.path, "base": posixpath.join(self.base, base).strip("/") if base else self.base,
                         "is_zip": self.is_zip})
         r.problems = self.problems
+        r.skipped_reports = self.skipped_reports
         return r
 
     # ------------------------------------------------------------------ zip
@@ -334,8 +382,11 @@ class Root:
             out: list[str] = []
             pre = prefix + "/" if prefix else ""
             blen = len(self.base) + 1 if self.base else 0
+            reports = self._zip_reports(pre)
             for name, info in self._zip_entries().items():
                 if info.is_dir() or not name.startswith(pre):
+                    continue
+                if reports and any(name.startswith(r) for r in reports):
                     continue
                 rel = name[blen:]
                 sub = name[len(pre):]
@@ -352,11 +403,35 @@ class Root:
             return
         baselen = len(os.path.join(self.path, *self.base.split("/")) if self.base else self.path) + 1
         for dirpath, dirnames, filenames in os.walk(top, onerror=self._unlisted):
+            if "run.json" in filenames and dirpath != self.path and _is_report_folder(dirpath):
+                # fastmask's own report (a chart is a PNG, not a mask): never items, wherever it sits
+                self.skipped_reports.add(listed_name(dirpath))
+                dirnames[:] = []
+                continue
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
             yield [listed_name(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/"))
                    for f in filenames if not f.startswith(".")]
             if not recursive:
                 break
+
+    def _zip_reports(self, pre: str) -> list[str]:
+        """Prefixes (``dir/``) of the zip folders below ``self.base`` that hold a fastmask report's
+        ``run.json``; noted in :attr:`skipped_reports`."""
+        out = []
+        for name, info in self._zip_entries().items():
+            if not name.endswith("/run.json") or not name.startswith(pre) or info.file_size > _RUN_JSON_MAX:
+                continue
+            folder = name[: -len("run.json")]
+            if folder.rstrip("/") == self.base or unsafe_reason(name) is not None:
+                continue
+            try:
+                data = _read_member(self._zip(), info, f"{self.path}!{name}", name)
+            except (FormatError, OSError, zipfile.BadZipFile, EOFError, RuntimeError, NotImplementedError):
+                continue  # not readable: not recognisably a report, so listed as usual
+            if is_report_run_json(data):
+                out.append(folder)
+                self.skipped_reports.add(f"{self.path}!{folder.rstrip('/')}")
+        return out
 
     def _unlisted(self, e: OSError) -> None:
         """``os.walk``'s error hook: a folder it cannot list is a listing problem, never silence."""

@@ -122,11 +122,23 @@ class Dataset:
         """
         self.manifest()
         found: dict[tuple[str, str], str] = {}
-        for root in vars(self).values():
-            if isinstance(root, Root):
-                for key, message in root.problems.items():
-                    found.setdefault(key, message)
+        for root in self._roots():
+            for key, message in root.problems.items():
+                found.setdefault(key, message)
         return [{"kind": k, "path": p, "message": found[(k, p)]} for k, p in sorted(found)]
+
+    def skipped_reports(self) -> list[str]:
+        """Folders the listing skipped as fastmask's own reports (a ``run.json`` that fastmask
+        wrote), sorted: a report inside a dataset is never read as items. Builds the manifest first.
+
+        >>> # open_dataset(".").skipped_reports()  -> ['/data/report']  (after --out report)
+        """
+        self.manifest()
+        return sorted({p for root in self._roots() for p in root.skipped_reports})
+
+    def _roots(self) -> list[Root]:
+        """The roots this dataset lists (attributes holding a :class:`Root`)."""
+        return [r for r in vars(self).values() if isinstance(r, Root)]
 
     def iter_items(self) -> Iterator[tuple[dict, Item | FormatError]]:
         """(row, Item or the FormatError it raised) for every manifest row, in order.

@@ -52,6 +52,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError, LabelMap
 from ..formats import layout_writers as lw
+from .listing import listing_summary
 
 FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus", "labelbox")
 DATASET_DIR = "dataset"
@@ -615,7 +616,7 @@ class ConvertJob(Job):
                 "renamed": sum(s.get("renamed", 0) for s in summaries),
                 "images_copied": sum(s.get("images_copied", 0) for s in summaries),
                 "mask_format": self.mask_format if self.to == "masks" else "png",
-                "validate_args": self.validate_args()}
+                "validate_args": self.validate_args(), **listing_summary(self._dataset)}
 
     def validate_args(self) -> list[str]:
         """The ``fastmask validate`` flags that check the written dataset as written: the run's

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
+from .listing import listing_summary
 from .scan import value_counts
 
 #: bin edges of the per-image coverage fraction: [0, 0.1%), [0.1%, 1%), ... [75%, 100%]
@@ -174,6 +175,7 @@ class CoverageJob(Job):
             "classes": {str(c): classes[c] for c in sorted(classes)},
             # per shard (fixed slices of the sorted items): histograms to see drift between batches
             "shards": [{str(c): e["hist"] for c, e in s.get("classes", {}).items()} for s in summaries],
+            **listing_summary(self._dataset),
         }
 
 

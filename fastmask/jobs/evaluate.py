@@ -43,6 +43,7 @@ from ..kernels import confusion as _kc
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from .coverage import coco_class_map
+from .listing import listing_summary
 
 _U8 = np.dtype(np.uint8)
 _COCO_LAYOUTS = ("coco", "coco_panoptic")
@@ -376,7 +377,8 @@ class EvaluateJob(Job):
         return out
 
     def finalize(self, summaries: list[dict]) -> dict:
-        scoring = _merge_scoring([s.get("scoring", {}) for s in summaries])
+        scoring = {**_merge_scoring([s.get("scoring", {}) for s in summaries]),
+                   **listing_summary(self._gt, self._pred)}
         if self._categories is not None:
             return {**scoring, **self._finalize_pq(summaries)}
         n = self.num_classes

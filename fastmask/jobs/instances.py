@@ -31,6 +31,7 @@ from ..formats import Dataset, FormatError
 from ..formats import layout_writers as lw
 from .budget import DEFAULT_MAX_ITEM_MEMORY, TOO_COMPLEX, check_item_memory
 from .convert import read_source
+from .listing import listing_summary
 
 #: bytes per instance beyond the labeling: the per-component arrays of
 #: :func:`~fastmask.components.split_instances` (~140) and the ``instances`` table row as
@@ -135,7 +136,7 @@ class InstancesJob(Job):
         return {"instances": sum(s["instances"] for s in summaries),
                 "max_id": max((s["max_id"] for s in summaries), default=0),
                 "connectivity": self.connectivity, "id_scheme": f"class*{self.base}+k",
-                "mask_format": self.mask_format, "validate_args": self.validate_args()}
+                "mask_format": self.mask_format, "validate_args": self.validate_args(), **listing_summary(self._dataset)}
 
     def validate_args(self) -> list[str]:
         """The ``fastmask validate`` flags that check the written instance maps: the run's

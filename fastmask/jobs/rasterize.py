@@ -45,6 +45,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..formats._cocojson import id_key, item_base
+from .listing import listing_summary
 
 KINDS = ("semantic", "instance", "binary", "panoptic", "rle")
 PALETTES = ("voc", "labelmap")
@@ -385,7 +386,7 @@ class RasterizeJob(Job):
         out["mask_folder"] = None if self.kind == "rle" else self.mask_folder
         out["mask_format"] = self.output_format()
         out["validate_args"] = self.validate_args()
-        return out
+        return {**out, **listing_summary(self._dataset)}
 
     def output_format(self) -> str | None:
         """The one format of every mask file of the run (``summary["mask_format"]``): ``png8`` /

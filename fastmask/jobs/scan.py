@@ -21,6 +21,7 @@ import pyarrow as pa
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..kernels.histogram import value_histogram
+from .listing import listing_summary
 from .rules_core import dtype_name
 
 
@@ -112,4 +113,4 @@ class ScanJob(Job):
         for s in summaries:
             for v, p in s.get("value_pixels", {}).items():
                 totals[int(v)] = totals.get(int(v), 0) + p
-        return {"value_pixels": {str(v): totals[v] for v in sorted(totals)}}
+        return {"value_pixels": {str(v): totals[v] for v in sorted(totals)}, **listing_summary(self._dataset)}

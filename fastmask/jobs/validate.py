@@ -27,6 +27,7 @@ from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
 from . import validate_rules as R
 from .._jit import kernels_cached
+from .listing import listing_summary
 from .rules_core import dtype_name
 from .rules_semantic import quick_class_mask
 
@@ -394,6 +395,7 @@ class ValidateJob(Job):
             "classes": {str(c): dict(zip(("pixels", "images", "components", "instances"), v))
                         for c, v in sorted(classes.items())},
             "labelmap": self.labelmap_info,
+            **listing_summary(self._dataset),
         }
 
 
