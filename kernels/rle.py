@@ -201,52 +201,160 @@ def encode_colmajor(words, buf, n_masks, length):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def encode_rowmajor(words, buf, n_masks, h, w):
-    """Encode (h, w) masks stored row-major (C order) back to back in ``buf``, without a transposed copy.
+def _vertical_changes(hpos, t, w, total, out):
+    """Where a row-major mask differs from the row above, as sorted intervals of row-major positions.
+
+    ``hpos[:t]`` are the mask's transitions in row-major order (the flat sequence
+    starts at 0). The sequence shifted by one row changes at ``hpos + w``; the
+    XOR of the two changes where exactly one of them does (a merge of two sorted
+    lists, equal positions cancelling). Writes the XOR's change points to
+    ``out`` (grown as needed) and returns ``(out, count)``; the XOR is 1 on
+    ``[out[0], out[1])``, ``[out[2], out[3])``, ... (the last up to ``total``).
+    """
+    out = _grow(out, 2 * t + 2)
+    i = 0
+    j = 0
+    m = 0
+    while True:
+        a = hpos[i] if i < t else total
+        b = hpos[j] + w if j < t else total
+        if b > total:  # shifted past the end: no more changes from the shifted sequence
+            b = total
+        if a == total and b == total:
+            break
+        if a < b:
+            out[m] = a
+            i += 1
+        elif b < a:
+            out[m] = b
+            j += 1
+        else:  # both change here: the XOR does not
+            i += 1
+            j += 1
+            continue
+        m += 1
+    return out, m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _place_vertical(xs, m, w, total, colstart, pos, h, placing):
+    """Count (``placing`` False) or place at ``pos[colstart[x]]`` the pixels of rows 1.. in the XOR intervals."""
+    for q in range(0, m, 2):
+        a = max(xs[q], np.int64(w))  # row 0 is handled apart (its predecessor is the column before)
+        b = xs[q + 1] if q + 1 < m else total
+        if a >= b:
+            continue
+        y = a // w
+        x = a - y * w
+        for _ in range(a, b):
+            if placing:
+                pos[colstart[x]] = x * h + y
+            colstart[x] += 1
+            x += 1
+            if x == w:
+                x = 0
+                y += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rowmajor_any_bytes(words, buf, s, h, w, tx, ty, colcount, pos):
+    """Column-major transition positions of one row-major mask at ``buf[s:]`` of any byte values.
 
     Each row is compared with the row above; row 0 of column ``x`` with the last
     row of column ``x - 1`` (its predecessor in column-major order). The
-    transitions, found in row order, are bucketed by column, which puts them
-    in column-major order. Returns ``(counts uint32, offsets int64)``.
+    transitions, found in row order, are bucketed by column. Returns
+    ``(tx, ty, pos, t)`` (the scratch arrays, possibly grown, and ``pos[:t]``).
+    """
+    t = 0
+    if buf[s] != 0:
+        tx[0] = 0
+        t = 1
+    tx, t = _collect(words, buf, s + 1, s + (h - 1) * w, w - 1, 1, tx, t)
+    ty = _grow(ty, t)
+    ty[:t] = 0
+    for y in range(1, h):
+        t0 = t
+        tx, t = _collect(words, buf, s + y * w, s + (y - 1) * w, w, 0, tx, t)
+        if t > t0:
+            ty = _grow(ty, t)
+            ty[t0:t] = y
+    colcount[:] = 0
+    for i in range(t):
+        colcount[tx[i]] += 1
+    acc = 0
+    for x in range(w):
+        c = colcount[x]
+        colcount[x] = acc
+        acc += c
+    pos = _grow(pos, t)
+    for i in range(t):
+        x = tx[i]
+        pos[colcount[x]] = x * h + ty[i]
+        colcount[x] += 1
+    return tx, ty, pos, t
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def encode_rowmajor(words, buf, n_masks, h, w):
+    """Encode (h, w) masks stored row-major (C order) back to back in ``buf``, without a transposed copy.
+
+    One word scan finds the transitions in row-major order (as for a
+    column-major mask); in that run domain, the pixels that differ from the row
+    above are the intervals where the row-major sequence XOR itself shifted by
+    one row is 1. Those pixels, plus row 0's against the last row of the column
+    before, are COCO's transitions: bucketed by column (a counting sort), they
+    come out in column-major order. Masks with byte values other than 0 and 1
+    take :func:`_rowmajor_any_bytes`. Returns ``(counts uint32, offsets int64)``.
     """
     total = h * w
     counts = np.empty(max(16, 4 * n_masks), np.uint32)
     offsets = np.zeros(n_masks + 1, np.int64)
-    tx = np.empty(1024, np.int64)
-    ty = np.empty(1024, np.int64)
-    colcount = np.zeros(w + 1, np.int64)
+    hpos = np.empty(1024, np.int64)
+    xs = np.empty(1024, np.int64)
+    colstart = np.zeros(w + 1, np.int64)
     pos = np.empty(1024, np.int64)
     k = 0
     for n in range(n_masks):
         s = n * total
         t = 0
-        if total > 0:
-            if buf[s] != 0:
-                tx[0] = 0
-                t = 1
-            tx, t = _collect(words, buf, s + 1, s + (h - 1) * w, w - 1, 1, tx, t)
-            ty = _grow(ty, t)
-            ty[:t] = 0
-            for y in range(1, h):
-                t0 = t
-                tx, t = _collect(words, buf, s + y * w, s + (y - 1) * w, w, 0, tx, t)
-                if t > t0:
-                    ty = _grow(ty, t)
-                    ty[t0:t] = y
-        colcount[:] = 0
-        for i in range(t):
-            colcount[tx[i]] += 1
+        if buf[s] != 0:
+            hpos[0] = 0
+            t = 1
+        hpos, t = _collect_prev(words, buf, s + 1, total - 1, 1, hpos, t)
+        binary = True
+        for i in range(t):  # each run's value is the byte where it starts
+            if buf[s + hpos[i]] > 1:
+                binary = False
+                break
+        if not binary:  # the XOR below needs 0/1 values: compare each row with the one above
+            hpos, xs, pos, acc = _rowmajor_any_bytes(words, buf, s, h, w, hpos, xs, colstart, pos)
+            counts, k = _append_counts(pos, acc, total, counts, k)
+            offsets[n + 1] = k
+            continue
+        xs, m = _vertical_changes(hpos, t, w, total, xs)
+        colstart[:] = 0
+        last = s + (h - 1) * w - 1  # row 0 of column x follows the last row of column x - 1
+        if buf[s] != 0:
+            colstart[0] += 1
+        for x in range(1, w):
+            if buf[s + x] != buf[last + x]:
+                colstart[x] += 1
+        _place_vertical(xs, m, w, total, colstart, pos, h, False)
         acc = 0
         for x in range(w):
-            c = colcount[x]
-            colcount[x] = acc
+            c = colstart[x]
+            colstart[x] = acc
             acc += c
-        pos = _grow(pos, t)
-        for i in range(t):
-            x = tx[i]
-            pos[colcount[x]] = x * h + ty[i]
-            colcount[x] += 1
-        counts, k = _append_counts(pos, t, total, counts, k)
+        pos = _grow(pos, acc)
+        if buf[s] != 0:
+            pos[colstart[0]] = 0
+            colstart[0] += 1
+        for x in range(1, w):
+            if buf[s + x] != buf[last + x]:
+                pos[colstart[x]] = x * h
+                colstart[x] += 1
+        _place_vertical(xs, m, w, total, colstart, pos, h, True)
+        counts, k = _append_counts(pos, acc, total, counts, k)
         offsets[n + 1] = k
     return counts[:k].copy(), offsets
 

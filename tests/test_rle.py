@@ -39,6 +39,21 @@ def test_encode_multivalued_bytes_like_pycocotools(h, w, seed):
     assert fr.encode(np.ascontiguousarray(m)) == _ref_encode(m)
 
 
+@given(binary_masks(min_n=2, max_n=5), st.data())
+@settings(max_examples=200)
+def test_encode_c_order_stack_mixing_binary_and_multivalued_planes(stack, data):
+    # C-ordered planes take a run-domain path for 0/1 masks and a row-by-row scan for other
+    # byte values; one stack may need both, reusing the same scratch buffers
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    for i in range(stack.shape[2]):
+        if data.draw(st.booleans()):
+            stack[:, :, i] = stack[:, :, i] * rng.integers(1, 4, stack.shape[:2])
+    c_nhw = np.ascontiguousarray(stack.transpose(2, 0, 1))
+    assert fr.encode(c_nhw.transpose(1, 2, 0)) == _ref_encode(stack)
+    for i in range(stack.shape[2]):
+        assert fr.encode(c_nhw[i]) == _ref_encode(stack[:, :, i : i + 1])[0]
+
+
 @given(binary_masks())
 @settings(max_examples=200)
 def test_decode_area_bbox_match_pycocotools(stack):
