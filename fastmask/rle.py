@@ -27,6 +27,7 @@ Batch entry points without per-mask Python overhead: :func:`decode_stack`,
 from __future__ import annotations
 
 import sys
+from itertools import chain
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -119,7 +120,10 @@ def _parse(objs: Sequence[Mapping]) -> _Batch:
     n = len(objs)
     try:
         strings = [o["counts"] for o in objs]
-        sizes = np.array([o["size"] for o in objs], dtype=np.int64).reshape(n, 2)
+        size_lists = [o["size"] for o in objs]
+        if n and set(map(len, size_lists)) != {2}:
+            return _parse_careful(objs)
+        sizes = np.fromiter(chain.from_iterable(size_lists), np.int64, 2 * n).reshape(n, 2)
     except (KeyError, TypeError, ValueError, IndexError, OverflowError):
         return _parse_careful(objs)
     if not all(type(c) is bytes for c in strings):
@@ -228,7 +232,9 @@ def _obj(counts: np.ndarray, h: int, w: int) -> dict:
 
 
 def _single_or_list(objs, what: str) -> tuple[list, bool]:
-    if isinstance(objs, Mapping):
+    if type(objs) is list:  # the common cases first: exact type checks are cheaper than ABC ones
+        return objs, False
+    if type(objs) is dict or isinstance(objs, Mapping):
         return [objs], True
     if isinstance(objs, (list, tuple)):
         return list(objs), False
@@ -253,9 +259,12 @@ def _as_mask_bytes(mask: np.ndarray) -> np.ndarray:
     raise TypeError(f"encode: mask must be uint8 or bool (or 0/1 integers), got {mask.dtype}")
 
 
+_LITTLE = sys.byteorder == "little"
+
+
 def _words(buf: np.ndarray) -> np.ndarray:
     """The uint64 view the word scans need (empty: bytes only, e.g. on big-endian machines)."""
-    if sys.byteorder != "little" or buf.ctypes.data % 8:
+    if not _LITTLE or buf.__array_interface__["data"][0] % 8:
         return np.zeros(0, np.uint64)
     return buf[: buf.shape[0] // 8 * 8].view(np.uint64)
 
@@ -283,6 +292,20 @@ def _encode_stack(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _k.encode_rowmajor(_words(buf), buf, n, h, w)
 
 
+def _encode_one(mask: np.ndarray) -> dict:
+    """The lean path for one contiguous 2-D uint8/bool mask (else the general path)."""
+    h, w = mask.shape
+    if h * w and (mask.flags.f_contiguous or mask.flags.c_contiguous):
+        buf = mask.view(np.uint8).ravel(order="K")  # a view in memory order
+        if mask.flags.f_contiguous:
+            counts, _ = _k.encode_colmajor(_words(buf), buf, 1, h * w)
+        else:
+            counts, _ = _k.encode_rowmajor(_words(buf), buf, 1, h, w)
+        return {"size": [h, w], "counts": _k.counts_to_bytes(counts).tobytes()}
+    counts, offsets = _encode_stack(_as_mask_bytes(mask)[:, :, None])
+    return _to_objs(counts, offsets, h, w)[0]
+
+
 def encode(bimask: np.ndarray):
     """Encode a binary mask (h, w) -> RLE dict, or a stack (h, w, n) -> list of RLE dicts.
 
@@ -294,6 +317,8 @@ def encode(bimask: np.ndarray):
     >>> encode(m)
     {'size': [4, 4], 'counts': b'52203'}
     """
+    if type(bimask) is np.ndarray and bimask.ndim == 2 and (bimask.dtype == np.uint8 or bimask.dtype == np.bool_):
+        return _encode_one(bimask)
     mask = np.asarray(bimask)
     if mask.ndim == 2:
         h, w = mask.shape
@@ -306,17 +331,47 @@ def encode(bimask: np.ndarray):
     raise ValueError(f"encode: mask must be 2-D (h, w) or 3-D (h, w, n), got shape {mask.shape}")
 
 
+_LEAN_DECODE_PIXELS = 1 << 26
+
+
+def _decode_one(obj: dict):
+    """The lean path for one well-formed RLE with a compressed string: parse and write in one kernel.
+
+    Returns None for anything else (or anything malformed): the general path then
+    decodes it or raises the documented error.
+    """
+    c = obj.get("counts")
+    size = obj.get("size")
+    if type(c) is str:
+        if not c.isascii():
+            return None
+        c = c.encode("ascii")
+    if type(c) is not bytes or type(size) is not list or len(size) != 2:
+        return None
+    h, w = size
+    if type(h) is not int or type(w) is not int or h < 0 or w < 0 or h * w > _LEAN_DECODE_PIXELS:
+        return None  # a huge mask is allocated only once its string is known to be valid
+    out = np.empty((w, h), np.uint8)  # column-major: the transpose is the (h, w) Fortran mask
+    if not _k.decode_string(np.frombuffer(c, np.uint8), out.reshape(-1)):
+        return None
+    return out.T
+
+
 def decode(rleObjs):
     """Decode an RLE -> (h, w) uint8, or a list -> (h, w, n) uint8; Fortran order, as pycocotools.
 
     >>> int(decode({'size': [4, 4], 'counts': b'52203'}).sum())
     4
     """
+    if type(rleObjs) is dict:
+        mask = _decode_one(rleObjs)
+        if mask is not None:
+            return mask
     objs, single = _single_or_list(rleObjs, "decode")
     batch = _parse(objs)
     h, w = batch.common_size("decode")
     n = len(batch)
-    out = np.zeros((n, w * h), np.uint8)
+    out = np.empty((n, w * h), np.uint8)  # every byte written once by the kernel
     _k.decode_colmajor(batch.counts, batch.offsets, out)
     stack = out.reshape(n, w, h).transpose(2, 1, 0)  # (h, w, n), Fortran-contiguous
     return stack[:, :, 0] if single else stack
@@ -371,7 +426,7 @@ def _iou_operand(objs, what: str):
     if isinstance(objs, (list, tuple)):
         if len(objs) == 0:
             return np.zeros((0, 4))
-        if all(isinstance(o, Mapping) for o in objs):
+        if all(type(o) is dict for o in objs) or all(isinstance(o, Mapping) for o in objs):
             return _parse(list(objs))
         try:
             arr = np.asarray(objs, dtype=np.float64)

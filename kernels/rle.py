@@ -657,18 +657,75 @@ def _chars_to_counts_checked(chars, lengths, sizes, skip):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def decode_colmajor(counts, offsets, out):
-    """Write ones for the foreground runs of RLE ``n`` into ``out[n]`` (column-major, zeroed)."""
+    """Write RLE ``n``'s runs (0s and 1s) into ``out[n]`` (column-major), each byte once.
+
+    The counts of each RLE must sum to ``out.shape[1]`` (the parser checks it),
+    so ``out`` may be uninitialised memory.
+    """
     n = offsets.shape[0] - 1
     for r in range(n):
         row = out[r]
         p = 0
-        v = False
+        v = np.uint8(0)
         for i in range(offsets[r], offsets[r + 1]):
             c = np.int64(counts[i])
-            if v:
-                row[p : p + c] = 1
+            row[p : p + c] = v
             p += c
-            v = not v
+            v = np.uint8(1) - v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def decode_string(chars, out):
+    """Parse one compressed string and write its runs straight into ``out`` (flat, column-major), each byte once.
+
+    The lean path of a one-RLE decode: no counts array. Returns False, with
+    ``out`` partly written, when the string is malformed in any way (bad
+    character, truncated, negative or 32-bit-overflowing run, runs not
+    summing to ``out``'s size); the caller then reparses with
+    :func:`chars_to_counts` for the error message.
+    """
+    total = out.shape[0]
+    end = chars.shape[0]
+    p = 0
+    pos = np.int64(0)
+    m = 0
+    back1 = np.int64(0)
+    back2 = np.int64(0)
+    v = np.uint8(0)
+    while p < end:
+        c = np.int64(chars[p]) - 48
+        p += 1
+        if c < 0 or c > 63:
+            return False
+        x = c & 0x1F
+        if c & 0x20:
+            shift = 5
+            while True:
+                if p >= end or shift > 35:
+                    return False
+                c = np.int64(chars[p]) - 48
+                p += 1
+                if c < 0 or c > 63:
+                    return False
+                x |= (c & 0x1F) << shift
+                shift += 5
+                if not (c & 0x20):
+                    break
+            if c & 0x10:
+                x |= np.int64(-1) << shift
+        elif c & 0x10:
+            x -= 32
+        if m > 2:
+            x += back2
+        if x < 0 or x > 0xFFFFFFFF or x > total - pos:
+            return False
+        back2 = back1
+        back1 = x
+        out[pos : pos + x] = v
+        pos += x
+        v = np.uint8(1) - v
+        m += 1
+    return pos == total
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -723,6 +780,23 @@ def area(counts, offsets):
     return out
 
 
+_FLOAT_EXACT = 1 << 50  # positions below this are exact in float64, with room for the product's rounding
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _col_row(p, h, inv):
+    """``(p // h, p % h)`` for ``0 <= p < 2**50`` from a float reciprocal ``inv = 1 / h``, corrected."""
+    x = np.int64(p * inv)
+    y = p - x * h
+    if y < 0:
+        x -= 1
+        y += h
+    elif y >= h:
+        x += 1
+        y -= h
+    return x, y
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def to_bbox(counts, offsets, heights, widths):
     """``[x, y, w, h]`` of each RLE's foreground, float64 (n, 4), as pycocotools 2.0.11's rleToBbox.
@@ -741,6 +815,9 @@ def to_bbox(counts, offsets, heights, widths):
         m = (m // 2) * 2
         if m == 0 or h == 0:
             continue
+        # a float reciprocal instead of two integer divisions per run (one off at most, corrected)
+        exact = h * w < _FLOAT_EXACT
+        inv = 1.0 / h
         xs = w
         ys = h
         xe = np.int64(0)
@@ -754,10 +831,14 @@ def to_bbox(counts, offsets, heights, widths):
             if j % 2 == 0 or c == 0:
                 continue
             found = True
-            y0 = begin % h
-            x0 = (begin - y0) // h
-            y1 = (cc - 1) % h
-            x1 = (cc - 1 - y1) // h
+            if exact:
+                x0, y0 = _col_row(begin, h, inv)
+                x1, y1 = _col_row(cc - 1, h, inv)
+            else:
+                y0 = begin % h
+                x0 = (begin - y0) // h
+                y1 = (cc - 1) % h
+                x1 = (cc - 1 - y1) // h
             xs = min(xs, x0)
             xe = max(xe, x1)
             if x0 < x1:

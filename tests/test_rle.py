@@ -54,6 +54,38 @@ def test_encode_c_order_stack_mixing_binary_and_multivalued_planes(stack, data):
         assert fr.encode(c_nhw[i]) == _ref_encode(stack[:, :, i : i + 1])[0]
 
 
+@given(binary_masks(max_n=1), st.data())
+@settings(max_examples=300)
+def test_decode_one_rle_lean_path_matches_list_path_and_pycocotools(stack, data):
+    # one dict takes a parse-and-write kernel into uninitialised memory; a list the general
+    # path: same masks for valid strings, the same error for malformed ones
+    rle = _ref_encode(stack)[0]
+    as_str = data.draw(st.booleans())
+    counts = rle["counts"]
+    if data.draw(st.booleans()):  # corrupt it: cut, change a character, or change the size
+        how = data.draw(st.sampled_from(["cut", "char", "size"]))
+        if how == "cut" and counts:
+            counts = counts[: data.draw(st.integers(0, len(counts) - 1))]
+        elif how == "char" and counts:
+            i = data.draw(st.integers(0, len(counts) - 1))
+            counts = counts[:i] + bytes([data.draw(st.integers(40, 120))]) + counts[i + 1 :]
+        else:
+            rle = {"size": [rle["size"][0] + data.draw(st.integers(0, 2)), rle["size"][1]], "counts": counts}
+    one = {"size": list(rle["size"]), "counts": counts.decode("latin-1") if as_str else counts}
+    try:
+        expected = fr.decode([one])[:, :, 0]
+    except ValueError as e:
+        with pytest.raises(ValueError) as got:
+            fr.decode(one)
+        assert str(got.value) == str(e)
+        return
+    mask = fr.decode(one)
+    assert mask.flags.f_contiguous and mask.dtype == np.uint8
+    assert np.array_equal(mask, expected)
+    if counts == rle["counts"]:
+        assert np.array_equal(mask, pm.decode(rle))
+
+
 @given(binary_masks())
 @settings(max_examples=200)
 def test_decode_area_bbox_match_pycocotools(stack):
