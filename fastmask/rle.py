@@ -334,11 +334,11 @@ def encode(bimask: np.ndarray):
 _LEAN_DECODE_PIXELS = 1 << 26
 
 
-def _decode_one(obj: dict):
-    """The lean path for one well-formed RLE with a compressed string: parse and write in one kernel.
+def _lean_one(obj: dict, max_pixels: int = _k.MAX_RLE_PIXELS):
+    """``(counts bytes, h, w)`` of one plainly well-typed RLE dict with a compressed string, else None.
 
-    Returns None for anything else (or anything malformed): the general path then
-    decodes it or raises the documented error.
+    The lean one-RLE paths take it; None (or a kernel's "malformed" answer) sends
+    the call down the general path, which answers or raises the documented error.
     """
     c = obj.get("counts")
     size = obj.get("size")
@@ -349,10 +349,19 @@ def _decode_one(obj: dict):
     if type(c) is not bytes or type(size) is not list or len(size) != 2:
         return None
     h, w = size
-    if type(h) is not int or type(w) is not int or h < 0 or w < 0 or h * w > _LEAN_DECODE_PIXELS:
-        return None  # a huge mask is allocated only once its string is known to be valid
+    if type(h) is not int or type(w) is not int or h < 0 or w < 0 or h * w > max_pixels:
+        return None
+    return c, h, w  # the kernels read bytes directly
+
+
+def _decode_one(obj: dict):
+    """One RLE decoded by a single kernel that parses and writes each byte once, or None (general path)."""
+    one = _lean_one(obj, _LEAN_DECODE_PIXELS)  # a huge mask is allocated only once its string is known valid
+    if one is None:
+        return None
+    chars, h, w = one
     out = np.empty((w, h), np.uint8)  # column-major: the transpose is the (h, w) Fortran mask
-    if not _k.decode_string(np.frombuffer(c, np.uint8), out.reshape(-1)):
+    if not _k.decode_string(chars, out.reshape(-1)):
         return None
     return out.T
 
@@ -383,6 +392,12 @@ def area(rleObjs):
     >>> int(area({'size': [4, 4], 'counts': b'52203'}))
     4
     """
+    if type(rleObjs) is dict:
+        one = _lean_one(rleObjs)
+        if one is not None:
+            a = _k.area_one(*one)
+            if a >= 0:
+                return np.uint32(a)
     objs, single = _single_or_list(rleObjs, "area")
     batch = _parse(objs)
     a = _k.area(batch.counts, batch.offsets).astype(np.uint32)
@@ -395,6 +410,12 @@ def toBbox(rleObjs):
     >>> toBbox({'size': [4, 4], 'counts': b'52203'}).tolist()
     [1.0, 1.0, 2.0, 2.0]
     """
+    if type(rleObjs) is dict:
+        one = _lean_one(rleObjs)
+        if one is not None:
+            bb = _k.bbox_one(*one)
+            if bb.shape[0]:
+                return bb
     objs, single = _single_or_list(rleObjs, "toBbox")
     batch = _parse(objs)
     bb = _k.to_bbox(batch.counts, batch.offsets, batch.heights, batch.widths)
@@ -408,6 +429,13 @@ def merge(rleObjs, intersect: int = 0):
     >>> merge([a, a])['counts']
     b'52203'
     """
+    if type(rleObjs) is list and len(rleObjs) == 1 and type(rleObjs[0]) is dict:
+        # merge of one RLE, as annToRLE does for every one-part polygon: one kernel call
+        one = _lean_one(rleObjs[0])
+        if one is not None:
+            chars, ok = _k.recode_one(one[0], one[1] * one[2])
+            if ok:
+                return {"size": [one[1], one[2]], "counts": chars.tobytes()}
     objs, _ = _single_or_list(rleObjs, "merge")
     batch = _parse(objs)
     h, w = batch.common_size("merge")
@@ -540,6 +568,26 @@ def _fr_uncompressed(objs) -> list[dict]:
     return _to_objs(batch.counts, batch.offsets, batch.heights, batch.widths)
 
 
+def _lean_uncompressed(obj: dict):
+    """One uncompressed RLE of plain ints compressed by one kernel call, or None (general path)."""
+    size = obj.get("size")
+    if type(size) is not list or len(size) != 2 or type(size[0]) is not int or type(size[1]) is not int:
+        return None
+    h, w = size
+    if h < 0 or w < 0 or h * w > _k.MAX_RLE_PIXELS:
+        return None
+    try:
+        arr = np.array(obj["counts"])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if arr.dtype != np.int64 or arr.ndim != 1:  # floats, bools, huge or nested values: general path
+        return None
+    chars, ok = _k.compress_counts(arr, h * w)
+    if not ok:
+        return None
+    return {"size": [h, w], "counts": chars.tobytes()}
+
+
 def frPyObjects(pyobj, h, w):
     """Polygons, boxes or uncompressed RLEs -> compressed RLE(s), as pycocotools.
 
@@ -553,6 +601,10 @@ def frPyObjects(pyobj, h, w):
     h, w = _check_hw(h, w)
     if isinstance(pyobj, np.ndarray):
         return _fr_boxes(pyobj, h, w)
+    if type(pyobj) is dict and type(pyobj.get("counts")) is list:
+        one = _lean_uncompressed(pyobj)
+        if one is not None:
+            return one
     if isinstance(pyobj, Mapping):
         if "counts" in pyobj and "size" in pyobj:
             return _fr_uncompressed([pyobj])[0]

@@ -652,6 +652,107 @@ def _chars_to_counts_checked(chars, lengths, sizes, skip):
     return counts[:k], offsets, -1, STATUS_OK, uniform
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _parse_one(chars, total):
+    """One compressed string -> ``(counts uint32, ok)``; ``ok`` is False for any malformation.
+
+    The lean path of one-RLE calls; the caller reparses a malformed string with
+    :func:`chars_to_counts` for the error message.
+    """
+    end = len(chars)  # an array or bytes
+    counts = np.empty(end + 1, np.uint32)
+    p = 0
+    m = 0
+    acc = np.int64(0)
+    back1 = np.int64(0)
+    back2 = np.int64(0)
+    while p < end:
+        c = np.int64(chars[p]) - 48
+        p += 1
+        if c < 0 or c > 63:
+            return counts[:0], False
+        x = c & 0x1F
+        if c & 0x20:
+            shift = 5
+            while True:
+                if p >= end or shift > 35:
+                    return counts[:0], False
+                c = np.int64(chars[p]) - 48
+                p += 1
+                if c < 0 or c > 63:
+                    return counts[:0], False
+                x |= (c & 0x1F) << shift
+                shift += 5
+                if not (c & 0x20):
+                    break
+            if c & 0x10:
+                x |= np.int64(-1) << shift
+        elif c & 0x10:
+            x -= 32
+        if m > 2:
+            x += back2
+        if x < 0 or x > 0xFFFFFFFF:
+            return counts[:0], False
+        back2 = back1
+        back1 = x
+        counts[m] = x
+        acc += x
+        m += 1
+    return counts[:m], acc == total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def area_one(chars, h, w):
+    """Foreground pixel count of one compressed string, or -1 if it is malformed."""
+    counts, ok = _parse_one(chars, h * w)
+    if not ok:
+        return np.int64(-1)
+    s = np.int64(0)
+    for i in range(1, counts.shape[0], 2):
+        s += np.int64(counts[i])
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bbox_one(chars, h, w):
+    """``[x, y, w, h]`` (4,) float64 of one compressed string, or an empty array if it is malformed."""
+    counts, ok = _parse_one(chars, h * w)
+    if not ok:
+        return np.zeros(0, np.float64)
+    hw = np.empty(1, np.int64)
+    hw[0] = h
+    ww = np.empty(1, np.int64)
+    ww[0] = w
+    offsets = np.empty(2, np.int64)
+    offsets[0] = 0
+    offsets[1] = counts.shape[0]
+    return to_bbox(counts, offsets, hw, ww)[0]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def recode_one(chars, total):
+    """One compressed string parsed and written back canonically (a one-RLE merge): ``(chars uint8, ok)``."""
+    counts, ok = _parse_one(chars, total)
+    if not ok:
+        return np.zeros(0, np.uint8), False
+    return counts_to_bytes(counts), True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def compress_counts(counts, total):
+    """Uncompressed int64 counts -> ``(compressed chars uint8, ok)``; ``ok`` is False unless every
+    count is in ``[0, 2**32)`` and they sum to ``total``."""
+    s = np.int64(0)
+    for i in range(counts.shape[0]):
+        c = counts[i]
+        if c < 0 or c > 0xFFFFFFFF:
+            return np.zeros(0, np.uint8), False
+        s += c
+    if s != total:
+        return np.zeros(0, np.uint8), False
+    return counts_to_bytes(counts.astype(np.uint32)), True
+
+
 # --------------------------------------------------------------------------- decode
 
 
@@ -685,7 +786,7 @@ def decode_string(chars, out):
     :func:`chars_to_counts` for the error message.
     """
     total = out.shape[0]
-    end = chars.shape[0]
+    end = len(chars)  # an array or bytes
     p = 0
     pos = np.int64(0)
     m = 0

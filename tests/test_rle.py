@@ -86,6 +86,56 @@ def test_decode_one_rle_lean_path_matches_list_path_and_pycocotools(stack, data)
         assert np.array_equal(mask, pm.decode(rle))
 
 
+def _same_answer_or_error(lean, general):
+    """``lean()`` gives what ``general()`` gives, or raises the same error text."""
+    try:
+        expected = general()
+    except (ValueError, TypeError) as e:
+        with pytest.raises(type(e)) as got:
+            lean()
+        assert str(got.value) == str(e)
+        return None
+    got = lean()
+    assert type(got) is type(expected)
+    if isinstance(got, np.ndarray):
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    else:
+        assert got == expected
+    return got
+
+
+@given(binary_masks(max_n=1), st.data())
+@settings(max_examples=300)
+def test_one_rle_lean_paths_match_general_paths_and_pycocotools(stack, data):
+    # area / toBbox of one dict, merge of a one-item list and frPyObjects of one uncompressed
+    # RLE each take a one-kernel path; the general (list) paths are the oracle, errors included
+    rle = _ref_encode(stack)[0]
+    counts = rle["counts"]
+    size = list(rle["size"])
+    corrupt = data.draw(st.sampled_from(["none", "cut", "char", "size"]))
+    if corrupt == "cut" and counts:
+        counts = counts[: data.draw(st.integers(0, len(counts) - 1))]
+    elif corrupt == "char" and counts:
+        i = data.draw(st.integers(0, len(counts) - 1))
+        counts = counts[:i] + bytes([data.draw(st.integers(40, 120))]) + counts[i + 1 :]
+    elif corrupt == "size":
+        size[0] += data.draw(st.integers(1, 2))
+    one = {"size": size, "counts": counts.decode("latin-1") if data.draw(st.booleans()) else counts}
+    a = _same_answer_or_error(lambda: fr.area(one), lambda: fr.area([one])[0])
+    b = _same_answer_or_error(lambda: fr.toBbox(one), lambda: fr.toBbox([one])[0])
+    # pycocotools' merge of one RLE re-encodes its counts as they are (zero-length runs kept)
+    m = _same_answer_or_error(lambda: fr.merge([one]), lambda: fr.from_counts(*fr.counts_of([one]))[0])
+    if corrupt == "none":
+        assert a == pm.area(rle) and np.array_equal(b, pm.toBbox(rle)) and m == pm.merge([rle])
+        ucounts = fr.counts_of(rle)[0].tolist()
+    else:
+        ucounts = data.draw(st.lists(st.integers(-5, 2**33), max_size=6))
+    unc = {"size": size, "counts": ucounts}
+    got = _same_answer_or_error(lambda: fr.frPyObjects(unc, *size), lambda: fr.frPyObjects([unc], *size)[0])
+    if corrupt == "none":
+        assert got == pm.frPyObjects({"size": size, "counts": ucounts}, *size)
+
+
 @given(binary_masks())
 @settings(max_examples=200)
 def test_decode_area_bbox_match_pycocotools(stack):
