@@ -27,6 +27,7 @@ Batch entry points without per-mask Python overhead: :func:`decode_stack`,
 from __future__ import annotations
 
 import sys
+from collections import deque
 from itertools import chain
 from typing import Iterable, Mapping, Sequence
 
@@ -430,8 +431,14 @@ def merge(rleObjs, intersect: int = 0):
     b'52203'
     """
     if type(rleObjs) is list and len(rleObjs) == 1 and type(rleObjs[0]) is dict:
-        # merge of one RLE, as annToRLE does for every one-part polygon: one kernel call
-        one = _lean_one(rleObjs[0])
+        # merge of one RLE, as annToRLE does for every one-part polygon: a string this module
+        # just made for this size is canonical, so the merge is a copy; else one kernel call
+        obj = rleObjs[0]
+        c = obj.get("counts")
+        made = _MADE.get(id(c))
+        if made is not None and made[0] is c and obj.get("size") == made[1]:
+            return {"size": list(made[1]), "counts": c}
+        one = _lean_one(obj)
         if one is not None:
             chars, ok = _k.recode_one(one[0], one[1] * one[2])
             if ok:
@@ -554,13 +561,31 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     return _to_objs(counts, roff, h, w)
 
 
+# The compressed strings of the last few frPyObjects results, by id, with their size: merge([r])
+# of such a result needs no parsing (the registry holds the bytes, so an id is never reused
+# while registered; the size is checked, since a string is only valid for its own size).
+_MADE: dict[int, tuple[bytes, list]] = {}
+_MADE_ORDER: deque = deque()
+_MADE_MAX = 256
+
+
+def _remember(objs: list[dict]) -> list[dict]:
+    for o in objs:
+        c = o["counts"]
+        _MADE[id(c)] = (c, list(o["size"]))
+        _MADE_ORDER.append(id(c))
+    while len(_MADE_ORDER) > _MADE_MAX:
+        _MADE.pop(_MADE_ORDER.popleft(), None)
+    return objs
+
+
 def _fr_polys(polys, h, w) -> list[dict]:
     _check_runs_fit(h, w)
     xy, offsets = pack(polys, "frPyObjects", min_vertices=0)
     if h == 0 or w == 0:  # no pixel: nothing to walk (a huge other side must not size buffers)
         return [{"size": [h, w], "counts": b"0"} for _ in range(len(offsets) - 1)]
     counts, roff = _poly.coco_polygons_to_rles(xy, offsets, h, w)
-    return _to_objs(counts, roff, h, w)
+    return _remember(_to_objs(counts, roff, h, w))
 
 
 def _fr_uncompressed(objs) -> list[dict]:

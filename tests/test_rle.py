@@ -136,6 +136,18 @@ def test_one_rle_lean_paths_match_general_paths_and_pycocotools(stack, data):
         assert got == pm.frPyObjects({"size": size, "counts": ucounts}, *size)
 
 
+@given(polygons(), st.integers(1, 70), st.integers(1, 70))
+@settings(max_examples=200)
+def test_merge_of_own_frpyobjects_result_matches_pycocotools_and_checks_size(poly, h, w):
+    # merge([r]) of a string frPyObjects just made is a copy; the same string under another
+    # size is not trusted (it is parsed and refused like any RLE whose counts do not add up)
+    r = fr.frPyObjects([poly], h, w)[0]
+    assert fr.merge([r]) == pm.merge(pm.frPyObjects([poly], h, w))
+    other = {"size": [h + 1, w], "counts": r["counts"]}
+    with pytest.raises(ValueError, match="do not sum to h\\*w"):
+        fr.merge([other])
+
+
 @given(binary_masks())
 @settings(max_examples=200)
 def test_decode_area_bbox_match_pycocotools(stack):
