@@ -538,6 +538,9 @@ def _check_runs_fit(h: int, w: int) -> None:
         raise ValueError(f"frPyObjects: a {h} x {w} image has 2**32 pixels or more; COCO RLE runs are 32-bit")
 
 
+_BOX_EXACT = float(1 << 31)  # integer box coordinates up to this take the closed form
+
+
 def _fr_boxes(boxes, h, w) -> list[dict]:
     _check_runs_fit(h, w)
     arr = np.asarray(boxes, dtype=np.float64)
@@ -546,6 +549,12 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     big = float(np.abs(arr).max()) if arr.size else 0.0
     if not big < np.inf:  # also NaN
         raise ValueError("frPyObjects: boxes have NaN or infinite values")
+    n = arr.shape[0]
+    if h == 0 or w == 0:  # no pixel: nothing to walk (as _fr_polys)
+        return [{"size": [h, w], "counts": b"0"} for _ in range(n)]
+    if big <= _BOX_EXACT and (arr == np.floor(arr)).all():  # integer boxes: the rectangle itself
+        counts, roff = _k.box_rles(arr, h, w)
+        return _to_objs(counts, roff, h, w)
     if big > 8e307:
         # x + w may pass the float maximum: inf, as in maskApi's double arithmetic (the fill
         # clips it), without a NumPy overflow warning for a valid, if extreme, box
@@ -553,9 +562,6 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
             polys = _boxes_to_polys(arr)
     else:
         polys = _boxes_to_polys(arr)
-    n = polys.shape[0]
-    if h == 0 or w == 0:  # no pixel: nothing to walk (as _fr_polys)
-        return [{"size": [h, w], "counts": b"0"} for _ in range(n)]
     offsets = np.arange(0, 8 * n + 1, 8, dtype=np.int64)
     counts, roff = _poly.coco_polygons_to_rles(polys.reshape(-1), offsets, h, w)
     return _to_objs(counts, roff, h, w)

@@ -753,6 +753,80 @@ def compress_counts(counts, total):
     return counts_to_bytes(counts.astype(np.uint32)), True
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _clipped_rect(box, h, w):
+    """``(x0, y0, x1, y1)`` of box ``[x, y, w, h]``, negative extents mirrored, clipped to the image."""
+    bx = box[0]
+    by = box[1]
+    bw = box[2]
+    bh = box[3]
+    if bw < 0:
+        bx += bw
+        bw = -bw
+    if bh < 0:
+        by += bh
+        bh = -bh
+    x0 = np.int64(min(max(bx, 0.0), float(w)))
+    x1 = np.int64(min(max(bx + bw, 0.0), float(w)))
+    y0 = np.int64(min(max(by, 0.0), float(h)))
+    y1 = np.int64(min(max(by + bh, 0.0), float(h)))
+    return x0, y0, x1, y1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def box_rles(boxes, h, w):
+    """RLEs of integer-valued boxes ``[x, y, w, h]`` (float64 (n, 4)) in closed form.
+
+    For integer coordinates pycocotools' polygon fill of the box gives exactly the
+    rectangle ``[x, x + w) x [y, y + h)`` (negative extents mirrored), clipped to
+    the image: one background run, then a foreground run per column (one run
+    when the box spans the full height), no zero-length runs except a leading one.
+    """
+    n = boxes.shape[0]
+    rects = np.empty((n, 4), np.int64)
+    size = 0
+    for i in range(n):
+        x0, y0, x1, y1 = _clipped_rect(boxes[i], h, w)
+        rects[i, 0] = x0
+        rects[i, 1] = y0
+        rects[i, 2] = x1
+        rects[i, 3] = y1
+        size += 2 * max(x1 - x0, 0) + 3
+    counts = np.empty(size, np.uint32)
+    offsets = np.zeros(n + 1, np.int64)
+    k = 0
+    for i in range(n):
+        x0 = rects[i, 0]
+        y0 = rects[i, 1]
+        x1 = rects[i, 2]
+        y1 = rects[i, 3]
+        if x1 <= x0 or y1 <= y0:
+            counts[k] = h * w
+            k += 1
+        elif y1 - y0 == h:  # full height: the columns join into one run
+            counts[k] = x0 * h
+            counts[k + 1] = (x1 - x0) * h
+            k += 2
+            if x1 < w:
+                counts[k] = (w - x1) * h
+                k += 1
+        else:
+            counts[k] = x0 * h + y0
+            k += 1
+            for x in range(x0, x1):
+                counts[k] = y1 - y0
+                k += 1
+                if x + 1 < x1:
+                    counts[k] = h - (y1 - y0)
+                    k += 1
+            tail = (w - x1) * h + (h - y1)
+            if tail > 0:
+                counts[k] = tail
+                k += 1
+        offsets[i + 1] = k
+    return counts[:k].copy(), offsets
+
+
 # --------------------------------------------------------------------------- decode
 
 

@@ -326,6 +326,21 @@ def test_frpyobjects_boxes(boxes, h, w):
     assert fr.frPyObjects(boxes[0], h, w) == ref[0]  # a single box
 
 
+@given(
+    st.lists(st.lists(st.integers(-40, 80), min_size=4, max_size=4), min_size=1, max_size=6),
+    st.integers(1, 60),
+    st.integers(1, 60),
+)
+@settings(max_examples=300)
+def test_frpyobjects_integer_boxes_closed_form_matches_pycocotools(boxes, h, w):
+    # integer boxes (negative extents, partly or wholly outside, full height or width
+    # included) take a closed-form rectangle instead of the polygon fill: same strings
+    boxes = boxes + [[0, 0, w, h], [0, 1, w, h - 1], [-3, -2, w + 5, h + 4]]
+    arr = np.array(boxes, np.float64)
+    assert fr.frPyObjects(arr, h, w) == pm.frPyObjects(arr, h, w)
+    assert fr.frPyObjects(boxes, h, w) == pm.frPyObjects(arr, h, w)
+
+
 def test_frpyobjects_single_objects_and_empty():
     poly = [1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 1.0]
     assert fr.frPyObjects(poly, 6, 6) == pm.frPyObjects([poly], 6, 6)[0]
