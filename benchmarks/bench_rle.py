@@ -382,8 +382,8 @@ def _startup_times() -> list[tuple[str, float]]:
 def run(quick: bool = False, startup: bool = True) -> None:
     from pycocotools import mask as pm
 
-    n_images = 12 if quick else 40
-    repeat = 5 if quick else 11
+    n_images = 12 if quick else 24
+    repeat = 5 if quick else 21
     images = coco_like_annotations(n_images)
     anns = [a for img in images for a in img]
     gen = [[pm.merge(pm.frPyObjects(a, H, W)) for a in img] for img in images]

@@ -475,6 +475,34 @@ def _iou_operand(objs, what: str):
     raise TypeError(f"iou: {what} must be a list of RLEs, a list of boxes or an (n, 4) ndarray, got {type(objs).__name__}")
 
 
+def _iou_joint(dt: list, gt: list, pyiscrowd):
+    """IoU of two lists of same-size RLE dicts with one parse of both (COCOeval's many small calls).
+
+    None for anything else (boxes, mixed sizes, malformed RLEs, bad iscrowd): the
+    general path then answers or raises its documented error, naming the right side.
+    """
+    if not (all(type(o) is dict for o in dt) and all(type(o) is dict for o in gt)):
+        return None
+    try:
+        b = _parse(dt + gt)
+    except (ValueError, TypeError):
+        return None
+    m, n = len(dt), len(gt)
+    if not b.uniform:
+        return None
+    if pyiscrowd is None:
+        crowd = np.zeros(n, np.uint8)
+    else:
+        try:
+            crowd = np.asarray(pyiscrowd).astype(np.uint8).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if crowd.shape[0] != n:
+            return None
+    o = b.offsets
+    return _k.rle_iou(b.counts, o[: m + 1], b.heights[:m], b.widths[:m], b.counts, o[m:], b.heights[m:], b.widths[m:], crowd)
+
+
 def iou(dt, gt, pyiscrowd):
     """IoU between detections and ground truths (RLEs or boxes) -> (len(dt), len(gt)) float64.
 
@@ -485,6 +513,10 @@ def iou(dt, gt, pyiscrowd):
     >>> round(float(iou(a, b, [0])[0, 0]), 4)   # 9 / 23
     0.3913
     """
+    if type(dt) is list and type(gt) is list and dt and gt:
+        joint = _iou_joint(dt, gt, pyiscrowd)
+        if joint is not None:
+            return joint
     d = _iou_operand(dt, "dt")
     g = _iou_operand(gt, "gt")
     m, n = len(d), len(g)

@@ -286,6 +286,20 @@ def test_box_iou_matches_pycocotools(dt, gt, data):
     assert np.array_equal(fr.iou(dt, gt, crowd), ref, equal_nan=True)  # pycocotools wants arrays; lists work here
 
 
+def test_iou_of_two_rle_lists_parsed_together_still_names_the_bad_side():
+    # both lists are parsed in one go; a problem sends the call to the per-side path, so the
+    # error names the RLE's index in its own list and sizes are compared per side
+    good = fr.encode(np.eye(4, dtype=np.uint8))
+    bad = {"size": [4, 4], "counts": b"5220"}
+    with pytest.raises(ValueError, match="^RLE 1 \\(size"):
+        fr.iou([good], [good, bad], [0, 0])
+    with pytest.raises(ValueError, match="dt RLEs have size \\[4, 4\\] but gt RLEs have size \\[4, 5\\]"):
+        fr.iou([good], [fr.encode(np.zeros((4, 5), np.uint8))], [0])
+    with pytest.raises(ValueError, match="iscrowd has 1 entries but there are 2"):
+        fr.iou([good], [good, good], [0])
+    assert fr.iou([good], [good, good], None).tolist() == [[1.0, 1.0]]
+
+
 def test_iou_empty_and_seed_example():
     assert fr.iou([], [], []) == []
     a = fr.frPyObjects([[0, 0, 4, 4]], 8, 8)
