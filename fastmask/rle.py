@@ -27,6 +27,8 @@ Batch entry points without per-mask Python overhead: :func:`decode_stack`,
 from __future__ import annotations
 
 import sys
+from collections import deque
+from itertools import chain
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -119,7 +121,10 @@ def _parse(objs: Sequence[Mapping]) -> _Batch:
     n = len(objs)
     try:
         strings = [o["counts"] for o in objs]
-        sizes = np.array([o["size"] for o in objs], dtype=np.int64).reshape(n, 2)
+        size_lists = [o["size"] for o in objs]
+        if n and set(map(len, size_lists)) != {2}:
+            return _parse_careful(objs)
+        sizes = np.fromiter(chain.from_iterable(size_lists), np.int64, 2 * n).reshape(n, 2)
     except (KeyError, TypeError, ValueError, IndexError, OverflowError):
         return _parse_careful(objs)
     if not all(type(c) is bytes for c in strings):
@@ -228,7 +233,9 @@ def _obj(counts: np.ndarray, h: int, w: int) -> dict:
 
 
 def _single_or_list(objs, what: str) -> tuple[list, bool]:
-    if isinstance(objs, Mapping):
+    if type(objs) is list:  # the common cases first: exact type checks are cheaper than ABC ones
+        return objs, False
+    if type(objs) is dict or isinstance(objs, Mapping):
         return [objs], True
     if isinstance(objs, (list, tuple)):
         return list(objs), False
@@ -253,9 +260,12 @@ def _as_mask_bytes(mask: np.ndarray) -> np.ndarray:
     raise TypeError(f"encode: mask must be uint8 or bool (or 0/1 integers), got {mask.dtype}")
 
 
+_LITTLE = sys.byteorder == "little"
+
+
 def _words(buf: np.ndarray) -> np.ndarray:
     """The uint64 view the word scans need (empty: bytes only, e.g. on big-endian machines)."""
-    if sys.byteorder != "little" or buf.ctypes.data % 8:
+    if not _LITTLE or buf.__array_interface__["data"][0] % 8:
         return np.zeros(0, np.uint64)
     return buf[: buf.shape[0] // 8 * 8].view(np.uint64)
 
@@ -283,6 +293,20 @@ def _encode_stack(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _k.encode_rowmajor(_words(buf), buf, n, h, w)
 
 
+def _encode_one(mask: np.ndarray) -> dict:
+    """The lean path for one contiguous 2-D uint8/bool mask (else the general path)."""
+    h, w = mask.shape
+    if h * w and (mask.flags.f_contiguous or mask.flags.c_contiguous):
+        buf = mask.view(np.uint8).ravel(order="K")  # a view in memory order
+        if mask.flags.f_contiguous:
+            counts, _ = _k.encode_colmajor(_words(buf), buf, 1, h * w)
+        else:
+            counts, _ = _k.encode_rowmajor(_words(buf), buf, 1, h, w)
+        return {"size": [h, w], "counts": _k.counts_to_bytes(counts).tobytes()}
+    counts, offsets = _encode_stack(_as_mask_bytes(mask)[:, :, None])
+    return _to_objs(counts, offsets, h, w)[0]
+
+
 def encode(bimask: np.ndarray):
     """Encode a binary mask (h, w) -> RLE dict, or a stack (h, w, n) -> list of RLE dicts.
 
@@ -294,6 +318,8 @@ def encode(bimask: np.ndarray):
     >>> encode(m)
     {'size': [4, 4], 'counts': b'52203'}
     """
+    if type(bimask) is np.ndarray and bimask.ndim == 2 and (bimask.dtype == np.uint8 or bimask.dtype == np.bool_):
+        return _encode_one(bimask)
     mask = np.asarray(bimask)
     if mask.ndim == 2:
         h, w = mask.shape
@@ -306,17 +332,56 @@ def encode(bimask: np.ndarray):
     raise ValueError(f"encode: mask must be 2-D (h, w) or 3-D (h, w, n), got shape {mask.shape}")
 
 
+_LEAN_DECODE_PIXELS = 1 << 26
+
+
+def _lean_one(obj: dict, max_pixels: int = _k.MAX_RLE_PIXELS):
+    """``(counts bytes, h, w)`` of one plainly well-typed RLE dict with a compressed string, else None.
+
+    The lean one-RLE paths take it; None (or a kernel's "malformed" answer) sends
+    the call down the general path, which answers or raises the documented error.
+    """
+    c = obj.get("counts")
+    size = obj.get("size")
+    if type(c) is str:
+        if not c.isascii():
+            return None
+        c = c.encode("ascii")
+    if type(c) is not bytes or type(size) is not list or len(size) != 2:
+        return None
+    h, w = size
+    if type(h) is not int or type(w) is not int or h < 0 or w < 0 or h * w > max_pixels:
+        return None
+    return c, h, w  # the kernels read bytes directly
+
+
+def _decode_one(obj: dict):
+    """One RLE decoded by a single kernel that parses and writes each byte once, or None (general path)."""
+    one = _lean_one(obj, _LEAN_DECODE_PIXELS)  # a huge mask is allocated only once its string is known valid
+    if one is None:
+        return None
+    chars, h, w = one
+    out = np.empty((w, h), np.uint8)  # column-major: the transpose is the (h, w) Fortran mask
+    if not _k.decode_string(chars, out.reshape(-1)):
+        return None
+    return out.T
+
+
 def decode(rleObjs):
     """Decode an RLE -> (h, w) uint8, or a list -> (h, w, n) uint8; Fortran order, as pycocotools.
 
     >>> int(decode({'size': [4, 4], 'counts': b'52203'}).sum())
     4
     """
+    if type(rleObjs) is dict:
+        mask = _decode_one(rleObjs)
+        if mask is not None:
+            return mask
     objs, single = _single_or_list(rleObjs, "decode")
     batch = _parse(objs)
     h, w = batch.common_size("decode")
     n = len(batch)
-    out = np.zeros((n, w * h), np.uint8)
+    out = np.empty((n, w * h), np.uint8)  # every byte written once by the kernel
     _k.decode_colmajor(batch.counts, batch.offsets, out)
     stack = out.reshape(n, w, h).transpose(2, 1, 0)  # (h, w, n), Fortran-contiguous
     return stack[:, :, 0] if single else stack
@@ -328,6 +393,12 @@ def area(rleObjs):
     >>> int(area({'size': [4, 4], 'counts': b'52203'}))
     4
     """
+    if type(rleObjs) is dict:
+        one = _lean_one(rleObjs)
+        if one is not None:
+            a = _k.area_one(*one)
+            if a >= 0:
+                return np.uint32(a)
     objs, single = _single_or_list(rleObjs, "area")
     batch = _parse(objs)
     a = _k.area(batch.counts, batch.offsets).astype(np.uint32)
@@ -340,6 +411,12 @@ def toBbox(rleObjs):
     >>> toBbox({'size': [4, 4], 'counts': b'52203'}).tolist()
     [1.0, 1.0, 2.0, 2.0]
     """
+    if type(rleObjs) is dict:
+        one = _lean_one(rleObjs)
+        if one is not None:
+            bb = _k.bbox_one(*one)
+            if bb.shape[0]:
+                return bb
     objs, single = _single_or_list(rleObjs, "toBbox")
     batch = _parse(objs)
     bb = _k.to_bbox(batch.counts, batch.offsets, batch.heights, batch.widths)
@@ -353,6 +430,19 @@ def merge(rleObjs, intersect: int = 0):
     >>> merge([a, a])['counts']
     b'52203'
     """
+    if type(rleObjs) is list and len(rleObjs) == 1 and type(rleObjs[0]) is dict:
+        # merge of one RLE, as annToRLE does for every one-part polygon: a string this module
+        # just made for this size is canonical, so the merge is a copy; else one kernel call
+        obj = rleObjs[0]
+        c = obj.get("counts")
+        made = _MADE.get(id(c))
+        if made is not None and made[0] is c and obj.get("size") == made[1]:
+            return {"size": list(made[1]), "counts": c}
+        one = _lean_one(obj)
+        if one is not None:
+            chars, ok = _k.recode_one(one[0], one[1] * one[2])
+            if ok:
+                return {"size": [one[1], one[2]], "counts": chars.tobytes()}
     objs, _ = _single_or_list(rleObjs, "merge")
     batch = _parse(objs)
     h, w = batch.common_size("merge")
@@ -371,7 +461,7 @@ def _iou_operand(objs, what: str):
     if isinstance(objs, (list, tuple)):
         if len(objs) == 0:
             return np.zeros((0, 4))
-        if all(isinstance(o, Mapping) for o in objs):
+        if all(type(o) is dict for o in objs) or all(isinstance(o, Mapping) for o in objs):
             return _parse(list(objs))
         try:
             arr = np.asarray(objs, dtype=np.float64)
@@ -385,6 +475,34 @@ def _iou_operand(objs, what: str):
     raise TypeError(f"iou: {what} must be a list of RLEs, a list of boxes or an (n, 4) ndarray, got {type(objs).__name__}")
 
 
+def _iou_joint(dt: list, gt: list, pyiscrowd):
+    """IoU of two lists of same-size RLE dicts with one parse of both (COCOeval's many small calls).
+
+    None for anything else (boxes, mixed sizes, malformed RLEs, bad iscrowd): the
+    general path then answers or raises its documented error, naming the right side.
+    """
+    if not (all(type(o) is dict for o in dt) and all(type(o) is dict for o in gt)):
+        return None
+    try:
+        b = _parse(dt + gt)
+    except (ValueError, TypeError):
+        return None
+    m, n = len(dt), len(gt)
+    if not b.uniform:
+        return None
+    if pyiscrowd is None:
+        crowd = np.zeros(n, np.uint8)
+    else:
+        try:
+            crowd = np.asarray(pyiscrowd).astype(np.uint8).reshape(-1)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if crowd.shape[0] != n:
+            return None
+    o = b.offsets
+    return _k.rle_iou(b.counts, o[: m + 1], b.heights[:m], b.widths[:m], b.counts, o[m:], b.heights[m:], b.widths[m:], crowd)
+
+
 def iou(dt, gt, pyiscrowd):
     """IoU between detections and ground truths (RLEs or boxes) -> (len(dt), len(gt)) float64.
 
@@ -395,6 +513,10 @@ def iou(dt, gt, pyiscrowd):
     >>> round(float(iou(a, b, [0])[0, 0]), 4)   # 9 / 23
     0.3913
     """
+    if type(dt) is list and type(gt) is list and dt and gt:
+        joint = _iou_joint(dt, gt, pyiscrowd)
+        if joint is not None:
+            return joint
     d = _iou_operand(dt, "dt")
     g = _iou_operand(gt, "gt")
     m, n = len(d), len(g)
@@ -448,6 +570,9 @@ def _check_runs_fit(h: int, w: int) -> None:
         raise ValueError(f"frPyObjects: a {h} x {w} image has 2**32 pixels or more; COCO RLE runs are 32-bit")
 
 
+_BOX_EXACT = float(1 << 31)  # integer box coordinates up to this take the closed form
+
+
 def _fr_boxes(boxes, h, w) -> list[dict]:
     _check_runs_fit(h, w)
     arr = np.asarray(boxes, dtype=np.float64)
@@ -456,6 +581,12 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     big = float(np.abs(arr).max()) if arr.size else 0.0
     if not big < np.inf:  # also NaN
         raise ValueError("frPyObjects: boxes have NaN or infinite values")
+    n = arr.shape[0]
+    if h == 0 or w == 0:  # no pixel: nothing to walk (as _fr_polys)
+        return [{"size": [h, w], "counts": b"0"} for _ in range(n)]
+    if big <= _BOX_EXACT and (arr == np.floor(arr)).all():  # integer boxes: the rectangle itself
+        counts, roff = _k.box_rles(arr, h, w)
+        return _to_objs(counts, roff, h, w)
     if big > 8e307:
         # x + w may pass the float maximum: inf, as in maskApi's double arithmetic (the fill
         # clips it), without a NumPy overflow warning for a valid, if extreme, box
@@ -463,12 +594,27 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
             polys = _boxes_to_polys(arr)
     else:
         polys = _boxes_to_polys(arr)
-    n = polys.shape[0]
-    if h == 0 or w == 0:  # no pixel: nothing to walk (as _fr_polys)
-        return [{"size": [h, w], "counts": b"0"} for _ in range(n)]
     offsets = np.arange(0, 8 * n + 1, 8, dtype=np.int64)
     counts, roff = _poly.coco_polygons_to_rles(polys.reshape(-1), offsets, h, w)
     return _to_objs(counts, roff, h, w)
+
+
+# The compressed strings of the last few frPyObjects results, by id, with their size: merge([r])
+# of such a result needs no parsing (the registry holds the bytes, so an id is never reused
+# while registered; the size is checked, since a string is only valid for its own size).
+_MADE: dict[int, tuple[bytes, list]] = {}
+_MADE_ORDER: deque = deque()
+_MADE_MAX = 256
+
+
+def _remember(objs: list[dict]) -> list[dict]:
+    for o in objs:
+        c = o["counts"]
+        _MADE[id(c)] = (c, list(o["size"]))
+        _MADE_ORDER.append(id(c))
+    while len(_MADE_ORDER) > _MADE_MAX:
+        _MADE.pop(_MADE_ORDER.popleft(), None)
+    return objs
 
 
 def _fr_polys(polys, h, w) -> list[dict]:
@@ -477,12 +623,32 @@ def _fr_polys(polys, h, w) -> list[dict]:
     if h == 0 or w == 0:  # no pixel: nothing to walk (a huge other side must not size buffers)
         return [{"size": [h, w], "counts": b"0"} for _ in range(len(offsets) - 1)]
     counts, roff = _poly.coco_polygons_to_rles(xy, offsets, h, w)
-    return _to_objs(counts, roff, h, w)
+    return _remember(_to_objs(counts, roff, h, w))
 
 
 def _fr_uncompressed(objs) -> list[dict]:
     batch = _parse(objs)
     return _to_objs(batch.counts, batch.offsets, batch.heights, batch.widths)
+
+
+def _lean_uncompressed(obj: dict):
+    """One uncompressed RLE of plain ints compressed by one kernel call, or None (general path)."""
+    size = obj.get("size")
+    if type(size) is not list or len(size) != 2 or type(size[0]) is not int or type(size[1]) is not int:
+        return None
+    h, w = size
+    if h < 0 or w < 0 or h * w > _k.MAX_RLE_PIXELS:
+        return None
+    try:
+        arr = np.array(obj["counts"])
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if arr.dtype != np.int64 or arr.ndim != 1:  # floats, bools, huge or nested values: general path
+        return None
+    chars, ok = _k.compress_counts(arr, h * w)
+    if not ok:
+        return None
+    return {"size": [h, w], "counts": chars.tobytes()}
 
 
 def frPyObjects(pyobj, h, w):
@@ -498,6 +664,10 @@ def frPyObjects(pyobj, h, w):
     h, w = _check_hw(h, w)
     if isinstance(pyobj, np.ndarray):
         return _fr_boxes(pyobj, h, w)
+    if type(pyobj) is dict and type(pyobj.get("counts")) is list:
+        one = _lean_uncompressed(pyobj)
+        if one is not None:
+            return one
     if isinstance(pyobj, Mapping):
         if "counts" in pyobj and "size" in pyobj:
             return _fr_uncompressed([pyobj])[0]

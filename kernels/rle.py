@@ -201,52 +201,160 @@ def encode_colmajor(words, buf, n_masks, length):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def encode_rowmajor(words, buf, n_masks, h, w):
-    """Encode (h, w) masks stored row-major (C order) back to back in ``buf``, without a transposed copy.
+def _vertical_changes(hpos, t, w, total, out):
+    """Where a row-major mask differs from the row above, as sorted intervals of row-major positions.
+
+    ``hpos[:t]`` are the mask's transitions in row-major order (the flat sequence
+    starts at 0). The sequence shifted by one row changes at ``hpos + w``; the
+    XOR of the two changes where exactly one of them does (a merge of two sorted
+    lists, equal positions cancelling). Writes the XOR's change points to
+    ``out`` (grown as needed) and returns ``(out, count)``; the XOR is 1 on
+    ``[out[0], out[1])``, ``[out[2], out[3])``, ... (the last up to ``total``).
+    """
+    out = _grow(out, 2 * t + 2)
+    i = 0
+    j = 0
+    m = 0
+    while True:
+        a = hpos[i] if i < t else total
+        b = hpos[j] + w if j < t else total
+        if b > total:  # shifted past the end: no more changes from the shifted sequence
+            b = total
+        if a == total and b == total:
+            break
+        if a < b:
+            out[m] = a
+            i += 1
+        elif b < a:
+            out[m] = b
+            j += 1
+        else:  # both change here: the XOR does not
+            i += 1
+            j += 1
+            continue
+        m += 1
+    return out, m
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _place_vertical(xs, m, w, total, colstart, pos, h, placing):
+    """Count (``placing`` False) or place at ``pos[colstart[x]]`` the pixels of rows 1.. in the XOR intervals."""
+    for q in range(0, m, 2):
+        a = max(xs[q], np.int64(w))  # row 0 is handled apart (its predecessor is the column before)
+        b = xs[q + 1] if q + 1 < m else total
+        if a >= b:
+            continue
+        y = a // w
+        x = a - y * w
+        for _ in range(a, b):
+            if placing:
+                pos[colstart[x]] = x * h + y
+            colstart[x] += 1
+            x += 1
+            if x == w:
+                x = 0
+                y += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _rowmajor_any_bytes(words, buf, s, h, w, tx, ty, colcount, pos):
+    """Column-major transition positions of one row-major mask at ``buf[s:]`` of any byte values.
 
     Each row is compared with the row above; row 0 of column ``x`` with the last
     row of column ``x - 1`` (its predecessor in column-major order). The
-    transitions, found in row order, are bucketed by column, which puts them
-    in column-major order. Returns ``(counts uint32, offsets int64)``.
+    transitions, found in row order, are bucketed by column. Returns
+    ``(tx, ty, pos, t)`` (the scratch arrays, possibly grown, and ``pos[:t]``).
+    """
+    t = 0
+    if buf[s] != 0:
+        tx[0] = 0
+        t = 1
+    tx, t = _collect(words, buf, s + 1, s + (h - 1) * w, w - 1, 1, tx, t)
+    ty = _grow(ty, t)
+    ty[:t] = 0
+    for y in range(1, h):
+        t0 = t
+        tx, t = _collect(words, buf, s + y * w, s + (y - 1) * w, w, 0, tx, t)
+        if t > t0:
+            ty = _grow(ty, t)
+            ty[t0:t] = y
+    colcount[:] = 0
+    for i in range(t):
+        colcount[tx[i]] += 1
+    acc = 0
+    for x in range(w):
+        c = colcount[x]
+        colcount[x] = acc
+        acc += c
+    pos = _grow(pos, t)
+    for i in range(t):
+        x = tx[i]
+        pos[colcount[x]] = x * h + ty[i]
+        colcount[x] += 1
+    return tx, ty, pos, t
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def encode_rowmajor(words, buf, n_masks, h, w):
+    """Encode (h, w) masks stored row-major (C order) back to back in ``buf``, without a transposed copy.
+
+    One word scan finds the transitions in row-major order (as for a
+    column-major mask); in that run domain, the pixels that differ from the row
+    above are the intervals where the row-major sequence XOR itself shifted by
+    one row is 1. Those pixels, plus row 0's against the last row of the column
+    before, are COCO's transitions: bucketed by column (a counting sort), they
+    come out in column-major order. Masks with byte values other than 0 and 1
+    take :func:`_rowmajor_any_bytes`. Returns ``(counts uint32, offsets int64)``.
     """
     total = h * w
     counts = np.empty(max(16, 4 * n_masks), np.uint32)
     offsets = np.zeros(n_masks + 1, np.int64)
-    tx = np.empty(1024, np.int64)
-    ty = np.empty(1024, np.int64)
-    colcount = np.zeros(w + 1, np.int64)
+    hpos = np.empty(1024, np.int64)
+    xs = np.empty(1024, np.int64)
+    colstart = np.zeros(w + 1, np.int64)
     pos = np.empty(1024, np.int64)
     k = 0
     for n in range(n_masks):
         s = n * total
         t = 0
-        if total > 0:
-            if buf[s] != 0:
-                tx[0] = 0
-                t = 1
-            tx, t = _collect(words, buf, s + 1, s + (h - 1) * w, w - 1, 1, tx, t)
-            ty = _grow(ty, t)
-            ty[:t] = 0
-            for y in range(1, h):
-                t0 = t
-                tx, t = _collect(words, buf, s + y * w, s + (y - 1) * w, w, 0, tx, t)
-                if t > t0:
-                    ty = _grow(ty, t)
-                    ty[t0:t] = y
-        colcount[:] = 0
-        for i in range(t):
-            colcount[tx[i]] += 1
+        if buf[s] != 0:
+            hpos[0] = 0
+            t = 1
+        hpos, t = _collect_prev(words, buf, s + 1, total - 1, 1, hpos, t)
+        binary = True
+        for i in range(t):  # each run's value is the byte where it starts
+            if buf[s + hpos[i]] > 1:
+                binary = False
+                break
+        if not binary:  # the XOR below needs 0/1 values: compare each row with the one above
+            hpos, xs, pos, acc = _rowmajor_any_bytes(words, buf, s, h, w, hpos, xs, colstart, pos)
+            counts, k = _append_counts(pos, acc, total, counts, k)
+            offsets[n + 1] = k
+            continue
+        xs, m = _vertical_changes(hpos, t, w, total, xs)
+        colstart[:] = 0
+        last = s + (h - 1) * w - 1  # row 0 of column x follows the last row of column x - 1
+        if buf[s] != 0:
+            colstart[0] += 1
+        for x in range(1, w):
+            if buf[s + x] != buf[last + x]:
+                colstart[x] += 1
+        _place_vertical(xs, m, w, total, colstart, pos, h, False)
         acc = 0
         for x in range(w):
-            c = colcount[x]
-            colcount[x] = acc
+            c = colstart[x]
+            colstart[x] = acc
             acc += c
-        pos = _grow(pos, t)
-        for i in range(t):
-            x = tx[i]
-            pos[colcount[x]] = x * h + ty[i]
-            colcount[x] += 1
-        counts, k = _append_counts(pos, t, total, counts, k)
+        pos = _grow(pos, acc)
+        if buf[s] != 0:
+            pos[colstart[0]] = 0
+            colstart[0] += 1
+        for x in range(1, w):
+            if buf[s + x] != buf[last + x]:
+                pos[colstart[x]] = x * h
+                colstart[x] += 1
+        _place_vertical(xs, m, w, total, colstart, pos, h, True)
+        counts, k = _append_counts(pos, acc, total, counts, k)
         offsets[n + 1] = k
     return counts[:k].copy(), offsets
 
@@ -544,23 +652,255 @@ def _chars_to_counts_checked(chars, lengths, sizes, skip):
     return counts[:k], offsets, -1, STATUS_OK, uniform
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _parse_one(chars, total):
+    """One compressed string -> ``(counts uint32, ok)``; ``ok`` is False for any malformation.
+
+    The lean path of one-RLE calls; the caller reparses a malformed string with
+    :func:`chars_to_counts` for the error message.
+    """
+    end = len(chars)  # an array or bytes
+    counts = np.empty(end + 1, np.uint32)
+    p = 0
+    m = 0
+    acc = np.int64(0)
+    back1 = np.int64(0)
+    back2 = np.int64(0)
+    while p < end:
+        c = np.int64(chars[p]) - 48
+        p += 1
+        if c < 0 or c > 63:
+            return counts[:0], False
+        x = c & 0x1F
+        if c & 0x20:
+            shift = 5
+            while True:
+                if p >= end or shift > 35:
+                    return counts[:0], False
+                c = np.int64(chars[p]) - 48
+                p += 1
+                if c < 0 or c > 63:
+                    return counts[:0], False
+                x |= (c & 0x1F) << shift
+                shift += 5
+                if not (c & 0x20):
+                    break
+            if c & 0x10:
+                x |= np.int64(-1) << shift
+        elif c & 0x10:
+            x -= 32
+        if m > 2:
+            x += back2
+        if x < 0 or x > 0xFFFFFFFF:
+            return counts[:0], False
+        back2 = back1
+        back1 = x
+        counts[m] = x
+        acc += x
+        m += 1
+    return counts[:m], acc == total
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def area_one(chars, h, w):
+    """Foreground pixel count of one compressed string, or -1 if it is malformed."""
+    counts, ok = _parse_one(chars, h * w)
+    if not ok:
+        return np.int64(-1)
+    s = np.int64(0)
+    for i in range(1, counts.shape[0], 2):
+        s += np.int64(counts[i])
+    return s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bbox_one(chars, h, w):
+    """``[x, y, w, h]`` (4,) float64 of one compressed string, or an empty array if it is malformed."""
+    counts, ok = _parse_one(chars, h * w)
+    if not ok:
+        return np.zeros(0, np.float64)
+    hw = np.empty(1, np.int64)
+    hw[0] = h
+    ww = np.empty(1, np.int64)
+    ww[0] = w
+    offsets = np.empty(2, np.int64)
+    offsets[0] = 0
+    offsets[1] = counts.shape[0]
+    return to_bbox(counts, offsets, hw, ww)[0]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def recode_one(chars, total):
+    """One compressed string parsed and written back canonically (a one-RLE merge): ``(chars uint8, ok)``."""
+    counts, ok = _parse_one(chars, total)
+    if not ok:
+        return np.zeros(0, np.uint8), False
+    return counts_to_bytes(counts), True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def compress_counts(counts, total):
+    """Uncompressed int64 counts -> ``(compressed chars uint8, ok)``; ``ok`` is False unless every
+    count is in ``[0, 2**32)`` and they sum to ``total``."""
+    s = np.int64(0)
+    for i in range(counts.shape[0]):
+        c = counts[i]
+        if c < 0 or c > 0xFFFFFFFF:
+            return np.zeros(0, np.uint8), False
+        s += c
+    if s != total:
+        return np.zeros(0, np.uint8), False
+    return counts_to_bytes(counts.astype(np.uint32)), True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _clipped_rect(box, h, w):
+    """``(x0, y0, x1, y1)`` of box ``[x, y, w, h]``, negative extents mirrored, clipped to the image."""
+    bx = box[0]
+    by = box[1]
+    bw = box[2]
+    bh = box[3]
+    if bw < 0:
+        bx += bw
+        bw = -bw
+    if bh < 0:
+        by += bh
+        bh = -bh
+    x0 = np.int64(min(max(bx, 0.0), float(w)))
+    x1 = np.int64(min(max(bx + bw, 0.0), float(w)))
+    y0 = np.int64(min(max(by, 0.0), float(h)))
+    y1 = np.int64(min(max(by + bh, 0.0), float(h)))
+    return x0, y0, x1, y1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def box_rles(boxes, h, w):
+    """RLEs of integer-valued boxes ``[x, y, w, h]`` (float64 (n, 4)) in closed form.
+
+    For integer coordinates pycocotools' polygon fill of the box gives exactly the
+    rectangle ``[x, x + w) x [y, y + h)`` (negative extents mirrored), clipped to
+    the image: one background run, then a foreground run per column (one run
+    when the box spans the full height), no zero-length runs except a leading one.
+    """
+    n = boxes.shape[0]
+    rects = np.empty((n, 4), np.int64)
+    size = 0
+    for i in range(n):
+        x0, y0, x1, y1 = _clipped_rect(boxes[i], h, w)
+        rects[i, 0] = x0
+        rects[i, 1] = y0
+        rects[i, 2] = x1
+        rects[i, 3] = y1
+        size += 2 * max(x1 - x0, 0) + 3
+    counts = np.empty(size, np.uint32)
+    offsets = np.zeros(n + 1, np.int64)
+    k = 0
+    for i in range(n):
+        x0 = rects[i, 0]
+        y0 = rects[i, 1]
+        x1 = rects[i, 2]
+        y1 = rects[i, 3]
+        if x1 <= x0 or y1 <= y0:
+            counts[k] = h * w
+            k += 1
+        elif y1 - y0 == h:  # full height: the columns join into one run
+            counts[k] = x0 * h
+            counts[k + 1] = (x1 - x0) * h
+            k += 2
+            if x1 < w:
+                counts[k] = (w - x1) * h
+                k += 1
+        else:
+            counts[k] = x0 * h + y0
+            k += 1
+            for x in range(x0, x1):
+                counts[k] = y1 - y0
+                k += 1
+                if x + 1 < x1:
+                    counts[k] = h - (y1 - y0)
+                    k += 1
+            tail = (w - x1) * h + (h - y1)
+            if tail > 0:
+                counts[k] = tail
+                k += 1
+        offsets[i + 1] = k
+    return counts[:k].copy(), offsets
+
+
 # --------------------------------------------------------------------------- decode
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def decode_colmajor(counts, offsets, out):
-    """Write ones for the foreground runs of RLE ``n`` into ``out[n]`` (column-major, zeroed)."""
+    """Write RLE ``n``'s runs (0s and 1s) into ``out[n]`` (column-major), each byte once.
+
+    The counts of each RLE must sum to ``out.shape[1]`` (the parser checks it),
+    so ``out`` may be uninitialised memory.
+    """
     n = offsets.shape[0] - 1
     for r in range(n):
         row = out[r]
         p = 0
-        v = False
+        v = np.uint8(0)
         for i in range(offsets[r], offsets[r + 1]):
             c = np.int64(counts[i])
-            if v:
-                row[p : p + c] = 1
+            row[p : p + c] = v
             p += c
-            v = not v
+            v = np.uint8(1) - v
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def decode_string(chars, out):
+    """Parse one compressed string and write its runs straight into ``out`` (flat, column-major), each byte once.
+
+    The lean path of a one-RLE decode: no counts array. Returns False, with
+    ``out`` partly written, when the string is malformed in any way (bad
+    character, truncated, negative or 32-bit-overflowing run, runs not
+    summing to ``out``'s size); the caller then reparses with
+    :func:`chars_to_counts` for the error message.
+    """
+    total = out.shape[0]
+    end = len(chars)  # an array or bytes
+    p = 0
+    pos = np.int64(0)
+    m = 0
+    back1 = np.int64(0)
+    back2 = np.int64(0)
+    v = np.uint8(0)
+    while p < end:
+        c = np.int64(chars[p]) - 48
+        p += 1
+        if c < 0 or c > 63:
+            return False
+        x = c & 0x1F
+        if c & 0x20:
+            shift = 5
+            while True:
+                if p >= end or shift > 35:
+                    return False
+                c = np.int64(chars[p]) - 48
+                p += 1
+                if c < 0 or c > 63:
+                    return False
+                x |= (c & 0x1F) << shift
+                shift += 5
+                if not (c & 0x20):
+                    break
+            if c & 0x10:
+                x |= np.int64(-1) << shift
+        elif c & 0x10:
+            x -= 32
+        if m > 2:
+            x += back2
+        if x < 0 or x > 0xFFFFFFFF or x > total - pos:
+            return False
+        back2 = back1
+        back1 = x
+        out[pos : pos + x] = v
+        pos += x
+        v = np.uint8(1) - v
+        m += 1
+    return pos == total
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -615,6 +955,23 @@ def area(counts, offsets):
     return out
 
 
+_FLOAT_EXACT = 1 << 50  # positions below this are exact in float64, with room for the product's rounding
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _col_row(p, h, inv):
+    """``(p // h, p % h)`` for ``0 <= p < 2**50`` from a float reciprocal ``inv = 1 / h``, corrected."""
+    x = np.int64(p * inv)
+    y = p - x * h
+    if y < 0:
+        x -= 1
+        y += h
+    elif y >= h:
+        x += 1
+        y -= h
+    return x, y
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def to_bbox(counts, offsets, heights, widths):
     """``[x, y, w, h]`` of each RLE's foreground, float64 (n, 4), as pycocotools 2.0.11's rleToBbox.
@@ -633,6 +990,9 @@ def to_bbox(counts, offsets, heights, widths):
         m = (m // 2) * 2
         if m == 0 or h == 0:
             continue
+        # a float reciprocal instead of two integer divisions per run (one off at most, corrected)
+        exact = h * w < _FLOAT_EXACT
+        inv = 1.0 / h
         xs = w
         ys = h
         xe = np.int64(0)
@@ -646,10 +1006,14 @@ def to_bbox(counts, offsets, heights, widths):
             if j % 2 == 0 or c == 0:
                 continue
             found = True
-            y0 = begin % h
-            x0 = (begin - y0) // h
-            y1 = (cc - 1) % h
-            x1 = (cc - 1 - y1) // h
+            if exact:
+                x0, y0 = _col_row(begin, h, inv)
+                x1, y1 = _col_row(cc - 1, h, inv)
+            else:
+                y0 = begin % h
+                x0 = (begin - y0) // h
+                y1 = (cc - 1) % h
+                x1 = (cc - 1 - y1) // h
             xs = min(xs, x0)
             xe = max(xe, x1)
             if x0 < x1:

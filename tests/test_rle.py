@@ -39,6 +39,115 @@ def test_encode_multivalued_bytes_like_pycocotools(h, w, seed):
     assert fr.encode(np.ascontiguousarray(m)) == _ref_encode(m)
 
 
+@given(binary_masks(min_n=2, max_n=5), st.data())
+@settings(max_examples=200)
+def test_encode_c_order_stack_mixing_binary_and_multivalued_planes(stack, data):
+    # C-ordered planes take a run-domain path for 0/1 masks and a row-by-row scan for other
+    # byte values; one stack may need both, reusing the same scratch buffers
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    for i in range(stack.shape[2]):
+        if data.draw(st.booleans()):
+            stack[:, :, i] = stack[:, :, i] * rng.integers(1, 4, stack.shape[:2])
+    c_nhw = np.ascontiguousarray(stack.transpose(2, 0, 1))
+    assert fr.encode(c_nhw.transpose(1, 2, 0)) == _ref_encode(stack)
+    for i in range(stack.shape[2]):
+        assert fr.encode(c_nhw[i]) == _ref_encode(stack[:, :, i : i + 1])[0]
+
+
+@given(binary_masks(max_n=1), st.data())
+@settings(max_examples=300)
+def test_decode_one_rle_lean_path_matches_list_path_and_pycocotools(stack, data):
+    # one dict takes a parse-and-write kernel into uninitialised memory; a list the general
+    # path: same masks for valid strings, the same error for malformed ones
+    rle = _ref_encode(stack)[0]
+    as_str = data.draw(st.booleans())
+    counts = rle["counts"]
+    if data.draw(st.booleans()):  # corrupt it: cut, change a character, or change the size
+        how = data.draw(st.sampled_from(["cut", "char", "size"]))
+        if how == "cut" and counts:
+            counts = counts[: data.draw(st.integers(0, len(counts) - 1))]
+        elif how == "char" and counts:
+            i = data.draw(st.integers(0, len(counts) - 1))
+            counts = counts[:i] + bytes([data.draw(st.integers(40, 120))]) + counts[i + 1 :]
+        else:
+            rle = {"size": [rle["size"][0] + data.draw(st.integers(0, 2)), rle["size"][1]], "counts": counts}
+    one = {"size": list(rle["size"]), "counts": counts.decode("latin-1") if as_str else counts}
+    try:
+        expected = fr.decode([one])[:, :, 0]
+    except ValueError as e:
+        with pytest.raises(ValueError) as got:
+            fr.decode(one)
+        assert str(got.value) == str(e)
+        return
+    mask = fr.decode(one)
+    assert mask.flags.f_contiguous and mask.dtype == np.uint8
+    assert np.array_equal(mask, expected)
+    if counts == rle["counts"]:
+        assert np.array_equal(mask, pm.decode(rle))
+
+
+def _same_answer_or_error(lean, general):
+    """``lean()`` gives what ``general()`` gives, or raises the same error text."""
+    try:
+        expected = general()
+    except (ValueError, TypeError) as e:
+        with pytest.raises(type(e)) as got:
+            lean()
+        assert str(got.value) == str(e)
+        return None
+    got = lean()
+    assert type(got) is type(expected)
+    if isinstance(got, np.ndarray):
+        assert got.dtype == expected.dtype and np.array_equal(got, expected)
+    else:
+        assert got == expected
+    return got
+
+
+@given(binary_masks(max_n=1), st.data())
+@settings(max_examples=300)
+def test_one_rle_lean_paths_match_general_paths_and_pycocotools(stack, data):
+    # area / toBbox of one dict, merge of a one-item list and frPyObjects of one uncompressed
+    # RLE each take a one-kernel path; the general (list) paths are the oracle, errors included
+    rle = _ref_encode(stack)[0]
+    counts = rle["counts"]
+    size = list(rle["size"])
+    corrupt = data.draw(st.sampled_from(["none", "cut", "char", "size"]))
+    if corrupt == "cut" and counts:
+        counts = counts[: data.draw(st.integers(0, len(counts) - 1))]
+    elif corrupt == "char" and counts:
+        i = data.draw(st.integers(0, len(counts) - 1))
+        counts = counts[:i] + bytes([data.draw(st.integers(40, 120))]) + counts[i + 1 :]
+    elif corrupt == "size":
+        size[0] += data.draw(st.integers(1, 2))
+    one = {"size": size, "counts": counts.decode("latin-1") if data.draw(st.booleans()) else counts}
+    a = _same_answer_or_error(lambda: fr.area(one), lambda: fr.area([one])[0])
+    b = _same_answer_or_error(lambda: fr.toBbox(one), lambda: fr.toBbox([one])[0])
+    # pycocotools' merge of one RLE re-encodes its counts as they are (zero-length runs kept)
+    m = _same_answer_or_error(lambda: fr.merge([one]), lambda: fr.from_counts(*fr.counts_of([one]))[0])
+    if corrupt == "none":
+        assert a == pm.area(rle) and np.array_equal(b, pm.toBbox(rle)) and m == pm.merge([rle])
+        ucounts = fr.counts_of(rle)[0].tolist()
+    else:
+        ucounts = data.draw(st.lists(st.integers(-5, 2**33), max_size=6))
+    unc = {"size": size, "counts": ucounts}
+    got = _same_answer_or_error(lambda: fr.frPyObjects(unc, *size), lambda: fr.frPyObjects([unc], *size)[0])
+    if corrupt == "none":
+        assert got == pm.frPyObjects({"size": size, "counts": ucounts}, *size)
+
+
+@given(polygons(), st.integers(1, 70), st.integers(1, 70))
+@settings(max_examples=200)
+def test_merge_of_own_frpyobjects_result_matches_pycocotools_and_checks_size(poly, h, w):
+    # merge([r]) of a string frPyObjects just made is a copy; the same string under another
+    # size is not trusted (it is parsed and refused like any RLE whose counts do not add up)
+    r = fr.frPyObjects([poly], h, w)[0]
+    assert fr.merge([r]) == pm.merge(pm.frPyObjects([poly], h, w))
+    other = {"size": [h + 1, w], "counts": r["counts"]}
+    with pytest.raises(ValueError, match="do not sum to h\\*w"):
+        fr.merge([other])
+
+
 @given(binary_masks())
 @settings(max_examples=200)
 def test_decode_area_bbox_match_pycocotools(stack):
@@ -177,6 +286,20 @@ def test_box_iou_matches_pycocotools(dt, gt, data):
     assert np.array_equal(fr.iou(dt, gt, crowd), ref, equal_nan=True)  # pycocotools wants arrays; lists work here
 
 
+def test_iou_of_two_rle_lists_parsed_together_still_names_the_bad_side():
+    # both lists are parsed in one go; a problem sends the call to the per-side path, so the
+    # error names the RLE's index in its own list and sizes are compared per side
+    good = fr.encode(np.eye(4, dtype=np.uint8))
+    bad = {"size": [4, 4], "counts": b"5220"}
+    with pytest.raises(ValueError, match="^RLE 1 \\(size"):
+        fr.iou([good], [good, bad], [0, 0])
+    with pytest.raises(ValueError, match="dt RLEs have size \\[4, 4\\] but gt RLEs have size \\[4, 5\\]"):
+        fr.iou([good], [fr.encode(np.zeros((4, 5), np.uint8))], [0])
+    with pytest.raises(ValueError, match="iscrowd has 1 entries but there are 2"):
+        fr.iou([good], [good, good], [0])
+    assert fr.iou([good], [good, good], None).tolist() == [[1.0, 1.0]]
+
+
 def test_iou_empty_and_seed_example():
     assert fr.iou([], [], []) == []
     a = fr.frPyObjects([[0, 0, 4, 4]], 8, 8)
@@ -215,6 +338,21 @@ def test_frpyobjects_boxes(boxes, h, w):
     assert fr.frPyObjects(np.array(boxes), h, w) == ref
     assert fr.frPyObjects(boxes, h, w) == ref  # a list of boxes (TypeError in pycocotools)
     assert fr.frPyObjects(boxes[0], h, w) == ref[0]  # a single box
+
+
+@given(
+    st.lists(st.lists(st.integers(-40, 80), min_size=4, max_size=4), min_size=1, max_size=6),
+    st.integers(1, 60),
+    st.integers(1, 60),
+)
+@settings(max_examples=300)
+def test_frpyobjects_integer_boxes_closed_form_matches_pycocotools(boxes, h, w):
+    # integer boxes (negative extents, partly or wholly outside, full height or width
+    # included) take a closed-form rectangle instead of the polygon fill: same strings
+    boxes = boxes + [[0, 0, w, h], [0, 1, w, h - 1], [-3, -2, w + 5, h + 4]]
+    arr = np.array(boxes, np.float64)
+    assert fr.frPyObjects(arr, h, w) == pm.frPyObjects(arr, h, w)
+    assert fr.frPyObjects(boxes, h, w) == pm.frPyObjects(arr, h, w)
 
 
 def test_frpyobjects_single_objects_and_empty():
