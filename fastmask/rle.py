@@ -527,7 +527,10 @@ def iou(dt, gt, pyiscrowd):
     if pyiscrowd is None:
         crowd = np.zeros(n, np.uint8)
     else:
-        crowd = np.asarray(pyiscrowd).astype(np.uint8).reshape(-1)
+        try:
+            crowd = np.asarray(pyiscrowd).astype(np.uint8).reshape(-1)
+        except OverflowError:  # an integer beyond 64 bits: a bad value, as for every other argument
+            raise ValueError(f"iou: iscrowd holds an integer too large for a flag: {pyiscrowd!r}"[:200]) from None
         if crowd.shape[0] != n:
             raise ValueError(f"iou: iscrowd has {crowd.shape[0]} entries but there are {n} ground truths")
     if isinstance(d, np.ndarray):

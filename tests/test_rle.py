@@ -515,3 +515,12 @@ def test_decode_labelmap_later_wins_and_dtype():
     assert lm[0, 0] == 300 and lm[1, 1] == 7 and lm[4, 4] == 0
     with pytest.raises(ValueError, match="values"):
         fr.decode_labelmap(r, [1])
+
+
+@pytest.mark.parametrize("crowd", [[-(2**63) - 1], [2**64], -(2**63) - 1])
+def test_iou_crowd_flag_beyond_64_bits_is_a_value_error(crowd):
+    # Hypothesis found it: NumPy's OverflowError escaped (pycocotools raises it too); our errors are
+    # ValueError / TypeError
+    a = fr.encode(np.asfortranarray(np.ones((3, 3), np.uint8)))
+    with pytest.raises(ValueError, match="iscrowd"):
+        fr.iou([a], [a], crowd)
