@@ -304,9 +304,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy,
                           out_of_range=args.out_of_range)
         arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
-        panoptic = job._categories is not None  # per-class table only for semantic scores
         result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
-                         arguments=arguments, finish=None if panoptic else (lambda out: write_classes_table(job, out)),
+                         arguments=arguments, finish=lambda out: write_classes_table(job, out),
                          **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask evaluate: {e.code}: {e.message}", file=sys.stderr)

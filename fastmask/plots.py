@@ -180,7 +180,8 @@ def _frequency_chart(classes: list[dict], names: dict[int, str]) -> BarChart | N
     rows = [r for r in classes if (r.get("pixels") or 0) > 0 or (r.get("images") or 0) > 0]
     if not rows:
         return None
-    rows = sorted(rows, key=lambda r: r["class_id"])
+    # largest first: the chart reads as a ranking (ties by class id)
+    rows = sorted(rows, key=lambda r: (-(r.get("pixels") or 0), -(r.get("images") or 0), r["class_id"]))
     rows, note = _cap(rows, "pixels")
     total = sum(r.get("pixels") or 0 for r in classes) or 1
     return BarChart(
@@ -350,7 +351,8 @@ def _draw_bars(chart: BarChart):
     # a series with a different unit (images next to %) gets its own panel
     split = not chart.stacked and len(keys) > 1 and not chart.percent
     panels = [[k] for k in keys] if split else [keys]
-    fig = _figure(3.6 * len(panels) + 2.5, max(2.4, 0.24 * n * (1 if chart.stacked or split else len(keys) * 0.7) + 1.4))
+    legend = not split and (len(keys) > 1 or chart.stacked)
+    fig = _figure(3.6 * len(panels) + 2.5 + (1.8 if legend else 0.0), max(2.4, 0.24 * n * (1 if chart.stacked or split else len(keys) * 0.7) + 1.4))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
     ys = list(range(n))
     for ax, group in zip(axes, panels):
@@ -376,8 +378,9 @@ def _draw_bars(chart: BarChart):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel(group[0] if split else chart.xlabel)
         ax.grid(axis="x", alpha=0.3)
-        if not split and (len(group) > 1 or chart.stacked):
-            ax.legend(fontsize=8, loc="lower right")
+        if legend:
+            # outside the axes, right of the plot: a legend inside covers bars
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
     axes[0].set_yticks(ys)
     axes[0].set_yticklabels(chart.categories, fontsize=8)
     axes[0].invert_yaxis()

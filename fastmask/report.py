@@ -139,19 +139,45 @@ def _thumb_size(h: int, w: int) -> tuple[int, int]:
     return max(1, round(h * s)), max(1, round(w * s))
 
 
+#: colours the overlay draws besides the palette: ignore (white) and values beyond the palette (magenta)
+_FIXED_COLORS = ((255, 255, 255), (255, 0, 255))
+#: candidate "no image" canvas colours: greys first, then muted tints (a class colour never hides on it)
+_CANVAS_CANDIDATES = np.array([(v, v, v) for v in range(40, 232, 8)]
+                              + [(r, g, b) for r in range(24, 240, 24) for g in range(24, 240, 24)
+                                 for b in range(24, 240, 24)], np.int64)
+
+
+def placeholder_color(colors) -> tuple[int, int, int]:
+    """The "no image" canvas colour: the candidate farthest from every colour in ``colors``.
+
+    ``colors`` are the colours drawn on the canvas (the classes present, white, magenta);
+    greys are preferred when one is at least 48 (Euclidean RGB) from all of them.
+
+    >>> placeholder_color([(128, 128, 128)]) != (128, 128, 128)
+    True
+    """
+    used = np.asarray(list(colors) + list(_FIXED_COLORS), np.int64).reshape(-1, 3)
+    d = np.sqrt(((_CANVAS_CANDIDATES[:, None, :] - used[None, :, :]) ** 2).sum(-1)).min(axis=1)
+    n_grey = len(range(40, 232, 8))
+    best_grey = int(np.argmax(d[:n_grey]))
+    pick = best_grey if d[best_grey] >= 48 else int(np.argmax(d))
+    return tuple(int(v) for v in _CANVAS_CANDIDATES[pick])
+
+
 def overlay(mask: np.ndarray, image: np.ndarray | None, palette: np.ndarray, *, background: int | None = 0,
             ignore: set[int] = frozenset({255}), size: tuple[int, int] | None = None) -> np.ndarray:
     """RGB picture of ``mask`` drawn over ``image``: translucent class colours, opaque boundaries.
 
     ``palette`` is an (n, 3) colour table indexed by class id (values outside it are
     magenta); ``background`` is left clear, ``ignore`` values are drawn in white. Without
-    an image the mask is drawn on grey. ``size`` = (h, w) resamples first (nearest for
-    the mask, bilinear for the image).
+    an image the mask is drawn on a canvas of :func:`placeholder_color` (a colour far from
+    every class colour present, so no class region disappears into it). ``size`` = (h, w)
+    resamples first (nearest for the mask, bilinear for the image).
 
     >>> m = np.zeros((4, 4), np.uint8); m[1:3, 1:3] = 1
     >>> pic = overlay(m, None, np.array([[0, 0, 0], [255, 0, 0]], np.uint8))
-    >>> pic.shape, pic[0, 0].tolist(), pic[1, 1].tolist()
-    ((4, 4, 3), [128, 128, 128], [255, 0, 0])
+    >>> pic.shape, pic[0, 0].tolist() == list(placeholder_color([(0, 0, 0), (255, 0, 0)])), pic[1, 1].tolist()
+    ((4, 4, 3), True, [255, 0, 0])
     """
     from PIL import Image
 
@@ -161,7 +187,11 @@ def overlay(mask: np.ndarray, image: np.ndarray | None, palette: np.ndarray, *, 
     if image is not None:
         base = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR), np.float32)
     else:
-        base = np.full(size + (3,), 128, np.float32)
+        pal_i = np.asarray(palette)
+        present = np.unique(m)
+        present = present[(present >= 0) & (present < len(pal_i))]
+        base = np.empty(size + (3,), np.float32)
+        base[...] = placeholder_color([tuple(c) for c in pal_i[present]])
     pal = np.asarray(palette, np.float32)
     inside = (m >= 0) & (m < len(pal))
     colors = np.empty(size + (3,), np.float32)
@@ -438,6 +468,18 @@ def _evaluate_facts(s: dict) -> list[list[str]]:
     return facts
 
 
+def _error_tiles(run: dict) -> list[tuple[str, int]]:
+    """(label, count) tiles of the items not read: evaluate splits out missing and extra predictions."""
+    counts = run.get("counts") or {}
+    codes = counts.get("error_codes") or {}
+    errors = int(counts.get("error", 0) or 0)
+    if run.get("job") != "evaluate":
+        return [("unreadable", errors)]
+    missing, extra = int(codes.get("missing_prediction", 0)), int(codes.get("extra_prediction", 0))
+    tiles = [("unreadable", errors - missing - extra), ("missing prediction", missing)]
+    return tiles + [("extra prediction", extra)] if extra else tiles
+
+
 def _summary(run: dict) -> str:
     counts = run.get("counts") or {}
     timing = run.get("timing") or {}
@@ -445,8 +487,9 @@ def _summary(run: dict) -> str:
     out = ['<section id="summary"><h2>Summary</h2><div class="cards">']
     out.append(_card("items", f"{counts.get('items', 0):,}"))
     out.append(_card("read / evaluated", f"{counts.get('ok', 0):,}"))
-    out.append(_card("not readable", f"{counts.get('error', 0):,}", "bad" if counts.get("error") else ""))
     s = run.get("summary") or {}
+    for label, n in _error_tiles(run):
+        out.append(_card(label, f"{n:,}", "bad" if n else ""))
     if run.get("job") == "validate":
         by_sev: dict[str, int] = {}
         for k, n in (s.get("findings") or {}).items():
@@ -487,7 +530,7 @@ def _summary(run: dict) -> str:
     facts.append(["execution", (f"{ex.get('executor', '?')}, {ex.get('workers', '?')} workers, "
                                f"{run.get('shards', '?')} shards of {run.get('shard_size', '?')}")])
     if counts.get("error_codes"):
-        facts.append(["not readable, by code", ", ".join(f"{k}: {v}" for k, v in sorted(counts["error_codes"].items()))])
+        facts.append(["not read or not scored, by code", ", ".join(f"{k}: {v}" for k, v in sorted(counts["error_codes"].items()))])
     if run.get("job") == "evaluate":
         facts.extend(_evaluate_facts(s))
     out.append(_table(["", ""], facts))
@@ -631,6 +674,8 @@ def _worst(run: dict, run_dir: Path, findings, items, n: int) -> list[tuple[str,
                      if f.get("bbox_x") is not None and f.get("bbox_w") is not None][:50]
             out.append((i, f"<b>{_e(i)}</b> — {len(fs)} finding(s){lines}{more}", boxes))
         return out
+    if job == "evaluate" and (run.get("summary") or {}).get("panoptic") is not None:
+        return _worst_panoptic(run_dir, n)
     if job == "evaluate":
         if items is None or "miou" not in items.column_names:
             return []
@@ -667,9 +712,42 @@ def _worst(run: dict, run_dir: Path, findings, items, n: int) -> list[tuple[str,
     return []
 
 
+def _worst_panoptic(run_dir: Path, n: int) -> list[tuple[str, str, list]]:
+    """Items by their own PQ over all categories (sum of matched IoU / (TP + FP/2 + FN/2)), lowest first."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = plots.read_table(run_dir, "pq_counts", ["item_id", "tp", "fp", "fn", "iou_sum"])
+    if t is None or t.num_rows == 0:
+        return []
+    t = t.set_column(0, "item_id", pc.cast(t["item_id"], pa.string()))
+    g = t.group_by("item_id").aggregate([("tp", "sum"), ("fp", "sum"), ("fn", "sum"), ("iou_sum", "sum")])
+    den = pc.add(pc.cast(g["tp_sum"], pa.float64()), pc.multiply(pc.cast(pc.add(g["fp_sum"], g["fn_sum"]), pa.float64()), 0.5))
+    g = g.append_column("pq", pc.divide(g["iou_sum_sum"], den))
+    g = g.sort_by([("pq", "ascending"), ("item_id", "ascending")]).slice(0, n)
+    return [(r["item_id"], (f"<b>{_e(r['item_id'])}</b> — PQ {_num(r['pq'], pct=True)} (TP {r['tp_sum']}, "
+                            f"FP {r['fp_sum']}, FN {r['fn_sum']} segments)"), []) for r in g.to_pylist()]
+
+
+def _pq_section(run_dir: Path, max_rows: int) -> str:
+    """The panoptic per-class table (``pq_classes``): PQ / SQ / RQ and segment counts."""
+    t = plots.read_table(run_dir, "pq_classes")
+    if t is None or t.num_rows == 0:
+        return ""
+    rows = t.to_pylist()
+    body = [[r["class_id"], r.get("name") or "", "thing" if r.get("isthing") else "stuff",
+             _num(r.get("pq"), pct=True), _num(r.get("sq"), pct=True), _num(r.get("rq"), pct=True),
+             _num(r.get("tp")), _num(r.get("fp")), _num(r.get("fn"))] for r in rows[:max_rows]]
+    head = ["class", "name", "kind", "PQ", "SQ", "RQ", "TP", "FP", "FN"]
+    return ('<section id="classes"><h2>Classes (panoptic quality)</h2>' + _table(head, body, numeric={0, 3, 4, 5, 6, 7, 8})
+            + _more(len(body), len(rows), "classes", "pq_classes/") + "</section>")
+
+
 def _thumbnails(run: dict, run_dir: Path, findings, items, n: int, images: str | None) -> str:
     picks = _worst(run, run_dir, findings, items, n)
-    what = {"validate": "most severe findings first", "evaluate": "lowest per-image mIoU first",
+    panoptic = (run.get("summary") or {}).get("panoptic") is not None
+    what = {"validate": "most severe findings first",
+            "evaluate": "lowest per-image PQ first" if panoptic else "lowest per-image mIoU first",
             "coverage": "images holding the rarest classes first"}.get(run.get("job"), "")
     if not picks:
         return ""
@@ -724,6 +802,8 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
     parts.append(findings_html)
     parts.append(_classes_section(run, classes, max_rows))
+    if job == "evaluate":
+        parts.append(_pq_section(run_dir, max_rows))
     parts.append(_errors_section(items, max_rows))
     parts.append(f"<footer>written by fastmask from {_e(run_dir.resolve())}; tables: "
                  + _e(", ".join(f"{k} ({v.get('rows', '?')} rows)" for k, v in sorted((run.get("tables") or {}).items())))

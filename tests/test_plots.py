@@ -147,6 +147,8 @@ def test_coverage_chart_numbers_equal_the_tables(runs):
         cid = int(label.split()[0])
         assert share == pytest.approx(100 * classes[cid]["pixels"] / total)
         assert n == classes[cid]["images"]
+    # largest first
+    assert freq.series["share of pixels (%)"] == sorted(freq.series["share of pixels (%)"], reverse=True)
     # per shard: every line is the shard's histogram of that class in percent
     run = json.loads((runs["coverage"] / "run.json").read_text())
     shards = run["summary"]["shards"]
@@ -200,7 +202,7 @@ def test_caps_many_classes_and_says_so():
     assert len(chart.categories) == plots.MAX_CLASSES
     assert "largest 40 of 300" in chart.title
     kept = [int(c) for c in chart.categories]
-    assert kept == list(range(261, 301))  # the largest, in class order
+    assert kept == list(range(300, 260, -1))  # the largest, largest first
     _nontrivial(_decode(plots.render_png(chart)))
 
 
@@ -296,3 +298,27 @@ def test_panoptic_chart_numbers_equal_the_summary(runs):
         c = per[label.split()[0]]
         assert (pq_, sq, rq) == pytest.approx((100 * c["pq"], 100 * c["sq"], 100 * c["rq"]))
     assert all(v == pytest.approx(100) for v in chart.series["PQ"])  # the sample against itself
+
+
+def test_legend_stays_clear_of_the_bars():
+    """A two-series bar chart: the legend box lies outside every axes box (it covers no bar)."""
+    pytest.importorskip("matplotlib")
+    classes = [{"class_id": i, "pixels": 1000 - 30 * i, "images": 20 - i // 2} for i in range(1, 25)]
+    charts = [plots._frequency_chart(classes, {}),
+              plots.BarChart("f", "findings", ["a", "b", "c"], {"error": [5.0, 1.0, 9.0], "warning": [2.0, 7.0, 1.0]},
+                             stacked=True),
+              plots.BarChart("s", "scores", ["a", "b"], {"IoU": [90.0, 80.0], "Dice": [95.0, 88.0]},
+                             limits=(0, 100), percent=True)]
+    for chart in charts:
+        fig = plots._draw_bars(chart)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        legends = [lg for ax in fig.axes if (lg := ax.get_legend()) is not None]
+        if chart.name == "class_frequency":
+            assert not legends  # two units: one panel per series, titled by its axis label
+            continue
+        assert legends, chart.name
+        lb = legends[0].get_window_extent(r)
+        for ax in fig.axes:
+            assert not lb.overlaps(ax.get_window_extent(r)), chart.name
+        assert lb.x1 <= fig.bbox.x1 + 1  # and inside the picture

@@ -253,7 +253,14 @@ def test_overlay_property(h, w, th, tw, seed, with_image):
     if with_image:
         base = np.asarray(Image.fromarray(img).resize((tw, th), Image.BILINEAR))
     else:
-        base = np.full((th, tw, 3), 128, np.uint8)
+        present = np.unique(small)
+        drawn = [tuple(int(v) for v in c) for c in pal[present[present < len(pal)]]]
+        canvas = report.placeholder_color(drawn)
+        base = np.empty((th, tw, 3), np.uint8)
+        base[...] = canvas
+        # the "no image" canvas is far from every colour drawn on it (classes, white, magenta)
+        for c in drawn + [(255, 255, 255), (255, 0, 255)]:
+            assert np.linalg.norm(np.subtract(canvas, c, dtype=float)) >= 48, (canvas, c)
     bg = small == 0
     assert (pic[bg] == base[bg]).all()
     # ignore is white where opaque or blended; never darker than the base
@@ -378,7 +385,11 @@ def test_real_coco_coverage_thumbnails_match_the_coverage_table(real_data, tmp_p
         assert max(pic.shape[:2]) == report.THUMB_SIZE
         it = items[item_id]
         labelled = sum(r["fraction"] for r in cc if r["item_id"] == item_id) + it["ignore_pixels"] / (it["width"] * it["height"])
-        drawn = (pic != 128).any(axis=2).mean()  # the canvas is grey where the mask is background
+        # the "no image" canvas where the mask is background: the most frequent canvas candidate colour
+        colors, counts = np.unique(pic.reshape(-1, 3), axis=0, return_counts=True)
+        cand = {tuple(c) for c in report._CANVAS_CANDIDATES.tolist()}
+        canvas = max((n, tuple(c)) for c, n in zip(colors.tolist(), counts) if tuple(c) in cand)[1]
+        drawn = (pic != np.array(canvas, np.uint8)).any(axis=2).mean()
         assert drawn == pytest.approx(labelled, abs=0.01)
 
 
@@ -401,3 +412,59 @@ def test_image_without_mask_shows_the_image(runs):
     (fig,) = [f for f in page.figures if f["caption"].startswith("planted_missing_mask")]
     (img,) = fig["imgs"]
     assert "image only" in img["alt"] and img["src"].startswith("data:image/jpeg")
+
+
+def test_no_image_canvas_never_hides_a_class():
+    """VOC class 7 is (128, 128, 128): on a "no image" picture its region must still stand out."""
+    from fastmask.formats import voc_colormap
+
+    pal = voc_colormap(256)
+    m = np.zeros((12, 12), np.uint8)
+    m[2:10, 2:10] = 7
+    pic = report.overlay(m, None, pal, background=0, ignore={255})
+    canvas, edge, inside = pic[0, 0].astype(float), pic[2, 2].astype(float), pic[5, 5].astype(float)
+    assert edge.tolist() == [128, 128, 128]  # the opaque boundary in the class colour
+    assert np.linalg.norm(canvas - edge) >= 48
+    assert np.linalg.norm(canvas - inside) >= 48 * report.ALPHA - 1  # the translucent interior too
+    # whatever the label map's colours, the canvas keeps its distance from those drawn
+    for colors in ([(40, 40, 40), (128, 128, 128), (200, 200, 200)], [tuple(c) for c in pal[:60]]):
+        c = report.placeholder_color(colors)
+        assert min(np.linalg.norm(np.subtract(c, x, dtype=float)) for x in colors) >= 24
+
+
+def test_error_tiles_are_named_by_what_happened(runs):
+    assert report._error_tiles({"job": "validate", "counts": {"error": 3}}) == [("unreadable", 3)]
+    run = {"job": "evaluate", "counts": {"error": 6, "error_codes": {"missing_prediction": 2, "extra_prediction": 1,
+                                                                      "size_mismatch": 3}}}
+    assert report._error_tiles(run) == [("unreadable", 3), ("missing prediction", 2), ("extra prediction", 1)]
+    # the demo evaluate run: planted items without prediction are "missing prediction", not "not readable"
+    doc = json.loads((runs["evaluate"] / "run.json").read_text())
+    missing = doc["counts"]["error_codes"]["missing_prediction"]
+    assert missing > 0
+    text = Page(report.render_report(runs["evaluate"], max_thumbnails=0)).text
+    assert "not readable" not in " ".join(text)
+    k = text.index("missing prediction")  # a card: the count, then its label
+    assert text[k - 1] == f"{missing:,}"
+
+
+def test_panoptic_page_has_the_pq_table_and_thumbnails(runs):
+    doc = json.loads((runs["panoptic"] / "run.json").read_text())
+    per = doc["summary"]["panoptic"]["per_class"]
+    t = pq.read_table(runs["panoptic"] / "pq_classes").to_pylist()
+    assert [r["class_id"] for r in t] == sorted(int(c) for c in per)  # numeric order
+    for r in t:
+        p = per[str(r["class_id"])]
+        assert (r["pq"], r["sq"], r["rq"], r["tp"], r["fp"], r["fn"]) == (p["pq"], p["sq"], p["rq"], p["tp"], p["fp"], p["fn"])
+    cats = {c["id"]: c for c in json.loads(Path(doc["arguments"]["gt"]).read_text())["categories"]}
+    assert all(r["name"] == cats[r["class_id"]]["name"] and r["isthing"] == bool(cats[r["class_id"]]["isthing"])
+               for r in t)
+    # the semantic-only tables are not written for a panoptic run
+    assert not (runs["panoptic"] / "confusion").exists() and not (runs["panoptic"] / "image_scores").exists()
+    text = report.render_report(runs["panoptic"], max_thumbnails=3, max_rows=500)
+    page = _check_self_contained(text)
+    assert "classes" in page.sections and "thumbnails" in page.sections
+    assert "Classes (panoptic quality)" in text and text.count("<tr>") >= len(t)
+    n_items = doc["counts"]["ok"]
+    assert len(page.figures) == min(3, n_items)
+    for fig in page.figures:
+        assert "PQ" in fig["caption"] and len(fig["imgs"]) == 3  # ground truth, prediction, wrong pixels

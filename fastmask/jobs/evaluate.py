@@ -163,7 +163,7 @@ class EvaluateJob(Job):
             ("gt_out_of_range", pa.int64()),
         ]
     )
-    tables = {
+    _TABLES = {
         "image_scores": pa.schema(
             [("class_id", pa.int64()), ("tp", pa.int64()), ("fp", pa.int64()), ("fn", pa.int64()),
              ("iou", pa.float64()), ("dice", pa.float64())]
@@ -175,6 +175,12 @@ class EvaluateJob(Job):
         "pq_counts": pa.schema([("category_id", pa.int64()), ("tp", pa.int64()), ("fp", pa.int64()),
                                 ("fn", pa.int64()), ("iou_sum", pa.float64())]),
     }
+
+    @property
+    def tables(self) -> dict[str, pa.Schema]:  # type: ignore[override]
+        """Only the tables this mode fills: ``pq_counts`` (panoptic) or ``image_scores`` + ``confusion``."""
+        names = ("pq_counts",) if self._categories is not None else ("image_scores", "confusion")
+        return {k: self._TABLES[k] for k in names}
 
     def __init__(self, gt: Dataset, pred: Dataset, num_classes: int, *, ignore_value: int | None = 255,
                  empty_policy: str = "nan", out_of_range: str = "fn"):
@@ -511,13 +517,41 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
 
-def write_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
-    """After the run: ``classes/part-00000.parquet`` (per class TP/FP/FN, IoU, Dice, precision,
-    recall, and the pixels predicted out of range -- part of FN under ``out_of_range="fn"``)."""
+PQ_CLASSES_SCHEMA = pa.schema([("class_id", pa.int64()), ("name", pa.string()), ("isthing", pa.bool_()),
+                               ("pq", pa.float64()), ("sq", pa.float64()), ("rq", pa.float64()),
+                               ("tp", pa.int64()), ("fp", pa.int64()), ("fn", pa.int64())])
+
+
+def write_pq_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
+    """After a panoptic run: ``pq_classes/part-00000.parquet``, per category (sorted by id) its
+    PQ / SQ / RQ and matching counts; categories with no segment on either side are left out
+    (panopticapi leaves them out of the averages too)."""
     from pathlib import Path
 
     from ..engine.sink import write_parquet_atomic
 
+    out = Path(out_dir)
+    per_class = json.loads((out / "run.json").read_text())["summary"]["panoptic"]["per_class"]
+    cats = {int(c["id"]): c for c in job._categories or [] if "id" in c}
+    rows = [{"class_id": c, "name": cats.get(c, {}).get("name"), "isthing": bool(cats.get(c, {}).get("isthing")),
+             **{k: v[k] for k in ("pq", "sq", "rq", "tp", "fp", "fn")}}
+            for c, v in sorted(((int(c), v) for c, v in per_class.items()), key=lambda cv: cv[0])]
+    table = pa.Table.from_pylist(rows, schema=PQ_CLASSES_SCHEMA)
+    (out / "pq_classes").mkdir(exist_ok=True)
+    write_parquet_atomic(table, out / "pq_classes" / "part-00000.parquet")
+    return table
+
+
+def write_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
+    """After the run: ``classes/part-00000.parquet`` (per class TP/FP/FN, IoU, Dice, precision,
+    recall, and the pixels predicted out of range -- part of FN under ``out_of_range="fn"``);
+    a panoptic run writes :func:`write_pq_classes_table` instead."""
+    from pathlib import Path
+
+    from ..engine.sink import write_parquet_atomic
+
+    if job._categories is not None:
+        return write_pq_classes_table(job, out_dir)
     out = Path(out_dir)
     summary = json.loads((out / "run.json").read_text())["summary"]
     cm = np.asarray(summary["confusion_matrix"], np.int64)
