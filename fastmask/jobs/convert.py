@@ -53,6 +53,7 @@ from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError, LabelMap
 from ..formats import layout_writers as lw
 from .listing import listing_summary
+from .schema import bbox_row
 
 FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus", "labelbox")
 DATASET_DIR = "dataset"
@@ -317,7 +318,8 @@ class ConvertJob(Job):
         "segments": pa.schema([
             ("index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()),
             ("category_id", pa.int64()), ("label", pa.string()),
-            ("instance_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()), ("bbox", pa.list_(pa.int64())),
+            ("instance_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()),
+            ("bbox_x", pa.int64()), ("bbox_y", pa.int64()), ("bbox_w", pa.int64()), ("bbox_h", pa.int64()),
             ("metadata", pa.string()),
         ]),
     }
@@ -476,7 +478,7 @@ class ConvertJob(Job):
                 seg_rows.append({"index": i, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
                                  "category_id": s["category_id"], "label": self._label(s["category_id"]),
                                  "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]),
-                                 "area": int(fr.area(s["rle"])), "bbox": [int(v) for v in fr.toBbox(s["rle"])],
+                                 "area": int(fr.area(s["rle"])), **bbox_row(fr.toBbox(s["rle"])),
                                  "metadata": None})
         return ItemResult(fields, {"records": records, "segments": seg_rows})
 

@@ -99,6 +99,7 @@ def _seg_rows(job: "ConvertJob", src: "SourceItem", index_map: np.ndarray, order
               metadata: bool) -> list[dict]:
     from .. import rle as fr
     from .convert import _encode, _int64, _key
+    from .schema import bbox_row
 
     rows = []
     areas = np.bincount(index_map.reshape(-1), minlength=len(order) + 1)
@@ -108,7 +109,7 @@ def _seg_rows(job: "ConvertJob", src: "SourceItem", index_map: np.ndarray, order
         rows.append({"index": k, "annotation_id": _int64(s["id"]), "annotation_key": _key(s["id"]),
                      "category_id": s["category_id"], "label": job._label(s["category_id"]),
                      "instance_id": s["instance_id"], "iscrowd": bool(s["iscrowd"]), "area": int(areas[k]),
-                     "bbox": [int(v) for v in fr.toBbox(r)],
+                     **bbox_row(fr.toBbox(r)),
                      "metadata": json.dumps(_segment_metadata(s)) if metadata else None})
     return rows
 

@@ -73,7 +73,8 @@ class CoverageJob(Job):
     )
     tables = {
         "class_coverage": pa.schema(
-            [("class_id", pa.int64()), ("pixels", pa.int64()), ("fraction", pa.float64()), ("bin", pa.int8())]
+            [("class_id", pa.int64()), ("pixels", pa.int64()), ("fraction", pa.float64()), ("bin", pa.int8()),
+             ("bin_label", pa.string())]
         )
     }
 
@@ -143,7 +144,8 @@ class CoverageJob(Job):
             bins.append(coverage_bin(f))
         fields = {"width": w, "height": h, "n_classes": len(cls), "ignore_pixels": ignore,
                   "skipped_annotations": skipped}
-        return ItemResult(fields, {"class_coverage": {"class_id": cls, "pixels": px, "fraction": frac, "bin": bins}})
+        return ItemResult(fields, {"class_coverage": {"class_id": cls, "pixels": px, "fraction": frac, "bin": bins,
+                                                      "bin_label": [BIN_LABELS[b] for b in bins]}})
 
     def reduce_shard(self, shard: ShardResult) -> dict:
         t = shard.tables["class_coverage"]
@@ -193,7 +195,8 @@ def write_classes_table(job: CoverageJob, out_dir) -> pa.Table:
     rows = [
         {"class_id": int(c), "name": names.get(int(c)), "pixels": e["pixels"], "images": e["images"],
          "dataset_fraction": e["pixels"] / total if total else None, "histogram": e["hist"]}
-        for c, e in summary.get("classes", {}).items()
+        # run.json's keys are strings (sorted as text): the table goes by the numeric id
+        for c, e in sorted(summary.get("classes", {}).items(), key=lambda ce: int(ce[0]))
     ]
     schema = pa.schema([("class_id", pa.int64()), ("name", pa.string()), ("pixels", pa.int64()),
                         ("images", pa.int64()), ("dataset_fraction", pa.float64()),

@@ -32,6 +32,7 @@ from ..formats import layout_writers as lw
 from .budget import DEFAULT_MAX_ITEM_MEMORY, TOO_COMPLEX, check_item_memory
 from .convert import read_source
 from .listing import listing_summary
+from .schema import bbox_columns
 
 #: bytes per instance beyond the labeling: the per-component arrays of
 #: :func:`~fastmask.components.split_instances` (~140) and the ``instances`` table row as
@@ -52,7 +53,8 @@ class InstancesJob(Job):
     tables: ClassVar[dict[str, pa.Schema]] = {
         "instances": pa.schema([
             ("instance_id", pa.int64()), ("class_id", pa.int64()), ("k", pa.int64()), ("area", pa.int64()),
-            ("bbox", pa.list_(pa.int64())), ("first_row", pa.int64()), ("first_col", pa.int64()),
+            ("bbox_x", pa.int64()), ("bbox_y", pa.int64()), ("bbox_w", pa.int64()), ("bbox_h", pa.int64()),
+            ("first_row", pa.int64()), ("first_col", pa.int64()),
         ]),
     }
 
@@ -120,7 +122,7 @@ class InstancesJob(Job):
         parent = posixpath_parent(rel)
         # the rows as columns: a few Python values per instance, no dict per row
         rows = {"instance_id": table.id.tolist(), "class_id": table.class_id.tolist(), "k": table.k.tolist(),
-                "area": table.area.tolist(), "bbox": table.bbox.tolist(),
+                "area": table.area.tolist(), **bbox_columns(table.bbox),
                 "first_row": table.first_pixel[:, 0].tolist(), "first_col": table.first_pixel[:, 1].tolist()}
         fields = {"width": src.width, "height": src.height, "n_instances": len(table),
                   "max_id": int(table.id.max()) if len(table) else 0,

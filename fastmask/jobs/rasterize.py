@@ -54,11 +54,11 @@ _FINDINGS = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.in
                        ("severity", pa.string()), ("message", pa.string())])
 _INSTANCES = pa.schema([("instance_id", pa.int64()), ("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()),
                         ("category_id", pa.int64()), ("iscrowd", pa.bool_()), ("area", pa.int64()),
-                        ("mask_area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
-                        ("bbox_w", pa.int32()), ("bbox_h", pa.int32()), ("output", pa.string())])
+                        ("mask_area", pa.int64()), ("bbox_x", pa.int64()), ("bbox_y", pa.int64()),
+                        ("bbox_w", pa.int64()), ("bbox_h", pa.int64()), ("output", pa.string())])
 _SEGMENTS = pa.schema([("segment_id", pa.int64()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("category_id", pa.int64()),
-                       ("iscrowd", pa.int8()), ("area", pa.int64()), ("bbox_x", pa.int32()), ("bbox_y", pa.int32()),
-                       ("bbox_w", pa.int32()), ("bbox_h", pa.int32())])
+                       ("iscrowd", pa.bool_()), ("area", pa.int64()), ("bbox_x", pa.int64()), ("bbox_y", pa.int64()),
+                       ("bbox_w", pa.int64()), ("bbox_h", pa.int64())])
 _RLES = pa.schema([("annotation_index", pa.int32()), ("annotation_id", pa.int64()), ("annotation_key", pa.string()), ("category_id", pa.int64()),
                    ("iscrowd", pa.bool_()), ("height", pa.int32()), ("width", pa.int32()), ("area", pa.int64()),
                    ("counts", pa.string())])
@@ -300,7 +300,7 @@ class RasterizeJob(Job):
                 x, y, bw, bh = (int(v) for v in r.bboxes[i])
                 segs.append({"segment_id": sid, "annotation_id": _int_id(r.annotation_ids[i]),
                              "annotation_key": id_key(r.annotation_ids[i]),
-                             "category_id": int(r.category_ids[i]), "iscrowd": int(bool(r.iscrowd[i])),
+                             "category_id": int(r.category_ids[i]), "iscrowd": bool(r.iscrowd[i]),
                              "area": int(r.areas[i]), "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh})
             fields["n_instances"] = len(segs)
             rows["segments"] = segs
@@ -512,7 +512,7 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
             by_item: dict[str, list] = {}
             for s in segs:
                 by_item.setdefault(s["item_id"], []).append(
-                    {"id": s["segment_id"], "category_id": s["category_id"], "iscrowd": s["iscrowd"],
+                    {"id": s["segment_id"], "category_id": s["category_id"], "iscrowd": int(s["iscrowd"]),
                      "area": s["area"], "bbox": [s["bbox_x"], s["bbox_y"], s["bbox_w"], s["bbox_h"]]})
             for it in items:
                 key = it["image_key"]

@@ -44,6 +44,8 @@ FINDING_SCHEMA = pa.schema(
         ("bbox_h", pa.int64()),
         ("message", pa.string()),
         ("extra", pa.string()),
+        # the file the finding concerns: the unreadable / unlisted file, else the item's mask (or image)
+        ("path", pa.string()),
     ]
 )
 
@@ -58,8 +60,18 @@ CLASS_STATS_SCHEMA = pa.schema(
 )
 
 
-def finding_row(f: R.Finding) -> dict[str, Any]:
-    """A :class:`Finding` as a ``findings`` row (bbox split in four columns, extra as JSON)."""
+def _item_path(data) -> str | None:
+    """The file an item's findings concern: its mask file, else its image (None for in-memory bytes)."""
+    for m in (data.mask, data.instance_mask):
+        src = getattr(m, "source", "") if m is not None else ""
+        if src and not src.startswith("<"):
+            return str(src)
+    return str(data.image_path) if data.image_path else None
+
+
+def finding_row(f: R.Finding, path: str | None = None) -> dict[str, Any]:
+    """A :class:`Finding` as a ``findings`` row (bbox split in four columns, extra as JSON); ``path``
+    is the item's file, used unless the finding names its own (``extra["path"]``)."""
     x = y = w = h = None
     if f.bbox is not None:
         x, y, w, h = (int(v) for v in f.bbox)
@@ -75,6 +87,7 @@ def finding_row(f: R.Finding) -> dict[str, Any]:
         "bbox_h": h,
         "message": f.message,
         "extra": json.dumps(f.extra, sort_keys=True) if f.extra else None,
+        "path": str(f.extra["path"]) if f.extra and f.extra.get("path") else path,
     }
 
 
@@ -174,7 +187,8 @@ class ValidateJob(Job):
             findings += preflight(self._dataset, item, data, cfg)
         fields["n_findings"] = len(findings)
         fields["worst_severity"] = R.worst_severity(findings) if findings else None
-        return ItemResult(fields, {"findings": [finding_row(f) for f in findings], "class_stats": class_rows})
+        path = _item_path(data)
+        return ItemResult(fields, {"findings": [finding_row(f, path) for f in findings], "class_stats": class_rows})
 
     def _class_mask(self, data, fields, class_rows) -> list[R.Finding]:
         cfg = self._config
@@ -568,7 +582,8 @@ def write_dataset_tables(job: ValidateJob, out_dir) -> tuple[list[tuple[str | No
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), out / "dataset_findings" / "part-00000.parquet")
     names = job._names or {}
     class_rows = [
-        {"class_id": int(c), "name": names.get(int(c)), **v} for c, v in summary.get("classes", {}).items()
+        {"class_id": int(c), "name": names.get(int(c)), **v}
+        for c, v in sorted(summary.get("classes", {}).items(), key=lambda cv: int(cv[0]))  # numeric, not text
     ]
     class_schema = pa.schema([("class_id", pa.int64()), ("name", pa.string()), ("pixels", pa.int64()),
                               ("images", pa.int64()), ("components", pa.int64()), ("instances", pa.int64())])
