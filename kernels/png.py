@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .histogram import histogram_add
+
 _REP = np.uint64(0x0101010101010101)  # a byte repeated 8 times: byte * _REP
 
 
@@ -32,36 +34,80 @@ def png_unfilter(buf, h, stride, bpp):
     >>> png_unfilter(buf, 2, 3, 1), buf[:6].reshape(2, 3).tolist()
     (-1, [[5, 6, 8], [6, 7, 9]])
     """
-    row = 1 + stride
     for y in range(h):
-        kind = buf[y * row]
-        if kind > 4:
+        if not _unfilter_row(buf, y, stride, bpp):
             return y
-        s = y * row + 1  # the filtered bytes
-        d = y * stride  # where the row goes: y + 1 bytes before s, written after read
-        p = d - stride  # the row above (unfiltered), when y > 0
-        if y == 0:
-            kind = (0, 1, 0, 3, 1)[kind]  # no row above: Up is None, Paeth is Sub
-        if kind == 0:
-            for x in range(stride):
-                buf[d + x] = buf[s + x]
-        elif kind == 2:
-            for x in range(stride):
-                buf[d + x] = np.uint8(buf[s + x] + buf[p + x])
-        elif bpp == 1:
-            # a left-to-right chain: 8 bytes at a time where nothing changes (word views)
-            r = buf[s:s + stride]
-            o = buf[d:d + stride]
-            prev = buf[p:p + stride] if y > 0 else np.zeros(stride, np.uint8)
-            if kind == 1:
-                _sub_words(r, o)
-            elif kind == 3:
-                _avg_words(r, o, prev)
-            else:
-                _paeth_words(r, o, prev)
-        else:
-            _left_bytes(buf, s, d, p, stride, kind, bpp, y > 0)
     return -1
+
+
+@njit(cache=True, nogil=True)
+def png_unfilter_hist(buf, h, stride, bpp, hist):
+    """:func:`png_unfilter` fused with a value histogram: each row, right after it is
+    unfiltered (still in cache), is added to ``hist`` (int64; 256 bins for 8-bit
+    samples, ``bpp`` 1; 65536 for 16-bit grey, ``bpp`` 2, whose rows are also made
+    native-endian in place, so no :func:`png_be16` pass follows). One pass over the
+    pixels instead of decode then count. Not for packed (1/2/4-bit) rows.
+
+    Returns -1 when every row was unfiltered, else the index of the first bad row (the
+    histogram is then incomplete).
+
+    >>> buf = np.array([1, 5, 1, 2,   2, 1, 1, 1], np.uint8)  # Sub, then Up
+    >>> hist = np.zeros(256, np.int64)
+    >>> png_unfilter_hist(buf, 2, 3, 1, hist), np.flatnonzero(hist).tolist(), hist[[5, 6, 8]].tolist()
+    (-1, [5, 6, 7, 8, 9], [1, 2, 1])
+    """
+    for y in range(h):
+        if not _unfilter_row(buf, y, stride, bpp):
+            return y
+        if bpp == 1:
+            histogram_add(buf[y * stride:(y + 1) * stride], hist)
+        elif y > 0:  # 16-bit: the row above, once this row no longer reads its big-endian bytes
+            _count_be16_row(buf, y - 1, stride, hist)
+    if bpp == 2:
+        _count_be16_row(buf, h - 1, stride, hist)
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_be16_row(buf, y, stride, hist):
+    """Row ``y`` (unfiltered, big-endian 16-bit) made native in place and counted."""
+    samples = buf[y * stride:(y + 1) * stride].view(np.uint16)
+    png_be16(samples)
+    histogram_add(samples, hist)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unfilter_row(buf, y, stride, bpp):
+    """Row ``y`` of :func:`png_unfilter`, in place; False when its filter byte is not 0..4."""
+    row = 1 + stride
+    kind = buf[y * row]
+    if kind > 4:
+        return False
+    s = y * row + 1  # the filtered bytes
+    d = y * stride  # where the row goes: y + 1 bytes before s, written after read
+    p = d - stride  # the row above (unfiltered), when y > 0
+    if y == 0:
+        kind = (0, 1, 0, 3, 1)[kind]  # no row above: Up is None, Paeth is Sub
+    if kind == 0:
+        for x in range(stride):
+            buf[d + x] = buf[s + x]
+    elif kind == 2:
+        for x in range(stride):
+            buf[d + x] = np.uint8(buf[s + x] + buf[p + x])
+    elif bpp == 1:
+        # a left-to-right chain: 8 bytes at a time where nothing changes (word views)
+        r = buf[s:s + stride]
+        o = buf[d:d + stride]
+        prev = buf[p:p + stride] if y > 0 else np.zeros(stride, np.uint8)
+        if kind == 1:
+            _sub_words(r, o)
+        elif kind == 3:
+            _avg_words(r, o, prev)
+        else:
+            _paeth_words(r, o, prev)
+    else:
+        _left_bytes(buf, s, d, p, stride, kind, bpp, y > 0)
+    return True
 
 
 @njit(cache=True, nogil=True)
