@@ -15,7 +15,14 @@ All decoders run interleaved in each round (the machine is shared: ratios are st
 than times); each figure is the median over rounds of the mean per mask. The floor's
 output is freed at once and its memory reused by the next call; a decoder's array is kept,
 so each decode also pays for fresh pages. A second table times the inflate libraries
-installed (libdeflate, isal, zlib-ng, zlib) on the same IDAT bytes.
+installed (libdeflate, isal, zlib-ng, zlib) on the same IDAT bytes. A third times the
+coverage job per mask, before and after fusing its histogram into the decode:
+
+- ``decode, then count``: ``read_mask`` then ``value_counts`` (two passes over the pixels);
+- ``fused decode+count``: ``read_mask`` inside ``counting_values()`` (the histogram counted
+  as the rows are unfiltered), its values and counts listed;
+- ``coverage item, before`` / ``after``: ``CoverageJob.process`` on the same masks in a
+  folder (read from the file, the counts, the report rows), with the fusion off / on.
 """
 from __future__ import annotations
 
@@ -138,6 +145,70 @@ def _inflate_table(cases: list, rounds: int) -> None:
               + " | ".join(f"{med['zlib'] / med[n]:.2f}x" for n in names[1:]) + " |")
 
 
+def _coverage_fns(files: list[bytes], folder) -> dict:
+    """The coverage timings of the module docs on ``files`` (also written to ``folder``)."""
+    import contextlib
+
+    import fastmask.formats.png as png
+    import fastmask.jobs.coverage as cov
+    from fastmask.formats import open_dataset
+    from fastmask.jobs.scan import value_counts
+
+    for i, f in enumerate(files):
+        (folder / f"m{i:04d}.png").write_bytes(f)
+    ds = open_dataset(str(folder))
+    rows = ds.manifest().to_pylist()
+    job = cov.CoverageJob(ds)
+
+    def fused(i):
+        with png.counting_values():
+            m = png.read_mask(files[i])
+        v = np.flatnonzero(m.histogram)
+        return v.tolist(), m.histogram[v].tolist()
+
+    def item(i, on):
+        cov.counting_values = png.counting_values if on else contextlib.nullcontext
+        try:
+            return job.process(rows[i])
+        finally:
+            cov.counting_values = png.counting_values
+
+    fns = {"decode, then count": lambda i: value_counts(png.read_mask(files[i]).array),
+           "fused decode+count": fused,
+           "coverage item, before": lambda i: item(i, False),
+           "coverage item, after": lambda i: item(i, True)}
+    assert fns["decode, then count"](0) == fused(0)  # the same counts (and warmed up)
+    before, after = fns["coverage item, before"](0), fns["coverage item, after"](0)
+    assert before.fields == after.fields and before.rows == after.rows
+    return fns
+
+
+def _coverage_table(cases: list, rounds: int) -> None:
+    """Per mask: coverage's decode + histogram, two passes vs fused (interleaved rounds)."""
+    import tempfile
+    from pathlib import Path
+
+    print("\n## Coverage per mask: decode then count vs the fused decode+count\n")
+    print("| masks | saved by | decode, then count | fused decode+count | coverage item, before "
+          "| coverage item, after | count: before / fused | item: before / after |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    for label, encoder, files in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            fns = _coverage_fns(files, Path(tmp))
+            n = len(files)
+            times: dict[str, list[float]] = {k: [] for k in fns}
+            for _ in range(rounds):
+                for name, fn in fns.items():
+                    t0 = time.perf_counter()
+                    for i in range(n):
+                        fn(i)
+                    times[name].append((time.perf_counter() - t0) / n)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        print(f"| {label} | {encoder} | " + " | ".join(fmt_time(med[k]) for k in fns) + " | "
+              f"{med['decode, then count'] / med['fused decode+count']:.2f}x | "
+              f"{med['coverage item, before'] / med['coverage item, after']:.2f}x |")
+
+
 def run(quick: bool = False) -> None:
     from fastmask.formats.maskpng import INFLATE
 
@@ -148,12 +219,13 @@ def run(quick: bool = False) -> None:
     print("| masks | saved by | KB/mask | inflate floor | fastmask decode | Pillow | pyspng | cv2.imdecode "
           "| fastmask / floor | Pillow / fastmask | pyspng / fastmask | cv2 / fastmask |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    cases = []
+    cases, coverage_cases = [], []
     for h, w, n in sizes:
         masks = [semantic_mask(h, w, seed) for seed in range(n)]
         for encoder in ("Pillow", "OpenCV"):
             files = _encode(masks, encoder)
             cases.append((f"{n} x {w}x{h}", encoder, [_idat(f) for f in files], h * (w + 1)))
+            coverage_cases.append((f"{n} x {w}x{h}", encoder, files))
             fns = _decoders(files, h, w)
             times: dict[str, list[float]] = {k: [] for k in fns}
             for _ in range(rounds):
@@ -171,3 +243,4 @@ def run(quick: bool = False) -> None:
                   f"| {ours / med['inflate floor']:.2f}x | {med['Pillow'] / ours:.2f}x "
                   f"| {f'{sp / ours:.2f}x' if sp else 'n/a'} | {med['cv2.imdecode'] / ours:.2f}x |")
     _inflate_table(cases, rounds)
+    _coverage_table(coverage_cases, rounds)

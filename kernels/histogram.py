@@ -15,6 +15,14 @@ def value_histogram(flat, nbins):
     per-pixel histogram on typical masks, and never slower than one load per pixel.
     """
     out = np.zeros(nbins, np.int64)
+    histogram_add(flat, out)
+    return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def histogram_add(flat, out):
+    """Add the counts of each value of ``flat`` (1-D uint8/uint16) to ``out`` (int64), the
+    word-at-a-time way of :func:`value_histogram` (which calls it)."""
     n = flat.shape[0]
     size = flat.itemsize
     per = 8 // size
@@ -42,4 +50,3 @@ def value_histogram(flat, nbins):
         out[cur] += pend
     for i in range(nw * per, n):
         out[flat[i]] += 1
-    return out

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .histogram import histogram_add
+
 _REP = np.uint64(0x0101010101010101)  # a byte repeated 8 times: byte * _REP
 
 
@@ -32,36 +34,89 @@ def png_unfilter(buf, h, stride, bpp):
     >>> png_unfilter(buf, 2, 3, 1), buf[:6].reshape(2, 3).tolist()
     (-1, [[5, 6, 8], [6, 7, 9]])
     """
-    row = 1 + stride
     for y in range(h):
-        kind = buf[y * row]
-        if kind > 4:
+        if not _unfilter_row(buf, y, stride, bpp, None):
             return y
-        s = y * row + 1  # the filtered bytes
-        d = y * stride  # where the row goes: y + 1 bytes before s, written after read
-        p = d - stride  # the row above (unfiltered), when y > 0
-        if y == 0:
-            kind = (0, 1, 0, 3, 1)[kind]  # no row above: Up is None, Paeth is Sub
-        if kind == 0:
-            for x in range(stride):
-                buf[d + x] = buf[s + x]
-        elif kind == 2:
-            for x in range(stride):
-                buf[d + x] = np.uint8(buf[s + x] + buf[p + x])
-        elif bpp == 1:
-            # a left-to-right chain: 8 bytes at a time where nothing changes (word views)
-            r = buf[s:s + stride]
-            o = buf[d:d + stride]
-            prev = buf[p:p + stride] if y > 0 else np.zeros(stride, np.uint8)
-            if kind == 1:
-                _sub_words(r, o)
-            elif kind == 3:
-                _avg_words(r, o, prev)
-            else:
-                _paeth_words(r, o, prev)
-        else:
-            _left_bytes(buf, s, d, p, stride, kind, bpp, y > 0)
     return -1
+
+
+@njit(cache=True, nogil=True)
+def png_unfilter_hist(buf, h, stride, bpp, hist):
+    """:func:`png_unfilter` fused with a value histogram (int64 ``hist``; 256 bins for
+    8-bit samples, ``bpp`` 1; 65536 for 16-bit grey, ``bpp`` 2): one pass over the pixels
+    instead of decode then count. 8-bit rows are counted inside the unfilter loops (a
+    word of zero Sub / Average / Paeth residuals on a flat stretch adds 8 to one bin);
+    None and Up rows, right after they are written (still in cache). 16-bit rows are made
+    native-endian in place and counted one row behind (the next row's filter reads the
+    big-endian bytes), so no :func:`png_be16` pass follows. Not for packed (1/2/4-bit) rows.
+
+    Returns -1 when every row was unfiltered, else the index of the first bad row (the
+    histogram is then incomplete).
+
+    >>> buf = np.array([1, 5, 1, 2,   2, 1, 1, 1], np.uint8)  # Sub, then Up
+    >>> hist = np.zeros(256, np.int64)
+    >>> png_unfilter_hist(buf, 2, 3, 1, hist), np.flatnonzero(hist).tolist(), hist[[5, 6, 8]].tolist()
+    (-1, [5, 6, 7, 8, 9], [1, 2, 1])
+    """
+    for y in range(h):
+        if bpp == 1:  # counted inside the row's unfilter loop (8 at a time where it is flat)
+            if not _unfilter_row(buf, y, stride, bpp, hist):
+                return y
+        else:
+            if not _unfilter_row(buf, y, stride, bpp, None):
+                return y
+            if y > 0:  # 16-bit: the row above, once this row no longer reads its big-endian bytes
+                _count_be16_row(buf, y - 1, stride, hist)
+    if bpp == 2:
+        _count_be16_row(buf, h - 1, stride, hist)
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _count_be16_row(buf, y, stride, hist):
+    """Row ``y`` (unfiltered, big-endian 16-bit) made native in place and counted."""
+    samples = buf[y * stride:(y + 1) * stride].view(np.uint16)
+    png_be16(samples)
+    histogram_add(samples, hist)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _unfilter_row(buf, y, stride, bpp, hist):
+    """Row ``y`` of :func:`png_unfilter`, in place; False when its filter byte is not 0..4.
+    ``hist``: None, or (1-byte pixels only) the histogram the row's values are added to."""
+    row = 1 + stride
+    kind = buf[y * row]
+    if kind > 4:
+        return False
+    s = y * row + 1  # the filtered bytes
+    d = y * stride  # where the row goes: y + 1 bytes before s, written after read
+    p = d - stride  # the row above (unfiltered), when y > 0
+    if y == 0:
+        kind = (0, 1, 0, 3, 1)[kind]  # no row above: Up is None, Paeth is Sub
+    if kind == 0:
+        for x in range(stride):
+            buf[d + x] = buf[s + x]
+        if hist is not None:
+            histogram_add(buf[d:d + stride], hist)
+    elif kind == 2:
+        for x in range(stride):
+            buf[d + x] = np.uint8(buf[s + x] + buf[p + x])
+        if hist is not None:
+            histogram_add(buf[d:d + stride], hist)
+    elif bpp == 1:
+        # a left-to-right chain: 8 bytes at a time where nothing changes (word views)
+        r = buf[s:s + stride]
+        o = buf[d:d + stride]
+        prev = buf[p:p + stride] if y > 0 else np.zeros(stride, np.uint8)
+        if kind == 1:
+            _sub_words(r, o, hist)
+        elif kind == 3:
+            _avg_words(r, o, prev, hist)
+        else:
+            _paeth_words(r, o, prev, hist)
+    else:
+        _left_bytes(buf, s, d, p, stride, kind, bpp, y > 0)
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -70,31 +125,46 @@ def _words(a, n):
 
 
 @njit(cache=True, nogil=True)
-def _sub_words(r, o):
+def _sub_words(r, o, hist):
     """Sub on a row of 1-byte pixels, 8 bytes at a time where it can.
 
     A mask row is long runs of one value, where Sub's residuals are 0: such 8-byte words
     are the left byte 8 times, written at once; other words go byte by byte (the left
     byte kept in a register). ~3x byte by byte throughout, on mask rows.
+
+    ``hist``: None (no counting: the branches on it are compiled away), or a histogram
+    the row's values are added to (8 at a time on such words).
     """
     n = r.shape[0]
     nw = n // 8
     rw, ow = _words(r, nw), _words(o, nw)
     a = 0  # the byte to the left
+    pend = 0  # pixels of value ``a`` not yet added to ``hist``
     for k in range(nw):
         if rw[k] == 0:
             ow[k] = np.uint64(a) * _REP
+            if hist is not None:
+                pend += 8
         else:
+            if hist is not None:
+                hist[a] += pend
+                pend = 0
             for j in range(8 * k, 8 * k + 8):
                 a = (r[j] + a) & 0xFF
                 o[j] = a
+                if hist is not None:
+                    hist[a] += 1
+    if hist is not None:
+        hist[a] += pend
     for j in range(nw * 8, n):
         a = (r[j] + a) & 0xFF
         o[j] = a
+        if hist is not None:
+            hist[a] += 1
 
 
 @njit(cache=True, nogil=True)
-def _paeth_words(r, o, prev):
+def _paeth_words(r, o, prev, hist):
     """Paeth on a row of 1-byte pixels, 8 bytes at a time where it can: under a flat
     stretch of the row above (``b == c``) the prediction is the left byte, so a word of
     zero residuals there is the left byte 8 times."""
@@ -103,17 +173,25 @@ def _paeth_words(r, o, prev):
     rw, ow, pw = _words(r, nw), _words(o, nw), _words(prev, nw)
     a = 0  # the byte to the left
     c = 0  # the byte above-left
+    pend = 0  # pixels of value ``a`` not yet added to ``hist`` (as in _sub_words)
     for k in range(nw):
         if rw[k] == 0 and pw[k] == np.uint64(c) * _REP:
             ow[k] = np.uint64(a) * _REP
+            if hist is not None:
+                pend += 8
         else:
-            a = _paeth_bytes(r, o, prev, 8 * k, 8 * k + 8, a, c)
+            if hist is not None:
+                hist[a] += pend
+                pend = 0
+            a = _paeth_bytes(r, o, prev, 8 * k, 8 * k + 8, a, c, hist)
             c = np.int64(prev[8 * k + 7])
-    _paeth_bytes(r, o, prev, nw * 8, n, a, c)
+    if hist is not None:
+        hist[a] += pend
+    _paeth_bytes(r, o, prev, nw * 8, n, a, c, hist)
 
 
 @njit(cache=True, nogil=True)
-def _avg_words(r, o, prev):
+def _avg_words(r, o, prev, hist):
     """Average on a row of 1-byte pixels, 8 bytes at a time where it can: where the row
     above equals the left byte, the prediction is the left byte, so a word of zero
     residuals there is the left byte 8 times."""
@@ -121,27 +199,42 @@ def _avg_words(r, o, prev):
     nw = n // 8
     rw, ow, pw = _words(r, nw), _words(o, nw), _words(prev, nw)
     a = 0  # the byte to the left
+    pend = 0  # pixels of value ``a`` not yet added to ``hist`` (as in _sub_words)
     for k in range(nw):
         fill = np.uint64(a) * _REP
         if rw[k] == 0 and pw[k] == fill:
             ow[k] = fill
+            if hist is not None:
+                pend += 8
         else:
+            if hist is not None:
+                hist[a] += pend
+                pend = 0
             for x in range(8 * k, 8 * k + 8):
                 a = (r[x] + ((a + np.int64(prev[x])) >> 1)) & 0xFF
                 o[x] = a
+                if hist is not None:
+                    hist[a] += 1
+    if hist is not None:
+        hist[a] += pend
     for x in range(nw * 8, n):
         a = (r[x] + ((a + np.int64(prev[x])) >> 1)) & 0xFF
         o[x] = a
+        if hist is not None:
+            hist[a] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _paeth_bytes(r, o, prev, start, stop, a, c):
+def _paeth_bytes(r, o, prev, start, stop, a, c, hist):
     """Paeth on bytes ``start..stop-1`` of a 1-byte-pixel row, given the left byte ``a`` and
-    the above-left byte ``c``; returns the last byte written."""
+    the above-left byte ``c``; returns the last byte written (each counted in ``hist``
+    unless it is None)."""
     for x in range(start, stop):
         b = np.int64(prev[x])
         a = (r[x] + _paeth(a, b, c)) & 0xFF
         o[x] = a
+        if hist is not None:
+            hist[a] += 1
         c = b
     return a
 

@@ -100,11 +100,15 @@ def _chunks(data: bytes) -> tuple[bytes, bytes | None, list[memoryview]] | None:
         pos = end
 
 
-def decode_mask_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, int, int, np.ndarray | None] | None:
+def decode_mask_png(data: bytes, max_pixels: int | None, *, want: str | None = None) -> tuple | None:
     """``(array, bit_depth, colour_type, palette)`` of a plain mask PNG, or None (see the
     module docs). ``array`` is uint8 (grey 8-bit, palette indices) or native uint16 (grey
     16-bit); ``palette`` is the ``PLTE`` colours, ``(n, 3)`` uint8, for palette PNGs.
     ``max_pixels``: larger images return None (the caller's bomb limit applies).
+
+    ``want="histogram"``: a fifth item, the count of each value of ``array`` (int64, 256
+    bins, or 65536 for 16-bit), counted row by row as the rows are unfiltered (one pass
+    over the pixels; packed 1/2/4-bit rows are counted after unpacking).
 
     >>> import io
     >>> from PIL import Image
@@ -112,7 +116,12 @@ def decode_mask_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, in
     >>> a, depth, colour, pal = decode_mask_png(bio.getvalue(), None)
     >>> a.tolist(), depth, colour, pal
     ([[0, 7], [7, 3]], 8, 0, None)
+    >>> hist = decode_mask_png(bio.getvalue(), None, want="histogram")[4]
+    >>> np.flatnonzero(hist).tolist(), int(hist[7])
+    ([0, 3, 7], 2)
     """
+    if want not in (None, "histogram"):
+        raise ValueError(f"want={want!r}: None or 'histogram'")
     parts = _chunks(data)
     if parts is None:
         return None
@@ -131,14 +140,18 @@ def decode_mask_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, in
     raw = _inflate(b"".join(idat), h * (stride + 1))
     if raw is None:
         return None
-    from ..kernels.png import png_be16, png_unfilter, png_unpack  # Numba: loaded on first use
+    from ..kernels.png import png_be16, png_unfilter, png_unfilter_hist, png_unpack  # Numba: loaded on first use
 
     buf = np.frombuffer(raw, np.uint8)  # unfiltered in place: the array is a view of it
-    if png_unfilter(buf, h, stride, 2 if depth == 16 else 1) >= 0:
+    bpp = 2 if depth == 16 else 1
+    fused = want == "histogram" and depth >= 8  # packed rows: counted once unpacked
+    hist = np.zeros(65536 if depth == 16 else 256, np.int64) if fused else None
+    if (png_unfilter_hist(buf, h, stride, bpp, hist) if fused else png_unfilter(buf, h, stride, bpp)) >= 0:
         return None  # a filter-type byte outside 0..4
     if depth == 16:
         arr = buf[:h * stride].view(np.uint16)
-        png_be16(arr)
+        if not fused:  # (the fused kernel made each row native as it counted it)
+            png_be16(arr)
         arr = arr.reshape(h, w)
     elif depth < 8:
         arr = np.empty((h, w), np.uint8)
@@ -146,4 +159,10 @@ def decode_mask_png(data: bytes, max_pixels: int | None) -> tuple[np.ndarray, in
     else:
         arr = buf[:h * stride].reshape(h, w)
     palette = np.frombuffer(plte, np.uint8).reshape(-1, 3).copy() if plte is not None else None
-    return arr, depth, colour, palette
+    if want is None:
+        return arr, depth, colour, palette
+    if hist is None:
+        from ..kernels.histogram import value_histogram
+
+        hist = value_histogram(arr.reshape(-1), 256)
+    return arr, depth, colour, palette, hist

@@ -46,6 +46,8 @@ is read here as before (``$FASTMASK_PNG_DECODER`` chooses).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import io
 import os
 import struct
@@ -65,6 +67,7 @@ from .maskpng import decode_mask_png
 __all__ = [
     "MaskData",
     "read_mask",
+    "counting_values",
     "read_panoptic",
     "read_image_size",
     "write_mask",
@@ -107,6 +110,9 @@ class MaskData:
     source: str = ""
     #: more facts: "rgb_is_gray", "precision_lost", "missing_iend", "png_color_type", ...
     extra: dict = field(default_factory=dict)
+    #: the count of each value of ``array`` (int64, 256 or 65536 bins) when the decoder
+    #: counted them while decoding (inside :func:`counting_values`), else None
+    histogram: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -451,18 +457,42 @@ USE_MASKPNG = _decoder_setting() in ("auto", "fastmask")
 USE_PYSPNG = _decoder_setting() in ("auto", "pyspng")
 
 
+#: set by :func:`counting_values`: what ``read_mask`` counts while decoding (per thread)
+_WANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastmask_png_want", default=None)
+
+
+@contextlib.contextmanager
+def counting_values():
+    """Within the block, masks that fastmask's PNG decoder reads come with
+    ``MaskData.histogram``: their values counted row by row as the rows are unfiltered
+    (one pass over the pixels instead of decode, then count). Other masks (other
+    decoders, formats) have ``histogram`` None: count them yourself.
+
+    >>> with counting_values():
+    ...     m = read_mask(_png_bytes(np.array([[0, 3], [3, 3]], np.uint8)))
+    >>> m.histogram[[0, 3]].tolist()
+    [1, 3]
+    """
+    token = _WANT.set("histogram")
+    try:
+        yield
+    finally:
+        _WANT.reset(token)
+
+
 def _read_mask_png(data: bytes, name: str) -> MaskData | None:
     """fastmask's decoder on a plain grey or palette PNG, giving exactly the Pillow path's
     MaskData; None (read it with Pillow) for anything it does not accept."""
-    got = decode_mask_png(data, Image.MAX_IMAGE_PIXELS)
+    want = _WANT.get()
+    got = decode_mask_png(data, Image.MAX_IMAGE_PIXELS, want=want)
     if got is None:
         return None
-    arr, depth, colour, palette = got
+    arr, depth, colour, palette = got[:4]
     h, w = arr.shape
     mode = "P" if colour == 3 else ("L" if depth == 8 else "I;16")
     return MaskData(array=arr, palette=palette, mode=mode, format="PNG", width=int(w), height=int(h),
                     bit_depth=int(depth), channels=1, lossy=False, source=name,
-                    extra={"png_color_type": int(colour)})
+                    extra={"png_color_type": int(colour)}, histogram=got[4] if want else None)
 
 
 def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:

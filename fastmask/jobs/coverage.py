@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
+from ..formats.png import counting_values
 from .listing import listing_summary
 from .scan import value_counts
 
@@ -118,12 +119,18 @@ class CoverageJob(Job):
         mask = data.mask if data.mask is not None else None
         if mask is None:
             raise ItemError("missing_mask", f"{data.item_id}: no class mask to measure")
-        values, pixels = value_counts(mask.array)
+        hist = mask.histogram  # counted while decoding (counting_values), else count now
+        if hist is not None and int(hist.sum()) == mask.array.size:
+            values = np.flatnonzero(hist)
+            values, pixels = values.tolist(), hist[values].tolist()
+        else:
+            values, pixels = value_counts(mask.array)
         return values, pixels, mask.width, mask.height, 0
 
     def process(self, item: dict[str, Any]) -> ItemResult:
         try:
-            data = self._dataset.read_item(item)
+            with counting_values():  # PNG masks: the histogram comes from the decoder's one pass
+                data = self._dataset.read_item(item)
         except FormatError as e:
             raise ItemError(e.code, e.message) from None
         values, pixels, w, h, skipped = self._class_counts(item, data)
