@@ -91,6 +91,8 @@ def test_resume_repairs_partial_shards_and_leftover_temporaries(reference, tmp_p
     r = run_job(ToyJob(), toy_manifest(N), out, shard_size=SHARD, workers=1, quiet=True, resume=True)
     assert (r.skipped_shards, r.n_shards) == (4, 6)
     assert json.loads((out / "run.json").read_text())["timing"]["processed_items"] == 2 * SHARD
+    # the speed is of the items run now, not of the finished shards kept
+    assert r.processed_items == 2 * SHARD and r.items_per_second == pytest.approx(2 * SHARD / r.wall_seconds)
     assert_same_report(out, reference)
 
 

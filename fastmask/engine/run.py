@@ -74,6 +74,9 @@ class RunResult:
     items_per_second: float
     execution: dict[str, Any] = field(default_factory=dict)
     finished: Any = None  #: what ``run_job``'s ``finish`` callback returned
+    #: items run by this call (a resumed run skips the finished shards' items); the speed
+    #: ``items_per_second`` is of these items only
+    processed_items: int = 0
 
     @property
     def n_ok(self) -> int:
@@ -434,7 +437,8 @@ def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: flo
              counts["ok"], counts["error"], wall, rate, out)
     return RunResult(out_dir=out, run_json=out / RUN_JSON, job=job.name, n_items=n_items, counts=counts,
                      tables=table_rows, summary=summary, n_shards=n_shards, skipped_shards=len(done),
-                     wall_seconds=wall, items_per_second=rate, execution=execution, finished=finished)
+                     wall_seconds=wall, items_per_second=rate, execution=execution, finished=finished,
+                     processed_items=processed)
 
 
 def _mark_stopped(out: Path, doc: dict, started: str, reason: str, status: str = "stopped") -> None:
