@@ -461,11 +461,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
-    _print_notices()
     if args.command is None:
         parser.print_help()
         return 0
     guard = _PipeGuard.install()
+    notices = _Notices()
     try:
         return _dispatch(parser, args)
     except KeyboardInterrupt:
@@ -489,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_RUN_ERROR
     finally:
+        notices.close()
         guard.uninstall()
 
 
@@ -502,12 +503,21 @@ class _StderrNotices(logging.Handler):
             self.handleError(record)
 
 
-def _print_notices() -> None:
-    notices = logging.getLogger("fastmask.notice")
-    if not any(isinstance(h, _StderrNotices) for h in notices.handlers):
-        notices.addHandler(_StderrNotices())
-    notices.setLevel(logging.INFO)
-    notices.propagate = False  # printed once, not again by the root logger's handler
+class _Notices:
+    """While a command runs, the ``fastmask.notice`` logger's messages are printed on stderr."""
+
+    def __init__(self):
+        self.logger = logging.getLogger("fastmask.notice")
+        self.saved = self.logger.level, self.logger.propagate
+        self.handler = _StderrNotices()
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # printed once, not again by the root logger's handler
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
 
 
 #: ``1`` always prints the "compiling kernels" line, ``0`` never; unset: when the cache is cold.
