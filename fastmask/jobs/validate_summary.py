@@ -46,7 +46,7 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
     if rows:
         print("worst items:")
         for r in rows[:worst]:
-            print(f"  {r['item_id']}: {r['n_findings']} finding(s), worst {r['worst_severity']}")
+            print(f"  {r['item_id']}: {plural(r['n_findings'], 'finding', '')}, worst {r['worst_severity']}")
     print(f"classes seen: {classes.num_rows}")
     print(f"report: {result.out_dir}")
     if fail_on == "never":
