@@ -123,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     demo = sub.add_parser("demo", help="validate the built-in sample (one planted defect per rule), or --coco-rle",
                           description="Write the built-in sample datasets (one planted defect per rule), validate "
-                                      "them and check every defect is found, or with --coco-rle round-trip generated COCO-like "
-                                      "masks through rasterize, encode and decode.")
+                                      "them and check every defect is found; or, with --coco-rle, round-trip "
+                                      "generated COCO-like masks through rasterize, encode and decode.")
     demo.add_argument("--out", metavar="DIR", default=None,
                       help="where the sample and the reports go (default ./fastmask-demo, rewritten each run)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")

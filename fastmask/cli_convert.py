@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastmask convert: {e}", file=sys.stderr)
         return EXIT_USAGE
     errors = result.counts.get("error", 0)
-    print(f"converted {result.counts.get('ok', 0)} of {plural(result.n_items, 'item', '')} ({dataset.layout} -> {args.to}) "
+    print(f"converted {result.counts.get('ok', 0)} of {plural(result.n_items, 'item', '')} "
+          f"({dataset.layout} -> {args.to}) "
           f"in {result.wall_seconds:.2f} s; {errors} could not be converted")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")

@@ -48,7 +48,8 @@ def test_every_command_has_a_description(capsys):
     from fastmask.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert {"scan", "validate", "coverage", "evaluate", "demo", "rasterize", "convert", "instances", "report"} <= set(commands)
+    names = {"scan", "validate", "coverage", "evaluate", "demo", "rasterize", "convert", "instances", "report"}
+    assert names <= set(commands)
     for name, parser in commands.items():
         assert parser.description and len(parser.description) > 40, name
         text = " ".join(_help(capsys, name).split())
@@ -81,7 +82,8 @@ def test_a_mistyped_top_level_flag_keeps_the_top_level_usage(capsys):
 def test_rasterize_help_describes_only_what_it_accepts(capsys):
     text = " ".join(_help(capsys, "rasterize").split())
     assert "DATASET a COCO instances JSON" in text
-    for other in ("mask folder", "VOC/CVAT folder", "clean-zip", "Labelbox", "Nucleus", "--layout", "--masks", "--labelbox-label", "--images"):
+    for other in ("mask folder", "VOC/CVAT folder", "clean-zip", "Labelbox", "Nucleus",
+                  "--layout", "--masks", "--labelbox-label", "--images"):
         assert other not in text, other
     assert "--labelmap" in text
 

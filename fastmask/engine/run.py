@@ -142,7 +142,8 @@ def _value_text(value: Any) -> str:
 def _resume_differences(old: dict, new: dict) -> list[str]:
     """One line per setting that differs between two resume keys: ``name: was X, now Y``.
 
-    >>> _resume_differences({"arguments": {"min_island": 16, "ignore": 255}}, {"arguments": {"min_island": 8, "ignore": 255}})
+    >>> _resume_differences({"arguments": {"min_island": 16, "ignore": 255}},
+    ...                     {"arguments": {"min_island": 8, "ignore": 255}})
     ['min_island: was 16, now 8']
     """
     lines = []

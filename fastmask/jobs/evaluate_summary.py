@@ -20,10 +20,13 @@ ALLOWED_BY_ALLOW_MISSING = ("missing_prediction",)
 def scored_phrase(summary: dict) -> str:
     """``scored N of M ground-truth items``.
 
-    >>> scored_phrase({"scored_items": 10, "ground_truth_items": 12}), scored_phrase({"scored_items": 1, "ground_truth_items": 1})
-    ('scored 10 of 12 ground-truth items', 'scored 1 of 1 ground-truth item')
+    >>> scored_phrase({"scored_items": 10, "ground_truth_items": 12})
+    'scored 10 of 12 ground-truth items'
+    >>> scored_phrase({"scored_items": 1, "ground_truth_items": 1})
+    'scored 1 of 1 ground-truth item'
     """
-    return f"scored {summary.get('scored_items', 0)} of {plural(summary.get('ground_truth_items', 0), 'ground-truth item', '')}"
+    total = plural(summary.get("ground_truth_items", 0), "ground-truth item", "")
+    return f"scored {summary.get('scored_items', 0)} of {total}"
 
 
 def failures(summary: dict, allow_missing: bool) -> list[str]:

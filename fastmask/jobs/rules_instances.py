@@ -165,7 +165,8 @@ def _split_findings(groups, rest, config: RuleConfig, instance_classes, names) -
         ids, n, px, bbox = rest
         out.append(config.finding(
             "disconnected_instance",
-            f"{plural(len(ids), 'more instance', '')} made of several parts: {plural(n, 'part', '')}, {px} px ({config.connectivity}-connected)",
+            f"{plural(len(ids), 'more instance', '')} made of several parts: {plural(n, 'part', '')}, {px} px "
+            f"({config.connectivity}-connected)",
             pixels=px, bbox=bbox,
             extra={"summary": True, "instances": int(len(ids)), "n_components": n,
                    "instance_ids": np.asarray(ids)[:20].tolist(), "connectivity": config.connectivity}))

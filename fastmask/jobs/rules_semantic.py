@@ -783,5 +783,6 @@ def unknown_color(unknown_colors: Sequence, config: RuleConfig = DEFAULT_CONFIG,
             near.append({"color": list(c), "nearest_class": int(keys[j]), "distance": int(d[j])})
         extra["nearest"] = near
     shown = ", ".join(f"{c} x{n}" for c, n in items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-    return [config.finding("unknown_color", f"{plural(len(items), 'colour', '')} not in the label map ({total} px): {shown}",
+    return [config.finding("unknown_color",
+                           f"{plural(len(items), 'colour', '')} not in the label map ({total} px): {shown}",
                            pixels=total, bbox=bbox, extra=extra)]
