@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 
+from ._text import plural, run_speed
 from ._version import __version__
 from .engine.options import (
     EXIT_RUN_ERROR,
@@ -43,20 +44,32 @@ def _command_modules():
             yield importlib.import_module(module)
 
 
-def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", metavar="DATASET",
-                   help="a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, a clean-zip layout, "
-                        "a Labelbox NDJSON or a Nucleus JSONL")
-    p.add_argument("--layout", choices=LAYOUT_CHOICES, default=None,
-                   help="dataset layout (default: detected)")
-    p.add_argument("--images", metavar="DIR", default=None, help="images folder (paired by file stem / COCO file_name)")
-    p.add_argument("--labelmap", metavar="FILE", default=None,
-                   help="label map: fastmask JSON, CVAT labelmap.txt, class names .txt, or a COCO JSON")
-    p.add_argument("--masks", metavar="DIR", default=None,
-                   help="COCO panoptic: the folder of panoptic PNGs (default: the folder named like the JSON, beside it)")
-    p.add_argument("--labelbox-label", metavar="N|ID", default=None,
-                   help="labelbox: which label of a data row with several (default: the first): a position "
-                        "(0 = first) or a label id")
+DATASET_OPTIONS = ("layout", "images", "labelmap", "masks", "labelbox_label")
+DATASET_HELP = ("a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, a clean-zip layout, "
+                "a Labelbox NDJSON or a Nucleus JSONL")
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser, *, dataset_help: str = DATASET_HELP,
+                          options: tuple[str, ...] = DATASET_OPTIONS) -> None:
+    """Add ``DATASET`` and the dataset ``options`` a command accepts (the others default to ``None``)."""
+    p.add_argument("dataset", metavar="DATASET", help=dataset_help)
+    p.set_defaults(**{name: None for name in DATASET_OPTIONS if name not in options})
+    if "layout" in options:
+        p.add_argument("--layout", choices=LAYOUT_CHOICES, default=None, help="dataset layout (default: detected)")
+    if "images" in options:
+        p.add_argument("--images", metavar="DIR", default=None,
+                       help="images folder (paired by file stem / COCO file_name)")
+    if "labelmap" in options:
+        p.add_argument("--labelmap", metavar="FILE", default=None,
+                       help="label map: fastmask JSON, CVAT labelmap.txt, class names .txt, or a COCO JSON")
+    if "masks" in options:
+        p.add_argument("--masks", metavar="DIR", default=None,
+                       help="COCO panoptic: the folder of panoptic PNGs (default: the folder named like the JSON, "
+                            "beside it)")
+    if "labelbox_label" in options:
+        p.add_argument("--labelbox-label", metavar="N|ID", default=None,
+                       help="labelbox: which label of a data row with several (default: the first): a position "
+                            "(0 = first) or a label id")
 
 
 LAYOUT_CHOICES = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus")
@@ -82,8 +95,20 @@ def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=Non
     return open_dataset(path, layout=layout, images=images, labelmap=labelmap, **options)
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose unrecognized-argument error is the command's own (its usage line)."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            commands = self._subparsers._group_actions[0].choices if self._subparsers else {}
+            owner = commands.get(getattr(parsed, "command", None), self)
+            owner.error(f"unrecognized arguments: {' '.join(extra)}")
+        return parsed
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fastmask",
         description="Fast, trustworthy segmentation masks at dataset scale.",
         epilog="exit codes: 0 ok, 1 findings of error severity (evaluate: ground truth left unscored; "
@@ -96,7 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
                         help="logging level (default WARNING)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="validate the built-in sample (one planted defect per rule), or --coco-rle")
+    demo = sub.add_parser("demo", help="validate the built-in sample (one planted defect per rule), or --coco-rle",
+                          description="Write the built-in sample datasets (one planted defect per rule), validate "
+                                      "them and check every defect is found; or, with --coco-rle, round-trip "
+                                      "generated COCO-like masks through rasterize, encode and decode.")
     demo.add_argument("--out", metavar="DIR", default=None,
                       help="where the sample and the reports go (default ./fastmask-demo, rewritten each run)")
     demo.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
@@ -104,16 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
                       help="instead: rasterize -> encode -> decode generated COCO-like data and report")
     demo.add_argument("--images", type=int, default=200, help="--coco-rle: number of generated images (default 200)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)")
+    scan = sub.add_parser("scan", help="read every item of a dataset and report what was found (no checks)",
+                          description="Read every item of a dataset and record what was found: per item the mask's "
+                                      "mode, size, dtype and values with their pixel counts; an unreadable item "
+                                      "is an error row. No rules are checked (that is validate).")
     add_dataset_arguments(scan)
     add_engine_arguments(scan)
-    cov = sub.add_parser("coverage", help="per image and class: pixels and coverage; per class totals and histograms")
+    cov = sub.add_parser("coverage", help="per image and class: pixels and coverage; per class totals and histograms",
+                         description="Count, per image and class, the pixels and the share of the image they cover; "
+                                     "per class: totals, images containing it and a coverage histogram.")
     add_dataset_arguments(cov)
     cov.add_argument("--ignore-value", type=int, default=255, metavar="V", help="ignore value (default 255; -1 for none)")
     cov.add_argument("--background", type=int, default=0, metavar="V", help="background value (default 0; -1 for none)")
-    cov.add_argument("--plots", action="store_true", help="also write PNG charts into REPORT/plots/ (needs matplotlib)")
+    cov.add_argument("--plots", action="store_true", help=PLOTS_HELP)
     add_engine_arguments(cov)
-    ev = sub.add_parser("evaluate", help="IoU / Dice of prediction masks against ground truth (paired by item id)")
+    ev = sub.add_parser("evaluate", help="IoU / Dice of prediction masks against ground truth (paired by item id)",
+                        description="Score prediction masks against ground truth, paired by item id: per image and "
+                                    "per class IoU / Dice and a confusion matrix (semantic), or PQ / SQ / RQ "
+                                    "(COCO panoptic on both sides).")
     ev.add_argument("--gt", metavar="DATASET", required=True, help="ground-truth dataset (any layout)")
     ev.add_argument("--pred", metavar="DATASET", required=True, help="prediction dataset (any layout)")
     ev.add_argument("--labelmap", metavar="FILE", default=None, help="label map of both (classes = its ids)")
@@ -134,9 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--allow-missing", action="store_true",
                     help="exit 0 even when ground-truth items have no prediction (they are still listed "
                          "and not scored); other unscored items still exit 1")
-    ev.add_argument("--plots", action="store_true", help="also write PNG charts into REPORT/plots/ (needs matplotlib)")
+    ev.add_argument("--plots", action="store_true", help=PLOTS_HELP)
     add_engine_arguments(ev)
-    val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)")
+    val = sub.add_parser("validate", help="check every mask of a dataset against the rules (findings report)",
+                         description="Check every mask of a dataset against the rules (values, palette, label map, "
+                                     "sizes, islands, overlaps, annotations...) and write the findings; exit code "
+                                     "1 when a finding at or above --fail-on exists.")
     add_dataset_arguments(val)
     rules = val.add_argument_group("rules")
     rules.add_argument("--min-island", type=int, default=16, metavar="PX",
@@ -157,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     rules.add_argument("--preflight", action="append", default=[], choices=("labelbox", "nucleus"),
                        help="also check what convert --to PLATFORM would upload (automatic on labelbox / nucleus "
                             "datasets; repeatable)")
+    val.add_argument("--plots", action="store_true", help=PLOTS_HELP)
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
@@ -166,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 DEBUG_HELP = "show the Python traceback of an unexpected error (default: one line)"
+PLOTS_HELP = "also write PNG charts into REPORT/plots/ (needs matplotlib)"
 
 
 def report_error(args: argparse.Namespace, e: BaseException) -> None:
@@ -204,6 +245,7 @@ def run_dataset_job(args: argparse.Namespace, make_job, finish=None):
         dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
                                    masks=args.masks, labelbox_label=getattr(args, "labelbox_label", None))
         job = make_job(dataset)
+        notice_cold_kernels(args.command)
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
                          arguments=arguments, finish=finish and (lambda out: finish(job, out)), **opts.run_kwargs())
@@ -224,8 +266,8 @@ def _run_scan(args: argparse.Namespace) -> int:
         return ran
     dataset, _, result = ran
     errors = result.counts.get("error", 0)
-    print(f"scanned {result.n_items} items ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
-          f"{result.items_per_second:,.0f} items/s: {result.counts.get('ok', 0)} read, {errors} not readable")
+    print(f"scanned {plural(result.n_items, 'item', '')} ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
+          f"{run_speed(result)}: {result.counts.get('ok', 0)} read, {errors} not readable")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
     from .jobs.listing import print_listing
@@ -240,7 +282,7 @@ def _plots(args: argparse.Namespace, out_dir=None) -> int:
     from . import plots
 
     if not plots.matplotlib_available():
-        print(f"fastmask {args.command}: --plots needs matplotlib: pip install 'fastmask-seg[plots]'", file=sys.stderr)
+        print(f"fastmask {args.command}: --plots needs matplotlib: {plots.INSTALL_HINT}", file=sys.stderr)
         return EXIT_USAGE
     if out_dir is not None:
         print(f"plots: {', '.join(p.name for p in plots.write_plots(out_dir)) or 'none'} in {out_dir}/plots")
@@ -260,7 +302,7 @@ def _run_coverage(args: argparse.Namespace) -> int:
         return ran
     dataset, job, result = ran
     classes = result.finished
-    print(f"coverage of {result.n_items} items ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
+    print(f"coverage of {plural(result.n_items, 'item', '')} ({dataset.layout} layout) in {result.wall_seconds:.2f} s, "
           f"{result.counts.get('error', 0)} could not be read")
     print(f"{'class':>6} {'name':<16} {'images':>7} {'pixels':>12} {'share':>7}  images per coverage bin "
           f"({', '.join(BIN_LABELS)})")
@@ -303,6 +345,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         ignore = None if args.ignore_value < 0 else args.ignore_value
         job = EvaluateJob(gt, pred, n, ignore_value=ignore, empty_policy=args.empty_policy,
                           out_of_range=args.out_of_range)
+        notice_cold_kernels(args.command)
         arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
         result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
                          arguments=arguments, finish=lambda out: write_classes_table(job, out),
@@ -387,6 +430,8 @@ def _run_validate(args: argparse.Namespace) -> int:
     except EngineError as e:
         report_error(args, e)
         return e.exit_code
+    if args.plots and _plots(args):
+        return EXIT_USAGE
     ran = run_dataset_job(args, lambda dataset: ValidateJob(dataset, config), finish=write_dataset_tables)
     if isinstance(ran, int):
         return ran
@@ -396,7 +441,8 @@ def _run_validate(args: argparse.Namespace) -> int:
     from .jobs.listing import print_listing
 
     print_listing(result.summary, problems=False)  # the problems are findings already
-    return 1 if failed else 0
+    plotted = _plots(args, result.out_dir) if args.plots else 0
+    return 1 if failed else plotted
 
 
 #: Set when Ctrl-C stopped the command (``python -m fastmask`` then ends without the
@@ -418,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     guard = _PipeGuard.install()
+    notices = _Notices()
     try:
         return _dispatch(parser, args)
     except KeyboardInterrupt:
@@ -441,7 +488,55 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_RUN_ERROR
     finally:
+        notices.close()
         guard.uninstall()
+
+
+class _StderrNotices(logging.Handler):
+    """The ``fastmask.notice`` logger's messages as ``fastmask: message`` lines on the current stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"fastmask: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - a notice never ends a run
+            self.handleError(record)
+
+
+class _Notices:
+    """While a command runs, the ``fastmask.notice`` logger's messages are printed on stderr."""
+
+    def __init__(self):
+        self.logger = logging.getLogger("fastmask.notice")
+        self.saved = self.logger.level, self.logger.propagate
+        self.handler = _StderrNotices()
+        self.logger.addHandler(self.handler)
+        self.logger.setLevel(logging.INFO)
+        self.logger.propagate = False  # printed once, not again by the root logger's handler
+
+    def close(self) -> None:
+        self.logger.removeHandler(self.handler)
+        self.logger.setLevel(self.saved[0])
+        self.logger.propagate = self.saved[1]
+
+
+#: ``1`` always prints the "compiling kernels" line, ``0`` never; unset: when the cache is cold.
+COMPILE_NOTICE_ENV = "FASTMASK_COMPILE_NOTICE"
+_COMPILE_NOTICED: list[bool] = []
+
+
+def notice_cold_kernels(command: str) -> None:
+    """Say once per process, on stderr, that the kernels compile now (an empty Numba cache).
+
+    A warm start costs one directory listing, done when the kernels are imported anyway.
+    """
+    setting = os.environ.get(COMPILE_NOTICE_ENV, "")
+    if setting == "0" or (_COMPILE_NOTICED and setting != "1"):
+        return
+    from . import kernels
+
+    if setting == "1" or kernels.COLD_CACHE:
+        _COMPILE_NOTICED.append(True)
+        print(f"fastmask {command}: compiling kernels (first run only, ~30 s)", file=sys.stderr)
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._text import plural
+
 FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus", "labelbox")
 
 
@@ -52,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import _dataset_options, open_dataset_arg, report_error
+    from .cli import _dataset_options, notice_cold_kernels, open_dataset_arg, report_error
     from .engine import EngineError, run_job
     from .engine.options import EXIT_USAGE, engine_options_from_args
     from .formats import FormatError
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
                          background=None if args.background < 0 else args.background, zip_output=args.zip,
                          fill=args.fill, mask_url_prefix=args.mask_url_prefix, data_row_key=args.data_row_key,
                          mask_format=args.mask_format, keep_folder=args.keep_folder)
+        notice_cold_kernels(args.command)
         # the dataset options too: a --resume with other images or another label map is refused
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         # the dataset-wide files are part of the run: run.json says "complete" only after them
@@ -85,13 +88,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"fastmask convert: {e}", file=sys.stderr)
         return EXIT_USAGE
     errors = result.counts.get("error", 0)
-    print(f"converted {result.counts.get('ok', 0)} of {result.n_items} items ({dataset.layout} -> {args.to}) "
+    print(f"converted {result.counts.get('ok', 0)} of {plural(result.n_items, 'item', '')} "
+          f"({dataset.layout} -> {args.to}) "
           f"in {result.wall_seconds:.2f} s; {errors} could not be converted")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
     renamed = (result.summary or {}).get("renamed", 0)
     if renamed:
-        print(f"{renamed} items renamed (their file names clash with another item's): "
+        print(f"{plural(renamed, 'item', '')} renamed (their file names clash with another item's): "
               "see the items table's name and renamed columns")
     if args.to in ("nucleus", "labelbox") and not args.mask_url_prefix:
         print("note: mask URLs are relative paths; give --mask-url-prefix URL (where the dataset folder is "

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._text import plural
+
 
 def register(subparsers) -> None:
     from .cli import add_dataset_arguments
@@ -72,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         return ran
     dataset, _, result = ran
     s = result.summary
-    print(f"split {result.counts.get('ok', 0)} of {result.n_items} items ({dataset.layout} layout) into "
-          f"{s['instances']} instances ({s['id_scheme']}, {s['connectivity']}-connected) in "
+    print(f"split {result.counts.get('ok', 0)} of {plural(result.n_items, 'item', '')} ({dataset.layout} layout) "
+          f"into {plural(s['instances'], 'instance', '')} ({s['id_scheme']}, {s['connectivity']}-connected) in "
           f"{result.wall_seconds:.2f} s; {result.counts.get('error', 0)} failed")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")

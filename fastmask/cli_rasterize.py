@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._text import plural, run_speed
+
 KINDS = ("semantic", "instance", "binary", "panoptic", "rle")
 
 
@@ -29,7 +31,8 @@ def register(subparsers) -> None:
         description="Rasterize every image's COCO annotations (polygons and RLE) with a stated overlap rule. "
                     "Masks go to OUT/masks/ (OUT/panoptic/ + OUT/panoptic.json for --kind panoptic), "
                     "tables to OUT as Parquet.")
-    add_dataset_arguments(p)
+    add_dataset_arguments(p, dataset_help="a COCO instances JSON (polygon and RLE annotations; its "
+                                          "categories are the classes)", options=("labelmap",))
     g = p.add_argument_group("rasterize")
     g.add_argument("--kind", choices=KINDS, default="semantic",
                    help="semantic: class-id PNG per image; instance: instance-id map per image (--format) + table; "
@@ -100,9 +103,11 @@ def run(args: argparse.Namespace) -> int:
     extra = ""
     if args.kind == "panoptic":
         extra = f"; panoptic JSON: {result.finished}"
-    print(f"rasterized {s.get('images', 0)} of {result.n_items} images ({args.kind}) in {result.wall_seconds:.2f} s, "
-          f"{result.items_per_second:,.0f} images/s; {s.get('annotations', 0)} annotations, "
-          f"{s.get('skipped_annotations', 0)} skipped (findings), {s.get('errors', 0)} images failed{extra}")
+    print(f"rasterized {s.get('images', 0)} of {plural(result.n_items, 'image', '')} ({args.kind}) in "
+          f"{result.wall_seconds:.2f} s, {run_speed(result, 'image')}; "
+          f"{plural(s.get('annotations', 0), 'annotation', '')}, "
+          f"{s.get('skipped_annotations', 0)} skipped (findings), {plural(s.get('errors', 0), 'image', '')} "
+          f"failed{extra}")
     for code, n in sorted(result.counts.get("error_codes", {}).items()):
         print(f"  {code}: {n}")
     from .jobs.listing import print_listing

@@ -104,12 +104,15 @@ def matplotlib_available() -> bool:
     return True
 
 
+#: How to get matplotlib: the package's ``plots`` extra, from PyPI or from a source checkout.
+INSTALL_HINT = "pip install 'fastmask-seg[plots]' (in a source checkout: pip install -e '.[plots]')"
+
+
 def _require_matplotlib():
     try:
         import matplotlib
     except ImportError:
-        raise PlotsUnavailable(
-            "plots need matplotlib: install fastmask-seg[plots] (pip install 'fastmask-seg[plots]')") from None
+        raise PlotsUnavailable(f"plots need matplotlib: {INSTALL_HINT}") from None
     return matplotlib
 
 

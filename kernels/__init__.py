@@ -5,7 +5,8 @@ returned status code, never an exception raised from compiled code; the public
 API in ``fastmask`` turns statuses into clear exceptions.
 
 The one file access here is Numba's own on-disk cache (``cache=True`` reads and writes it
-anyway): at import, :func:`drop_stale_cache` keeps it consistent with the sources.
+anyway): at import, :func:`drop_stale_cache` keeps it consistent with the sources and
+:data:`COLD_CACHE` tells whether anything is compiled yet.
 At import, Numba's NumPy support is also loaded without its eager BLAS probe
 (:func:`_import_numpy_support`).
 """
@@ -112,8 +113,25 @@ def _import_numpy_support() -> bool:
     return True
 
 
+def has_compiled(cache_dir: str | None) -> bool:
+    """True when ``cache_dir`` holds any compiled kernel (a Numba cache index); one listing.
+
+    >>> import tempfile
+    >>> has_compiled(tempfile.mkdtemp()), has_compiled(None)
+    (False, False)
+    """
+    try:
+        return cache_dir is not None and any(n.endswith(".nbi") for n in os.listdir(cache_dir))
+    except OSError:
+        return False
+
+
 _import_numpy_support()
 _where = _cache_dir()
 if _where is not None:
     drop_stale_cache(os.path.dirname(os.path.abspath(__file__)), _where)
+#: True when no kernel of these sources was compiled yet (a new install, an upgrade, an
+#: emptied cache): the first job compiles them (~30 s). Read by the command line, which
+#: says so once; kernels themselves never print.
+COLD_CACHE = not has_compiled(_where)
 del _where

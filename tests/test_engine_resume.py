@@ -91,6 +91,8 @@ def test_resume_repairs_partial_shards_and_leftover_temporaries(reference, tmp_p
     r = run_job(ToyJob(), toy_manifest(N), out, shard_size=SHARD, workers=1, quiet=True, resume=True)
     assert (r.skipped_shards, r.n_shards) == (4, 6)
     assert json.loads((out / "run.json").read_text())["timing"]["processed_items"] == 2 * SHARD
+    # the speed is of the items run now, not of the finished shards kept
+    assert r.processed_items == 2 * SHARD and r.items_per_second == pytest.approx(2 * SHARD / r.wall_seconds)
     assert_same_report(out, reference)
 
 
@@ -108,12 +110,12 @@ def test_resume_into_a_missing_folder_is_a_fresh_run(reference, tmp_path):
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"job": ToyJob(salt=1)}, r"job_arguments: the run in .* has \{'salt': 0, 'sleep': 0.0\}, now \{'salt': 1"),
+    ({"job": ToyJob(salt=1)}, r"other settings:\n  salt: was 0, now 1\nuse --overwrite"),
     ({"manifest": toy_manifest(N + 1)}, r"manifest \(dataset items\) differs"),
     ({"manifest": toy_manifest(N, start=1)}, r"manifest \(dataset items\) differs"),
     ({"shard_size": 60}, r"shard size 60: the run in .* uses 50"),
-    ({"arguments": {"mode": "strict"}}, r"arguments: the run in .* has"),
-    ({"labelmap": {"1": "cat"}}, r"labelmap: the run in .* has None"),
+    ({"arguments": {"mode": "strict"}}, r"\n  mode: was \(not given\), now 'strict'\n"),
+    ({"labelmap": {"1": "cat"}}, r"\n  labelmap: was None, now \{'1': 'cat'\}\n"),
 ])
 def test_resume_with_another_run_is_refused(reference, tmp_path, change, match):
     out = tmp_path / "r"

@@ -74,6 +74,9 @@ class RunResult:
     items_per_second: float
     execution: dict[str, Any] = field(default_factory=dict)
     finished: Any = None  #: what ``run_job``'s ``finish`` callback returned
+    #: items run by this call (a resumed run skips the finished shards' items); the speed
+    #: ``items_per_second`` is of these items only
+    processed_items: int = 0
 
     @property
     def n_ok(self) -> int:
@@ -112,19 +115,53 @@ def _resume_key(job: Job, job_arguments: dict, arguments: dict, labelmap: Any, s
     }
 
 
-def _short(value: Any, limit: int = 200) -> str:
+def _short(value: Any, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+_ABSENT = object()
+# Keys of the resume key whose entries are the run's arguments: a difference there is
+# named by the argument alone (``min_island``), and once although both record it.
+_ARGUMENT_KEYS = ("job_arguments", "arguments")
+
+
+def _differences(old: Any, new: Any, path: tuple = ()):
+    """``(path, old, new)`` for every leaf that differs; dicts are compared key by key."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in list(old) + [k for k in new if k not in old]:
+            yield from _differences(old.get(k, _ABSENT), new.get(k, _ABSENT), path + (k,))
+    elif old != new:
+        yield path, old, new
+
+
+def _value_text(value: Any) -> str:
+    return "(not given)" if value is _ABSENT else _short(value)
+
+
+def _resume_differences(old: dict, new: dict) -> list[str]:
+    """One line per setting that differs between two resume keys: ``name: was X, now Y``.
+
+    >>> _resume_differences({"arguments": {"min_island": 16, "ignore": 255}},
+    ...                     {"arguments": {"min_island": 8, "ignore": 255}})
+    ['min_island: was 16, now 8']
+    """
+    lines = []
+    for path, a, b in _differences(old, new):
+        name = ".".join(map(str, path[1:] if path[0] in _ARGUMENT_KEYS and len(path) > 1 else path))
+        line = f"{name}: was {_value_text(a)}, now {_value_text(b)}"
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def _check_resume(stored: dict, key: dict, out: Path) -> None:
     old = stored.get("resume_key")
     if not isinstance(old, dict):
         raise ResumeMismatchError(f"{out / RUN_JSON} has no resume information; use --overwrite to start over")
-    diffs = [f"{k}: the run in {out} has {_short(old.get(k))}, now {_short(key[k])}"
-             for k in key if old.get(k) != key[k]]
+    diffs = _resume_differences({k: old.get(k, _ABSENT) for k in key}, key)
     if diffs:
-        raise ResumeMismatchError("cannot resume: the run differs from the one in the folder\n  "
+        raise ResumeMismatchError(f"cannot resume: the run in {out} was made with other settings:\n  "
                                   + "\n  ".join(diffs) + "\nuse --overwrite to start over, or another --out")
 
 
@@ -401,7 +438,8 @@ def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: flo
              counts["ok"], counts["error"], wall, rate, out)
     return RunResult(out_dir=out, run_json=out / RUN_JSON, job=job.name, n_items=n_items, counts=counts,
                      tables=table_rows, summary=summary, n_shards=n_shards, skipped_shards=len(done),
-                     wall_seconds=wall, items_per_second=rate, execution=execution, finished=finished)
+                     wall_seconds=wall, items_per_second=rate, execution=execution, finished=finished,
+                     processed_items=processed)
 
 
 def _mark_stopped(out: Path, doc: dict, started: str, reason: str, status: str = "stopped") -> None:

@@ -26,13 +26,15 @@ The cache root is ``cache_dir`` if given, else ``$FASTMASK_CACHE``, else
 ``$XDG_CACHE_HOME/fastmask`` (``~/.cache/fastmask``); when that folder cannot be
 created or written, a private temporary folder (removed at exit) is used and one
 line on stderr says so. Building happens in a temporary folder renamed into place,
-so concurrent builders never expose half a cache.
+so concurrent builders never expose half a cache; a build is announced (with the
+cache's path) on the ``fastmask.notice`` logger at INFO, which the command line prints.
 """
 from __future__ import annotations
 
 import codecs
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -43,6 +45,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import FormatError
+
+#: One-line notices for the user (the command line prints them on stderr; a library
+#: caller sees them only if it configures logging): the cache being built, and where.
+_notice = logging.getLogger("fastmask.notice")
 
 __all__ = ["stream_top_level", "build_cache", "open_table", "CACHE_VERSION", "default_cache_root"]
 
@@ -396,6 +402,8 @@ def build_cache(json_path: str, cache_dir: str | None = None) -> str:
             return final
         os.makedirs(root, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=os.path.basename(final) + ".tmp-", dir=root)
+    _notice.info("indexing %s once into a cache: %s (reused while the file is unchanged; "
+                 "FASTMASK_CACHE chooses the folder)", json_path, final)
     try:
         _build(json_path, tmp)
         try:

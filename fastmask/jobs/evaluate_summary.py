@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
+from .._text import plural
 from ..engine.errors import EXIT_FINDINGS, EXIT_OK
 
 #: the error code ``--allow-missing`` accepts (a ground-truth item without any prediction)
@@ -21,8 +22,11 @@ def scored_phrase(summary: dict) -> str:
 
     >>> scored_phrase({"scored_items": 10, "ground_truth_items": 12})
     'scored 10 of 12 ground-truth items'
+    >>> scored_phrase({"scored_items": 1, "ground_truth_items": 1})
+    'scored 1 of 1 ground-truth item'
     """
-    return f"scored {summary.get('scored_items', 0)} of {summary.get('ground_truth_items', 0)} ground-truth items"
+    total = plural(summary.get("ground_truth_items", 0), "ground-truth item", "")
+    return f"scored {summary.get('scored_items', 0)} of {total}"
 
 
 def failures(summary: dict, allow_missing: bool) -> list[str]:
@@ -39,7 +43,7 @@ def failures(summary: dict, allow_missing: bool) -> list[str]:
     for code, n in (summary.get("not_scored") or {}).items():
         if allow_missing and code in ALLOWED_BY_ALLOW_MISSING:
             continue
-        out.append(f"{n} ground-truth item(s) not scored: {code}")
+        out.append(f"{plural(n, 'ground-truth item', '')} not scored: {code}")
     return out
 
 
@@ -81,14 +85,14 @@ def print_out_of_range(summary: dict) -> None:
     """The out-of-range pixels and what the policy did with them.
 
     >>> print_out_of_range({"pred_out_of_range_pixels": 3, "items_with_pred_out_of_range": 1, "out_of_range": "ignore"})
-      predicted values >= --num-classes on ground-truth pixels: 3 px in 1 item(s), left out (--out-of-range ignore)
+      predicted values >= --num-classes on ground-truth pixels: 3 px in 1 item, left out (--out-of-range ignore)
     """
     n = summary.get("pred_out_of_range_pixels") or 0
     if n:
         how = {"fn": "counted as false negatives of their ground-truth class", "ignore": "left out (--out-of-range ignore)",
                "error": "their items are error rows"}.get(summary.get("out_of_range"), "")
         print(f"  predicted values >= --num-classes on ground-truth pixels: {n:,} px in "
-              f"{summary.get('items_with_pred_out_of_range', 0)} item(s), {how}")
+              f"{plural(summary.get('items_with_pred_out_of_range', 0), 'item', '')}, {how}")
     if summary.get("gt_out_of_range_pixels"):
         print(f"  ground-truth values >= --num-classes left out: {summary['gt_out_of_range_pixels']:,} px")
 

@@ -17,6 +17,7 @@ from fastmask.kernels import components as _kc
 from fastmask.kernels import validate as kv
 
 from .rules_core import DEFAULT_CONFIG, Finding, RuleConfig, as_2d_int, name_of, union_bbox
+from .._text import plural
 
 __all__ = [
     "disconnected_instance",
@@ -164,7 +165,8 @@ def _split_findings(groups, rest, config: RuleConfig, instance_classes, names) -
         ids, n, px, bbox = rest
         out.append(config.finding(
             "disconnected_instance",
-            f"{len(ids)} more instances made of several parts: {n} parts, {px} px ({config.connectivity}-connected)",
+            f"{plural(len(ids), 'more instance', '')} made of several parts: {plural(n, 'part', '')}, {px} px "
+            f"({config.connectivity}-connected)",
             pixels=px, bbox=bbox,
             extra={"summary": True, "instances": int(len(ids)), "n_components": n,
                    "instance_ids": np.asarray(ids)[:20].tolist(), "connectivity": config.connectivity}))

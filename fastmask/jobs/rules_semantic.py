@@ -27,6 +27,7 @@ from fastmask.kernels import components as _kc
 from fastmask.kernels import validate as kv
 
 from ..formats.labelmap import voc_colormap  # the one VOC colormap (re-exported here)
+from .._text import plural
 from .rules_core import (
     as_2d_int,
     DEFAULT_CONFIG,
@@ -493,7 +494,7 @@ def _island_findings(records, config: RuleConfig, names: Mapping[int, str] | Non
         boxes = [r[q:q + 4] for q in range(kv.ISL_BOXES, kv.ISL_BOXES + 4 * nb, 4)]
         out.append(config.finding(
             "tiny_island",
-            f"class {name_of(c, names)}: {n} components smaller than {config.min_island} px "
+            f"class {name_of(c, names)}: {plural(n, 'component', '')} smaller than {config.min_island} px "
             f"({px} px, {config.connectivity}-connected)",
             class_id=c, pixels=px, bbox=(x0, y0, x1 + 1 - x0, y1 + 1 - y0),
             extra={"count": n, "largest_area": r[kv.ISL_BIG_AREA], "largest_bbox": r[kv.ISL_BIG:kv.ISL_BIG + 4],
@@ -506,8 +507,8 @@ def _island_findings(records, config: RuleConfig, names: Mapping[int, str] | Non
         x1, y1 = int(rest[:, kv.ISL_X0 + 2].max()), int(rest[:, kv.ISL_X0 + 3].max())
         out.append(config.finding(
             "tiny_island",
-            f"{rest.shape[0]} more classes with components smaller than {config.min_island} px: "
-            f"{n} components, {px} px ({config.connectivity}-connected)",
+            f"{plural(rest.shape[0], 'more class', '')} with components smaller than {config.min_island} px: "
+            f"{plural(n, 'component', '')}, {px} px ({config.connectivity}-connected)",
             pixels=px, bbox=(x0, y0, x1 + 1 - x0, y1 + 1 - y0),
             extra={"summary": True, "classes": int(rest.shape[0]), "count": n,
                    "class_ids": rest[:20, kv.ISL_VALUE].tolist(), "min_island": config.min_island,
@@ -782,5 +783,6 @@ def unknown_color(unknown_colors: Sequence, config: RuleConfig = DEFAULT_CONFIG,
             near.append({"color": list(c), "nearest_class": int(keys[j]), "distance": int(d[j])})
         extra["nearest"] = near
     shown = ", ".join(f"{c} x{n}" for c, n in items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-    return [config.finding("unknown_color", f"{len(items)} colours not in the label map ({total} px): {shown}",
+    return [config.finding("unknown_color",
+                           f"{plural(len(items), 'colour', '')} not in the label map ({total} px): {shown}",
                            pixels=total, bbox=bbox, extra=extra)]

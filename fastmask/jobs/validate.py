@@ -27,6 +27,7 @@ from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
 from . import validate_rules as R
 from .._jit import kernels_cached
+from .._text import plural
 from .listing import listing_summary
 from .rules_core import dtype_name
 from .rules_semantic import quick_class_mask
@@ -436,19 +437,19 @@ def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
     src = labelmap.source or ""
     ids = [i for i in labelmap.class_ids if i not in labelmap.ignore]
     n = len(ids)
-    fillers = f", {len(labelmap.fillers)} filler entries" if labelmap.fillers else ""
+    fillers = f", {plural(len(labelmap.fillers), 'filler entry', '')}" if labelmap.fillers else ""
     ignore = f" + ignore {', '.join(map(str, sorted(labelmap.ignore)))}" if labelmap.ignore else ""
     if src == "voc-default":
-        kind, text = "layout-default", f"VOC label map (layout default): {n} classes{ignore}"
+        kind, text = "layout-default", f"VOC label map (layout default): {plural(n, 'class', '')}{ignore}"
     elif src in ("voc-colormap", "voc-instances"):
         kind, text = "voc-colormap", f"VOC colormap: {n} ids{ignore}"
     elif src == "coco-categories" or src.endswith("#categories"):
         path = src.removesuffix("#categories") or "the file"
-        kind, text = "coco-categories", f"COCO categories of {path}: {n} categories"
+        kind, text = "coco-categories", f"COCO categories of {path}: {plural(n, 'category', '')}"
     elif src:
-        kind, text = "file", f"{src} (file): {n} classes{ignore}{fillers}"
+        kind, text = "file", f"{src} (file): {plural(n, 'class', '')}{ignore}{fillers}"
     else:
-        kind, text = "given", f"given label map: {n} classes{ignore}{fillers}"
+        kind, text = "given", f"given label map: {plural(n, 'class', '')}{ignore}{fillers}"
     return {"kind": kind, "source": src or None, "classes": n, "text": text}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .._text import plural, run_speed
 from ..engine.sink import read_part
 from .validate_rules import SEVERITIES, severity_rank
 
@@ -18,8 +19,8 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
     for _, f in dataset_found:
         counts[(f.rule, f.severity)] = counts.get((f.rule, f.severity), 0) + 1
     n_err = result.counts.get("error", 0)
-    print(f"validated {result.n_items} items ({layout} layout) in {result.wall_seconds:.2f} s, "
-          f"{result.items_per_second:,.0f} items/s; {n_err} could not be read")
+    print(f"validated {plural(result.n_items, 'item', '')} ({layout} layout) in {result.wall_seconds:.2f} s, "
+          f"{run_speed(result)}; {n_err} could not be read")
     # what the values were checked against, first: a run without a label map checked much less
     lm = result.summary.get("labelmap") or {}
     print(f"label map: {lm.get('text') or 'none'}")
@@ -45,7 +46,7 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
     if rows:
         print("worst items:")
         for r in rows[:worst]:
-            print(f"  {r['item_id']}: {r['n_findings']} finding(s), worst {r['worst_severity']}")
+            print(f"  {r['item_id']}: {plural(r['n_findings'], 'finding', '')}, worst {r['worst_severity']}")
     print(f"classes seen: {classes.num_rows}")
     print(f"report: {result.out_dir}")
     if fail_on == "never":
