@@ -1,7 +1,7 @@
 """Segmentation metrics: confusion matrices, IoU / Dice / precision / recall, dataset
 accumulation over images and shards, and COCO panoptic quality (PQ / SQ / RQ).
 
-Conventions (see DESIGN.md, "Metrics"):
+Conventions (the documentation's design page, "Metrics"):
 
 * A confusion matrix has ground truth in rows and prediction in columns, int64 counts.
 * Pixels whose ground truth equals ``ignore_index`` (default 255) count nowhere.

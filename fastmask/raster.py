@@ -1,4 +1,4 @@
-"""Polygons -> masks, with named fill modes and fill rules (see DESIGN.md).
+"""Polygons -> masks, with named fill modes and fill rules (see the design page).
 
 Modes:
 

@@ -18,7 +18,7 @@ Entry points:
 - :func:`pair_hist` -- joint (instance, class) histogram for instance/class conflicts;
 - :func:`value_bbox` -- bounding box of the pixels equal to one value.
 
-Definitions (see the README, rule ``antialias_suspect``):
+Definitions (see docs/rules.md, rule ``antialias_suspect``):
 
 - a **valid blend** is a pixel whose value ``v`` and whose two opposite 4-neighbours
   ``a``, ``b`` along one axis (left/right or up/down) are class ids with ``v`` strictly

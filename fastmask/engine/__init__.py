@@ -1,7 +1,7 @@
 """The dataset engine: manifest -> shards -> executor (local | dask) -> sink (Parquet) ; resume.
 
 It knows nothing about masks: it runs any :class:`Job` over any list of items (a
-``pyarrow.Table`` with an ``item_id`` column). See the README ("Running jobs") for the report
+``pyarrow.Table`` with an ``item_id`` column). See the documentation (docs/engine.md) for the report
 layout, schemas, flags, exit codes and resume semantics.
 
 Example::

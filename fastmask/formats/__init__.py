@@ -2,7 +2,7 @@
 
 >>> from fastmask.formats import open_dataset, read_mask, LabelMap, FormatError  # doctest: +SKIP
 
-See the README ("Readers") for layouts, detection rules, label-map formats and error codes.
+See docs/formats.md for layouts, detection rules, label-map formats and error codes.
 """
 from .errors import CODES, FormatError
 from .labelmap import UNKNOWN_ID, LabelMap, load_labelmap, voc_colormap

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = ["FormatError", "CODES"]
 
-#: Every code a reader may raise, with a one-line meaning (the README lists them too).
+#: Every code a reader may raise, with a one-line meaning (docs/formats.md lists them too).
 CODES: dict[str, str] = {
     "unreadable": "not an image Pillow can decode (or a format fastmask does not read)",
     "zero_bytes": "the file is empty",

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-try:  # libdeflate: ~5x zlib on mask image data (README, Benchmarks)
+try:  # libdeflate: ~5x zlib on mask image data (docs/benchmarks.md)
     import deflate as _deflate
 except ImportError:  # pragma: no cover - depends on the environment
     _deflate = None

@@ -1,6 +1,6 @@
 """Mask images -> integer id arrays plus what was learned about the file.
 
-Masks are read as integers, never as colours (DESIGN.md):
+Masks are read as integers, never as colours (a design convention):
 
 ====================  =========================================================
 Pillow mode           ``MaskData.array``
@@ -18,7 +18,7 @@ Pillow mode           ``MaskData.array``
                       listed in ``unknown_colors`` with their pixel counts
 ====================  =========================================================
 
-RGB without a label map: the VOC colormap is the default palette (DESIGN.md), so
+RGB without a label map: the VOC colormap is the default palette, so
 colour *i* of the VOC colormap is id *i* (0..255) and every other colour is
 unknown; ``labelmap_source`` says ``"voc-colormap"`` so a report can say so. A
 label map with names but no colours gets VOC colours at its ids, for the same
@@ -296,7 +296,7 @@ def _color_labelmap(labelmap: LabelMap | None) -> LabelMap:
     if labelmap is None:
         return _voc_all()
     if not labelmap.colors:
-        # names only: the VOC colormap is the default palette (DESIGN.md)
+        # names only: the VOC colormap is the default palette
         cm = voc_colormap(256)
         ids = [i for i in labelmap.ids if i < 256]
         lm = LabelMap(names=dict(labelmap.names), colors={i: tuple(int(x) for x in cm[i]) for i in ids},

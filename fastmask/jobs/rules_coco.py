@@ -5,7 +5,7 @@ category, bbox) and then the overlaps between the valid ones, and returns the
 findings plus small statistics.  Nothing here raises on hostile values: a NaN, a
 string, a 1e300 coordinate or a malformed RLE string is a finding.
 
-Facts about real COCO that the checks respect (../shared/data/README.md):
+Facts about real COCO that the checks respect (seen in real sample files from public projects):
 
 - ``area`` is the polygon's geometric area, not a pixel count: never compared;
 - crowd RLE bboxes are one pixel smaller in w and h than the RLE's: within the

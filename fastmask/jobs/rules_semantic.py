@@ -684,7 +684,7 @@ def palette_mismatch(palette, used_values: Iterable[int], label_colors: Mapping[
                      names: Mapping[int, str] | None = None) -> list[Finding]:
     """P-mode palette vs label-map colours for the indices the mask uses (the palette-confusion trap).
 
-    The mask's *indices* are its class ids (DESIGN.md); when the file's palette
+    The mask's *indices* are its class ids (a design convention); when the file's palette
     shows index ``i`` in a colour other than class ``i``'s, either the indices or the
     colours are wrong (typically: an RGB mask was quantised to an adaptive palette,
     so indices are arbitrary).  Indices without a label-map colour are skipped

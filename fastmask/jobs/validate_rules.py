@@ -22,7 +22,7 @@ kernels; a worker validating class masks never needs them).
 
 Every check takes a :class:`RuleConfig` (default: :data:`DEFAULT_CONFIG`), does no
 work for a disabled rule and builds findings with the configured severity.
-The README ("Validation rules") documents every rule.
+The documentation's "Validation rules" page (docs/rules.md) documents every rule.
 
 >>> import numpy as np
 >>> m = np.zeros((64, 64), np.uint8); m[:20, :20] = 1; m[30, 30] = 2
