@@ -2,7 +2,8 @@
 
 The docstrings are plain prose with ``>>>`` examples (they run as tests). Rendered as
 Markdown, an example's output such as ``[[1, 2]]`` would read as a link; this hook adds a
-Markdown preprocessor that fences every run of doctest lines as a ``pycon`` block.
+Markdown preprocessor that fences every run of doctest lines as a ``pycon`` block, and shows
+the Sphinx roles of the prose (``:func:`name```) as code.
 """
 import re
 
@@ -11,6 +12,7 @@ from markdown.preprocessors import Preprocessor
 from mkdocs.plugins import event_priority
 
 _PROMPT = re.compile(r"^(\s*)>>> ")
+_ROLE = re.compile(r":(?:func|class|meth|mod|attr|data|exc|obj):`~?([^`]+)`")
 
 
 class _DoctestFence(Preprocessor):
@@ -22,7 +24,7 @@ class _DoctestFence(Preprocessor):
                 fence = not fence
             m = None if fence else _PROMPT.match(line)
             if m is None:
-                out.append(line)
+                out.append(line if fence else _ROLE.sub(r"`\1`", line))
                 i += 1
                 continue
             indent = m.group(1)
