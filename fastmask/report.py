@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import plots
+from ._text import plural
 
 SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
 THUMB_SIZE = 240  # longest side of a thumbnail panel, pixels
@@ -464,7 +465,7 @@ def _evaluate_facts(s: dict) -> list[list[str]]:
         facts.append(["paired by COCO file_name", f"{s['paired_by_file_name']:,}"])
     if s.get("out_of_range"):
         facts.append(["predictions >= num_classes", f"{s.get('pred_out_of_range_pixels', 0):,} px in "
-                      f"{s.get('items_with_pred_out_of_range', 0):,} items (--out-of-range {s['out_of_range']})"])
+                      f"{plural(s.get('items_with_pred_out_of_range', 0), 'item')} (--out-of-range {s['out_of_range']})"])
     return facts
 
 
@@ -707,7 +708,7 @@ def _worst(run: dict, run_dir: Path, findings, items, n: int) -> list[tuple[str,
                               for r in rows[:6])
             rare = min(rows, key=lambda r: (r["images"], r["class_id"]))
             out.append((i, (f"<b>{_e(i)}</b> — rarest class {_e(plots._label(rare['class_id'], names))} "
-                            f"(in {rare['images']} images); {parts}"), []))
+                            f"(in {plural(rare['images'], 'image')}); {parts}"), []))
         return out
     return []
 

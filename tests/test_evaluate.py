@@ -449,7 +449,7 @@ def test_html_report_says_what_was_scored(tmp_path):
     assert "<b>1 of 3</b><span>ground-truth items scored</span>" in page
     assert "mIoU (summed, scored 1 of 3 ground-truth items)" in page
     assert "not scored: missing_prediction</td><td>1 (c)" in page and "not scored: size_mismatch</td><td>1 (b)" in page
-    assert "1 px in 1 items (--out-of-range fn)" in page
+    assert "1 px in 1 item (--out-of-range fn)" in page
 
 
 def test_not_scored_counts_add_up_over_shards(tmp_path):

@@ -154,7 +154,7 @@ def test_coverage_thumbnails_rarest_class_first(runs):
     page = Page(report.render_report(runs["coverage"], max_thumbnails=2))
     # class 77 (planted unexpected value) is in one image only: that image comes first
     assert page.figures[0]["caption"].startswith("planted_unexpected_value")
-    assert "in 1 images" in page.figures[0]["caption"]
+    assert "in 1 image)" in page.figures[0]["caption"]
 
 
 def test_hostile_names_are_escaped(runs):
