@@ -59,6 +59,67 @@ def coco_class_map(annotations: list[dict], height: int, width: int, ignore_valu
     return r.mask, len(r.problems) + empty
 
 
+def coco_class_map_from_rles(annotations: list, rles: list, height, width, ignore_value: int) -> np.ndarray | None:
+    """:func:`coco_class_map`'s class map painted from RLEs already built, or None.
+
+    ``rles[i]`` is annotation ``i``'s mask as a compressed RLE dict of size
+    ``[height, width]`` (None: not read), as :func:`fastmask.jobs.rules_coco.check_coco_image`
+    keeps them in its stats. Same painting (file order, later wins, crowd -> ``ignore_value``)
+    and dtype, without rasterizing again. Returns None (call :func:`coco_class_map`) for any
+    image where the two could differ: a record that is not a dict, a segmentation that was not
+    read, a ``category_id`` that is not a plain non-negative int, a width/height not plain ints.
+
+    >>> anns = [{"category_id": 3, "segmentation": [[0, 0, 4, 0, 4, 4, 0, 4]]},
+    ...         {"category_id": 5, "iscrowd": 1, "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]
+    >>> from fastmask.raster import polygon_rle
+    >>> rles = [polygon_rle(a["segmentation"], 6, 6) for a in anns]
+    >>> (coco_class_map_from_rles(anns, rles, 6, 6, 255) == coco_class_map(anns, 6, 6, 255)[0]).all()
+    True
+    """
+    from ..kernels.paint import STATUS_OK, paint_colmajor
+    from ..raster import _fit_dtype
+    from ..rle import counts_of
+
+    if type(height) is not int or type(width) is not int or height <= 0 or width <= 0 \
+            or type(ignore_value) is not int or not -(2**63) <= ignore_value < 2**63 or len(rles) != len(annotations):
+        return None
+    objs, vals = [], []
+    lo = hi = 0  # the background
+    for a, r in zip(annotations, rles):
+        if type(a) is not dict:
+            return None
+        c, seg = a.get("category_id"), a.get("segmentation")
+        if type(c) is not int or not 0 <= c < 2**63:
+            return None
+        if r is None:
+            if type(seg) is list and not seg:  # an empty polygon list: nothing to paint
+                v = ignore_value if a.get("iscrowd") else c
+                lo, hi = min(lo, v), max(hi, v)
+                continue
+            return None  # not read here: the rasterizer decides (and reports) on its own
+        if type(seg) is dict:
+            size = seg.get("size")
+            if type(size) is not list or [type(v) for v in size] != [int, int]:
+                return None
+        elif type(seg) is not list:
+            return None
+        if list(r.get("size", ())) != [height, width]:
+            return None
+        v = ignore_value if a.get("iscrowd") else c
+        lo, hi = min(lo, v), max(hi, v)
+        objs.append(r)
+        vals.append(v)
+    dtype = np.dtype(_fit_dtype(lo, hi))
+    flat = np.zeros(height * width, dtype)
+    if objs:
+        counts, offsets, _, _ = counts_of(objs)
+        order = np.arange(len(objs), dtype=np.int64)
+        status, _ = paint_colmajor(counts, offsets, order, np.asarray(vals, np.int64).astype(dtype), flat)
+        if status != STATUS_OK:
+            return None
+    return np.ascontiguousarray(flat.reshape(width, height).T)
+
+
 class CoverageJob(Job):
     """Per image and class: pixels and coverage fraction; per run: totals and histograms."""
 

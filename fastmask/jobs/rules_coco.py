@@ -318,6 +318,9 @@ class CocoImageStats:
     #: category id -> annotation count / mask pixels (valid masks only)
     category_counts: dict = field(default_factory=dict)
     category_pixels: dict = field(default_factory=dict)
+    #: each annotation's mask as a compressed RLE (None: invalid / nothing read), in file order,
+    #: so that callers can paint a class map without rasterizing again; not in :meth:`to_row`
+    rles: list = field(default_factory=list, repr=False)
 
     def to_row(self) -> dict:
         cats = sorted(self.category_counts)
@@ -370,6 +373,7 @@ def check_coco_image(image: Mapping, annotations: Sequence[Mapping], category_id
             stats.n_rle += 1
         crowd = isinstance(ann, Mapping) and bool(ann.get("iscrowd"))
         stats.n_crowd += crowd
+        stats.rles.append(info.rle)
         cid = _int_or_none(ann.get("category_id")) if isinstance(ann, Mapping) else None
         if cid is not None:
             stats.category_counts[cid] = stats.category_counts.get(cid, 0) + 1

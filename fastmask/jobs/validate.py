@@ -303,7 +303,7 @@ class ValidateJob(Job):
 
     def _coco(self, row, data, fields, class_rows) -> list[R.Finding]:
         from ..formats._cocojson import key_value
-        from .coverage import coco_class_map
+        from .coverage import coco_class_map, coco_class_map_from_rles
 
         cfg = self._config
         image = {"id": key_value(row.get("image_key")), "width": row.get("width"), "height": row.get("height"),
@@ -315,10 +315,14 @@ class ValidateJob(Job):
         # the ignore value, as rasterize / coverage paint), and its annotations (non-crowd: instances)
         w, h = row["width"], row["height"]
         ignore = 255 if cfg.ignore_value is None else cfg.ignore_value
-        try:
-            cmap, _ = coco_class_map(data.annotations, h, w, ignore)
-        except (ValueError, TypeError):  # ids that fit no class map: the findings above say why
-            return found
+        # the masks the checks built, painted again without rasterizing; None: a corner where
+        # only the rasterizer is the reference (it then runs as before)
+        cmap = coco_class_map_from_rles(data.annotations, stats.rles, h, w, ignore)
+        if cmap is None:
+            try:
+                cmap, _ = coco_class_map(data.annotations, h, w, ignore)
+            except (ValueError, TypeError):  # ids that fit no class map: the findings above say why
+                return found
         from .scan import value_counts
 
         values, counts = value_counts(cmap)
