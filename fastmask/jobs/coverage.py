@@ -65,7 +65,8 @@ def coco_class_map_from_rles(annotations: list, rles: list, height, width, ignor
     ``rles[i]`` is annotation ``i``'s mask as a compressed RLE dict of size
     ``[height, width]`` (None: not read), as :func:`fastmask.jobs.rules_coco.check_coco_image`
     keeps them in its stats. Same painting (file order, later wins, crowd -> ``ignore_value``)
-    and dtype, without rasterizing again. Returns None (call :func:`coco_class_map`) for any
+    and dtype, without rasterizing again; the map is Fortran-ordered (the painting's own
+    layout, no copy). Returns None (call :func:`coco_class_map`) for any
     image where the two could differ: a record that is not a dict, a segmentation that was not
     read, a ``category_id`` that is not a plain non-negative int, a width/height not plain ints.
 
@@ -73,8 +74,9 @@ def coco_class_map_from_rles(annotations: list, rles: list, height, width, ignor
     ...         {"category_id": 5, "iscrowd": 1, "segmentation": [[2, 2, 6, 2, 6, 6, 2, 6]]}]
     >>> from fastmask.raster import polygon_rle
     >>> rles = [polygon_rle(a["segmentation"], 6, 6) for a in anns]
-    >>> (coco_class_map_from_rles(anns, rles, 6, 6, 255) == coco_class_map(anns, 6, 6, 255)[0]).all()
-    True
+    >>> m = coco_class_map_from_rles(anns, rles, 6, 6, 255)
+    >>> m[3].tolist(), (m == coco_class_map(anns, 6, 6, 255)[0]).all().item()
+    ([3, 3, 255, 255, 255, 255], True)
     """
     from ..kernels.paint import STATUS_OK, paint_colmajor
     from ..raster import _fit_dtype
@@ -117,7 +119,7 @@ def coco_class_map_from_rles(annotations: list, rles: list, height, width, ignor
         status, _ = paint_colmajor(counts, offsets, order, np.asarray(vals, np.int64).astype(dtype), flat)
         if status != STATUS_OK:
             return None
-    return np.ascontiguousarray(flat.reshape(width, height).T)
+    return flat.reshape(width, height).T  # Fortran-ordered: a C copy would cost more than the painting
 
 
 class CoverageJob(Job):

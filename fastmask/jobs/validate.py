@@ -325,7 +325,7 @@ class ValidateJob(Job):
                 return found
         from .scan import value_counts
 
-        values, counts = value_counts(cmap)
+        values, counts = value_counts(cmap.ravel(order="K"))  # the pixels in memory order: no copy
         inst: dict[int, int] = {}
         for a in data.annotations:
             c = a.get("category_id") if isinstance(a, dict) else None
