@@ -13,6 +13,7 @@ without ``--debug``.
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import importlib.util
 import logging
@@ -22,6 +23,7 @@ import traceback
 
 from ._text import plural, run_speed
 from ._version import __version__
+from .storage import MissingBackendError
 from .engine.options import (
     EXIT_RUN_ERROR,
     EXIT_RUN_FAILED,
@@ -200,9 +202,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
+    parser.add_argument("--storage-options", metavar="JSON", default=None, help=STORAGE_HELP)
     for command_parser in sub.choices.values():  # also after the command: fastmask validate ... --debug
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        command_parser.add_argument("--storage-options", metavar="JSON", default=argparse.SUPPRESS,
+                                    help=STORAGE_HELP)
     return parser
+
+
+STORAGE_HELP = ("options of the URLs' filesystems (fsspec storage_options, as pandas takes them), as JSON or "
+                "@FILE.json: credentials, endpoint, HTTP headers, e.g. "
+                "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'")
+
+
+def parse_storage_options(text: str | None) -> dict:
+    """``--storage-options``: a JSON object, inline or ``@path.json``; ``{}`` when not given.
+
+    >>> parse_storage_options('{"anon": true}')
+    {'anon': True}
+    """
+    if text is None:
+        return {}
+    raw = text
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ValueError(f"--storage-options {text}: {e.strerror or e}") from None
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"--storage-options is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--storage-options must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 DEBUG_HELP = "show the Python traceback of an unexpected error (default: one line)"
@@ -481,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _stdout_to_devnull()
         return 0
+    except MissingBackendError as e:  # a URL whose filesystem is not installed: one line naming the extra
+        print(f"fastmask {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - a crash is exit code 4 and one line, never a finding (1)
         if args.debug:
             raise
@@ -540,6 +577,13 @@ def notice_cold_kernels(command: str) -> None:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import storage
+
+    try:
+        storage.set_default_options(parse_storage_options(getattr(args, "storage_options", None)))
+    except ValueError as e:
+        print(f"fastmask {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "demo":
         from .demo import run_demo, run_validation_demo
 

@@ -35,6 +35,10 @@ CODES: dict[str, str] = {
     "encrypted": "an encrypted zip member (fastmask reads no passwords)",
     "remote_mask": "a mask named by a URL (http, https, s3, gs) with no copy beside the platform file: "
                    "fetching by URL needs object-storage support",
+    "not_found": "a remote object (s3://, gs://, https:// ...) that does not exist (HTTP 404)",
+    "forbidden": "a remote object the credentials may not read (HTTP 401/403)",
+    "expired_url": "a signed URL whose signature has expired (403 saying so, or its expiry time has passed)",
+    "remote_error": "a remote read that failed for another reason, or still failed after the retries",
     "label_not_found": "a Labelbox data row without the label --labelbox-label chose",
 }
 
