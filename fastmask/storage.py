@@ -210,13 +210,10 @@ class Location:
             from .formats._fs import read_regular_file
             return read_regular_file(self.url)  # regular files only, same limit
         fs, path = self.fs
-        size = self._call(fs.size, path)
-        if size is not None and size > limit:
-            raise _format_error("too_large", f"{self.url}: {size} bytes, above the read limit of {limit} bytes "
-                                "($FASTMASK_MAX_FILE_BYTES)", self.url)
-        data = self._call(fs.cat_file, path)
+        data = self._call(_read_at_most, fs, path, limit + 1)  # one request, never more than limit + 1 bytes
         if len(data) > limit:
-            raise _format_error("too_large", f"{self.url}: more than {limit} bytes", self.url)
+            raise _format_error("too_large", f"{self.url}: more than {limit} bytes, above the read limit "
+                                "($FASTMASK_MAX_FILE_BYTES)", self.url)
         return data
 
     def read_text(self) -> str:
@@ -446,6 +443,16 @@ def _filesystem(url: str, options: dict[str, Any]):
     if scheme in ("http", "https"):
         path = url  # HTTP keeps the whole URL, query string (a signature) included
     return fs, path
+
+
+def _read_at_most(fs, path: str, n: int) -> bytes:
+    """The first ``n`` bytes of an object in one request: a ranged GET on object stores; a
+    streamed GET over HTTP (a server may ignore ranges), stopped after ``n`` bytes."""
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol in ("http", "https"):
+        with fs.open(path, "rb", block_size=0) as f:  # streaming: no HEAD, no whole-body buffer
+            return f.read(n)
+    return fs.cat_file(path, start=0, end=n)
 
 
 def _format_error(code: str, message: str, path: str):
