@@ -154,6 +154,11 @@ class ValidateJob(Job):
 
     # ------------------------------------------------------------------ per item
 
+
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         cfg = self._config
         try:
@@ -418,7 +423,7 @@ class ValidateJob(Job):
         }
 
 
-MASK_LAYOUTS = ("masks", "voc", "cleanzip")
+MASK_LAYOUTS = ("masks", "voc", "cleanzip", "urls")
 
 
 def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
