@@ -601,3 +601,25 @@ def test_scan_job_api_uses_the_options_captured_at_open(tmp_path, server):
     storage.set_default_options(None)  # later changes do not reach an open dataset
     run_job(ScanJob(ds), ds.manifest(), tmp_path / "r", workers=1, quiet=True)
     assert items(tmp_path / "r")["a"]["status"] == "ok"
+
+
+def test_any_fsspec_filesystem_through_the_same_path(tmp_path):
+    # memory:// (fsspec's in-process filesystem) stands for any other backend: a list on it,
+    # masks on it by URL and relative to it, a missing object not_found
+    import fsspec
+    fs = fsspec.filesystem("memory")
+    arrays = masks(3, seed=10)
+    for iid, arr in arrays.items():
+        fs.pipe_file(f"/fm-test/masks/{iid}.png", png(arr))
+    fs.pipe_file("/fm-test/l.csv", ("item_id,mask\n" + "".join(
+        f"{i},{'masks/' + i + '.png' if k % 2 else 'memory://fm-test/masks/' + i + '.png'}\n"
+        for k, i in enumerate(arrays)) + "z,masks/none.png\n").encode())
+    ds = open_dataset("memory://fm-test/l.csv")
+    assert ds.layout == "urls"
+    run_job(ScanJob(ds), ds.manifest(), tmp_path / "r", workers=1, quiet=True)
+    rows = items(tmp_path / "r")
+    assert rows["z"]["error_code"] == "not_found"
+    for iid, arr in arrays.items():
+        vals, counts = np.unique(arr, return_counts=True)
+        assert (rows[iid]["values"], rows[iid]["value_pixels"]) == (vals.tolist(), counts.tolist())
+    fs.rm("/fm-test", recursive=True)
