@@ -273,6 +273,12 @@ def test_convert_reads_a_url_list(tmp_path, server, s3_bucket):
     written = {p.stem: np.asarray(Image.open(p)) for p in (tmp_path / "c").rglob("*.png")
                if "plots" not in p.parts}
     assert {k: v.tolist() for k, v in written.items() if k in arrays} == {k: v.tolist() for k, v in arrays.items()}
+    # instances reads it too: the same instance masks as from the local copies
+    assert cli("instances", str(lst), "--storage-options", AUTH, "--out", str(tmp_path / "i_url")) == 0
+    assert cli("instances", str(tmp_path / "local"), "--out", str(tmp_path / "i_local")) == 0
+    url_masks = {p.stem: np.asarray(Image.open(p)).tolist() for p in (tmp_path / "i_url").rglob("*.png")}
+    local_masks = {p.stem: np.asarray(Image.open(p)).tolist() for p in (tmp_path / "i_local").rglob("*.png")}
+    assert set(arrays) <= set(url_masks) and url_masks == local_masks
 
 
 def test_url_list_on_s3_names_masks_relative_to_itself(tmp_path, s3_bucket):
@@ -623,3 +629,22 @@ def test_any_fsspec_filesystem_through_the_same_path(tmp_path):
         vals, counts = np.unique(arr, return_counts=True)
         assert (rows[iid]["values"], rows[iid]["value_pixels"]) == (vals.tolist(), counts.tolist())
     fs.rm("/fm-test", recursive=True)
+
+
+def test_url_list_served_over_https_with_relative_masks(tmp_path, server):
+    arrays = masks(3, seed=11)
+    for iid, arr in arrays.items():
+        server.files[f"/rel/masks/{iid}.png"] = png(arr)
+    server.files["/rel/lists/l.jsonl"] = "".join(
+        json.dumps({"item_id": i, "mask": f"../masks/{i}.png"}) + "\n" for i in arrays).encode()
+    url = f"{server.url}/rel/lists/l.jsonl"
+    for layout in ([], ["--layout", "urls"]):  # detected from its first record, or chosen
+        out = tmp_path / f"r{len(layout)}"
+        assert cli("scan", url, *layout, "--storage-options", AUTH, "--out", str(out)) == 0
+        rows = items(out)
+        for iid, arr in arrays.items():
+            vals, counts = np.unique(arr, return_counts=True)
+            assert (rows[iid]["values"], rows[iid]["value_pixels"]) == (vals.tolist(), counts.tolist())
+    # a list that cannot be read stops the command (exit code 2), naming the code
+    assert cli("scan", f"{server.url}/rel/lists/none.jsonl", "--layout", "urls", "--storage-options", AUTH,
+               "--out", str(tmp_path / "none")) == 2

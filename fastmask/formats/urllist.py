@@ -42,7 +42,7 @@ import posixpath
 
 import pyarrow as pa
 
-from ..storage import Fetcher, Location, is_url
+from ..storage import Fetcher, Location, is_url, read_object
 from ._fs import Root
 from .errors import FormatError
 from .labelmap import LabelMap
@@ -156,7 +156,7 @@ class UrlListDataset(Dataset):
         kind = _kind(self.root)
         if kind == "parquet":
             return self._parquet_records(loc)
-        data = self.fetcher.read(loc) if self.remote else loc.read_bytes()
+        data = read_object(loc)  # the list itself: never from the cache (it may change)
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as e:
@@ -211,7 +211,7 @@ class UrlListDataset(Dataset):
 
     def _parquet_records(self, loc: Location) -> list[tuple[int, object]]:
         import pyarrow.parquet as pq
-        data = self.fetcher.read(loc) if self.remote else loc.read_bytes()
+        data = read_object(loc)  # the list itself: never from the cache (it may change)
         try:
             table = pq.read_table(io.BytesIO(data))
         except (pa.ArrowException, OSError) as e:
