@@ -116,7 +116,7 @@ class UrlListDataset(Dataset):
     >>> from fastmask.formats import write_mask, open_dataset
     >>> d = tempfile.mkdtemp(); write_mask(os.path.join(d, "a.png"), np.eye(2, dtype=np.uint8))
     >>> _ = open(os.path.join(d, "list.csv"), "w").write("item_id,mask\\nx,a.png\\n")
-    >>> ds = open_dataset(os.path.join(d, "list.csv")); ds.layout, ds.read_item(ds.manifest().to_pylist()[0]).mask.array.sum()
+    >>> ds = open_dataset(os.path.join(d, "list.csv")); ds.layout, int(ds.read_item(ds.manifest().to_pylist()[0]).mask.array.sum())
     ('urls', 2)
     """
 
