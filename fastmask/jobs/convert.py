@@ -410,7 +410,6 @@ class ConvertJob(Job):
         return lm.names.get(cat, f"class_{cat}") if lm else f"class_{cat}"
 
     # ------------------------------------------------------------------ per item
-
     def prefetch(self, item: dict[str, Any]) -> list:
         """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
         return self._dataset.prefetch(item)

@@ -220,7 +220,6 @@ class EvaluateJob(Job):
                                       pa.string()),
         })
 
-
     def prefetch(self, item: dict[str, Any]) -> list:
         """The remote objects of both sides of ``item`` (fetched ahead by the engine)."""
         return [*(self._gt.prefetch(json.loads(item["gt_row"])) if item.get("gt_row") else []),

@@ -153,8 +153,6 @@ class ValidateJob(Job):
         quick_class_mask(m, (0, 1), self._config)
 
     # ------------------------------------------------------------------ per item
-
-
     def prefetch(self, item: dict[str, Any]) -> list:
         """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
         return self._dataset.prefetch(item)
