@@ -48,7 +48,7 @@ def _command_modules():
 
 DATASET_OPTIONS = ("layout", "images", "labelmap", "masks", "labelbox_label")
 DATASET_HELP = ("a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, a clean-zip layout, "
-                "a Labelbox NDJSON or a Nucleus JSONL")
+                "a Labelbox NDJSON, a Nucleus JSONL or a URL list (.csv/.jsonl/.parquet: item_id, mask)")
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser, *, dataset_help: str = DATASET_HELP,
@@ -74,7 +74,7 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, dataset_help: str = DAT
                             "(0 = first) or a label id")
 
 
-LAYOUT_CHOICES = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus")
+LAYOUT_CHOICES = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus", "urls")
 
 
 def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=None, labelbox_label=None):
@@ -203,16 +203,37 @@ def build_parser() -> argparse.ArgumentParser:
     for module in _command_modules():
         module.register(sub)
     parser.add_argument("--storage-options", metavar="JSON", default=None, help=STORAGE_HELP)
+    parser.add_argument("--prefetch", metavar="N", type=_prefetch_count, default=None, help=PREFETCH_HELP)
+    parser.add_argument("--cache", metavar="DIR", default=None, help=CACHE_HELP)
     for command_parser in sub.choices.values():  # also after the command: fastmask validate ... --debug
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         command_parser.add_argument("--storage-options", metavar="JSON", default=argparse.SUPPRESS,
                                     help=STORAGE_HELP)
+        command_parser.add_argument("--prefetch", metavar="N", type=_prefetch_count, default=argparse.SUPPRESS,
+                                    help=PREFETCH_HELP)
+        command_parser.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS, help=CACHE_HELP)
     return parser
 
 
 STORAGE_HELP = ("options of the URLs' filesystems (fsspec storage_options, as pandas takes them), as JSON or "
                 "@FILE.json: credentials, endpoint, HTTP headers, e.g. "
                 "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'")
+
+
+PREFETCH_HELP = ("objects named one by one by URL (URL lists, platform masks) fetched ahead per shard "
+                 "(default 16, $FASTMASK_PREFETCH; 0: none)")
+CACHE_HELP = ("keep fetched objects in this local folder, so that a rerun reads them from disk "
+              "(at most $FASTMASK_CACHE_BYTES, default 10 GiB; least recently used first out)")
+
+
+def _prefetch_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
 
 
 def parse_storage_options(text: str | None) -> dict:
@@ -581,6 +602,7 @@ def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     try:
         storage.set_default_options(parse_storage_options(getattr(args, "storage_options", None)))
+        storage.set_fetch_defaults(prefetch=getattr(args, "prefetch", None), cache=getattr(args, "cache", None))
     except ValueError as e:
         print(f"fastmask {args.command}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -50,7 +50,8 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 __all__ = ["Location", "location", "is_url", "MissingBackendError", "set_default_options",
-           "default_options", "error_code", "MAX_FILE_BYTES", "RETRIES"]
+           "default_options", "error_code", "MAX_FILE_BYTES", "RETRIES",
+           "scoped_options", "read_object", "Fetcher", "set_fetch_defaults", "prefetching"]
 
 #: Transient faults are retried this many times (``$FASTMASK_RETRIES``, default 4), waiting
 #: 0.1 s, 0.2 s, 0.4 s ... (with jitter) between attempts.
@@ -430,6 +431,7 @@ def location(target: str | os.PathLike | Location, options: dict[str, Any] | Non
 def _filesystem(url: str, options: dict[str, Any]):
     import fsspec
     scheme = _SCHEME.match(url).group(1).lower()
+    options = scoped_options(url, options)  # sections per scheme; headers to http(s) only
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as e:
@@ -580,3 +582,364 @@ def __getattr__(name: str):
     if name == "MAX_FILE_BYTES":
         return _max_bytes()
     raise AttributeError(name)
+
+
+# ---------------------------------------------------------------------------------------
+# Objects read one at a time (URL lists, platform masks by URL): options scoped per
+# scheme, one GET per HTTP object (its error body classified), fetch-ahead within a shard
+# (:func:`prefetching`), and an optional local cache (:class:`Fetcher`).
+# ---------------------------------------------------------------------------------------
+
+#: keys of ``--storage-options`` that hold the options of one URL scheme only
+SCHEME_SECTIONS = ("http", "https", "s3", "s3a", "gs", "gcs", "az", "abfs", "file")
+_HTTP_ONLY = ("headers",)  # request options of HTTP: the other filesystems refuse them
+#: objects fetched ahead per shard by default (``$FASTMASK_PREFETCH``; ``0`` = off)
+DEFAULT_PREFETCH = 16
+#: most bytes ``--cache DIR`` keeps (``$FASTMASK_CACHE_BYTES``, default 10 GiB); above it the
+#: least recently used objects are deleted
+DEFAULT_CACHE_BYTES = 10 << 30
+
+
+def scoped_options(url: str, options: dict[str, Any] | None) -> dict[str, Any]:
+    """The storage options that apply to ``url``: a section named after its scheme
+    (``{"https": {"headers": ...}, "s3": {...}}``) is merged over the shared keys, other
+    schemes' sections are dropped, and ``headers`` (an HTTP request option) goes to
+    ``http(s)://`` only, so one ``--storage-options`` serves a list mixing schemes.
+
+    >>> opts = {"headers": {"Authorization": "Bearer k"}, "s3": {"anon": True}}
+    >>> scoped_options("s3://b/a.png", opts), scoped_options("https://h/a.png", opts)
+    ({'anon': True}, {'headers': {'Authorization': 'Bearer k'}})
+    """
+    options = dict(options or {})
+    m = _SCHEME.match(url)
+    scheme = m.group(1).lower() if m else "file"
+    out = {k: v for k, v in options.items() if k not in SCHEME_SECTIONS}
+    if scheme not in ("http", "https"):
+        for k in _HTTP_ONLY:
+            out.pop(k, None)
+    aliases = {"https": ("http", "https"), "http": ("http",), "gs": ("gcs", "gs"), "gcs": ("gs", "gcs"),
+               "s3a": ("s3", "s3a")}.get(scheme, (scheme,))
+    for key in aliases:
+        section = options.get(key)
+        if isinstance(section, dict):
+            out.update(section)
+    return out
+
+
+class _HTTPStatusError(OSError):
+    """An HTTP error answer, with its status and the start of its body (a signed URL's
+    "Request has expired" is only said there)."""
+
+    def __init__(self, status: int, reason: str, body: str, url: str):
+        super().__init__(f"HTTP {status} {reason}: {body}".strip())
+        self.status = status
+        self.url = url
+
+
+def _http_get(loc: Location, limit: int) -> bytes:
+    """One GET of an ``http(s)://`` object through fsspec's session (its ``client_kwargs``
+    and request options such as ``headers``): at most ``limit`` bytes."""
+    from fsspec.asyn import sync
+    fs, url = loc.fs
+
+    async def get():
+        session = await fs.set_session()
+        async with session.get(fs.encode_url(url), **fs.kwargs) as r:
+            if r.status >= 400:
+                body = (await r.content.read(2048)).decode("utf-8", "replace")
+                raise _HTTPStatusError(r.status, r.reason or "", " ".join(body.split())[:300], url)
+            if r.content_length is not None and r.content_length > limit:
+                raise _format_error("too_large", f"{url}: {r.content_length} bytes, above the read limit of {limit} "
+                                    "bytes ($FASTMASK_MAX_FILE_BYTES)", url)
+            parts, total = [], 0
+            async for chunk in r.content.iter_chunked(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise _format_error("too_large", f"{url}: more than {limit} bytes", url)
+                parts.append(chunk)
+            return b"".join(parts)
+
+    return sync(fs.loop, get)
+
+
+def read_object(loc: Location) -> bytes:
+    """All bytes of one object, remote faults retried and classified like
+    :meth:`Location.read_bytes`; an ``http(s)://`` object costs one GET (no HEAD first:
+    signed URLs are signed for GET only), its error body read for ``expired_url``.
+
+    >>> import tempfile
+    >>> p = Location(tempfile.mkdtemp()) / "a.bin"; p.write_bytes(b"xy"); read_object(p)
+    b'xy'
+    """
+    if not loc.is_remote:
+        return loc.read_bytes()
+    if loc.url.split("://", 1)[0].lower() in ("http", "https"):
+        return loc._call(_http_get, loc, _max_bytes())
+    return loc.read_bytes()
+
+
+def _env_prefetch() -> int:
+    raw = os.environ.get("FASTMASK_PREFETCH", "").strip()
+    try:
+        return max(0, int(raw)) if raw else DEFAULT_PREFETCH
+    except ValueError:
+        return DEFAULT_PREFETCH
+
+
+_fetch_defaults: dict[str, Any] = {}
+
+
+def set_fetch_defaults(prefetch: int | None = None, cache: str | os.PathLike | None = None) -> None:
+    """Set what new :class:`Fetcher` objects get (``--prefetch N``, ``--cache DIR``);
+    ``None`` leaves ``$FASTMASK_PREFETCH`` (default 16) / ``$FASTMASK_CACHE`` (default none).
+
+    >>> set_fetch_defaults(prefetch=4); Fetcher().prefetch
+    4
+    >>> set_fetch_defaults()
+    """
+    if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
+        raise ValueError(f"prefetch must be an integer >= 0, got {prefetch!r}")
+    _fetch_defaults.clear()
+    if prefetch is not None:
+        _fetch_defaults["prefetch"] = prefetch
+    if cache is not None:
+        _fetch_defaults["cache"] = os.path.abspath(os.fspath(cache))
+
+
+class Fetcher:
+    """How a dataset reads objects named one by one (URL lists, platform masks by URL):
+    the storage options captured when it was made, how many objects to fetch ahead in a
+    shard (``prefetch``, 0 = none) and an optional local ``cache`` folder. Small and
+    picklable: it travels with its dataset to pool and Dask workers.
+
+    >>> import tempfile
+    >>> f = Fetcher(prefetch=0); p = Location(tempfile.mkdtemp()) / "m.png"; p.write_bytes(b"PNG")
+    >>> f.read(f.location(str(p)))
+    b'PNG'
+    """
+
+    __slots__ = ("prefetch", "cache", "options")
+
+    def __init__(self, prefetch: int | None = None, cache: str | os.PathLike | None = None,
+                 options: dict[str, Any] | None = None):
+        self.prefetch = _fetch_defaults.get("prefetch", _env_prefetch()) if prefetch is None else int(prefetch)
+        if cache is None:
+            cache = _fetch_defaults.get("cache") or os.environ.get("FASTMASK_CACHE") or None
+        self.cache = os.path.abspath(os.fspath(cache)) if cache else None
+        self.options = default_options() if options is None else dict(options)
+
+    def __getstate__(self):
+        return {"prefetch": self.prefetch, "cache": self.cache, "options": self.options}
+
+    def __setstate__(self, state):
+        self.prefetch, self.cache, self.options = state["prefetch"], state["cache"], state["options"]
+
+    def __repr__(self) -> str:
+        return f"Fetcher(prefetch={self.prefetch}, cache={self.cache!r})"
+
+    def location(self, url: str) -> Location:
+        """``url`` as a :class:`Location` with this fetcher's storage options."""
+        return Location(url, scoped_options(url, self.options) if is_url(url) else self.options)
+
+    def read(self, loc: Location) -> bytes:
+        """The object's bytes: fetched ahead for the current item (:func:`prefetching`),
+        else from the cache, else read (and cached). Faults: :class:`FormatError` codes."""
+        if not loc.is_remote:
+            return loc.read_bytes()
+        ahead = _ahead_take(loc.url)
+        if ahead is not None:
+            if isinstance(ahead, BaseException):
+                raise ahead
+            return ahead
+        return self.fetch(loc)
+
+    def fetch(self, loc: Location) -> bytes:
+        """Read ``loc`` now (the cache first, when there is one)."""
+        if self.cache:
+            data = _cache_get(self.cache, loc.url)
+            if data is not None:
+                return data
+        try:
+            data = read_object(loc)
+        except Exception as e:  # noqa: BLE001 - re-raised without the URL's query (a signature)
+            raise _without_query(e, loc.url) from None
+        if self.cache:
+            _cache_put(self.cache, loc.url, data)
+        return data
+
+
+def _without_query(e: BaseException, url: str) -> BaseException:
+    """``e`` with ``url``'s query string (a signature, a token) left out of its message."""
+    from .formats.errors import FormatError
+    if "?" not in url or not isinstance(e, FormatError):
+        return e
+    shown = url.split("?", 1)[0]
+    return FormatError(e.code, e.message.replace(url, shown), path=shown)
+
+
+# -- fetch-ahead within a shard -----------------------------------------------------------
+
+import threading  # noqa: E402 - used by the fetch-ahead below only
+
+_AHEAD = threading.local()
+
+
+def _ahead_take(url: str):
+    ready = getattr(_AHEAD, "ready", None)
+    return ready.pop(url, None) if ready else None
+
+
+class _Window:
+    """The objects of a shard's rows, fetched ``depth`` ahead by a thread pool."""
+
+    def __init__(self, plans: list[list], depth: int):
+        from concurrent.futures import ThreadPoolExecutor
+        self.flat = [(i, f, loc) for i, plan in enumerate(plans) for f, loc in plan]
+        self.first = {}  # row -> index of its first object in flat
+        for k, (i, _, _) in enumerate(self.flat):
+            self.first.setdefault(i, k)
+        self.depth, self.submitted, self.futures = depth, 0, {}
+        self.pool = ThreadPoolExecutor(max_workers=depth, thread_name_prefix="fastmask-fetch")
+
+    def _fill(self, upto: int) -> None:
+        # in flight or fetched but not yet used: at most ``depth`` objects (more only when
+        # one row alone names more)
+        while self.submitted < len(self.flat) and (self.submitted < upto or len(self.futures) < self.depth):
+            i, f, loc = self.flat[self.submitted]
+            self.futures[self.submitted] = self.pool.submit(_fetch_quietly, f, loc)
+            self.submitted += 1
+
+    @contextlib.contextmanager
+    def row(self, i: int):
+        start = self.first.get(i)
+        if start is None:
+            self._fill(0)
+            yield
+            return
+        end = start
+        while end < len(self.flat) and self.flat[end][0] == i:
+            end += 1
+        self._fill(end)
+        _AHEAD.ready = {self.flat[k][2].url: self.futures.pop(k).result() for k in range(start, end)}
+        self._fill(0)  # the next rows' objects start while this one is decoded
+        try:
+            yield
+        finally:
+            _AHEAD.ready = None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _fetch_quietly(fetcher: Fetcher, loc: Location):
+    try:
+        return fetcher.fetch(loc)
+    except Exception as e:  # noqa: BLE001 - handed to the item's reader, which raises it
+        return e
+
+
+@contextlib.contextmanager
+def prefetching(plan, rows: list):
+    """Fetch the remote objects of ``rows`` ahead while they are processed in order.
+
+    ``plan(row)`` lists the ``(fetcher, location)`` pairs the row's processing will read
+    (``[]`` for a local row: then nothing changes); the context yields ``ready(i)``, a
+    context manager to wrap around the processing of row ``i``: inside it,
+    :meth:`Fetcher.read` of those objects returns the fetched bytes (or raises the fault
+    the fetch met). At most ``max(fetcher.prefetch)`` objects are in flight or waiting,
+    so memory stays bounded whatever the shard's size.
+
+    >>> with prefetching(lambda row: [], [{"item_id": "a"}]) as ready:
+    ...     with ready(0):
+    ...         pass
+    """
+    plans = []
+    for row in rows:
+        try:
+            found = plan(row) or []
+        except Exception:  # noqa: BLE001 - the item's own read meets (and reports) the fault
+            found = []
+        seen, unique = set(), []
+        for f, loc in found:
+            if loc.is_remote and loc.url not in seen:
+                seen.add(loc.url)
+                unique.append((f, loc))
+        plans.append(unique)
+    depth = max((f.prefetch for p in plans for f, _ in p), default=0)
+    if depth <= 0:
+        yield _no_window
+        return
+    window = _Window(plans, depth)
+    try:
+        yield window.row
+    finally:
+        window.close()
+
+
+@contextlib.contextmanager
+def _no_window(i: int):
+    yield
+
+
+# -- the local cache (--cache DIR) ----------------------------------------------------------
+
+_cache_usage: dict[str, int] = {}
+_cache_lock = threading.Lock()
+
+
+def _cache_file(cache: str, url: str) -> str:
+    import hashlib
+    digest = hashlib.sha256(url.encode("utf-8")).hexdigest()
+    return os.path.join(cache, digest[:2], digest[2:])
+
+
+def _cache_get(cache: str, url: str) -> bytes | None:
+    from .formats._fs import read_regular_file
+    from .formats.errors import FormatError
+    path = _cache_file(cache, url)
+    try:
+        data = read_regular_file(path)
+    except FormatError:
+        return None
+    with contextlib.suppress(OSError):
+        os.utime(path)  # recently used: evicted last
+    return data
+
+
+def _cache_limit() -> int:
+    raw = os.environ.get("FASTMASK_CACHE_BYTES", "").strip()
+    return int(raw) if raw.isdigit() else DEFAULT_CACHE_BYTES
+
+
+def _cache_put(cache: str, url: str, data: bytes) -> None:
+    path = _cache_file(cache, url)
+    try:
+        _write_local_atomic(path, data)
+    except OSError:
+        return  # a cache that cannot be written is no cache, not a failed item
+    with _cache_lock:
+        if cache not in _cache_usage:
+            _cache_usage[cache] = sum(size for _, size in Location(cache, {}).find())
+        else:
+            _cache_usage[cache] += len(data)
+        if _cache_usage[cache] > _cache_limit():
+            _cache_usage[cache] = _evict(cache, int(_cache_limit() * 0.8))
+
+
+def _evict(cache: str, keep: int) -> int:
+    """Delete the least recently used cached objects until at most ``keep`` bytes remain."""
+    files = []
+    for dirpath, _, names in os.walk(cache):
+        for n in names:
+            p = os.path.join(dirpath, n)
+            with contextlib.suppress(OSError):
+                st = os.stat(p)
+                files.append((st.st_mtime, st.st_size, p))
+    total = sum(s for _, s, _ in files)
+    for _, size, p in sorted(files):
+        if total <= keep:
+            break
+        with contextlib.suppress(OSError):
+            os.unlink(p)
+            total -= size
+    return total

@@ -26,6 +26,7 @@ from .job import (
     ShardResult,
     to_jsonable,
 )
+from ..storage import prefetching
 from .manifest import ShardTask
 from .sink import ITEMS_TABLE, marker_path, part_name, write_json_atomic, write_parquet_atomic
 
@@ -185,11 +186,14 @@ def run_shard(job: Job, task: ShardTask, progress: Callable[[int], None] | None 
 
     items: list[_Item] = []
     reported, last = 0, time.monotonic()
-    for row in task.items.to_pylist():
-        items.append(_process_one(job, row, field_names, table_columns))
-        if progress is not None and time.monotonic() - last > 0.2:
-            progress(len(items) - reported)
-            reported, last = len(items), time.monotonic()
+    rows = task.items.to_pylist()
+    with prefetching(job.prefetch, rows) as ready:  # remote objects fetched ahead, a bounded number
+        for i, row in enumerate(rows):
+            with ready(i):
+                items.append(_process_one(job, row, field_names, table_columns))
+            if progress is not None and time.monotonic() - last > 0.2:
+                progress(len(items) - reported)
+                reported, last = len(items), time.monotonic()
 
     try:
         tables = _build_tables(items, schemas)

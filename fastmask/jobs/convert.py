@@ -410,6 +410,10 @@ class ConvertJob(Job):
         return lm.names.get(cat, f"class_{cat}") if lm else f"class_{cat}"
 
     # ------------------------------------------------------------------ per item
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, row: dict[str, Any]) -> ItemResult:
         src = read_source(self._dataset, row, fill=self.fill, ignore_value=self.ignore_value, background=self.background,
                           instance_map=self.to in ("masks", "voc"))

@@ -190,6 +190,10 @@ class CoverageJob(Job):
             values, pixels = value_counts(mask.array)
         return values, pixels, mask.width, mask.height, 0
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         try:
             with counting_values():  # PNG masks: the histogram comes from the decoder's one pass

@@ -220,6 +220,11 @@ class EvaluateJob(Job):
                                       pa.string()),
         })
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects of both sides of ``item`` (fetched ahead by the engine)."""
+        return [*(self._gt.prefetch(json.loads(item["gt_row"])) if item.get("gt_row") else []),
+                *(self._pred.prefetch(json.loads(item["pred_row"])) if item.get("pred_row") else [])]
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         if item.get("pairing_error"):
             code, message = json.loads(item["pairing_error"])

@@ -93,6 +93,10 @@ class InstancesJob(Job):
                 "max_item_memory": self.max_item_memory,
                 "id_scheme": f"class*{self.base}+k", "format": self.format, "mask_format": self.mask_format}
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, row: dict[str, Any]) -> ItemResult:
         from ..components import split_instances
 

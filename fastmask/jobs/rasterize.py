@@ -229,6 +229,10 @@ class RasterizeJob(Job):
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         from ..formats import writers as wr
         from ..raster import rasterize_annotations

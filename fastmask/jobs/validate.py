@@ -153,6 +153,9 @@ class ValidateJob(Job):
         quick_class_mask(m, (0, 1), self._config)
 
     # ------------------------------------------------------------------ per item
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
 
     def process(self, item: dict[str, Any]) -> ItemResult:
         cfg = self._config
@@ -418,7 +421,7 @@ class ValidateJob(Job):
         }
 
 
-MASK_LAYOUTS = ("masks", "voc", "cleanzip")
+MASK_LAYOUTS = ("masks", "voc", "cleanzip", "urls")
 
 
 def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
