@@ -235,12 +235,15 @@ def test_rasterize_outputs_on_s3_equal_a_local_run(tiny_coco, tmp_path, run_url,
     assert item_columns(tmp_path / "report", *cols) == item_columns(local, *cols)
 
 
-def test_rasterize_workers_write_to_the_url_with_their_options(tiny_coco, tmp_path, s3_bucket):
-    """Spawned worker processes get the output Location (and its storage options) with the job."""
+def test_rasterize_workers_write_to_the_url_with_their_options(tiny_coco, tmp_path, s3_server, s3_bucket,
+                                                               monkeypatch):
+    """Spawned worker processes get the output Location, and its storage options, with the job:
+    the environment they inherit points at a closed port, only the options name the server."""
     local = tmp_path / "local"
     assert main(["rasterize", str(tiny_coco), "--out", str(local), "--kind", "instance", "--workers", "1",
-                 "--quiet", "--shard-size", "1"]) == 0
-    out = storage.Location(s3_bucket + "/r2", {"config_kwargs": {"connect_timeout": 30}})
+                 "--quiet"]) == 0
+    out = storage.Location(s3_bucket + "/r2", {"endpoint_url": s3_server})
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
     ds = open_dataset(tiny_coco)
     job = RasterizeJob(ds, out, kind="instance")
     result = run_job(job, ds.manifest(), tmp_path / "report", workers=2, shard_size=1, quiet=True)
