@@ -578,6 +578,87 @@ def _write_local_atomic(path: str, data: bytes | memoryview) -> None:
         raise
 
 
+# -- outputs: the masks and datasets rasterize / convert / instances write -----------------
+# Writers keep their own local path (a hidden temporary beside the target and a rename, no
+# fsync per mask); these publish an output at a URL. A write fault that stays after the
+# retries is a FormatError with the storage's code (forbidden, not_found for a missing
+# bucket, remote_error), which the jobs turn into the item's error row.
+
+def as_path(target: str | os.PathLike | Location):
+    """A local target as a :class:`pathlib.Path` (what callers got before URLs), a URL as
+    its :class:`Location`.
+
+    >>> as_path("out/masks"), as_path("s3://b/out/masks")
+    (PosixPath('out/masks'), Location('s3://b/out/masks'))
+    """
+    from pathlib import Path
+    loc = location(target)
+    return loc if loc.is_remote else Path(loc.url)
+
+
+def put_bytes(target: str | Location, data: bytes | memoryview) -> None:
+    """Write ``data`` as the object at ``target`` in one request: it appears whole or not at
+    all (a local target: :meth:`Location.write_bytes`).
+
+    >>> import tempfile
+    >>> p = Location(tempfile.mkdtemp()) / "m.png"
+    >>> put_bytes(p, b"png"); p.read_bytes()
+    b'png'
+    """
+    target = location(target)
+    if not target.is_remote:
+        target.write_bytes(data)
+        return
+    fs, path = target.fs
+    target._call(fs.pipe_file, path, bytes(data))
+
+
+def put_file(local_path: str | os.PathLike, target: str | Location) -> None:
+    """Upload the finished local file ``local_path`` as the object at ``target`` (one request,
+    or a multipart upload completed at the end: visible whole or not at all). A local
+    target gets a copy through a temporary name and a rename.
+
+    >>> import tempfile, pathlib
+    >>> src = pathlib.Path(tempfile.mkdtemp()) / "a.zip"; _ = src.write_bytes(b"zip")
+    >>> dst = Location(tempfile.mkdtemp()) / "b.zip"
+    >>> put_file(src, dst); dst.read_bytes()
+    b'zip'
+    """
+    target = location(target)
+    if not target.is_remote:
+        with open(local_path, "rb") as src, target.writer() as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        return
+    fs, path = target.fs
+    target._call(fs.put_file, os.fspath(local_path), path)
+
+
+@contextlib.contextmanager
+def staged(target: str | Location):
+    """A local temporary file name to write ``target``'s content to, for writers that need a
+    path (a zip, a Parquet file, a streamed JSON): published at ``target`` by :func:`put_file`
+    when the block ends without an error, never otherwise; removed in every case. The
+    temporary file is in the system's temporary folder (``$TMPDIR``).
+
+    >>> import tempfile
+    >>> out = Location(tempfile.mkdtemp()) / "a.json"
+    >>> with staged(out) as tmp:
+    ...     _ = open(tmp, "w").write("{}")
+    >>> out.read_text()
+    '{}'
+    """
+    import tempfile
+    target = location(target)
+    fd, tmp = tempfile.mkstemp(prefix="fastmask-output-", suffix=posixpath.splitext(target.name)[1][:16])
+    os.close(fd)
+    try:
+        yield tmp
+        put_file(tmp, target)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
 def __getattr__(name: str):
     if name == "MAX_FILE_BYTES":
         return _max_bytes()
