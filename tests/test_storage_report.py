@@ -120,6 +120,20 @@ def test_report_on_s3_has_the_bytes_of_a_local_report(job, data, references, s3_
     assert folder_state(Location(url)) == "report"
 
 
+@pytest.mark.parametrize("executor", ["local", "threads", "dask"])
+def test_workers_write_their_parts_straight_to_the_url(executor, data, references, s3_bucket):
+    """Spawned processes, threads and Dask workers (own processes) all upload their parts."""
+    if executor == "dask":
+        pytest.importorskip("distributed")
+    url = f"{s3_bucket}/{executor}"
+    argv = job_args("coverage", data, url, "--executor", executor)
+    argv[argv.index("--workers") + 1] = "2"
+    assert cli(*argv) == 0
+    files = remote_files(url)
+    assert_same_report(files, local_files(references["coverage"]))
+    assert json.loads(files["run.json"])["execution"]["workers"] == 2
+
+
 def test_a_run_without_resume_or_overwrite_is_refused_and_overwrite_replaces(data, references, s3_bucket, capsys):
     url = f"{s3_bucket}/r"
     assert cli(*job_args("coverage", data, url)) == 0

@@ -415,6 +415,7 @@ def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: flo
         finally:
             progress.close()
 
+    heartbeat()  # before the final writes: a run whose lock was taken over stops here
     # Final reduce from the markers (not from what this invocation saw), so a resumed run
     # and an uninterrupted one finalize from exactly the same values.
     markers = []
