@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field

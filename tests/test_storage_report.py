@@ -367,3 +367,33 @@ def test_plots_are_written_into_the_url(data, s3_bucket):
     assert names and all(n.endswith(".png") for n in names)
     assert (Location(url) / "plots" / names[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in plots.write_plots(url)) == names
+
+
+def test_a_missing_bucket_is_exit_2_with_one_line(data, s3_server, capsys):
+    assert cli(*job_args("coverage", data, "s3://fastmask-no-such-bucket/r")) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "cannot write the report to s3://fastmask-no-such-bucket/r" in err[0], err
+
+
+def test_without_conditional_writes_the_lock_is_best_effort(s3_bucket, monkeypatch, caplog):
+    """A store whose writes take no condition: create-then-read-back, and a warning says so."""
+    url = f"{s3_bucket}/plain"
+    fs = Location(url).fs[0]
+    real = fs.pipe_file
+
+    def plain_put(path, data, mode="overwrite", **kwargs):
+        if mode == "create" or "IfMatch" in kwargs:
+            raise TypeError("conditional writes are not supported here")
+        return real(path, data, **kwargs)
+
+    monkeypatch.setattr(fs, "pipe_file", plain_put)
+    lock = ObjectFolderLock(Location(url), lease=60).acquire()
+    assert not lock.conditional and "best effort" in caplog.text
+    with pytest.raises(FolderLockedError, match="in use by another fastmask run"):
+        ObjectFolderLock(Location(url), lease=60).acquire()
+    lock.refresh()  # still ours: rewritten
+    (Location(url) / LOCK_FILE).write_bytes(b'{"token": "someone else", "host": "h", "pid": 1}')
+    with pytest.raises(LockLostError):
+        lock.refresh()
+    lock.release()
+    assert (Location(url) / LOCK_FILE).is_file()  # not ours: left alone

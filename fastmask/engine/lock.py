@@ -355,6 +355,11 @@ class ObjectFolderLock:
         with self._mutex:
             if not self._held or self.lost is not None:
                 return
+            if not self.conditional:  # best effort: check it is still ours, then rewrite it
+                owner, _ = self._read()
+                if owner is None or owner.get("token") != self.info["token"]:
+                    self.lost = owner or {}
+                    raise LockLostError(self._lost_message())
             try:
                 self._etag = self._put(If_Match=self._etag)
                 self._refreshed = time.monotonic()
@@ -390,7 +395,14 @@ class ObjectFolderLock:
             kwargs["mode"] = "create"
         elif If_Match is not None and self.conditional:
             kwargs["IfMatch"] = If_Match
-        out = self.path._call(fs.pipe_file, path, self._doc(), raw=True, **kwargs)
+        try:
+            out = self.path._call(fs.pipe_file, path, self._doc(), raw=True, **kwargs)
+        except Exception as e:  # noqa: BLE001 - classified below
+            if "IfMatch" not in kwargs or not _unsupported(e):
+                raise
+            # a store without If-Match: the take-over and the refresh are best effort
+            self.conditional = False
+            out = self.path._call(fs.pipe_file, path, self._doc(), raw=True)
         etag = out.get("ETag") if isinstance(out, dict) else None
         return etag if etag is not None else self._read()[1]
 
