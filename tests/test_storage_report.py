@@ -219,6 +219,32 @@ def test_a_cli_run_killed_mid_way_resumes_byte_identical(data, references, s3_bu
     assert json.loads((out / "run.json").read_bytes())["timing"]["skipped_shards"] == len(done)
 
 
+def test_ctrl_c_is_exit_3_with_the_url_in_its_line_and_resumes(data, references, s3_bucket):
+    url = f"{s3_bucket}/interrupted"
+    argv = job_args("coverage", data, url, shard=1)
+    proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    out = Location(url)
+    deadline = time.monotonic() + 240
+    while len(done_shards(out, N)) < 2 and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    code = proc.wait(timeout=120)
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert code == 3, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"finished shards are kept in {url}; rerun with --resume" in lines[0], err
+    assert json.loads((out / "run.json").read_bytes())["status"] == "stopped"
+    assert not (out / LOCK_FILE).exists()  # released on the way out
+    assert cli(*argv, "--resume") == 0
+    ref = references["coverage"].parent / "coverage-shard1"
+    if not ref.exists():
+        assert cli(*job_args("coverage", data, str(ref), shard=1)) == 0
+    assert_same_report(remote_files(url), local_files(ref))
+
+
 def test_resume_lists_the_markers_once(s3_bucket, monkeypatch):
     """One paged listing of _shards/ decides which shards are done (no request per shard)."""
     url = f"{s3_bucket}/listing"
