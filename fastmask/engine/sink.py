@@ -73,10 +73,15 @@ def _remote(path) -> Location:
     return path if isinstance(path, Location) else Location(path)
 
 
+def _local(path):
+    # a local Location (file://...) as its path; paths pass through
+    return path.url if isinstance(path, Location) else path
+
+
 def ensure_dir(path) -> None:
     """Create a local folder (and its parents); nothing on object storage (prefixes)."""
     if not is_remote(path):
-        Path(path).mkdir(parents=True, exist_ok=True)
+        Path(_local(path)).mkdir(parents=True, exist_ok=True)
 
 
 def marker_path(out_dir: str | os.PathLike | Location, index: int) -> Path | Location:
@@ -155,14 +160,14 @@ def read_part(path: str | os.PathLike | Location, columns: list[str] | None = No
     """
     if is_remote(path):  # one request for the whole part (a shard's rows: small)
         return pq.ParquetFile(pa.BufferReader(_get(_remote(path)))).read(columns=columns)
-    return pq.ParquetFile(path).read(columns=columns)
+    return pq.ParquetFile(_local(path)).read(columns=columns)
 
 
 def read_table_file(path: Path | Location) -> pa.Table:
     """A whole Parquet file (the manifest), local or remote."""
     if is_remote(path):
         return pq.read_table(pa.BufferReader(_get(_remote(path))))
-    return pq.read_table(path)
+    return pq.read_table(_local(path))
 
 
 def _get(loc: Location) -> bytes:
@@ -175,7 +180,7 @@ def _get(loc: Location) -> bytes:
 def read_json(path: Path | Location) -> Any:
     if is_remote(path):
         return json.loads(_get(_remote(path)))
-    with open(path, encoding="utf-8") as f:
+    with open(_local(path), encoding="utf-8") as f:
         return json.load(f)
 
 
