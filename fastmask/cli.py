@@ -264,6 +264,16 @@ DEBUG_HELP = "show the Python traceback of an unexpected error (default: one lin
 PLOTS_HELP = "also write PNG charts into REPORT/plots/ (needs matplotlib)"
 
 
+def _report_started(out: str) -> bool:
+    """True when ``--out`` (a folder or a URL) holds a run.json: the run began there."""
+    from .storage import Location
+
+    try:
+        return (Location(out) / "run.json").is_file()
+    except Exception:  # noqa: BLE001 - an unreachable store: say only what is certain
+        return False
+
+
 def report_error(args: argparse.Namespace, e: BaseException) -> None:
     """Print ``fastmask COMMAND: message`` for an engine error (with its traceback under ``--debug``)."""
     print(f"fastmask {args.command}: {e}", file=sys.stderr)
@@ -528,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:  # the program itself (not a caller in Python): it ends now
             _ignore_further_interrupts()
         out = getattr(args, "out", None)
-        started = out and os.path.isfile(os.path.join(out, "run.json"))
+        started = out and _report_started(out)
         where = (f"finished shards are kept in {out}; rerun with --resume to continue" if started
                  else "stopped before the run started")
         print(f"\nfastmask {args.command}: interrupted: {where}", file=sys.stderr)

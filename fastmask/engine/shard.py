@@ -11,7 +11,6 @@ import json
 import threading
 import time
 import weakref
-from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -28,7 +27,7 @@ from .job import (
 )
 from ..storage import prefetching
 from .manifest import ShardTask
-from .sink import ITEMS_TABLE, marker_path, part_name, write_json_atomic, write_parquet_atomic
+from .sink import ITEMS_TABLE, marker_path, part_name, report_root, write_json_atomic, write_parquet_atomic
 
 MAX_MESSAGE_CHARS = 2000  # an exception text can embed a whole array; keep rows small
 
@@ -213,7 +212,7 @@ def run_shard(job: Job, task: ShardTask, progress: Callable[[int], None] | None 
     # summaries back from markers) sees exactly the same values as an uninterrupted one.
     summary = json.loads(json.dumps(to_jsonable(summary if summary is not None else {}), sort_keys=True))
 
-    out = Path(task.out_dir)
+    out = report_root(task.out_dir)  # a local path, or a URL's Location
     for name, table in tables.items():
         write_parquet_atomic(table, out / name / part_name(task.index))
 
