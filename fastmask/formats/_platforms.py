@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ._fs import Root, read_regular_file
+from ._fs import Root, read_path
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap
 
@@ -115,7 +115,7 @@ def read_json_records(path: str) -> list[dict]:
     >>> read_json_records(p)
     [{'a': 1}, {'a': 2}]
     """
-    data = read_regular_file(path)
+    data = read_path(path)  # a local regular file or an object at a URL
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
