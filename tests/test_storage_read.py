@@ -56,7 +56,17 @@ def tables(out: Path, here: str, there: str) -> dict[str, list[dict]]:
         keep = [c for c in t.column_names if not any(k in c for k in TIMING)]
         rows = t.select(keep).to_pylist()
         found[folder.name] = json.loads(json.dumps(rows, default=str).replace(here, there))
+    if (out / "manifest.parquet").is_file():  # item ids and relative paths, as the run listed them
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(out / "manifest.parquet").to_pylist()
+        found["manifest"] = json.loads(json.dumps(rows, default=str).replace(here, there))
     return found
+
+
+def rules(found: dict) -> set[str]:
+    """The rules of a report's item and dataset findings."""
+    return {r["rule"] for name in ("findings", "dataset_findings") for r in found.get(name, [])}
 
 
 def run(argv: list[str]) -> int:
@@ -99,8 +109,7 @@ def test_voc_folder_from_s3(sample, s3_bucket, tmp_path, command):
     assert detect_layout(url) == "voc"
     found = same_report(tmp_path, command, [str(sample.voc)], [url], str(sample.voc), url)
     if command == "validate":
-        rules = {r["rule"] for r in found["findings"]}
-        assert {"unreadable", "missing_image", "unknown_color", "size_mismatch"} <= rules
+        assert {"unreadable", "missing_image", "unknown_color", "size_mismatch"} <= rules(found)
 
 
 def test_voc_zip_from_s3_and_one_top_folder(sample, s3_bucket, tmp_path):
@@ -124,7 +133,7 @@ def test_masks_folder_and_masks_zip_from_s3(sample, s3_bucket, tmp_path, command
     (tmp_path / "zip").mkdir()
     found = same_report(tmp_path / "zip", command, [str(sample.zip)], [zurl], str(sample.zip), zurl)
     if command == "validate":  # the zip's twin entries stay a listing problem
-        assert "duplicate_entry" in {r["rule"] for r in found["findings"]}
+        assert "duplicate_entry" in rules(found)
 
 
 def test_coco_with_images_from_s3(sample, s3_bucket, tmp_path):
@@ -133,7 +142,7 @@ def test_coco_with_images_from_s3(sample, s3_bucket, tmp_path):
     assert detect_layout(json_url) == "coco" and detect_layout(url) == "coco"
     found = same_report(tmp_path, "validate", [str(sample.coco), "--images", str(sample.coco.parent / "images")],
                         [json_url, "--images", url + "/images"], str(sample.coco.parent), url)
-    assert {"unknown_image", "duplicate_id"} <= {r["rule"] for r in found["findings"]}
+    assert {"unknown_image", "duplicate_id"} <= rules(found)
 
 
 def test_coco_cache_is_keyed_by_url_and_version(sample, s3_bucket, tmp_path):
@@ -161,7 +170,7 @@ def test_coco_object_missing_is_reported_like_a_missing_file(sample, s3_bucket, 
     url = upload(local, s3_bucket + "/coco")
     found = same_report(tmp_path, "validate", [str(local / "annotations.json")], [url + "/annotations.json"],
                         str(local), url)
-    assert "missing_image" in {r["rule"] for r in found["findings"]}
+    assert "missing_image" in rules(found)
 
 
 def test_panoptic_with_png_folder_from_s3(sample, s3_bucket, tmp_path):
@@ -175,8 +184,7 @@ def test_real_panoptic_evaluate_gt_and_pred_on_s3(s3_bucket, tmp_path):
     ref = REAL / "_reference" / "panoptic_pq"
     if not ref.is_dir():
         pytest.skip("real panoptic sample not found")
-    gt_png = REAL / "panopticapi"
-    pngs = sorted(gt_png.rglob("*.png"))
+    pngs = sorted((REAL / "panopticapi" / "sample_data" / "panoptic_examples").glob("*.png"))
     url = upload(ref, s3_bucket + "/pq")
     for p in pngs:  # the ground truth's PNG folder, wherever the sample keeps it
         (Location(url) / "gt_png" / p.name).write_bytes(p.read_bytes())
@@ -184,9 +192,9 @@ def test_real_panoptic_evaluate_gt_and_pred_on_s3(s3_bucket, tmp_path):
     local_gt.mkdir()
     for p in pngs:
         shutil.copy(p, local_gt / p.name)
-    local = [str(ref / "gt.json"), str(ref / "pred.json"), "--gt-masks", str(local_gt), "--pred-masks",
+    local = ["--gt", str(ref / "gt.json"), "--pred", str(ref / "pred.json"), "--gt-masks", str(local_gt), "--pred-masks",
              str(ref / "pred")]
-    remote = [url + "/gt.json", url + "/pred.json", "--gt-masks", url + "/gt_png", "--pred-masks", url + "/pred"]
+    remote = ["--gt", url + "/gt.json", "--pred", url + "/pred.json", "--gt-masks", url + "/gt_png", "--pred-masks", url + "/pred"]
     out_l, out_u = tmp_path / "l", tmp_path / "u"
     code_l, code_u = run(["evaluate", *local, "--out", str(out_l)]), run(["evaluate", *remote, "--out", str(out_u)])
     assert code_l == code_u
@@ -207,8 +215,8 @@ def test_evaluate_semantic_gt_and_pred_on_s3(sample, s3_bucket, tmp_path):
         mask(pred / "masks" / f"m{i}.png", p)
     gurl, purl = upload(gt, s3_bucket + "/gt"), upload(pred, s3_bucket + "/pred")
     out_l, out_u = tmp_path / "l", tmp_path / "u"
-    code_l = run(["evaluate", str(gt), str(pred), "--num-classes", "4", "--out", str(out_l)])
-    code_u = run(["evaluate", gurl, purl, "--num-classes", "4", "--out", str(out_u)])
+    code_l = run(["evaluate", "--gt", str(gt), "--pred", str(pred), "--num-classes", "4", "--out", str(out_l)])
+    code_u = run(["evaluate", "--gt", gurl, "--pred", purl, "--num-classes", "4", "--out", str(out_u)])
     assert code_l == code_u
     a = tables(out_l, str(tmp_path), "<root>")
     b = tables(out_u, s3_bucket, "<root>")
@@ -442,7 +450,7 @@ def test_voc_from_other_filesystems(sample, tmp_path, scheme, request):
     same_report(tmp_path, "validate", [str(sample.voc)], [url], str(sample.voc), url)
 
 
-def test_storage_options_reach_the_dataset(s3_server, s3_bucket, tmp_path, monkeypatch):
+def test_storage_options_reach_the_dataset(s3_server, s3_bucket, tmp_path, monkeypatch, capsys):
     """--storage-options is what the dataset's Locations are made with: with the environment's
     endpoint pointing nowhere, the run reads the bucket only through the endpoint the option gives."""
     local = tmp_path / "m"
@@ -454,4 +462,23 @@ def test_storage_options_reach_the_dataset(s3_server, s3_bucket, tmp_path, monke
     out = tmp_path / "r"
     assert run(["scan", url, "--out", str(out), "--storage-options", opts]) == 0
     assert [r["error_code"] for r in load_report_table(out).to_pylist()] == [None]
-    assert run(["scan", url, "--out", str(tmp_path / "r2"), "--storage-options", '{"skip_instance_cache": true}']) == 2
+    # without the option the environment's endpoint is used, and nothing answers there: a usage error
+    monkeypatch.setattr("s3fs.S3FileSystem.retries", 1)
+    quick = {"skip_instance_cache": True, "config_kwargs": {"retries": {"max_attempts": 1}}}
+    assert run(["scan", url, "--out", str(tmp_path / "r2"), "--storage-options", json.dumps(quick)]) == 2
+    assert "remote_error" in capsys.readouterr().err
+
+
+def test_prefix_is_listed_once_for_detection_and_dataset(sample, s3_bucket, monkeypatch):
+    url = upload(sample.voc, s3_bucket + "/voc")
+    calls = []
+    real = Location.find
+
+    def spy(self):
+        calls.append(self.url)
+        return real(self)
+
+    monkeypatch.setattr(Location, "find", spy)
+    ds = open_dataset(url)
+    assert ds.layout == "voc" and len(ds.manifest()) == len(open_dataset(sample.voc).manifest())
+    assert calls == [url]

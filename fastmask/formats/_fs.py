@@ -47,7 +47,8 @@ same files in a local folder. Helpers for a single file given by path or URL:
 """
 from __future__ import annotations
 
-import bisect
+import contextlib
+import contextvars
 import errno
 import json
 import os
@@ -63,7 +64,7 @@ from .errors import FormatError
 
 __all__ = ["Root", "unsafe_reason", "is_junk", "is_report_run_json", "MAX_FILE_BYTES", "MAX_ZIP_RATIO",
            "ZIP_RATIO_MIN_BYTES", "norm_target", "read_path", "open_path", "path_kind", "join_target",
-           "parent_target", "relative_target", "is_file_target"]
+           "parent_target", "relative_target", "is_file_target", "ask"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -302,13 +303,18 @@ class Root:
             self.is_zip = os.path.isfile(self.path) and zipfile.is_zipfile(self.path)
             if not self.is_zip and not os.path.isdir(self.path):
                 raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
-        else:
+        self._listing: list = []  # a URL folder's listing, [_Listing], shared with the roots sub() makes
+        if loc is not None:
             self.path = loc.url
             self._loc = loc
-            self.is_zip = self._open_remote_root()
+            twin = _shared_root(self)
+            if twin is None:
+                self.is_zip = self._open_remote_root()
+            else:  # the same URL already opened in this block (detection): its listing and zip handle
+                self.is_zip, self._listing = twin.is_zip, twin._listing
+                self._zf, self._zpid, self._entries = twin._zf, twin._zpid, twin._entries
         self._real: str | None = None
         self._real_dirs: dict[str, str] = {}
-        self._listing: list = []  # a URL folder's listing, [_Listing], shared with the roots sub() makes
         #: listing problems, ``(kind, path) -> message``: folders that cannot be listed
         #: (``unlisted_path``), zip names held by several entries (``duplicate_entry``);
         #: shared by the roots :meth:`sub` makes, kept in this process only
@@ -388,7 +394,7 @@ class Root:
         """Whether the URL root is a zip object (opened here, once) or a prefix; ``missing_file``
         when it is neither (nothing there, or an object that is not a zip: as for a local path)."""
         loc = self._loc
-        if loc.is_file():
+        if ask(loc.is_file, loc):
             try:
                 self._set_zip(zipfile.ZipFile(_open_remote(loc, _ZIP_BLOCK)))
                 return True
@@ -396,7 +402,7 @@ class Root:
                 pass
             except OSError as e:
                 raise FormatError("unreadable", f"{self.path}: {e}", path=self.path) from None
-        elif loc.is_dir():
+        elif ask(loc.is_dir, loc):
             return False
         else:
             fs, key = loc.fs
@@ -495,7 +501,9 @@ class Root:
         """The keys below a URL root, listed once per process (shared with :meth:`sub` roots)."""
         if not self._listing:
             self._listing.append(_Listing.of(self))
-        return self._listing[0]
+        listing = self._listing[0]
+        self.problems.update(listing.problems)
+        return listing
 
     def _remote_files(self, prefix: str, recursive: bool) -> Iterator[list[str]]:
         """:meth:`iter_files` of a URL folder: what a walk of the same local folder lists
@@ -626,7 +634,8 @@ class Root:
         if self._loc is not None:
             if self._listing:  # listed in this process: no request
                 return self._listing[0].has(_remote_key(full))
-            return self._object(rel).is_file()
+            obj = self._object(rel)
+            return ask(obj.is_file, obj)
         try:
             return not stat.S_ISDIR(os.stat(_os_name(self.path, full)).st_mode)
         except (OSError, ValueError):
@@ -760,9 +769,10 @@ class _Listing:
     Arrow array (a million keys: tens of MB, not hundreds); ``reports``: the folders (``dir/``)
     holding a fastmask report's ``run.json``."""
 
-    def __init__(self, keys, reports: list[str]):
+    def __init__(self, keys, reports: list[str], problems: dict):
         self.keys = keys
         self.reports = reports
+        self.problems = problems
 
     @classmethod
     def of(cls, root: "Root") -> "_Listing":
@@ -771,6 +781,7 @@ class _Listing:
         from ..storage import MissingBackendError, error_code
 
         names: list[str] = []
+        problems = {}
         try:
             names = [name for name, _size in root._loc.find()]
         except MissingBackendError:
@@ -778,14 +789,14 @@ class _Listing:
         except Exception as e:  # noqa: BLE001 - a prefix that cannot be listed is a listing problem, as locally
             code = error_code(e, root.path)
             why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            root.problems[("unlisted_path", root.path)] = (
+            problems[("unlisted_path", root.path)] = (
                 f"{root.path}: cannot list this prefix ({code}: {why}); its objects are not items")
         keys = pa.array(sorted(names), pa.string())
         reports = []
         for name in names:
             if name.endswith("/run.json") and _is_report_object(root._loc / name):
                 reports.append(name[: -len("run.json")])
-        return cls(keys, reports)
+        return cls(keys, reports, problems)
 
     def _bisect(self, key: str) -> int:
         keys = self.keys
@@ -821,6 +832,27 @@ class _Listing:
         return sorted({k.split("/", 1)[0] for k in self.keys.to_pylist()})
 
 
+def ask(question, loc: Location, *args):
+    """``question(*args)`` about a URL (``loc.is_file``, ``loc.iterdir``...), its storage faults
+    (after the retries of transient ones) as a :class:`FormatError` with the storage code
+    (``forbidden``, ``remote_error``...) instead of the filesystem's own exception.
+
+    >>> ask(Location("/").is_dir, Location("/"))
+    True
+    """
+    from ..storage import MissingBackendError, error_code
+
+    try:
+        return question(*args)
+    except (FormatError, MissingBackendError):
+        raise
+    except Exception as e:  # noqa: BLE001 - classified: a fault of the store is this location's error
+        code = error_code(e, loc.url)
+        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise FormatError("remote_error" if code == "transient" else code, f"{loc.url}: {why}",
+                          path=loc.url) from None
+
+
 def _remote_key(full: str) -> str:
     """The object key of a listed name (undoes :func:`listed_name`'s escapes: keys are UTF-8 text)."""
     if "\\x" not in full:
@@ -835,6 +867,36 @@ def _is_report_object(loc: Location) -> bool:
         return is_report_run_json(loc.read_bytes(limit=_RUN_JSON_MAX))
     except FormatError:
         return False
+
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fastmask_shared_roots", default=None)
+
+
+@contextlib.contextmanager
+def sharing_listings():
+    """Within the block, roots made for the same URL (with the same options) share one listing
+    and one zip handle: detecting a layout, then opening the dataset, lists a prefix once.
+
+    >>> with sharing_listings():
+    ...     pass
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared_root(root: "Root") -> "Root | None":
+    """The root already made for ``root``'s URL in a :func:`sharing_listings` block (None: the first)."""
+    shared = _SHARED.get()
+    if shared is None:
+        return None
+    key = (root.path, json.dumps(root._loc.options, sort_keys=True, default=str))
+    twin = shared.get(key)
+    if twin is None:
+        shared[key] = root
+    return twin
 
 
 def _remote_location(path) -> Location | None:
@@ -881,9 +943,9 @@ def path_kind(path: str) -> str | None:
     loc = _remote_location(path)
     if loc is None:
         return "file" if os.path.isfile(path) else "dir" if os.path.isdir(path) else None
-    if loc.is_file():
+    if ask(loc.is_file, loc):
         return "file"
-    return "dir" if loc.is_dir() else None
+    return "dir" if ask(loc.is_dir, loc) else None
 
 
 def is_file_target(path: str) -> bool:

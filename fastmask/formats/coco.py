@@ -42,7 +42,7 @@ from PIL import Image
 
 from . import _cocojson
 from ..storage import Location, is_url
-from ._fs import Root, join_target, norm_target, parent_target, path_kind, relative_target
+from ._fs import Root, ask, join_target, norm_target, parent_target, path_kind, relative_target
 from .errors import FormatError
 from .labelmap import LabelMap
 from .layouts import Dataset, Item, header_size
@@ -80,7 +80,7 @@ def guess_images_dir(json_path: str) -> str | None:
         os.path.splitext(os.path.basename(json_path))[0]
     split = stem.split("_", 1)[1] if "_" in stem else stem
     for cand in (join_target(root, split), join_target(root, "images", split), join_target(root, "images")):
-        if cand != d and (Location(cand).is_dir() if is_url(cand) else os.path.isdir(cand)):
+        if cand != d and (ask(Location(cand).is_dir, Location(cand)) if is_url(cand) else os.path.isdir(cand)):
             return cand
     return None
 

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..storage import is_url
-from ._fs import Root, join_target, norm_target, open_path, path_kind, relative_target
+from ._fs import Root, ask, join_target, norm_target, open_path, path_kind, relative_target, sharing_listings
 from .errors import FormatError
 from .labelmap import LABELMAP_FILENAMES, LabelMap, load_labelmap
 from .png import MaskData, read_image_size, read_mask, read_panoptic
@@ -318,7 +318,8 @@ def _dir_jsons(path: str) -> list[str]:
 
         out = []
         for d in (path, join_target(path, "annotations")):
-            out += [join_target(d, f) for f in Location(d).iterdir() if f.lower().endswith(".json")]
+            loc = Location(d)
+            out += [join_target(d, f) for f in ask(loc.iterdir, loc) if f.lower().endswith(".json")]
         return out
     out = []
     for d in (path, os.path.join(path, "annotations")):
@@ -443,6 +444,11 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None, images: 
     >>> ds = open_dataset(d); ds.layout, ds.manifest().column("item_id").to_pylist()
     ('masks', ['a'])
     """
+    with sharing_listings():  # a prefix at a URL is listed once, for detection and the dataset
+        return _open(path, layout, images, labelmap, options)
+
+
+def _open(path, layout, images, labelmap, options) -> Dataset:
     if layout is None:
         layout = detect_layout(path)
     if layout not in LAYOUTS:

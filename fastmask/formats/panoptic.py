@@ -24,7 +24,7 @@ import os
 import pyarrow as pa
 
 from ..storage import is_url
-from ._fs import Root, join_target, norm_target
+from ._fs import Root, ask, join_target, norm_target
 from .coco import _CocoBase
 from .errors import FormatError
 from .layouts import Item, read_root_mask
@@ -89,7 +89,8 @@ class PanopticDataset(_CocoBase):
         if self._cache_png_dir is None:
             from ..storage import Location
 
-            self._cache_png_dir = Location(self.masks_dir).is_dir()
+            loc = Location(self.masks_dir)
+            self._cache_png_dir = ask(loc.is_dir, loc)
         return self._cache_png_dir
 
     def _png_root(self) -> Root:
