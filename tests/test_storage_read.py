@@ -363,6 +363,7 @@ def test_hostile_zip_entries_at_a_url(s3_bucket, tmp_path):
     assert codes == {"good": None, "../evil": "path_outside_root", "bomb": "zip_bomb"}
 
 
+@pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_encrypted_and_duplicate_zip_entries_at_a_url(s3_bucket):
     from fastmask.formats.png import _png_bytes
 
@@ -482,3 +483,9 @@ def test_prefix_is_listed_once_for_detection_and_dataset(sample, s3_bucket, monk
     ds = open_dataset(url)
     assert ds.layout == "voc" and len(ds.manifest()) == len(open_dataset(sample.voc).manifest())
     assert calls == [url]
+    # shipped to a worker: URLs and options, no listing, no handle, no manifest
+    blob = pickle.dumps(ds)
+    back = pickle.loads(blob)
+    assert len(blob) < 20_000 and back.store._listing == [] and back._manifest is None
+    row = ds.manifest().slice(0, 1).to_pylist()[0]
+    assert back.read_item(row).item_id == row["item_id"] and calls == [url]  # read without listing
