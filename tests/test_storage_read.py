@@ -323,6 +323,16 @@ def test_missing_prefix_is_a_usage_error(s3_bucket, tmp_path, capsys):
     assert e.value.code == "missing_file"
 
 
+def test_prefix_that_cannot_be_listed_is_a_listing_problem(tmp_path, monkeypatch):
+    url = f"memory://fastmask-{tmp_path.name}/m"
+    Location(url + "/a.png").write_bytes(b"x")
+    root = Root(url)  # found (a prefix); its listing then fails
+    monkeypatch.setattr(Location, "find", lambda self: (_ for _ in ()).throw(PermissionError("denied")))
+    assert root.files() == []
+    (key, message), = root.problems.items()
+    assert key == ("unlisted_path", url) and "forbidden" in message and "denied" in message
+
+
 def test_object_deleted_after_listing_is_not_found_row(s3_bucket, tmp_path):
     local = tmp_path / "m"
     for i in range(3):
@@ -439,6 +449,10 @@ def gs_memory(monkeypatch):
     MemoryGCS.store.clear()
     if saved is not None:
         fsspec.register_implementation("gs", saved, clobber=True)
+    else:
+        from fsspec.registry import _registry
+
+        _registry.pop("gs", None)
 
 
 @pytest.mark.parametrize("scheme", ["memory", "gs"])

@@ -5,10 +5,9 @@
 - :func:`read_json_records`: the records of a JSONL / NDJSON file or a JSON list;
 - :func:`open_rgb`: a mask image's pixels and facts, without any colour mapping.
 
-Masks are read from local files only: a ``http(s)://``, ``s3://`` or ``gs://`` URL is
-looked up beside the platform file by the URL's path; when no file is there the item
-is an error row with code ``remote_mask`` (fetching by URL comes with object-storage
-support).
+Masks are read from beside the platform file (a local folder, or the URL prefix holding
+a file given as a URL): a ``http(s)://``, ``s3://`` or ``gs://`` URL is looked up there by
+the URL's path; when no file is there the item is an error row with code ``remote_mask``.
 """
 from __future__ import annotations
 
