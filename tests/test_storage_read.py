@@ -503,3 +503,19 @@ def test_prefix_is_listed_once_for_detection_and_dataset(sample, s3_bucket, monk
     assert len(blob) < 20_000 and back.store._listing == [] and back._manifest is None
     row = ds.manifest().slice(0, 1).to_pylist()[0]
     assert back.read_item(row).item_id == row["item_id"] and calls == [url]  # read without listing
+
+
+def test_worker_processes_read_the_url_dataset(sample, s3_bucket, tmp_path):
+    """Two spawned worker processes get the dataset pickled (URLs and options) and read the objects
+    themselves, without the driver's listing: the same tables as one local process."""
+    clean = tmp_path / "voc"
+    shutil.copytree(sample.voc, clean)
+    for p in clean.rglob("planted_*"):
+        p.unlink()
+    made = convert_to(clean, "cleanzip", tmp_path / "conv")  # its reader asks exists() per item
+    url = upload(made, s3_bucket + "/conv")
+    out_l, out_u = tmp_path / "l", tmp_path / "u"
+    assert main(["validate", str(made), "--out", str(out_l), "--workers", "1", "--quiet"]) == \
+        main(["validate", url, "--out", str(out_u), "--workers", "2", "--shard-size", "5", "--quiet"])
+    a, b = tables(out_l, str(made), "<root>"), tables(out_u, url, "<root>")
+    assert a == b and len(a["items"]) > 5
