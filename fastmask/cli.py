@@ -285,10 +285,10 @@ def _dataset_options(args: argparse.Namespace, **paths) -> dict:
     """The dataset options a command was given, as absolute paths for ``run.json`` (so that
     ``fastmask report`` reopens the dataset as the run saw it); options not given are left
     out, so such a run records what the same job run from Python records."""
-    import os
+    from .formats._fs import norm_target
 
     paths["labelmap_file"] = getattr(args, "labelmap", None)
-    out = {k: os.path.abspath(v) for k, v in paths.items() if v}
+    out = {k: norm_target(v) for k, v in paths.items() if v}  # a URL stays a URL
     if getattr(args, "labelbox_label", None) is not None:  # not a path: recorded as given
         out["labelbox_label"] = args.labelbox_label
     return out

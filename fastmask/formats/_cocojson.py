@@ -8,7 +8,8 @@ one batch of rows is ever held as Python objects. Every annotation's raw JSON
 text is kept as a string column (no re-serialisation) next to typed columns.
 
 Cache folder (``<cache root>/coco/<key>/``, key = hash of path, size, mtime
-and :data:`CACHE_VERSION`)::
+and :data:`CACHE_VERSION`; for a JSON at a URL: of the URL, size and ETag (or generation,
+modification time), the JSON being streamed from the object store)::
 
     images.arrow       image_id, image_key, file_name, width, height, item_id, index (file order),
                        ann_start, ann_count, problem            sorted by item_id
@@ -25,7 +26,10 @@ readable, file-name-safe form of the image id (:func:`item_ids`).
 The cache root is ``cache_dir`` if given, else ``$FASTMASK_CACHE``, else
 ``$XDG_CACHE_HOME/fastmask`` (``~/.cache/fastmask``); when that folder cannot be
 created or written, a private temporary folder (removed at exit) is used and one
-line on stderr says so. Building happens in a temporary folder renamed into place,
+line on stderr says so. The cache is local to each machine: a process that finds no cache
+for the file (a Dask worker on another machine, without a shared disk) builds its own
+there, from the same file or URL, so nothing a worker needs is a driver-only path.
+Building happens in a temporary folder renamed into place,
 so concurrent builders never expose half a cache; a build is announced (with the
 cache's path) on the ``fastmask.notice`` logger at INFO, which the command line prints.
 """
@@ -44,6 +48,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..storage import is_url
 from .errors import FormatError
 
 #: One-line notices for the user (the command line prints them on stderr; a library
@@ -160,7 +165,7 @@ def stream_top_level(path: str, array_keys=("images", "annotations")) -> Iterato
     """
     dec = json.JSONDecoder()
     try:
-        f = open(path, "rb")
+        f = _open_json(path)
     except FileNotFoundError:
         raise FormatError("missing_file", f"{path}: no such file", path=path) from None
     except OSError as e:
@@ -351,9 +356,30 @@ def _private_root(wanted: str, error: OSError) -> str:
 
 
 def cache_key(path: str) -> str:
+    """The cache folder's name for a JSON file: a hash of where it is, its size and version
+    (local: modification time; a URL: its ETag, generation or modification time).
+
+    >>> len(cache_key(__file__))
+    20
+    """
+    if is_url(path):
+        from ..storage import Location, object_version
+
+        size, version = object_version(Location(path))
+        h = hashlib.sha1(f"{path}|{size}|{version}|v{CACHE_VERSION}".encode())
+        return h.hexdigest()[:20]
     st = os.stat(path)
     h = hashlib.sha1(f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|v{CACHE_VERSION}".encode())
     return h.hexdigest()[:20]
+
+
+def _open_json(path: str):
+    """The JSON file for streaming: a local file, or an object at a URL (read 16 MB a request)."""
+    if is_url(path):
+        from ..storage import Location, open_object
+
+        return open_object(Location(path), _CHUNK)
+    return open(path, "rb")
 
 
 def item_ids(values: list, keys: list) -> list[str]:
@@ -385,11 +411,19 @@ def build_cache(json_path: str, cache_dir: str | None = None) -> str:
 
     >>> # cache = build_cache("instances_val2017.json"); open_table(cache + "/annotations.arrow")
     """
-    json_path = os.path.abspath(json_path)
-    if not os.path.isfile(json_path):
-        raise FormatError("missing_file", f"{json_path}: no such file", path=json_path)
+    if is_url(json_path):  # streamed from the object store; the key asks for its version
+        try:
+            key = cache_key(json_path)
+        except FormatError as e:
+            code = "missing_file" if e.code == "not_found" else e.code
+            raise FormatError(code, e.message, path=json_path) from None
+    else:
+        json_path = os.path.abspath(json_path)
+        if not os.path.isfile(json_path):
+            raise FormatError("missing_file", f"{json_path}: no such file", path=json_path)
+        key = cache_key(json_path)
     root = os.path.join(cache_dir or default_cache_root(), "coco")
-    final = os.path.join(root, cache_key(json_path))
+    final = os.path.join(root, key)
     if os.path.isfile(os.path.join(final, "meta.json")):
         return final
     try:

@@ -34,9 +34,21 @@ than the system allows). :attr:`Root.problems` collects them for the dataset
 
 A folder below the root holding fastmask's own ``run.json`` (a report: its charts are PNGs,
 never masks) is skipped with everything in it, and noted in :attr:`Root.skipped_reports`.
+
+A root may also be a URL (``s3://bucket/voc``, ``gs://...``, any fsspec URL; see
+:mod:`fastmask.storage`): a prefix of objects or a zip object. A prefix is listed once per
+process, page by page (:meth:`fastmask.storage.Location.find`), with the same skipping of
+hidden names and reports; objects are read whole (same size limit, the storage error
+codes: ``not_found``, ``forbidden``...); a zip object is read through a seekable remote
+file with every zip check above. Objects have no symlinks, FIFOs or devices, so those
+checks do not apply; relative names, item ids and the order of a listing are those of the
+same files in a local folder. Helpers for a single file given by path or URL:
+:func:`norm_target`, :func:`read_path`, :func:`open_path`, :func:`path_kind`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import errno
 import json
 import os
@@ -47,10 +59,12 @@ import zipfile
 from collections.abc import Iterator
 from typing import IO
 
+from ..storage import Location, is_url
 from .errors import FormatError
 
 __all__ = ["Root", "unsafe_reason", "is_junk", "is_report_run_json", "MAX_FILE_BYTES", "MAX_ZIP_RATIO",
-           "ZIP_RATIO_MIN_BYTES"]
+           "ZIP_RATIO_MIN_BYTES", "norm_target", "read_path", "open_path", "path_kind", "join_target",
+           "parent_target", "relative_target", "is_file_target", "ask"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -277,15 +291,28 @@ class Root:
     (['a.txt'], b'hi')
     """
 
-    def __init__(self, path: str | os.PathLike, base: str = ""):
-        self.path = os.path.abspath(os.fspath(path))
+    def __init__(self, path: str | os.PathLike | Location, base: str = ""):
+        loc = _remote_location(path)
         self.base = base.strip("/")
-        self.is_zip = os.path.isfile(self.path) and zipfile.is_zipfile(self.path)
-        if not self.is_zip and not os.path.isdir(self.path):
-            raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
         self._zf: zipfile.ZipFile | None = None
         self._zpid: int | None = None
         self._entries: dict[str, zipfile.ZipInfo] = {}
+        if loc is None:
+            self.path = os.path.abspath(_local_target(path))
+            self._loc = None
+            self.is_zip = os.path.isfile(self.path) and zipfile.is_zipfile(self.path)
+            if not self.is_zip and not os.path.isdir(self.path):
+                raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
+        self._listing: list = []  # a URL folder's listing, [_Listing], shared with the roots sub() makes
+        if loc is not None:
+            self.path = loc.url
+            self._loc = loc
+            twin = _shared_root(self)
+            if twin is None:
+                self.is_zip = self._open_remote_root()
+            else:  # the same URL already opened in this block (detection): its listing and zip handle
+                self.is_zip, self._listing = twin.is_zip, twin._listing
+                self._zf, self._zpid, self._entries = twin._zf, twin._zpid, twin._entries
         self._real: str | None = None
         self._real_dirs: dict[str, str] = {}
         #: listing problems, ``(kind, path) -> message``: folders that cannot be listed
@@ -295,17 +322,24 @@ class Root:
         #: folders below the root skipped as fastmask reports (their ``run.json``); shared like problems
         self.skipped_reports: set[str] = set()
 
-    # pickling: paths only; zip handles and caches are per process
+    # pickling: paths only (a URL root: its Location, with its storage options); zip handles,
+    # listings and caches are per process
     def __getstate__(self):
-        return {"path": self.path, "base": self.base, "is_zip": self.is_zip}
+        state = {"path": self.path, "base": self.base, "is_zip": self.is_zip}
+        if self._loc is not None:
+            state["loc"] = self._loc
+        return state
 
     def __setstate__(self, state):
+        state = dict(state)
+        self._loc = state.pop("loc", None)
         self.__dict__.update(state)
         self._zf = None
         self._zpid = None
         self._entries = {}
         self._real = None
         self._real_dirs = {}
+        self._listing = []
         self.problems = {}
         self.skipped_reports = set()
 
@@ -315,27 +349,69 @@ class Root:
     def sub(self, base: str) -> "Root":
         """The same root narrowed to a sub-folder."""
         r = Root.__new__(Root)
-        r.__setstate__({"path": self.path, "base": posixpath.join(self.base, base).strip("/") if base else self.base,
-                        "is_zip": self.is_zip})
+        state = {"path": self.path, "base": posixpath.join(self.base, base).strip("/") if base else self.base,
+                 "is_zip": self.is_zip}
+        if self._loc is not None:
+            state["loc"] = self._loc
+        r.__setstate__(state)
         r.problems = self.problems
         r.skipped_reports = self.skipped_reports
+        r._listing = self._listing
+        if self._loc is not None and self._zf is not None and self._zpid == os.getpid():
+            r._zf, r._zpid, r._entries = self._zf, self._zpid, self._entries  # one remote zip handle
         return r
+
+    @property
+    def is_remote(self) -> bool:
+        """True for a root at a URL (a prefix of objects or a zip object)."""
+        return self._loc is not None
 
     # ------------------------------------------------------------------ zip
     def _zip(self) -> zipfile.ZipFile:
         pid = os.getpid()
         if self._zf is None or self._zpid != pid:  # a forked child must not share the parent's handle
             try:
-                self._zf = zipfile.ZipFile(self.path)
+                zf = zipfile.ZipFile(self.path if self._loc is None else _open_remote(self._loc, _ZIP_BLOCK))
             except (OSError, zipfile.BadZipFile) as e:
                 raise FormatError("unreadable", f"{self.path}: {e}", path=self.path) from None
-            self._zpid = pid
-            self._entries = self._zf.NameToInfo  # name -> entry (zipfile keeps the last of twins)
-            if any(_zip_name(n) != n for n in self._entries):
-                self._entries = {}
-                for info in self._zf.infolist():
-                    self._entries[_zip_name(info.filename)] = info
+            self._set_zip(zf)
         return self._zf
+
+    def _set_zip(self, zf: zipfile.ZipFile) -> None:
+        self._zf = zf
+        self._zpid = os.getpid()
+        self._entries = self._zf.NameToInfo  # name -> entry (zipfile keeps the last of twins)
+        if any(_zip_name(n) != n for n in self._entries):
+            self._entries = {}
+            for info in self._zf.infolist():
+                self._entries[_zip_name(info.filename)] = info
+
+    def _object(self, rel: str) -> Location:
+        """The object of the relative name ``rel`` under a URL folder root."""
+        return self._loc / _remote_key(self._full(rel))
+
+    def _open_remote_root(self) -> bool:
+        """Whether the URL root is a zip object (opened here, once) or a prefix; ``missing_file``
+        when it is neither (nothing there, or an object that is not a zip: as for a local path)."""
+        loc = self._loc
+        if ask(loc.is_file, loc):
+            try:
+                self._set_zip(zipfile.ZipFile(_open_remote(loc, _ZIP_BLOCK)))
+                return True
+            except zipfile.BadZipFile:
+                pass
+            except OSError as e:
+                raise FormatError("unreadable", f"{self.path}: {e}", path=self.path) from None
+        elif ask(loc.is_dir, loc):
+            return False
+        else:
+            fs, key = loc.fs
+            try:  # neither a file nor a prefix: say why when the store does (forbidden, ...)
+                loc._call(fs.info, key)
+            except FormatError as e:
+                if e.code != "not_found":
+                    raise FormatError(e.code, e.message, path=self.path) from None
+        raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
 
     def _zip_entries(self) -> dict[str, zipfile.ZipInfo]:
         """Normalised entry name -> entry (the last one of entries sharing a name)."""
@@ -363,7 +439,11 @@ class Root:
     def display(self, rel: str) -> str:
         """A human/absolute name: ``/x/y.zip!dir/a.png`` or ``/x/dir/a.png``."""
         full = self._full(rel)
-        return f"{self.path}!{full}" if self.is_zip else os.path.join(self.path, *full.split("/"))
+        if self.is_zip:
+            return f"{self.path}!{full}"
+        if self._loc is not None:
+            return f"{self.path}/{full}" if full else self.path
+        return os.path.join(self.path, *full.split("/"))
 
     # ------------------------------------------------------------------ listing
     def files(self, under: str = "", *, recursive: bool = True) -> list[str]:
@@ -398,6 +478,9 @@ class Root:
             self._zip_duplicates(pre)
             yield out
             return
+        if self._loc is not None:
+            yield from self._remote_files(prefix, recursive)
+            return
         top = os.path.join(self.path, *prefix.split("/")) if prefix else self.path
         if not os.path.isdir(top):
             return
@@ -413,6 +496,39 @@ class Root:
                    for f in filenames if not f.startswith(".")]
             if not recursive:
                 break
+
+    def _remote_listing(self) -> "_Listing":
+        """The keys below a URL root, listed once per process (shared with :meth:`sub` roots)."""
+        if not self._listing:
+            self._listing.append(_Listing.of(self))
+        listing = self._listing[0]
+        self.problems.update(listing.problems)
+        return listing
+
+    def _remote_files(self, prefix: str, recursive: bool) -> Iterator[list[str]]:
+        """:meth:`iter_files` of a URL folder: what a walk of the same local folder lists
+        (hidden names, ``__MACOSX`` and report folders skipped), in chunks."""
+        listing = self._remote_listing()
+        pre = prefix + "/" if prefix else ""
+        blen = len(self.base) + 1 if self.base else 0
+        reports = listing.reports
+        out: list[str] = []
+        for key in listing.under(pre):
+            if reports:
+                hit = next((r for r in reports if key.startswith(r)), None)
+                if hit is not None:
+                    self.skipped_reports.add(f"{self.path}/{hit.rstrip('/')}")
+                    continue
+            parts = key[len(pre):].split("/")
+            if not recursive and len(parts) > 1:
+                continue
+            if parts[-1].startswith(".") or any(d.startswith(".") or d == "__MACOSX" for d in parts[:-1]):
+                continue
+            out.append(listed_name(key[blen:]))
+            if len(out) >= _LIST_CHUNK:
+                yield out
+                out = []
+        yield out
 
     def _zip_reports(self, pre: str) -> list[str]:
         """Prefixes (``dir/``) of the zip folders below ``self.base`` that hold a fastmask report's
@@ -446,12 +562,16 @@ class Root:
         if self.is_zip:
             pre = full + "/"
             return any(n.startswith(pre) for n in self._zip_entries())
+        if self._loc is not None:
+            return not full or self._remote_listing().has_prefix(full + "/")
         return os.path.isdir(os.path.join(self.path, *full.split("/")))
 
     def top_dirs(self) -> list[str]:
         """Names of the top-level folders (and files) of a zip, for base detection."""
         if self.is_zip:
             return sorted({n.split("/", 1)[0] for n in self._zip_entries() if n and not is_junk(n)})
+        if self._loc is not None:
+            return self._remote_listing().top()
         return sorted(os.listdir(self.path))
 
     # ------------------------------------------------------------------ reading
@@ -473,6 +593,8 @@ class Root:
                 raise FormatError("path_outside_root", f"{self.display(rel)}: zip entry is a symlink; refused",
                                   path=rel)
             return full
+        if self._loc is not None:  # an object: no symlinks to follow out of the root
+            return f"{self.path}/{full}"
         p = _os_name(self.path, full)
         if self._real is None:
             self._real = os.path.realpath(self.path)
@@ -509,6 +631,11 @@ class Root:
         full = self._full(rel)
         if self.is_zip:
             return full in self._zip_entries()
+        if self._loc is not None:
+            if self._listing:  # listed in this process: no request
+                return self._listing[0].has(_remote_key(full))
+            obj = self._object(rel)
+            return ask(obj.is_file, obj)
         try:
             return not stat.S_ISDIR(os.stat(_os_name(self.path, full)).st_mode)
         except (OSError, ValueError):
@@ -557,6 +684,12 @@ class Root:
                 msg = listed_name(str(e))
                 code = "truncated" if "truncat" in msg.lower() or isinstance(e, EOFError) else "unreadable"
                 raise FormatError(code, f"{self.display(rel)}: {msg}", path=rel) from None
+        if self._loc is not None:
+            self.check(rel)
+            try:
+                return self._object(rel).read_bytes()  # the same limit, storage error codes
+            except FormatError as e:
+                raise FormatError(e.code, e.message, path=rel) from None
         fd = self._open_fd(rel)
         try:
             return _read_all(fd, self.display(rel), rel)
@@ -575,6 +708,12 @@ class Root:
                 return self._zip().open(info)
             except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError) as e:
                 raise FormatError("unreadable", f"{self.display(rel)}: {e}", path=rel) from None
+        if self._loc is not None:
+            self.check(rel)
+            try:
+                return _open_remote(self._object(rel), _HEADER_BLOCK)
+            except FormatError as e:
+                raise FormatError(e.code, e.message, path=rel) from None
         fd = self._open_fd(rel)
         try:
             check_regular(fd, self.display(rel), rel, whole=False)  # a header is read, not the file
@@ -584,8 +723,8 @@ class Root:
             raise
 
     def local_path(self, rel: str) -> str | None:
-        """OS path of a file in a folder root (None inside a zip)."""
-        return None if self.is_zip else os.path.join(self.path, *self._full(rel).split("/"))
+        """OS path of a file in a folder root (None inside a zip or at a URL)."""
+        return None if self.is_zip or self._loc is not None else os.path.join(self.path, *self._full(rel).split("/"))
 
 
 def _check_inflated(name: str, rel: str, size: int, compressed: int, *, declared: bool) -> None:
@@ -616,3 +755,264 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, rel: str
             total += len(chunk)
             _check_inflated(name, rel, total, info.compress_size, declared=False)
             parts.append(chunk)
+
+
+# ---------------------------------------------------------------------------- roots at a URL
+
+_ZIP_BLOCK = 4 << 20  # bytes a request while reading a zip object (its directory, then members)
+_HEADER_BLOCK = 64 << 10  # bytes a request for an image header (and the tail checked for its end)
+_LIST_CHUNK = 65536
+
+
+class _Listing:
+    """The keys below a URL root (relative names, sorted), from one paged listing, kept as an
+    Arrow array (a million keys: tens of MB, not hundreds); ``reports``: the folders (``dir/``)
+    holding a fastmask report's ``run.json``."""
+
+    def __init__(self, keys, reports: list[str], problems: dict):
+        self.keys = keys
+        self.reports = reports
+        self.problems = problems
+
+    @classmethod
+    def of(cls, root: "Root") -> "_Listing":
+        import pyarrow as pa
+
+        from ..storage import MissingBackendError, error_code
+
+        names: list[str] = []
+        problems = {}
+        try:
+            names = [name for name, _size in root._loc.find()]
+        except MissingBackendError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a prefix that cannot be listed is a listing problem, as locally
+            code = error_code(e, root.path)
+            why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            problems[("unlisted_path", root.path)] = (
+                f"{root.path}: cannot list this prefix ({code}: {why}); its objects are not items")
+        keys = pa.array(sorted(names), pa.string())
+        reports = []
+        for name in names:
+            if name.endswith("/run.json") and _is_report_object(root._loc / name):
+                reports.append(name[: -len("run.json")])
+        return cls(keys, reports, problems)
+
+    def _bisect(self, key: str) -> int:
+        keys = self.keys
+        lo, hi = 0, len(keys)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if keys[mid].as_py() < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def has(self, key: str) -> bool:
+        i = self._bisect(key)
+        return i < len(self.keys) and self.keys[i].as_py() == key
+
+    def has_prefix(self, pre: str) -> bool:
+        i = self._bisect(pre)
+        return i < len(self.keys) and self.keys[i].as_py().startswith(pre)
+
+    def under(self, pre: str) -> Iterator[str]:
+        """The keys starting with ``pre`` (a contiguous run of the sorted keys)."""
+        i, n = (self._bisect(pre), len(self.keys)) if pre else (0, len(self.keys))
+        while i < n:
+            chunk = self.keys.slice(i, _LIST_CHUNK).to_pylist()
+            for k in chunk:
+                if not k.startswith(pre):
+                    return
+                yield k
+            i += len(chunk)
+
+    def top(self) -> list[str]:
+        return sorted({k.split("/", 1)[0] for k in self.keys.to_pylist()})
+
+
+def ask(question, loc: Location, *args):
+    """``question(*args)`` about a URL (``loc.is_file``, ``loc.iterdir``...), its storage faults
+    (after the retries of transient ones) as a :class:`FormatError` with the storage code
+    (``forbidden``, ``remote_error``...) instead of the filesystem's own exception.
+
+    >>> ask(Location("/").is_dir, Location("/"))
+    True
+    """
+    from ..storage import MissingBackendError, error_code
+
+    try:
+        return question(*args)
+    except (FormatError, MissingBackendError):
+        raise
+    except Exception as e:  # noqa: BLE001 - classified: a fault of the store is this location's error
+        code = error_code(e, loc.url)
+        why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise FormatError("remote_error" if code == "transient" else code, f"{loc.url}: {why}",
+                          path=loc.url) from None
+
+
+def _remote_key(full: str) -> str:
+    """The object key of a listed name (undoes :func:`listed_name`'s escapes: keys are UTF-8 text)."""
+    if "\\x" not in full:
+        return full
+    raw = _unescape(full)
+    return full if any("\udc80" <= c <= "\udcff" for c in raw) else raw
+
+
+def _is_report_object(loc: Location) -> bool:
+    """Whether the object ``loc`` is a fastmask report's ``run.json``."""
+    try:
+        return is_report_run_json(loc.read_bytes(limit=_RUN_JSON_MAX))
+    except FormatError:
+        return False
+
+
+_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fastmask_shared_roots", default=None)
+
+
+@contextlib.contextmanager
+def sharing_listings():
+    """Within the block, roots made for the same URL (with the same options) share one listing
+    and one zip handle: detecting a layout, then opening the dataset, lists a prefix once.
+
+    >>> with sharing_listings():
+    ...     pass
+    """
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared_root(root: "Root") -> "Root | None":
+    """The root already made for ``root``'s URL in a :func:`sharing_listings` block (None: the first)."""
+    shared = _SHARED.get()
+    if shared is None:
+        return None
+    key = (root.path, json.dumps(root._loc.options, sort_keys=True, default=str))
+    twin = shared.get(key)
+    if twin is None:
+        shared[key] = root
+    return twin
+
+
+def _remote_location(path) -> Location | None:
+    """The Location of a URL root (no trailing slash), None for a local path."""
+    if isinstance(path, Location):
+        return Location(path.url.rstrip("/"), path.options) if path.is_remote else None
+    if isinstance(path, (str, os.PathLike)) and is_url(os.fspath(path)):
+        return Location(os.fspath(path).rstrip("/"))
+    return None
+
+
+def _local_target(path) -> str:
+    """A local path given as a path, a ``file://`` URL or a local :class:`Location`."""
+    text = os.fspath(path)
+    return (text[len("file://"):] or "/") if text[:7].lower() == "file://" else text
+
+
+def _open_remote(loc: Location, block_size: int) -> IO[bytes]:
+    from ..storage import open_object
+
+    return open_object(loc, block_size)
+
+
+def norm_target(path: str | os.PathLike | Location) -> str:
+    """A dataset path as fastmask records it: an absolute local path, or the URL as given
+    (without a trailing slash).
+
+    >>> norm_target("s3://bucket/voc/"), norm_target("file:///data/voc")
+    ('s3://bucket/voc', '/data/voc')
+    """
+    loc = _remote_location(path)
+    if loc is not None:
+        return loc.url
+    return os.path.abspath(_local_target(path))
+
+
+def path_kind(path: str) -> str | None:
+    """``"file"``, ``"dir"`` or None (nothing, or neither) at a local path or a URL (an object
+    is a file, a prefix holding objects a folder).
+
+    >>> path_kind("/"), path_kind("/no/such/thing")
+    ('dir', None)
+    """
+    loc = _remote_location(path)
+    if loc is None:
+        return "file" if os.path.isfile(path) else "dir" if os.path.isdir(path) else None
+    if ask(loc.is_file, loc):
+        return "file"
+    return "dir" if ask(loc.is_dir, loc) else None
+
+
+def is_file_target(path: str) -> bool:
+    """``os.path.isfile`` for a local path; for a URL, whether an object is there.
+
+    >>> is_file_target("/"), is_file_target("/dev/null")
+    (False, False)
+    """
+    return path_kind(path) == "file"
+
+
+def read_path(path: str) -> bytes:
+    """All bytes of a regular local file or of an object at a URL (at most :data:`MAX_FILE_BYTES`;
+    ``missing_file`` / ``not_found``, ``too_large``, ...).
+
+    >>> read_path("/dev/null")
+    Traceback (most recent call last):
+    ...
+    fastmask.formats.errors.FormatError: [not_a_file] /dev/null: a character device, not a regular file; not read
+    """
+    loc = _remote_location(path)
+    if loc is None:
+        return read_regular_file(_local_target(path))
+    return loc.read_bytes()
+
+
+def open_path(path: str, block_size: int = _ZIP_BLOCK) -> IO[bytes]:
+    """A seekable binary file of a local path or an object at a URL (read ``block_size`` bytes a request).
+
+    >>> with open_path("/dev/null") as f: f.read(3)
+    b''
+    """
+    loc = _remote_location(path)
+    if loc is None:
+        return open(_local_target(path), "rb")
+    return _open_remote(loc, block_size)
+
+
+def join_target(base: str, *names: str) -> str:
+    """``base`` / ``names`` for a local path (``os.path.join``) or a URL (``/``).
+
+    >>> join_target("s3://b/coco", "annotations", "x.json")
+    's3://b/coco/annotations/x.json'
+    """
+    if is_url(base):
+        return "/".join([base.rstrip("/"), *(n.strip("/") for n in names)])
+    return os.path.join(base, *names)
+
+
+def parent_target(path: str) -> str:
+    """The folder (prefix) holding a local path or a URL.
+
+    >>> parent_target("s3://b/coco/x.json"), parent_target("/data/x.json")
+    ('s3://b/coco', '/data')
+    """
+    if is_url(path):
+        return str(Location(path.rstrip("/")).parent)
+    return os.path.dirname(path)
+
+
+def relative_target(path: str, start: str) -> str:
+    """``path`` relative to the folder ``start`` (for messages), local or URL.
+
+    >>> relative_target("s3://b/coco/annotations/x.json", "s3://b/coco")
+    'annotations/x.json'
+    """
+    if is_url(path):
+        pre = start.rstrip("/") + "/"
+        return path[len(pre):] if path.startswith(pre) else path
+    return os.path.relpath(path, start)

@@ -5,8 +5,9 @@
 - :func:`read_json_records`: the records of a JSONL / NDJSON file or a JSON list;
 - :func:`open_rgb`: a mask image's pixels and facts, without any colour mapping.
 
-A mask named by an ``http(s)://``, ``s3://`` or ``gs://`` URL is looked up beside the
-platform file by the URL's path first (a downloaded copy); when no copy is there it is
+Masks are read from beside the platform file (a local folder, or the URL prefix holding
+a file given as a URL): a mask named by an ``http(s)://``, ``s3://`` or ``gs://`` URL is
+looked up there by the URL's path first (a downloaded copy); when no copy is there it is
 fetched by its URL (:func:`mask_source`, :func:`read_platform_mask`) with the storage
 options of ``--storage-options`` (Labelbox: ``{"headers": {"Authorization": "Bearer <API
 key>"}}``); a failed fetch is the item's error row with the storage code (``not_found``,
@@ -23,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ._fs import Root, read_regular_file
+from ._fs import Root, read_path
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap
 
@@ -174,7 +175,7 @@ def read_json_records(path: str) -> list[dict]:
     >>> read_json_records(p)
     [{'a': 1}, {'a': 2}]
     """
-    data = read_regular_file(path)
+    data = read_path(path)  # a local regular file or an object at a URL
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

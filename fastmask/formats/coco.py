@@ -35,12 +35,14 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 
 import pyarrow as pa
 from PIL import Image
 
 from . import _cocojson
-from ._fs import Root
+from ..storage import Location, is_url
+from ._fs import Root, ask, join_target, norm_target, parent_target, path_kind, relative_target
 from .errors import FormatError
 from .labelmap import LabelMap
 from .layouts import Dataset, Item, header_size
@@ -52,26 +54,33 @@ def find_coco_json(path: str, *, panoptic: bool | None = None) -> str:
     """The JSON file itself, or the single COCO JSON in a folder (or its ``annotations/``)."""
     from .layouts import _dir_jsons, _json_kind
 
-    p = os.path.abspath(os.fspath(path))
-    if os.path.isfile(p):
+    p = norm_target(path)
+    kind = path_kind(p)
+    if kind == "file":
         return p
-    if not os.path.isdir(p):
+    if kind != "dir":
         raise FormatError("missing_file", f"{p}: no such file or folder", path=p)
     want = {True: ("coco_panoptic",), False: ("coco",), None: ("coco", "coco_panoptic")}[panoptic]
     found = [j for j in _dir_jsons(p) if _json_kind(j) in want]
     if len(found) != 1:
         raise FormatError("unknown_layout", f"{p}: expected exactly one COCO JSON, found {len(found)}"
-                          + (": " + ", ".join(os.path.relpath(j, p) for j in found) if found else ""), path=p)
+                          + (": " + ", ".join(relative_target(j, p) for j in found) if found else ""), path=p)
     return found[0]
 
 
 def guess_images_dir(json_path: str) -> str | None:
-    d = os.path.dirname(json_path)
-    root = os.path.dirname(d) if os.path.basename(d) == "annotations" else d
-    stem = os.path.splitext(os.path.basename(json_path))[0]
+    """The images folder of a COCO JSON by COCO's layout (a local folder or a URL prefix), or None.
+
+    >>> guess_images_dir("/no/such/annotations/instances_val2017.json") is None
+    True
+    """
+    d = parent_target(json_path)
+    root = parent_target(d) if posixpath.basename(d.rstrip("/")) == "annotations" else d
+    stem = posixpath.splitext(posixpath.basename(json_path))[0] if is_url(json_path) else \
+        os.path.splitext(os.path.basename(json_path))[0]
     split = stem.split("_", 1)[1] if "_" in stem else stem
-    for cand in (os.path.join(root, split), os.path.join(root, "images", split), os.path.join(root, "images")):
-        if os.path.isdir(cand) and cand != d:
+    for cand in (join_target(root, split), join_target(root, "images", split), join_target(root, "images")):
+        if cand != d and (ask(Location(cand).is_dir, Location(cand)) if is_url(cand) else os.path.isdir(cand)):
             return cand
     return None
 

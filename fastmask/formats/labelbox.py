@@ -46,7 +46,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from ._fs import Root
+from ._fs import Root, is_file_target, open_path, parent_target
 from ..storage import Fetcher
 from ._platforms import locate_mask, names_labelmap, open_rgb, read_json_records, read_platform_mask, remote_masks
 from .errors import FormatError
@@ -136,7 +136,7 @@ class LabelboxDataset(Dataset):
 
     def __init__(self, path, *, images=None, labelmap: LabelMap | None = None, label: str | int | None = None):
         super().__init__(path, labelmap)
-        if not os.path.isfile(self.root):
+        if not is_file_target(self.root):  # a local regular file, or an object at a URL
             raise FormatError("missing_file", f"{self.root}: no such file", path=self.root)
         self.path = self.root
         self.label = None if label is None else str(label)
@@ -152,7 +152,7 @@ class LabelboxDataset(Dataset):
 
     def _store(self) -> Root:
         if self._cache_root is None:
-            self._cache_root = Root(os.path.dirname(self.path))
+            self._cache_root = Root(parent_target(self.path))  # masks beside the file (a URL prefix too)
         return self._cache_root
 
     def _rows(self, names: set | None = None) -> list[dict]:
@@ -368,7 +368,7 @@ def _header_size(item: Item) -> tuple[int, int] | None:
     from .png import read_image_size
 
     try:
-        with open(item.image_path, "rb") as f:
+        with open_path(item.image_path, 1 << 16) as f:  # a local file, or an object at a URL
             return read_image_size(f)
     except (OSError, FormatError):
         return None

@@ -472,12 +472,12 @@ class LabelMap:
 
 def _read_text(path: str | os.PathLike, data: bytes | None = None) -> str:
     if data is None:
-        from ._fs import read_regular_file  # (a FIFO or a device is refused, never read)
+        from ._fs import read_path  # (a FIFO or a device is refused, never read; a URL is read whole)
 
         try:
-            data = read_regular_file(os.fspath(path))
+            data = read_path(os.fspath(path))
         except FormatError as e:
-            if e.code == "missing_file":
+            if e.code in ("missing_file", "not_found"):
                 raise FormatError("missing_file", f"label map {path} does not exist") from None
             raise FormatError(e.code, f"label map {e.message}") from None
     try:

@@ -32,7 +32,8 @@ from typing import Any, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._fs import Root
+from ..storage import is_url
+from ._fs import Root, ask, join_target, norm_target, open_path, path_kind, relative_target, sharing_listings
 from .errors import FormatError
 from .labelmap import LABELMAP_FILENAMES, LabelMap, load_labelmap
 from .png import MaskData, read_image_size, read_mask, read_panoptic
@@ -82,7 +83,7 @@ class Dataset:
     layout: str = ""
 
     def __init__(self, root: str, labelmap: LabelMap | None = None):
-        self.root = os.path.abspath(os.fspath(root))
+        self.root = norm_target(root)  # an absolute path, or a URL as given
         self.labelmap = labelmap
         self._manifest: pa.Table | None = None
 
@@ -261,7 +262,7 @@ def _json_kind(path: str) -> str | None:
     """'coco_panoptic' / 'coco' / None by scanning the JSON text (no full parse)."""
     seen_images = seen_annotations = False
     tail = b""
-    with open(path, "rb") as f:
+    with open_path(path) as f:
         while True:
             chunk = f.read(1 << 24)
             if not chunk:
@@ -285,7 +286,7 @@ def _platform_kind(path: str) -> str | None:
     """
     import json
 
-    with open(path, "rb") as f:
+    with open_path(path, 1 << 16) as f:
         head = f.read(1 << 16).lstrip()
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:].lstrip()
@@ -306,7 +307,7 @@ def _platform_kind(path: str) -> str | None:
             first = json.loads(line)
         except (ValueError, RecursionError):
             if path.lower().endswith(RECORD_EXTENSIONS):  # a line longer than the peek
-                with open(path, "rb") as f:
+                with open_path(path) as f:
                     try:
                         first = json.loads(f.readline())
                     except (ValueError, RecursionError):
@@ -323,11 +324,27 @@ def _platform_kind(path: str) -> str | None:
 
 
 def _dir_jsons(path: str) -> list[str]:
+    if is_url(path):  # a prefix: its objects (and those of annotations/) named *.json
+        from ..storage import Location
+
+        out = []
+        for d in (path, join_target(path, "annotations")):
+            loc = Location(d)
+            out += [join_target(d, f) for f in ask(loc.iterdir, loc) if f.lower().endswith(".json")]
+        return out
     out = []
     for d in (path, os.path.join(path, "annotations")):
         if os.path.isdir(d):
             out += [os.path.join(d, f) for f in sorted(os.listdir(d)) if f.lower().endswith(".json")]
     return out
+
+
+def _is_zip(path: str) -> bool:
+    """Whether the file at a local path or a URL is a zip archive."""
+    if not is_url(path):
+        return zipfile.is_zipfile(path)
+    with open_path(path, 1 << 16) as f:
+        return zipfile.is_zipfile(f)
 
 
 def _root_kind(root: Root, *, markers_only: bool = False) -> str | None:
@@ -385,10 +402,12 @@ def detect_layout(path: str | os.PathLike) -> str:
     from .urllist import URL_LIST_EXTENSIONS, is_url_list
     if os.fspath(path).lower().split("?", 1)[0].endswith(URL_LIST_EXTENSIONS) and is_url_list(path):
         return "urls"
-    p = os.path.abspath(os.fspath(path))
-    if not os.path.exists(p):
+    p = norm_target(path)
+    kind = path_kind(p) if is_url(p) else None  # a URL: one look (an object, a prefix, nothing)
+    if not (kind is not None if is_url(p) else os.path.exists(p)):
         raise FormatError("missing_file", f"{p}: no such file or folder", path=p)
-    if os.path.isfile(p) and p.lower().endswith(RECORD_EXTENSIONS + (".json",)):
+    is_file = kind == "file" if is_url(p) else os.path.isfile(p)
+    if is_file and p.lower().endswith(RECORD_EXTENSIONS + (".json",)):
         kind = _platform_kind(p)
         if kind is not None:
             return kind
@@ -400,8 +419,8 @@ def detect_layout(path: str | os.PathLike) -> str:
             raise FormatError("unknown_layout", f"{p}: JSON without 'images', 'annotations' or "
                               "'segments_info': not a COCO file", path=p)
         return kind
-    if os.path.isfile(p) and not zipfile.is_zipfile(p):
-        if p.lower().endswith(URL_LIST_EXTENSIONS):
+    if is_file and not _is_zip(p):
+        if p.lower().split("?", 1)[0].endswith(URL_LIST_EXTENSIONS):
             raise FormatError("unknown_layout", f"{p}: a list without 'item_id' and 'mask' columns: not a URL list",
                               path=p)
         raise FormatError("unknown_layout", f"{p}: a file that is neither a COCO .json nor a .zip", path=p)
@@ -411,7 +430,7 @@ def detect_layout(path: str | os.PathLike) -> str:
     kind = _root_kind(inner, markers_only=True)  # structural markers first
     if kind is not None:
         return kind
-    if os.path.isdir(p):
+    if not root.is_zip:
         jsons = _dir_jsons(p)
         kinds = [(j, _json_kind(j)) for j in jsons]
         coco = [(j, k) for j, k in kinds if k]
@@ -419,7 +438,7 @@ def detect_layout(path: str | os.PathLike) -> str:
             return coco[0][1]
         if len(coco) > 1:
             raise FormatError("unknown_layout", f"{p}: several COCO files, pass one of them: "
-                              + ", ".join(os.path.relpath(j, p) for j, _ in coco), path=p)
+                              + ", ".join(relative_target(j, p) for j, _ in coco), path=p)
     kind = _root_kind(inner)  # then: any folder of mask images
     if kind is not None:
         return kind
@@ -444,6 +463,11 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None, images: 
     >>> ds = open_dataset(d); ds.layout, ds.manifest().column("item_id").to_pylist()
     ('masks', ['a'])
     """
+    with sharing_listings():  # a prefix at a URL is listed once, for detection and the dataset
+        return _open(path, layout, images, labelmap, options)
+
+
+def _open(path, layout, images, labelmap, options) -> Dataset:
     if layout is None:
         layout = detect_layout(path)
     if layout not in LAYOUTS:

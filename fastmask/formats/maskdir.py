@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-from ._fs import Root
+from ._fs import Root, parent_target
 from .errors import FormatError
 from .labelmap import LabelMap
 from .layouts import (IMAGE_EXTENSIONS, MASK_EXTENSIONS, Dataset, Item, find_labelmap, header_size,
@@ -138,7 +138,7 @@ class MaskDirDataset(Dataset):
         if self.labelmap is None:
             self.labelmap = find_labelmap(root, masks_subdir, "") if masks_subdir else find_labelmap(root, "")
             if self.labelmap is None and not root.is_zip:
-                parent = os.path.dirname(self.root)
+                parent = parent_target(self.root)
                 if parent and parent != self.root:
                     try:
                         self.labelmap = find_labelmap(Root(parent), "")

@@ -34,7 +34,7 @@ import os
 import numpy as np
 import pyarrow as pa
 
-from ._fs import Root
+from ._fs import Root, is_file_target, parent_target
 from ..storage import Fetcher
 from ._platforms import mask_source, names_labelmap, open_rgb, read_json_records, remote_masks
 from .errors import FormatError
@@ -83,7 +83,7 @@ class NucleusDataset(Dataset):
 
     def __init__(self, path, *, images=None, labelmap: LabelMap | None = None):
         super().__init__(path, labelmap)
-        if not os.path.isfile(self.root):
+        if not is_file_target(self.root):  # a local regular file, or an object at a URL
             raise FormatError("missing_file", f"{self.root}: no such file", path=self.root)
         self.path = self.root
         self.images = Root(images) if images is not None else None
@@ -104,7 +104,7 @@ class NucleusDataset(Dataset):
 
     def _store(self) -> Root:
         if self._cache_root is None:
-            self._cache_root = Root(os.path.dirname(self.path))
+            self._cache_root = Root(parent_target(self.path))  # masks beside the file (a URL prefix too)
         return self._cache_root
 
     def _groups(self) -> tuple[dict[str, list[dict]], int]:

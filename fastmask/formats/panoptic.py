@@ -23,7 +23,8 @@ import os
 
 import pyarrow as pa
 
-from ._fs import Root
+from ..storage import is_url
+from ._fs import Root, ask, join_target, norm_target
 from .coco import _CocoBase
 from .errors import FormatError
 from .layouts import Item, read_root_mask
@@ -69,12 +70,28 @@ class PanopticDataset(_CocoBase):
 
     def __init__(self, path, *, images=None, labelmap=None, cache_dir=None, masks=None):
         super().__init__(path, images=images, labelmap=labelmap, cache_dir=cache_dir)
-        if masks is None:
+        if masks is None:  # (a URL too: its path is split the same way)
             masks = os.path.splitext(self.json_path)[0]
-        self.masks_dir = os.path.abspath(os.fspath(masks))
+        self.masks_dir = norm_target(masks)
         if images is None and self.images is not None and self.images.path == self.masks_dir:
             self.images = None  # the guess found the PNG folder itself (panoptic.json beside panoptic/)
         self._cache_png = None
+        self._cache_png_dir = None
+
+    def masks_present(self) -> bool:
+        """Whether the PNG folder is there: asked once per process for a URL (a request), every
+        item for a local folder (as it always was).
+
+        >>> # open_dataset("s3://bucket/annotations/panoptic_val2017.json").masks_present()
+        """
+        if not is_url(self.masks_dir):
+            return os.path.isdir(self.masks_dir)
+        if self._cache_png_dir is None:
+            from ..storage import Location
+
+            loc = Location(self.masks_dir)
+            self._cache_png_dir = ask(loc.is_dir, loc)
+        return self._cache_png_dir
 
     def _png_root(self) -> Root:
         if self._cache_png is None:
@@ -117,9 +134,9 @@ class PanopticDataset(_CocoBase):
         if not fn:
             item.missing.append("instance_mask")
             return item
-        if not os.path.isdir(self.masks_dir):
+        if not self.masks_present():
             item.missing.append("instance_mask")
-            item.extra["expected_mask"] = os.path.join(self.masks_dir, fn)
+            item.extra["expected_mask"] = join_target(self.masks_dir, fn)
             return item
         png = self._png_root()
         png.check(fn)

@@ -59,6 +59,7 @@ from typing import IO, Any, Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..storage import is_url
 from ._fs import check_regular, read_regular_file
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap, voc_colormap
@@ -133,6 +134,10 @@ def _load_bytes(source: Source) -> tuple[bytes, str]:
         return bytes(source), "<bytes>"
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
+        if is_url(name):  # an object at a URL: the same limit, the storage error codes
+            from ..storage import Location
+
+            return Location(name).read_bytes(), name
         return read_regular_file(name), name  # regular files only, at most the read limit
     if hasattr(source, "read"):
         name = str(getattr(source, "name", "<stream>"))
@@ -591,6 +596,11 @@ def read_image_size(source: Source) -> tuple[int, int]:
     >>> read_image_size(_png_bytes(np.zeros((3, 5), np.uint8)))
     (5, 3)
     """
+    if isinstance(source, (str, os.PathLike)) and is_url(os.fspath(source)):
+        from ._fs import open_path
+
+        with open_path(os.fspath(source), 1 << 16) as f:  # a header: one small ranged read
+            return read_image_size(f)
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         try:

@@ -7,7 +7,6 @@ accepts ground-truth items whose only problem is a missing prediction.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 from .._text import plural
@@ -77,7 +76,7 @@ def print_pairing_notes(summary: dict, gt, pred) -> None:
         print(f"  paired by COCO file_name (not item id): {summary['paired_by_file_name']}")
     for role, ds, flag in (("ground-truth", gt, "--gt-masks"), ("prediction", pred, "--pred-masks")):
         folder = getattr(ds, "masks_dir", None)
-        if ds.layout == "coco_panoptic" and folder and not os.path.isdir(folder):
+        if ds.layout == "coco_panoptic" and folder and not ds.masks_present():
             print(f"  {role} panoptic PNG folder not found: {folder} (give {flag})")
 
 
