@@ -322,8 +322,8 @@ def _instances(data, row: dict) -> tuple[np.ndarray, list[dict]] | None:
 
         r = rasterize_annotations(data.annotations, int(row["height"]), int(row["width"]), kind="instance",
                                   crowd="class", on_error="skip")
-        segs = [{"id": int(i), "category_id": int(c), "iscrowd": int(bool(k))}
-                for i, c, k in zip(*(r.instances().get(k, []) for k in ("instance_id", "category_id", "iscrowd")))]
+        segs = [{"id": a["instance_id"], "category_id": a["category_id"], "iscrowd": int(a["iscrowd"])}
+                for a in r.instances() if a["instance_id"] is not None and a["category_id"] is not None]
         return r.mask, segs
     return None
 
