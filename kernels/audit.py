@@ -43,3 +43,26 @@ def max_square(labels, count):
         prev = cur
         cur = tmp
     return out
+
+
+@njit(cache=True, nogil=True)
+def disagreement(gt, pred, n, has_ignore, ignore, code):
+    """One pass over two class maps of one shape (C-contiguous 2-D): ``code`` (int32/int64,
+    same shape) gets ``gt * n + pred + 1`` where both are in ``[0, n)``, the ground truth is
+    not ``ignore`` (when ``has_ignore``) and they differ, else 0. Returns ``(compared, differing)``
+    pixel counts."""
+    H, W = gt.shape
+    compared = 0
+    differing = 0
+    for r in range(H):
+        for c in range(W):
+            g = np.int64(gt[r, c])
+            p = np.int64(pred[r, c])
+            code[r, c] = 0
+            if g < 0 or g >= n or p < 0 or p >= n or (has_ignore and g == ignore):
+                continue
+            compared += 1
+            if g != p:
+                differing += 1
+                code[r, c] = g * n + p + 1
+    return compared, differing
