@@ -116,7 +116,7 @@ class ItemRegions:
     pixel; ``region`` numbers them from 1); ``counts``: per type the number of regions
     (``edge_noise`` included) and ``edge_noise_pixels``, ``disagree_pixels``, ``pixels``
     (compared pixels); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``,
-    ``pred_objects``) of the objects of both maps.
+    ``pred_objects``) of the objects of both maps (components of at least ``(edge_width + 1) ** 2`` px).
     """
 
     regions: dict[str, list]
@@ -164,7 +164,7 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     counts.update(edge_noise_pixels=0, disagree_pixels=int(differing), pixels=int(compared))
     gs = component_stats(g, connectivity, background=None)
     ps = component_stats(p, connectivity, background=None)
-    objects = _object_rows(gs, ps, n, ignore_value, background)
+    objects = _object_rows(gs, ps, n, ignore_value, background, (edge_width + 1) ** 2)
     if not differing:
         return ItemRegions({k: [] for k in REGION_COLUMNS}, counts, objects)
     rs = component_stats(code, connectivity, background=0)
@@ -214,10 +214,11 @@ def _fits(value: int, dtype: np.dtype) -> bool:
     return info is None or info.min <= int(value) <= info.max
 
 
-def _object_rows(gs, ps, n: int, ignore_value, background) -> dict[str, list]:
+def _object_rows(gs, ps, n: int, ignore_value, background, min_area: int) -> dict[str, list]:
     """Rows (class_id, area_bin, gt_objects, pred_objects): the components of both maps
-    (``gs``, ``ps``: their component statistics) by class and quarter-octave area bin
-    (background, ignore and out-of-range classes left out)."""
+    (``gs``, ``ps``: their component statistics) of at least ``min_area`` pixels (smaller
+    ones are specks: ragged prediction outlines would count as many objects) by class and
+    quarter-octave area bin (background, ignore and out-of-range classes left out)."""
     def ok(v):
         v = v.astype(np.int64)
         keep = (v >= 0) & (v < n)
@@ -229,7 +230,7 @@ def _object_rows(gs, ps, n: int, ignore_value, background) -> dict[str, list]:
 
     rows: dict[tuple[int, int], list[int]] = {}
     for side, stats in ((0, gs), (1, ps)):
-        cls, b = _objects(stats, ok)
+        cls, b = _objects(stats, lambda v, a=stats.area: ok(v) & (a >= min_area))
         if cls.size:
             keys, k = np.unique(cls * _BIN_SPAN + b, return_counts=True)
             for key, cnt in zip(keys.tolist(), k.tolist()):
