@@ -475,3 +475,29 @@ def test_report_shows_the_worst_regions_first(tmp_path, monkeypatch):
     assert section.count("data:image/png;base64,") >= 3  # ground truth | prediction | region outlined
     assert "class_swap" in section and "ground truth" in section and "prediction" in section
     assert main(["report", str(out)]) == 0 and (out / "report.html").is_file()
+
+
+def test_tables_follow_the_report_conventions(tmp_path):
+    import pyarrow as pa
+
+    gts, preds = _scene_set(8)
+    preds["im03"][40:55, 2:20] = 1  # a missing label, a second kind of pair
+    _write(tmp_path / "gt", gts)
+    _write(tmp_path / "pred", preds)
+    code, summary, out = _audit(tmp_path, tmp_path / "gt", tmp_path / "pred", "--num-classes", "4", "--shard-size", "3")
+    assert code == 0
+    regions = pq.read_table(out / "regions")
+    for c in ("bbox_x", "bbox_y", "bbox_w", "bbox_h"):
+        assert regions.schema.field(c).type == pa.int64()
+    assert "bbox" not in regions.column_names and set(regions.column("type").to_pylist()) <= set(REGION_TYPES[:-1])
+    keys = list(zip(regions.column("item_id").to_pylist(), regions.column("region").to_pylist()))
+    assert keys == sorted(keys) and all(0.0 <= s <= 1.0 for s in regions.column("score").to_pylist())
+    classes = _table(out, "classes")
+    order = [(r["gt_class"], r["pred_class"], r["type"]) for r in classes]
+    assert order == sorted(order) and len(set(order)) == len(order)
+    assert sum(r["regions"] for r in classes) == summary["regions"] == regions.num_rows
+    items = _table(out, "items")
+    assert sum(r["regions"] for r in items) == regions.num_rows
+    assert all(0.0 <= r["label_quality"] <= 1.0 for r in items)
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["status"] == "complete" and doc["arguments"]["connectivity"] == 8 and doc["summary"]["connectivity"] == 8

@@ -52,7 +52,6 @@ item without a scored region, near 0 when one region is almost surely a label er
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -367,34 +366,41 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
     0.75
     """
     n = len(cols["type"])
-    out: dict[str, list] = {k: [] for k in SCORE_COLUMNS}
     if not n:
-        return out
+        return {k: [] for k in SCORE_COLUMNS}
+    keys = list(zip(cols["type"], (int(v) for v in cols["gt_class"]), (int(v) for v in cols["pred_class"])))
+    per_key: dict[tuple, tuple[float, float | None]] = {}
+    typical_of: dict[int, float | None] = {}
+    for k in set(keys):
+        c = stats.concerned_class(*k)
+        if c not in typical_of:
+            typical_of[c] = stats.typical_area(c)
+        per_key[k] = (stats.rate(*k, leave_one_out=True), typical_of[c])
+    rate = np.array([per_key[k][0] for k in keys], np.float64)
+    typical = [per_key[k][1] for k in keys]
+    typ = np.array([t if t else np.nan for t in typical], np.float64)
+    area = np.asarray(cols["area"], np.float64)
+    types = np.asarray(cols["type"], dtype=object)
+    pair_f = 1.0 / (1.0 + rate / RATE_SCALE)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        size_f = np.where(np.isnan(typ), 1.0, np.minimum(1.0, np.sqrt(area / (SIZE_REFERENCE * typ))))
+    conf = np.array([np.nan if v is None else v for v in cols["confidence"]], np.float64)
     cdf = stats.confidence_cdf()
-    typical_cache: dict[int, float | None] = {}
-    for i in range(n):
-        t, g, p = cols["type"][i], int(cols["gt_class"][i]), int(cols["pred_class"][i])
-        area, thick = int(cols["area"][i]), int(cols["thickness"][i])
-        rate = stats.rate(t, g, p, leave_one_out=True)
-        c = stats.concerned_class(t, g, p)
-        if c not in typical_cache:
-            typical_cache[c] = stats.typical_area(c)
-        typical = typical_cache[c]
-        pair_f = 1.0 / (1.0 + rate / RATE_SCALE)
-        size_f = 1.0 if not typical else min(1.0, math.sqrt(area / (SIZE_REFERENCE * typical)))
-        conf = cols["confidence"][i]
-        conf_f = 1.0 if conf is None or cdf is None else float(cdf[int(confidence_bin(np.array([conf]))[0])])
-        shape_f = min(1.0, max(0.0, (thick - edge_width) / (2.0 * max(1, edge_width))))
-        if t in ("class_swap", "spurious_label"):
-            cov_f = float(cols["covered_gt"][i])
-        elif t == "missing_label":
-            cov_f = float(cols["covered_pred"][i])
-        else:
-            cov_f = 1.0
-        score = pair_f * size_f * conf_f * shape_f * cov_f
-        for k, v in zip(SCORE_COLUMNS, (rate, typical, pair_f, size_f, conf_f, shape_f, cov_f, score)):
-            out[k].append(v)
-    return out
+    conf_f = np.ones(n)
+    if cdf is not None:
+        given = ~np.isnan(conf)
+        conf_f[given] = cdf[confidence_bin(conf[given])]
+    thick = np.asarray(cols["thickness"], np.float64)
+    shape_f = np.clip((thick - edge_width) / (2.0 * max(1, edge_width)), 0.0, 1.0)
+    cov_f = np.ones(n)
+    by_gt = (types == "class_swap") | (types == "spurious_label")
+    by_pred = types == "missing_label"
+    cov_f[by_gt] = np.asarray(cols["covered_gt"], np.float64)[by_gt]
+    cov_f[by_pred] = np.asarray(cols["covered_pred"], np.float64)[by_pred]
+    score = pair_f * size_f * conf_f * shape_f * cov_f
+    return {"systematic_rate": rate.tolist(), "typical_area": typical, "pair_factor": pair_f.tolist(),
+            "size_factor": size_f.tolist(), "confidence_factor": conf_f.tolist(), "shape_factor": shape_f.tolist(),
+            "coverage_factor": cov_f.tolist(), "score": score.tolist()}
 
 
 def label_quality(scores: list[float]) -> float:
