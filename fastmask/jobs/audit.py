@@ -208,21 +208,21 @@ class AuditJob(Job):
         fields.update(width=w, height=h)
         conf = self._confidence(item, fields, gt.shape)
         n = self.num_classes
-        valid_gt = gt != self.ignore_value if self.ignore_value is not None else np.ones(gt.shape, bool)
-        g_out = valid_gt & ((gt >= n) | (gt < 0) if np.issubdtype(gt.dtype, np.signedinteger) else gt >= n)
-        p_out = valid_gt & ~g_out & ((pred >= n) | (pred < 0) if np.issubdtype(pred.dtype, np.signedinteger) else pred >= n)
-        n_gout, n_pout = int(g_out.sum()), int(p_out.sum())
-        fields.update(gt_out_of_range=n_gout, pred_out_of_range=n_pout, ignored=int((~valid_gt).sum()))
-        if n_gout and self.out_of_range != "ignore":
-            raise ItemError("gt_out_of_range", f"{item['item_id']}: {n_gout} ground-truth pixels hold values >= "
-                            f"--num-classes {n} (not the ignore value): {_values(gt[g_out])}", fields=fields)
-        if n_pout and self.out_of_range == "error":
-            raise ItemError("out_of_range", f"{item['item_id']}: {n_pout} predicted pixels hold values >= "
-                            f"--num-classes {n}: {_values(pred[p_out])} (--out-of-range error)", fields=fields)
         found = S.find_regions(gt, pred, num_classes=n, ignore_value=self.ignore_value, background=self.background,
                                connectivity=self.connectivity, edge_width=self.edge_width,
                                swap_fraction=self.swap_fraction, confidence=conf)
         c = found.counts
+        n_gout, n_pout = c["gt_out_of_range"], c["pred_out_of_range"]
+        fields.update(gt_out_of_range=n_gout, pred_out_of_range=n_pout, ignored=c["ignored"])
+        if (n_gout and self.out_of_range != "ignore") or (n_pout and self.out_of_range == "error"):
+            valid_gt = gt != self.ignore_value if self.ignore_value is not None else np.ones(gt.shape, bool)
+            g_out = valid_gt & ((gt >= n) | (gt < 0))
+            if n_gout:
+                raise ItemError("gt_out_of_range", f"{item['item_id']}: {n_gout} ground-truth pixels hold values >= "
+                                f"--num-classes {n} (not the ignore value): {_values(gt[g_out])}", fields=fields)
+            p_out = valid_gt & ~g_out & ((pred >= n) | (pred < 0))
+            raise ItemError("out_of_range", f"{item['item_id']}: {n_pout} predicted pixels hold values >= "
+                            f"--num-classes {n}: {_values(pred[p_out])} (--out-of-range error)", fields=fields)
         fields.update(pixels=c["pixels"], disagree_pixels=c["disagree_pixels"], regions=len(found.regions["type"]),
                       edge_noise_pixels=c["edge_noise_pixels"], **{t: c[t] for t in S.REGION_TYPES})
         fields.update(_instance_counts(gdata, pdata, gt_row, pred_row))

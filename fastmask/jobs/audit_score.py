@@ -114,7 +114,7 @@ class ItemRegions:
     ``regions``: the region rows (columns as lists, raster order of each region's first
     pixel; ``region`` numbers them from 1); ``counts``: per type the number of regions
     (``edge_noise`` included) and ``edge_noise_pixels``, ``disagree_pixels``, ``pixels``
-    (compared pixels); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``,
+    (compared pixels), ``ignored``, ``gt_out_of_range``, ``pred_out_of_range`` (pixel counts); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``,
     ``pred_objects``) of the objects of both maps (components of at least ``(edge_width + 1) ** 2`` px).
     """
 
@@ -158,9 +158,11 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     p = np.ascontiguousarray(pred)
     code = np.empty(g.shape, np.int32 if n * n + 1 < 2**31 else np.int64)
     has_ignore = ignore_value is not None and _fits(ignore_value, g.dtype)
-    compared, differing = disagreement(g, p, n, has_ignore, int(ignore_value) if has_ignore else 0, code)
+    compared, differing, ignored, gt_out, pred_out = disagreement(g, p, n, has_ignore,
+                                                                  int(ignore_value) if has_ignore else 0, code)
     counts = {t: 0 for t in REGION_TYPES}
-    counts.update(edge_noise_pixels=0, disagree_pixels=int(differing), pixels=int(compared))
+    counts.update(edge_noise_pixels=0, disagree_pixels=int(differing), pixels=int(compared), ignored=int(ignored),
+                  gt_out_of_range=int(gt_out), pred_out_of_range=int(pred_out))
     gs = component_stats(g, connectivity, background=None)
     ps = component_stats(p, connectivity, background=None)
     objects = _object_rows(gs, ps, n, ignore_value, background, (edge_width + 1) ** 2)
