@@ -142,15 +142,16 @@ def _largest_square(mask: np.ndarray) -> int:
 
 
 @settings(max_examples=40)
-@given(st.integers(0, 2**32 - 1), st.sampled_from([4, 8]))
-def test_regions_equal_scipy_per_class_pair(seed, connectivity):
+@given(st.integers(0, 2**32 - 1), st.sampled_from([4, 8]), st.sampled_from([np.uint8, np.uint16, np.int32]))
+def test_regions_equal_scipy_per_class_pair(seed, connectivity, dtype):
     """Oracle: scipy.ndimage.label of each (gt, pred) pair's disagreement mask; thickness by brute force."""
     rng = np.random.default_rng(seed)
     h, w = rng.integers(5, 24, 2).tolist()
     gt = rng.integers(0, 3, (h, w)).astype(np.uint8)
     gt = ndi.median_filter(gt, 3)  # blobs, not salt and pepper
-    pred = np.where(rng.random((h, w)) < 0.3, rng.integers(0, 3, (h, w)), gt).astype(np.uint8)
+    pred = np.where(rng.random((h, w)) < 0.3, rng.integers(0, 3, (h, w)), gt).astype(dtype)
     gt[rng.random((h, w)) < 0.05] = 255
+    gt = gt.astype(dtype)
     conf = rng.random((h, w))
     r = find_regions(gt, pred, num_classes=3, connectivity=connectivity, edge_width=0, confidence=conf)
     structure = np.ones((3, 3)) if connectivity == 8 else ndi.generate_binary_structure(2, 1)
@@ -395,6 +396,38 @@ def test_coco_ground_truth_against_mask_predictions(tmp_path):
     assert code == 0 and summary["regions"] == 0
     items = _table(out, "items")
     assert all(r["gt_instances"] == r["pred_instances"] == r["matched_instances"] == 2 for r in items)
+    # a COCO prediction with the dog of image 2 called a cat: that instance no longer matches
+    doc = json.loads(coco.read_text())
+    doc["annotations"][3]["category_id"] = 1
+    pred = tmp_path / "pred.json"
+    pred.write_text(json.dumps(doc))
+    code, summary, out = _audit(tmp_path, coco, pred, name="relabelled")
+    items = {r["item_id"]: r for r in _table(out, "items")}
+    assert code == 0 and items["000000000002"]["matched_instances"] == 1
+    assert items["000000000002"]["gt_instances"] == items["000000000002"]["pred_instances"] == 2
+    (r,) = _table(out, "regions")
+    assert (r["item_id"], r["type"], r["gt_name"], r["pred_name"]) == ("000000000002", "class_swap", "dog", "cat")
+    # masks against masks: no instances, the columns stay null
+    code, _, out = _audit(tmp_path, tmp_path / "ras/masks", tmp_path / "ras/masks", "--num-classes", "3", name="m")
+    assert code == 0 and all(r["matched_instances"] is None for r in _table(out, "items"))
+
+
+def test_background_comes_from_the_label_map(tmp_path):
+    gt = _scene()
+    pred = gt.copy()
+    pred[30:60, 30:60] = 1  # the class-2 object seen as class 1 over all of it
+    _write(tmp_path / "gt", {"a": gt})
+    _write(tmp_path / "pred", {"a": pred})
+    lm = tmp_path / "labelmap.json"
+    lm.write_text(json.dumps({"labels": {"0": "sky", "1": "road", "2": "void", "3": "car"}, "background": 2}))
+    code, summary, out = _audit(tmp_path, tmp_path / "gt", tmp_path / "pred", "--labelmap", str(lm))
+    (r,) = _table(out, "regions")
+    assert code == 0 and summary["background"] == 2 and summary["num_classes"] == 4
+    assert (r["type"], r["gt_name"], r["pred_name"]) == ("missing_label", "void", "road")
+    # --background overrides it (-1: no background, every disagreement is between two classes)
+    code, summary, out = _audit(tmp_path, tmp_path / "gt", tmp_path / "pred", "--labelmap", str(lm),
+                                "--background", "-1", name="r2")
+    assert summary["background"] is None and _table(out, "regions")[0]["type"] == "class_swap"
 
 
 def test_panoptic_on_real_samples(real_data, tmp_path):
