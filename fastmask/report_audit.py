@@ -4,7 +4,7 @@
   outlined, side by side -- crops around the region (three times its box, at least 48 px)
   so a small region stays visible; the region's pixels (its class pair inside its box) in
   red over the grey ground truth, its box outlined;
-* the class pairs (``classes``): regions, pixels, objects, systematic rate, mean score.
+* the class pairs (``classes``): regions, pixels, items, systematic rate, mean score.
 
 Everything is drawn with Pillow and embedded as PNG ``data:`` URIs (no matplotlib).
 """
@@ -146,9 +146,11 @@ def classes_section(classes, max_rows: int) -> str:
         return f"{c} {name}" if name else str(c)
 
     body = [[cls(r["gt_class"], r.get("gt_name")), cls(r["pred_class"], r.get("pred_name")), r["type"],
-             _num(r["regions"]), _num(r["pixels"]), _num(r["objects"]), _num(r["systematic_rate"], 1, pct=True),
+             _num(r["regions"]), _num(r["pixels"]), f"{r['items']:,} of {r['class_items']:,}",
+             _num(r["systematic_rate"], 1, pct=True),
              _num(r["mean_score"], 3)] for r in rows[:max_rows]]
-    head = ["ground truth", "prediction", "type", "regions", "pixels", "objects", "systematic rate", "mean score"]
+    head = ["ground truth", "prediction", "type", "regions", "pixels", "items (of those holding the class)",
+            "systematic rate", "mean score"]
     return ('<section id="classes"><h2>Class pairs</h2>' + _table(head, body, numeric={3, 4, 5, 6, 7})
             + _more(len(body), len(rows), "class pairs", "classes/") + "</section>")
 

@@ -189,13 +189,13 @@ def test_covered_fractions_use_the_objects_of_each_map():
 
 
 def test_score_factors_follow_the_documented_formulas():
-    stats = DatasetStats({("class_swap", 1, 2): [5, 500], ("class_swap", 3, 4): [1, 100]},
-                         {1: {36: 40}, 3: {36: 40}}, {}, [], 0)
+    stats = DatasetStats({("class_swap", 1, 2): [7, 700, 5], ("class_swap", 3, 4): [1, 100, 1]},
+                         {1: {36: 90}, 3: {36: 40}}, {}, {1: 40, 3: 30}, {}, [], 0)
     cols = {"type": ["class_swap", "class_swap"], "gt_class": [1, 3], "pred_class": [2, 4], "area": [100, 10],
             "thickness": [10, 3], "covered_gt": [0.9, 0.6], "covered_pred": [1.0, 1.0], "confidence": [None, None]}
     s = score_regions(cols, stats)
     typical = 2 ** (36.5 / 4)
-    assert s["systematic_rate"] == pytest.approx([4 / 50, 0.0])
+    assert s["systematic_rate"] == pytest.approx([4 / 50, 0.0])  # items with the pair but this one / (items + 10)
     assert s["pair_factor"] == pytest.approx([1 / (1 + (4 / 50) / 0.02), 1.0])
     assert s["size_factor"] == pytest.approx([min(1, np.sqrt(100 / (0.25 * typical))), np.sqrt(10 / (0.25 * typical))])
     assert s["shape_factor"] == pytest.approx([1.0, 0.25]) and s["coverage_factor"] == pytest.approx([0.9, 0.6])
@@ -235,8 +235,8 @@ def test_systematic_confusion_ranks_below_a_lone_relabel(tmp_path, capsys):
     assert min(items, key=lambda i: items[i]["label_quality"]) == "im07"
     assert all(r["edge_noise"] == 1 and r["edge_noise_pixels"] == 20 for r in items.values())
     classes = _table(out, "classes")
-    assert [(r["gt_class"], r["pred_class"], r["type"], r["regions"], r["pixels"]) for r in classes] == \
-        [(1, 2, "class_swap", 12, 4800), (2, 3, "class_swap", 1, 300)]
+    assert [(r["gt_class"], r["pred_class"], r["type"], r["regions"], r["pixels"], r["items"], r["class_items"])
+            for r in classes] == [(1, 2, "class_swap", 12, 4800, 12, 12), (2, 3, "class_swap", 1, 300, 1, 12)]
     assert classes[0]["systematic_rate"] == pytest.approx(12 / 22)
     printed = capsys.readouterr().out
     first = printed.split("worst regions")[1].splitlines()[2]

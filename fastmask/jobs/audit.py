@@ -22,8 +22,8 @@ are written unscored to ``regions``; after all shards the dataset pass
 (:func:`write_audit_tables`) reads the parts one at a time, scores every region against
 the dataset's statistics (summed in the shard summaries: integer counts, so the scores do
 not depend on shard size or worker count), fills ``score`` and ``label_quality`` in place,
-and writes the ``classes`` table (per class pair and type: regions, pixels, objects,
-systematic rate).
+and writes the ``classes`` table (per class pair and type: regions, pixels, items,
+items holding the class, systematic rate).
 
 Example::
 
@@ -63,8 +63,8 @@ OBJECTS_SCHEMA = pa.schema([("class_id", pa.int64()), ("area_bin", pa.int64()), 
                             ("pred_objects", pa.int64())])
 CLASSES_SCHEMA = pa.schema(
     [("gt_class", pa.int64()), ("gt_name", pa.string()), ("pred_class", pa.int64()), ("pred_name", pa.string()),
-     ("type", pa.string()), ("regions", pa.int64()), ("pixels", pa.int64()), ("objects", pa.int64()),
-     ("systematic_rate", pa.float64()), ("mean_score", pa.float64())]
+     ("type", pa.string()), ("regions", pa.int64()), ("pixels", pa.int64()), ("items", pa.int64()),
+     ("class_items", pa.int64()), ("systematic_rate", pa.float64()), ("mean_score", pa.float64())]
 )
 
 
@@ -237,20 +237,35 @@ class AuditJob(Job):
         out = {"scoring": _scoring_counts(shard.items)}
         t = shard.tables["regions"]
         pairs: dict[str, list[int]] = {}
-        for ty, g, p, a in zip(*(t.column(k).to_pylist() for k in ("type", "gt_class", "pred_class", "area"))):
-            e = pairs.setdefault(f"{ty}|{g}|{p}", [0, 0])
+        seen: set[tuple] = set()
+        cols = ("item_id", "type", "gt_class", "pred_class", "area")
+        for i, ty, g, p, a in zip(*(t.column(k).to_pylist() for k in cols)):
+            key = f"{ty}|{g}|{p}"
+            e = pairs.setdefault(key, [0, 0, 0])
             e[0] += 1
             e[1] += a
+            if (i, key) not in seen:  # items holding such a region (one item lies in one shard)
+                seen.add((i, key))
+                e[2] += 1
         o = shard.tables["objects"]
         hists: dict[str, dict[str, dict[str, int]]] = {"gt_hist": {}, "pred_hist": {}}
-        for c, b, ng, np_ in zip(*(o.column(k).to_pylist() for k in ("class_id", "area_bin", "gt_objects", "pred_objects"))):
-            for side, v in (("gt_hist", ng), ("pred_hist", np_)):
+        present: dict[str, set] = {"gt_items": set(), "pred_items": set()}
+        cols = ("item_id", "class_id", "area_bin", "gt_objects", "pred_objects")
+        for i, c, b, ng, np_ in zip(*(o.column(k).to_pylist() for k in cols)):
+            for side, items, v in (("gt_hist", "gt_items", ng), ("pred_hist", "pred_items", np_)):
                 if v:
                     h = hists[side].setdefault(str(c), {})
                     h[str(b)] = h.get(str(b), 0) + v
+                    present[items].add((i, c))
+        items_of: dict[str, dict[str, int]] = {}
+        for side, found in present.items():
+            counts: dict[str, int] = {}
+            for _i, c in found:
+                counts[str(c)] = counts.get(str(c), 0) + 1
+            items_of[side] = counts
         conf = [v for v in t.column("confidence").to_pylist() if v is not None]
         hist = np.bincount(S.confidence_bin(np.array(conf)), minlength=S.CONFIDENCE_BINS).tolist() if conf else []
-        out["stats"] = {"pairs": pairs, **hists, "confidence_hist": hist}
+        out["stats"] = {"pairs": pairs, **hists, **items_of, "confidence_hist": hist}
         items = shard.items
         out["edge_noise"] = [int(sum(v or 0 for v in items.column(k).to_pylist())) for k in ("edge_noise", "edge_noise_pixels")]
         return out
@@ -259,7 +274,7 @@ class AuditJob(Job):
         scoring = {**_merge_scoring([s.get("scoring", {}) for s in summaries]), **listing_summary(self._gt, self._pred)}
         stats = S.DatasetStats.merge([s.get("stats", {}) for s in summaries], self.background)
         by_type = {t: 0 for t in S.SCORED_TYPES}
-        for (t, _g, _p), (r, _px) in stats.pairs.items():
+        for (t, _g, _p), (r, _px, _n) in stats.pairs.items():
             by_type[t] = by_type.get(t, 0) + r
         return {**scoring, "num_classes": self.num_classes, "out_of_range": self.out_of_range,
                 "connectivity": self.connectivity, "edge_width": self.edge_width, "swap_fraction": self.swap_fraction,
@@ -428,8 +443,8 @@ def _keep_worst(kept: list[dict], t: pa.Table, scores: list[float]) -> list[dict
 
 def _classes_table(job: AuditJob, stats: S.DatasetStats, score_sums: dict) -> pa.Table:
     rows = []
-    for (t, g, p), (n, px) in sorted(stats.pairs.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+    for (t, g, p), (n, px, k) in sorted(stats.pairs.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         rows.append({"gt_class": g, "gt_name": job._names.get(g), "pred_class": p, "pred_name": job._names.get(p),
-                     "type": t, "regions": n, "pixels": px, "objects": stats.objects(t, g, p),
+                     "type": t, "regions": n, "pixels": px, "items": k, "class_items": stats.class_items(t, g, p),
                      "systematic_rate": stats.rate(t, g, p), "mean_score": score_sums.get((t, g, p), 0.0) / n if n else None})
     return pa.Table.from_pylist(rows, schema=CLASSES_SCHEMA)

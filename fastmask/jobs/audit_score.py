@@ -25,10 +25,11 @@ the same for any shard size or worker count) and per region (:func:`score_region
 score in [0, 1], the product of five factors, each in [0, 1]:
 
 * ``pair_factor = 1 / (1 + rate / RATE_SCALE)``: ``rate`` = how often the model makes
-  the same kind of disagreement (same type, same class pair) elsewhere in the dataset,
-  per object of the class concerned: ``(regions of that type and pair - 1) / (objects +
-  PRIOR_OBJECTS)``. A confusion the model makes on 2 % of a class's objects halves the
-  score: systematic confusions are the model's;
+  the same kind of disagreement (same type, same class pair) elsewhere in the dataset:
+  ``(items with such a region - 1) / (items holding the class concerned + PRIOR_ITEMS)``.
+  A confusion the model makes in 2 % of the class's items halves the score: systematic
+  confusions are the model's (several regions of one item, e.g. the pieces of one
+  object, count once);
 * ``size_factor = min(1, sqrt(area / (SIZE_REFERENCE * typical_area)))``, ``typical_area``
   the median area of the class's ground-truth objects (of its predicted blobs when it
   has none): a region of at least a quarter of a typical object scores fully, a small
@@ -65,9 +66,9 @@ REGION_TYPES = ("class_swap", "missing_label", "spurious_label", "boundary_offse
 SCORED_TYPES = REGION_TYPES[:-1]
 DEFAULT_EDGE_WIDTH = 2
 DEFAULT_SWAP_FRACTION = 0.5
-#: pseudo-objects added to a class's object count (a class with few objects is not
-#: judged systematic from one or two regions)
-PRIOR_OBJECTS = 10
+#: pseudo-items added to the items holding a class (a class seen in a few items is not
+#: judged systematic from one or two of them)
+PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
 RATE_SCALE = 0.02
 #: a region this share of the class's typical object area (or more) gets size_factor 1
@@ -261,32 +262,36 @@ def _hist_median(hist: dict[int, int]) -> float | None:
 class DatasetStats:
     """The dataset's statistics the scores are calibrated on (all integer counts).
 
-    ``pairs``: ``{(type, gt_class, pred_class): [regions, pixels]}``; ``gt_hist`` /
-    ``pred_hist``: ``{class: {area bin: objects}}``; ``confidence_hist``: regions per
-    confidence bin (empty without confidences); ``background``: the background class.
+    ``pairs``: ``{(type, gt_class, pred_class): [regions, pixels, items]}`` (``items``: the
+    items holding at least one such region); ``gt_hist`` / ``pred_hist``: ``{class: {area
+    bin: objects}}``; ``gt_items`` / ``pred_items``: ``{class: items holding an object of
+    it}``; ``confidence_hist``: regions per confidence bin (empty without confidences);
+    ``background``: the background class.
 
-    >>> s = DatasetStats({("class_swap", 1, 2): [3, 300]}, {1: {40: 50}}, {}, [], 0)
-    >>> s.objects("class_swap", 1, 2), round(s.typical_area(1))
-    (50, 1117)
+    >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
+    >>> s.class_items("class_swap", 1, 2), round(s.typical_area(1))
+    (40, 1117)
     """
 
     pairs: dict[tuple[str, int, int], list[int]]
     gt_hist: dict[int, dict[int, int]]
     pred_hist: dict[int, dict[int, int]]
+    gt_items: dict[int, int]
+    pred_items: dict[int, int]
     confidence_hist: list[int]
     background: int | None
 
-    def objects(self, type_: str, gt_class: int, pred_class: int) -> int:
-        """The objects a region's rate is counted against: the ground-truth class's objects,
-        or the predicted class's blobs when ground truth is background."""
-        if type_ == "missing_label" or (gt_class == self.background and pred_class != self.background):
-            return sum(self.pred_hist.get(pred_class, {}).values())
-        return sum(self.gt_hist.get(gt_class, {}).values())
-
     def concerned_class(self, type_: str, gt_class: int, pred_class: int) -> int:
-        """The class whose objects a region is measured against (its ground-truth class,
-        the predicted one when ground truth is background)."""
+        """The class a region is measured against: its ground-truth class, the predicted one
+        when ground truth is background."""
         return pred_class if gt_class == self.background else gt_class
+
+    def class_items(self, type_: str, gt_class: int, pred_class: int) -> int:
+        """The items a region's rate is counted against: those holding an object of its
+        ground-truth class, or a blob of its predicted class when ground truth is background."""
+        if gt_class == self.background:
+            return self.pred_items.get(pred_class, 0)
+        return self.gt_items.get(gt_class, 0)
 
     def typical_area(self, c: int) -> float | None:
         """Median area of the class's ground-truth objects (of its predicted blobs when none)."""
@@ -303,9 +308,13 @@ class DatasetStats:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (keys as text), as stored in ``run.json["summary"]["dataset_stats"]``."""
+        def counts(d):
+            return {str(c): n for c, n in sorted(d.items())}
+
         return {"pairs": {f"{t}|{g}|{p}": v for (t, g, p), v in sorted(self.pairs.items())},
-                "gt_hist": {str(c): {str(b): n for b, n in sorted(h.items())} for c, h in sorted(self.gt_hist.items())},
-                "pred_hist": {str(c): {str(b): n for b, n in sorted(h.items())} for c, h in sorted(self.pred_hist.items())},
+                "gt_hist": {str(c): counts(h) for c, h in sorted(self.gt_hist.items())},
+                "pred_hist": {str(c): counts(h) for c, h in sorted(self.pred_hist.items())},
+                "gt_items": counts(self.gt_items), "pred_items": counts(self.pred_items),
                 "confidence_hist": list(self.confidence_hist), "background": self.background}
 
     @classmethod
@@ -314,26 +323,31 @@ class DatasetStats:
         pairs = {}
         for k, v in (d.get("pairs") or {}).items():
             t, g, p = k.split("|")
-            pairs[(t, int(g), int(p))] = list(v)
+            pairs[(t, int(g), int(p))] = [int(x) for x in v]
         hist = {side: {int(c): {int(b): int(n) for b, n in h.items()} for c, h in (d.get(side) or {}).items()}
                 for side in ("gt_hist", "pred_hist")}
-        return cls(pairs, hist["gt_hist"], hist["pred_hist"], list(d.get("confidence_hist") or []), d.get("background"))
+        items = {side: {int(c): int(n) for c, n in (d.get(side) or {}).items()} for side in ("gt_items", "pred_items")}
+        return cls(pairs, hist["gt_hist"], hist["pred_hist"], items["gt_items"], items["pred_items"],
+                   list(d.get("confidence_hist") or []), d.get("background"))
 
     @classmethod
     def merge(cls, parts: list[dict[str, Any]], background: int | None) -> "DatasetStats":
         """Add up shard statistics (JSON form); integer sums, so any grouping gives the same."""
-        out = cls({}, {}, {}, [], background)
+        out = cls({}, {}, {}, {}, {}, [], background)
         for d in parts:
             s = cls.from_json(d)
-            for k, (r, px) in s.pairs.items():
-                e = out.pairs.setdefault(k, [0, 0])
-                e[0] += r
-                e[1] += px
+            for k, v in s.pairs.items():
+                e = out.pairs.setdefault(k, [0, 0, 0])
+                for i, x in enumerate(v):
+                    e[i] += x
             for mine, theirs in ((out.gt_hist, s.gt_hist), (out.pred_hist, s.pred_hist)):
                 for c, h in theirs.items():
                     dst = mine.setdefault(c, {})
                     for b, v in h.items():
                         dst[b] = dst.get(b, 0) + v
+            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items)):
+                for c, v in theirs.items():
+                    mine[c] = mine.get(c, 0) + v
             if s.confidence_hist:
                 if not out.confidence_hist:
                     out.confidence_hist = [0] * len(s.confidence_hist)
@@ -341,17 +355,18 @@ class DatasetStats:
         return out
 
     def rate(self, type_: str, gt_class: int, pred_class: int, *, leave_one_out: bool = False) -> float:
-        """Regions of this type and pair per object of the class concerned (plus
-        :data:`PRIOR_OBJECTS`); ``leave_one_out``: not counting the region being scored.
+        """The share of the class's items where the model makes this kind of disagreement:
+        items with a region of this type and pair / (items holding the class +
+        :data:`PRIOR_ITEMS`); ``leave_one_out``: not counting the item of the region scored.
 
-        >>> s = DatasetStats({("class_swap", 1, 2): [3, 300]}, {1: {40: 50}}, {}, [], 0)
+        >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
         >>> round(s.rate("class_swap", 1, 2), 4), round(s.rate("class_swap", 1, 2, leave_one_out=True), 4)
-        (0.05, 0.0333)
+        (0.06, 0.04)
         """
-        regions = self.pairs.get((type_, gt_class, pred_class), [0, 0])[0]
+        items = self.pairs.get((type_, gt_class, pred_class), [0, 0, 0])[2]
         if leave_one_out:
-            regions = max(0, regions - 1)
-        return regions / (self.objects(type_, gt_class, pred_class) + PRIOR_OBJECTS)
+            items = max(0, items - 1)
+        return items / (self.class_items(type_, gt_class, pred_class) + PRIOR_ITEMS)
 
 
 SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor", "confidence_factor",
@@ -361,7 +376,7 @@ SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor"
 def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int = DEFAULT_EDGE_WIDTH) -> dict[str, list]:
     """The score columns (:data:`SCORE_COLUMNS`) of region rows given as columns.
 
-    >>> s = DatasetStats({("class_swap", 1, 2): [1, 25]}, {1: {18: 20}}, {}, [], 0)
+    >>> s = DatasetStats({("class_swap", 1, 2): [1, 25, 1]}, {1: {18: 20}}, {}, {1: 20}, {}, [], 0)
     >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [25], "thickness": [5],
     ...         "covered_gt": [1.0], "covered_pred": [1.0], "confidence": [None]}
     >>> round(score_regions(cols, s)["score"][0], 3)
