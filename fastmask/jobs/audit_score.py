@@ -115,8 +115,9 @@ class ItemRegions:
     ``regions``: the region rows (columns as lists, raster order of each region's first
     pixel; ``region`` numbers them from 1); ``counts``: per type the number of regions
     (``edge_noise`` included) and ``edge_noise_pixels``, ``disagree_pixels``, ``pixels``
-    (compared pixels), ``ignored``, ``gt_out_of_range``, ``pred_out_of_range`` (pixel counts); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``,
-    ``pred_objects``) of the objects of both maps (components of at least ``(edge_width + 1) ** 2`` px).
+    (compared pixels), ``ignored``, ``gt_out_of_range``, ``pred_out_of_range`` (pixel
+    counts); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``, ``pred_objects``)
+    of the objects of both maps (components of at least ``(edge_width + 1) ** 2`` px).
     """
 
     regions: dict[str, list]
