@@ -460,7 +460,8 @@ def test_sample_layouts_smoke(tmp_path):
 
     info = make_sample(tmp_path / "sample")
     for name, gt, extra in (("voc", info.voc, ["--allow-missing"]), ("masks", info.masks, ["--num-classes", "256"]),
-                            ("coco", info.coco, []), ("panoptic", info.panoptic, [])):
+                            ("zip", info.zip, ["--num-classes", "256"]), ("coco", info.coco, []),
+                            ("panoptic", info.panoptic, [])):
         code, summary, out = _audit(tmp_path, gt, gt, *extra, name=name)
         assert code in (0, 1), name  # 1: the sample's planted unreadable items
         assert json.loads((out / "run.json").read_text())["status"] == "complete", name
