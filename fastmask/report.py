@@ -261,11 +261,13 @@ class _Reader:
         import pyarrow.parquet as pq
 
         self._rows = {}
+        from .engine.sink import read_table_file
+
         p = self.run_dir / "manifest.parquet"
         if not p.is_file():
             self.problem = "the report folder has no manifest.parquet"
             return
-        t = pq.read_table(p)
+        t = read_table_file(p)  # local, or one request on object storage
         t = t.filter(pc.is_in(pc.cast(t["item_id"], pa.string()), value_set=pa.array(item_ids, pa.string())))
         for r in t.to_pylist():
             self._rows[str(r["item_id"])] = r
@@ -776,6 +778,13 @@ def _thumbnails(run: dict, run_dir: Path, findings, items, n: int, images: str |
     return "".join(out)
 
 
+def _where(run_dir) -> str:
+    """The report folder as shown on the page: an absolute path, or the URL."""
+    from .engine.sink import is_remote
+
+    return str(run_dir) if is_remote(run_dir) else str(run_dir.resolve())
+
+
 def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_rows: int = 200,
                   images: str | os.PathLike | None = None, charts: str = "auto") -> str:
     """The HTML page of a run folder as a string (see :func:`write_report`).
@@ -786,7 +795,9 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
         raise ValueError(f"charts must be auto, png, html or none, not {charts!r}")
     if max_thumbnails < 0 or max_rows < 0:
         raise ValueError("max_thumbnails and max_rows must not be negative")
-    run_dir = Path(run_dir)
+    from .engine.sink import report_root
+
+    run_dir = report_root(run_dir)  # a local folder, or a URL's Location
     run = plots.read_run(run_dir)
     items = plots.read_table(run_dir, "items", ["item_id", "status", "error_code", "error_message", "miou", "accuracy"])
     classes = plots.read_table(run_dir, "classes")
@@ -795,7 +806,7 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     ds = (run.get("arguments") or {}).get("dataset") or (run.get("arguments") or {}).get("gt") or str(run_dir)
     parts = [(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)} — {_e(ds)}</title>"
              f"<style>{CSS}</style></head><body><main>"),
-             f"<h1>{_e(title)}</h1><div class=\"sub\">{_e(ds)} · report folder {_e(run_dir.resolve())}</div>"]
+             f"<h1>{_e(title)}</h1><div class=\"sub\">{_e(ds)} · report folder {_e(_where(run_dir))}</div>"]
     if run.get("status") != "complete":
         parts.append(f'<p class="note">run status: {_e(run.get("status"))} — the tables hold finished shards only.</p>')
     parts.append(_summary(run))
@@ -817,7 +828,7 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     if job == "evaluate":
         parts.append(_pq_section(run_dir, max_rows))
     parts.append(_errors_section(items, max_rows))
-    parts.append(f"<footer>written by fastmask from {_e(run_dir.resolve())}; tables: "
+    parts.append(f"<footer>written by fastmask from {_e(_where(run_dir))}; tables: "
                  + _e(", ".join(f"{k} ({v.get('rows', '?')} rows)" for k, v in sorted((run.get("tables") or {}).items())))
                  + "</footer></main></body></html>")
     return "".join(parts)
@@ -833,8 +844,13 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
     >>> # write_report("report/") -> PosixPath('report/report.html')
     """
+    from .engine.sink import is_remote, report_root
+
     page = render_report(run_dir, **options)
-    path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    path = report_root(out) if out is not None else report_root(run_dir) / "report.html"
+    if is_remote(path):  # object storage: one upload, visible whole or not at all
+        path.write_text(page)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")
