@@ -535,3 +535,34 @@ def test_tables_follow_the_report_conventions(tmp_path):
     assert all(0.0 <= r["label_quality"] <= 1.0 for r in items)
     doc = json.loads((out / "run.json").read_text())
     assert doc["status"] == "complete" and doc["arguments"]["connectivity"] == 8 and doc["summary"]["connectivity"] == 8
+
+
+def test_report_at_a_url_equals_the_local_report(tmp_path, s3_bucket):
+    """--out s3://...: the dataset pass reads and rewrites the parts on object storage; every
+    object has the bytes of the local report's file (run.json: but for timing and execution)."""
+    from fastmask.engine import VOLATILE_RUN_KEYS
+    from fastmask.storage import Location
+
+    gts, preds = _scene_set(6)
+    _write(tmp_path / "gt", gts)
+    _write(tmp_path / "pred", preds)
+    args = ["audit", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "4",
+            "--workers", "1", "--shard-size", "2", "--quiet"]
+    url = f"{s3_bucket}/audit-1"
+    assert main(args + ["--out", str(tmp_path / "local")]) == 0
+    assert main(args + ["--out", url]) == 0
+    local = {p.relative_to(tmp_path / "local").as_posix(): p.read_bytes()
+             for p in sorted((tmp_path / "local").rglob("*")) if p.is_file()}
+    loc = Location(url)
+    remote = {name: (loc / name).read_bytes() for name, _ in loc.find()}
+    assert sorted(remote) == sorted(local) and "regions/part-00002.parquet" in local
+    for name in local:
+        if name == "run.json":
+            def stable(b):
+                return {k: v for k, v in json.loads(b).items() if k not in VOLATILE_RUN_KEYS}
+
+            assert stable(remote[name]) == stable(local[name])
+        else:
+            assert remote[name] == local[name], name
+    assert main(["report", url]) == 0
+    assert b"Worst regions" in (loc / "report.html").read_bytes()

@@ -33,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -365,8 +364,11 @@ def _instance_counts(gdata, pdata, gt_row: dict, pred_row: dict) -> dict[str, in
 # --------------------------------------------------------------------------- the dataset pass
 
 
-def _parts(out: Path, table: str) -> list[Path]:
-    return sorted((out / table).glob("part-*.parquet"))
+def _parts(out, table: str) -> dict[str, Any]:
+    """``{part file name: path or Location}`` of one table of the report (local or a URL)."""
+    from ..engine.sink import list_parts
+
+    return {str(p).rstrip("/").rsplit("/", 1)[-1]: p for p in list_parts(out, table)}
 
 
 def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
@@ -379,16 +381,16 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
     Returns ``{"worst": [the WORST_KEPT best-scored region rows], "classes": table,
     "label_quality": {...}}``.
     """
-    from ..engine.sink import read_part, write_parquet_atomic
+    from ..engine.sink import ensure_dir, read_json, read_part, report_root, write_parquet_atomic
 
-    out = Path(out_dir)
-    summary = json.loads((out / "run.json").read_text())["summary"]
+    out = report_root(out_dir)  # a local folder, or a URL's Location
+    summary = read_json(out / "run.json")["summary"]
     stats = S.DatasetStats.from_json(summary["dataset_stats"])
     worst_rows: list[dict] = []
     score_sums: dict[tuple[str, int, int], float] = {}
     lq_sum, lq_n, flagged = 0.0, 0, 0
-    item_parts = {p.name: p for p in _parts(out, "items")}
-    for part in _parts(out, "regions"):
+    item_parts = _parts(out, "items")
+    for name, part in sorted(_parts(out, "regions").items()):
         t = read_part(part)
         cols = {k: t.column(k).to_pylist() for k in ("type", "gt_class", "pred_class", "area", "thickness",
                                                      "covered_gt", "covered_pred", "confidence")}
@@ -404,7 +406,7 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
             score_sums[key] = score_sums.get(key, 0.0) + s
         if scored["score"]:
             worst_rows = _keep_worst(worst_rows, t, scored["score"])
-        ip = item_parts.get(part.name)
+        ip = item_parts.get(name)
         if ip is None:
             continue
         items = read_part(ip)
@@ -426,7 +428,7 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
             items = items.set_column(items.schema.get_field_index(k), items.schema.field(k), pa.array(v, pa.float64()))
         write_parquet_atomic(items, ip)
     classes = _classes_table(job, stats, score_sums)
-    (out / "classes").mkdir(exist_ok=True)
+    ensure_dir(out / "classes")
     write_parquet_atomic(classes, out / "classes" / "part-00000.parquet")
     return {"worst": worst_rows, "classes": classes,
             "label_quality": {"mean": lq_sum / lq_n if lq_n else None, "items": lq_n,
