@@ -13,7 +13,8 @@ thumbnails are ``data:`` URIs, there is no script. It shows
   colours, opaque class boundaries; the mask alone on grey when there is no image):
   validate — most severe / most findings first, finding boxes drawn; evaluate — lowest
   per-image mIoU first, ground truth | prediction | wrong pixels; coverage — images holding
-  the rarest classes. Masks and images are reread from the dataset paths in ``run.json``.
+  the rarest classes; audit — the worst regions first, ground truth | prediction | region
+  (:mod:`fastmask.report_audit`). Masks and images are reread from the dataset paths in ``run.json``.
 
 Everything that comes from data (file names, messages, class names) is HTML-escaped.
 
@@ -476,7 +477,7 @@ def _error_tiles(run: dict) -> list[tuple[str, int]]:
     counts = run.get("counts") or {}
     codes = counts.get("error_codes") or {}
     errors = int(counts.get("error", 0) or 0)
-    if run.get("job") != "evaluate":
+    if run.get("job") not in ("evaluate", "audit"):
         return [("unreadable", errors)]
     missing, extra = int(codes.get("missing_prediction", 0)), int(codes.get("extra_prediction", 0))
     tiles = [("unreadable", errors - missing - extra), ("missing prediction", missing)]
@@ -514,6 +515,10 @@ def _summary(run: dict) -> str:
     if run.get("job") == "evaluate" and "panoptic" in s:
         for g in ("all", "things", "stuff"):
             out.append(_card(f"PQ {g}{scored}", _num((s["panoptic"].get(g) or {}).get("pq"), pct=True)))
+    if run.get("job") == "audit":
+        from .report_audit import summary_cards
+
+        out += summary_cards(s, _card)
     if timing.get("wall_seconds") is not None:
         out.append(_card("wall time", f"{timing['wall_seconds']:.2f} s"))
     if timing.get("items_per_second") is not None:
@@ -534,7 +539,7 @@ def _summary(run: dict) -> str:
                                f"{run.get('shards', '?')} shards of {run.get('shard_size', '?')}")])
     if counts.get("error_codes"):
         facts.append(["not read or not scored, by code", ", ".join(f"{k}: {v}" for k, v in sorted(counts["error_codes"].items()))])
-    if run.get("job") == "evaluate":
+    if run.get("job") in ("evaluate", "audit"):
         facts.extend(_evaluate_facts(s))
     out.append(_table(["", ""], facts))
     out.append("<details><summary>arguments</summary><pre>" + _e(json.dumps(args, indent=2, sort_keys=True))
@@ -811,9 +816,15 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     if job == "validate":
         findings = _findings_table(run_dir)
         findings_html = _findings_section(findings, max_rows)
-    parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
-    parts.append(findings_html)
-    parts.append(_classes_section(run, classes, max_rows))
+    if job == "audit":  # the worst regions, then the class pairs
+        from . import report_audit
+
+        parts.append(report_audit.thumbnails(run, run_dir, max_thumbnails, None if images is None else str(images)))
+        parts.append(report_audit.classes_section(classes, max_rows))
+    else:
+        parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
+        parts.append(findings_html)
+        parts.append(_classes_section(run, classes, max_rows))
     if job == "evaluate":
         parts.append(_pq_section(run_dir, max_rows))
     parts.append(_errors_section(items, max_rows))
