@@ -913,6 +913,13 @@ def _ahead_take(url: str):
     return ready.pop(url, None) if ready else None
 
 
+def ahead_peek(url: str):
+    """What the fetch-ahead got for ``url`` for the current item (its bytes, or the fault it
+    met), without taking it; ``None`` when it was not fetched ahead."""
+    ready = getattr(_AHEAD, "ready", None)
+    return ready.get(url) if ready else None
+
+
 class _Window:
     """The objects of a shard's rows, fetched ``depth`` ahead by a thread pool."""
 

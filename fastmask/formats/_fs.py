@@ -59,7 +59,7 @@ import zipfile
 from collections.abc import Iterator
 from typing import IO
 
-from ..storage import Location, is_url
+from ..storage import Fetcher, Location, ahead_peek, is_url
 from .errors import FormatError
 
 __all__ = ["Root", "unsafe_reason", "is_junk", "is_report_run_json", "MAX_FILE_BYTES", "MAX_ZIP_RATIO",
@@ -300,6 +300,7 @@ class Root:
         if loc is None:
             self.path = os.path.abspath(_local_target(path))
             self._loc = None
+            self._fetcher = None
             self.is_zip = os.path.isfile(self.path) and zipfile.is_zipfile(self.path)
             if not self.is_zip and not os.path.isdir(self.path):
                 raise FormatError("missing_file", f"{self.path}: no such folder or zip file", path=self.path)
@@ -307,6 +308,8 @@ class Root:
         if loc is not None:
             self.path = loc.url
             self._loc = loc
+            # made here, in the process that opens the dataset: --prefetch / --cache travel with it
+            self._fetcher = Fetcher(options=loc.options)
             twin = _shared_root(self)
             if twin is None:
                 self.is_zip = self._open_remote_root()
@@ -328,11 +331,13 @@ class Root:
         state = {"path": self.path, "base": self.base, "is_zip": self.is_zip}
         if self._loc is not None:
             state["loc"] = self._loc
+            state["fetcher"] = self._fetcher
         return state
 
     def __setstate__(self, state):
         state = dict(state)
         self._loc = state.pop("loc", None)
+        self._fetcher = state.pop("fetcher", None)
         self.__dict__.update(state)
         self._zf = None
         self._zpid = None
@@ -353,6 +358,7 @@ class Root:
                  "is_zip": self.is_zip}
         if self._loc is not None:
             state["loc"] = self._loc
+            state["fetcher"] = self._fetcher
         r.__setstate__(state)
         r.problems = self.problems
         r.skipped_reports = self.skipped_reports
@@ -385,6 +391,23 @@ class Root:
             self._entries = {}
             for info in self._zf.infolist():
                 self._entries[_zip_name(info.filename)] = info
+
+    def prefetch(self, rel: str | None) -> list:
+        """What :meth:`read` of ``rel`` will fetch, as ``[(fetcher, location)]`` for the engine's
+        fetch-ahead (:func:`fastmask.storage.prefetching`); ``[]`` for a local root, a zip
+        (one object, read by ranges) or an unsafe name (``read`` reports it).
+
+        >>> import tempfile
+        >>> Root(tempfile.mkdtemp()).prefetch("a.png")
+        []
+        """
+        if self._loc is None or self.is_zip or not rel:
+            return []
+        try:
+            self.check(rel)
+        except FormatError:
+            return []
+        return [(self._fetcher, self._object(rel))]
 
     def _object(self, rel: str) -> Location:
         """The object of the relative name ``rel`` under a URL folder root."""
@@ -635,6 +658,9 @@ class Root:
             if self._listing:  # listed in this process: no request
                 return self._listing[0].has(_remote_key(full))
             obj = self._object(rel)
+            ahead = ahead_peek(obj.url)  # fetched ahead for this item: its outcome says it, no request
+            if ahead is not None:
+                return not (isinstance(ahead, FormatError) and ahead.code in ("not_found", "missing_file"))
             return ask(obj.is_file, obj)
         try:
             return not stat.S_ISDIR(os.stat(_os_name(self.path, full)).st_mode)
@@ -687,7 +713,9 @@ class Root:
         if self._loc is not None:
             self.check(rel)
             try:
-                return self._object(rel).read_bytes()  # the same limit, storage error codes
+                # fetched ahead by the engine when it could (see prefetch), else from --cache, else
+                # read now: the same limit, the storage error codes
+                return self._fetcher.read(self._object(rel))
             except FormatError as e:
                 raise FormatError(e.code, e.message, path=rel) from None
         fd = self._open_fd(rel)

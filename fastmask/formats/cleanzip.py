@@ -163,6 +163,10 @@ class CleanZipDataset(Dataset):
             cols[c] = pa.array([r.get(c) for r in out], pa.string())
         return pa.table(cols)
 
+    def prefetch(self, row: dict) -> list:
+        """The mask object :meth:`read_item` fetches (a dataset at a URL; else nothing)."""
+        return self.store.prefetch(row.get("mask_path"))
+
     def read_item(self, row: dict) -> Item:
         item = Item(item_id=row["item_id"], extra={"in_index": row.get("in_index")})
         if row.get("width") is not None and row.get("height") is not None:

@@ -160,6 +160,10 @@ class MaskDirDataset(Dataset):
             "image_path": pa.array([r[2] for r in rows], pa.string()),
         })
 
+    def prefetch(self, row: dict) -> list:
+        """The mask object :meth:`read_item` fetches (a dataset at a URL; else nothing)."""
+        return self.masks.prefetch(row.get("mask_path"))
+
     def read_item(self, row: dict) -> Item:
         item = Item(item_id=row["item_id"])
         if row.get("mask_path"):

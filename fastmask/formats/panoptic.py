@@ -112,6 +112,13 @@ class PanopticDataset(_CocoBase):
         base = base.set_column(base.column_names.index("problem"), "problem", pa.array(prob, pa.string()))
         return base.append_column("mask_file", pa.array(mask_file, pa.string()))
 
+    def prefetch(self, row: dict) -> list:
+        """The PNG :meth:`read_item` fetches (a PNG folder at a URL; else nothing)."""
+        fn = row.get("mask_file")
+        if not fn or not is_url(self.masks_dir) or not self.masks_present():
+            return []
+        return self._png_root().prefetch(fn)
+
     def read_item(self, row: dict) -> Item:
         item = Item(item_id=row["item_id"])
         self._image(row, item)

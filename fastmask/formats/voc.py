@@ -103,6 +103,10 @@ class VocDataset(Dataset):
             self._cache_objmap = LabelMap.voc(all_colors=True)
         return self._cache_objmap
 
+    def prefetch(self, row: dict) -> list:
+        """The class and object PNGs :meth:`read_item` fetches (a dataset at a URL; else nothing)."""
+        return self.store.prefetch(row.get("class_path")) + self.store.prefetch(row.get("object_path"))
+
     def read_item(self, row: dict) -> Item:
         item = Item(item_id=row["item_id"], extra={"splits": row.get("splits") or ""})
         if row.get("class_path"):
