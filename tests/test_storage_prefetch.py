@@ -51,6 +51,7 @@ def test_root_prefetch_lists_only_remote_safe_names(s3_bucket, tmp_path):
     from fastmask.formats._fs import Root
     from fastmask.formats.png import write_mask
 
+    (tmp_path / "m").mkdir()
     write_mask(tmp_path / "m" / "a.png", np.zeros((2, 2), np.uint8))
     url = upload(tmp_path / "m", f"{s3_bucket}/m")
     root = Root(url)
