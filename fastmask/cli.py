@@ -34,7 +34,7 @@ from .engine.options import (
 # Commands that live in their own module ``fastmask/cli_<name>.py``. Each module has
 # ``register(subparsers)``, which adds its parser(s) and sets ``handler=run`` (a function
 # of the parsed args returning the exit code). Kept light: no numba at import time.
-COMMAND_MODULES = ("rasterize", "instances", "convert", "report")
+COMMAND_MODULES = ("rasterize", "instances", "convert", "report", "audit")
 
 
 def _command_modules():

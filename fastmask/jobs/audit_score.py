@@ -1,0 +1,406 @@
+"""Regions of disagreement between a ground-truth class map and a prediction, and their scores.
+
+Per item (:func:`find_regions`): the pixels where ground truth and prediction disagree
+(ground-truth ignore and out-of-range values excluded) are grouped into connected regions
+per (ground-truth class, predicted class) pair, with fastmask's connected-components
+kernels. Each region gets its area, box, the area of the ground-truth object and of the
+predicted blob it lies in (connected components of each map, same connectivity), the
+share of each it covers, its thickness (the side of the largest square inside it,
+:func:`fastmask.kernels.audit.max_square`) and, when given, the model's mean confidence.
+Its type (:data:`REGION_TYPES`):
+
+* ``edge_noise``: thickness <= ``edge_width`` (default 2): a thin band along an outline;
+  counted per item, never a region row, never scored;
+* ``class_swap``: both classes are objects (not background) and the region covers at
+  least ``swap_fraction`` (default 0.5) of its ground-truth object;
+* ``spurious_label``: the model sees background over at least ``swap_fraction`` of a
+  labelled object;
+* ``missing_label``: ground truth says background over at least ``swap_fraction`` of a
+  blob the model sees as an object;
+* ``boundary_offset``: any other region (thicker than edge noise, a part of an object's
+  edge): an outline shifted or inflated.
+
+Dataset-wide (:class:`DatasetStats`, built from integer counts summed over all items, so
+the same for any shard size or worker count) and per region (:func:`score_regions`), a
+score in [0, 1], the product of five factors, each in [0, 1]:
+
+* ``pair_factor = 1 / (1 + rate / RATE_SCALE)``: ``rate`` = how often the model makes
+  the same kind of disagreement (same type, same class pair) elsewhere in the dataset,
+  per object of the class concerned: ``(regions of that type and pair - 1) / (objects +
+  PRIOR_OBJECTS)``. A confusion the model makes on 2 % of a class's objects halves the
+  score: systematic confusions are the model's;
+* ``size_factor = min(1, sqrt(area / (SIZE_REFERENCE * typical_area)))``, ``typical_area``
+  the median area of the class's ground-truth objects (of its predicted blobs when it
+  has none): a region of at least a quarter of a typical object scores fully, a small
+  speck little;
+* ``confidence_factor``: the share of the dataset's regions whose mean confidence is
+  below this region's (ties count half); 1 without ``--confidence``;
+* ``shape_factor = min(1, (thickness - edge_width) / (2 * edge_width))``: thin slivers
+  just above edge noise score little;
+* ``coverage_factor``: the share of the object the region covers (the ground-truth
+  object for ``class_swap`` / ``spurious_label``, the predicted blob for
+  ``missing_label``); 1 for ``boundary_offset``.
+
+An item's ``label_quality`` is the product of ``1 - score`` over its regions: 1 for an
+item without a scored region, near 0 when one region is almost surely a label error.
+
+>>> gt = np.zeros((8, 8), np.uint8); gt[1:6, 1:6] = 1
+>>> pred = gt.copy(); pred[1:6, 1:6] = 2          # the model sees class 2 on the whole object
+>>> r = find_regions(gt, pred, num_classes=3)
+>>> r.regions["type"], r.regions["area"], r.regions["covered_gt"]
+(['class_swap'], [25], [1.0])
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..components import component_stats
+
+#: the region types, in the order of the item columns (``edge_noise`` is never a region row)
+REGION_TYPES = ("class_swap", "missing_label", "spurious_label", "boundary_offset", "edge_noise")
+#: the scored types (region rows)
+SCORED_TYPES = REGION_TYPES[:-1]
+DEFAULT_EDGE_WIDTH = 2
+DEFAULT_SWAP_FRACTION = 0.5
+#: pseudo-objects added to a class's object count (a class with few objects is not
+#: judged systematic from one or two regions)
+PRIOR_OBJECTS = 10
+#: the systematic rate that halves a region's score
+RATE_SCALE = 0.02
+#: a region this share of the class's typical object area (or more) gets size_factor 1
+SIZE_REFERENCE = 0.25
+#: object areas are binned by a quarter octave: bin = floor(4 * log2(area))
+AREA_BINS_PER_OCTAVE = 4
+#: mean confidences are binned in 1024 steps for the dataset's distribution
+CONFIDENCE_BINS = 1024
+
+
+def area_bin(area: np.ndarray) -> np.ndarray:
+    """Quarter-octave bin of object areas (``floor(4 * log2(area))``).
+
+    >>> area_bin(np.array([1, 2, 3, 16])).tolist()
+    [0, 4, 6, 16]
+    """
+    a = np.maximum(np.asarray(area, np.float64), 1.0)
+    return np.floor(AREA_BINS_PER_OCTAVE * np.log2(a) + 1e-9).astype(np.int64)
+
+
+def bin_area(b: float) -> float:
+    """The area at the middle of a quarter-octave bin (in log scale).
+
+    >>> round(bin_area(16), 1)
+    18.3
+    """
+    return float(2.0 ** ((b + 0.5) / AREA_BINS_PER_OCTAVE))
+
+
+def confidence_bin(conf: np.ndarray) -> np.ndarray:
+    """Bin of mean confidences in [0, 1] (``CONFIDENCE_BINS`` equal steps).
+
+    >>> confidence_bin(np.array([0.0, 0.5, 1.0])).tolist()
+    [0, 512, 1023]
+    """
+    c = np.clip(np.asarray(conf, np.float64), 0.0, 1.0)
+    return np.minimum((c * CONFIDENCE_BINS).astype(np.int64), CONFIDENCE_BINS - 1)
+
+
+@dataclass
+class ItemRegions:
+    """What :func:`find_regions` found in one item.
+
+    ``regions``: the region rows (columns as lists, raster order of each region's first
+    pixel; ``region`` numbers them from 1); ``counts``: per type the number of regions
+    (``edge_noise`` included) and ``edge_noise_pixels``, ``disagree_pixels``, ``pixels``
+    (compared pixels); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``,
+    ``pred_objects``) of the objects of both maps.
+    """
+
+    regions: dict[str, list]
+    counts: dict[str, int]
+    objects: dict[str, list] = field(default_factory=dict)
+
+
+REGION_COLUMNS = ("region", "type", "gt_class", "pred_class", "area", "bbox_x", "bbox_y", "bbox_w", "bbox_h",
+                  "gt_object_area", "pred_blob_area", "covered_gt", "covered_pred", "thickness", "confidence")
+
+
+def _objects(stats, ok) -> tuple[np.ndarray, np.ndarray]:
+    """(class, area bin) of the components whose class passes ``ok``."""
+    keep = ok(stats.value)
+    return stats.value[keep].astype(np.int64), area_bin(stats.area[keep])
+
+
+def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_value: int | None = 255,
+                 background: int | None = 0, connectivity: int = 8, edge_width: int = DEFAULT_EDGE_WIDTH,
+                 swap_fraction: float = DEFAULT_SWAP_FRACTION, confidence: np.ndarray | None = None) -> ItemRegions:
+    """The regions of disagreement of one item (see the module docstring).
+
+    ``gt`` and ``pred``: 2-D integer class maps of one shape; pixels whose ground truth is
+    ``ignore_value`` or ``>= num_classes``, or whose prediction is ``>= num_classes``, are
+    not compared. ``confidence``: float map in [0, 1] of the model's confidence in its
+    predicted class (same shape), or None.
+
+    >>> gt = np.zeros((6, 12), np.uint8); gt[:, 6:] = 1
+    >>> pred = np.zeros_like(gt); pred[:, 5:] = 1     # the outline one pixel off: edge noise
+    >>> r = find_regions(gt, pred, num_classes=2)
+    >>> r.regions["type"], r.counts["edge_noise"], r.counts["edge_noise_pixels"]
+    ([], 1, 6)
+    """
+    if gt.shape != pred.shape or gt.ndim != 2:
+        raise ValueError(f"gt and pred must be 2-D maps of one shape, got {gt.shape} and {pred.shape}")
+    n = int(num_classes)
+    g = np.ascontiguousarray(gt)
+    p = np.ascontiguousarray(pred)
+    valid = (g < n) & (p < n)
+    if np.issubdtype(g.dtype, np.signedinteger) or np.issubdtype(p.dtype, np.signedinteger):
+        valid &= (g >= 0) & (p >= 0)
+    if ignore_value is not None:
+        valid &= g != ignore_value
+    wrong = valid & (g != p)
+    counts = {t: 0 for t in REGION_TYPES}
+    counts.update(edge_noise_pixels=0, disagree_pixels=int(wrong.sum()), pixels=int(valid.sum()))
+    objects = _object_rows(g, p, n, ignore_value, background, connectivity)
+    empty = {k: [] for k in REGION_COLUMNS}
+    if not counts["disagree_pixels"]:
+        return ItemRegions(empty, counts, objects)
+    code_dtype = np.int32 if n * n + 1 < 2**31 else np.int64
+    code = np.zeros(g.shape, code_dtype)
+    code[wrong] = g[wrong].astype(code_dtype) * n + p[wrong].astype(code_dtype) + 1
+    rs = component_stats(code, connectivity, background=0)
+    gs = component_stats(g, connectivity, background=None)
+    ps = component_stats(p, connectivity, background=None)
+    from ..kernels.audit import max_square
+
+    thick = max_square(rs.labels, rs.count)
+    value = rs.value.astype(np.int64) - 1
+    gcls, pcls = value // n, value % n
+    fr, fc = rs.first_pixel[:, 0], rs.first_pixel[:, 1]
+    g_area = gs.area[gs.labels[fr, fc] - 1]
+    p_area = ps.area[ps.labels[fr, fc] - 1]
+    area = rs.area.astype(np.int64)
+    cov_g = area / g_area
+    cov_p = area / p_area
+    edge = thick <= edge_width
+    types = np.full(rs.count, "boundary_offset", dtype=object)
+    bg = -1 if background is None else int(background)
+    objs = (gcls != bg) & (pcls != bg)
+    types[objs & (cov_g >= swap_fraction)] = "class_swap"
+    types[(gcls == bg) & (cov_p >= swap_fraction)] = "missing_label"
+    types[(pcls == bg) & (cov_g >= swap_fraction)] = "spurious_label"
+    types[edge] = "edge_noise"
+    conf = None
+    if confidence is not None:
+        sums = np.bincount(rs.labels.reshape(-1), weights=np.asarray(confidence, np.float64).reshape(-1),
+                           minlength=rs.count + 1)[1:rs.count + 1]
+        conf = sums / area
+    for t in REGION_TYPES:
+        counts[t] = int(np.count_nonzero(types == t))
+    counts["edge_noise_pixels"] = int(area[edge].sum())
+    keep = np.flatnonzero(~edge)
+    regions = {
+        "region": (np.arange(keep.size) + 1).tolist(), "type": types[keep].tolist(),
+        "gt_class": gcls[keep].tolist(), "pred_class": pcls[keep].tolist(), "area": area[keep].tolist(),
+        **{c: rs.bbox[keep, k].astype(np.int64).tolist() for k, c in enumerate(("bbox_x", "bbox_y", "bbox_w", "bbox_h"))},
+        "gt_object_area": g_area[keep].astype(np.int64).tolist(), "pred_blob_area": p_area[keep].astype(np.int64).tolist(),
+        "covered_gt": cov_g[keep].tolist(), "covered_pred": cov_p[keep].tolist(), "thickness": thick[keep].tolist(),
+        "confidence": conf[keep].tolist() if conf is not None else [None] * keep.size,
+    }
+    return ItemRegions(regions, counts, objects)
+
+
+def _object_rows(g: np.ndarray, p: np.ndarray, n: int, ignore_value, background, connectivity) -> dict[str, list]:
+    """Rows (class_id, area_bin, gt_objects, pred_objects): the objects of both maps by class
+    and quarter-octave area bin (background, ignore and out-of-range classes left out)."""
+    def ok(v):
+        v = v.astype(np.int64)
+        keep = (v >= 0) & (v < n)
+        if ignore_value is not None:
+            keep &= v != ignore_value
+        if background is not None:
+            keep &= v != background
+        return keep
+
+    rows: dict[tuple[int, int], list[int]] = {}
+    for side, m in ((0, g), (1, p)):
+        s = component_stats(m, connectivity, background=None)
+        cls, b = _objects(s, ok)
+        if cls.size:
+            pairs, k = np.unique(np.stack([cls, b]), axis=1, return_counts=True)
+            for c, bb, cnt in zip(pairs[0].tolist(), pairs[1].tolist(), k.tolist()):
+                rows.setdefault((c, bb), [0, 0])[side] += cnt
+    keys = sorted(rows)
+    return {"class_id": [k[0] for k in keys], "area_bin": [k[1] for k in keys],
+            "gt_objects": [rows[k][0] for k in keys], "pred_objects": [rows[k][1] for k in keys]}
+
+
+# --------------------------------------------------------------------------- dataset statistics
+
+
+def _hist_median(hist: dict[int, int]) -> float | None:
+    """The area at the median of a histogram {area bin: objects} (None when empty)."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    seen = 0
+    for b in sorted(hist):
+        seen += hist[b]
+        if 2 * seen >= total:
+            return bin_area(b)
+    return None  # pragma: no cover - the loop always returns
+
+
+@dataclass
+class DatasetStats:
+    """The dataset's statistics the scores are calibrated on (all integer counts).
+
+    ``pairs``: ``{(type, gt_class, pred_class): [regions, pixels]}``; ``gt_hist`` /
+    ``pred_hist``: ``{class: {area bin: objects}}``; ``confidence_hist``: regions per
+    confidence bin (empty without confidences); ``background``: the background class.
+
+    >>> s = DatasetStats({("class_swap", 1, 2): [3, 300]}, {1: {40: 50}}, {}, [], 0)
+    >>> s.objects("class_swap", 1, 2), round(s.typical_area(1))
+    (50, 1066)
+    """
+
+    pairs: dict[tuple[str, int, int], list[int]]
+    gt_hist: dict[int, dict[int, int]]
+    pred_hist: dict[int, dict[int, int]]
+    confidence_hist: list[int]
+    background: int | None
+
+    def objects(self, type_: str, gt_class: int, pred_class: int) -> int:
+        """The objects a region's rate is counted against: the ground-truth class's objects,
+        or the predicted class's blobs when ground truth is background."""
+        if type_ == "missing_label" or (gt_class == self.background and pred_class != self.background):
+            return sum(self.pred_hist.get(pred_class, {}).values())
+        return sum(self.gt_hist.get(gt_class, {}).values())
+
+    def concerned_class(self, type_: str, gt_class: int, pred_class: int) -> int:
+        """The class whose objects a region is measured against (its ground-truth class,
+        the predicted one when ground truth is background)."""
+        return pred_class if gt_class == self.background else gt_class
+
+    def typical_area(self, c: int) -> float | None:
+        """Median area of the class's ground-truth objects (of its predicted blobs when none)."""
+        m = _hist_median(self.gt_hist.get(c, {}))
+        return m if m is not None else _hist_median(self.pred_hist.get(c, {}))
+
+    def confidence_cdf(self) -> np.ndarray | None:
+        """Per confidence bin: the share of regions below it, ties counting half."""
+        h = np.asarray(self.confidence_hist, np.float64)
+        if not h.size or h.sum() == 0:
+            return None
+        below = np.concatenate([[0.0], np.cumsum(h)[:-1]])
+        return (below + 0.5 * h) / h.sum()
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON form (keys as text), as stored in ``run.json["summary"]["dataset_stats"]``."""
+        return {"pairs": {f"{t}|{g}|{p}": v for (t, g, p), v in sorted(self.pairs.items())},
+                "gt_hist": {str(c): {str(b): n for b, n in sorted(h.items())} for c, h in sorted(self.gt_hist.items())},
+                "pred_hist": {str(c): {str(b): n for b, n in sorted(h.items())} for c, h in sorted(self.pred_hist.items())},
+                "confidence_hist": list(self.confidence_hist), "background": self.background}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "DatasetStats":
+        """Inverse of :meth:`to_json`."""
+        pairs = {}
+        for k, v in (d.get("pairs") or {}).items():
+            t, g, p = k.split("|")
+            pairs[(t, int(g), int(p))] = list(v)
+        hist = {side: {int(c): {int(b): int(n) for b, n in h.items()} for c, h in (d.get(side) or {}).items()}
+                for side in ("gt_hist", "pred_hist")}
+        return cls(pairs, hist["gt_hist"], hist["pred_hist"], list(d.get("confidence_hist") or []), d.get("background"))
+
+    @classmethod
+    def merge(cls, parts: list[dict[str, Any]], background: int | None) -> "DatasetStats":
+        """Add up shard statistics (JSON form); integer sums, so any grouping gives the same."""
+        out = cls({}, {}, {}, [], background)
+        for d in parts:
+            s = cls.from_json(d)
+            for k, (r, px) in s.pairs.items():
+                e = out.pairs.setdefault(k, [0, 0])
+                e[0] += r
+                e[1] += px
+            for mine, theirs in ((out.gt_hist, s.gt_hist), (out.pred_hist, s.pred_hist)):
+                for c, h in theirs.items():
+                    dst = mine.setdefault(c, {})
+                    for b, v in h.items():
+                        dst[b] = dst.get(b, 0) + v
+            if s.confidence_hist:
+                if not out.confidence_hist:
+                    out.confidence_hist = [0] * len(s.confidence_hist)
+                out.confidence_hist = [a + b for a, b in zip(out.confidence_hist, s.confidence_hist)]
+        return out
+
+    def rate(self, type_: str, gt_class: int, pred_class: int, *, leave_one_out: bool = False) -> float:
+        """Regions of this type and pair per object of the class concerned (plus
+        :data:`PRIOR_OBJECTS`); ``leave_one_out``: not counting the region being scored.
+
+        >>> s = DatasetStats({("class_swap", 1, 2): [3, 300]}, {1: {40: 50}}, {}, [], 0)
+        >>> round(s.rate("class_swap", 1, 2), 4), round(s.rate("class_swap", 1, 2, leave_one_out=True), 4)
+        (0.05, 0.0333)
+        """
+        regions = self.pairs.get((type_, gt_class, pred_class), [0, 0])[0]
+        if leave_one_out:
+            regions = max(0, regions - 1)
+        return regions / (self.objects(type_, gt_class, pred_class) + PRIOR_OBJECTS)
+
+
+SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor", "confidence_factor",
+                 "shape_factor", "coverage_factor", "score")
+
+
+def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int = DEFAULT_EDGE_WIDTH) -> dict[str, list]:
+    """The score columns (:data:`SCORE_COLUMNS`) of region rows given as columns.
+
+    >>> s = DatasetStats({("class_swap", 1, 2): [1, 25]}, {1: {18: 20}}, {}, [], 0)
+    >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [25], "thickness": [5],
+    ...         "covered_gt": [1.0], "covered_pred": [1.0], "confidence": [None]}
+    >>> round(score_regions(cols, s)["score"][0], 3)
+    0.75
+    """
+    n = len(cols["type"])
+    out: dict[str, list] = {k: [] for k in SCORE_COLUMNS}
+    if not n:
+        return out
+    cdf = stats.confidence_cdf()
+    typical_cache: dict[int, float | None] = {}
+    for i in range(n):
+        t, g, p = cols["type"][i], int(cols["gt_class"][i]), int(cols["pred_class"][i])
+        area, thick = int(cols["area"][i]), int(cols["thickness"][i])
+        rate = stats.rate(t, g, p, leave_one_out=True)
+        c = stats.concerned_class(t, g, p)
+        if c not in typical_cache:
+            typical_cache[c] = stats.typical_area(c)
+        typical = typical_cache[c]
+        pair_f = 1.0 / (1.0 + rate / RATE_SCALE)
+        size_f = 1.0 if not typical else min(1.0, math.sqrt(area / (SIZE_REFERENCE * typical)))
+        conf = cols["confidence"][i]
+        conf_f = 1.0 if conf is None or cdf is None else float(cdf[int(confidence_bin(np.array([conf]))[0])])
+        shape_f = min(1.0, max(0.0, (thick - edge_width) / (2.0 * max(1, edge_width))))
+        if t in ("class_swap", "spurious_label"):
+            cov_f = float(cols["covered_gt"][i])
+        elif t == "missing_label":
+            cov_f = float(cols["covered_pred"][i])
+        else:
+            cov_f = 1.0
+        score = pair_f * size_f * conf_f * shape_f * cov_f
+        for k, v in zip(SCORE_COLUMNS, (rate, typical, pair_f, size_f, conf_f, shape_f, cov_f, score)):
+            out[k].append(v)
+    return out
+
+
+def label_quality(scores: list[float]) -> float:
+    """An item's label quality: the product of ``1 - score`` over its regions (1 without any).
+
+    >>> label_quality([]), round(label_quality([0.5, 0.2]), 2)
+    (1.0, 0.4)
+    """
+    q = 1.0
+    for s in scores:
+        q *= 1.0 - float(s)
+    return max(0.0, min(1.0, q))
