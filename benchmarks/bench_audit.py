@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,8 @@ MIN_REGION_SHARE = 0.5  # of the region's pixels that are the error's
 MIN_ERROR_SHARE = 0.1   # of the error's pixels that the region holds
 GOALS = {"ap_vs_miou": 1.5, "ap_vs_cleanlab": 1.0, "memory_growth": 1.25, "throughput_vs_evaluate": 0.5}
 
-FULL = {"scenes": 600, "real": None, "cleanlab": 80, "memory": (1000, 4000, 16000), "throughput": 4000}
-QUICK = {"scenes": 60, "real": 8, "cleanlab": 12, "memory": (200, 800), "throughput": 800}
+FULL = {"scenes": 600, "real": None, "cleanlab": (40, 160), "memory": (1000, 10000, 100000)}
+QUICK = {"scenes": 60, "real": 8, "cleanlab": (6, 12), "memory": (200, 800)}
 
 
 # ---------------------------------------------------------------- scoring
@@ -178,8 +179,11 @@ def _fastmask(args: list[str], out: Path, workers: int) -> dict:
     run = json.loads((out / "run.json").read_text())
     peaks = [r["peak_rss"] for r in sampler.peak.values() if "resource_tracker" not in r["cmd"]]
     driver = sampler.peak.get(proc.pid, {"peak_rss": 0})["peak_rss"]
+    workers_peak = max((r["peak_rss"] for p, r in sampler.peak.items()
+                        if p != proc.pid and "resource_tracker" not in r["cmd"]), default=0)
     return {"wall": wall, "engine_wall": run.get("timing", {}).get("wall_seconds"), "exit": proc.returncode,
             "driver_peak_mb": driver / 2**20, "peak_mb": max(peaks, default=0) / 2**20,
+            "worker_peak_mb": workers_peak / 2**20,
             "sum_peak_mb": sampler.total_peak / 2**20, "run": run, "stdout": stdout}
 
 
@@ -192,9 +196,9 @@ def _read(out: Path, table: str, columns=None) -> list[dict]:
     return pq.read_table(folder, columns=columns).to_pylist()
 
 
-def audit_args(root: Path, num_classes: int) -> list[str]:
-    return ["audit", "--gt", str(root / "gt"), "--pred", str(root / "pred"), "--confidence", str(root / "conf"),
-            "--num-classes", str(num_classes)]
+def audit_args(root: Path, num_classes: int, confidence: bool = True) -> list[str]:
+    conf = ["--confidence", str(root / "conf")] if confidence else []
+    return ["audit", "--gt", str(root / "gt"), "--pred", str(root / "pred"), *conf, "--num-classes", str(num_classes)]
 
 
 def evaluate_args(root: Path, num_classes: int) -> list[str]:
@@ -360,14 +364,23 @@ def quality(root: Path, work: Path, label: str, workers: int) -> dict:
     a = _fastmask(audit_args(root, truth.num_classes), work / f"audit-{label}", workers)
     out["fastmask"] = score_fastmask(truth, work / f"audit-{label}")
     out["fastmask"].update(wall=a["wall"], peak_mb=a["peak_mb"], sum_peak_mb=a["sum_peak_mb"])
+    _fastmask(audit_args(root, truth.num_classes, False), work / f"audit-noconf-{label}", workers)
+    out["fastmask_noconf"] = score_fastmask(truth, work / f"audit-noconf-{label}")
     _fastmask(evaluate_args(root, truth.num_classes), work / f"evaluate-{label}", workers)
     out["miou"] = score_miou(truth, work / f"evaluate-{label}")
     out["disagreement"] = score_disagreement(truth)
     return out
 
 
-def cleanlab_compare(root: Path, work: Path, n: int) -> dict:
+def cleanlab_compare(root: Path, work: Path, sizes) -> dict:
+    """cleanlab and fastmask (1 worker) on the first ``max(sizes)`` scenes (scores), and
+    cleanlab's time and memory on each size (its memory grows with N)."""
     truth = Truth(root)
+    growth = []
+    for n in sizes[:-1]:
+        c = run_cleanlab(truth, truth.items[:n], work)
+        growth.append({"items": n, "seconds": c["seconds"], "peak_mb": c["peak_mb"], "probs_mb": c["probs_mb"]})
+    n = sizes[-1]
     ids = truth.items[:n]
     sub_root = work / "subset"
     for d in ("gt", "pred", "conf"):
@@ -379,32 +392,34 @@ def cleanlab_compare(root: Path, work: Path, n: int) -> dict:
     sub = truth.subset(ids)
     res = {"items": len(ids), "errors": len(sub.errors), "positive_items": len(sub.by_item)}
     res["cleanlab"] = run_cleanlab(truth, ids, work)
+    res["cleanlab_growth"] = growth + [{"items": n, "seconds": res["cleanlab"]["seconds"],
+                                         "peak_mb": res["cleanlab"]["peak_mb"], "probs_mb": res["cleanlab"]["probs_mb"]}]
     a = _fastmask(audit_args(sub_root, truth.num_classes), work / "audit-subset", 1)
     res["fastmask"] = score_fastmask(sub, work / "audit-subset")
-    res["fastmask"].update(wall=a["wall"], peak_mb=a["peak_mb"], sum_peak_mb=a["sum_peak_mb"])
+    res["fastmask"].update(wall=a["wall"], peak_mb=a["peak_mb"], sum_peak_mb=a["sum_peak_mb"],
+                           engine_wall=a["engine_wall"])
+    _fastmask(audit_args(sub_root, truth.num_classes, False), work / "audit-noconf-subset", 1)
+    res["fastmask_noconf"] = score_fastmask(sub, work / "audit-noconf-subset")
     _fastmask(evaluate_args(sub_root, truth.num_classes), work / "evaluate-subset", 1)
     res["miou"] = score_miou(sub, work / "evaluate-subset")
     res["disagreement"] = score_disagreement(sub)
     return res
 
 
-def scaling(pool: Path, work: Path, sizes, throughput_n: int, workers: int) -> dict:
+def scaling(pool: Path, work: Path, sizes, workers: int) -> dict:
+    """``audit`` then ``evaluate`` on the same N linked pairs, for each N: wall, peak RSS."""
     truth = Truth(pool)
-    res = {"memory": [], "throughput": {}}
+    res = {"memory": [], "workers": workers}
     for n in sizes:
         root = link_dataset(pool, truth.items, work / f"linked-{n}", n)
-        a = _fastmask(audit_args(root, truth.num_classes), work / f"audit-{n}", workers)
-        res["memory"].append({"items": n, "wall": a["wall"], "driver_peak_mb": a["driver_peak_mb"],
-                              "peak_mb": a["peak_mb"], "sum_peak_mb": a["sum_peak_mb"],
-                              "items_per_s": n / a["wall"]})
-    root = link_dataset(pool, truth.items, work / f"linked-{throughput_n}", throughput_n)
-    walls = {"audit": [], "evaluate": []}
-    for _ in range(2):  # interleaved rounds: both see the same machine load
+        row = {"items": n}
         for name, args in (("audit", audit_args(root, truth.num_classes)),
                            ("evaluate", evaluate_args(root, truth.num_classes))):
-            walls[name].append(_fastmask(args, work / f"tp-{name}", workers)["wall"])
-    res["throughput"] = {"items": throughput_n, "audit_s": min(walls["audit"]), "evaluate_s": min(walls["evaluate"]),
-                         "workers": workers}
+            a = _fastmask(args, work / f"{name}-{n}", workers)
+            row[name] = {"wall": a["wall"], "engine_wall": a["engine_wall"], "driver_peak_mb": a["driver_peak_mb"],
+                         "peak_mb": a["peak_mb"], "worker_peak_mb": a["worker_peak_mb"], "sum_peak_mb": a["sum_peak_mb"], "items_per_s": n / a["wall"]}
+            shutil.rmtree(work / f"{name}-{n}", ignore_errors=True)
+        res["memory"].append(row)
     return res
 
 
@@ -414,8 +429,8 @@ def print_tables(results: dict) -> None:
           "regions P@k | regions R@k | regions recall |")
     print("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|")
     for q in results["quality"]:
-        for key, name in (("fastmask", "fastmask audit"), ("miou", "1 - mIoU"), ("disagreement", "largest disagreement"),
-                          ("cleanlab", "cleanlab")):
+        for key, name in (("fastmask", "fastmask audit"), ("fastmask_noconf", "fastmask audit, no --confidence"),
+                          ("miou", "1 - mIoU"), ("disagreement", "largest disagreement"), ("cleanlab", "cleanlab")):
             if key not in q:
                 continue
             it, rg = q[key].get("items", {}), q[key].get("regions", {})
@@ -430,24 +445,26 @@ def print_tables(results: dict) -> None:
               + f"; false alarms in top k by type: {bt['false_alarms_top_k_by_type']}")
     c = results.get("cleanlab")
     if c:
-        print(f"\n## audit vs cleanlab on {c['items']} generated scenes (1 process each)\n")
-        print("| method | seconds | peak RSS | input held in memory |")
-        print("|---|---:|---:|---|")
-        print(f"| fastmask audit (1 worker, CLI incl. start-up) | {c['fastmask']['wall']:.1f} | "
+        print(f"\n## audit vs cleanlab on the first scenes (1 process each)\n")
+        print("| items | method | seconds | peak RSS | input held in memory |")
+        print("|---:|---|---:|---:|---|")
+        for g in c["cleanlab_growth"]:
+            print(f"| {g['items']} | cleanlab get_label_quality_scores + find_label_issues | {g['seconds']:.1f} | "
+                  f"{g['peak_mb']:.0f} MB | probabilities {g['probs_mb']:.0f} MB (N x K x H x W float32) |")
+        print(f"| {c['items']} | fastmask audit (1 worker; CLI wall incl. start-up / engine) | "
+              f"{c['fastmask']['wall']:.1f} / {c['fastmask']['engine_wall']:.1f} | "
               f"{c['fastmask']['sum_peak_mb']:.0f} MB | one item at a time |")
-        print(f"| cleanlab scores + find_label_issues | {c['cleanlab']['seconds']:.1f} | {c['cleanlab']['peak_mb']:.0f} MB | "
-              f"probabilities {c['cleanlab']['probs_mb']:.0f} MB (N x K x H x W float32) |")
     s = results.get("scaling")
     if s:
-        print("\n## audit memory and throughput\n")
-        print("| items | wall | items/s | driver peak RSS | largest process peak | all processes |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(f"\n## audit memory and throughput ({s['workers']} workers, CLI wall)\n")
+        print("| items | audit wall | audit items/s | evaluate items/s | audit / evaluate | audit driver peak RSS | "
+              "audit largest worker | evaluate driver peak RSS |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for m in s["memory"]:
-            print(f"| {m['items']:,} | {m['wall']:.1f} s | {m['items_per_s']:.0f} | {m['driver_peak_mb']:.0f} MB | "
-                  f"{m['peak_mb']:.0f} MB | {m['sum_peak_mb']:.0f} MB |")
-        t = s["throughput"]
-        print(f"\nthroughput on {t['items']:,} pairs, {t['workers']} workers: audit {t['audit_s']:.1f} s, "
-              f"evaluate {t['evaluate_s']:.1f} s (best of 2, CLI wall)")
+            a, e = m["audit"], m["evaluate"]
+            print(f"| {m['items']:,} | {a['wall']:.1f} s | {a['items_per_s']:.0f} | {e['items_per_s']:.0f} | "
+                  f"{a['items_per_s'] / e['items_per_s']:.2f} | {a['driver_peak_mb']:.0f} MB | "
+                  f"{a['worker_peak_mb']:.0f} MB | {e['driver_peak_mb']:.0f} MB |")
     print("\n## goals\n")
     print("| goal | measured | target | met |")
     print("|---|---:|---:|---|")
@@ -476,10 +493,13 @@ def goal_rows(results: dict) -> list:
     s = results.get("scaling")
     if s:
         m = s["memory"]
-        rows.append((f"peak RSS {m[-1]['items']:,} / {m[0]['items']:,} items (largest process)",
-                     _ratio(m[-1]["peak_mb"], m[0]["peak_mb"]), GOALS["memory_growth"], False))
-        t = s["throughput"]
-        rows.append(("throughput audit / evaluate", _ratio(t["evaluate_s"], t["audit_s"]),
+        span = f"{m[-1]['items']:,} / {m[0]['items']:,} items"
+        rows.append((f"audit driver peak RSS {span}", _ratio(m[-1]["audit"]["driver_peak_mb"], m[0]["audit"]["driver_peak_mb"]),
+                     GOALS["memory_growth"], False))
+        rows.append((f"audit largest process peak RSS {span}", _ratio(m[-1]["audit"]["peak_mb"], m[0]["audit"]["peak_mb"]),
+                     GOALS["memory_growth"], False))
+        rows.append((f"throughput audit / evaluate ({m[-1]['items']:,} items)",
+                     _ratio(m[-1]["audit"]["items_per_s"], m[-1]["evaluate"]["items_per_s"]),
                      GOALS["throughput_vs_evaluate"], True))
     return rows
 
@@ -503,13 +523,12 @@ def run(quick: bool = False, *, work: str | None = None, sizes: dict | None = No
         if (real / "truth.json").is_file():
             results["quality"].append(quality(real, work, "real COCO", workers))
     if "cleanlab" in parts:
-        results["cleanlab"] = cleanlab_compare(scenes, work, sizes["cleanlab"])
+        results["cleanlab"] = cleanlab_compare(scenes, work, tuple(sizes["cleanlab"]))
         c = results["cleanlab"]
-        results["quality"].append({"label": "generated subset", "items": c["items"], "errors": c["errors"],
-                                   "positive_items": c["positive_items"], "fastmask": c["fastmask"],
-                                   "miou": c["miou"], "disagreement": c["disagreement"], "cleanlab": c["cleanlab"]})
+        results["quality"].append({"label": "generated subset", **{k: c[k] for k in (
+            "items", "errors", "positive_items", "fastmask", "fastmask_noconf", "miou", "disagreement", "cleanlab")}})
     if "scaling" in parts:
-        results["scaling"] = scaling(scenes, work, sizes["memory"], sizes["throughput"], workers)
+        results["scaling"] = scaling(scenes, work, sizes["memory"], workers)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
     print_tables(results)
     print(f"\nresults: {work / 'results.json'}", file=sys.stderr)
@@ -526,13 +545,13 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--work", help="data and reports folder (kept; reused when sizes match)")
     ap.add_argument("--scenes", type=int)
-    ap.add_argument("--cleanlab", type=int, help="items of the cleanlab subset")
-    ap.add_argument("--memory", type=lambda s: tuple(int(x) for x in s.split(",")), help="item counts, e.g. 1000,10000,100000")
-    ap.add_argument("--throughput", type=int)
+    counts = lambda s: tuple(int(x) for x in s.split(","))  # noqa: E731
+    ap.add_argument("--cleanlab", type=counts, help="cleanlab subset sizes, the last one scored, e.g. 40,160")
+    ap.add_argument("--memory", type=counts, help="item counts of the memory / throughput runs, e.g. 1000,10000,100000")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--parts", default="quality,cleanlab,scaling")
     args = ap.parse_args(argv)
-    sizes = {k: getattr(args, k) for k in ("scenes", "cleanlab", "memory", "throughput") if getattr(args, k)}
+    sizes = {k: getattr(args, k) for k in ("scenes", "cleanlab", "memory") if getattr(args, k)}
     run(args.quick, work=args.work, sizes=sizes, workers=args.workers, parts=tuple(args.parts.split(",")))
     return 0
 
