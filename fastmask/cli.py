@@ -13,6 +13,7 @@ without ``--debug``.
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import importlib.util
 import logging
@@ -22,6 +23,7 @@ import traceback
 
 from ._text import plural, run_speed
 from ._version import __version__
+from .storage import MissingBackendError
 from .engine.options import (
     EXIT_RUN_ERROR,
     EXIT_RUN_FAILED,
@@ -46,7 +48,7 @@ def _command_modules():
 
 DATASET_OPTIONS = ("layout", "images", "labelmap", "masks", "labelbox_label")
 DATASET_HELP = ("a mask folder, a VOC/CVAT folder or .zip, a COCO (panoptic) JSON, a clean-zip layout, "
-                "a Labelbox NDJSON or a Nucleus JSONL")
+                "a Labelbox NDJSON, a Nucleus JSONL or a URL list (.csv/.jsonl/.parquet: item_id, mask)")
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser, *, dataset_help: str = DATASET_HELP,
@@ -72,7 +74,7 @@ def add_dataset_arguments(p: argparse.ArgumentParser, *, dataset_help: str = DAT
                             "(0 = first) or a label id")
 
 
-LAYOUT_CHOICES = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus")
+LAYOUT_CHOICES = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus", "urls")
 
 
 def open_dataset_arg(path, *, layout=None, images=None, labelmap=None, masks=None, labelbox_label=None):
@@ -200,13 +202,76 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_arguments(val)
     for module in _command_modules():
         module.register(sub)
+    parser.add_argument("--storage-options", metavar="JSON", default=None, help=STORAGE_HELP)
+    parser.add_argument("--prefetch", metavar="N", type=_prefetch_count, default=None, help=PREFETCH_HELP)
+    parser.add_argument("--cache", metavar="DIR", default=None, help=CACHE_HELP)
     for command_parser in sub.choices.values():  # also after the command: fastmask validate ... --debug
         command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+        command_parser.add_argument("--storage-options", metavar="JSON", default=argparse.SUPPRESS,
+                                    help=STORAGE_HELP)
+        command_parser.add_argument("--prefetch", metavar="N", type=_prefetch_count, default=argparse.SUPPRESS,
+                                    help=PREFETCH_HELP)
+        command_parser.add_argument("--cache", metavar="DIR", default=argparse.SUPPRESS, help=CACHE_HELP)
     return parser
+
+
+STORAGE_HELP = ("options of the URLs' filesystems (fsspec storage_options, as pandas takes them), as JSON or "
+                "@FILE.json: credentials, endpoint, HTTP headers, e.g. "
+                "'{\"client_kwargs\": {\"endpoint_url\": \"http://127.0.0.1:9000\"}}'")
+
+
+PREFETCH_HELP = ("objects named one by one by URL (URL lists, platform masks) fetched ahead per shard "
+                 "(default 16, $FASTMASK_PREFETCH; 0: none)")
+CACHE_HELP = ("keep fetched objects in this local folder, so that a rerun reads them from disk "
+              "(at most $FASTMASK_CACHE_BYTES, default 10 GiB; least recently used first out)")
+
+
+def _prefetch_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def parse_storage_options(text: str | None) -> dict:
+    """``--storage-options``: a JSON object, inline or ``@path.json``; ``{}`` when not given.
+
+    >>> parse_storage_options('{"anon": true}')
+    {'anon': True}
+    """
+    if text is None:
+        return {}
+    raw = text
+    if text.startswith("@"):
+        try:
+            with open(text[1:], encoding="utf-8") as f:
+                raw = f.read()
+        except OSError as e:
+            raise ValueError(f"--storage-options {text}: {e.strerror or e}") from None
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise ValueError(f"--storage-options is not valid JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"--storage-options must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 DEBUG_HELP = "show the Python traceback of an unexpected error (default: one line)"
 PLOTS_HELP = "also write PNG charts into REPORT/plots/ (needs matplotlib)"
+
+
+def _report_started(out: str) -> bool:
+    """True when ``--out`` (a folder or a URL) holds a run.json: the run began there."""
+    from .storage import Location
+
+    try:
+        return (Location(out) / "run.json").is_file()
+    except Exception:  # noqa: BLE001 - an unreachable store: say only what is certain
+        return False
 
 
 def report_error(args: argparse.Namespace, e: BaseException) -> None:
@@ -473,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:  # the program itself (not a caller in Python): it ends now
             _ignore_further_interrupts()
         out = getattr(args, "out", None)
-        started = out and os.path.isfile(os.path.join(out, "run.json"))
+        started = out and _report_started(out)
         where = (f"finished shards are kept in {out}; rerun with --resume to continue" if started
                  else "stopped before the run started")
         print(f"\nfastmask {args.command}: interrupted: {where}", file=sys.stderr)
@@ -481,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _stdout_to_devnull()
         return 0
+    except MissingBackendError as e:  # a URL whose filesystem is not installed: one line naming the extra
+        print(f"fastmask {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # noqa: BLE001 - a crash is exit code 4 and one line, never a finding (1)
         if args.debug:
             raise
@@ -540,6 +608,14 @@ def notice_cold_kernels(command: str) -> None:
 
 
 def _dispatch(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from . import storage
+
+    try:
+        storage.set_default_options(parse_storage_options(getattr(args, "storage_options", None)))
+        storage.set_fetch_defaults(prefetch=getattr(args, "prefetch", None), cache=getattr(args, "cache", None))
+    except ValueError as e:
+        print(f"fastmask {args.command}: {e}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "demo":
         from .demo import run_demo, run_validation_demo
 

@@ -14,8 +14,8 @@ def register(subparsers) -> None:
         "report", help="render a run folder (validate, coverage, evaluate) as one self-contained HTML page",
         description="Render a run folder as one HTML page that opens without a server: summary, charts, "
                     "tables and thumbnails of the worst items with the mask drawn over the image.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a report folder written by fastmask validate/coverage/evaluate")
-    p.add_argument("--out", metavar="FILE.html", default=None, help="where to write the page (default RUN_DIR/report.html)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a report folder (or its URL: s3://...) written by fastmask validate/coverage/evaluate")
+    p.add_argument("--out", metavar="FILE.html", default=None, help="where to write the page, a path or a URL (default RUN_DIR/report.html)")
     p.add_argument("--max-thumbnails", type=int, default=12, metavar="N", help="thumbnails of the worst items (default 12)")
     p.add_argument("--max-rows", type=int, default=200, metavar="N",
                    help="rows shown per table; the page says how many more there are (default 200)")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import html
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -121,11 +120,12 @@ def _require_matplotlib():
 
 def read_run(run_dir: str | os.PathLike) -> dict:
     """The run's ``run.json`` as a dict; ``FileNotFoundError`` naming the folder when absent."""
-    p = Path(run_dir) / "run.json"
+    from .engine.sink import read_json, report_root
+
+    p = report_root(run_dir) / "run.json"  # a local folder, or a URL's Location
     if not p.is_file():
         raise FileNotFoundError(f"{run_dir}: not a fastmask report folder (no run.json)")
-    with open(p, encoding="utf-8") as f:
-        return json.load(f)
+    return read_json(p)
 
 
 def read_table(run_dir: str | os.PathLike, name: str, columns: list[str] | None = None):
@@ -135,12 +135,31 @@ def read_table(run_dir: str | os.PathLike, name: str, columns: list[str] | None 
     """
     import pyarrow.dataset as pads
 
-    p = Path(run_dir) / name
+    from .engine.sink import is_remote, report_root
+
+    root = report_root(run_dir)
+    if is_remote(root):
+        return _read_remote_table(root / name, columns)
+    p = root / name
     if not p.is_dir() or not any(p.glob("*.parquet")):
         return None
     ds = pads.dataset(p, format="parquet")  # hidden temporaries (.part-*.tmp) are ignored
     cols = None if columns is None else [c for c in columns if c in ds.schema.names]
     return ds.to_table(columns=cols)
+
+
+def _read_remote_table(folder, columns: list[str] | None):
+    """A table on object storage: its parts (one request each) concatenated, or None."""
+    import pyarrow as pa
+
+    from .engine.sink import read_part
+
+    names = [n for n in folder.iterdir() if n.endswith(".parquet") and not n.startswith((".", "_"))]
+    if not names:
+        return None
+    tables = [read_part(folder / n) for n in names]
+    table = pa.concat_tables(tables, promote_options="default")
+    return table if columns is None else table.select([c for c in columns if c in table.column_names])
 
 
 def class_names(run: dict) -> dict[int, str]:
@@ -486,7 +505,13 @@ def write_plots(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
     """
     _require_matplotlib()
     charts = charts_for_run(run_dir)
-    out = Path(out_dir) if out_dir is not None else Path(run_dir) / "plots"
+    from .engine.sink import is_remote, report_root
+
+    out = report_root(out_dir) if out_dir is not None else report_root(run_dir) / "plots"
+    if is_remote(out):  # object storage: each chart one upload, visible whole or not at all
+        for chart in charts:
+            (out / f"{chart.name}.png").write_bytes(render_png(chart))
+        return [out / f"{chart.name}.png" for chart in charts]
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for chart in charts:

@@ -13,7 +13,8 @@ thumbnails are ``data:`` URIs, there is no script. It shows
   colours, opaque class boundaries; the mask alone on grey when there is no image):
   validate — most severe / most findings first, finding boxes drawn; evaluate — lowest
   per-image mIoU first, ground truth | prediction | wrong pixels; coverage — images holding
-  the rarest classes. Masks and images are reread from the dataset paths in ``run.json``.
+  the rarest classes; audit — the worst regions first, ground truth | prediction | region
+  (:mod:`fastmask.report_audit`). Masks and images are reread from the dataset paths in ``run.json``.
 
 Everything that comes from data (file names, messages, class names) is HTML-escaped.
 
@@ -260,11 +261,13 @@ class _Reader:
         import pyarrow.parquet as pq
 
         self._rows = {}
+        from .engine.sink import read_table_file
+
         p = self.run_dir / "manifest.parquet"
         if not p.is_file():
             self.problem = "the report folder has no manifest.parquet"
             return
-        t = pq.read_table(p)
+        t = read_table_file(p)  # local, or one request on object storage
         t = t.filter(pc.is_in(pc.cast(t["item_id"], pa.string()), value_set=pa.array(item_ids, pa.string())))
         for r in t.to_pylist():
             self._rows[str(r["item_id"])] = r
@@ -474,7 +477,7 @@ def _error_tiles(run: dict) -> list[tuple[str, int]]:
     counts = run.get("counts") or {}
     codes = counts.get("error_codes") or {}
     errors = int(counts.get("error", 0) or 0)
-    if run.get("job") != "evaluate":
+    if run.get("job") not in ("evaluate", "audit"):
         return [("unreadable", errors)]
     missing, extra = int(codes.get("missing_prediction", 0)), int(codes.get("extra_prediction", 0))
     tiles = [("unreadable", errors - missing - extra), ("missing prediction", missing)]
@@ -512,6 +515,10 @@ def _summary(run: dict) -> str:
     if run.get("job") == "evaluate" and "panoptic" in s:
         for g in ("all", "things", "stuff"):
             out.append(_card(f"PQ {g}{scored}", _num((s["panoptic"].get(g) or {}).get("pq"), pct=True)))
+    if run.get("job") == "audit":
+        from .report_audit import summary_cards
+
+        out += summary_cards(s, _card)
     if timing.get("wall_seconds") is not None:
         out.append(_card("wall time", f"{timing['wall_seconds']:.2f} s"))
     if timing.get("items_per_second") is not None:
@@ -532,7 +539,7 @@ def _summary(run: dict) -> str:
                                f"{run.get('shards', '?')} shards of {run.get('shard_size', '?')}")])
     if counts.get("error_codes"):
         facts.append(["not read or not scored, by code", ", ".join(f"{k}: {v}" for k, v in sorted(counts["error_codes"].items()))])
-    if run.get("job") == "evaluate":
+    if run.get("job") in ("evaluate", "audit"):
         facts.extend(_evaluate_facts(s))
     out.append(_table(["", ""], facts))
     out.append("<details><summary>arguments</summary><pre>" + _e(json.dumps(args, indent=2, sort_keys=True))
@@ -771,6 +778,13 @@ def _thumbnails(run: dict, run_dir: Path, findings, items, n: int, images: str |
     return "".join(out)
 
 
+def _where(run_dir) -> str:
+    """The report folder as shown on the page: an absolute path, or the URL."""
+    from .engine.sink import is_remote
+
+    return str(run_dir) if is_remote(run_dir) else str(run_dir.resolve())
+
+
 def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_rows: int = 200,
                   images: str | os.PathLike | None = None, charts: str = "auto") -> str:
     """The HTML page of a run folder as a string (see :func:`write_report`).
@@ -781,7 +795,9 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
         raise ValueError(f"charts must be auto, png, html or none, not {charts!r}")
     if max_thumbnails < 0 or max_rows < 0:
         raise ValueError("max_thumbnails and max_rows must not be negative")
-    run_dir = Path(run_dir)
+    from .engine.sink import report_root
+
+    run_dir = report_root(run_dir)  # a local folder, or a URL's Location
     run = plots.read_run(run_dir)
     items = plots.read_table(run_dir, "items", ["item_id", "status", "error_code", "error_message", "miou", "accuracy"])
     classes = plots.read_table(run_dir, "classes")
@@ -790,7 +806,7 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     ds = (run.get("arguments") or {}).get("dataset") or (run.get("arguments") or {}).get("gt") or str(run_dir)
     parts = [(f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{_e(title)} — {_e(ds)}</title>"
              f"<style>{CSS}</style></head><body><main>"),
-             f"<h1>{_e(title)}</h1><div class=\"sub\">{_e(ds)} · report folder {_e(run_dir.resolve())}</div>"]
+             f"<h1>{_e(title)}</h1><div class=\"sub\">{_e(ds)} · report folder {_e(_where(run_dir))}</div>"]
     if run.get("status") != "complete":
         parts.append(f'<p class="note">run status: {_e(run.get("status"))} — the tables hold finished shards only.</p>')
     parts.append(_summary(run))
@@ -800,13 +816,19 @@ def render_report(run_dir: str | os.PathLike, *, max_thumbnails: int = 12, max_r
     if job == "validate":
         findings = _findings_table(run_dir)
         findings_html = _findings_section(findings, max_rows)
-    parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
-    parts.append(findings_html)
-    parts.append(_classes_section(run, classes, max_rows))
+    if job == "audit":  # the worst regions, then the class pairs
+        from . import report_audit
+
+        parts.append(report_audit.thumbnails(run, run_dir, max_thumbnails, None if images is None else str(images)))
+        parts.append(report_audit.classes_section(classes, max_rows))
+    else:
+        parts.append(_thumbnails(run, run_dir, findings, items, max_thumbnails, None if images is None else str(images)))
+        parts.append(findings_html)
+        parts.append(_classes_section(run, classes, max_rows))
     if job == "evaluate":
         parts.append(_pq_section(run_dir, max_rows))
     parts.append(_errors_section(items, max_rows))
-    parts.append(f"<footer>written by fastmask from {_e(run_dir.resolve())}; tables: "
+    parts.append(f"<footer>written by fastmask from {_e(_where(run_dir))}; tables: "
                  + _e(", ".join(f"{k} ({v.get('rows', '?')} rows)" for k, v in sorted((run.get("tables") or {}).items())))
                  + "</footer></main></body></html>")
     return "".join(parts)
@@ -822,8 +844,13 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
 
     >>> # write_report("report/") -> PosixPath('report/report.html')
     """
+    from .engine.sink import is_remote, report_root
+
     page = render_report(run_dir, **options)
-    path = Path(out) if out is not None else Path(run_dir) / "report.html"
+    path = report_root(out) if out is not None else report_root(run_dir) / "report.html"
+    if is_remote(path):  # object storage: one upload, visible whole or not at all
+        path.write_text(page)
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(page, encoding="utf-8")

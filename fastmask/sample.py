@@ -1,6 +1,6 @@
 """The sample dataset of ``fastmask demo``: one planted example of every validate rule, among clean masks.
 
-:func:`make_sample` writes, from a seed, five small datasets under ``root``:
+:func:`make_sample` writes, from a seed, six small datasets under ``root``:
 
 - ``voc/`` -- a Pascal VOC / CVAT "Segmentation Mask" folder (``ImageSets/Segmentation/train.txt``,
   ``SegmentationClass/`` P-mode PNGs with the VOC palette, ``SegmentationObject/``,
@@ -21,6 +21,8 @@
   left out where the system has no ``dir_fd``, i.e. Windows).
 - ``zip/masks.zip`` -- a ``class_names.txt`` and three clean masks, one of them held by two
   entries (an appended fix: ``duplicate_entry``; one item, the last entry read).
+- ``urls/masks.csv`` -- a URL list (layout ``urls``) of two clean masks beside it, with a
+  ``class_names.txt``, and a row without an ``item_id`` (``bad_url_list``: no item).
 
 The VOC folder also holds ``planted_animated_mask``, a class mask saved as a 2-frame APNG
 (``animated_mask``: the first frame is checked, and is clean).
@@ -64,8 +66,8 @@ CLASSES = ("background", "road", "car", "person", "tree", "boat")
 N_CLEAN = 21
 
 #: the sample's datasets: VOC folder, COCO JSON, panoptic JSON, a mask folder without a label map,
-#: a zip of masks with a class list
-LAYOUT_KEYS = ("voc", "coco", "panoptic", "masks", "zip")
+#: a zip of masks with a class list, a URL list
+LAYOUT_KEYS = ("voc", "coco", "panoptic", "masks", "zip", "urls")
 
 #: rule -> (layout key, item id or None, what was planted)
 PLANTED: dict[str, tuple[str, str | None, str]] = {
@@ -107,6 +109,7 @@ PLANTED: dict[str, tuple[str, str | None, str]] = {
     "animated_mask": ("voc", "planted_animated_mask", "class mask saved as a 2-frame APNG (a video export)"),
     "duplicate_entry": ("zip", None, "mask_1.png twice in masks.zip (an appended fix): the last is read"),
     "unlisted_path": ("masks", None, "a folder chain of 4,300+ bytes: too long a path to list"),
+    "bad_url_list": ("urls", None, "a row of masks.csv without an item_id: no item"),
 }
 
 # photo colours of the classes (JPEGImages / COCO images)
@@ -134,11 +137,12 @@ class SampleInfo:
     clean: dict[str, list[str]] = field(default_factory=dict)
     masks: Path | None = None
     zip: Path | None = None
+    urls: Path | None = None
 
     def path(self, layout_key: str) -> Path:
         """The dataset path of a layout key (one of :data:`LAYOUT_KEYS`)."""
         p = {"voc": self.voc, "coco": self.coco, "panoptic": self.panoptic, "masks": self.masks,
-             "zip": self.zip}[layout_key]
+             "zip": self.zip, "urls": self.urls}[layout_key]
         if p is None:
             raise KeyError(layout_key)
         return p
@@ -716,8 +720,27 @@ def _make_zip(path: Path, seed: int) -> list[str]:
     return ids
 
 
+def _make_urls(folder: Path, seed: int) -> list[str]:
+    """``masks.csv``: a URL list of two clean masks beside it (paths relative to the list; the
+    same list works with ``https://`` / ``s3://`` cells) and a row without an ``item_id``."""
+    (folder / "m").mkdir(parents=True, exist_ok=True)
+    (folder / "class_names.txt").write_text("\n".join(ZIP_CLASSES) + "\n")
+    ids = []
+    for k in range(2):
+        rng = _rng(seed, f"urls-{k}")
+        m = np.zeros((H, W), np.uint8)
+        m[int(rng.integers(50, 60)):] = 1
+        x, y = int(rng.integers(10, 60)), int(rng.integers(30, 50))
+        m[y:y + 20, x:x + 40] = 2
+        write_mask(folder / "m" / f"mask_{k}.png", m)
+        ids.append(f"mask_{k}")
+    rows = [f"{i},m/{i}.png,,{W},{H}" for i in ids] + [f",m/{ids[0]}.png,,{W},{H}"]  # the id was lost
+    (folder / "masks.csv").write_text("item_id,mask,image,width,height\n" + "\n".join(rows) + "\n")
+    return ids
+
+
 def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> SampleInfo:
-    """Write the sample datasets under ``root`` (``voc/ coco/ panoptic/ masks/ zip/``); say what is planted.
+    """Write the sample datasets under ``root`` (``voc/ coco/ panoptic/ masks/ zip/ urls/``); say what is planted.
 
     The same ``seed`` gives byte-identical files. An existing dataset folder (one of
     :data:`LAYOUT_KEYS`) under ``root`` is an error unless ``overwrite`` (then they are replaced).
@@ -737,11 +760,12 @@ def make_sample(root: str | Path, *, seed: int = 0, overwrite: bool = False) -> 
     pan_clean = _make_panoptic(root / "panoptic", seed)
     masks_clean = _make_masks(root / "masks", seed)
     zip_clean = _make_zip(root / "zip" / "masks.zip", seed)
+    urls_clean = _make_urls(root / "urls", seed)
     expected = sorted(((k, item, rule) for rule, (k, item, _) in PLANTED.items()
                        if rule != "unlisted_path" or _DIR_FD),
                       key=lambda t: (t[0], t[1] or "", t[2]))
     return SampleInfo(root=root, voc=root / "voc", coco=root / "coco" / "annotations.json",
                       panoptic=root / "panoptic" / "panoptic_sample.json", seed=seed, expected=expected,
                       clean={"voc": voc_clean, "coco": coco_clean, "panoptic": pan_clean, "masks": masks_clean,
-                             "zip": zip_clean},
-                      masks=root / "masks", zip=root / "zip" / "masks.zip")
+                             "zip": zip_clean, "urls": urls_clean},
+                      masks=root / "masks", zip=root / "zip" / "masks.zip", urls=root / "urls" / "masks.csv")

@@ -43,3 +43,35 @@ def max_square(labels, count):
         prev = cur
         cur = tmp
     return out
+
+
+@njit(cache=True, nogil=True)
+def disagreement(gt, pred, n, has_ignore, ignore, code):
+    """One pass over two class maps of one shape (C-contiguous 2-D): ``code`` (int32/int64,
+    same shape) gets ``gt * n + pred + 1`` where both are in ``[0, n)``, the ground truth is
+    not ``ignore`` (when ``has_ignore``) and they differ, else 0. Returns the pixel counts
+    ``(compared, differing, ignored, gt_out, pred_out)``: ``gt_out`` ground truth outside
+    ``[0, n)`` (not ignore), ``pred_out`` prediction outside it on a ground truth in range."""
+    H, W = gt.shape
+    compared = 0
+    differing = 0
+    ignored = 0
+    gt_out = 0
+    pred_out = 0
+    for r in range(H):
+        for c in range(W):
+            g = np.int64(gt[r, c])
+            p = np.int64(pred[r, c])
+            code[r, c] = 0
+            if has_ignore and g == ignore:
+                ignored += 1
+            elif g < 0 or g >= n:
+                gt_out += 1
+            elif p < 0 or p >= n:
+                pred_out += 1
+            else:
+                compared += 1
+                if g != p:
+                    differing += 1
+                    code[r, c] = g * n + p + 1
+    return compared, differing, ignored, gt_out, pred_out

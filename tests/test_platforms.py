@@ -265,7 +265,11 @@ def test_labelbox_labels_rows_without_labels_and_label_choice(tmp_path, capsys):
     assert "--labelbox-label" in capsys.readouterr().err
 
 
-def test_remote_urls_without_a_local_copy_are_error_rows(tmp_path):
+def test_remote_urls_without_a_local_copy_are_fetched_or_error_rows(tmp_path, monkeypatch):
+    # locate_mask finds local copies only; the readers then fetch by URL (tests/test_storage_urls.py
+    # serves them), and a URL whose filesystem is not installed is an error row remote_mask naming the extra
+    from fastmask import storage
+    from fastmask.formats._platforms import mask_source
     root = Root(tmp_path)
     (tmp_path / "bucket.example" / "x").mkdir(parents=True)
     (tmp_path / "bucket.example" / "x" / "m.png").write_bytes(b"p")
@@ -274,7 +278,14 @@ def test_remote_urls_without_a_local_copy_are_error_rows(tmp_path):
     for url in ("https://h.example/nothing.png", "s3://b/k.png", "gs://b/k.png", "http://h/a/../../etc/passwd"):
         with pytest.raises(FormatError) as e:
             locate_mask(root, url)
-        assert e.value.code == "remote_mask" and "object-storage" in e.value.message
+        assert e.value.code == "remote_mask" and "no copy of this mask" in e.value.message
+    assert str(mask_source(root, "https://h.example/nothing.png", storage.Fetcher())) == "https://h.example/nothing.png"
+
+    def no_backend(url, options):
+        raise storage.MissingBackendError("https:// URLs need a filesystem that is not installed: "
+                                          "pip install 'fastmask-seg[http]'")
+
+    monkeypatch.setattr(storage, "_filesystem", no_backend)
     exp = tmp_path / "e.ndjson"
     exp.write_text(json.dumps(export_row("r", [{"feature_id": "f", "name": "car", "annotation_kind":
                                                 "ImageSegmentationMask", "composite_mask": {
@@ -284,6 +295,7 @@ def test_remote_urls_without_a_local_copy_are_error_rows(tmp_path):
     run_job(job, job._dataset.manifest(), tmp_path / "r", workers=1, quiet=True)
     (row,) = load_report_table(tmp_path / "r").to_pylist()
     assert (row["status"], row["error_code"]) == ("error", "remote_mask")
+    assert "fastmask-seg[http]" in row["error_message"]
 
 
 def test_nucleus_reader_maps_instances_and_ignored_regions(tmp_path):

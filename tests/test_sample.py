@@ -141,10 +141,10 @@ def _masks_findings(path):
     return found
 
 
-def _zip_findings(path):
-    """A masks zip with a class list: class checks per mask, class_never_seen and the listing."""
+def _zip_findings(path, layout="masks"):
+    """A masks zip (or a URL list) with a class list: class checks per mask, class_never_seen and the listing."""
     ds = open_dataset(path)
-    assert ds.layout == "masks" and ds.labelmap.names == dict(enumerate(ZIP_CLASSES))
+    assert ds.layout == layout and ds.labelmap.names == dict(enumerate(ZIP_CLASSES))
     found, pixels = {}, defaultdict(int)
     for row in ds.manifest().to_pylist():
         m = ds.read_item(row).mask
@@ -175,7 +175,7 @@ def all_findings(sample, tmp_path_factory):
     coco, _ = _coco_findings(sample.coco, cache)
     pan, _ = _panoptic_findings(sample.panoptic, cache)
     return {"voc": voc, "coco": coco, "panoptic": pan, "masks": _masks_findings(sample.masks),
-            "zip": _zip_findings(sample.zip)}
+            "zip": _zip_findings(sample.zip), "urls": _zip_findings(sample.urls, "urls")}
 
 
 # ----------------------------------------------------------------------------- tests
@@ -190,7 +190,8 @@ def test_every_rule_is_planted_once(sample):
     for key, item, rule in sample.expected:
         assert key in LAYOUT_KEYS
         assert (item is None) == (rule in ("class_never_seen", "unknown_image", "duplicate_id", "no_labelmap",
-                                           "bad_top_level", "unlisted_path", "duplicate_entry")), rule
+                                           "bad_top_level", "unlisted_path", "duplicate_entry",
+                                           "bad_url_list")), rule
 
 
 def test_layouts_are_detected_and_items_listed(sample, tmp_path):
@@ -207,7 +208,7 @@ def test_layouts_are_detected_and_items_listed(sample, tmp_path):
 
 def test_files_are_small(sample):
     files = _files(sample.root)  # (rglob cannot: the deep chain is too long a path to list)
-    assert len(files) < 135
+    assert len(files) < 140  # (the URL list adds 4 files)
     assert sum(len(b) for b in files.values()) < 400_000
     deep = [rel for rel in files if rel.startswith("masks/archive/")]
     assert len(deep) == 1 and len(os.fsencode(deep[0])) > 4096  # too long wherever the sample is
@@ -298,6 +299,8 @@ def test_planted_findings_say_the_right_thing(sample, all_findings):
     assert f.extra["n_frames"] == 2 and f.severity == "warning"
     f = one(all_findings["zip"], None, "duplicate_entry")
     assert f.extra["path"] == f"{sample.zip}!mask_1.png" and "2 zip entries" in f.message
+    f = one(all_findings["urls"], None, "bad_url_list")
+    assert f.extra["path"] == f"{sample.urls}:4" and "without an item_id" in f.message
     f = one(all_findings["masks"], None, "unlisted_path")
     assert f.extra["path"].startswith(str(sample.masks / "archive") + os.sep) and "bytes" in f.message
 
@@ -351,6 +354,7 @@ def test_same_seed_same_bytes_other_seed_still_valid(tmp_path):
     got |= _triples("panoptic", _panoptic_findings(c.panoptic, tmp_path / "cache")[0])
     got |= _triples("masks", _masks_findings(c.masks))
     got |= _triples("zip", _zip_findings(c.zip))
+    got |= _triples("urls", _zip_findings(c.urls, "urls"))
     assert got == set(c.expected)
 
 

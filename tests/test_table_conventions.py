@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from fastmask.cli import main
-from fastmask.jobs import convert, coverage, evaluate, instances, rasterize, scan, validate
+from fastmask.jobs import audit, convert, coverage, evaluate, instances, rasterize, scan, validate
 from fastmask.jobs.coverage import BIN_LABELS
 from fastmask.jobs.schema import BBOX_COLUMNS
 from fastmask.sample import make_sample
@@ -89,7 +89,9 @@ def test_declared_schemas_follow_the_convention():
     declared.update({"rasterize.findings": rasterize._FINDINGS, "rasterize.instances": rasterize._INSTANCES,
                      "rasterize.segments": rasterize._SEGMENTS, "rasterize.rles": rasterize._RLES,
                      "evaluate.pq_classes": evaluate.PQ_CLASSES_SCHEMA})
-    assert len(declared) >= 17
+    declared.update({"audit.items": audit.AuditJob.item_schema, "audit.classes": audit.CLASSES_SCHEMA,
+                     **{f"audit.{k}": v for k, v in audit.AuditJob.tables.items()}})
+    assert len(declared) >= 21
     for where, schema in declared.items():
         _check_schema(where, schema)
 

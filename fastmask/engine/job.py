@@ -123,6 +123,9 @@ class Job:
     * ``process(item)``: ``item`` is one manifest row as a dict. Returns :class:`ItemResult`.
       Raise :class:`ItemError` for an expected failure; any other exception becomes an
       error row with code ``internal_error`` and the exception text, and the run goes on.
+    * ``prefetch(item)`` (optional): the remote objects ``process(item)`` will read, as
+      ``(fetcher, location)`` pairs (:class:`fastmask.storage.Fetcher`); the engine fetches
+      them ahead within the shard (:func:`fastmask.storage.prefetching`). Default: none.
     * ``reduce_shard(shard)``: a small JSON-able summary of one shard (:class:`ShardResult`).
       It is stored next to the shard's parts, so a resumed run finalizes from the same values.
     * ``finalize(summaries)``: summaries of all shards in shard order -> JSON-able dict,
@@ -146,6 +149,10 @@ class Job:
     def process(self, item: dict[str, Any]) -> ItemResult:  # pragma: no cover - abstract
         """Turn one manifest row into an :class:`ItemResult` (or raise :class:`ItemError`)."""
         raise NotImplementedError
+
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """``(fetcher, location)`` pairs of the remote objects ``process(item)`` reads (default: none)."""
+        return []
 
     def reduce_shard(self, shard: ShardResult) -> dict:
         """Small JSON-able summary of one shard (default: nothing)."""

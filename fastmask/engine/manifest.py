@@ -7,6 +7,7 @@ only, never on the executor or the number of workers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -73,11 +74,14 @@ def normalize_manifest(manifest: pa.Table) -> pa.Table:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One shard to run: its index and its own (compact) slice of the manifest."""
+    """One shard to run: its index and its own (compact) slice of the manifest.
+
+    ``out_dir`` is the report folder: a local path, or a ``Location`` for a URL (it carries
+    its storage options to the worker, which writes its parts straight there)."""
 
     index: int
     items: pa.Table
-    out_dir: str
+    out_dir: Any
 
 
 def shard_count(n_items: int, shard_size: int) -> int:

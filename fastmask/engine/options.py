@@ -60,7 +60,8 @@ def add_engine_arguments(parser: argparse.ArgumentParser, *, out_required: bool 
     """
     g = parser.add_argument_group("run options")
     g.add_argument("--out", metavar="DIR", required=out_required,
-                   help="report folder (created; must be empty unless --resume or --overwrite)")
+                   help="report folder or URL (s3://bucket/prefix; created; must be empty unless --resume or "
+                        "--overwrite)")
     mode = g.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue the run in --out: finished shards are kept, the rest is run")

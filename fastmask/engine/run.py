@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .._version import __version__
 from .errors import (
@@ -21,7 +20,7 @@ from .errors import (
     RunFailedError,
     UsageError,
 )
-from .lock import acquire_folder_lock
+from .lock import LockLostError, acquire_folder_lock
 from .executors import EXECUTORS, ShardFailure, make_executor
 from .job import Job, check_job, to_jsonable
 from .manifest import ShardTask, default_shard_size, normalize_manifest, shard_count, shard_slice
@@ -35,11 +34,17 @@ from .sink import (
     RUN_JSON,
     SHARDS_DIR,
     clear_report,
+    done_shards,
+    ensure_dir,
     folder_state,
+    is_remote,
+    list_parts,
     read_json,
+    read_markers,
     read_part,
-    read_marker,
+    read_table_file,
     remove_temporaries,
+    report_root,
     write_json_atomic,
     write_parquet_atomic,
 )
@@ -221,12 +226,18 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
         if value is not None and (not isinstance(value, int) or value < 1):
             raise UsageError(f"{name} must be a positive integer, got {value!r}")
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output folder {out} already exists and is not a folder: choose another --out")
-    created = not out.exists()
+    out = report_root(out_dir)  # a Path, or a Location for a URL (s3://bucket/reports/voc-1)
+    remote = is_remote(out)
+    if remote:
+        created = False  # a prefix: nothing to create, nothing to remove
+        if out.is_file():  # an object at the prefix's own key
+            raise OutputExistsError(f"output folder {out} already exists and is not a folder: choose another --out")
+    else:
+        if out.exists() and not out.is_dir():
+            raise OutputExistsError(f"output folder {out} already exists and is not a folder: choose another --out")
+        created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        ensure_dir(out)
         lock = acquire_folder_lock(out, force=force_unlock, command=command)
     except OSError as e:
         _remove_if_empty(out, created)
@@ -238,14 +249,14 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
         return _run_locked(job, manifest, out, t_start=t_start, started=started, shard_size=shard_size,
                            executor=executor, workers=workers, scheduler=scheduler, resume=resume,
                            overwrite=overwrite, quiet=quiet, arguments=arguments, labelmap=labelmap,
-                           finish=finish)
+                           finish=finish, heartbeat=lock.touch)
     finally:
         lock.release()
         _remove_if_empty(out, created)  # a run refused before writing leaves no folder behind
 
 
 def _remove_if_empty(out: Path, created: bool) -> None:
-    if created:
+    if created and not is_remote(out):
         try:
             out.rmdir()
         except OSError:
@@ -255,7 +266,7 @@ def _remove_if_empty(out: Path, created: bool) -> None:
 def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: float, started: str,
                 shard_size: int | None, executor: str, workers: int | None, scheduler: Any, resume: bool,
                 overwrite: bool, quiet: bool, arguments: dict | None, labelmap: Any,
-                finish: Callable[[Path], Any] | None) -> RunResult:
+                finish: Callable[[Path], Any] | None, heartbeat: Callable[[], None] = lambda: None) -> RunResult:
     job_arguments = to_jsonable(job.arguments())
     recorded_arguments = to_jsonable(arguments) if arguments is not None else job_arguments
     state = folder_state(out)
@@ -277,7 +288,7 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
             stored = read_json(out / RUN_JSON)
         except (OSError, ValueError) as e:
             raise ResumeMismatchError(f"cannot read {out / RUN_JSON} ({e}); use --overwrite to start over") from e
-        stored_manifest = pq.read_table(out / MANIFEST_FILE)
+        stored_manifest = read_table_file(out / MANIFEST_FILE)
         if manifest is None:
             manifest = stored_manifest
         else:
@@ -321,10 +332,11 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
     try:
         if state == "report" and overwrite:
             clear_report(out)
-        out.mkdir(parents=True, exist_ok=True)
-        for name in doc["tables"]:
-            (out / name).mkdir(exist_ok=True)
-        (out / SHARDS_DIR).mkdir(exist_ok=True)
+        ensure_dir(out)
+        if not is_remote(out):  # object storage has no folders: prefixes appear with their objects
+            for name in doc["tables"]:
+                (out / name).mkdir(exist_ok=True)
+            (out / SHARDS_DIR).mkdir(exist_ok=True)
         if resuming:
             removed = remove_temporaries(out)
             if removed:
@@ -341,7 +353,9 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
     try:
         return _execute(job, manifest, out, doc, t_start=t_start, started=started, n_items=n_items,
                         n_shards=n_shards, shard_size=shard_size, resuming=resuming, executor=executor,
-                        workers=workers, scheduler=scheduler, quiet=quiet, finish=finish)
+                        workers=workers, scheduler=scheduler, quiet=quiet, finish=finish, heartbeat=heartbeat)
+    except LockLostError:  # the folder is another run's now: write nothing more into it
+        raise
     except RunError as e:
         _mark_stopped(out, doc, started, str(e), status="failed")
         raise
@@ -368,14 +382,17 @@ def _describe(e: BaseException) -> str:
 
 def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: float, started: str, n_items: int,
              n_shards: int, shard_size: int, resuming: bool, executor: str, workers: int | None, scheduler: Any,
-             quiet: bool, finish: Callable[[Path], Any] | None) -> RunResult:
-    done = {i for i in range(n_shards) if read_marker(out, i) is not None} if resuming else set()
+             quiet: bool, finish: Callable[[Path], Any] | None,
+             heartbeat: Callable[[], None] = lambda: None) -> RunResult:
+    done = done_shards(out, n_shards) if resuming else set()
     done_items = sum(min(shard_size, n_items - i * shard_size) for i in done)
     if done:
         log.info("resuming: %d of %d shards already done (%d items)", len(done), n_shards, done_items)
 
     ensure_prepared(job)  # once in the driver, before workers start (warms Numba's cache)
-    tasks = (ShardTask(i, shard_slice(manifest, i, shard_size), str(out)) for i in range(n_shards) if i not in done)
+    # A local folder travels as its path; a URL as its Location (with its storage options).
+    target = out if is_remote(out) else str(out)
+    tasks = (ShardTask(i, shard_slice(manifest, i, shard_size), target) for i in range(n_shards) if i not in done)
     processed = 0
     # Nothing left to run (a resume after a failure while finalising): no executor to start.
     execution: dict[str, Any] = {"executor": executor, "workers": 0,
@@ -390,6 +407,7 @@ def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: flo
                 for _index, outcome in ex.run(job, tasks, progress.update if ex.in_driver else None):
                     processed += outcome["items"]
                     progress.update(outcome["items"] - outcome.get("reported", 0))
+                    heartbeat()  # a lock on object storage: push its lease forward
         except ShardFailure as e:
             raise RunFailedError(f"shard {e.index} failed: {_describe(e.cause)}\n"
                                  f"finished shards are kept in {out}; fix the cause and rerun with --resume"
@@ -397,11 +415,11 @@ def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: flo
         finally:
             progress.close()
 
+    heartbeat()  # before the final writes: a run whose lock was taken over stops here
     # Final reduce from the markers (not from what this invocation saw), so a resumed run
     # and an uninterrupted one finalize from exactly the same values.
     markers = []
-    for i in range(n_shards):
-        m = read_marker(out, i)
+    for i, m in enumerate(read_markers(out, n_shards)):
         if m is None:
             raise RunFailedError(f"shard {i} has no done-marker after the run; rerun with --resume")
         markers.append(m)
@@ -458,8 +476,8 @@ def load_report_table(out_dir: str | Path, table: str = ITEMS_TABLE) -> pa.Table
 
         items = load_report_table("report/", "items").to_pandas()
     """
-    folder = Path(out_dir) / table
-    parts = sorted(folder.glob("part-*.parquet"))
+    folder = report_root(out_dir) / table
+    parts = list_parts(out_dir, table)
     if not parts:
         raise EngineError(f"no parts in {folder}")
     return pa.concat_tables([read_part(p) for p in parts])

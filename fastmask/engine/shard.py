@@ -11,7 +11,6 @@ import json
 import threading
 import time
 import weakref
-from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -26,8 +25,9 @@ from .job import (
     ShardResult,
     to_jsonable,
 )
+from ..storage import prefetching
 from .manifest import ShardTask
-from .sink import ITEMS_TABLE, marker_path, part_name, write_json_atomic, write_parquet_atomic
+from .sink import ITEMS_TABLE, marker_path, part_name, report_root, write_json_atomic, write_parquet_atomic
 
 MAX_MESSAGE_CHARS = 2000  # an exception text can embed a whole array; keep rows small
 
@@ -185,11 +185,14 @@ def run_shard(job: Job, task: ShardTask, progress: Callable[[int], None] | None 
 
     items: list[_Item] = []
     reported, last = 0, time.monotonic()
-    for row in task.items.to_pylist():
-        items.append(_process_one(job, row, field_names, table_columns))
-        if progress is not None and time.monotonic() - last > 0.2:
-            progress(len(items) - reported)
-            reported, last = len(items), time.monotonic()
+    rows = task.items.to_pylist()
+    with prefetching(job.prefetch, rows) as ready:  # remote objects fetched ahead, a bounded number
+        for i, row in enumerate(rows):
+            with ready(i):
+                items.append(_process_one(job, row, field_names, table_columns))
+            if progress is not None and time.monotonic() - last > 0.2:
+                progress(len(items) - reported)
+                reported, last = len(items), time.monotonic()
 
     try:
         tables = _build_tables(items, schemas)
@@ -209,7 +212,7 @@ def run_shard(job: Job, task: ShardTask, progress: Callable[[int], None] | None 
     # summaries back from markers) sees exactly the same values as an uninterrupted one.
     summary = json.loads(json.dumps(to_jsonable(summary if summary is not None else {}), sort_keys=True))
 
-    out = Path(task.out_dir)
+    out = report_root(task.out_dir)  # a local path, or a URL's Location
     for name, table in tables.items():
         write_parquet_atomic(table, out / name / part_name(task.index))
 

@@ -5,10 +5,13 @@
 - :func:`read_json_records`: the records of a JSONL / NDJSON file or a JSON list;
 - :func:`open_rgb`: a mask image's pixels and facts, without any colour mapping.
 
-Masks are read from local files only: a ``http(s)://``, ``s3://`` or ``gs://`` URL is
-looked up beside the platform file by the URL's path; when no file is there the item
-is an error row with code ``remote_mask`` (fetching by URL comes with object-storage
-support).
+A mask named by an ``http(s)://``, ``s3://`` or ``gs://`` URL is looked up beside the
+platform file by the URL's path first (a downloaded copy); when no copy is there it is
+fetched by its URL (:func:`mask_source`, :func:`read_platform_mask`) with the storage
+options of ``--storage-options`` (Labelbox: ``{"headers": {"Authorization": "Bearer <API
+key>"}}``); a failed fetch is the item's error row with the storage code (``not_found``,
+``forbidden``, ``expired_url``, ``remote_error``), and ``remote_mask`` is left for a URL
+whose filesystem is not installed.
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ from ._fs import Root, read_regular_file
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap
 
-__all__ = ["REMOTE_SCHEMES", "locate_mask", "names_labelmap", "read_json_records", "open_rgb"]
+__all__ = ["REMOTE_SCHEMES", "locate_mask", "mask_source", "read_platform_mask", "names_labelmap",
+           "read_json_records", "open_rgb"]
 
 REMOTE_SCHEMES = ("http", "https", "s3", "gs")
 
@@ -45,7 +49,8 @@ def locate_mask(root: Root, ref: str) -> str:
     ``ref`` is a relative path, an absolute path inside ``root``, a ``file://`` URL, or a
     remote URL (``http(s)``, ``s3``, ``gs``) whose file was downloaded beside the platform
     file under the URL's path (``<host>/<path>``, ``<path>`` or a shorter suffix of it; the
-    first that exists wins). A remote URL with no such file raises ``remote_mask``.
+    first that exists wins). A remote URL with no such file raises ``remote_mask``
+    (:func:`mask_source` then fetches it by its URL).
 
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp()); (d / "masks").mkdir(); _ = (d / "masks" / "a.png").write_bytes(b"x")
@@ -61,10 +66,8 @@ def locate_mask(root: Root, ref: str) -> str:
             if root.exists(cand):
                 root.check(cand)
                 return cand
-        raise FormatError("remote_mask", f"{ref}: no copy of this mask beside {root.display('')} (looked for the "
-                          "URL's path under that folder); fetching masks by URL needs object-storage support, "
-                          "which this version does not have: download the masks next to the file, keeping "
-                          "the URL's path")
+        raise FormatError("remote_mask", f"{ref.split('?', 1)[0]}: no copy of this mask beside "
+                          f"{root.display('')} (looked for the URL's path under that folder)")
     if scheme == "file":
         path = unquote(u.path)
     elif scheme and len(scheme) > 1:
@@ -78,6 +81,62 @@ def locate_mask(root: Root, ref: str) -> str:
     rel = posixpath.normpath(rel)
     root.check(rel)
     return rel
+
+
+def mask_source(root: Root, ref: str, fetcher):
+    """Where to read the mask ``ref`` names: the relative path of its copy beside the platform
+    file (:func:`locate_mask`), else -- for a URL -- the :class:`~fastmask.storage.Location` to
+    fetch (``remote_mask`` when that URL's filesystem is not installed).
+
+    >>> import tempfile
+    >>> from fastmask.storage import Fetcher
+    >>> mask_source(Root(tempfile.mkdtemp()), "https://h.example/m.png?sig=1", Fetcher())
+    Location('https://h.example/m.png?sig=1')
+    """
+    try:
+        return locate_mask(root, ref)
+    except FormatError as e:
+        if e.code != "remote_mask":
+            raise
+    from ..storage import MissingBackendError
+    loc = fetcher.location(ref)
+    try:
+        loc.fs  # noqa: B018 - the filesystem of the URL's scheme, or the extra to install
+    except MissingBackendError as e:
+        raise FormatError("remote_mask", f"{ref.split('?', 1)[0]}: no copy beside {root.display('')} and it cannot "
+                          f"be fetched: {e}", path=ref) from None
+    return loc
+
+
+def read_platform_mask(root: Root, ref: str, fetcher) -> tuple[bytes, str]:
+    """``(bytes, name)`` of the mask ``ref`` names: its local copy, or fetched by URL
+    (storage codes on failure; ``name`` drops a URL's query string, a signature).
+
+    >>> import tempfile, pathlib
+    >>> from fastmask.storage import Fetcher
+    >>> d = pathlib.Path(tempfile.mkdtemp()); _ = (d / "a.png").write_bytes(b"x")
+    >>> read_platform_mask(Root(d), "a.png", Fetcher())[0]
+    b'x'
+    """
+    src = mask_source(root, ref, fetcher)
+    if isinstance(src, str):
+        return root.read(src), root.display(src)
+    return fetcher.read(src), src.url.split("?", 1)[0]
+
+
+def remote_masks(root: Root, refs, fetcher) -> list:
+    """``[(fetcher, location)]`` of the masks among ``refs`` that will be fetched by URL (no local copy)."""
+    out = []
+    for ref in refs:
+        if not isinstance(ref, str) or urlsplit(ref).scheme.lower() not in REMOTE_SCHEMES:
+            continue
+        try:
+            src = mask_source(root, ref, fetcher)
+        except FormatError:
+            continue  # the read reports it
+        if not isinstance(src, str):
+            out.append((fetcher, src))
+    return out
 
 
 def names_labelmap(names: Iterable[str], *, background: str = "background", ignore_names: Iterable[str] = (),

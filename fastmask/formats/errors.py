@@ -33,9 +33,15 @@ CODES: dict[str, str] = {
     "too_large": "a file or zip member larger than the read limit ($FASTMASK_MAX_FILE_BYTES)",
     "zip_bomb": "a zip member that inflates far beyond its compressed size ($FASTMASK_MAX_ZIP_RATIO)",
     "encrypted": "an encrypted zip member (fastmask reads no passwords)",
-    "remote_mask": "a mask named by a URL (http, https, s3, gs) with no copy beside the platform file: "
-                   "fetching by URL needs object-storage support",
+    "remote_mask": "a platform mask named by a URL with no copy beside the platform file, whose filesystem is "
+                   "not installed (the message names the extra); other masks by URL are fetched",
+    "not_found": "a remote object (s3://, gs://, https:// ...) that does not exist (HTTP 404)",
+    "forbidden": "a remote object the credentials may not read (HTTP 401/403)",
+    "expired_url": "a signed URL whose signature has expired (403 saying so, or its expiry time has passed)",
+    "remote_error": "a remote read that failed for another reason, or still failed after the retries",
     "label_not_found": "a Labelbox data row without the label --labelbox-label chose",
+    "bad_url_list": "a URL list without item_id / mask columns, or a row of it that cannot be read (an empty mask "
+                    "cell, a width / height that is not a positive integer)",
 }
 
 

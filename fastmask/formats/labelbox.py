@@ -29,8 +29,10 @@ Maps: ``Item.mask`` is the class map (ids from :func:`~._platforms.names_labelma
 every object name in the file: sorted names, 0 = background), ``Item.instance_mask``
 the instance map (object *k* of the label, in file order, is instance *k*). Later objects
 are drawn over earlier ones (composite masks have no overlaps). Mask files are found
-beside the NDJSON (:func:`~._platforms.locate_mask`); a URL with no local copy is an error
-row ``remote_mask``. Facts for the preflight rules are in ``extra['labelbox']``.
+beside the NDJSON (:func:`~._platforms.locate_mask`); a URL with no local copy is fetched
+(Labelbox wants the API key: ``--storage-options '{"headers": {"Authorization": "Bearer <key>"}}'``),
+a failed fetch is an error row with its storage code (an expired URL: ``expired_url``).
+Facts for the preflight rules are in ``extra['labelbox']``.
 
 Manifest columns: ``item_id``, ``data_row_id``, ``global_key``, ``label_id``, ``n_labels``,
 ``width``, ``height`` (null when not given), ``record`` (the chosen label, as JSON).
@@ -45,7 +47,8 @@ import numpy as np
 import pyarrow as pa
 
 from ._fs import Root
-from ._platforms import locate_mask, names_labelmap, open_rgb, read_json_records
+from ..storage import Fetcher
+from ._platforms import locate_mask, names_labelmap, open_rgb, read_json_records, read_platform_mask, remote_masks
 from .errors import FormatError
 from .labelmap import LabelMap
 from .layouts import Dataset, Item
@@ -139,6 +142,7 @@ class LabelboxDataset(Dataset):
         self.label = None if label is None else str(label)
         self.images = Root(images) if images is not None else None
         self._cache_root = None
+        self.fetcher = Fetcher()  # masks by URL: the storage options, prefetch and cache of this run
         self.labelmap_from_names = False
         names: set = set()
         self._rows(names)
@@ -220,15 +224,19 @@ class LabelboxDataset(Dataset):
                 raise FormatError("bad_json", f"{self.path}: object {obj.get('id')}: mask.png is not base64") from None
             name = f"{self.path}: mask.png of {obj.get('id')}"
         else:
-            store = self._store()
-            rel = locate_mask(store, obj["url"])
-            data = store.read(rel)
-            name = store.display(rel)
+            data, name = read_platform_mask(self._store(), obj["url"], self.fetcher)
         arr, f = open_rgb(data, name, rgb=True)
         f = {**f, "url": obj.get("url") or "mask.png", "size": [int(arr.shape[1]), int(arr.shape[0])]}
         facts.append(f)
         cache[key] = (arr, f)
         return cache[key]
+
+    def prefetch(self, row: dict) -> list:
+        """The mask URLs of ``row`` without a local copy: ``[(fetcher, location)]``."""
+        rec = json.loads(row["record"])
+        if rec.get("error"):
+            return []
+        return remote_masks(self._store(), [o.get("url") for o in rec["objects"]], self.fetcher)
 
     def read_item(self, row: dict) -> Item:
         rec = json.loads(row["record"])

@@ -1,7 +1,9 @@
 """Writers of dataset layouts: id maps, VOC/CVAT files, COCO JSON (streamed), clean zip, zips.
 
 Every file is written to a hidden temporary name in its folder and renamed, so a
-reader never sees half a file (a killed run leaves only complete files).
+reader never sees half a file (a killed run leaves only complete files). Every target may
+also be a URL or a :class:`~fastmask.storage.Location` (``s3://bucket/out/dataset/a.png``):
+the object is uploaded whole, in one request, or not at all.
 
 PNG encoding is :mod:`fastmask.formats.writers` (shared with ``fastmask rasterize``).
 
@@ -28,6 +30,9 @@ import io
 import json
 import os
 import posixpath
+import shutil
+import stat
+import time
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -35,6 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import storage
 from . import writers as _w
 from .labelmap import FILLER_NAME, LabelMap, voc_colormap
 
@@ -46,6 +52,7 @@ __all__ = [
     "choose_mask_format",
     "labelmap_json",
     "labelmap_txt",
+    "output_path",
     "safe_relpath",
     "write_class_map",
     "write_cleanzip_meta",
@@ -86,11 +93,24 @@ def choose_mask_format(max_id: int | None, min_id: int | None = None) -> str:
     return "png16"
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename (folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _w.atomic_write(path, data)
+def output_path(path: str | os.PathLike | storage.Location):
+    """An output target ready to write: a local :class:`~pathlib.Path` whose folder exists, or a
+    remote :class:`~fastmask.storage.Location` (object stores have no folders to create).
+
+    >>> import tempfile, os
+    >>> output_path(os.path.join(tempfile.mkdtemp(), "sub", "a.png")).parent.is_dir()
+    True
+    """
+    target = _w.output_target(path)
+    if isinstance(target, Path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    return target
+
+
+def atomic_write(path: str | os.PathLike | storage.Location, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename (folders are created;
+    a URL: one upload)."""
+    _w.atomic_write(output_path(path), data)
 
 
 def safe_relpath(item_id: str) -> str:
@@ -114,7 +134,7 @@ def _image(arr: np.ndarray, mode: str) -> Image.Image:
     raise ValueError(mode)
 
 
-def _save(img: Image.Image, path: Path, fmt: str) -> None:
+def _save(img: Image.Image, path, fmt: str) -> None:
     buf = io.BytesIO()
     img.save(buf, format=fmt)
     atomic_write(path, buf.getvalue())
@@ -143,22 +163,22 @@ def write_id_map(path_stem: str | os.PathLike, ids: np.ndarray, *, fmt: str = "p
     if fmt == "png16" and hi > PNG16_MAX:
         raise FormatOverflow(f"id {hi} does not fit a 16-bit PNG (this folder is png16: one format per folder); "
                              "rerun with --format tiff32")
-    stem = Path(path_stem)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    out = stem.with_name(stem.name + _EXT[fmt])
+    stem = output_path(path_stem)
+    if isinstance(stem, Path):
+        out, name = stem.with_name(stem.name + _EXT[fmt]), stem.name + _EXT[fmt]
+    else:  # the URL as given plus the extension (no parsing of the key)
+        out, name = storage.Location(stem.url + _EXT[fmt], stem.options), stem.url.rsplit("/", 1)[-1] + _EXT[fmt]
     if fmt == "png16":
         _w.write_instance_png(out, arr)
     else:
         _save(_image(arr, "I"), out, "TIFF")
-    return out.name
+    return name
 
 
 def write_class_map(path: str | os.PathLike, classes: np.ndarray, *, palette=None) -> str:
     """Write a class map PNG (:func:`fastmask.formats.writers.write_semantic_png`): ``L`` (ids <= 255),
     ``P`` with ``palette`` ((n, 3) or ``"voc"``), ``I;16`` above 255. Returns the mode."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return _w.write_semantic_png(path, classes, palette=palette)
+    return _w.write_semantic_png(output_path(path), classes, palette=palette)
 
 
 def write_panoptic_png(path: str | os.PathLike, ids: np.ndarray) -> str:
@@ -174,9 +194,7 @@ def write_panoptic_png(path: str | os.PathLike, ids: np.ndarray) -> str:
         raise ValueError(f"write_panoptic_png: segment ids must be in 0..2**24-1, got {int(a.min())}..{int(a.max())}")
     h, w = a.shape
     rgb = np.ascontiguousarray(a.astype("<u4", copy=False).view(np.uint8).reshape(h, w, 4)[:, :, :3])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _w.atomic_write(path, _w.encode_png(rgb))
+    _w.atomic_write(output_path(path), _w.encode_png(rgb))
     return "RGB"
 
 
@@ -245,8 +263,7 @@ def write_coco_json(path: str | os.PathLike, images: Iterable[dict], annotations
     ``key="annotations"`` (instances); a panoptic file uses the same key with
     ``segments_info`` inside each annotation.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_path(path)
     n_img = n_ann = 0
     with _w.atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info": ' + json.dumps(info or {"description": "written by fastmask"}) + ',\n"images": [')
@@ -299,18 +316,45 @@ def write_cleanzip_meta(path: str | os.PathLike, labelmap: LabelMap | None, *, t
     return doc
 
 
-def zip_folder(folder: str | os.PathLike, zip_path: str | os.PathLike) -> int:
-    """Zip every file under ``folder`` (relative names, sorted, hidden temporaries skipped); returns the count."""
-    folder = Path(folder)
-    zip_path = Path(zip_path)
+def zip_folder(folder: str | os.PathLike | storage.Location, zip_path: str | os.PathLike | storage.Location) -> int:
+    """Zip every file under ``folder`` (relative names, sorted, hidden temporaries skipped); returns the count.
+
+    Either may be a URL: the objects of a remote folder are streamed into the zip one by one
+    (in the order a local folder is walked: a folder's files, then its sub-folders), and a
+    remote zip is built in a local temporary file and uploaded whole at the end.
+    """
     n = 0
     with _w.atomic_output(zip_path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for f in sorted(filenames):
-                if f.startswith("."):
-                    continue
-                full = Path(dirpath) / f
-                z.write(full, posixpath.join(*full.relative_to(folder).parts))
-                n += 1
+        src = _w.output_target(folder)
+        if isinstance(src, Path):
+            for dirpath, dirnames, filenames in os.walk(src):
+                dirnames.sort()
+                for f in sorted(filenames):
+                    if f.startswith("."):
+                        continue
+                    full = Path(dirpath) / f
+                    z.write(full, posixpath.join(*full.relative_to(src).parts))
+                    n += 1
+            return n
+        when = time.localtime(time.time())[:6]
+        mode = (stat.S_IFREG | (0o666 & ~_w._umask())) << 16  # what a local file of this run would get
+        for name, size in sorted(src.find(), key=_walk_order):
+            if posixpath.basename(name).startswith("."):
+                continue
+            info = zipfile.ZipInfo(name, date_time=when)
+            info.compress_type, info.external_attr, info.file_size = zipfile.ZIP_DEFLATED, mode, size
+            with (src / name).open("rb") as f, z.open(info, "w") as dst:
+                shutil.copyfileobj(f, dst, 1 << 20)
+            n += 1
     return n
+
+
+def _walk_order(entry: tuple[str, int]) -> tuple:
+    """Sort key of a relative name in ``os.walk`` order with sorted names: a folder's files
+    first, then each sub-folder's contents.
+
+    >>> sorted(["b/x", "a", "c", "b/c/y"], key=lambda n: _walk_order((n, 0)))
+    ['a', 'c', 'b/x', 'b/c/y']
+    """
+    parts = entry[0].split("/")
+    return tuple((1, p) for p in parts[:-1]) + ((0, parts[-1]),)

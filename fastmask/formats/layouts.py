@@ -12,6 +12,8 @@ Layout names (``layout=`` / ``--layout``):
 ``cleanzip``       ``images/ masks/ coco/ index.csv meta.json``, folder or zip (:mod:`.cleanzip`)
 ``labelbox``       a Labelbox NDJSON export (or import file) + mask PNGs beside it (:mod:`.labelbox`)
 ``nucleus``        Scale Nucleus segmentation records (JSONL or JSON list) + uint8 PNGs (:mod:`.nucleus`)
+``urls``           a CSV / JSONL / Parquet list: ``item_id``, ``mask`` URL or path, optional ``image``,
+                   ``width``, ``height`` (:mod:`.urllist`)
 
 A :class:`Dataset` is light and picklable (paths and small metadata; tables are
 cached per process and dropped when pickled) so it can be shipped to pool or
@@ -45,7 +47,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
 ]
 
-LAYOUTS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus")
+LAYOUTS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus", "urls")
 RECORD_EXTENSIONS = (".ndjson", ".jsonl")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jpg", ".jpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
@@ -109,6 +111,15 @@ class Dataset:
 
     def read_item(self, row: dict) -> Item:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def prefetch(self, row: dict) -> list:
+        """The remote objects :meth:`read_item` will fetch for ``row``: ``[(fetcher, location)]``
+        (layouts that fetch objects one by one; the others read nothing ahead).
+
+        >>> Dataset.__new__(Dataset).prefetch({"item_id": "a"})
+        []
+        """
+        return []
 
     def problems(self) -> list[dict]:
         """What the listing met but could not make an item of, sorted: ``[{"kind", "path", "message"}]``.
@@ -349,7 +360,9 @@ def detect_layout(path: str | os.PathLike) -> str:
 
     Rules, in order:
 
-    0. a ``.ndjson`` / ``.jsonl`` file, or a ``.json`` file holding a list: ``labelbox`` when its
+    0. a ``.csv``, ``.parquet``, ``.jsonl`` or ``.ndjson`` file (local or a URL) whose columns (first
+       record) include ``item_id`` and ``mask``: ``urls``;
+       a ``.ndjson`` / ``.jsonl`` file, or a ``.json`` file holding a list: ``labelbox`` when its
        first record has ``data_row`` / ``dataRow``, ``nucleus`` when it has ``mask_url``;
     1. a ``.json`` file: ``coco_panoptic`` if it contains ``"segments_info"``,
        else ``coco`` if it has ``"images"``/``"annotations"``;
@@ -369,6 +382,9 @@ def detect_layout(path: str | os.PathLike) -> str:
     >>> detect_layout(d)
     'voc'
     """
+    from .urllist import URL_LIST_EXTENSIONS, is_url_list
+    if os.fspath(path).lower().split("?", 1)[0].endswith(URL_LIST_EXTENSIONS) and is_url_list(path):
+        return "urls"
     p = os.path.abspath(os.fspath(path))
     if not os.path.exists(p):
         raise FormatError("missing_file", f"{p}: no such file or folder", path=p)
@@ -385,6 +401,9 @@ def detect_layout(path: str | os.PathLike) -> str:
                               "'segments_info': not a COCO file", path=p)
         return kind
     if os.path.isfile(p) and not zipfile.is_zipfile(p):
+        if p.lower().endswith(URL_LIST_EXTENSIONS):
+            raise FormatError("unknown_layout", f"{p}: a list without 'item_id' and 'mask' columns: not a URL list",
+                              path=p)
         raise FormatError("unknown_layout", f"{p}: a file that is neither a COCO .json nor a .zip", path=p)
     root = Root(p)
     base = zip_base(root)
@@ -443,6 +462,8 @@ def open_dataset(path: str | os.PathLike, *, layout: str | None = None, images: 
         from .labelbox import LabelboxDataset as cls
     elif layout == "nucleus":
         from .nucleus import NucleusDataset as cls
+    elif layout == "urls":
+        from .urllist import UrlListDataset as cls
     else:
         from .cleanzip import CleanZipDataset as cls
     return cls(path, images=images, labelmap=labelmap, **options)

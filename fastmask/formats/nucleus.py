@@ -21,7 +21,8 @@ instance); a value without a segment is class ``UNKNOWN_ID`` (65535, reported by
 given (what ``convert --to nucleus`` writes, so instance ids survive; 0 = no instance), else ``index + 1``
 (every non-background segment is one instance); background and ignored segments have none.
 
-Masks are found beside the file by path or URL (:func:`~._platforms.locate_mask`); images,
+Masks are found beside the file by path or URL (:func:`~._platforms.locate_mask`), a URL
+without a local copy is fetched (a failed fetch: an error row with its storage code); images,
 when ``images=`` is given, by ``reference_id`` stem. Manifest columns: ``item_id``,
 ``n_masks``, ``image_path``, ``record`` (the first record, as JSON).
 """
@@ -34,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 
 from ._fs import Root
-from ._platforms import locate_mask, names_labelmap, open_rgb, read_json_records
+from ..storage import Fetcher
+from ._platforms import mask_source, names_labelmap, open_rgb, read_json_records, remote_masks
 from .errors import FormatError
 from .labelmap import UNKNOWN_ID, LabelMap
 from .layouts import IMAGE_EXTENSIONS, Dataset, Item, header_size, stem
@@ -86,6 +88,7 @@ class NucleusDataset(Dataset):
         self.path = self.root
         self.images = Root(images) if images is not None else None
         self._cache_root = None
+        self.fetcher = Fetcher()  # masks by URL: the storage options, prefetch and cache of this run
         self.labelmap_from_names = False
         groups, self.skipped = self._groups()
         if self.labelmap is None:
@@ -130,6 +133,10 @@ class NucleusDataset(Dataset):
             "record": pa.array([json.dumps(groups[i][0]) for i in ids], pa.string()),
         })
 
+    def prefetch(self, row: dict) -> list:
+        """The mask URL of ``row`` when it has no local copy: ``[(fetcher, location)]``."""
+        return remote_masks(self._store(), [json.loads(row["record"]).get("mask_url")], self.fetcher)
+
     def read_item(self, row: dict) -> Item:
         rec = json.loads(row["record"])
         iid = row["item_id"]
@@ -142,17 +149,21 @@ class NucleusDataset(Dataset):
                 item.missing.append("image")
         segs = segment_table(rec, f"{self.path}: {iid}")
         store = self._store()
-        rel = locate_mask(store, rec["mask_url"])
-        if not store.exists(rel):
-            item.missing.append("mask")
-            item.extra["expected_mask"] = store.display(rel)
-            return item
-        arr, facts = open_rgb(store.read(rel), store.display(rel))
+        src = mask_source(store, rec["mask_url"], self.fetcher)
+        if isinstance(src, str):
+            if not store.exists(src):
+                item.missing.append("mask")
+                item.extra["expected_mask"] = store.display(src)
+                return item
+            data, shown = store.read(src), store.display(src)
+        else:  # a URL without a local copy: fetched (a fault is the item's error row)
+            data, shown = self.fetcher.read(src), src.url.split("?", 1)[0]
+        arr, facts = open_rgb(data, shown)
         info = {**facts, "masks": int(row.get("n_masks") or 1), "url": rec["mask_url"],
                 "segments": [[s["label"], s["index"]] for s in segs]}
         item.extra["nucleus"] = info
         if arr.ndim != 2:
-            raise FormatError("unsupported_mode", f"{store.display(rel)}: a {facts['mode']} image; a Nucleus mask is "
+            raise FormatError("unsupported_mode", f"{shown}: a {facts['mode']} image; a Nucleus mask is "
                               "a single-channel uint8 PNG of segment indices")
         vals, counts = np.unique(arr, return_counts=True)
         info["values"] = [[int(v), int(n)] for v, n in zip(vals.tolist(), counts.tolist())]

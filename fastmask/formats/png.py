@@ -643,12 +643,12 @@ def read_image_size(source: Source) -> tuple[int, int]:
 # --------------------------------------------------------------------------- write
 
 
-def write_mask(path: str | os.PathLike, array: np.ndarray, *, palette: np.ndarray | str | None = None) -> None:
+def write_mask(path, array: np.ndarray, *, palette: np.ndarray | str | None = None) -> None:
     """Write an integer mask as PNG: ``L`` (ids <= 255), ``P`` with ``palette``, ``I;16`` (ids > 255).
 
     ``palette`` is an (n, 3) uint8 array or ``"voc"``. The file is written to a
     temporary name in the same folder and renamed, so readers never see half a
-    file. Negative ids, ids > 65535, or a palette with ids > 255 raise ValueError.
+    file (``path`` may also be a URL or a :class:`~fastmask.storage.Location`: one upload). Negative ids, ids > 65535, or a palette with ids > 255 raise ValueError.
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "m.png"

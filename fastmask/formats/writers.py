@@ -1,7 +1,9 @@
 """Writers of rasterized masks: semantic / instance / binary / COCO panoptic PNGs and RLE rows.
 
 Every file is written to a hidden temporary name in its folder and renamed, so a killed
-run never leaves half a file under the final name.
+run never leaves half a file under the final name. A target may also be a URL
+(``s3://bucket/out/masks/a.png``, or a :class:`~fastmask.storage.Location`): the object is
+uploaded in one request, so it too appears whole or not at all (:mod:`fastmask.storage`).
 
 PNGs are encoded here directly (signature, ``IHDR``, optional ``PLTE``, one ``IDAT``
 compressed with zlib's run-length strategy (``Z_RLE``), ``IEND``), without per-row
@@ -29,16 +31,18 @@ import os
 import struct
 import tempfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 
+from .. import storage
 from .labelmap import voc_colormap
 
 __all__ = [
     "PNG_LEVEL",
+    "atomic_output",
     "atomic_write",
     "encode_png",
+    "output_target",
     "panoptic_rgb",
     "panoptic_segments",
     "rle_row",
@@ -104,10 +108,21 @@ def _umask() -> int:
     return mask
 
 
+def output_target(path: str | os.PathLike | storage.Location):
+    """Where an output goes: a local :class:`pathlib.Path`, or a :class:`~fastmask.storage.Location`
+    for a URL (a path, a ``file://`` URL or a local Location is a Path).
+
+    >>> output_target("out/a.png"), output_target("s3://b/out/a.png")
+    (PosixPath('out/a.png'), Location('s3://b/out/a.png'))
+    """
+    return storage.as_path(path)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike):
+def atomic_output(path: str | os.PathLike | storage.Location):
     """A hidden temporary name beside ``path`` to write to: renamed to ``path`` when the block
     ends normally, removed when it raises -- a killed or failed write never leaves half a file.
+    For a URL the temporary file is local and uploaded whole at the end (:func:`fastmask.storage.staged`).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
@@ -116,7 +131,11 @@ def atomic_output(path: str | os.PathLike):
     >>> p.read_text()
     'done'
     """
-    path = Path(path)
+    path = output_target(path)
+    if isinstance(path, storage.Location):
+        with storage.staged(path) as tmp:
+            yield tmp
+        return
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates 0600; an output file gets the mode open() would give it (0644 under umask 022)
@@ -132,14 +151,19 @@ def atomic_output(path: str | os.PathLike):
         raise
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a hidden temporary file in the same folder and a rename.
+def atomic_write(path: str | os.PathLike | storage.Location, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a hidden temporary file in the same folder and a rename
+    (a URL: one upload, :func:`fastmask.storage.put_bytes`).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "x.bin"
     >>> atomic_write(p, b"abc"); p.read_bytes()
     b'abc'
     """
+    path = output_target(path)
+    if isinstance(path, storage.Location):
+        storage.put_bytes(path, data)
+        return
     with atomic_output(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
 

@@ -22,8 +22,8 @@ are written unscored to ``regions``; after all shards the dataset pass
 (:func:`write_audit_tables`) reads the parts one at a time, scores every region against
 the dataset's statistics (summed in the shard summaries: integer counts, so the scores do
 not depend on shard size or worker count), fills ``score`` and ``label_quality`` in place,
-and writes the ``classes`` table (per class pair and type: regions, pixels, objects,
-systematic rate).
+and writes the ``classes`` table (per class pair and type: regions, pixels, items,
+items holding the class, systematic rate).
 
 Example::
 
@@ -33,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,8 +62,8 @@ OBJECTS_SCHEMA = pa.schema([("class_id", pa.int64()), ("area_bin", pa.int64()), 
                             ("pred_objects", pa.int64())])
 CLASSES_SCHEMA = pa.schema(
     [("gt_class", pa.int64()), ("gt_name", pa.string()), ("pred_class", pa.int64()), ("pred_name", pa.string()),
-     ("type", pa.string()), ("regions", pa.int64()), ("pixels", pa.int64()), ("objects", pa.int64()),
-     ("systematic_rate", pa.float64()), ("mean_score", pa.float64())]
+     ("type", pa.string()), ("regions", pa.int64()), ("pixels", pa.int64()), ("items", pa.int64()),
+     ("class_items", pa.int64()), ("systematic_rate", pa.float64()), ("mean_score", pa.float64())]
 )
 
 
@@ -208,21 +207,21 @@ class AuditJob(Job):
         fields.update(width=w, height=h)
         conf = self._confidence(item, fields, gt.shape)
         n = self.num_classes
-        valid_gt = gt != self.ignore_value if self.ignore_value is not None else np.ones(gt.shape, bool)
-        g_out = valid_gt & ((gt >= n) | (gt < 0) if np.issubdtype(gt.dtype, np.signedinteger) else gt >= n)
-        p_out = valid_gt & ~g_out & ((pred >= n) | (pred < 0) if np.issubdtype(pred.dtype, np.signedinteger) else pred >= n)
-        n_gout, n_pout = int(g_out.sum()), int(p_out.sum())
-        fields.update(gt_out_of_range=n_gout, pred_out_of_range=n_pout, ignored=int((~valid_gt).sum()))
-        if n_gout and self.out_of_range != "ignore":
-            raise ItemError("gt_out_of_range", f"{item['item_id']}: {n_gout} ground-truth pixels hold values >= "
-                            f"--num-classes {n} (not the ignore value): {_values(gt[g_out])}", fields=fields)
-        if n_pout and self.out_of_range == "error":
-            raise ItemError("out_of_range", f"{item['item_id']}: {n_pout} predicted pixels hold values >= "
-                            f"--num-classes {n}: {_values(pred[p_out])} (--out-of-range error)", fields=fields)
         found = S.find_regions(gt, pred, num_classes=n, ignore_value=self.ignore_value, background=self.background,
                                connectivity=self.connectivity, edge_width=self.edge_width,
                                swap_fraction=self.swap_fraction, confidence=conf)
         c = found.counts
+        n_gout, n_pout = c["gt_out_of_range"], c["pred_out_of_range"]
+        fields.update(gt_out_of_range=n_gout, pred_out_of_range=n_pout, ignored=c["ignored"])
+        if (n_gout and self.out_of_range != "ignore") or (n_pout and self.out_of_range == "error"):
+            valid_gt = gt != self.ignore_value if self.ignore_value is not None else np.ones(gt.shape, bool)
+            g_out = valid_gt & ((gt >= n) | (gt < 0))
+            if n_gout:
+                raise ItemError("gt_out_of_range", f"{item['item_id']}: {n_gout} ground-truth pixels hold values >= "
+                                f"--num-classes {n} (not the ignore value): {_values(gt[g_out])}", fields=fields)
+            p_out = valid_gt & ~g_out & ((pred >= n) | (pred < 0))
+            raise ItemError("out_of_range", f"{item['item_id']}: {n_pout} predicted pixels hold values >= "
+                            f"--num-classes {n}: {_values(pred[p_out])} (--out-of-range error)", fields=fields)
         fields.update(pixels=c["pixels"], disagree_pixels=c["disagree_pixels"], regions=len(found.regions["type"]),
                       edge_noise_pixels=c["edge_noise_pixels"], **{t: c[t] for t in S.REGION_TYPES})
         fields.update(_instance_counts(gdata, pdata, gt_row, pred_row))
@@ -237,20 +236,35 @@ class AuditJob(Job):
         out = {"scoring": _scoring_counts(shard.items)}
         t = shard.tables["regions"]
         pairs: dict[str, list[int]] = {}
-        for ty, g, p, a in zip(*(t.column(k).to_pylist() for k in ("type", "gt_class", "pred_class", "area"))):
-            e = pairs.setdefault(f"{ty}|{g}|{p}", [0, 0])
+        seen: set[tuple] = set()
+        cols = ("item_id", "type", "gt_class", "pred_class", "area")
+        for i, ty, g, p, a in zip(*(t.column(k).to_pylist() for k in cols)):
+            key = f"{ty}|{g}|{p}"
+            e = pairs.setdefault(key, [0, 0, 0])
             e[0] += 1
             e[1] += a
+            if (i, key) not in seen:  # items holding such a region (one item lies in one shard)
+                seen.add((i, key))
+                e[2] += 1
         o = shard.tables["objects"]
         hists: dict[str, dict[str, dict[str, int]]] = {"gt_hist": {}, "pred_hist": {}}
-        for c, b, ng, np_ in zip(*(o.column(k).to_pylist() for k in ("class_id", "area_bin", "gt_objects", "pred_objects"))):
-            for side, v in (("gt_hist", ng), ("pred_hist", np_)):
+        present: dict[str, set] = {"gt_items": set(), "pred_items": set()}
+        cols = ("item_id", "class_id", "area_bin", "gt_objects", "pred_objects")
+        for i, c, b, ng, np_ in zip(*(o.column(k).to_pylist() for k in cols)):
+            for side, items, v in (("gt_hist", "gt_items", ng), ("pred_hist", "pred_items", np_)):
                 if v:
                     h = hists[side].setdefault(str(c), {})
                     h[str(b)] = h.get(str(b), 0) + v
+                    present[items].add((i, c))
+        items_of: dict[str, dict[str, int]] = {}
+        for side, found in present.items():
+            counts: dict[str, int] = {}
+            for _i, c in found:
+                counts[str(c)] = counts.get(str(c), 0) + 1
+            items_of[side] = counts
         conf = [v for v in t.column("confidence").to_pylist() if v is not None]
         hist = np.bincount(S.confidence_bin(np.array(conf)), minlength=S.CONFIDENCE_BINS).tolist() if conf else []
-        out["stats"] = {"pairs": pairs, **hists, "confidence_hist": hist}
+        out["stats"] = {"pairs": pairs, **hists, **items_of, "confidence_hist": hist}
         items = shard.items
         out["edge_noise"] = [int(sum(v or 0 for v in items.column(k).to_pylist())) for k in ("edge_noise", "edge_noise_pixels")]
         return out
@@ -259,7 +273,7 @@ class AuditJob(Job):
         scoring = {**_merge_scoring([s.get("scoring", {}) for s in summaries]), **listing_summary(self._gt, self._pred)}
         stats = S.DatasetStats.merge([s.get("stats", {}) for s in summaries], self.background)
         by_type = {t: 0 for t in S.SCORED_TYPES}
-        for (t, _g, _p), (r, _px) in stats.pairs.items():
+        for (t, _g, _p), (r, _px, _n) in stats.pairs.items():
             by_type[t] = by_type.get(t, 0) + r
         return {**scoring, "num_classes": self.num_classes, "out_of_range": self.out_of_range,
                 "connectivity": self.connectivity, "edge_width": self.edge_width, "swap_fraction": self.swap_fraction,
@@ -322,8 +336,8 @@ def _instances(data, row: dict) -> tuple[np.ndarray, list[dict]] | None:
 
         r = rasterize_annotations(data.annotations, int(row["height"]), int(row["width"]), kind="instance",
                                   crowd="class", on_error="skip")
-        segs = [{"id": int(i), "category_id": int(c), "iscrowd": int(bool(k))}
-                for i, c, k in zip(*(r.instances().get(k, []) for k in ("instance_id", "category_id", "iscrowd")))]
+        segs = [{"id": a["instance_id"], "category_id": a["category_id"], "iscrowd": int(a["iscrowd"])}
+                for a in r.instances() if a["instance_id"] is not None and a["category_id"] is not None]
         return r.mask, segs
     return None
 
@@ -350,8 +364,11 @@ def _instance_counts(gdata, pdata, gt_row: dict, pred_row: dict) -> dict[str, in
 # --------------------------------------------------------------------------- the dataset pass
 
 
-def _parts(out: Path, table: str) -> list[Path]:
-    return sorted((out / table).glob("part-*.parquet"))
+def _parts(out, table: str) -> dict[str, Any]:
+    """``{part file name: path or Location}`` of one table of the report (local or a URL)."""
+    from ..engine.sink import list_parts
+
+    return {str(p).rstrip("/").rsplit("/", 1)[-1]: p for p in list_parts(out, table)}
 
 
 def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
@@ -364,16 +381,16 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
     Returns ``{"worst": [the WORST_KEPT best-scored region rows], "classes": table,
     "label_quality": {...}}``.
     """
-    from ..engine.sink import read_part, write_parquet_atomic
+    from ..engine.sink import ensure_dir, read_json, read_part, report_root, write_parquet_atomic
 
-    out = Path(out_dir)
-    summary = json.loads((out / "run.json").read_text())["summary"]
+    out = report_root(out_dir)  # a local folder, or a URL's Location
+    summary = read_json(out / "run.json")["summary"]
     stats = S.DatasetStats.from_json(summary["dataset_stats"])
     worst_rows: list[dict] = []
     score_sums: dict[tuple[str, int, int], float] = {}
     lq_sum, lq_n, flagged = 0.0, 0, 0
-    item_parts = {p.name: p for p in _parts(out, "items")}
-    for part in _parts(out, "regions"):
+    item_parts = _parts(out, "items")
+    for name, part in sorted(_parts(out, "regions").items()):
         t = read_part(part)
         cols = {k: t.column(k).to_pylist() for k in ("type", "gt_class", "pred_class", "area", "thickness",
                                                      "covered_gt", "covered_pred", "confidence")}
@@ -389,7 +406,7 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
             score_sums[key] = score_sums.get(key, 0.0) + s
         if scored["score"]:
             worst_rows = _keep_worst(worst_rows, t, scored["score"])
-        ip = item_parts.get(part.name)
+        ip = item_parts.get(name)
         if ip is None:
             continue
         items = read_part(ip)
@@ -411,7 +428,7 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
             items = items.set_column(items.schema.get_field_index(k), items.schema.field(k), pa.array(v, pa.float64()))
         write_parquet_atomic(items, ip)
     classes = _classes_table(job, stats, score_sums)
-    (out / "classes").mkdir(exist_ok=True)
+    ensure_dir(out / "classes")
     write_parquet_atomic(classes, out / "classes" / "part-00000.parquet")
     return {"worst": worst_rows, "classes": classes,
             "label_quality": {"mean": lq_sum / lq_n if lq_n else None, "items": lq_n,
@@ -428,8 +445,8 @@ def _keep_worst(kept: list[dict], t: pa.Table, scores: list[float]) -> list[dict
 
 def _classes_table(job: AuditJob, stats: S.DatasetStats, score_sums: dict) -> pa.Table:
     rows = []
-    for (t, g, p), (n, px) in sorted(stats.pairs.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+    for (t, g, p), (n, px, k) in sorted(stats.pairs.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         rows.append({"gt_class": g, "gt_name": job._names.get(g), "pred_class": p, "pred_name": job._names.get(p),
-                     "type": t, "regions": n, "pixels": px, "objects": stats.objects(t, g, p),
+                     "type": t, "regions": n, "pixels": px, "items": k, "class_items": stats.class_items(t, g, p),
                      "systematic_rate": stats.rate(t, g, p), "mean_score": score_sums.get((t, g, p), 0.0) / n if n else None})
     return pa.Table.from_pylist(rows, schema=CLASSES_SCHEMA)

@@ -25,10 +25,11 @@ the same for any shard size or worker count) and per region (:func:`score_region
 score in [0, 1], the product of five factors, each in [0, 1]:
 
 * ``pair_factor = 1 / (1 + rate / RATE_SCALE)``: ``rate`` = how often the model makes
-  the same kind of disagreement (same type, same class pair) elsewhere in the dataset,
-  per object of the class concerned: ``(regions of that type and pair - 1) / (objects +
-  PRIOR_OBJECTS)``. A confusion the model makes on 2 % of a class's objects halves the
-  score: systematic confusions are the model's;
+  the same kind of disagreement (same type, same class pair) elsewhere in the dataset:
+  ``(items with such a region - 1) / (items holding the class concerned + PRIOR_ITEMS)``.
+  A confusion the model makes in 2 % of the class's items halves the score: systematic
+  confusions are the model's (several regions of one item, e.g. the pieces of one
+  object, count once);
 * ``size_factor = min(1, sqrt(area / (SIZE_REFERENCE * typical_area)))``, ``typical_area``
   the median area of the class's ground-truth objects (of its predicted blobs when it
   has none): a region of at least a quarter of a typical object scores fully, a small
@@ -52,7 +53,6 @@ item without a scored region, near 0 when one region is almost surely a label er
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,9 +66,9 @@ REGION_TYPES = ("class_swap", "missing_label", "spurious_label", "boundary_offse
 SCORED_TYPES = REGION_TYPES[:-1]
 DEFAULT_EDGE_WIDTH = 2
 DEFAULT_SWAP_FRACTION = 0.5
-#: pseudo-objects added to a class's object count (a class with few objects is not
-#: judged systematic from one or two regions)
-PRIOR_OBJECTS = 10
+#: pseudo-items added to the items holding a class (a class seen in a few items is not
+#: judged systematic from one or two of them)
+PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
 RATE_SCALE = 0.02
 #: a region this share of the class's typical object area (or more) gets size_factor 1
@@ -93,7 +93,7 @@ def bin_area(b: float) -> float:
     """The area at the middle of a quarter-octave bin (in log scale).
 
     >>> round(bin_area(16), 1)
-    18.3
+    17.4
     """
     return float(2.0 ** ((b + 0.5) / AREA_BINS_PER_OCTAVE))
 
@@ -115,8 +115,9 @@ class ItemRegions:
     ``regions``: the region rows (columns as lists, raster order of each region's first
     pixel; ``region`` numbers them from 1); ``counts``: per type the number of regions
     (``edge_noise`` included) and ``edge_noise_pixels``, ``disagree_pixels``, ``pixels``
-    (compared pixels); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``,
-    ``pred_objects``) of the objects of both maps.
+    (compared pixels), ``ignored``, ``gt_out_of_range``, ``pred_out_of_range`` (pixel
+    counts); ``objects``: rows (``class_id``, ``area_bin``, ``gt_objects``, ``pred_objects``)
+    of the objects of both maps (components of at least ``(edge_width + 1) ** 2`` px).
     """
 
     regions: dict[str, list]
@@ -152,29 +153,24 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     """
     if gt.shape != pred.shape or gt.ndim != 2:
         raise ValueError(f"gt and pred must be 2-D maps of one shape, got {gt.shape} and {pred.shape}")
+    from ..kernels.audit import disagreement, max_square
+
     n = int(num_classes)
     g = np.ascontiguousarray(gt)
     p = np.ascontiguousarray(pred)
-    valid = (g < n) & (p < n)
-    if np.issubdtype(g.dtype, np.signedinteger) or np.issubdtype(p.dtype, np.signedinteger):
-        valid &= (g >= 0) & (p >= 0)
-    if ignore_value is not None:
-        valid &= g != ignore_value
-    wrong = valid & (g != p)
+    code = np.empty(g.shape, np.int32 if n * n + 1 < 2**31 else np.int64)
+    has_ignore = ignore_value is not None and _fits(ignore_value, g.dtype)
+    compared, differing, ignored, gt_out, pred_out = disagreement(g, p, n, has_ignore,
+                                                                  int(ignore_value) if has_ignore else 0, code)
     counts = {t: 0 for t in REGION_TYPES}
-    counts.update(edge_noise_pixels=0, disagree_pixels=int(wrong.sum()), pixels=int(valid.sum()))
-    objects = _object_rows(g, p, n, ignore_value, background, connectivity)
-    empty = {k: [] for k in REGION_COLUMNS}
-    if not counts["disagree_pixels"]:
-        return ItemRegions(empty, counts, objects)
-    code_dtype = np.int32 if n * n + 1 < 2**31 else np.int64
-    code = np.zeros(g.shape, code_dtype)
-    code[wrong] = g[wrong].astype(code_dtype) * n + p[wrong].astype(code_dtype) + 1
-    rs = component_stats(code, connectivity, background=0)
+    counts.update(edge_noise_pixels=0, disagree_pixels=int(differing), pixels=int(compared), ignored=int(ignored),
+                  gt_out_of_range=int(gt_out), pred_out_of_range=int(pred_out))
     gs = component_stats(g, connectivity, background=None)
     ps = component_stats(p, connectivity, background=None)
-    from ..kernels.audit import max_square
-
+    objects = _object_rows(gs, ps, n, ignore_value, background, (edge_width + 1) ** 2)
+    if not differing:
+        return ItemRegions({k: [] for k in REGION_COLUMNS}, counts, objects)
+    rs = component_stats(code, connectivity, background=0)
     thick = max_square(rs.labels, rs.count)
     value = rs.value.astype(np.int64) - 1
     gcls, pcls = value // n, value % n
@@ -185,24 +181,24 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     cov_g = area / g_area
     cov_p = area / p_area
     edge = thick <= edge_width
-    types = np.full(rs.count, "boundary_offset", dtype=object)
+    # type codes: indexes into REGION_TYPES
+    tcode = np.full(rs.count, REGION_TYPES.index("boundary_offset"), np.int8)
     bg = -1 if background is None else int(background)
-    objs = (gcls != bg) & (pcls != bg)
-    types[objs & (cov_g >= swap_fraction)] = "class_swap"
-    types[(gcls == bg) & (cov_p >= swap_fraction)] = "missing_label"
-    types[(pcls == bg) & (cov_g >= swap_fraction)] = "spurious_label"
-    types[edge] = "edge_noise"
+    tcode[(gcls != bg) & (pcls != bg) & (cov_g >= swap_fraction)] = REGION_TYPES.index("class_swap")
+    tcode[(gcls == bg) & (cov_p >= swap_fraction)] = REGION_TYPES.index("missing_label")
+    tcode[(pcls == bg) & (cov_g >= swap_fraction)] = REGION_TYPES.index("spurious_label")
+    tcode[edge] = REGION_TYPES.index("edge_noise")
     conf = None
     if confidence is not None:
         sums = np.bincount(rs.labels.reshape(-1), weights=np.asarray(confidence, np.float64).reshape(-1),
                            minlength=rs.count + 1)[1:rs.count + 1]
         conf = sums / area
-    for t in REGION_TYPES:
-        counts[t] = int(np.count_nonzero(types == t))
+    for t, k in zip(REGION_TYPES, np.bincount(tcode, minlength=len(REGION_TYPES)).tolist()):
+        counts[t] = k
     counts["edge_noise_pixels"] = int(area[edge].sum())
     keep = np.flatnonzero(~edge)
     regions = {
-        "region": (np.arange(keep.size) + 1).tolist(), "type": types[keep].tolist(),
+        "region": (np.arange(keep.size) + 1).tolist(), "type": [REGION_TYPES[t] for t in tcode[keep].tolist()],
         "gt_class": gcls[keep].tolist(), "pred_class": pcls[keep].tolist(), "area": area[keep].tolist(),
         **{c: rs.bbox[keep, k].astype(np.int64).tolist() for k, c in enumerate(("bbox_x", "bbox_y", "bbox_w", "bbox_h"))},
         "gt_object_area": g_area[keep].astype(np.int64).tolist(), "pred_blob_area": p_area[keep].astype(np.int64).tolist(),
@@ -212,9 +208,20 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     return ItemRegions(regions, counts, objects)
 
 
-def _object_rows(g: np.ndarray, p: np.ndarray, n: int, ignore_value, background, connectivity) -> dict[str, list]:
-    """Rows (class_id, area_bin, gt_objects, pred_objects): the objects of both maps by class
-    and quarter-octave area bin (background, ignore and out-of-range classes left out)."""
+#: more area bins than any image can fill (4 per octave of up to 2**63 pixels)
+_BIN_SPAN = 256
+
+
+def _fits(value: int, dtype: np.dtype) -> bool:
+    info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None
+    return info is None or info.min <= int(value) <= info.max
+
+
+def _object_rows(gs, ps, n: int, ignore_value, background, min_area: int) -> dict[str, list]:
+    """Rows (class_id, area_bin, gt_objects, pred_objects): the components of both maps
+    (``gs``, ``ps``: their component statistics) of at least ``min_area`` pixels (smaller
+    ones are specks: ragged prediction outlines would count as many objects) by class and
+    quarter-octave area bin (background, ignore and out-of-range classes left out)."""
     def ok(v):
         v = v.astype(np.int64)
         keep = (v >= 0) & (v < n)
@@ -225,13 +232,12 @@ def _object_rows(g: np.ndarray, p: np.ndarray, n: int, ignore_value, background,
         return keep
 
     rows: dict[tuple[int, int], list[int]] = {}
-    for side, m in ((0, g), (1, p)):
-        s = component_stats(m, connectivity, background=None)
-        cls, b = _objects(s, ok)
+    for side, stats in ((0, gs), (1, ps)):
+        cls, b = _objects(stats, lambda v, a=stats.area: ok(v) & (a >= min_area))
         if cls.size:
-            pairs, k = np.unique(np.stack([cls, b]), axis=1, return_counts=True)
-            for c, bb, cnt in zip(pairs[0].tolist(), pairs[1].tolist(), k.tolist()):
-                rows.setdefault((c, bb), [0, 0])[side] += cnt
+            keys, k = np.unique(cls * _BIN_SPAN + b, return_counts=True)
+            for key, cnt in zip(keys.tolist(), k.tolist()):
+                rows.setdefault(divmod(key, _BIN_SPAN), [0, 0])[side] += cnt
     keys = sorted(rows)
     return {"class_id": [k[0] for k in keys], "area_bin": [k[1] for k in keys],
             "gt_objects": [rows[k][0] for k in keys], "pred_objects": [rows[k][1] for k in keys]}
@@ -257,32 +263,36 @@ def _hist_median(hist: dict[int, int]) -> float | None:
 class DatasetStats:
     """The dataset's statistics the scores are calibrated on (all integer counts).
 
-    ``pairs``: ``{(type, gt_class, pred_class): [regions, pixels]}``; ``gt_hist`` /
-    ``pred_hist``: ``{class: {area bin: objects}}``; ``confidence_hist``: regions per
-    confidence bin (empty without confidences); ``background``: the background class.
+    ``pairs``: ``{(type, gt_class, pred_class): [regions, pixels, items]}`` (``items``: the
+    items holding at least one such region); ``gt_hist`` / ``pred_hist``: ``{class: {area
+    bin: objects}}``; ``gt_items`` / ``pred_items``: ``{class: items holding an object of
+    it}``; ``confidence_hist``: regions per confidence bin (empty without confidences);
+    ``background``: the background class.
 
-    >>> s = DatasetStats({("class_swap", 1, 2): [3, 300]}, {1: {40: 50}}, {}, [], 0)
-    >>> s.objects("class_swap", 1, 2), round(s.typical_area(1))
-    (50, 1066)
+    >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
+    >>> s.class_items("class_swap", 1, 2), round(s.typical_area(1))
+    (40, 1117)
     """
 
     pairs: dict[tuple[str, int, int], list[int]]
     gt_hist: dict[int, dict[int, int]]
     pred_hist: dict[int, dict[int, int]]
+    gt_items: dict[int, int]
+    pred_items: dict[int, int]
     confidence_hist: list[int]
     background: int | None
 
-    def objects(self, type_: str, gt_class: int, pred_class: int) -> int:
-        """The objects a region's rate is counted against: the ground-truth class's objects,
-        or the predicted class's blobs when ground truth is background."""
-        if type_ == "missing_label" or (gt_class == self.background and pred_class != self.background):
-            return sum(self.pred_hist.get(pred_class, {}).values())
-        return sum(self.gt_hist.get(gt_class, {}).values())
-
     def concerned_class(self, type_: str, gt_class: int, pred_class: int) -> int:
-        """The class whose objects a region is measured against (its ground-truth class,
-        the predicted one when ground truth is background)."""
+        """The class a region is measured against: its ground-truth class, the predicted one
+        when ground truth is background."""
         return pred_class if gt_class == self.background else gt_class
+
+    def class_items(self, type_: str, gt_class: int, pred_class: int) -> int:
+        """The items a region's rate is counted against: those holding an object of its
+        ground-truth class, or a blob of its predicted class when ground truth is background."""
+        if gt_class == self.background:
+            return self.pred_items.get(pred_class, 0)
+        return self.gt_items.get(gt_class, 0)
 
     def typical_area(self, c: int) -> float | None:
         """Median area of the class's ground-truth objects (of its predicted blobs when none)."""
@@ -299,9 +309,13 @@ class DatasetStats:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form (keys as text), as stored in ``run.json["summary"]["dataset_stats"]``."""
+        def counts(d):
+            return {str(c): n for c, n in sorted(d.items())}
+
         return {"pairs": {f"{t}|{g}|{p}": v for (t, g, p), v in sorted(self.pairs.items())},
-                "gt_hist": {str(c): {str(b): n for b, n in sorted(h.items())} for c, h in sorted(self.gt_hist.items())},
-                "pred_hist": {str(c): {str(b): n for b, n in sorted(h.items())} for c, h in sorted(self.pred_hist.items())},
+                "gt_hist": {str(c): counts(h) for c, h in sorted(self.gt_hist.items())},
+                "pred_hist": {str(c): counts(h) for c, h in sorted(self.pred_hist.items())},
+                "gt_items": counts(self.gt_items), "pred_items": counts(self.pred_items),
                 "confidence_hist": list(self.confidence_hist), "background": self.background}
 
     @classmethod
@@ -310,26 +324,31 @@ class DatasetStats:
         pairs = {}
         for k, v in (d.get("pairs") or {}).items():
             t, g, p = k.split("|")
-            pairs[(t, int(g), int(p))] = list(v)
+            pairs[(t, int(g), int(p))] = [int(x) for x in v]
         hist = {side: {int(c): {int(b): int(n) for b, n in h.items()} for c, h in (d.get(side) or {}).items()}
                 for side in ("gt_hist", "pred_hist")}
-        return cls(pairs, hist["gt_hist"], hist["pred_hist"], list(d.get("confidence_hist") or []), d.get("background"))
+        items = {side: {int(c): int(n) for c, n in (d.get(side) or {}).items()} for side in ("gt_items", "pred_items")}
+        return cls(pairs, hist["gt_hist"], hist["pred_hist"], items["gt_items"], items["pred_items"],
+                   list(d.get("confidence_hist") or []), d.get("background"))
 
     @classmethod
     def merge(cls, parts: list[dict[str, Any]], background: int | None) -> "DatasetStats":
         """Add up shard statistics (JSON form); integer sums, so any grouping gives the same."""
-        out = cls({}, {}, {}, [], background)
+        out = cls({}, {}, {}, {}, {}, [], background)
         for d in parts:
             s = cls.from_json(d)
-            for k, (r, px) in s.pairs.items():
-                e = out.pairs.setdefault(k, [0, 0])
-                e[0] += r
-                e[1] += px
+            for k, v in s.pairs.items():
+                e = out.pairs.setdefault(k, [0, 0, 0])
+                for i, x in enumerate(v):
+                    e[i] += x
             for mine, theirs in ((out.gt_hist, s.gt_hist), (out.pred_hist, s.pred_hist)):
                 for c, h in theirs.items():
                     dst = mine.setdefault(c, {})
                     for b, v in h.items():
                         dst[b] = dst.get(b, 0) + v
+            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items)):
+                for c, v in theirs.items():
+                    mine[c] = mine.get(c, 0) + v
             if s.confidence_hist:
                 if not out.confidence_hist:
                     out.confidence_hist = [0] * len(s.confidence_hist)
@@ -337,17 +356,18 @@ class DatasetStats:
         return out
 
     def rate(self, type_: str, gt_class: int, pred_class: int, *, leave_one_out: bool = False) -> float:
-        """Regions of this type and pair per object of the class concerned (plus
-        :data:`PRIOR_OBJECTS`); ``leave_one_out``: not counting the region being scored.
+        """The share of the class's items where the model makes this kind of disagreement:
+        items with a region of this type and pair / (items holding the class +
+        :data:`PRIOR_ITEMS`); ``leave_one_out``: not counting the item of the region scored.
 
-        >>> s = DatasetStats({("class_swap", 1, 2): [3, 300]}, {1: {40: 50}}, {}, [], 0)
+        >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
         >>> round(s.rate("class_swap", 1, 2), 4), round(s.rate("class_swap", 1, 2, leave_one_out=True), 4)
-        (0.05, 0.0333)
+        (0.06, 0.04)
         """
-        regions = self.pairs.get((type_, gt_class, pred_class), [0, 0])[0]
+        items = self.pairs.get((type_, gt_class, pred_class), [0, 0, 0])[2]
         if leave_one_out:
-            regions = max(0, regions - 1)
-        return regions / (self.objects(type_, gt_class, pred_class) + PRIOR_OBJECTS)
+            items = max(0, items - 1)
+        return items / (self.class_items(type_, gt_class, pred_class) + PRIOR_ITEMS)
 
 
 SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor", "confidence_factor",
@@ -357,41 +377,48 @@ SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor"
 def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int = DEFAULT_EDGE_WIDTH) -> dict[str, list]:
     """The score columns (:data:`SCORE_COLUMNS`) of region rows given as columns.
 
-    >>> s = DatasetStats({("class_swap", 1, 2): [1, 25]}, {1: {18: 20}}, {}, [], 0)
+    >>> s = DatasetStats({("class_swap", 1, 2): [1, 25, 1]}, {1: {18: 20}}, {}, {1: 20}, {}, [], 0)
     >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [25], "thickness": [5],
     ...         "covered_gt": [1.0], "covered_pred": [1.0], "confidence": [None]}
     >>> round(score_regions(cols, s)["score"][0], 3)
     0.75
     """
     n = len(cols["type"])
-    out: dict[str, list] = {k: [] for k in SCORE_COLUMNS}
     if not n:
-        return out
+        return {k: [] for k in SCORE_COLUMNS}
+    keys = list(zip(cols["type"], (int(v) for v in cols["gt_class"]), (int(v) for v in cols["pred_class"])))
+    per_key: dict[tuple, tuple[float, float | None]] = {}
+    typical_of: dict[int, float | None] = {}
+    for k in set(keys):
+        c = stats.concerned_class(*k)
+        if c not in typical_of:
+            typical_of[c] = stats.typical_area(c)
+        per_key[k] = (stats.rate(*k, leave_one_out=True), typical_of[c])
+    rate = np.array([per_key[k][0] for k in keys], np.float64)
+    typical = [per_key[k][1] for k in keys]
+    typ = np.array([t if t else np.nan for t in typical], np.float64)
+    area = np.asarray(cols["area"], np.float64)
+    types = np.asarray(cols["type"], dtype=object)
+    pair_f = 1.0 / (1.0 + rate / RATE_SCALE)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        size_f = np.where(np.isnan(typ), 1.0, np.minimum(1.0, np.sqrt(area / (SIZE_REFERENCE * typ))))
+    conf = np.array([np.nan if v is None else v for v in cols["confidence"]], np.float64)
     cdf = stats.confidence_cdf()
-    typical_cache: dict[int, float | None] = {}
-    for i in range(n):
-        t, g, p = cols["type"][i], int(cols["gt_class"][i]), int(cols["pred_class"][i])
-        area, thick = int(cols["area"][i]), int(cols["thickness"][i])
-        rate = stats.rate(t, g, p, leave_one_out=True)
-        c = stats.concerned_class(t, g, p)
-        if c not in typical_cache:
-            typical_cache[c] = stats.typical_area(c)
-        typical = typical_cache[c]
-        pair_f = 1.0 / (1.0 + rate / RATE_SCALE)
-        size_f = 1.0 if not typical else min(1.0, math.sqrt(area / (SIZE_REFERENCE * typical)))
-        conf = cols["confidence"][i]
-        conf_f = 1.0 if conf is None or cdf is None else float(cdf[int(confidence_bin(np.array([conf]))[0])])
-        shape_f = min(1.0, max(0.0, (thick - edge_width) / (2.0 * max(1, edge_width))))
-        if t in ("class_swap", "spurious_label"):
-            cov_f = float(cols["covered_gt"][i])
-        elif t == "missing_label":
-            cov_f = float(cols["covered_pred"][i])
-        else:
-            cov_f = 1.0
-        score = pair_f * size_f * conf_f * shape_f * cov_f
-        for k, v in zip(SCORE_COLUMNS, (rate, typical, pair_f, size_f, conf_f, shape_f, cov_f, score)):
-            out[k].append(v)
-    return out
+    conf_f = np.ones(n)
+    if cdf is not None:
+        given = ~np.isnan(conf)
+        conf_f[given] = cdf[confidence_bin(conf[given])]
+    thick = np.asarray(cols["thickness"], np.float64)
+    shape_f = np.clip((thick - edge_width) / (2.0 * max(1, edge_width)), 0.0, 1.0)
+    cov_f = np.ones(n)
+    by_gt = (types == "class_swap") | (types == "spurious_label")
+    by_pred = types == "missing_label"
+    cov_f[by_gt] = np.asarray(cols["covered_gt"], np.float64)[by_gt]
+    cov_f[by_pred] = np.asarray(cols["covered_pred"], np.float64)[by_pred]
+    score = pair_f * size_f * conf_f * shape_f * cov_f
+    return {"systematic_rate": rate.tolist(), "typical_area": typical, "pair_factor": pair_f.tolist(),
+            "size_factor": size_f.tolist(), "confidence_factor": conf_f.tolist(), "shape_factor": shape_f.tolist(),
+            "coverage_factor": cov_f.tolist(), "score": score.tolist()}
 
 
 def label_quality(scores: list[float]) -> float:

@@ -30,6 +30,11 @@ How sources become segments:
 - **class masks only** (``masks``, ``cleanzip``, VOC without objects): one segment
   per class present (COCO-stuff style) and the ignore pixels as one crowd segment.
 
+The output folder (``out_dir``) may be a URL (``s3://bucket/run``) or a
+:class:`~fastmask.storage.Location`: workers then upload the per-item files straight
+there, :func:`assemble` uploads each dataset-wide file whole, and ``--zip`` streams the
+uploaded files into one zip built locally and uploaded at the end.
+
 Example::
 
     ds = open_dataset("VOCdevkit/VOC2012")
@@ -39,6 +44,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -49,6 +55,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from .. import storage
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError, LabelMap
 from ..formats import layout_writers as lw
@@ -357,7 +364,7 @@ class ConvertJob(Job):
         self.mask_url_prefix = mask_url_prefix or None
         self.data_row_key = data_row_key
         self._dataset = dataset
-        self._out = Path(out_dir)
+        self._out = storage.location(out_dir)  # a Location: it travels to workers with its storage options
         self.to = to
         self.coco_encoding = coco_encoding
         self.tolerance = float(tolerance)
@@ -392,7 +399,13 @@ class ConvertJob(Job):
         return {}
 
     @property
-    def dataset_dir(self) -> Path:
+    def dataset_dir(self):
+        """The converted dataset's folder: a :class:`~pathlib.Path`, or a
+        :class:`~fastmask.storage.Location` for a URL."""
+        return storage.as_path(self._dir)
+
+    @property
+    def _dir(self) -> storage.Location:
         return self._out / DATASET_DIR
 
     def manifest(self) -> pa.Table:
@@ -410,13 +423,17 @@ class ConvertJob(Job):
         return lm.names.get(cat, f"class_{cat}") if lm else f"class_{cat}"
 
     # ------------------------------------------------------------------ per item
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, row: dict[str, Any]) -> ItemResult:
         src = read_source(self._dataset, row, fill=self.fill, ignore_value=self.ignore_value, background=self.background,
                           instance_map=self.to in ("masks", "voc"))
         # the source's id, whatever its JSON type; sources without ids are numbered by position
         image_id = src.image_id if src.image_id is not None else int(row["position"]) + 1
         rel = row.get("out_name") or _base_name(src.item_id, src.file_name)
-        d = self.dataset_dir
+        d = self._dir
         h, w = src.height, src.width
         fields = {"width": w, "height": h, "n_segments": len(src.segments),
                   "image_id": image_id if type(image_id) is int and -(2**63) <= image_id < 2**63 else None,
@@ -471,6 +488,8 @@ class ConvertJob(Job):
                 fields["mask_file"], records, seg_rows = make(self, src, rel)
         except ValueError as e:  # a writer refused the data (ids out of range, ...)
             raise ItemError("not_convertible", f"{src.item_id}: {e}") from None
+        except FormatError as e:  # the storage refused a write (forbidden, no such bucket, ...)
+            raise ItemError(e.code, e.message) from None
         if self.to not in ("nucleus", "labelbox"):
             from .. import rle as fr
 
@@ -485,7 +504,7 @@ class ConvertJob(Job):
     def _write_ids(self, folder: str, rel: str, ids: np.ndarray) -> str:
         """An id map as ``<folder>/<rel>.png`` (png16) or ``.tif`` (tiff32), the run's one format; the path
         relative to the dataset."""
-        name = lw.write_id_map(self.dataset_dir / folder / rel, ids, fmt=self.mask_format)
+        name = lw.write_id_map(self._dir / folder / rel, ids, fmt=self.mask_format)
         parent = rel.rsplit("/", 1)[0] + "/" if "/" in rel else ""
         return f"{folder}/{parent}{name}"
 
@@ -495,12 +514,12 @@ class ConvertJob(Job):
             pal = self._cache_palette = _palette(self._dataset.labelmap)
         return pal
 
-    def _write_class(self, path: Path, src: SourceItem, rel: str) -> str:
+    def _write_class(self, path: storage.Location, src: SourceItem, rel: str) -> str:
         cm = src.class_map
         if cm.size and (int(cm.min()) < 0 or int(cm.max()) > 65535):
             raise ItemError("not_convertible", f"{src.item_id}: class ids outside 0..65535")
         lw.write_class_map(path, cm)
-        return path.relative_to(self.dataset_dir).as_posix()
+        return f"masks/{rel}.png"
 
     def _instance_map(self, src: SourceItem) -> np.ndarray:
         if src.instance_map is not None:
@@ -579,13 +598,22 @@ class ConvertJob(Job):
         # area and bbox measured on the PNG; segments hidden entirely by later ones are left out
         return png, panoptic_segments(png, segs)
 
-    def _copy_image(self, src: SourceItem, d: Path, rel: str) -> str | None:
+    def _copy_image(self, src: SourceItem, d: storage.Location, rel: str) -> str | None:
         p = src.image_path
-        if not p or not os.path.isfile(p):
+        if not p or not storage.location(p).is_file():
             return None
-        name = "images/" + rel + os.path.splitext(p)[1].lower()
-        (d / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(p, d / name)
+        ext = os.path.splitext(storage.location(p).name if storage.is_url(p) else p)[1].lower()
+        name = "images/" + rel + ext
+        target = lw.output_path(d / name)
+        if storage.is_url(p):  # a remote image: its bytes (read limit, retries) to the target
+            lw.atomic_write(target, storage.location(p).read_bytes())
+        elif isinstance(target, storage.Location):
+            storage.put_file(p, target)
+        else:
+            from ..formats.writers import atomic_output
+
+            with atomic_output(target) as tmp:  # never half an image under the final name
+                shutil.copyfile(p, tmp)
         return name
 
     # ------------------------------------------------------------------ reduces
@@ -673,21 +701,57 @@ def _palette(labelmap: LabelMap | None):
 
 
 # ---------------------------------------------------------------------- final assembly
-def _parts(report: Path, table: str):
+def report_parts(report, table: str) -> list:
+    """The Parquet parts of a report table in shard order: local paths, or
+    :class:`~fastmask.storage.Location` objects of a report at a URL.
+
+    >>> report_parts("no-such-report", "items")
+    []
+    """
+    import fnmatch
+
+    loc = storage.location(report) / table
+    if not loc.is_remote:
+        return sorted(Path(loc.url).glob("part-*.parquet"))
+    return [loc / name for name in loc.iterdir() if fnmatch.fnmatchcase(name, "part-*.parquet")]
+
+
+def read_part(part, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet part (a local path or a :class:`~fastmask.storage.Location`) as a table."""
     import pyarrow.parquet as pq
 
-    for p in sorted((report / table).glob("part-*.parquet")):
-        yield pq.read_table(p)
+    if isinstance(part, storage.Location) and part.is_remote:
+        return pq.read_table(pa.BufferReader(part.read_bytes()), columns=columns)
+    return pq.read_table(part, columns=columns)
 
 
-def _ok_items(report: Path):
+@contextlib.contextmanager
+def parquet_file(path):
+    """A :class:`pyarrow.parquet.ParquetFile` of a local path or a URL, read batch by batch
+    (a remote file is read through a seekable file object: only the row groups asked for)."""
+    import pyarrow.parquet as pq
+
+    loc = storage.location(path)
+    if not loc.is_remote:
+        yield pq.ParquetFile(loc.url)
+        return
+    with loc.open("rb") as f:
+        yield pq.ParquetFile(f)
+
+
+def _parts(report, table: str):
+    for p in report_parts(report, table):
+        yield read_part(p)
+
+
+def _ok_items(report):
     for t in _parts(report, "items"):
         for r in t.to_pylist():
             if r["status"] == "ok":
                 yield r
 
 
-def _records(report: Path, kind: str):
+def _records(report, kind: str):
     for t in _parts(report, "records"):
         kinds = t.column("kind").to_pylist()
         for k, j in zip(kinds, t.column("json").to_pylist()):
@@ -727,7 +791,7 @@ def _categories(job: ConvertJob, used: list[int], *, things: list[int] | None = 
     return out
 
 
-def _annotations_with_ids(report: Path, start: int):
+def _annotations_with_ids(report, start: int):
     nxt = start + 1
     for text in _records(report, "annotation"):
         a = json.loads(text)
@@ -753,19 +817,23 @@ def output_labelmap(job: ConvertJob, categories: list[int]) -> LabelMap:
                     fillers=fillers)
 
 
-def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
+def assemble(job: ConvertJob, report_dir: str | os.PathLike | storage.Location):
     """Write the dataset-wide files of a finished convert run; returns the dataset folder (or zip).
+
+    ``report_dir`` is the run's report folder (read: ``run.json`` and the parts); the files go
+    to the job's output folder (the same folder when run by the CLI). Either may be a URL; the
+    return value is then a :class:`~fastmask.storage.Location`.
 
     With ``zip_output`` the folder is zipped and then removed (kept with ``keep_folder``); a rerun
     of an assembled run (``--resume``) finds the zip and no folder, and leaves the zip as it is.
     """
-    report = Path(report_dir)
-    summary = json.loads((report / "run.json").read_text())["summary"]
-    d = job.dataset_dir
+    report = storage.location(report_dir)
+    summary = (report / "run.json").read_json()["summary"]
+    d = job._dir
     zpath = job._out / (DATASET_DIR + ".zip")
     if job.zip_output and zpath.is_file() and not d.exists():
-        return zpath  # assembled and zipped already: the per-item files live only in the zip now
-    d.mkdir(parents=True, exist_ok=True)
+        return storage.as_path(zpath)  # assembled and zipped already: the per-item files live only in the zip now
+    d.mkdir()
     cats = summary["categories"]
     lm = output_labelmap(job, cats)
     if job.to == "masks":
@@ -806,63 +874,47 @@ def assemble(job: ConvertJob, report_dir: str | os.PathLike) -> Path:
     if job.zip_output:
         lw.zip_folder(d, zpath)
         if not job.keep_folder:
-            shutil.rmtree(d)
-        return zpath
-    return d
+            d.rmtree()
+        return storage.as_path(zpath)
+    return storage.as_path(d)
 
 
-def _write_splits(report: Path, folder: Path) -> None:
-    """``default.txt`` (every converted item) and one ``<split>.txt`` per source split, streamed."""
-    import contextlib
-
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def tmp_of(name: str) -> Path:
-        return folder / f".{lw.safe_relpath(name).replace('/', '_')}.txt.tmp"
+def _write_splits(report, folder: storage.Location) -> None:
+    """``default.txt`` (every converted item) and one ``<split>.txt`` per source split, streamed:
+    each to a temporary file, all published only when every one is complete."""
+    from ..formats.writers import atomic_output
 
     files: dict[str, Any] = {}
-    try:
-        with contextlib.ExitStack() as stack:
-            for r in _ok_items(report):
-                names = ["default"] + [x for x in (r.get("splits") or "").split(",") if x and x != "default"]
-                for name in names:
-                    if name not in files:
-                        files[name] = stack.enter_context(open(tmp_of(name), "w", encoding="utf-8"))
-                    files[name].write(r["name"] + "\n")
-            if "default" not in files:
-                files["default"] = stack.enter_context(open(tmp_of("default"), "w", encoding="utf-8"))
-        for name in files:
-            os.replace(tmp_of(name), folder / tmp_of(name).name[1:-4])
-    finally:
-        for name in files:
-            if tmp_of(name).exists():
-                tmp_of(name).unlink()
+    with contextlib.ExitStack() as stack:
+
+        def open_split(name: str):
+            target = lw.output_path(folder / (lw.safe_relpath(name).replace("/", "_") + ".txt"))
+            return stack.enter_context(open(stack.enter_context(atomic_output(target)), "w", encoding="utf-8"))
+
+        for r in _ok_items(report):
+            names = ["default"] + [x for x in (r.get("splits") or "").split(",") if x and x != "default"]
+            for name in names:
+                if name not in files:
+                    files[name] = open_split(name)
+                files[name].write(r["name"] + "\n")
+        if "default" not in files:
+            files["default"] = open_split("default")
 
 
-def _write_nucleus(job: ConvertJob, report: Path, d: Path) -> None:
+def _write_nucleus(job: ConvertJob, report, d: storage.Location) -> None:
     """``segments.parquet`` (all segment rows) and ``segments.jsonl`` (one line per converted item,
     Nucleus' segmentation upload shape: the items' ``nucleus`` records), streamed shard by shard."""
     import pyarrow.parquet as pq
 
-    tmp = d / ".segments.parquet.tmp"
-    tmp_jsonl = d / ".segments.jsonl.tmp"
-    writer = None
-    try:
-        with open(tmp_jsonl, "w", encoding="utf-8") as out:
-            for segs in _parts(report, "segments"):
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp, segs.schema)
-                writer.write_table(segs)
-            for text in _records(report, "nucleus"):
-                out.write(text + "\n")
-        if writer is not None:
-            writer.close()
-            writer = None
-            os.replace(tmp, d / "segments.parquet")
-        os.replace(tmp_jsonl, d / "segments.jsonl")
-    finally:
-        if writer is not None:
-            writer.close()
-        for t in (tmp, tmp_jsonl):
-            if t.exists():
-                t.unlink()
+    from ..formats.writers import atomic_output
+
+    parts = _parts(report, "segments")
+    first = next(parts, None)
+    if first is not None:
+        with atomic_output(lw.output_path(d / "segments.parquet")) as tmp, pq.ParquetWriter(tmp, first.schema) as w:
+            w.write_table(first)
+            for segs in parts:
+                w.write_table(segs)
+    with atomic_output(lw.output_path(d / "segments.jsonl")) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for text in _records(report, "nucleus"):
+            out.write(text + "\n")

@@ -89,10 +89,10 @@ def _visible(src: "SourceItem", keep) -> tuple[np.ndarray, list[int]]:
 
 
 def _write_png(path, arr: np.ndarray) -> None:
+    from ..formats import layout_writers as lw
     from ..formats import writers as w
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w.atomic_write(path, w.encode_png(np.ascontiguousarray(arr)))
+    lw.atomic_write(path, w.encode_png(np.ascontiguousarray(arr)))
 
 
 def _seg_rows(job: "ConvertJob", src: "SourceItem", index_map: np.ndarray, order: list[int],
@@ -125,7 +125,7 @@ def labelbox_item(job: "ConvertJob", src: "SourceItem", rel: str) -> tuple[str, 
         raise ItemError("too_many_segments", f"{src.item_id}: {len(order)} objects do not fit 24-bit colours")
     colors = instance_colors(len(order))
     name = f"masks/{rel}.png"
-    _write_png(job.dataset_dir / name, colors[index_map])
+    _write_png(job._dir / name, colors[index_map])
     url = mask_url(job.mask_url_prefix, name)
     records = []
     for k, i in enumerate(order, 1):
@@ -147,7 +147,7 @@ def nucleus_item(job: "ConvertJob", src: "SourceItem", rel: str) -> tuple[str, l
     if not has_bg and order:  # no background pixel: indices start at 0 (every index must occur)
         index_map = index_map - 1
     name = f"masks/{rel}.png"
-    _write_png(job.dataset_dir / name, index_map.astype(np.uint8))
+    _write_png(job._dir / name, index_map.astype(np.uint8))
     rows = _seg_rows(job, src, index_map + (0 if has_bg else 1), order, metadata=True)
     base = 0 if has_bg else -1
     anns = []
@@ -166,13 +166,14 @@ def nucleus_item(job: "ConvertJob", src: "SourceItem", rel: str) -> tuple[str, l
 
 
 def write_records(report, path, kind: str) -> int:
-    """Stream the report's ``kind`` records into a JSON-lines file (atomically); returns the line count."""
+    """Stream the report's ``kind`` records into a JSON-lines file (atomically; ``path`` may be a
+    URL: uploaded whole at the end); returns the line count."""
+    from ..formats import layout_writers as lw
     from ..formats import writers as w
     from .convert import _records
 
     n = 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with w.atomic_output(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with w.atomic_output(lw.output_path(path)) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for text in _records(report, kind):
             f.write(text + "\n")
             n += 1

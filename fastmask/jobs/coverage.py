@@ -190,6 +190,10 @@ class CoverageJob(Job):
             values, pixels = value_counts(mask.array)
         return values, pixels, mask.width, mask.height, 0
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         try:
             with counting_values():  # PNG masks: the histogram comes from the decoder's one pass
@@ -253,13 +257,10 @@ class CoverageJob(Job):
 
 def write_classes_table(job: CoverageJob, out_dir) -> pa.Table:
     """After the run: ``classes/part-00000.parquet`` with per class totals and the histogram."""
-    import json
-    from pathlib import Path
+    from ..engine.sink import ensure_dir, read_json, report_root, write_parquet_atomic
 
-    from ..engine.sink import write_parquet_atomic
-
-    out = Path(out_dir)
-    summary = json.loads((out / "run.json").read_text())["summary"]
+    out = report_root(out_dir)  # a local folder, or a URL's Location
+    summary = read_json(out / "run.json")["summary"]
     names = dict(job._dataset.labelmap.names) if job._dataset.labelmap else {}
     total = summary.get("pixels") or 0
     rows = [
@@ -272,6 +273,6 @@ def write_classes_table(job: CoverageJob, out_dir) -> pa.Table:
                         ("images", pa.int64()), ("dataset_fraction", pa.float64()),
                         ("histogram", pa.list_(pa.int64()))])
     table = pa.Table.from_pylist(rows, schema=schema)
-    (out / "classes").mkdir(exist_ok=True)
+    ensure_dir(out / "classes")
     write_parquet_atomic(table, out / "classes" / "part-00000.parquet")
     return table

@@ -220,6 +220,11 @@ class EvaluateJob(Job):
                                       pa.string()),
         })
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects of both sides of ``item`` (fetched ahead by the engine)."""
+        return [*(self._gt.prefetch(json.loads(item["gt_row"])) if item.get("gt_row") else []),
+                *(self._pred.prefetch(json.loads(item["pred_row"])) if item.get("pred_row") else [])]
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         if item.get("pairing_error"):
             code, message = json.loads(item["pairing_error"])
@@ -526,18 +531,16 @@ def write_pq_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
     """After a panoptic run: ``pq_classes/part-00000.parquet``, per category (sorted by id) its
     PQ / SQ / RQ and matching counts; categories with no segment on either side are left out
     (panopticapi leaves them out of the averages too)."""
-    from pathlib import Path
+    from ..engine.sink import ensure_dir, read_json, report_root, write_parquet_atomic
 
-    from ..engine.sink import write_parquet_atomic
-
-    out = Path(out_dir)
-    per_class = json.loads((out / "run.json").read_text())["summary"]["panoptic"]["per_class"]
+    out = report_root(out_dir)  # a local folder, or a URL's Location
+    per_class = read_json(out / "run.json")["summary"]["panoptic"]["per_class"]
     cats = {int(c["id"]): c for c in job._categories or [] if "id" in c}
     rows = [{"class_id": c, "name": cats.get(c, {}).get("name"), "isthing": bool(cats.get(c, {}).get("isthing")),
              **{k: v[k] for k in ("pq", "sq", "rq", "tp", "fp", "fn")}}
             for c, v in sorted(((int(c), v) for c, v in per_class.items()), key=lambda cv: cv[0])]
     table = pa.Table.from_pylist(rows, schema=PQ_CLASSES_SCHEMA)
-    (out / "pq_classes").mkdir(exist_ok=True)
+    ensure_dir(out / "pq_classes")
     write_parquet_atomic(table, out / "pq_classes" / "part-00000.parquet")
     return table
 
@@ -546,14 +549,12 @@ def write_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
     """After the run: ``classes/part-00000.parquet`` (per class TP/FP/FN, IoU, Dice, precision,
     recall, and the pixels predicted out of range -- part of FN under ``out_of_range="fn"``);
     a panoptic run writes :func:`write_pq_classes_table` instead."""
-    from pathlib import Path
-
-    from ..engine.sink import write_parquet_atomic
+    from ..engine.sink import ensure_dir, read_json, report_root, write_parquet_atomic
 
     if job._categories is not None:
         return write_pq_classes_table(job, out_dir)
-    out = Path(out_dir)
-    summary = json.loads((out / "run.json").read_text())["summary"]
+    out = report_root(out_dir)  # a local folder, or a URL's Location
+    summary = read_json(out / "run.json")["summary"]
     cm = np.asarray(summary["confusion_matrix"], np.int64)
     oor = np.asarray(summary.get("pred_out_of_range_per_class") or [0] * job.num_classes, np.int64)
     counts = metrics.ConfusionCounts(cm, 0, int(oor.sum()), pred_out_of_range_per_class=oor,
@@ -570,6 +571,6 @@ def write_classes_table(job: EvaluateJob, out_dir) -> pa.Table:
                         ("fn", pa.int64()), ("iou", pa.float64()), ("dice", pa.float64()),
                         ("precision", pa.float64()), ("recall", pa.float64()), ("pred_out_of_range", pa.int64())])
     table = pa.Table.from_pylist(rows, schema=schema)
-    (out / "classes").mkdir(exist_ok=True)
+    ensure_dir(out / "classes")
     write_parquet_atomic(table, out / "classes" / "part-00000.parquet")
     return table

@@ -12,6 +12,9 @@ chosen before the first write (:func:`mask_format_for`) and recorded as ``summar
 an item whose ids do not fit it is an error row ``format_overflow``. Table ``instances``: one row
 per instance (id -> class).
 
+``out_dir`` may be a URL (``s3://bucket/run``) or a :class:`~fastmask.storage.Location`:
+workers then upload each instance map there, whole, in one request.
+
 Example::
 
     ds = open_dataset("masks/")
@@ -21,11 +24,11 @@ Example::
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
 
+from .. import storage
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..formats import layout_writers as lw
@@ -68,7 +71,7 @@ class InstancesJob(Job):
         if isinstance(base, bool) or not isinstance(base, int) or base < 2:
             raise ValueError(f"base (id = class * base + k) must be an integer >= 2, got {base!r}")
         self._dataset = dataset
-        self._out = Path(out_dir)
+        self._out = storage.location(out_dir)  # a Location: it travels to workers with its storage options
         self.connectivity = connectivity
         self.base = base
         self.background = background
@@ -92,6 +95,10 @@ class InstancesJob(Job):
                 "base": self.base, "background": self.background, "ignore_value": self.ignore_value,
                 "max_item_memory": self.max_item_memory,
                 "id_scheme": f"class*{self.base}+k", "format": self.format, "mask_format": self.mask_format}
+
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
 
     def process(self, row: dict[str, Any]) -> ItemResult:
         from ..components import split_instances
@@ -119,6 +126,8 @@ class InstancesJob(Job):
             raise ItemError("format_overflow", f"{src.item_id}: instance id {int(table.id.max())} does not fit a "
                                                "16-bit PNG, the format of this run's masks folder (png16, one "
                                                "format per folder); rerun with --format tiff32") from None
+        except FormatError as e:  # the storage refused the write (forbidden, no such bucket, ...)
+            raise ItemError(e.code, e.message) from None
         parent = posixpath_parent(rel)
         # the rows as columns: a few Python values per instance, no dict per row
         rows = {"instance_id": table.id.tolist(), "class_id": table.class_id.tolist(), "k": table.k.tolist(),

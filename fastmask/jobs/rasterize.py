@@ -17,6 +17,10 @@ After a ``semantic`` or ``binary`` run :func:`write_mask_labelmap` writes
 ``<out>/masks/labelmap.json`` (what the values mean); ``run.json["summary"]["validate_args"]``
 holds the ``fastmask validate`` flags that check the written masks.
 
+``out_dir`` may be a URL (``s3://bucket/run``) or a :class:`~fastmask.storage.Location`: the
+masks, ``labelmap.json`` and ``panoptic.json`` are then written there as objects, each whole
+in one request (workers write their items' masks directly).
+
 Mask files are named after the image's ``file_name`` with the extension replaced by
 ``.png`` (sub-folders kept); an image without a usable ``file_name``, or whose mask name
 another record would also get (``a.jpg`` and ``a.png``, ``A.jpg`` and ``a.jpg``, a repeated name), is named by its
@@ -42,6 +46,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from .. import storage
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..formats._cocojson import id_key, item_base
@@ -133,7 +138,7 @@ class RasterizeJob(Job):
         if dataset.layout != "coco":
             raise ValueError(f"rasterize needs a COCO instances dataset, got layout {dataset.layout!r}")
         self._dataset = dataset
-        self._out = Path(out_dir)
+        self._out = storage.location(out_dir)  # a Location: it travels to workers with its storage options
         self.kind = kind
         self.palette = palette
         self.overlap = overlap
@@ -224,10 +229,15 @@ class RasterizeJob(Job):
                 return root
         return self._by_id[item["item_id"]]
 
-    def _target(self, rel: str) -> Path:
-        p = self._out / self.mask_folder / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        return p
+    def _target(self, rel: str):
+        """Where the output ``rel`` of the mask folder goes (its local folder created)."""
+        from ..formats.layout_writers import output_path
+
+        return output_path(self._out / self.mask_folder / rel)
+
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
 
     def process(self, item: dict[str, Any]) -> ItemResult:
         from ..formats import writers as wr
@@ -256,69 +266,72 @@ class RasterizeJob(Job):
                      "severity": "error", "message": msg} for i, aid, msg in r.problems]
         fields = {"width": w, "height": h, "n_annotations": len(anns), "n_skipped": len(skipped), **_ids(item)}
         rows: dict[str, list] = {"findings": findings}
-        stem = self.stem(item)
-        if self.kind == "semantic":
-            rel = stem + ".png"
-            fields["png_mode"] = wr.write_semantic_png(self._target(rel), r.mask, palette=self._pal,
-                                                       sixteen_bit=self.sixteen_bit)
-            fields["output"] = f"{self.mask_folder}/{rel}"
-        elif self.kind == "instance":
-            top = int(r.instance_ids.max(initial=0))
-            if self.mask_format == "png16" and top > 65535:
-                raise ItemError("format_overflow", f"{top} instances do not fit a 16-bit PNG, the format of this "
-                                "run's masks folder (png16, one format per folder); rerun with --format tiff32",
-                                fields={**_ids(item), "width": w, "height": h})
-            if self.mask_format == "png16":
+        try:  # a write the storage refuses (forbidden, no such bucket): this item's error row
+            stem = self.stem(item)
+            if self.kind == "semantic":
                 rel = stem + ".png"
-                fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
-            else:
-                from ..formats import layout_writers as lw
+                fields["png_mode"] = wr.write_semantic_png(self._target(rel), r.mask, palette=self._pal,
+                                                           sixteen_bit=self.sixteen_bit)
+                fields["output"] = f"{self.mask_folder}/{rel}"
+            elif self.kind == "instance":
+                top = int(r.instance_ids.max(initial=0))
+                if self.mask_format == "png16" and top > 65535:
+                    raise ItemError("format_overflow", f"{top} instances do not fit a 16-bit PNG, the format of this "
+                                    "run's masks folder (png16, one format per folder); rerun with --format tiff32",
+                                    fields={**_ids(item), "width": w, "height": h})
+                if self.mask_format == "png16":
+                    rel = stem + ".png"
+                    fields["png_mode"] = wr.write_instance_png(self._target(rel), r.mask)
+                else:
+                    from ..formats import layout_writers as lw
 
-                rel = posixpath.dirname(stem) + "/" * ("/" in stem) + lw.write_id_map(
-                    self._target(stem), r.mask, fmt="tiff32")
-                fields["png_mode"] = "I"  # Pillow's mode of a 32-bit integer TIFF
-            fields["output"] = f"{self.mask_folder}/{rel}"
-            fields["n_instances"] = int((r.instance_ids > 0).sum())
-            rows["instances"] = self._instance_rows(r, skipped)
-        elif self.kind == "binary":
-            rows["instances"] = self._binary_rows(r, skipped, stem)
-            fields["n_instances"] = len(anns) - len(skipped)
-            fields["output"] = f"{self.mask_folder}/{stem}/"
-            fields["png_mode"] = "L"
-        elif self.kind == "panoptic":
-            if int(r.instance_ids.max(initial=0)) >= 2**24:
-                raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG",
-                                fields={**_ids(item), "width": w, "height": h})
-            rel = stem + ".png"
-            fields["png_mode"] = wr.write_panoptic_png(self._target(rel), r.mask)
-            fields["output"] = f"{self.mask_folder}/{rel}"
-            segs = []
-            for i in range(len(anns)):
-                sid = int(r.instance_ids[i])
-                if sid == 0 or r.areas[i] == 0:  # skipped, or hidden by the others: no pixel, no segment
-                    continue
-                x, y, bw, bh = (int(v) for v in r.bboxes[i])
-                segs.append({"segment_id": sid, "annotation_id": _int_id(r.annotation_ids[i]),
-                             "annotation_key": id_key(r.annotation_ids[i]),
-                             "category_id": int(r.category_ids[i]), "iscrowd": bool(r.iscrowd[i]),
-                             "area": int(r.areas[i]), "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh})
-            fields["n_instances"] = len(segs)
-            rows["segments"] = segs
-        else:  # rle
-            out = []
-            rles = r.rles()
-            for i in range(len(anns)):
-                if i in skipped:
-                    continue
-                rle = rles[i]
-                cat = int(r.category_ids[i])
-                out.append({"annotation_index": i, "annotation_id": _int_id(r.annotation_ids[i]),
-                            "annotation_key": id_key(r.annotation_ids[i]),
-                            "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]),
-                            "height": h, "width": w, "area": int(r.mask_areas[i]),
-                            "counts": rle["counts"].decode("ascii")})
-            rows["rles"] = out
-            fields["n_instances"] = len(out)
+                    rel = posixpath.dirname(stem) + "/" * ("/" in stem) + lw.write_id_map(
+                        self._target(stem), r.mask, fmt="tiff32")
+                    fields["png_mode"] = "I"  # Pillow's mode of a 32-bit integer TIFF
+                fields["output"] = f"{self.mask_folder}/{rel}"
+                fields["n_instances"] = int((r.instance_ids > 0).sum())
+                rows["instances"] = self._instance_rows(r, skipped)
+            elif self.kind == "binary":
+                rows["instances"] = self._binary_rows(r, skipped, stem)
+                fields["n_instances"] = len(anns) - len(skipped)
+                fields["output"] = f"{self.mask_folder}/{stem}/"
+                fields["png_mode"] = "L"
+            elif self.kind == "panoptic":
+                if int(r.instance_ids.max(initial=0)) >= 2**24:
+                    raise ItemError("too_many_instances", "segment ids do not fit a panoptic PNG",
+                                    fields={**_ids(item), "width": w, "height": h})
+                rel = stem + ".png"
+                fields["png_mode"] = wr.write_panoptic_png(self._target(rel), r.mask)
+                fields["output"] = f"{self.mask_folder}/{rel}"
+                segs = []
+                for i in range(len(anns)):
+                    sid = int(r.instance_ids[i])
+                    if sid == 0 or r.areas[i] == 0:  # skipped, or hidden by the others: no pixel, no segment
+                        continue
+                    x, y, bw, bh = (int(v) for v in r.bboxes[i])
+                    segs.append({"segment_id": sid, "annotation_id": _int_id(r.annotation_ids[i]),
+                                 "annotation_key": id_key(r.annotation_ids[i]),
+                                 "category_id": int(r.category_ids[i]), "iscrowd": bool(r.iscrowd[i]),
+                                 "area": int(r.areas[i]), "bbox_x": x, "bbox_y": y, "bbox_w": bw, "bbox_h": bh})
+                fields["n_instances"] = len(segs)
+                rows["segments"] = segs
+            else:  # rle
+                out = []
+                rles = r.rles()
+                for i in range(len(anns)):
+                    if i in skipped:
+                        continue
+                    rle = rles[i]
+                    cat = int(r.category_ids[i])
+                    out.append({"annotation_index": i, "annotation_id": _int_id(r.annotation_ids[i]),
+                                "annotation_key": id_key(r.annotation_ids[i]),
+                                "category_id": cat if cat >= 0 else None, "iscrowd": bool(r.iscrowd[i]),
+                                "height": h, "width": w, "area": int(r.mask_areas[i]),
+                                "counts": rle["counts"].decode("ascii")})
+                rows["rles"] = out
+                fields["n_instances"] = len(out)
+        except FormatError as e:
+            raise ItemError(e.code, e.message, fields={**_ids(item), "width": w, "height": h}) from None
         return ItemResult(fields, rows)
 
     @staticmethod
@@ -410,12 +423,13 @@ class RasterizeJob(Job):
         return None
 
 
-def write_mask_labelmap(job: RasterizeJob, out_dir) -> Path | None:
+def write_mask_labelmap(job: RasterizeJob, out_dir=None):
     """After a ``semantic`` or ``binary`` run: ``<out>/masks/labelmap.json``, what the values mean.
 
     ``semantic``: the COCO categories at their ids, the background and (crowd ``ignore``) the
     ignore value; ``binary``: 0 background, 255 the annotation. ``validate`` finds it next to
-    the masks. Returns the path (None for the other kinds).
+    the masks, in the job's output folder (``out_dir``, the report folder, is not read). Returns
+    the path (a :class:`~fastmask.storage.Location` for a URL; None for the other kinds).
 
     >>> # write_mask_labelmap(job, "out/")  -> out/masks/labelmap.json
     """
@@ -441,16 +455,20 @@ def write_mask_labelmap(job: RasterizeJob, out_dir) -> Path | None:
                       source="fastmask rasterize")
     else:
         return None
-    target = Path(out_dir) / job.mask_folder / "labelmap.json"
+    target = job._out / job.mask_folder / "labelmap.json"
     lw.atomic_write(target, (json.dumps(lm.to_json(), indent=1) + "\n").encode())
-    return target
+    return storage.as_path(target)
 
 
 def remove_mask_temporaries(out_dir) -> int:
-    """Delete the hidden temporary PNGs an interrupted run left in the mask folders (before a resume)."""
+    """Delete the hidden temporary PNGs an interrupted run left in the mask folders (before a resume).
+
+    An object store has none (an object is uploaded whole or not at all): 0 for a URL."""
     n = 0
+    if storage.location(out_dir).is_remote:
+        return 0
     for folder in ("masks", "panoptic"):
-        root = Path(out_dir) / folder
+        root = Path(storage.location(out_dir).url) / folder
         if not root.is_dir():
             continue
         for dirpath, _, files in os.walk(root):
@@ -464,38 +482,43 @@ def remove_mask_temporaries(out_dir) -> int:
     return n
 
 
-def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
+def write_panoptic_json(job: RasterizeJob, out_dir):
     """After a ``panoptic`` run: ``<out>/panoptic.json`` from the items and ``segments`` parts.
+
+    ``out_dir`` is the run's report folder (a path, URL or :class:`~fastmask.storage.Location`)
+    whose manifest and parts are read; the file goes to the job's output folder beside its
+    ``panoptic/`` PNGs (the same folder when run by the CLI). Returns its path (a Location
+    for a URL).
 
     COCO panoptic format: ``images`` (the records' id, file_name, width, height),
     ``annotations`` (image_id, file_name of the PNG relative to ``<out>/panoptic/``,
     ``segments_info`` with id, category_id, iscrowd, area, bbox) and ``categories``
     (the source's, with ``isthing`` = 1 unless it says otherwise). Written shard by shard
-    to a temporary file and renamed. Images whose rasterization failed have no annotation.
+    to a temporary file and renamed (a URL: uploaded whole at the end). Images whose
+    rasterization failed have no annotation.
     """
     import json
 
-    import pyarrow.parquet as pq
-
+    from ..formats import writers as wr
     from ..formats._cocojson import key_value
+    from .convert import parquet_file, read_part, report_parts
 
-    out = Path(out_dir)
+    report = storage.location(out_dir)
     cats = []
     for c in job._dataset.meta().get("categories") or []:
         c = dict(c)
         c.setdefault("isthing", 1)
         cats.append(c)
-    item_parts = sorted((out / "items").glob("part-*.parquet"))
-    seg_parts = sorted((out / "segments").glob("part-*.parquet"))
-    target = out / "panoptic.json"
-    tmp = out / ".panoptic.json.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    item_parts = report_parts(report, "items")
+    seg_parts = report_parts(report, "segments")
+    target = job._out / "panoptic.json"
+    with wr.atomic_output(target) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write('{"info": {"description": "fastmask rasterize --kind panoptic"}, "licenses": [], "images": [')
         first = True
         seen: set[str] = set()
-        for batch in pq.ParquetFile(out / "manifest.parquet").iter_batches(
-                columns=["image_key", "file_name", "width", "height"]):
-            for row in batch.to_pylist():
+        with parquet_file(report / "manifest.parquet") as manifest:
+            batches = manifest.iter_batches(columns=["image_key", "file_name", "width", "height"])
+            for row in (r for batch in batches for r in batch.to_pylist()):
                 key = row["image_key"]
                 if key is None or key in seen:
                     continue
@@ -507,8 +530,8 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
         first = True
         done: set[str] = set()
         for pi, ps in zip(item_parts, seg_parts):
-            items = pq.read_table(pi, columns=["item_id", "image_key", "status", "output"]).to_pylist()
-            segs = pq.read_table(ps).to_pylist()
+            items = read_part(pi, columns=["item_id", "image_key", "status", "output"]).to_pylist()
+            segs = read_part(ps).to_pylist()
             by_item: dict[str, list] = {}
             for s in segs:
                 by_item.setdefault(s["item_id"], []).append(
@@ -526,5 +549,4 @@ def write_panoptic_json(job: RasterizeJob, out_dir) -> Path:
         f.write('], "categories": ' + json.dumps(cats) + "}")
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, target)
-    return target
+    return storage.as_path(target)

@@ -129,7 +129,10 @@ RULES: dict[str, RuleSpec] = dict([
        "no label map was given or found: every mask value is accepted and unexpected_value is off"),
     _r("unlisted_path", "error", "dataset",
        "a folder that cannot be listed (permissions, a path longer than the system allows): its files are no items"),
-    _r("duplicate_entry", "error", "dataset", "several zip entries with one name: one item, the last entry is read"),
+    _r("duplicate_entry", "error", "dataset", "several zip entries with one name: one item, the last entry is read "
+       "(a URL list: rows with one item_id, the first row is the item)"),
+    _r("bad_url_list", "error", "dataset",
+       "URL-list rows that make no item (no item_id, a line that is not a JSON object, more CSV fields than the header)"),
     _r("coverage_outlier", "warning", "dataset",
        "a class whose pixel share in an image is far outside the dataset's distribution (log-share median/MAD)",
        ["coverage_min_images", "coverage_k", "coverage_min_spread"]),

@@ -71,6 +71,10 @@ class ScanJob(Job):
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout}
 
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
+
     def process(self, item: dict[str, Any]) -> ItemResult:
         try:
             data = self._dataset.read_item(item)

@@ -153,6 +153,9 @@ class ValidateJob(Job):
         quick_class_mask(m, (0, 1), self._config)
 
     # ------------------------------------------------------------------ per item
+    def prefetch(self, item: dict[str, Any]) -> list:
+        """The remote objects reading ``item`` needs (fetched ahead by the engine)."""
+        return self._dataset.prefetch(item)
 
     def process(self, item: dict[str, Any]) -> ItemResult:
         cfg = self._config
@@ -418,7 +421,7 @@ class ValidateJob(Job):
         }
 
 
-MASK_LAYOUTS = ("masks", "voc", "cleanzip")
+MASK_LAYOUTS = ("masks", "voc", "cleanzip", "urls")
 
 
 def labelmap_info(labelmap, layout: str) -> dict[str, Any]:
@@ -487,11 +490,9 @@ def _share_parts(out_dir):
     """Per shard of a finished run: ``(item_ids, classes, shares)`` -- each (item, class) pair's
     share of the item's non-ignore pixels, from the shard's ``class_stats`` part (one shard
     in memory at a time)."""
-    from pathlib import Path
+    from ..engine.sink import list_parts, read_part
 
-    from ..engine.sink import read_part
-
-    for part in sorted((Path(out_dir) / "class_stats").glob("part-*.parquet")):
+    for part in list_parts(out_dir, "class_stats"):  # local or on object storage
         cs = read_part(part, ["item_id", "class_id", "share"])
         share = cs.column("share").to_numpy(zero_copy_only=False)  # nulls -> NaN: skipped
         rows = np.flatnonzero(share > 0)
@@ -573,17 +574,15 @@ def write_dataset_tables(job: ValidateJob, out_dir) -> tuple[list[tuple[str | No
     ``item_id``) and ``classes/part-00000.parquet`` (per class: pixels, images, components,
     instances), atomically; returns both for the summary.
     """
-    from pathlib import Path
+    from ..engine.sink import ensure_dir, read_json, report_root, write_parquet_atomic
 
-    from ..engine.sink import write_parquet_atomic
-
-    out = Path(out_dir)
-    summary = json.loads((out / "run.json").read_text())["summary"]
+    out = report_root(out_dir)  # a local folder, or a URL's Location
+    summary = read_json(out / "run.json")["summary"]
     found = dataset_findings(job, summary, out)
     rows = [{"item_id": i, **finding_row(f)} for i, f in found]
     schema = pa.schema([("item_id", pa.string())] + list(FINDING_SCHEMA))
-    (out / "dataset_findings").mkdir(exist_ok=True)
-    (out / "classes").mkdir(exist_ok=True)
+    ensure_dir(out / "dataset_findings")
+    ensure_dir(out / "classes")
     write_parquet_atomic(pa.Table.from_pylist(rows, schema=schema), out / "dataset_findings" / "part-00000.parquet")
     names = job._names or {}
     class_rows = [

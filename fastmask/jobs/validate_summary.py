@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._text import plural, run_speed
-from ..engine.sink import read_part
+from ..engine.sink import list_parts, read_part
 from .validate_rules import SEVERITIES, severity_rank
 
 
@@ -39,7 +39,7 @@ def print_summary(result, layout: str, dataset_found: list, classes: pa.Table, f
 
     # part by part, keeping the worst few: memory bounded by a shard, not the dataset
     rows: list[dict] = []
-    for part in sorted((result.out_dir / "items").glob("part-*.parquet")):
+    for part in list_parts(result.out_dir, "items"):
         items = read_part(part, ["item_id", "n_findings", "worst_severity"])
         items = items.filter(pc.fill_null(pc.greater(items["n_findings"], 0), False))
         rows = sorted(rows + items.to_pylist(), key=worst_first)[:worst]
