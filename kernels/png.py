@@ -187,9 +187,13 @@ def _sub_words(r, o, hist):
 
 @njit(cache=True, nogil=True)
 def _paeth_words(r, o, prev, hist):
-    """Paeth on a row of 1-byte pixels, 8 bytes at a time where it can: under a flat
-    stretch of the row above (``b == c``) the prediction is the left byte, so a word of
-    zero residuals there is the left byte 8 times."""
+    """Paeth on a row of 1-byte pixels, 8 bytes at a time where it can. A word of zero
+    residuals is written at once in two cases: under a flat stretch of the row above
+    (``b == c``) the prediction is the left byte, so the word is the left byte 8 times;
+    and where the left byte equals the one above-left (``a == c``) the prediction is the
+    byte above (|p - b| = |a - c| = 0), so the word repeats the row above -- and the next
+    word starts with ``a == c`` again: a mask row that continues the row above across its
+    class boundaries is copied a word at a time."""
     n = r.shape[0]
     nw = n // 8
     rw, ow, pw = _words(r, nw), _words(o, nw), _words(prev, nw)
@@ -197,16 +201,28 @@ def _paeth_words(r, o, prev, hist):
     c = 0  # the byte above-left
     pend = 0  # pixels of value ``a`` not yet added to ``hist`` (as in _sub_words)
     for k in range(nw):
-        if rw[k] == 0 and pw[k] == np.uint64(c) * _REP:
-            ow[k] = np.uint64(a) * _REP
-            if hist is not None:
-                pend += 8
-        else:
-            if hist is not None:
-                hist[a] += pend
-                pend = 0
-            a = _paeth_bytes(r, o, prev, 8 * k, 8 * k + 8, a, c, hist)
-            c = np.int64(prev[8 * k + 7])
+        if rw[k] == 0:
+            above = pw[k]
+            if above == np.uint64(c) * _REP:
+                ow[k] = np.uint64(a) * _REP
+                if hist is not None:
+                    pend += 8
+                continue
+            if a == c:
+                ow[k] = above
+                if hist is not None:
+                    hist[a] += pend
+                    pend = 0
+                    for j in range(8 * k, 8 * k + 8):
+                        hist[o[j]] += 1
+                a = np.int64(prev[8 * k + 7])
+                c = a
+                continue
+        if hist is not None:
+            hist[a] += pend
+            pend = 0
+        a = _paeth_bytes(r, o, prev, 8 * k, 8 * k + 8, a, c, hist)
+        c = np.int64(prev[8 * k + 7])
     if hist is not None:
         hist[a] += pend
     _paeth_bytes(r, o, prev, nw * 8, n, a, c, hist)
