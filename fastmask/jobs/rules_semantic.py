@@ -650,8 +650,9 @@ def fused_class_scan(label_ids: tuple | None, config: RuleConfig = DEFAULT_CONFI
     :func:`fastmask.formats.maskpng.decode_mask_png`): ``(h, w) -> kernel arguments``, or
     None when the configuration leaves the one-call path (a background outside 0..255).
 
-    >>> fused_class_scan((0, 1))(2, 3)[1:3]   # (kind, eight, bg, idx_like, min_island, ignore)
-    (True, np.uint8(0))
+    >>> kind, eight, bg, idx_like, min_island, ignore = fused_class_scan((0, 1))(2, 3)
+    >>> kind[:3].tolist(), eight, int(bg), ignore
+    ([1, 1, 0], True, 0, 255)
     """
     return _FusedClassScan(label_ids, config, unknown_id)
 
