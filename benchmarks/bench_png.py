@@ -11,10 +11,10 @@ level) and by OpenCV (default level and filters), decoded from bytes in memory:
 - ``Pillow``: ``np.asarray(Image.open(...))``; ``pyspng``: ``pyspng.load``;
   ``cv2.imdecode``: ``IMREAD_UNCHANGED``.
 
-All decoders run interleaved in each round (the machine is shared: ratios are steadier
-than times); each figure is the median over rounds of the mean per mask. The floor's
-output is freed at once and its memory reused by the next call; a decoder's array is kept,
-so each decode also pays for fresh pages. A second table times the inflate libraries
+All decoders run interleaved in each round; each figure is the median over rounds of the
+mean CPU time per mask of this thread (the machine is shared: CPU time moves less than the
+wall clock when other processes compete for the cores, and ratios less than times). Every
+call's output is dropped at once (the allocator reuses its memory). A second table times the inflate libraries
 installed (libdeflate, isal, zlib-ng, zlib) on the same IDAT bytes. A third times the
 coverage job per mask, before and after fusing its histogram into the decode:
 
@@ -23,6 +23,14 @@ coverage job per mask, before and after fusing its histogram into the decode:
   as the rows are unfiltered), its values and counts listed;
 - ``coverage item, before`` / ``after``: ``CoverageJob.process`` on the same masks in a
   folder (read from the file, the counts, the report rows), with the fusion off / on.
+
+A fourth does the same for ``validate`` (its one-call class scan run as the rows are
+unfiltered) and ``evaluate`` (the prediction's joint histogram with the ground truth counted
+as its rows are unfiltered), per item, with the fusion off / on, and with the decoders that
+came before fastmask's (Pillow, pyspng). A fifth runs both jobs in the engine (what
+``fastmask validate`` / ``evaluate`` do after parsing their arguments) at 640x480 with 1 and
+2 workers and each decoder: masks/s (for evaluate, pairs/s) by the wall clock, medians of
+interleaved rounds, whole runs and without the run's start-up.
 """
 from __future__ import annotations
 
@@ -136,10 +144,10 @@ def _inflate_table(cases: list, rounds: int) -> None:
         times: dict[str, list[float]] = {k: [] for k in fns}
         for _ in range(rounds):
             for name, fn in fns.items():
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 for d in idats:
                     fn(d)
-                times[name].append((time.perf_counter() - t0) / len(idats))
+                times[name].append((time.thread_time() - t0) / len(idats))
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"| {label} | {encoder} | " + " | ".join(fmt_time(med[n]) for n in names) + " | "
               + " | ".join(f"{med['zlib'] / med[n]:.2f}x" for n in names[1:]) + " |")
@@ -199,14 +207,189 @@ def _coverage_table(cases: list, rounds: int) -> None:
             times: dict[str, list[float]] = {k: [] for k in fns}
             for _ in range(rounds):
                 for name, fn in fns.items():
-                    t0 = time.perf_counter()
+                    t0 = time.thread_time()
                     for i in range(n):
                         fn(i)
-                    times[name].append((time.perf_counter() - t0) / n)
+                    times[name].append((time.thread_time() - t0) / n)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"| {label} | {encoder} | " + " | ".join(fmt_time(med[k]) for k in fns) + " | "
               f"{med['decode, then count'] / med['fused decode+count']:.2f}x | "
               f"{med['coverage item, before'] / med['coverage item, after']:.2f}x |")
+
+
+def _job_folders(root, masks: list, copies: int) -> tuple:
+    """A ground-truth folder of ``masks`` saved by Pillow (each ``copies`` times under other
+    names), a prediction folder of the same masks shifted by 3 px (a near miss), a label
+    map of their 19 classes; returns (gt dataset, pred dataset, labelmap)."""
+    from fastmask.formats import LabelMap, open_dataset
+
+    gt, pred = root / "gt", root / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    files = _encode(masks, "Pillow")
+    shifted = _encode([np.roll(m, 3, axis=1) for m in masks], "Pillow")
+    for c in range(copies):
+        for i, (f, p) in enumerate(zip(files, shifted)):
+            (gt / f"m{c:02d}{i:04d}.png").write_bytes(f)
+            (pred / f"m{c:02d}{i:04d}.png").write_bytes(p)
+    labelmap = LabelMap.from_names([f"class{i}" for i in range(19)])
+    return open_dataset(str(gt), layout="masks", labelmap=labelmap), open_dataset(str(pred), layout="masks"), labelmap
+
+
+def _use_decoder(decoder: str) -> None:
+    """Decode with ``decoder`` in this process and in the workers it spawns from now on."""
+    import os
+
+    import fastmask.formats.png as png
+
+    os.environ["FASTMASK_PNG_DECODER"] = decoder  # read at import by each worker
+    png.USE_PYSPNG = decoder in ("auto", "pyspng")
+    png.USE_MASKPNG = decoder in ("auto", "fastmask")
+
+
+def _job_decoders() -> list[str]:
+    import fastmask.formats.png as png
+
+    return ["pillow"] + (["pyspng"] if png._spng is not None else []) + ["fastmask"]
+
+
+def _items_table(root, masks: list, rounds: int) -> None:
+    """Per item: ``ValidateJob.process`` / ``EvaluateJob.process`` with each earlier decoder,
+    with fastmask's decoder and the fusion off, and with the fusion on (interleaved rounds;
+    CPU time of this thread, which other processes on a shared machine disturb less than
+    the wall clock)."""
+    import contextlib
+
+    import fastmask.formats.png as png
+    import fastmask.jobs.evaluate as ev
+    import fastmask.jobs.validate as va
+
+    gt, pred, labelmap = _job_folders(root, masks, 1)
+    vjob = va.ValidateJob(gt)
+    ejob = ev.EvaluateJob(gt, pred, num_classes=19)
+    vrows = gt.manifest().to_pylist()
+    erows = ejob.manifest().to_pylist()
+    fused = va._fused_scan
+
+    @contextlib.contextmanager
+    def unfused(want, scan):  # the request the decoder never fills: the job scans after decoding
+        yield png._Request(want, scan, once=True)
+
+    def setting(decoder, fuse):
+        _use_decoder(decoder)
+        va._fused_scan = ev._fused_scan = fused if fuse else unfused
+
+    cases = {f"{d}": (d, False) for d in _job_decoders() if d != "fastmask"}
+    cases.update({"fastmask, unfused": ("fastmask", False), "fastmask, fused": ("fastmask", True)})
+    ref = {}
+    try:
+        for name, (decoder, fuse) in cases.items():  # the same results every way (and warmed up)
+            setting(decoder, fuse)
+            got = ([(r.fields, r.rows) for r in map(vjob.process, vrows)],
+                   [(r.fields, r.rows) for r in map(ejob.process, erows)])
+            assert not ref or got == ref, name
+            ref = got
+        times = {(job, name): [] for job in ("validate", "evaluate") for name in cases}
+        for _ in range(rounds):
+            for name, (decoder, fuse) in cases.items():
+                setting(decoder, fuse)
+                for job, fn, rows in (("validate", vjob.process, vrows), ("evaluate", ejob.process, erows)):
+                    t0 = time.thread_time()
+                    for r in rows:
+                        fn(r)
+                    times[job, name].append((time.thread_time() - t0) / len(rows))
+    finally:
+        va._fused_scan = ev._fused_scan = fused
+        _use_decoder("auto")
+    med = {k: statistics.median(v) for k, v in times.items()}
+    h, w = masks[0].shape
+    print(f"\n## validate and evaluate per item, {len(vrows)} x {w}x{h} (Pillow-saved), fusion off / on, "
+          "CPU time per item\n")
+    print("| job | " + " | ".join(cases) + " | unfused / fused | "
+          + " | ".join(f"{d} / fused" for d in cases if not d.startswith("fastmask")) + " |")
+    print("|---|" + "---:|" * (2 * len(cases) - 1))
+    for job in ("validate", "evaluate"):
+        f = med[job, "fastmask, fused"]
+        print(f"| {job} item | " + " | ".join(fmt_time(med[job, n]) for n in cases)
+              + f" | {med[job, 'fastmask, unfused'] / f:.2f}x | "
+              + " | ".join(f"{med[job, d] / f:.2f}x" for d in cases if not d.startswith("fastmask")) + " |")
+
+
+def _engine_table(root, masks: list, copies: int, rounds: int) -> None:
+    """masks/s of ``validate`` and pairs/s of ``evaluate`` in the engine, 1 and 2 workers,
+    each decoder (interleaved rounds, medians): whole runs, and without the run's start-up
+    (pool, imports, first kernel load: a one-item run's seconds, subtracted), the rate a
+    run of millions sees."""
+    import contextlib
+    import io
+
+    from fastmask.engine import run_job
+    from fastmask.jobs.evaluate import EvaluateJob
+    from fastmask.jobs.validate import ValidateJob, write_dataset_tables
+    from fastmask.jobs.validate_summary import print_summary
+
+    gt, pred, _ = _job_folders(root, masks, copies)
+
+    def validate(workers, n=None):
+        job = ValidateJob(gt)
+        manifest = gt.manifest().slice(0, n)
+        r = run_job(job, manifest, root / "v", workers=workers, quiet=True, overwrite=True)
+        assert r.n_ok == manifest.num_rows, r.counts
+        t = time.perf_counter()
+        found, classes = write_dataset_tables(job, r.out_dir)
+        with contextlib.redirect_stdout(io.StringIO()):
+            print_summary(r, "masks", found, classes, "never")
+        return manifest.num_rows, r.wall_seconds + time.perf_counter() - t
+
+    def evaluate(workers, n=None):
+        job = EvaluateJob(gt, pred, num_classes=19)
+        manifest = job.manifest().slice(0, n)
+        r = run_job(job, manifest, root / "e", workers=workers, quiet=True, overwrite=True)
+        assert r.n_ok == manifest.num_rows, r.counts
+        return manifest.num_rows, r.wall_seconds  # (the run's summary is the engine's finalize)
+
+    decoders = _job_decoders()
+    rates = {(j, d, wk, k): [] for j in ("validate", "evaluate") for d in decoders for wk in (1, 2)
+             for k in ("run", "steady")}
+    try:
+        for _ in range(rounds):
+            for wk in (1, 2):
+                for d in decoders:
+                    _use_decoder(d)
+                    for job, fn in (("validate", validate), ("evaluate", evaluate)):
+                        _, fixed = fn(wk, 1)
+                        n, secs = fn(wk)
+                        rates[job, d, wk, "run"].append(n / secs)
+                        rates[job, d, wk, "steady"].append((n - 1) / max(secs - fixed, 1e-9))
+    finally:
+        _use_decoder("auto")
+    n = len(masks) * copies
+    h, w = masks[0].shape
+    print(f"\n## validate and evaluate in the engine, {n} x {w}x{h} (Pillow-saved), masks/s (evaluate: pairs/s), "
+          f"medians of {rounds} interleaved rounds\n")
+    print("| job | workers | rate | " + " | ".join(decoders) + " | "
+          + " | ".join(f"fastmask / {d}" for d in decoders if d != "fastmask") + " |")
+    print("|---|---:|---|" + "---:|" * (2 * len(decoders) - 1))
+    for job in ("validate", "evaluate"):
+        for wk in (1, 2):
+            for k, label in (("run", "whole run"), ("steady", "without start-up")):
+                med = {d: statistics.median(rates[job, d, wk, k]) for d in decoders}
+                print(f"| {job} | {wk} | {label} | " + " | ".join(f"{med[d]:,.0f}" for d in decoders) + " | "
+                      + " | ".join(f"{med['fastmask'] / med[d]:.2f}x" for d in decoders if d != "fastmask")
+                      + " |", flush=True)
+
+
+def jobs(quick: bool = False) -> None:
+    """The validate / evaluate tables alone (per item, then the engine)."""
+    import tempfile
+    from pathlib import Path
+
+    masks = [semantic_mask(480, 640, seed) for seed in range(40 if quick else 100)]
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "items").mkdir()
+        _items_table(Path(tmp) / "items", masks, 5 if quick else 11)
+        (Path(tmp) / "engine").mkdir()
+        _engine_table(Path(tmp) / "engine", masks, 10 if quick else 40, 1 if quick else 3)
 
 
 def run(quick: bool = False) -> None:
@@ -230,10 +413,10 @@ def run(quick: bool = False) -> None:
             times: dict[str, list[float]] = {k: [] for k in fns}
             for _ in range(rounds):
                 for name, fn in fns.items():
-                    t0 = time.perf_counter()
+                    t0 = time.thread_time()
                     for i in range(n):
                         fn(i)
-                    times[name].append((time.perf_counter() - t0) / n)
+                    times[name].append((time.thread_time() - t0) / n)
             med = {k: statistics.median(v) for k, v in times.items()}
             ours = med["fastmask decode"]
             sp = med.get("pyspng")
@@ -244,3 +427,4 @@ def run(quick: bool = False) -> None:
                   f"| {f'{sp / ours:.2f}x' if sp else 'n/a'} | {med['cv2.imdecode'] / ours:.2f}x |")
     _inflate_table(cases, rounds)
     _coverage_table(coverage_cases, rounds)
+    jobs(quick)

@@ -34,6 +34,7 @@ from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
 
 from .components import _find, _flatten, _grow
+from .png import row_scratch, unfilter_row
 
 KIND_INVALID = 0
 KIND_CLASS = 1
@@ -239,7 +240,7 @@ def _vertical_candidate(m, i, ds, de, up, nup, down, ndown):
 
 @njit(cache=True, nogil=True)
 def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg,
-               state):
+               state, png):
     """Rows ``i0..`` of :func:`class_scan_runs` until the run arrays might overflow; returns
     the next row.  ``state`` = (runs so far, first run of the previous row, transitions).
 
@@ -247,6 +248,10 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
     a loop-carried array costs reference counting on every row, ~25 ns.  The union is
     written out for the same reason: arrays handed to a helper, even an inlined one, are
     reference-counted on every call.)
+
+    ``png``: None, or (when ``m`` is a PNG's image data being unfiltered in place, see
+    :func:`png_unfilter_class_scan`) ``(buf, t, progress)``: each row is unfiltered right
+    before it is scanned, ``progress`` = (rows unfiltered, first bad row or -1).
     """
     h, w = m.shape
     nw = tb.shape[0] // 8
@@ -258,6 +263,11 @@ def _scan_rows(m, i0, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re,
     cap = rs.shape[0]
     i = i0
     while i < h:
+        if png is not None and i >= png[2][0]:  # the row, unfiltered while the scan waits for it
+            if not unfilter_row(png[0], i, w, 1, png[1], None):
+                png[2][1] = i
+                break
+            png[2][0] = i + 1
         for j in range(w - 1):
             tb[j] = m[i, j] != m[i, j + 1]
         slot = i % 3
@@ -359,6 +369,12 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     both the stretch that differs from the row above and the one that differs from the
     row below); the exact blend test (kinds) runs only on the rows with a candidate.
     """
+    return _class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like, None)
+
+
+@njit(cache=True, nogil=True)
+def _class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like, png):
+    """:func:`class_scan_runs`; ``png``: as in :func:`_scan_rows` (count -1: a bad filter byte)."""
     h, w = m.shape
     idx = idx_like.dtype
     npx = h * w
@@ -389,7 +405,16 @@ def class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like):
     i = 0
     while True:
         i = _scan_rows(m, i, kind, hist, tb, ls, lv, ds, de, nd, flag, row_ptr, rs, re, rv, parent, ext, has_bg, bg,
-                       state)
+                       state, png)
+        if png is not None and png[2][0] < h:
+            if png[2][1] >= 0:
+                return -1, rs[:0], re[:0], rv[:0], parent[:0], row_ptr
+            if i < h:  # the rows left are counted below: unfiltered first
+                for y in range(png[2][0], h):
+                    if not unfilter_row(png[0], y, w, 1, png[1], None):
+                        png[2][1] = y
+                        return -1, rs[:0], re[:0], rv[:0], parent[:0], row_ptr
+                png[2][0] = h
         if i == h:
             break
         # the runs outgrew the first guess (a noisy mask): room for exactly the runs left
@@ -704,10 +729,36 @@ def class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore):
     class value with components smaller than ``min_island`` px, ``ISL_LEN`` numbers each).
     Memory: the runs, one value and one area per component, nothing per island.
     """
+    return _class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore, None)
+
+
+@njit(cache=True, nogil=True)
+def png_unfilter_class_scan(buf, h, w, kind, eight, bg, idx_like, min_island, ignore):
+    """:func:`class_mask_quick` (with a background ``bg``) of an 8-bit PNG's image data
+    while its rows are unfiltered: ``buf`` as for :func:`fastmask.kernels.png.png_unfilter`
+    (``h`` rows of a filter byte and ``w`` bytes), unfiltered in place, each row scanned
+    right after it is written (still in cache): one pass over the pixels instead of decode
+    then scan. Returns the same array as :func:`class_mask_quick` on the decoded mask, or
+    an empty array when a filter-type byte is not 0..4.
+    """
+    m = buf[:h * w].reshape(h, w)
+    progress = np.zeros(2, np.int64)
+    progress[1] = -1
+    res = _class_mask_quick(m, kind, eight, True, bg, idx_like, min_island, ignore,
+                            (buf, row_scratch(w), progress))
+    if progress[1] >= 0:
+        return res[:0]
+    return res
+
+
+@njit(cache=True, nogil=True)
+def _class_mask_quick(m, kind, eight, has_bg, bg, idx_like, min_island, ignore, png):
     n = kind.shape[0]
     hist = np.zeros(n, np.int64)
     out = np.zeros(SCAN_LEN, np.int64)
-    count, rs, re, rv, lab, row_ptr = class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like)
+    count, rs, re, rv, lab, row_ptr = _class_scan_runs(m, kind, hist, out, eight, has_bg, bg, idx_like, png)
+    if count < 0:
+        return np.empty(0, np.int64)
     full = 0
     other = False
     nv = 0

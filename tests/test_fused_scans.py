@@ -180,9 +180,9 @@ def test_coverage_reports_are_byte_identical_with_pillow(tmp_path, monkeypatch):
     wants = []
     decode = png.decode_mask_png
 
-    def spy(data, max_pixels, *, want=None):
+    def spy(data, max_pixels, *, want=None, scan=None):
         wants.append(want)
-        return decode(data, max_pixels, want=want)
+        return decode(data, max_pixels, want=want, scan=scan)
 
     monkeypatch.setattr(png, "decode_mask_png", spy)
     assert main(args + ["--out", str(fused)]) == 0

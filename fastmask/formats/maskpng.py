@@ -100,15 +100,24 @@ def _chunks(data: bytes) -> tuple[bytes, bytes | None, list[memoryview]] | None:
         pos = end
 
 
-def decode_mask_png(data: bytes, max_pixels: int | None, *, want: str | None = None) -> tuple | None:
+def decode_mask_png(data: bytes, max_pixels: int | None, *, want: str | None = None, scan=None) -> tuple | None:
     """``(array, bit_depth, colour_type, palette)`` of a plain mask PNG, or None (see the
     module docs). ``array`` is uint8 (grey 8-bit, palette indices) or native uint16 (grey
     16-bit); ``palette`` is the ``PLTE`` colours, ``(n, 3)`` uint8, for palette PNGs.
     ``max_pixels``: larger images return None (the caller's bomb limit applies).
 
-    ``want="histogram"``: a fifth item, the count of each value of ``array`` (int64, 256
-    bins, or 65536 for 16-bit), counted row by row as the rows are unfiltered (one pass
-    over the pixels; packed 1/2/4-bit rows are counted after unpacking).
+    ``want`` asks for a fifth item, counted row by row as the rows are unfiltered (one
+    pass over the pixels):
+
+    - ``"histogram"``: the count of each value of ``array`` (int64, 256 bins, or 65536 for
+      16-bit; packed 1/2/4-bit rows are counted after unpacking);
+    - ``"class_scan"``: ``scan`` is a callable ``(h, w) -> (kind, eight, bg, idx_like,
+      min_island, ignore)`` or None, the arguments of
+      :func:`fastmask.kernels.validate.class_mask_quick`; the item is ``(arguments,
+      that kernel's array for array)`` (8-bit images only, else None);
+    - ``"joint"``: ``scan`` is a uint8 ``(h, w)`` array (a ground truth); the item is the
+      joint histogram of ``scan`` and ``array`` (int64, 65536 bins, bin ``scan << 8 |
+      array``), or None when ``array`` is not 8-bit or its shape differs.
 
     >>> import io
     >>> from PIL import Image
@@ -119,9 +128,12 @@ def decode_mask_png(data: bytes, max_pixels: int | None, *, want: str | None = N
     >>> hist = decode_mask_png(bio.getvalue(), None, want="histogram")[4]
     >>> np.flatnonzero(hist).tolist(), int(hist[7])
     ([0, 3, 7], 2)
+    >>> joint = decode_mask_png(bio.getvalue(), None, want="joint", scan=np.full((2, 2), 1, np.uint8))[4]
+    >>> [(int(b) >> 8, int(b) & 255, int(joint[b])) for b in np.flatnonzero(joint)]
+    [(1, 0, 1), (1, 3, 1), (1, 7, 2)]
     """
-    if want not in (None, "histogram"):
-        raise ValueError(f"want={want!r}: None or 'histogram'")
+    if want not in _WANTS:
+        raise ValueError(f"want={want!r}: one of {', '.join(map(repr, _WANTS))}")
     parts = _chunks(data)
     if parts is None:
         return None
@@ -140,17 +152,15 @@ def decode_mask_png(data: bytes, max_pixels: int | None, *, want: str | None = N
     raw = _inflate(b"".join(idat), h * (stride + 1))
     if raw is None:
         return None
-    from ..kernels.png import png_be16, png_unfilter, png_unfilter_hist, png_unpack  # Numba: loaded on first use
-
     buf = np.frombuffer(raw, np.uint8)  # unfiltered in place: the array is a view of it
-    bpp = 2 if depth == 16 else 1
-    fused = want == "histogram" and depth >= 8  # packed rows: counted once unpacked
-    hist = np.zeros(65536 if depth == 16 else 256, np.int64) if fused else None
-    if (png_unfilter_hist(buf, h, stride, bpp, hist) if fused else png_unfilter(buf, h, stride, bpp)) >= 0:
+    extra = _unfilter(buf, h, w, stride, depth, want, scan)
+    if extra is _BAD:
         return None  # a filter-type byte outside 0..4
+    from ..kernels.png import png_be16, png_unpack
+
     if depth == 16:
         arr = buf[:h * stride].view(np.uint16)
-        if not fused:  # (the fused kernel made each row native as it counted it)
+        if want != "histogram":  # (the fused kernel made each row native as it counted it)
             png_be16(arr)
         arr = arr.reshape(h, w)
     elif depth < 8:
@@ -161,8 +171,37 @@ def decode_mask_png(data: bytes, max_pixels: int | None, *, want: str | None = N
     palette = np.frombuffer(plte, np.uint8).reshape(-1, 3).copy() if plte is not None else None
     if want is None:
         return arr, depth, colour, palette
-    if hist is None:
+    if want == "histogram" and extra is None:  # packed rows: counted once unpacked
         from ..kernels.histogram import value_histogram
 
-        hist = value_histogram(arr.reshape(-1), 256)
-    return arr, depth, colour, palette, hist
+        extra = value_histogram(arr.reshape(-1), 256)
+    return arr, depth, colour, palette, extra
+
+
+_WANTS = (None, "histogram", "class_scan", "joint")
+_BAD = object()  # _unfilter's answer for a bad filter-type byte
+
+
+def _unfilter(buf: np.ndarray, h: int, w: int, stride: int, depth: int, want: str | None, scan):
+    """The rows of ``buf`` unfiltered in place, with what ``want`` asks for counted as they
+    are (see :func:`decode_mask_png`): that, None when it is not counted here, or ``_BAD``."""
+    from ..kernels import png as kp  # Numba: loaded on first use
+
+    bpp = 2 if depth == 16 else 1
+    if want == "histogram" and depth >= 8:
+        hist = np.zeros(65536 if depth == 16 else 256, np.int64)
+        return hist if kp.png_unfilter_hist(buf, h, stride, bpp, hist) < 0 else _BAD
+    if want == "class_scan" and depth == 8:
+        args = scan(h, w)
+        if args is not None:
+            from ..kernels.validate import png_unfilter_class_scan
+
+            res = png_unfilter_class_scan(buf, h, w, *args)
+            return (args, res) if res.size else _BAD
+    if (want == "joint" and depth == 8 and type(scan) is np.ndarray and scan.dtype == np.uint8
+            and scan.shape == (h, w) and scan.flags.c_contiguous):
+        from ..kernels.confusion import png_unfilter_joint_u8
+
+        joint = np.zeros(65536, np.int64)
+        return joint if png_unfilter_joint_u8(buf, h, w, scan.reshape(-1), joint) < 0 else _BAD
+    return None if kp.png_unfilter(buf, h, stride, bpp) < 0 else _BAD

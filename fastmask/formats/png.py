@@ -462,8 +462,22 @@ USE_MASKPNG = _decoder_setting() in ("auto", "fastmask")
 USE_PYSPNG = _decoder_setting() in ("auto", "pyspng")
 
 
-#: set by :func:`counting_values`: what ``read_mask`` counts while decoding (per thread)
-_WANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("fastmask_png_want", default=None)
+class _Request:
+    """What ``read_mask`` computes while decoding (see :func:`counting_values`,
+    :func:`_fused_scan`); ``array`` / ``result``: the first mask's array and what was
+    computed for it (None when it was not)."""
+
+    __slots__ = ("want", "scan", "once", "used", "array", "result")
+
+    def __init__(self, want: str, scan: Any = None, once: bool = False):
+        self.want, self.scan, self.once, self.used = want, scan, once, False
+        self.array: np.ndarray | None = None
+        self.result: Any = None
+
+
+#: set by :func:`counting_values` / :func:`_fused_scan`: what ``read_mask`` computes while
+#: decoding (per thread)
+_WANT: contextvars.ContextVar[_Request | None] = contextvars.ContextVar("fastmask_png_want", default=None)
 
 
 @contextlib.contextmanager
@@ -478,26 +492,47 @@ def counting_values():
     >>> m.histogram[[0, 3]].tolist()
     [1, 3]
     """
-    token = _WANT.set("histogram")
+    token = _WANT.set(_Request("histogram"))
     try:
         yield
     finally:
         _WANT.reset(token)
 
 
-def _read_mask_png(data: bytes, name: str) -> MaskData | None:
+@contextlib.contextmanager
+def _fused_scan(want: str, scan: Any):
+    """Within the block, the *first* mask ``read_mask`` reads is, when fastmask's PNG
+    decoder accepts it, scanned row by row as its rows are unfiltered
+    (:func:`~fastmask.formats.maskpng.decode_mask_png`'s ``want``): ``"class_scan"``
+    (``scan``: a callable ``(h, w) -> kernel arguments or None``) or ``"joint"`` (``scan``:
+    the uint8 ground truth). Yields the request: afterwards, when ``request.array is``
+    the mask's array, ``request.result`` is what was computed for it. Only the first mask:
+    a dataset item may read a second one (an instance mask) that has no use for it."""
+    req = _Request(want, scan, once=True)
+    token = _WANT.set(req)
+    try:
+        yield req
+    finally:
+        _WANT.reset(token)
+
+
+def _read_mask_png(data: bytes, name: str, req: _Request | None) -> MaskData | None:
     """fastmask's decoder on a plain grey or palette PNG, giving exactly the Pillow path's
     MaskData; None (read it with Pillow) for anything it does not accept."""
-    want = _WANT.get()
-    got = decode_mask_png(data, Image.MAX_IMAGE_PIXELS, want=want)
+    want = req.want if req is not None else None
+    got = decode_mask_png(data, Image.MAX_IMAGE_PIXELS, want=want, scan=req.scan if req is not None else None)
     if got is None:
         return None
     arr, depth, colour, palette = got[:4]
     h, w = arr.shape
     mode = "P" if colour == 3 else ("L" if depth == 8 else "I;16")
-    return MaskData(array=arr, palette=palette, mode=mode, format="PNG", width=int(w), height=int(h),
-                    bit_depth=int(depth), channels=1, lossy=False, source=name,
-                    extra={"png_color_type": int(colour)}, histogram=got[4] if want else None)
+    md = MaskData(array=arr, palette=palette, mode=mode, format="PNG", width=int(w), height=int(h),
+                  bit_depth=int(depth), channels=1, lossy=False, source=name, extra={"png_color_type": int(colour)})
+    if want == "histogram":
+        md.histogram = got[4]
+    elif want is not None and got[4] is not None:
+        req.array, req.result = arr, got[4]
+    return md
 
 
 def _read_grey_png_fast(data: bytes, name: str) -> MaskData | None:
@@ -541,8 +576,14 @@ def read_mask(source: Source, *, labelmap: LabelMap | None = None, name: str | N
     """
     data, name0 = _load_bytes(source)
     name = name or name0
+    req = _WANT.get()
+    if req is not None and req.once:
+        if req.used:
+            req = None
+        else:
+            req.used = True
     if USE_MASKPNG:
-        fast = _read_mask_png(data, name)
+        fast = _read_mask_png(data, name, req)
         if fast is not None:
             return fast
     if _spng is not None and USE_PYSPNG:

@@ -42,6 +42,7 @@ from .. import metrics
 from ..kernels import confusion as _kc
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
+from ..formats.png import _fused_scan
 from .coverage import coco_class_map
 from .listing import listing_summary
 
@@ -246,13 +247,16 @@ class EvaluateJob(Job):
         ignore = 255 if self.ignore_value is None else self.ignore_value
         try:
             gt = _class_map(self._gt, json.loads(item["gt_row"]), ignore)
-            pred = _class_map(self._pred, pred_row, ignore)
+            # a PNG prediction: its rows counted against the ground truth's as they are decoded
+            with _fused_scan("joint", gt) as fused:
+                pred = _class_map(self._pred, pred_row, ignore)
+            joint = fused.result if fused.array is pred else None
         except FormatError as e:
             raise ItemError(e.code, e.message) from None
         if gt.shape != pred.shape:
             raise ItemError("size_mismatch", f"{item['item_id']}: prediction {pred.shape[1]}x{pred.shape[0]}, "
                                              f"ground truth {gt.shape[1]}x{gt.shape[0]}")
-        fast = self._scores_u8(gt, pred)
+        fast = self._scores_u8(gt, pred, joint)
         if fast is not None:
             return fast
         return self._scores_general(item["item_id"], gt, pred)
@@ -301,17 +305,24 @@ class EvaluateJob(Job):
             cells = {k: v + extra for (k, v), extra in zip(cells.items(), (og, op, on))}
         return ItemResult(fields, {"image_scores": rows, "confusion": cells})
 
-    def _scores_u8(self, gt: np.ndarray, pred: np.ndarray) -> ItemResult | None:
+    def _scores_u8(self, gt: np.ndarray, pred: np.ndarray, joint: np.ndarray | None = None) -> ItemResult | None:
         """The usual pair -- two uint8 maps -- in one kernel call
         (:func:`fastmask.kernels.confusion.image_scores_u8`: the same numbers as the general
-        path, bit for bit); None when the general path must name refused values."""
+        path, bit for bit); None when the general path must name refused values.
+        ``joint``: the pair's joint histogram when the decoder counted it (then only the
+        scores are computed here, :func:`~fastmask.kernels.confusion.image_scores_joint`)."""
         if not (gt.dtype is _U8 and pred.dtype is _U8):
             return None
         ig = self.ignore_value
         u8_ignore = ig is not None and 0 <= ig <= 255
-        ints, floats = _kc.image_scores_u8(np.ascontiguousarray(gt).reshape(-1), np.ascontiguousarray(pred).reshape(-1),
-                                           self.num_classes, ig if u8_ignore else 0, u8_ignore, self._fill,
-                                           self.out_of_range == "fn")
+        if joint is not None:
+            ints, floats = _kc.image_scores_joint(joint, self.num_classes, ig if u8_ignore else 0, u8_ignore,
+                                                  self._fill, self.out_of_range == "fn")
+        else:
+            ints, floats = _kc.image_scores_u8(np.ascontiguousarray(gt).reshape(-1),
+                                               np.ascontiguousarray(pred).reshape(-1), self.num_classes,
+                                               ig if u8_ignore else 0, u8_ignore, self._fill,
+                                               self.out_of_range == "fn")
         ints = ints.tolist()
         if (ints[_kc.IMG_GT_OUT] and self.out_of_range != "ignore") or (ints[_kc.IMG_PRED_OUT] and self.out_of_range == "error"):
             return None  # refused values: the general path names them

@@ -44,6 +44,7 @@ __all__ = [
     "scan_class_mask",
     "check_class_mask",
     "quick_class_mask",
+    "fused_class_scan",
     "unexpected_value",
     "antialias_suspect",
     "empty_mask",
@@ -595,8 +596,8 @@ def check_class_mask(mask, label_ids: Iterable[int] | None = None, config: RuleC
 
 
 def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConfig = DEFAULT_CONFIG,
-                     unknown_id: int | None = None, names: Mapping[int, str] | None = None
-                     ) -> tuple[list[Finding], list, list, dict] | None:
+                     unknown_id: int | None = None, names: Mapping[int, str] | None = None, *,
+                     scanned: tuple | None = None) -> tuple[list[Finding], list, list, dict] | None:
     """:func:`check_class_mask` for the usual 8-bit mask, in one kernel call.
 
     Returns ``(findings, values, counts, components)`` -- the same findings and
@@ -604,7 +605,8 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
     when the mask needs the full rules: an invalid value, an empty mask, blends enough
     for ``antialias_suspect``, or a mask this path does not take (only C-contiguous 2-D
     uint8 masks with an integer background).  ``label_ids`` must be a sorted tuple
-    (or None).
+    (or None). ``scanned``: ``(arguments, result)`` of the kernel run while the mask's PNG was
+    decoded (:func:`fused_class_scan`); used when its arguments are this call's.
 
     >>> m = np.zeros((64, 64), np.uint8); m[:, 32:] = 1
     >>> quick_class_mask(m, (0, 1))
@@ -617,8 +619,11 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
             and mask.flags.c_contiguous and type(bg) is int and 0 <= bg <= 255):
         return None
     plan = _quick_plan(label_ids, config, unknown_id, mask.size)
-    res = kv.class_mask_quick(mask, plan.kind, plan.eight, True, plan.bg, plan.idx_like, plan.min_island,
-                              plan.ignore).tolist()
+    if scanned is not None and scanned[0] is plan.fused:  # the same kernel arguments: the same result
+        res = scanned[1].tolist()
+    else:
+        res = kv.class_mask_quick(mask, plan.kind, plan.eight, True, plan.bg, plan.idx_like, plan.min_island,
+                                  plan.ignore).tolist()
     if res[kv.QUICK_FULL]:
         return None
     blends = res[kv.QUICK_BLENDS]
@@ -639,6 +644,31 @@ def quick_class_mask(mask: np.ndarray, label_ids: tuple | None, config: RuleConf
     return findings, values, counts, comps
 
 
+def fused_class_scan(label_ids: tuple | None, config: RuleConfig = DEFAULT_CONFIG, unknown_id: int | None = None):
+    """The callable fastmask's PNG decoder takes to run :func:`quick_class_mask`'s kernel
+    while it unfilters a mask's rows (``want="class_scan"`` of
+    :func:`fastmask.formats.maskpng.decode_mask_png`): ``(h, w) -> kernel arguments``, or
+    None when the configuration leaves the one-call path (a background outside 0..255).
+
+    >>> kind, eight, bg, idx_like, min_island, ignore = fused_class_scan((0, 1))(2, 3)
+    >>> kind[:3].tolist(), eight, int(bg), ignore
+    ([1, 1, 0], True, 0, 255)
+    """
+    return _FusedClassScan(label_ids, config, unknown_id)
+
+
+class _FusedClassScan:
+    """:func:`fused_class_scan`'s callable (a class: a job holding it is pickled to workers)."""
+
+    def __init__(self, label_ids: tuple | None, config: RuleConfig, unknown_id: int | None):
+        self.label_ids, self.config, self.unknown_id = label_ids, config, unknown_id
+        bg = config.background
+        self.ok = type(bg) is int and 0 <= bg <= 255
+
+    def __call__(self, h: int, w: int) -> tuple | None:
+        return _quick_plan(self.label_ids, self.config, self.unknown_id, h * w).fused if self.ok else None
+
+
 _U8 = np.dtype(np.uint8)
 
 
@@ -650,6 +680,7 @@ class _QuickPlan(NamedTuple):
     ignore: int  # the ignore value, -1 when none fits uint8
     antialias: bool  # antialias_suspect enabled
     bg: np.uint8  # the background value
+    fused: tuple  # the arguments of the fused decode + scan kernel (after buf, h, w)
 
 
 def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> _QuickPlan:
@@ -663,8 +694,9 @@ def _quick_plan(label_ids, config: RuleConfig, unknown_id, size: int) -> _QuickP
         ign = config.ignore_value
         kind = _kind_table(256, label_ids, ign, config.background, unknown_id)
         conn = components._check_connectivity(config.connectivity)
-        plan = _QuickPlan(kind, conn == 8, _IDX32 if key[2] else _IDX64, config.min_island if tiny else 0,
-                          -1 if ign is None or not 0 <= ign <= 255 else int(ign), key[-1], np.uint8(config.background))
+        eight, idx, min_island = conn == 8, _IDX32 if key[2] else _IDX64, config.min_island if tiny else 0
+        ignore, bg = -1 if ign is None or not 0 <= ign <= 255 else int(ign), np.uint8(config.background)
+        plan = _QuickPlan(kind, eight, idx, min_island, ignore, key[-1], bg, (kind, eight, bg, idx, min_island, ignore))
         if len(_PLANS) > 64:
             _PLANS.clear()
         _PLANS[key] = plan

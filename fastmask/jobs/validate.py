@@ -25,12 +25,13 @@ import pyarrow.compute as pc
 
 from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import UNKNOWN_ID, Dataset, FormatError
+from ..formats.png import _fused_scan
 from . import validate_rules as R
 from .._jit import kernels_cached
 from .._text import plural
 from .listing import listing_summary
 from .rules_core import dtype_name
-from .rules_semantic import quick_class_mask
+from .rules_semantic import fused_class_scan, quick_class_mask
 
 FINDING_SCHEMA = pa.schema(
     [
@@ -129,6 +130,7 @@ class ValidateJob(Job):
             self._names = dict(lm.names)
             self._colors = dict(lm.colors) if lm.colors else None
         self._label_tuple = None if self._label_ids is None else tuple(self._label_ids)
+        self._fused = fused_class_scan(self._label_tuple, config, UNKNOWN_ID)
         if dataset.layout in ("coco", "coco_panoptic") and hasattr(dataset, "meta"):
             cats = dataset.meta().get("categories") or []
             ids = {c.get("id") for c in cats if isinstance(c, dict) and isinstance(c.get("id"), int)}
@@ -145,12 +147,17 @@ class ValidateJob(Job):
         from ..kernels import components as _kc
         from ..kernels import validate as kv
 
-        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, kv.component_values, kv.island_records):
+        if kernels_cached(kv.class_mask_quick, kv.class_scan_runs, kv.component_values, kv.island_records,
+                          kv.png_unfilter_class_scan):
             return
         m = np.zeros((64, 64), np.uint8)  # large enough for tiny_island: island_records compiles too
         m[2:4, 2:4] = 1
         R.check_class_mask(m, [0, 1], self._config)
         quick_class_mask(m, (0, 1), self._config)
+        from ..formats.png import _png_bytes, read_mask
+
+        with _fused_scan("class_scan", fused_class_scan((0, 1), self._config)):  # the decode + scan kernel
+            read_mask(_png_bytes(m))
 
     # ------------------------------------------------------------------ per item
     def prefetch(self, item: dict[str, Any]) -> list:
@@ -160,7 +167,9 @@ class ValidateJob(Job):
     def process(self, item: dict[str, Any]) -> ItemResult:
         cfg = self._config
         try:
-            data = self._dataset.read_item(item)
+            # a PNG class mask: the one-call scan runs as its rows are unfiltered (one pass)
+            with _fused_scan("class_scan", self._fused) as fused:
+                data = self._dataset.read_item(item)
         except FormatError as e:
             rows = [finding_row(f) for f in R.unreadable(e.code, e.message, cfg, path=e.path)]
             raise ItemError(e.code, e.message, rows={"findings": rows},
@@ -178,7 +187,7 @@ class ValidateJob(Job):
         if self._dataset.layout in ("coco", "coco_panoptic"):
             findings += self._record_files(data, fields)
         if data.mask is not None:
-            findings += self._class_mask(data, fields, class_rows)
+            findings += self._class_mask(data, fields, class_rows, fused)
         if data.instance_mask is not None and data.segments is None:
             findings += self._instance_mask(data, fields, class_rows)
         if data.annotations is not None:
@@ -194,7 +203,7 @@ class ValidateJob(Job):
         path = _item_path(data)
         return ItemResult(fields, {"findings": [finding_row(f, path) for f in findings], "class_stats": class_rows})
 
-    def _class_mask(self, data, fields, class_rows) -> list[R.Finding]:
+    def _class_mask(self, data, fields, class_rows, fused=None) -> list[R.Finding]:
         cfg = self._config
         mask = data.mask
         out: list[R.Finding] = []
@@ -221,7 +230,8 @@ class ValidateJob(Job):
         if budget is not None and mask.array.size > budget >> 8:  # below: even the worst case fits
             _check_budget(mask.array, budget, "mask", fields, cfg)
         # the usual clean 8-bit mask: one kernel call; anything to report: the full rules
-        quick = quick_class_mask(mask.array, self._label_tuple, cfg, UNKNOWN_ID, self._names)
+        scanned = fused.result if fused is not None and fused.array is mask.array else None  # (decoded and scanned)
+        quick = quick_class_mask(mask.array, self._label_tuple, cfg, UNKNOWN_ID, self._names, scanned=scanned)
         if quick is None:
             found, stats = R.check_class_mask(mask.array, self._label_ids, cfg, unknown_id=UNKNOWN_ID,
                                               names=self._names)
