@@ -1067,3 +1067,37 @@ def _evict(cache: str, keep: int) -> int:
             os.unlink(p)
             total -= size
     return total
+
+
+# -- listing at scale (a resumed run lists nothing; a prefix's presence costs one request) --
+
+
+def prefix_has_objects(loc: Location) -> bool:
+    """Whether any object sits below the prefix ``loc``, asked with one bounded listing
+    request (S3: ``ListObjectsV2`` with a page of one key) instead of listing the prefix's
+    whole top level (a flat prefix of a million masks: a thousand pages). Other
+    filesystems: their ``isdir``. Local: ``os.path.isdir``.
+
+    >>> import tempfile
+    >>> prefix_has_objects(Location(tempfile.mkdtemp())), prefix_has_objects(Location("/no/such/dir"))
+    (True, False)
+    """
+    if not loc.is_remote:
+        return os.path.isdir(loc.url)
+    fs, path = loc.fs
+    base = path.rstrip("/")
+    lsdir = getattr(fs, "_lsdir", None)
+    if lsdir is None or "/" not in base or type(fs).__module__.split(".")[0] != "s3fs":
+        return loc.is_dir()
+    from fsspec.asyn import sync
+
+    def ask() -> bool:
+        try:
+            found = sync(fs.loop, lsdir, base, refresh=True, max_items=1)
+        except FileNotFoundError:
+            return False
+        finally:
+            fs.invalidate_cache(base)  # a one-key page is no listing to keep
+        return any(e.get("name", "").rstrip("/") != base for e in found)
+
+    return bool(loc._call(ask, raw=True))
