@@ -177,7 +177,8 @@ def assert_workers_kept_to_themselves(client, canary: Path) -> None:
 def test_scheduler_run_reads_and_writes_s3_only(layout, cluster, datasets, as_driver, driver_dirs, tmp_path):
     address = cluster.scheduler.address
     url = f"{datasets['bucket']}/reports/{layout}"
-    assert validate(datasets[layout], url, "--scheduler", address) == 0
+    # the command of the storage guide: fastmask validate s3://... --out s3://... --executor dask --scheduler tcp://...
+    assert validate(datasets[layout], url, "--executor", "dask", "--scheduler", address) == 0
     files = remote_files(url)
     doc = json.loads(files["run.json"])
     assert doc["status"] == "complete" and doc["execution"]["executor"] == "dask"
