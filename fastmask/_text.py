@@ -37,9 +37,17 @@ def run_speed(result, noun: str = "item") -> str:
     '250 items/s'
     >>> run_speed(R(items_per_second=1.0, skipped_shards=3, processed_items=1), "image")
     '1 image/s (resumed: 1 image run now, 3 finished shards kept)'
+    >>> run_speed(R(items_per_second=9.0, skipped_shards=0, processed_items=9, listing={"objects": 9, "seconds": 0.5}))
+    '9 items/s, listing 0.50 s (9 objects)'
     """
     text = rate(result.items_per_second, noun)
+    listing = getattr(result, "listing", None) or {}
     if result.skipped_shards:
         text += (f" (resumed: {plural(result.processed_items, noun)} run now, "
-                 f"{plural(result.skipped_shards, 'finished shard')} kept)")
+                 f"{plural(result.skipped_shards, 'finished shard')} kept"
+                 + (", saved manifest reused: no listing" if listing.get("reused") else "") + ")")
+    elif listing.get("reused"):
+        text += " (saved manifest reused: no listing)"
+    elif listing.get("objects") is not None:
+        text += f", listing {listing['seconds']:.2f} s ({plural(listing['objects'], 'object')})"
     return text

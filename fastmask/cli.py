@@ -307,12 +307,15 @@ def run_dataset_job(args: argparse.Namespace, make_job, finish=None):
 
     try:
         opts = engine_options_from_args(args)
-        dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
-                                   masks=args.masks, labelbox_label=getattr(args, "labelbox_label", None))
+        layout = args.layout or (_resumed_layout(opts.out_dir, args.dataset) if opts.resume else None)
+        with _deferred_listing(opts.resume):
+            dataset = open_dataset_arg(args.dataset, layout=layout, images=args.images, labelmap=args.labelmap,
+                                       masks=args.masks, labelbox_label=getattr(args, "labelbox_label", None))
         job = make_job(dataset)
         notice_cold_kernels(args.command)
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
-        result = run_job(job, dataset.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
+        # the dataset itself as the manifest: listed here, or (--resume) given the saved one
+        result = run_job(job, dataset, labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
                          arguments=arguments, finish=finish and (lambda out: finish(job, out)), **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask {args.command}: {e.code}: {e.message}", file=sys.stderr)
@@ -321,6 +324,32 @@ def run_dataset_job(args: argparse.Namespace, make_job, finish=None):
         report_error(args, e)
         return e.exit_code
     return dataset, job, result
+
+
+def _resumed_layout(out: str, dataset: str) -> str | None:
+    """The layout the run in ``out`` recorded for ``dataset`` (``--resume``: no detection,
+    which may list the dataset); None when there is no such run (it then starts anew)."""
+    from .engine.sink import RUN_JSON, read_json, report_root
+    from .formats._fs import norm_target
+
+    try:
+        doc = read_json(report_root(out) / RUN_JSON)
+        recorded = doc["arguments"]
+        if recorded.get("dataset") == norm_target(dataset) and isinstance(recorded.get("layout"), str):
+            return recorded["layout"]
+    except Exception:  # noqa: BLE001 - no readable run there: detect as usual
+        pass
+    return None
+
+
+def _deferred_listing(resume: bool):
+    """While opening the dataset of a ``--resume``: URL roots answer "is this folder there"
+    with one small request instead of listing the dataset (the saved manifest replaces it)."""
+    import contextlib
+
+    from .formats._fs import deferred_listing
+
+    return deferred_listing() if resume else contextlib.nullcontext()
 
 
 def _run_scan(args: argparse.Namespace) -> int:

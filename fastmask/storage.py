@@ -842,21 +842,31 @@ class Fetcher:
     b'PNG'
     """
 
-    __slots__ = ("prefetch", "cache", "options")
+    __slots__ = ("prefetch", "_cache", "options")
 
     def __init__(self, prefetch: int | None = None, cache: str | os.PathLike | None = None,
                  options: dict[str, Any] | None = None):
         self.prefetch = _fetch_defaults.get("prefetch", _env_prefetch()) if prefetch is None else int(prefetch)
         if cache is None:
-            cache = _fetch_defaults.get("cache") or os.environ.get("FASTMASK_CACHE") or None
-        self.cache = os.path.abspath(os.fspath(cache)) if cache else None
+            cache = _fetch_defaults.get("cache")
+        # (a folder given here or by --cache travels with the fetcher; $FASTMASK_CACHE is read
+        # where the objects are fetched: a worker on another machine uses its own)
+        self._cache = os.path.abspath(os.fspath(cache)) if cache else None
         self.options = default_options() if options is None else dict(options)
 
+    @property
+    def cache(self) -> str | None:
+        """The local cache folder: the one given (``--cache``), else ``$FASTMASK_CACHE`` of this process."""
+        if self._cache:
+            return self._cache
+        env = os.environ.get("FASTMASK_CACHE")
+        return os.path.abspath(env) if env else None
+
     def __getstate__(self):
-        return {"prefetch": self.prefetch, "cache": self.cache, "options": self.options}
+        return {"prefetch": self.prefetch, "cache": self._cache, "options": self.options}
 
     def __setstate__(self, state):
-        self.prefetch, self.cache, self.options = state["prefetch"], state["cache"], state["options"]
+        self.prefetch, self._cache, self.options = state["prefetch"], state["cache"], state["options"]
 
     def __repr__(self) -> str:
         return f"Fetcher(prefetch={self.prefetch}, cache={self.cache!r})"
@@ -1074,3 +1084,37 @@ def _evict(cache: str, keep: int) -> int:
             os.unlink(p)
             total -= size
     return total
+
+
+# -- listing at scale (a resumed run lists nothing; a prefix's presence costs one request) --
+
+
+def prefix_has_objects(loc: Location) -> bool:
+    """Whether any object sits below the prefix ``loc``, asked with one bounded listing
+    request (S3: ``ListObjectsV2`` with a page of one key) instead of listing the prefix's
+    whole top level (a flat prefix of a million masks: a thousand pages). Other
+    filesystems: their ``isdir``. Local: ``os.path.isdir``.
+
+    >>> import tempfile
+    >>> prefix_has_objects(Location(tempfile.mkdtemp())), prefix_has_objects(Location("/no/such/dir"))
+    (True, False)
+    """
+    if not loc.is_remote:
+        return os.path.isdir(loc.url)
+    fs, path = loc.fs
+    base = path.rstrip("/")
+    lsdir = getattr(fs, "_lsdir", None)
+    if lsdir is None or "/" not in base or type(fs).__module__.split(".")[0] != "s3fs":
+        return loc.is_dir()
+    from fsspec.asyn import sync
+
+    def ask() -> bool:
+        try:
+            found = sync(fs.loop, lsdir, base, refresh=True, max_items=1)
+        except FileNotFoundError:
+            return False
+        finally:
+            fs.invalidate_cache(base)  # a one-key page is no listing to keep
+        return any(e.get("name", "").rstrip("/") != base for e in found)
+
+    return bool(loc._call(ask, raw=True))

@@ -141,12 +141,14 @@ def test_a_resumed_run_reports_the_speed_of_its_own_work(mask_folder, tmp_path, 
     out = tmp_path / "r"
     argv = ["validate", str(mask_folder), "--out", str(out), "--workers", "1", "--quiet", "--shard-size", "1"]
     assert main(argv) == 0
-    assert "(resumed:" not in capsys.readouterr().out
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "(resumed:" not in first and " s (3 objects); 0 could not be read" in first and ", listing " in first
     (out / "_shards" / "00001.json").unlink()
     assert main([*argv, "--resume"]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first.startswith("validated 3 items (masks layout)"), first
-    assert first.endswith("(resumed: 1 item run now, 2 finished shards kept); 0 could not be read"), first
+    assert first.endswith("(resumed: 1 item run now, 2 finished shards kept, saved manifest reused: no listing); "
+                          "0 could not be read"), first
 
 
 # ---------------------------------------------------------------- first-run notices

@@ -52,6 +52,51 @@ from .sink import LOCK_FILE, is_remote, report_root
 
 log = logging.getLogger("fastmask.engine")
 
+#: flags whose value may hold credentials (inline JSON): recorded as ``<redacted>``
+SECRET_FLAGS = ("--storage-options",)
+REDACTED = "<redacted>"
+
+
+def redact_command(command: str | list[str]) -> str:
+    """A command line as recorded (lock file, messages): the inline value of
+    ``--storage-options`` (credentials, an ``Authorization`` header) is ``<redacted>``; an
+    ``@file.json`` value, which names a file and holds no secret, is kept.
+
+    >>> redact_command(["fastmask", "validate", "s3://b/voc", "--storage-options", '{"secret": "s"}'])
+    'fastmask validate s3://b/voc --storage-options <redacted>'
+    >>> redact_command("fastmask scan d --storage-options=@opts.json --out r")
+    'fastmask scan d --storage-options=@opts.json --out r'
+    """
+    if isinstance(command, str):
+        if not any(flag[:4] in command for flag in SECRET_FLAGS):
+            return command
+        import shlex
+
+        try:
+            argv = shlex.split(command)
+        except ValueError:  # unbalanced quotes: keep what precedes the flag only
+            cut = min(command.index(f[:4]) for f in SECRET_FLAGS if f[:4] in command)
+            return command[:cut] + f"{SECRET_FLAGS[0]} {REDACTED}"
+    else:
+        argv = [str(a) for a in command]
+    out, hide = [], False
+    for arg in argv:
+        if hide:
+            out.append(arg if arg.startswith("@") else REDACTED)
+            hide = False
+            continue
+        flag, eq, value = arg.partition("=")
+        if len(flag) > 4 and any(f.startswith(flag) for f in SECRET_FLAGS):  # argparse takes --storage-opt too
+            if eq:
+                out.append(arg if value.startswith("@") else f"{flag}={REDACTED}")
+            else:
+                out.append(arg)
+                hide = True
+            continue
+        out.append(arg)
+    return " ".join(out)
+
+
 class FolderLockedError(EngineError):
     """Another run owns the report folder (exit code 2); the message names the owner."""
 
@@ -95,7 +140,7 @@ class FolderLock:
         self.info = {"pid": os.getpid(), "host": socket.gethostname(),
                      "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      "process_start": _process_start(os.getpid()),
-                     "command": command if command is not None else " ".join(sys.argv)}
+                     "command": redact_command(command if command is not None else sys.argv)}
         self._fd: int | None = None
         self.took_over: dict | None = None  # the stale owner this lock replaced, if any
 
@@ -303,7 +348,7 @@ class ObjectFolderLock:
         self.info = {"pid": os.getpid(), "host": socket.gethostname(),
                      "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      "process_start": _process_start(os.getpid()),
-                     "command": command if command is not None else " ".join(sys.argv),
+                     "command": redact_command(command if command is not None else sys.argv),
                      "token": uuid.uuid4().hex}
         self.took_over: dict | None = None
         self.conditional = True  # False: the store has no conditional writes (best effort)

@@ -15,6 +15,9 @@ import pyarrow.compute as pc
 
 from .errors import ManifestError
 
+#: schema metadata of a manifest holding what the dataset's listing saw (JSON: ``objects``,
+#: ``problems``...); written by the datasets, stored with ``manifest.parquet``
+LISTING_KEY = b"fastmask.listing"
 DEFAULT_SHARD_SIZE = 2000  # the largest automatic shard size
 MIN_AUTO_SHARD_SIZE = 100
 AUTO_SHARDS = 64
@@ -84,6 +87,22 @@ class ShardTask:
     out_dir: Any
 
 
+def listed_objects(manifest: pa.Table) -> int | None:
+    """How many files or objects the listing that made ``manifest`` saw (None: not recorded).
+
+    >>> listed_objects(pa.table({"item_id": ["a"]}).replace_schema_metadata({LISTING_KEY: b'{"objects": 3}'}))
+    3
+    """
+    import json
+
+    raw = (manifest.schema.metadata or {}).get(LISTING_KEY)
+    try:
+        value = json.loads(raw)["objects"] if raw else None
+    except (ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, int) else None
+
+
 def shard_count(n_items: int, shard_size: int) -> int:
     """Number of shards of a manifest: ``ceil(n_items / shard_size)``."""
     return -(-n_items // shard_size)
@@ -98,4 +117,5 @@ def shard_slice(manifest: pa.Table, index: int, shard_size: int) -> pa.Table:
     """
     start = index * shard_size
     n = max(0, min(shard_size, manifest.num_rows - start))
-    return manifest.slice(start, n).take(pa.array(np.arange(n, dtype=np.int64)))
+    # (without the schema metadata: the listing facts stay in the driver)
+    return manifest.slice(start, n).take(pa.array(np.arange(n, dtype=np.int64))).replace_schema_metadata(None)

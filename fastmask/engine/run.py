@@ -23,7 +23,8 @@ from .errors import (
 from .lock import LockLostError, acquire_folder_lock
 from .executors import EXECUTORS, ShardFailure, make_executor
 from .job import Job, check_job, to_jsonable
-from .manifest import ShardTask, default_shard_size, normalize_manifest, shard_count, shard_slice
+from .manifest import (ShardTask, default_shard_size, listed_objects, normalize_manifest, shard_count,
+                       shard_slice)
 from .options import ENGINE_ARGUMENT_NAMES
 from .progress import Progress
 from .shard import ensure_prepared, items_schema, table_schema
@@ -82,6 +83,10 @@ class RunResult:
     #: items run by this call (a resumed run skips the finished shards' items); the speed
     #: ``items_per_second`` is of these items only
     processed_items: int = 0
+    #: the dataset's listing: ``{"objects": n, "seconds": s, "reused": bool}`` (``seconds``: of
+    #: this call, 0 when a resumed run reused the saved manifest); empty when the manifest was
+    #: given as a table (its listing was not timed here)
+    listing: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_ok(self) -> int:
@@ -183,7 +188,11 @@ def run_job(job: Job, manifest: pa.Table | None, out_dir: str | Path, *, shard_s
 
     * ``manifest``: a ``pyarrow.Table`` with a unique ``item_id`` column (string or
       integer) plus whatever the job reads (paths...). Sorted by ``item_id`` here. May be
-      ``None`` with ``resume=True``: the manifest saved in the folder is used.
+      ``None`` with ``resume=True``: the manifest saved in the folder is used. Or a
+      *manifest source* (a dataset): an object whose ``manifest()`` builds the table (it is
+      timed: ``run.json["timing"]["listing_seconds"]``) and, optionally,
+      ``reuse_manifest(table)``; a resumed run never calls ``manifest()`` but hands it the
+      saved table, so the dataset is listed once per run.
     * ``shard_size``: items per shard (default ``ceil(n/64)`` within [100, 2000]; a resumed
       run keeps its own).
     * ``executor``: ``"local"`` (processes; ``workers=1`` runs in this process),
@@ -278,6 +287,10 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
                                 "pass --resume to continue the run in it, --overwrite to replace it, "
                                 "or choose another --out")
 
+    source = None
+    if manifest is not None and not isinstance(manifest, pa.Table) and callable(getattr(manifest, "manifest", None)):
+        source, manifest = manifest, None  # built only when the run does not resume
+    listing: dict[str, Any] = {}
     resuming = resume and state == "report"
     if resuming and not (out / MANIFEST_FILE).is_file():
         # Killed between writing run.json and the manifest: no shard can have run yet.
@@ -291,6 +304,11 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
         stored_manifest = read_table_file(out / MANIFEST_FILE)
         if manifest is None:
             manifest = stored_manifest
+            if source is not None:  # the dataset takes the saved manifest: it is not listed again
+                reuse = getattr(source, "reuse_manifest", None)
+                if reuse is not None:
+                    reuse(stored_manifest)
+                listing = {"seconds": 0.0, "reused": True}
         else:
             manifest = normalize_manifest(manifest)
             if not manifest.equals(stored_manifest):
@@ -306,6 +324,10 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
                           manifest.num_rows, id_type)
         _check_resume(stored, key, out)
     else:
+        if source is not None:
+            t_list = time.perf_counter()
+            manifest = source.manifest()
+            listing = {"seconds": time.perf_counter() - t_list, "reused": False}
         if manifest is None:
             raise UsageError("a manifest is needed (only resume=True can reuse the saved one)")
         manifest = normalize_manifest(manifest)
@@ -316,6 +338,9 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
 
     n_items = manifest.num_rows
     n_shards = max(1, shard_count(n_items, shard_size))  # an empty run still writes empty parts
+    objects = listed_objects(manifest)
+    if listing:
+        listing["objects"] = objects
     doc: dict[str, Any] = {
         "report_format": REPORT_FORMAT,
         "fastmask_version": __version__,
@@ -328,6 +353,8 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
         "shards": n_shards,
         "tables": [ITEMS_TABLE] + sorted(job.tables),
     }
+    if objects is not None:  # what the dataset's listing saw (saved with the manifest: equal on resume)
+        doc["listing"] = {"objects": objects}
 
     try:
         if state == "report" and overwrite:
@@ -353,7 +380,8 @@ def _run_locked(job: Job, manifest: pa.Table | None, out: Path, *, t_start: floa
     try:
         return _execute(job, manifest, out, doc, t_start=t_start, started=started, n_items=n_items,
                         n_shards=n_shards, shard_size=shard_size, resuming=resuming, executor=executor,
-                        workers=workers, scheduler=scheduler, quiet=quiet, finish=finish, heartbeat=heartbeat)
+                        workers=workers, scheduler=scheduler, quiet=quiet, finish=finish, heartbeat=heartbeat,
+                        listing=listing)
     except LockLostError:  # the folder is another run's now: write nothing more into it
         raise
     except RunError as e:
@@ -383,7 +411,7 @@ def _describe(e: BaseException) -> str:
 def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: float, started: str, n_items: int,
              n_shards: int, shard_size: int, resuming: bool, executor: str, workers: int | None, scheduler: Any,
              quiet: bool, finish: Callable[[Path], Any] | None,
-             heartbeat: Callable[[], None] = lambda: None) -> RunResult:
+             heartbeat: Callable[[], None] = lambda: None, listing: dict | None = None) -> RunResult:
     done = done_shards(out, n_shards) if resuming else set()
     done_items = sum(min(shard_size, n_items - i * shard_size) for i in done)
     if done:
@@ -451,13 +479,15 @@ def _execute(job: Job, manifest: pa.Table, out: Path, doc: dict, *, t_start: flo
                timing={"started": started, "finished": _now(), "wall_seconds": round(wall, 3),
                        "items_per_second": round(rate, 1), "processed_items": processed,
                        "skipped_shards": len(done)})
+    if listing:
+        doc["timing"].update(listing_seconds=round(listing["seconds"], 3), listing_reused=listing["reused"])
     _write_run_json(out / RUN_JSON, doc)
     log.info("%s: %d items (%d ok, %d error) in %.1f s, %.0f items/s -> %s", job.name, counts["items"],
              counts["ok"], counts["error"], wall, rate, out)
     return RunResult(out_dir=out, run_json=out / RUN_JSON, job=job.name, n_items=n_items, counts=counts,
                      tables=table_rows, summary=summary, n_shards=n_shards, skipped_shards=len(done),
                      wall_seconds=wall, items_per_second=rate, execution=execution, finished=finished,
-                     processed_items=processed)
+                     processed_items=processed, listing=dict(listing or {}))
 
 
 def _mark_stopped(out: Path, doc: dict, started: str, reason: str, status: str = "stopped") -> None:

@@ -294,6 +294,8 @@ class Root:
     def __init__(self, path: str | os.PathLike | Location, base: str = ""):
         loc = _remote_location(path)
         self.base = base.strip("/")
+        #: ``[n]``: files, objects or zip entries the listings of this root saw; shared like problems
+        self.listed: list[int] = [0]
         self._zf: zipfile.ZipFile | None = None
         self._zpid: int | None = None
         self._entries: dict[str, zipfile.ZipInfo] = {}
@@ -314,7 +316,7 @@ class Root:
             if twin is None:
                 self.is_zip = self._open_remote_root()
             else:  # the same URL already opened in this block (detection): its listing and zip handle
-                self.is_zip, self._listing = twin.is_zip, twin._listing
+                self.is_zip, self._listing, self.listed = twin.is_zip, twin._listing, twin.listed
                 self._zf, self._zpid, self._entries = twin._zf, twin._zpid, twin._entries
         self._real: str | None = None
         self._real_dirs: dict[str, str] = {}
@@ -347,6 +349,7 @@ class Root:
         self._listing = []
         self.problems = {}
         self.skipped_reports = set()
+        self.listed = [0]
 
     def __repr__(self):
         return f"Root({self.path!r}{', base=' + repr(self.base) if self.base else ''})"
@@ -362,6 +365,7 @@ class Root:
         r.__setstate__(state)
         r.problems = self.problems
         r.skipped_reports = self.skipped_reports
+        r.listed = self.listed
         r._listing = self._listing
         if self._loc is not None and self._zf is not None and self._zpid == os.getpid():
             r._zf, r._zpid, r._entries = self._zf, self._zpid, self._entries  # one remote zip handle
@@ -384,6 +388,8 @@ class Root:
         return self._zf
 
     def _set_zip(self, zf: zipfile.ZipFile) -> None:
+        if self._zf is None:
+            self.listed[0] += len(zf.filelist)  # the central directory: the zip's listing
         self._zf = zf
         self._zpid = os.getpid()
         self._entries = self._zf.NameToInfo  # name -> entry (zipfile keeps the last of twins)
@@ -425,7 +431,7 @@ class Root:
                 pass
             except OSError as e:
                 raise FormatError("unreadable", f"{self.path}: {e}", path=self.path) from None
-        elif ask(loc.is_dir, loc):
+        elif ask(_prefix_has_objects, loc, loc):  # one bounded request, not a listing of the top level
             return False
         else:
             fs, key = loc.fs
@@ -515,6 +521,7 @@ class Root:
                 dirnames[:] = []
                 continue
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
+            self.listed[0] += len(filenames)
             yield [listed_name(os.path.join(dirpath, f)[baselen:].replace(os.sep, "/"))
                    for f in filenames if not f.startswith(".")]
             if not recursive:
@@ -524,6 +531,7 @@ class Root:
         """The keys below a URL root, listed once per process (shared with :meth:`sub` roots)."""
         if not self._listing:
             self._listing.append(_Listing.of(self))
+            self.listed[0] += len(self._listing[0].keys)
         listing = self._listing[0]
         self.problems.update(listing.problems)
         return listing
@@ -586,6 +594,8 @@ class Root:
             pre = full + "/"
             return any(n.startswith(pre) for n in self._zip_entries())
         if self._loc is not None:
+            if full and not self._listing and _DEFERRED.get():  # one small request, no listing
+                return ask(_prefix_has_objects, self._loc, self._loc / _remote_key(full))
             return not full or self._remote_listing().has_prefix(full + "/")
         return os.path.isdir(os.path.join(self.path, *full.split("/")))
 
@@ -898,6 +908,29 @@ def _is_report_object(loc: Location) -> bool:
 
 
 _SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("fastmask_shared_roots", default=None)
+_DEFERRED: contextvars.ContextVar[bool] = contextvars.ContextVar("fastmask_deferred_listing", default=False)
+
+
+@contextlib.contextmanager
+def deferred_listing():
+    """Within the block, a URL root not listed yet answers :meth:`Root.isdir` with one small
+    request (is anything below that prefix) instead of listing the whole root: opening a
+    dataset whose saved manifest will be reused (a resumed run) lists nothing.
+
+    >>> with deferred_listing():
+    ...     pass
+    """
+    token = _DEFERRED.set(True)
+    try:
+        yield
+    finally:
+        _DEFERRED.reset(token)
+
+
+def _prefix_has_objects(loc: Location) -> bool:
+    from ..storage import prefix_has_objects
+
+    return prefix_has_objects(loc)
 
 
 @contextlib.contextmanager

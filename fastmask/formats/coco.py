@@ -101,6 +101,13 @@ class _CocoBase(Dataset):
         self._given_labelmap = labelmap is not None
         self._cache_meta = None
 
+    def __getstate__(self):
+        # The parsed cache's folder is a path of this machine: a worker (another machine, no
+        # shared disk) finds or builds its own from the JSON's path or URL (prepare()).
+        state = super().__getstate__()
+        state["cache"] = None
+        return state
+
     # labelmap is filled from the file's categories on first use
     @property
     def labelmap(self) -> LabelMap | None:

@@ -23,6 +23,7 @@ items whose files are missing; ``read_item(row)`` reads one item and raises
 """
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import zipfile
@@ -51,6 +52,8 @@ __all__ = [
 LAYOUTS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "labelbox", "nucleus", "urls")
 RECORD_EXTENSIONS = (".ndjson", ".jsonl")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".jpg", ".jpeg")
+#: schema metadata key of a dataset's manifest holding its listing facts (JSON)
+LISTING_KEY = b"fastmask.listing"
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 
 
@@ -99,10 +102,63 @@ class Dataset:
 
     # ------------------------------------------------------------------ API
     def manifest(self) -> pa.Table:
-        """One row per item, ``item_id`` unique and sorted ascending (cached per process)."""
+        """One row per item, ``item_id`` unique and sorted ascending (cached per process).
+
+        The table's schema metadata (:data:`LISTING_KEY`) holds what the listing met:
+        ``objects`` (files or objects listed), ``problems`` and ``skipped_reports`` (see
+        :meth:`problems`), so that a report's saved manifest brings them back on resume
+        (:meth:`reuse_manifest`)."""
         if self._manifest is None:
-            self._manifest = _finish_manifest(self._build_manifest(), self)
+            table = _finish_manifest(self._build_manifest(), self)
+            facts = {"objects": self._objects_listed(), "problems": self._root_problems(),
+                     "skipped_reports": self._root_skipped()}
+            meta = dict(table.schema.metadata or {})
+            meta[LISTING_KEY] = json.dumps(facts, sort_keys=True).encode("utf-8")
+            self._manifest = table.replace_schema_metadata(meta)
         return self._manifest
+
+    def reuse_manifest(self, table: pa.Table) -> None:
+        """Take ``table`` (this dataset's manifest saved by an earlier run: a resumed run's
+        ``manifest.parquet``) as the manifest, with the listing facts saved in it: the
+        dataset is not listed again.
+
+        >>> import tempfile
+        >>> ds = open_dataset(tempfile.mkdtemp(), layout="masks"); saved = ds.manifest()
+        >>> again = open_dataset(ds.root, layout="masks"); again.reuse_manifest(saved)
+        >>> again.manifest() is saved, again.problems(), again.listing()["objects"]
+        (True, [], 0)
+        """
+        self._manifest = table
+
+    def listing(self) -> dict:
+        """What the listing saw: ``{"objects": n, "problems": [...], "skipped_reports": [...]}``
+        (from the saved manifest when it was reused). Builds the manifest first.
+
+        >>> import tempfile
+        >>> open_dataset(tempfile.mkdtemp(), layout="masks").listing()
+        {'objects': 0, 'problems': [], 'skipped_reports': []}
+        """
+        raw = (self.manifest().schema.metadata or {}).get(LISTING_KEY)
+        facts = json.loads(raw) if raw else {}
+        if not raw:  # a manifest saved without the facts: what this process's roots met
+            facts = {"objects": self._objects_listed(), "problems": self._root_problems(),
+                     "skipped_reports": self._root_skipped()}
+        return {"objects": int(facts.get("objects") or 0), "problems": list(facts.get("problems") or []),
+                "skipped_reports": list(facts.get("skipped_reports") or [])}
+
+    def _objects_listed(self) -> int:
+        counters = {id(r.listed): r.listed for r in self._roots()}  # sub-roots share their root's counter
+        return sum(c[0] for c in counters.values())
+
+    def _root_problems(self) -> list[dict]:
+        found: dict[tuple[str, str], str] = {}
+        for root in self._roots():
+            for key, message in root.problems.items():
+                found.setdefault(key, message)
+        return [{"kind": k, "path": p, "message": found[(k, p)]} for k, p in sorted(found)]
+
+    def _root_skipped(self) -> list[str]:
+        return sorted({p for root in self._roots() for p in root.skipped_reports})
 
     def __len__(self) -> int:
         return self.manifest().num_rows
@@ -132,12 +188,7 @@ class Dataset:
 
         >>> # [p["kind"] for p in open_dataset("masks.zip").problems()]  -> ['duplicate_entry']
         """
-        self.manifest()
-        found: dict[tuple[str, str], str] = {}
-        for root in self._roots():
-            for key, message in root.problems.items():
-                found.setdefault(key, message)
-        return [{"kind": k, "path": p, "message": found[(k, p)]} for k, p in sorted(found)]
+        return self.listing()["problems"]
 
     def skipped_reports(self) -> list[str]:
         """Folders the listing skipped as fastmask's own reports (a ``run.json`` that fastmask
@@ -145,8 +196,7 @@ class Dataset:
 
         >>> # open_dataset(".").skipped_reports()  -> ['/data/report']  (after --out report)
         """
-        self.manifest()
-        return sorted({p for root in self._roots() for p in root.skipped_reports})
+        return self.listing()["skipped_reports"]
 
     def _roots(self) -> list[Root]:
         """The roots this dataset lists (attributes holding a :class:`Root`)."""

@@ -282,7 +282,9 @@ class UrlListDataset(Dataset):
 
         >>> # [p["kind"] for p in open_dataset("list.csv").problems()]  -> ['duplicate_entry']
         """
-        self.manifest()
+        return self.listing()["problems"]
+
+    def _root_problems(self) -> list[dict]:
         return [{k: p[k] for k in ("kind", "path", "message")} for p in self._problems]
 
     # ------------------------------------------------------------------ reading
