@@ -15,6 +15,9 @@ included) and the ratio to local disk. Goal: with latency, at least 0.8x the loc
 throughput with default settings. Then the time to list 100,000 objects (paged) through
 ``fastmask.storage``. Also printed: what the local S3 server (moto, a Python server sharing the machine's two
 cores with the workers) serves on its own, the ceiling of any client here.
+Default 5,000 masks (``$FASTMASK_BENCH_REMOTE_MASKS``), 3 rounds
+(``$FASTMASK_BENCH_REMOTE_ROUNDS``): the local server serves about fifty masks a second
+here, so 20,000 masks a round would take most of an hour.
 ``--quick``: 2,000 masks, 10,000 objects, one round.
 """
 from __future__ import annotations
@@ -180,8 +183,8 @@ def _listing(endpoint: str, n: int) -> float:
 
 
 def run(quick: bool = False) -> None:
-    n = 2_000 if quick else 20_000
-    rounds = 1 if quick else 3
+    n = 2_000 if quick else int(os.environ.get("FASTMASK_BENCH_REMOTE_MASKS", "5000"))
+    rounds = 1 if quick else int(os.environ.get("FASTMASK_BENCH_REMOTE_ROUNDS", "3"))
     manifest = ensure_dataset({"small": n})  # 640x480
     tmp = Path(tempfile.mkdtemp(prefix="fastmask-bench-remote-"))
     local = tmp / "masks"
