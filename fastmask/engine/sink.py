@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .. import storage
 from ..storage import Location, is_url
 
 REPORT_FORMAT = 1
@@ -89,12 +89,6 @@ def marker_path(out_dir: str | os.PathLike | Location, index: int) -> Path | Loc
     return report_root(out_dir) / SHARDS_DIR / f"{index:05d}.json"
 
 
-def _tmp_path(path: Path) -> Path:
-    # Unique per writer: a Dask task rerun on another worker may write the same shard
-    # while a lost worker still finishes it; both renames carry the same content.
-    return path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
 def _fsync_dir(path: Path) -> None:
     # Makes the rename itself durable (power loss); not available everywhere.
     try:
@@ -116,16 +110,7 @@ def write_bytes_atomic(path: Path | Location, data: bytes | memoryview | pa.Buff
         _remote(path).write_bytes(data.to_pybytes() if isinstance(data, pa.Buffer) else data)
         return
     path = Path(path.url) if isinstance(path, Location) else Path(path)
-    tmp = _tmp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    storage.write_local_atomic(path, data, durable=True, make_parents=False)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

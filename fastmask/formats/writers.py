@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -136,19 +135,8 @@ def atomic_output(path: str | os.PathLike | storage.Location):
         with storage.staged(path) as tmp:
             yield tmp
         return
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        # mkstemp creates 0600; an output file gets the mode open() would give it (0644 under umask 022)
-        os.fchmod(fd, 0o666 & ~_umask())
-    finally:
-        os.close(fd)
-    try:
+    with storage.local_atomic_output(path, durable=False) as tmp:  # one local write path for all of fastmask
         yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write(path: str | os.PathLike | storage.Location, data: bytes) -> None:
