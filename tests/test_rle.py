@@ -136,6 +136,84 @@ def test_one_rle_lean_paths_match_general_paths_and_pycocotools(stack, data):
         assert got == pm.frPyObjects({"size": size, "counts": ucounts}, *size)
 
 
+_LIST_CORRUPTIONS = [
+    "none", "str", "cut", "char", "sep", "size", "mixed", "bytearray", "tuple-size", "float-size", "array-size", "list-counts",
+]
+
+
+def _corrupt_one(objs: list[dict], how: str, data) -> None:
+    """Spoil one RLE dict of a list in place (or turn all counts to str) for the lean-path tests."""
+    i = data.draw(st.integers(0, len(objs) - 1))
+    o = objs[i]
+    c, (h, w) = o["counts"], o["size"]
+    j = data.draw(st.integers(0, len(c)))
+    if how == "str":
+        for x in objs:
+            x["counts"] = x["counts"].decode("ascii")
+    elif how == "cut":
+        o["counts"] = c[:j]
+    elif how == "char":
+        o["counts"] = c[:j] + bytes([data.draw(st.integers(0, 255))]) + c[j + 1 :]
+    elif how == "sep":  # the byte the lean path joins strings with
+        o["counts"] = c[:j] + b"\x7f" + c[j:]
+    elif how == "size":
+        o["size"] = [h + data.draw(st.integers(-1, 2)), w]
+    elif how == "mixed":
+        o["counts"] = c.decode("ascii")
+    elif how == "bytearray":
+        o["counts"] = bytearray(c)
+    elif how == "tuple-size":
+        o["size"] = (h, w)
+    elif how == "float-size":
+        o["size"] = [float(h), float(w)]
+    elif how == "array-size":
+        o["size"] = np.array([h, w])
+    elif how == "list-counts":
+        o["counts"] = fr.counts_of(o)[0].tolist()
+
+
+@given(binary_masks(min_n=1, max_n=6), st.sampled_from(_LIST_CORRUPTIONS), st.data())
+@settings(max_examples=400)
+def test_list_lean_paths_match_general_paths_and_pycocotools(stack, how, data):
+    # a list of same-size RLE dicts is joined into one byte string (a separator outside COCO's
+    # alphabet between strings) and answered by one kernel call; a tuple of the same dicts takes
+    # the general path, the oracle for every answer and error text, hostile inputs included
+    ref = _ref_encode(stack)
+    objs = [dict(r) for r in ref]
+    _corrupt_one(objs, how, data)
+    crowd = data.draw(st.lists(st.integers(0, 1), min_size=len(objs), max_size=len(objs)))
+    a = _same_answer_or_error(lambda: fr.area(objs), lambda: fr.area(tuple(objs)))
+    b = _same_answer_or_error(lambda: fr.toBbox(objs), lambda: fr.toBbox(tuple(objs)))
+    u = _same_answer_or_error(lambda: fr.merge(objs), lambda: fr.merge(tuple(objs)))
+    i = _same_answer_or_error(lambda: fr.merge(objs, 1), lambda: fr.merge(tuple(objs), 1))
+    o = _same_answer_or_error(
+        lambda: fr.iou(objs, objs[::-1], crowd), lambda: fr.iou(tuple(objs), tuple(objs[::-1]), crowd)
+    )
+    if how in ("none", "str"):
+        assert np.array_equal(a, pm.area(ref)) and np.array_equal(b, pm.toBbox(ref))
+        assert u == pm.merge(ref) and i == pm.merge(ref, 1)
+        assert np.array_equal(o, pm.iou(ref, ref[::-1], crowd))
+
+
+@given(st.lists(counts_lists(max_side=8, min_side=3), min_size=2, max_size=9), st.booleans())
+@settings(max_examples=300)
+def test_merge_of_many_noncanonical_rles_is_the_union_or_intersection(hwcs, intersect):
+    # merge walks flip positions pairwise in a tree; zero-length runs (uncompressed RLEs) and odd
+    # list counts included; the oracle is the decoded masks and pycocotools on canonical strings
+    h, w = hwcs[0][0], hwcs[0][1]
+    rles = []
+    for _, _, counts in hwcs:  # each list resized to this h x w: scale its last run
+        total = sum(counts)
+        fixed = list(counts[:-1]) + [counts[-1] + h * w - total] if total <= h * w else [h * w]
+        rles.append(fr.frPyObjects({"size": [h, w], "counts": fixed}, h, w))
+    masks = fr.decode(rles).astype(bool)
+    merged = fr.merge(rles, intersect)
+    expect = masks.all(axis=2) if intersect else masks.any(axis=2)
+    assert np.array_equal(fr.decode(merged), expect)
+    canon = [pm.encode(np.asfortranarray(masks[:, :, i : i + 1].astype(np.uint8)))[0] for i in range(len(rles))]
+    assert merged == pm.merge(canon, intersect)
+
+
 @given(polygons(), st.integers(1, 70), st.integers(1, 70))
 @settings(max_examples=200)
 def test_merge_of_own_frpyobjects_result_matches_pycocotools_and_checks_size(poly, h, w):
