@@ -27,6 +27,7 @@ Batch entry points without per-mask Python overhead: :func:`decode_stack`,
 from __future__ import annotations
 
 import sys
+from array import array
 from collections import deque
 from itertools import chain
 from typing import Iterable, Mapping, Sequence
@@ -216,15 +217,21 @@ def _uncompressed_counts(c, i: int, h: int, w: int) -> np.ndarray:
 def _to_objs(counts, offsets, heights, widths) -> list[dict]:
     """Compressed-string dicts, as pycocotools' _toString; ``heights``/``widths`` are ints or sequences."""
     chars, char_offsets = _k.counts_to_chars(counts, offsets)
+    if isinstance(heights, (int, np.integer)) and isinstance(widths, (int, np.integer)):
+        return _strings_to_objs(chars, char_offsets, int(heights), int(widths))
     raw = chars.tobytes()
     co = char_offsets.tolist()
     n = len(co) - 1
-    if isinstance(heights, (int, np.integer)) and isinstance(widths, (int, np.integer)):
-        size = [int(heights), int(widths)]
-        return [{"size": list(size), "counts": raw[co[i] : co[i + 1]]} for i in range(n)]
     hs = np.broadcast_to(heights, (n,)).tolist()
     ws = np.broadcast_to(widths, (n,)).tolist()
     return [{"size": [hs[i], ws[i]], "counts": raw[co[i] : co[i + 1]]} for i in range(n)]
+
+
+def _strings_to_objs(chars: np.ndarray, char_offsets: np.ndarray, h: int, w: int) -> list[dict]:
+    """RLE dicts of size ``[h, w]`` from compressed strings back to back in ``chars``."""
+    raw = chars.tobytes()
+    co = char_offsets.tolist()
+    return [{"size": [h, w], "counts": raw[a:b]} for a, b in zip(co, co[1:])]
 
 
 def _obj(counts: np.ndarray, h: int, w: int) -> dict:
@@ -602,6 +609,8 @@ def iou(dt, gt, pyiscrowd):
 
 
 def _check_hw(h, w) -> tuple[int, int]:
+    if type(h) is int and type(w) is int and 0 <= h and 0 <= w and h * w <= _k.MAX_RLE_PIXELS and max(h, w) <= _k.MAX_RLE_PIXELS:
+        return h, w  # plain ints in range: nothing to convert
     try:
         hi, wi = int(h), int(w)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
@@ -635,6 +644,10 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"frPyObjects: boxes must have shape (n, 4), got {arr.shape}")
+    if h and w:  # integer boxes (the common case): their strings in one kernel call
+        chars, char_offsets, ok = _k.box_strings(arr, h, w)
+        if ok:
+            return _strings_to_objs(chars, char_offsets, h, w)
     big = float(np.abs(arr).max()) if arr.size else 0.0
     if not big < np.inf:  # also NaN
         raise ValueError("frPyObjects: boxes have NaN or infinite values")
@@ -696,11 +709,12 @@ def _lean_uncompressed(obj: dict):
     h, w = size
     if h < 0 or w < 0 or h * w > _k.MAX_RLE_PIXELS:
         return None
-    try:
-        arr = np.array(obj["counts"])
-    except (TypeError, ValueError, OverflowError):
+    counts = obj["counts"]
+    if counts and type(counts[0]) is bool:  # a list of flags is no list of counts: the general path says so
         return None
-    if arr.dtype != np.int64 or arr.ndim != 1:  # floats, bools, huge or nested values: general path
+    try:  # array.array takes ints (and NumPy integers) only: floats, strings, nested or huge values raise
+        arr = np.frombuffer(array("q", counts), np.int64)
+    except (TypeError, ValueError, OverflowError):
         return None
     chars, ok = _k.compress_counts(arr, h * w)
     if not ok:

@@ -468,37 +468,18 @@ def counts_to_chars(counts, offsets):
     char_offsets = np.zeros(n + 1, np.int64)
     p = 0
     for r in range(n):
-        start = offsets[r]
-        m = offsets[r + 1] - start
-        for i in range(m):
-            x = np.int64(counts[start + i])
-            if i > 2:
-                x -= np.int64(counts[start + i - 2])
-            if -16 <= x < 16:  # one character, the common case (no continuation bit)
-                out[p] = (x & 0x1F) + 48
-                p += 1
-                continue
-            more = True
-            while more:
-                c = x & 0x1F
-                x >>= 5
-                if c & 0x10:
-                    more = x != -1
-                else:
-                    more = x != 0
-                if more:
-                    c |= 0x20
-                out[p] = c + 48
-                p += 1
+        p = _write_counts(counts[offsets[r] : offsets[r + 1]], out, p)
         char_offsets[r + 1] = p
     return out[:p].copy(), char_offsets
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def counts_to_bytes(counts):
-    """The compressed string of one RLE's counts, as uint8 codes."""
-    chars, _ = counts_to_chars(counts, np.array([0, counts.shape[0]], np.int64))
-    return chars
+    """The compressed string of one RLE's counts, as uint8 codes (a view of a scratch buffer:
+    callers take ``.tobytes()``)."""
+    out = np.empty(7 * counts.shape[0] + 1, np.uint8)
+    p = _write_counts(counts, out, 0)
+    return out[:p]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -754,7 +735,7 @@ def compress_counts(counts, total):
         s += c
     if s != total:
         return np.zeros(0, np.uint8), False
-    return counts_to_bytes(counts.astype(np.uint32)), True
+    return counts_to_bytes(counts), True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -775,6 +756,35 @@ def _clipped_rect(box, h, w):
     y0 = np.int64(min(max(by, 0.0), float(h)))
     y1 = np.int64(min(max(by + bh, 0.0), float(h)))
     return x0, y0, x1, y1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _box_counts(x0, y0, x1, y1, h, w, counts, k):
+    """Write the counts of the clipped rectangle ``[x0, x1) x [y0, y1)`` at ``counts[k]``; returns the new end."""
+    if x1 <= x0 or y1 <= y0:
+        counts[k] = h * w
+        k += 1
+    elif y1 - y0 == h:  # full height: the columns join into one run
+        counts[k] = x0 * h
+        counts[k + 1] = (x1 - x0) * h
+        k += 2
+        if x1 < w:
+            counts[k] = (w - x1) * h
+            k += 1
+    else:
+        counts[k] = x0 * h + y0
+        k += 1
+        for x in range(x0, x1):
+            counts[k] = y1 - y0
+            k += 1
+            if x + 1 < x1:
+                counts[k] = h - (y1 - y0)
+                k += 1
+        tail = (w - x1) * h + (h - y1)
+        if tail > 0:
+            counts[k] = tail
+            k += 1
+    return k
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -800,35 +810,102 @@ def box_rles(boxes, h, w):
     offsets = np.zeros(n + 1, np.int64)
     k = 0
     for i in range(n):
-        x0 = rects[i, 0]
-        y0 = rects[i, 1]
-        x1 = rects[i, 2]
-        y1 = rects[i, 3]
-        if x1 <= x0 or y1 <= y0:
-            counts[k] = h * w
-            k += 1
-        elif y1 - y0 == h:  # full height: the columns join into one run
-            counts[k] = x0 * h
-            counts[k + 1] = (x1 - x0) * h
-            k += 2
-            if x1 < w:
-                counts[k] = (w - x1) * h
-                k += 1
-        else:
-            counts[k] = x0 * h + y0
-            k += 1
-            for x in range(x0, x1):
-                counts[k] = y1 - y0
-                k += 1
-                if x + 1 < x1:
-                    counts[k] = h - (y1 - y0)
-                    k += 1
-            tail = (w - x1) * h + (h - y1)
-            if tail > 0:
-                counts[k] = tail
-                k += 1
+        k = _box_counts(rects[i, 0], rects[i, 1], rects[i, 2], rects[i, 3], h, w, counts, k)
         offsets[i + 1] = k
     return counts[:k].copy(), offsets
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def box_strings(boxes, h, w):
+    """Compressed strings of integer-valued boxes (:func:`box_rles`) in one pass: ``(chars, char_offsets, ok)``.
+
+    ``ok`` is False unless every coordinate is an integer of magnitude at most 2**31
+    (NaN and infinities included): the caller then takes the general box path.
+    """
+    n = boxes.shape[0]
+    char_offsets = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        for j in range(4):
+            v = boxes[i, j]
+            if not (abs(v) <= 2147483648.0 and v == np.floor(v)):
+                return np.zeros(0, np.uint8), char_offsets, False
+    size = 0
+    for i in range(n):
+        x0, y0, x1, y1 = _clipped_rect(boxes[i], h, w)
+        size += 2 * max(x1 - x0, 0) + 32  # one char per zero difference; up to 7 for each of 4 others
+    out = np.empty(size, np.uint8)
+    p = 0
+    for i in range(n):
+        x0, y0, x1, y1 = _clipped_rect(boxes[i], h, w)
+        p = _box_chars(x0, y0, x1, y1, h, w, out, p)
+        char_offsets[i + 1] = p
+    return out[:p].copy(), char_offsets, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _box_chars(x0, y0, x1, y1, h, w, out, p):
+    """Append the compressed string of the rectangle ``[x0, x1) x [y0, y1)`` (:func:`_box_counts`) at ``p``.
+
+    Its counts repeat (foreground, gap) per column, so every value from the fourth to the
+    one before the tail is a zero difference: one '0' each, written as a block.
+    """
+    if x1 <= x0 or y1 <= y0:
+        return _write_value(h * w, out, p)
+    if y1 - y0 == h:
+        p = _write_value(x0 * h, out, p)
+        p = _write_value((x1 - x0) * h, out, p)
+        if x1 < w:
+            p = _write_value((w - x1) * h, out, p)
+        return p
+    bw = x1 - x0
+    bh = y1 - y0
+    gap = h - bh
+    tail = (w - x1) * h + (h - y1)
+    p = _write_value(x0 * h + y0, out, p)
+    p = _write_value(bh, out, p)
+    if bw == 1:
+        if tail > 0:
+            p = _write_value(tail, out, p)
+        return p
+    p = _write_value(gap, out, p)
+    zeros = 2 * bw - 3
+    out[p : p + zeros] = 48
+    p += zeros
+    if tail > 0:
+        p = _write_value(tail - gap, out, p)
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _write_value(x, out, p):
+    """Append one (difference) value in COCO's 5-bits-per-character form at ``p``; returns the new end."""
+    if -16 <= x < 16:  # one character, the common case (no continuation bit)
+        out[p] = (x & 0x1F) + 48
+        return p + 1
+    more = True
+    while more:
+        c = x & 0x1F
+        x >>= 5
+        if c & 0x10:
+            more = x != -1
+        else:
+            more = x != 0
+        if more:
+            c |= 0x20
+        out[p] = c + 48
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _write_counts(counts, out, p):
+    """Append the compressed string of one RLE's counts to ``out`` at ``p``; returns the new end."""
+    for i in range(counts.shape[0]):
+        x = np.int64(counts[i])
+        if i > 2:
+            x -= np.int64(counts[i - 2])
+        p = _write_value(x, out, p)
+    return p
 
 
 # --------------------------------------------------------------------------- decode

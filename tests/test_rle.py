@@ -433,6 +433,41 @@ def test_frpyobjects_integer_boxes_closed_form_matches_pycocotools(boxes, h, w):
     assert fr.frPyObjects(boxes, h, w) == pm.frPyObjects(arr, h, w)
 
 
+@given(
+    st.lists(
+        st.lists(st.one_of(st.integers(-40, 80), st.integers(-(2**31), 2**31)), min_size=4, max_size=4),
+        min_size=0,
+        max_size=6,
+    ),
+    st.integers(1, 70),
+    st.integers(1, 70),
+    st.sampled_from(["as is", "nan", "inf", "fraction", "beyond 2**31"]),
+)
+@settings(max_examples=300)
+def test_box_strings_kernel_matches_counts_then_codec(boxes, h, w, spoil):
+    # the box kernel writes each string directly (a block of '0' for the repeated columns);
+    # the oracle is the closed-form counts run through the string codec; anything but
+    # integers up to 2**31 must be refused (the caller then takes the general path)
+    from fastmask.kernels import rle as k
+
+    arr = np.array(boxes + [[0, 0, 1, h], [2, 0, 1, h - 1], [0, 0, w, 1]], np.float64).reshape(-1, 4)
+    if spoil != "as is":
+        arr[-1, 1] = {"nan": np.nan, "inf": -np.inf, "fraction": 0.5, "beyond 2**31": 2.0**31 + 1}[spoil]
+    chars, offsets, ok = k.box_strings(arr, h, w)
+    assert ok == (spoil == "as is")
+    if ok:
+        counts, roff = k.box_rles(arr, h, w)
+        ref_chars, ref_offsets = k.counts_to_chars(counts, roff)
+        assert chars.tobytes() == ref_chars.tobytes() and offsets.tolist() == ref_offsets.tolist()
+        small = arr[np.abs(arr).max(axis=1) <= 200]  # pycocotools walks 10 points per unit of a far box
+        assert fr.frPyObjects(small, h, w) == pm.frPyObjects(small, h, w)
+    else:  # the general path still answers the rest, and names the bad value
+        assert fr.frPyObjects(arr[:-1], h, w) == fr.frPyObjects(arr[:-1].tolist(), h, w)
+        if spoil in ("nan", "inf"):
+            with pytest.raises(ValueError, match="NaN or infinite"):
+                fr.frPyObjects(arr, h, w)
+
+
 def test_frpyobjects_single_objects_and_empty():
     poly = [1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0, 1.0]
     assert fr.frPyObjects(poly, 6, 6) == pm.frPyObjects([poly], 6, 6)[0]
