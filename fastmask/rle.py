@@ -692,8 +692,8 @@ def _fr_polys(polys, h, w) -> list[dict]:
     xy, offsets = pack(polys, "frPyObjects", min_vertices=0)
     if h == 0 or w == 0:  # no pixel: nothing to walk (a huge other side must not size buffers)
         return [{"size": [h, w], "counts": b"0"} for _ in range(len(offsets) - 1)]
-    counts, roff = _poly.coco_polygons_to_rles(xy, offsets, h, w)
-    return _remember(_to_objs(counts, roff, h, w))
+    chars, char_offsets = _poly.coco_polygon_strings(xy, offsets, h, w)
+    return _remember(_strings_to_objs(chars, char_offsets, h, w))
 
 
 def _fr_uncompressed(objs) -> list[dict]:
