@@ -35,14 +35,14 @@ def pack(polygons, what: str, min_vertices: int) -> tuple[np.ndarray, np.ndarray
                     break
             if ok:
                 xy = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-                if _all_finite(xy):
+                if _all_finite(xy, polygons[0] if len(arrays) == 1 else None):
                     if len(arrays) == 1:
                         return xy, np.array([0, xy.shape[0]], np.int64)
                     return xy, np.array([0, *accumulate(a.shape[0] for a in arrays)], np.int64)
     return _pack_careful(polygons, what, min_vertices)
 
 
-def _all_finite(xy: np.ndarray) -> bool:
+def _all_finite(xy: np.ndarray, values: list | None = None) -> bool:
     """No NaN or inf in ``xy``, cheaply and without NumPy warnings.
 
     NaN or inf makes a sum non-finite. Python's float sum is the cheapest test for a short
@@ -51,6 +51,11 @@ def _all_finite(xy: np.ndarray) -> bool:
     ``isfinite``.
     """
     if xy.shape[0] <= 64:
+        if values is not None:  # the list xy came from: no tolist() (strings of numbers: TypeError)
+            try:
+                return math.isfinite(sum(values))
+            except (TypeError, OverflowError):  # e.g. a huge int: not convertible, let the array decide
+                pass
         return math.isfinite(sum(xy.tolist()))
     return bool(np.isfinite(xy).all())
 

@@ -27,6 +27,7 @@ Batch entry points without per-mask Python overhead: :func:`decode_stack`,
 from __future__ import annotations
 
 import sys
+from array import array
 from collections import deque
 from itertools import chain
 from typing import Iterable, Mapping, Sequence
@@ -216,15 +217,21 @@ def _uncompressed_counts(c, i: int, h: int, w: int) -> np.ndarray:
 def _to_objs(counts, offsets, heights, widths) -> list[dict]:
     """Compressed-string dicts, as pycocotools' _toString; ``heights``/``widths`` are ints or sequences."""
     chars, char_offsets = _k.counts_to_chars(counts, offsets)
+    if isinstance(heights, (int, np.integer)) and isinstance(widths, (int, np.integer)):
+        return _strings_to_objs(chars, char_offsets, int(heights), int(widths))
     raw = chars.tobytes()
     co = char_offsets.tolist()
     n = len(co) - 1
-    if isinstance(heights, (int, np.integer)) and isinstance(widths, (int, np.integer)):
-        size = [int(heights), int(widths)]
-        return [{"size": list(size), "counts": raw[co[i] : co[i + 1]]} for i in range(n)]
     hs = np.broadcast_to(heights, (n,)).tolist()
     ws = np.broadcast_to(widths, (n,)).tolist()
     return [{"size": [hs[i], ws[i]], "counts": raw[co[i] : co[i + 1]]} for i in range(n)]
+
+
+def _strings_to_objs(chars: np.ndarray, char_offsets: np.ndarray, h: int, w: int) -> list[dict]:
+    """RLE dicts of size ``[h, w]`` from compressed strings back to back in ``chars``."""
+    raw = chars.tobytes()
+    co = char_offsets.tolist()
+    return [{"size": [h, w], "counts": raw[a:b]} for a, b in zip(co, co[1:])]
 
 
 def _obj(counts: np.ndarray, h: int, w: int) -> dict:
@@ -355,6 +362,42 @@ def _lean_one(obj: dict, max_pixels: int = _k.MAX_RLE_PIXELS):
     return c, h, w  # the kernels read bytes directly
 
 
+_SEP_BYTES = bytes([_k.SEP])
+_SEP_STR = chr(_k.SEP)
+
+
+def _lean_list(objs: list):
+    """``(joined bytes, n, h, w)`` of a non-empty list of same-size RLE dicts whose counts are all
+    bytes or all str, else None.
+
+    The strings are joined by :data:`kernels.rle.SEP` (outside COCO's alphabet), so one kernel call
+    parses them without per-string lengths; None, or a kernel's "malformed" answer, sends the
+    call down the general path, which answers or raises the documented error.
+    """
+    try:
+        strings = [o["counts"] for o in objs]
+        sizes = [o["size"] for o in objs]
+        s0 = sizes[0]
+        if type(s0) is not list or len(s0) != 2 or sizes.count(s0) != len(sizes):
+            return None
+    except (KeyError, TypeError, IndexError, ValueError):  # ValueError: an ndarray size compared
+        return None
+    h, w = s0
+    if type(h) is not int or type(w) is not int or h < 0 or w < 0 or h * w > _k.MAX_RLE_PIXELS:
+        return None
+    kinds = set(map(type, strings))
+    if kinds == {bytes}:
+        chars = _SEP_BYTES.join(strings)
+    elif kinds == {str}:  # JSON gives str counts
+        text = _SEP_STR.join(strings)
+        if not text.isascii():
+            return None
+        chars = text.encode("ascii")
+    else:  # bytearrays, lists (uncompressed), a mix: the general path sorts them out
+        return None
+    return chars, len(strings), h, w
+
+
 def _decode_one(obj: dict):
     """One RLE decoded by a single kernel that parses and writes each byte once, or None (general path)."""
     one = _lean_one(obj, _LEAN_DECODE_PIXELS)  # a huge mask is allocated only once its string is known valid
@@ -399,6 +442,13 @@ def area(rleObjs):
             a = _k.area_one(*one)
             if a >= 0:
                 return np.uint32(a)
+    elif type(rleObjs) is list and rleObjs:
+        lean = _lean_list(rleObjs)
+        if lean is not None:
+            chars, n, h, w = lean
+            a = _k.area_joined(chars, n, h * w)
+            if a.shape[0]:
+                return a
     objs, single = _single_or_list(rleObjs, "area")
     batch = _parse(objs)
     a = _k.area(batch.counts, batch.offsets).astype(np.uint32)
@@ -415,6 +465,12 @@ def toBbox(rleObjs):
         one = _lean_one(rleObjs)
         if one is not None:
             bb = _k.bbox_one(*one)
+            if bb.shape[0]:
+                return bb
+    elif type(rleObjs) is list and rleObjs:
+        lean = _lean_list(rleObjs)
+        if lean is not None:
+            bb = _k.bbox_joined(*lean)
             if bb.shape[0]:
                 return bb
     objs, single = _single_or_list(rleObjs, "toBbox")
@@ -443,6 +499,13 @@ def merge(rleObjs, intersect: int = 0):
             chars, ok = _k.recode_one(one[0], one[1] * one[2])
             if ok:
                 return {"size": [one[1], one[2]], "counts": chars.tobytes()}
+    elif type(rleObjs) is list and len(rleObjs) > 1:
+        lean = _lean_list(rleObjs)
+        if lean is not None:
+            chars, n, h, w = lean
+            out = _k.merge_joined(chars, n, h * w, bool(intersect))
+            if out.shape[0]:
+                return {"size": [h, w], "counts": out.tobytes()}
     objs, _ = _single_or_list(rleObjs, "merge")
     batch = _parse(objs)
     h, w = batch.common_size("merge")
@@ -476,20 +539,18 @@ def _iou_operand(objs, what: str):
 
 
 def _iou_joint(dt: list, gt: list, pyiscrowd):
-    """IoU of two lists of same-size RLE dicts with one parse of both (COCOeval's many small calls).
+    """IoU of two non-empty lists of same-size RLE dicts in one kernel call (COCOeval's many small calls).
 
     None for anything else (boxes, mixed sizes, malformed RLEs, bad iscrowd): the
     general path then answers or raises its documented error, naming the right side.
     """
-    if not (all(type(o) is dict for o in dt) and all(type(o) is dict for o in gt)):
+    d = _lean_list(dt)
+    if d is None:
         return None
-    try:
-        b = _parse(dt + gt)
-    except (ValueError, TypeError):
+    g = _lean_list(gt)
+    if g is None or d[2:] != g[2:]:
         return None
-    m, n = len(dt), len(gt)
-    if not b.uniform:
-        return None
+    n = g[1]
     if pyiscrowd is None:
         crowd = np.zeros(n, np.uint8)
     else:
@@ -499,8 +560,8 @@ def _iou_joint(dt: list, gt: list, pyiscrowd):
             return None
         if crowd.shape[0] != n:
             return None
-    o = b.offsets
-    return _k.rle_iou(b.counts, o[: m + 1], b.heights[:m], b.widths[:m], b.counts, o[m:], b.heights[m:], b.widths[m:], crowd)
+    o = _k.iou_joined(d[0] + _SEP_BYTES + g[0], d[1], n, d[2], d[3], crowd)
+    return o if o.shape[0] else None
 
 
 def iou(dt, gt, pyiscrowd):
@@ -548,6 +609,8 @@ def iou(dt, gt, pyiscrowd):
 
 
 def _check_hw(h, w) -> tuple[int, int]:
+    if type(h) is int and type(w) is int and 0 <= h and 0 <= w and h * w <= _k.MAX_RLE_PIXELS and max(h, w) <= _k.MAX_RLE_PIXELS:
+        return h, w  # plain ints in range: nothing to convert
     try:
         hi, wi = int(h), int(w)
     except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
@@ -581,6 +644,10 @@ def _fr_boxes(boxes, h, w) -> list[dict]:
     arr = np.asarray(boxes, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise ValueError(f"frPyObjects: boxes must have shape (n, 4), got {arr.shape}")
+    if h and w:  # integer boxes (the common case): their strings in one kernel call
+        chars, char_offsets, ok = _k.box_strings(arr, h, w)
+        if ok:
+            return _strings_to_objs(chars, char_offsets, h, w)
     big = float(np.abs(arr).max()) if arr.size else 0.0
     if not big < np.inf:  # also NaN
         raise ValueError("frPyObjects: boxes have NaN or infinite values")
@@ -625,8 +692,8 @@ def _fr_polys(polys, h, w) -> list[dict]:
     xy, offsets = pack(polys, "frPyObjects", min_vertices=0)
     if h == 0 or w == 0:  # no pixel: nothing to walk (a huge other side must not size buffers)
         return [{"size": [h, w], "counts": b"0"} for _ in range(len(offsets) - 1)]
-    counts, roff = _poly.coco_polygons_to_rles(xy, offsets, h, w)
-    return _remember(_to_objs(counts, roff, h, w))
+    chars, char_offsets = _poly.coco_polygon_strings(xy, offsets, h, w)
+    return _remember(_strings_to_objs(chars, char_offsets, h, w))
 
 
 def _fr_uncompressed(objs) -> list[dict]:
@@ -642,11 +709,12 @@ def _lean_uncompressed(obj: dict):
     h, w = size
     if h < 0 or w < 0 or h * w > _k.MAX_RLE_PIXELS:
         return None
-    try:
-        arr = np.array(obj["counts"])
-    except (TypeError, ValueError, OverflowError):
+    counts = obj["counts"]
+    if counts and type(counts[0]) is bool:  # a list of flags is no list of counts: the general path says so
         return None
-    if arr.dtype != np.int64 or arr.ndim != 1:  # floats, bools, huge or nested values: general path
+    try:  # array.array takes ints (and NumPy integers) only: floats, strings, nested or huge values raise
+        arr = np.frombuffer(array("q", counts), np.int64)
+    except (TypeError, ValueError, OverflowError):
         return None
     chars, ok = _k.compress_counts(arr, h * w)
     if not ok:

@@ -251,6 +251,13 @@ def coco_polygons_to_rles(xy, coord_offsets, h, w):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def coco_polygon_strings(xy, coord_offsets, h, w):
+    """:func:`coco_polygons_to_rles` as compressed strings in the same call: ``(chars, char_offsets)``."""
+    counts, offsets = coco_polygons_to_rles(xy, coord_offsets, h, w)
+    return counts_to_chars(counts, offsets)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def coco_union_counts(xy, coord_offsets, h, w):
     """Counts of the union of the polygons: pycocotools' ``merge(frPyObjects(polys))`` in one call."""
     n_poly = coord_offsets.shape[0] - 1

@@ -468,33 +468,18 @@ def counts_to_chars(counts, offsets):
     char_offsets = np.zeros(n + 1, np.int64)
     p = 0
     for r in range(n):
-        start = offsets[r]
-        m = offsets[r + 1] - start
-        for i in range(m):
-            x = np.int64(counts[start + i])
-            if i > 2:
-                x -= np.int64(counts[start + i - 2])
-            more = True
-            while more:
-                c = x & 0x1F
-                x >>= 5
-                if c & 0x10:
-                    more = x != -1
-                else:
-                    more = x != 0
-                if more:
-                    c |= 0x20
-                out[p] = c + 48
-                p += 1
+        p = _write_counts(counts[offsets[r] : offsets[r + 1]], out, p)
         char_offsets[r + 1] = p
     return out[:p].copy(), char_offsets
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def counts_to_bytes(counts):
-    """The compressed string of one RLE's counts, as uint8 codes."""
-    chars, _ = counts_to_chars(counts, np.array([0, counts.shape[0]], np.int64))
-    return chars
+    """The compressed string of one RLE's counts, as uint8 codes (a view of a scratch buffer:
+    callers take ``.tobytes()``)."""
+    out = np.empty(7 * counts.shape[0] + 1, np.uint8)
+    p = _write_counts(counts, out, 0)
+    return out[:p]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -750,7 +735,7 @@ def compress_counts(counts, total):
         s += c
     if s != total:
         return np.zeros(0, np.uint8), False
-    return counts_to_bytes(counts.astype(np.uint32)), True
+    return counts_to_bytes(counts), True
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -771,6 +756,35 @@ def _clipped_rect(box, h, w):
     y0 = np.int64(min(max(by, 0.0), float(h)))
     y1 = np.int64(min(max(by + bh, 0.0), float(h)))
     return x0, y0, x1, y1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _box_counts(x0, y0, x1, y1, h, w, counts, k):
+    """Write the counts of the clipped rectangle ``[x0, x1) x [y0, y1)`` at ``counts[k]``; returns the new end."""
+    if x1 <= x0 or y1 <= y0:
+        counts[k] = h * w
+        k += 1
+    elif y1 - y0 == h:  # full height: the columns join into one run
+        counts[k] = x0 * h
+        counts[k + 1] = (x1 - x0) * h
+        k += 2
+        if x1 < w:
+            counts[k] = (w - x1) * h
+            k += 1
+    else:
+        counts[k] = x0 * h + y0
+        k += 1
+        for x in range(x0, x1):
+            counts[k] = y1 - y0
+            k += 1
+            if x + 1 < x1:
+                counts[k] = h - (y1 - y0)
+                k += 1
+        tail = (w - x1) * h + (h - y1)
+        if tail > 0:
+            counts[k] = tail
+            k += 1
+    return k
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -796,35 +810,102 @@ def box_rles(boxes, h, w):
     offsets = np.zeros(n + 1, np.int64)
     k = 0
     for i in range(n):
-        x0 = rects[i, 0]
-        y0 = rects[i, 1]
-        x1 = rects[i, 2]
-        y1 = rects[i, 3]
-        if x1 <= x0 or y1 <= y0:
-            counts[k] = h * w
-            k += 1
-        elif y1 - y0 == h:  # full height: the columns join into one run
-            counts[k] = x0 * h
-            counts[k + 1] = (x1 - x0) * h
-            k += 2
-            if x1 < w:
-                counts[k] = (w - x1) * h
-                k += 1
-        else:
-            counts[k] = x0 * h + y0
-            k += 1
-            for x in range(x0, x1):
-                counts[k] = y1 - y0
-                k += 1
-                if x + 1 < x1:
-                    counts[k] = h - (y1 - y0)
-                    k += 1
-            tail = (w - x1) * h + (h - y1)
-            if tail > 0:
-                counts[k] = tail
-                k += 1
+        k = _box_counts(rects[i, 0], rects[i, 1], rects[i, 2], rects[i, 3], h, w, counts, k)
         offsets[i + 1] = k
     return counts[:k].copy(), offsets
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def box_strings(boxes, h, w):
+    """Compressed strings of integer-valued boxes (:func:`box_rles`) in one pass: ``(chars, char_offsets, ok)``.
+
+    ``ok`` is False unless every coordinate is an integer of magnitude at most 2**31
+    (NaN and infinities included): the caller then takes the general box path.
+    """
+    n = boxes.shape[0]
+    char_offsets = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        for j in range(4):
+            v = boxes[i, j]
+            if not (abs(v) <= 2147483648.0 and v == np.floor(v)):
+                return np.zeros(0, np.uint8), char_offsets, False
+    size = 0
+    for i in range(n):
+        x0, y0, x1, y1 = _clipped_rect(boxes[i], h, w)
+        size += 2 * max(x1 - x0, 0) + 32  # one char per zero difference; up to 7 for each of 4 others
+    out = np.empty(size, np.uint8)
+    p = 0
+    for i in range(n):
+        x0, y0, x1, y1 = _clipped_rect(boxes[i], h, w)
+        p = _box_chars(x0, y0, x1, y1, h, w, out, p)
+        char_offsets[i + 1] = p
+    return out[:p].copy(), char_offsets, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _box_chars(x0, y0, x1, y1, h, w, out, p):
+    """Append the compressed string of the rectangle ``[x0, x1) x [y0, y1)`` (:func:`_box_counts`) at ``p``.
+
+    Its counts repeat (foreground, gap) per column, so every value from the fourth to the
+    one before the tail is a zero difference: one '0' each, written as a block.
+    """
+    if x1 <= x0 or y1 <= y0:
+        return _write_value(h * w, out, p)
+    if y1 - y0 == h:
+        p = _write_value(x0 * h, out, p)
+        p = _write_value((x1 - x0) * h, out, p)
+        if x1 < w:
+            p = _write_value((w - x1) * h, out, p)
+        return p
+    bw = x1 - x0
+    bh = y1 - y0
+    gap = h - bh
+    tail = (w - x1) * h + (h - y1)
+    p = _write_value(x0 * h + y0, out, p)
+    p = _write_value(bh, out, p)
+    if bw == 1:
+        if tail > 0:
+            p = _write_value(tail, out, p)
+        return p
+    p = _write_value(gap, out, p)
+    zeros = 2 * bw - 3
+    out[p : p + zeros] = 48
+    p += zeros
+    if tail > 0:
+        p = _write_value(tail - gap, out, p)
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _write_value(x, out, p):
+    """Append one (difference) value in COCO's 5-bits-per-character form at ``p``; returns the new end."""
+    if -16 <= x < 16:  # one character, the common case (no continuation bit)
+        out[p] = (x & 0x1F) + 48
+        return p + 1
+    more = True
+    while more:
+        c = x & 0x1F
+        x >>= 5
+        if c & 0x10:
+            more = x != -1
+        else:
+            more = x != 0
+        if more:
+            c |= 0x20
+        out[p] = c + 48
+        p += 1
+    return p
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _write_counts(counts, out, p):
+    """Append the compressed string of one RLE's counts to ``out`` at ``p``; returns the new end."""
+    for i in range(counts.shape[0]):
+        x = np.int64(counts[i])
+        if i > 2:
+            x -= np.int64(counts[i - 2])
+        p = _write_value(x, out, p)
+    return p
 
 
 # --------------------------------------------------------------------------- decode
@@ -1032,66 +1113,122 @@ def to_bbox(counts, offsets, heights, widths):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _merge_two(a, a0, a1, b, b0, b1, out, k, intersect):
+    """Toggle positions of the union / intersection of two sorted toggle lists, appended to ``out`` at ``k``.
+
+    A list's state flips at each of its positions; the result flips where the
+    combined state changes. Two flips at one position cancel (no empty runs).
+    """
+    start = k
+    i = a0
+    j = b0
+    va = False
+    vb = False
+    v = False
+    while i < a1 or j < b1:
+        if j >= b1 or (i < a1 and a[i] <= b[j]):
+            p = a[i]
+            va = not va
+            i += 1
+        else:
+            p = b[j]
+            vb = not vb
+            j += 1
+        nv = (va and vb) if intersect else (va or vb)
+        if nv != v:
+            v = nv
+            if k > start and out[k - 1] == p:
+                k -= 1
+            else:
+                out[k] = p
+                k += 1
+    return k
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def merge(counts, offsets, intersect):
     """Union (or intersection) of all RLEs on their runs, without decoding (maskApi's rleMerge).
 
     All RLEs must have one size (checked by the caller). Returns the merged counts.
-    Unlike maskApi.c, zero-length runs inside an RLE are stepped over instead of
-    ending the walk early (which truncates the result there).
+    Each RLE becomes the positions where its value flips; lists merge pairwise in a
+    tree (log2(n) passes over the positions instead of n-1 passes over a growing
+    union). Zero-length runs inside an RLE are stepped over (maskApi.c ends its
+    walk early on them, truncating the result).
     """
     n = offsets.shape[0] - 1
     if n == 0:
         return np.zeros(0, np.uint32)
-    cur = counts[offsets[0] : offsets[1]].copy()
     if n == 1:
-        return cur
+        return counts[offsets[0] : offsets[1]].copy()
     total = np.int64(0)
-    for i in range(cur.shape[0]):
-        total += np.int64(cur[i])
-    for r in range(1, n):
-        a_cnt = cur
-        b_cnt = counts[offsets[r] : offsets[r + 1]]
-        am = a_cnt.shape[0]
-        bm = b_cnt.shape[0]
-        out = np.empty(am + bm + 1, np.uint32)
-        ca = np.int64(a_cnt[0]) if am > 0 else np.int64(0)
-        cb = np.int64(b_cnt[0]) if bm > 0 else np.int64(0)
-        v = False
-        va = False
-        vb = False
-        m = 0
-        a = 1
-        b = 1
-        cc = np.int64(0)
-        ct = np.int64(1)
-        while ct > 0:
-            c = min(ca, cb)
-            cc += c
-            ct = 0
-            ca -= c
-            # zero-length runs (legal in uncompressed RLE) are skipped; maskApi.c stops early on them
-            while ca == 0 and a < am:
-                ca = np.int64(a_cnt[a])
-                a += 1
-                va = not va
-            ct += ca
-            cb -= c
-            while cb == 0 and b < bm:
-                cb = np.int64(b_cnt[b])
-                b += 1
-                vb = not vb
-            ct += cb
-            vp = v
-            if intersect:
-                v = va and vb
-            else:
-                v = va or vb
-            if v != vp or ct == 0:
-                out[m] = cc
-                m += 1
-                cc = 0
-        cur = out[:m].copy()
-    return cur
+    for i in range(offsets[0], offsets[1]):
+        total += np.int64(counts[i])
+    size = max(np.int64(counts.shape[0]), np.int64(1))
+    pos = np.empty(size, np.int64)
+    tmp = np.empty(2 * size, np.int64)  # the union's levels use half; the intersection ping-pongs
+    bounds = np.empty(n + 1, np.int64)
+    k = 0
+    for r in range(n):
+        bounds[r] = k
+        acc = np.int64(0)
+        for i in range(offsets[r], offsets[r + 1] - 1):  # the last run ends at the image's end: no flip
+            acc += np.int64(counts[i])
+            pos[k] = acc
+            k += 1
+    bounds[n] = k
+    if intersect:
+        return _intersect_sequential(pos, bounds, tmp, total)
+    nb = n
+    while nb > 1:
+        k = 0
+        half = 0
+        for q in range(0, nb - 1, 2):
+            lo = k
+            k = _merge_two(pos, bounds[q], bounds[q + 1], pos, bounds[q + 1], bounds[q + 2], tmp, k, intersect)
+            bounds[half] = lo
+            half += 1
+        if nb % 2:  # an odd list out: copied to the next level as it is
+            lo = k
+            for i in range(bounds[nb - 1], bounds[nb]):
+                tmp[k] = pos[i]
+                k += 1
+            bounds[half] = lo
+            half += 1
+        bounds[half] = k
+        nb = half
+        pos, tmp = tmp, pos
+    return _flips_to_counts(pos, bounds[1], total)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _flips_to_counts(pos, m, total):
+    """Counts of the flip positions ``pos[:m]`` of an image of ``total`` pixels."""
+    while m > 0 and pos[m - 1] >= total:  # a flip where the image ends changes nothing
+        m -= 1
+    out = np.empty(m + 1, np.uint32)
+    prev = np.int64(0)
+    for i in range(m):
+        out[i] = pos[i] - prev
+        prev = pos[i]
+    out[m] = total - prev
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _intersect_sequential(pos, bounds, tmp, total):
+    """Intersection of the flip lists ``pos[bounds[r]:bounds[r+1]]`` one after the other into
+    ``tmp``: once it is empty (masks rarely overlap) the rest need no walk."""
+    n = bounds.shape[0] - 1
+    size = tmp.shape[0] // 2
+    k = _merge_two(pos, bounds[0], bounds[1], pos, bounds[1], bounds[2], tmp, 0, True)
+    lo = 0
+    for r in range(2, n):
+        if k == lo:
+            break
+        nlo = size - lo  # the other half of tmp
+        k = _merge_two(tmp, lo, k, pos, bounds[r], bounds[r + 1], tmp, nlo, True)
+        lo = nlo
+    return _flips_to_counts(tmp[lo:], k - lo, total)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1205,3 +1342,166 @@ def rle_iou(dt_counts, dt_offsets, dt_h, dt_w, gt_counts, gt_offsets, gt_h, gt_w
             else:
                 o[d, g] = inter / (da[d] + ga[g] - inter)
     return o
+
+
+# --------------------------------------------------------------------------- joined strings (lean list calls)
+
+#: the byte between two compressed strings of a joined list (outside the codec's range '0'..'o')
+SEP = 0x7F
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def parse_joined(chars, n, total):
+    """``n`` compressed strings joined by :data:`SEP`, each summing to ``total``: ``(counts, offsets, ok)``.
+
+    The lean path of list calls on same-size RLEs: one pass, no per-string
+    lengths. ``ok`` is False for any malformation (a bad character, a truncated
+    or too long value, a negative or 33-bit run, a wrong sum, another number of
+    strings than ``n``); the caller then takes the general path for the error.
+    """
+    end = len(chars)  # an array or bytes
+    counts = np.empty(end + 1, np.uint32)
+    offsets = np.zeros(n + 1, np.int64)
+    p = 0
+    m = 0
+    for r in range(n):
+        start = m
+        acc = np.int64(0)
+        back1 = np.int64(0)
+        back2 = np.int64(0)
+        while p < end:
+            c = np.int64(chars[p]) - 48
+            if c == SEP - 48:
+                break
+            p += 1
+            if c < 0 or c > 63:
+                return counts[:0], offsets, False
+            x = c & 0x1F
+            if c & 0x20:
+                shift = 5
+                while True:
+                    if p >= end or shift > 35:
+                        return counts[:0], offsets, False
+                    c = np.int64(chars[p]) - 48
+                    p += 1
+                    if c < 0 or c > 63:  # also SEP: a string ending inside a value
+                        return counts[:0], offsets, False
+                    x |= (c & 0x1F) << shift
+                    shift += 5
+                    if not (c & 0x20):
+                        break
+                if c & 0x10:
+                    x |= np.int64(-1) << shift
+            elif c & 0x10:
+                x -= 32
+            if m - start > 2:
+                x += back2
+            if x < 0 or x > 0xFFFFFFFF:
+                return counts[:0], offsets, False
+            back2 = back1
+            back1 = x
+            counts[m] = x
+            acc += x
+            m += 1
+        if acc != total:
+            return counts[:0], offsets, False
+        offsets[r + 1] = m
+        if r < n - 1:  # a separator must follow, and the last string must end the bytes
+            if p >= end:
+                return counts[:0], offsets, False
+            p += 1
+        elif p != end:
+            return counts[:0], offsets, False
+    return counts[:m], offsets, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def area_joined(chars, n, total):
+    """uint32 areas of ``n`` joined strings (:func:`parse_joined`); empty if any is malformed.
+
+    The same parse and checks as :func:`parse_joined`, summing the odd counts as it goes
+    instead of storing them.
+    """
+    end = len(chars)
+    out = np.empty(n, np.uint32)
+    p = 0
+    for r in range(n):
+        acc = np.int64(0)
+        fg = np.int64(0)
+        back1 = np.int64(0)
+        back2 = np.int64(0)
+        m = 0
+        while p < end:
+            c = np.int64(chars[p]) - 48
+            if c == SEP - 48:
+                break
+            p += 1
+            if c < 0 or c > 63:
+                return out[:0]
+            x = c & 0x1F
+            if c & 0x20:
+                shift = 5
+                while True:
+                    if p >= end or shift > 35:
+                        return out[:0]
+                    c = np.int64(chars[p]) - 48
+                    p += 1
+                    if c < 0 or c > 63:
+                        return out[:0]
+                    x |= (c & 0x1F) << shift
+                    shift += 5
+                    if not (c & 0x20):
+                        break
+                if c & 0x10:
+                    x |= np.int64(-1) << shift
+            elif c & 0x10:
+                x -= 32
+            if m > 2:
+                x += back2
+            if x < 0 or x > 0xFFFFFFFF:
+                return out[:0]
+            back2 = back1
+            back1 = x
+            acc += x
+            fg += x if m & 1 else 0
+            m += 1
+        if acc != total:
+            return out[:0]
+        out[r] = fg
+        if r < n - 1:
+            if p >= end:
+                return out[:0]
+            p += 1
+        elif p != end:
+            return out[:0]
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def bbox_joined(chars, n, h, w):
+    """(n, 4) float64 boxes of ``n`` joined strings of size ``h`` x ``w``; (0, 4) if any is malformed."""
+    counts, offsets, ok = parse_joined(chars, n, h * w)
+    if not ok:
+        return np.zeros((0, 4), np.float64)
+    return to_bbox(counts, offsets, np.full(n, h, np.int64), np.full(n, w, np.int64))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def merge_joined(chars, n, total, intersect):
+    """The compressed string of the union / intersection of ``n`` joined strings; empty if any is malformed."""
+    counts, offsets, ok = parse_joined(chars, n, total)
+    if not ok:
+        return np.zeros(0, np.uint8)
+    return counts_to_bytes(merge(counts, offsets, intersect))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def iou_joined(chars, m, n, h, w, iscrowd):
+    """IoU of the first ``m`` joined strings (dt) against the next ``n`` (gt), all ``h`` x ``w``;
+    an empty (0, 0) array if any is malformed (:func:`rle_iou`)."""
+    counts, offsets, ok = parse_joined(chars, m + n, h * w)
+    if not ok:
+        return np.zeros((0, 0), np.float64)
+    hs = np.full(m + n, h, np.int64)
+    ws = np.full(m + n, w, np.int64)
+    return rle_iou(counts, offsets[: m + 1], hs[:m], ws[:m], counts, offsets[m:], hs[m:], ws[m:], iscrowd)

@@ -136,6 +136,84 @@ def test_one_rle_lean_paths_match_general_paths_and_pycocotools(stack, data):
         assert got == pm.frPyObjects({"size": size, "counts": ucounts}, *size)
 
 
+_LIST_CORRUPTIONS = [
+    "none", "str", "cut", "char", "sep", "size", "mixed", "bytearray", "tuple-size", "float-size", "array-size", "list-counts",
+]
+
+
+def _corrupt_one(objs: list[dict], how: str, data) -> None:
+    """Spoil one RLE dict of a list in place (or turn all counts to str) for the lean-path tests."""
+    i = data.draw(st.integers(0, len(objs) - 1))
+    o = objs[i]
+    c, (h, w) = o["counts"], o["size"]
+    j = data.draw(st.integers(0, len(c)))
+    if how == "str":
+        for x in objs:
+            x["counts"] = x["counts"].decode("ascii")
+    elif how == "cut":
+        o["counts"] = c[:j]
+    elif how == "char":
+        o["counts"] = c[:j] + bytes([data.draw(st.integers(0, 255))]) + c[j + 1 :]
+    elif how == "sep":  # the byte the lean path joins strings with
+        o["counts"] = c[:j] + b"\x7f" + c[j:]
+    elif how == "size":
+        o["size"] = [h + data.draw(st.integers(-1, 2)), w]
+    elif how == "mixed":
+        o["counts"] = c.decode("ascii")
+    elif how == "bytearray":
+        o["counts"] = bytearray(c)
+    elif how == "tuple-size":
+        o["size"] = (h, w)
+    elif how == "float-size":
+        o["size"] = [float(h), float(w)]
+    elif how == "array-size":
+        o["size"] = np.array([h, w])
+    elif how == "list-counts":
+        o["counts"] = fr.counts_of(o)[0].tolist()
+
+
+@given(binary_masks(min_n=1, max_n=6), st.sampled_from(_LIST_CORRUPTIONS), st.data())
+@settings(max_examples=400)
+def test_list_lean_paths_match_general_paths_and_pycocotools(stack, how, data):
+    # a list of same-size RLE dicts is joined into one byte string (a separator outside COCO's
+    # alphabet between strings) and answered by one kernel call; a tuple of the same dicts takes
+    # the general path, the oracle for every answer and error text, hostile inputs included
+    ref = _ref_encode(stack)
+    objs = [dict(r) for r in ref]
+    _corrupt_one(objs, how, data)
+    crowd = data.draw(st.lists(st.integers(0, 1), min_size=len(objs), max_size=len(objs)))
+    a = _same_answer_or_error(lambda: fr.area(objs), lambda: fr.area(tuple(objs)))
+    b = _same_answer_or_error(lambda: fr.toBbox(objs), lambda: fr.toBbox(tuple(objs)))
+    u = _same_answer_or_error(lambda: fr.merge(objs), lambda: fr.merge(tuple(objs)))
+    i = _same_answer_or_error(lambda: fr.merge(objs, 1), lambda: fr.merge(tuple(objs), 1))
+    o = _same_answer_or_error(
+        lambda: fr.iou(objs, objs[::-1], crowd), lambda: fr.iou(tuple(objs), tuple(objs[::-1]), crowd)
+    )
+    if how in ("none", "str"):
+        assert np.array_equal(a, pm.area(ref)) and np.array_equal(b, pm.toBbox(ref))
+        assert u == pm.merge(ref) and i == pm.merge(ref, 1)
+        assert np.array_equal(o, pm.iou(ref, ref[::-1], crowd))
+
+
+@given(st.lists(counts_lists(max_side=8, min_side=3), min_size=2, max_size=9), st.booleans())
+@settings(max_examples=300)
+def test_merge_of_many_noncanonical_rles_is_the_union_or_intersection(hwcs, intersect):
+    # merge walks flip positions pairwise in a tree; zero-length runs (uncompressed RLEs) and odd
+    # list counts included; the oracle is the decoded masks and pycocotools on canonical strings
+    h, w = hwcs[0][0], hwcs[0][1]
+    rles = []
+    for _, _, counts in hwcs:  # each list resized to this h x w: scale its last run
+        total = sum(counts)
+        fixed = list(counts[:-1]) + [counts[-1] + h * w - total] if total <= h * w else [h * w]
+        rles.append(fr.frPyObjects({"size": [h, w], "counts": fixed}, h, w))
+    masks = fr.decode(rles).astype(bool)
+    merged = fr.merge(rles, intersect)
+    expect = masks.all(axis=2) if intersect else masks.any(axis=2)
+    assert np.array_equal(fr.decode(merged), expect)
+    canon = [pm.encode(np.asfortranarray(masks[:, :, i : i + 1].astype(np.uint8)))[0] for i in range(len(rles))]
+    assert merged == pm.merge(canon, intersect)
+
+
 @given(polygons(), st.integers(1, 70), st.integers(1, 70))
 @settings(max_examples=200)
 def test_merge_of_own_frpyobjects_result_matches_pycocotools_and_checks_size(poly, h, w):
@@ -353,6 +431,41 @@ def test_frpyobjects_integer_boxes_closed_form_matches_pycocotools(boxes, h, w):
     arr = np.array(boxes, np.float64)
     assert fr.frPyObjects(arr, h, w) == pm.frPyObjects(arr, h, w)
     assert fr.frPyObjects(boxes, h, w) == pm.frPyObjects(arr, h, w)
+
+
+@given(
+    st.lists(
+        st.lists(st.one_of(st.integers(-40, 80), st.integers(-(2**31), 2**31)), min_size=4, max_size=4),
+        min_size=0,
+        max_size=6,
+    ),
+    st.integers(1, 70),
+    st.integers(1, 70),
+    st.sampled_from(["as is", "nan", "inf", "fraction", "beyond 2**31"]),
+)
+@settings(max_examples=300)
+def test_box_strings_kernel_matches_counts_then_codec(boxes, h, w, spoil):
+    # the box kernel writes each string directly (a block of '0' for the repeated columns);
+    # the oracle is the closed-form counts run through the string codec; anything but
+    # integers up to 2**31 must be refused (the caller then takes the general path)
+    from fastmask.kernels import rle as k
+
+    arr = np.array(boxes + [[0, 0, 1, h], [2, 0, 1, h - 1], [0, 0, w, 1]], np.float64).reshape(-1, 4)
+    if spoil != "as is":
+        arr[-1, 1] = {"nan": np.nan, "inf": -np.inf, "fraction": 0.5, "beyond 2**31": 2.0**31 + 1}[spoil]
+    chars, offsets, ok = k.box_strings(arr, h, w)
+    assert ok == (spoil == "as is")
+    if ok:
+        counts, roff = k.box_rles(arr, h, w)
+        ref_chars, ref_offsets = k.counts_to_chars(counts, roff)
+        assert chars.tobytes() == ref_chars.tobytes() and offsets.tolist() == ref_offsets.tolist()
+        small = arr[np.abs(arr).max(axis=1) <= 200]  # pycocotools walks 10 points per unit of a far box
+        assert fr.frPyObjects(small, h, w) == pm.frPyObjects(small, h, w)
+    else:  # the general path still answers the rest, and names the bad value
+        assert fr.frPyObjects(arr[:-1], h, w) == fr.frPyObjects(arr[:-1].tolist(), h, w)
+        if spoil in ("nan", "inf"):
+            with pytest.raises(ValueError, match="NaN or infinite"):
+                fr.frPyObjects(arr, h, w)
 
 
 def test_frpyobjects_single_objects_and_empty():
