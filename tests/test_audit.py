@@ -198,7 +198,7 @@ def test_score_factors_follow_the_documented_formulas():
     assert s["systematic_rate"] == pytest.approx([4 / 50, 0.0])  # items with the pair but this one / (items + 10)
     assert s["pair_factor"] == pytest.approx([1 / (1 + (4 / 50) / 0.02), 1.0])
     assert s["size_factor"] == pytest.approx([min(1, np.sqrt(100 / (0.25 * typical))), np.sqrt(10 / (0.25 * typical))])
-    assert s["shape_factor"] == pytest.approx([1.0, 0.25]) and s["coverage_factor"] == pytest.approx([0.9, 0.6])
+    assert s["shape_factor"] == pytest.approx([(10 - 2) / 12, (3 - 2) / 12]) and s["coverage_factor"] == pytest.approx([0.9, 0.6])
     assert s["score"] == pytest.approx([np.prod([s[k][i] for k in ("pair_factor", "size_factor", "confidence_factor",
                                                                    "shape_factor", "coverage_factor")]) for i in range(2)])
     assert label_quality(s["score"]) == pytest.approx((1 - s["score"][0]) * (1 - s["score"][1]))

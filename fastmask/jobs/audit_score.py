@@ -36,8 +36,9 @@ score in [0, 1], the product of five factors, each in [0, 1]:
   speck little;
 * ``confidence_factor``: the share of the dataset's regions whose mean confidence is
   below this region's (ties count half); 1 without ``--confidence``;
-* ``shape_factor = min(1, (thickness - edge_width) / (2 * edge_width))``: thin slivers
-  just above edge noise score little;
+* ``shape_factor = min(1, (thickness - edge_width) / (SHAPE_SCALE * edge_width))``
+  (``SHAPE_SCALE`` = 6): a region must be about seven edge widths thick to score fully;
+  slivers and thin bands just above edge noise (model outlines) score little;
 * ``coverage_factor``: the share of the object the region covers (the ground-truth
   object for ``class_swap`` / ``spurious_label``, the predicted blob for
   ``missing_label``); 1 for ``boundary_offset``.
@@ -71,6 +72,8 @@ DEFAULT_SWAP_FRACTION = 0.5
 PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
 RATE_SCALE = 0.02
+#: a region (SHAPE_SCALE + 1) edge widths thick (or more) gets shape_factor 1
+SHAPE_SCALE = 6
 #: a region this share of the class's typical object area (or more) gets size_factor 1
 SIZE_REFERENCE = 0.25
 #: object areas are binned by a quarter octave: bin = floor(4 * log2(area))
@@ -378,10 +381,10 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
     """The score columns (:data:`SCORE_COLUMNS`) of region rows given as columns.
 
     >>> s = DatasetStats({("class_swap", 1, 2): [1, 25, 1]}, {1: {18: 20}}, {}, {1: 20}, {}, [], 0)
-    >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [25], "thickness": [5],
+    >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [64], "thickness": [8],
     ...         "covered_gt": [1.0], "covered_pred": [1.0], "confidence": [None]}
     >>> round(score_regions(cols, s)["score"][0], 3)
-    0.75
+    0.5
     """
     n = len(cols["type"])
     if not n:
@@ -409,7 +412,7 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
         given = ~np.isnan(conf)
         conf_f[given] = cdf[confidence_bin(conf[given])]
     thick = np.asarray(cols["thickness"], np.float64)
-    shape_f = np.clip((thick - edge_width) / (2.0 * max(1, edge_width)), 0.0, 1.0)
+    shape_f = np.clip((thick - edge_width) / (SHAPE_SCALE * max(1, edge_width)), 0.0, 1.0)
     cov_f = np.ones(n)
     by_gt = (types == "class_swap") | (types == "spurious_label")
     by_pred = types == "missing_label"
