@@ -22,7 +22,7 @@ Its type (:data:`REGION_TYPES`):
 
 Dataset-wide (:class:`DatasetStats`, built from integer counts summed over all items, so
 the same for any shard size or worker count) and per region (:func:`score_regions`), a
-score in [0, 1], the product of five factors, each in [0, 1]:
+score in [0, 1], the product of six factors, each in [0, 1]:
 
 * ``pair_factor = 1 / (1 + rate / RATE_SCALE)``: ``rate`` = how often the model makes
   the same kind of disagreement (same type, same class pair) elsewhere in the dataset:
@@ -41,7 +41,15 @@ score in [0, 1], the product of five factors, each in [0, 1]:
   slivers and thin bands just above edge noise (model outlines) score little;
 * ``coverage_factor``: the share of the object the region covers (the ground-truth
   object for ``class_swap`` / ``spurious_label``, the predicted blob for
-  ``missing_label``); 1 for ``boundary_offset``.
+  ``missing_label``); 1 for ``boundary_offset``;
+* ``miss_factor = 1 / (1 + miss_rate / MISS_SCALE)`` for a *whole-object miss* (a region
+  covering at least half of its ground-truth object and less than half of the predicted
+  blob it lies in: the model sees the object's surroundings there), else 1.
+  ``miss_rate`` = how often the model misses objects of that size, whatever their class:
+  ``(other whole-object misses of the octave - 1) / (ground-truth objects of the octave +
+  PRIOR_OBJECTS)``, the octave being ``floor(log2(gt_object_area))``. Models miss small
+  objects: a small object the model does not see is the model's error far more often
+  than a label drawn where nothing is.
 
 An item's ``label_quality`` is the product of ``1 - score`` over its regions: 1 for an
 item without a scored region, near 0 when one region is almost surely a label error.
@@ -72,6 +80,13 @@ DEFAULT_SWAP_FRACTION = 0.5
 PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
 RATE_SCALE = 0.02
+#: pseudo-objects added to an octave's ground-truth objects for its miss rate
+PRIOR_OBJECTS = 10
+#: the miss rate that halves a whole-object miss's score
+MISS_SCALE = 0.05
+#: a whole-object miss covers at least this share of its ground-truth object and less
+#: than this share of the predicted blob it lies in
+MISS_COVER = 0.5
 #: a region (SHAPE_SCALE + 1) edge widths thick (or more) gets shape_factor 1
 SHAPE_SCALE = 6
 #: a region this share of the class's typical object area (or more) gets size_factor 1
@@ -99,6 +114,27 @@ def bin_area(b: float) -> float:
     17.4
     """
     return float(2.0 ** ((b + 0.5) / AREA_BINS_PER_OCTAVE))
+
+
+def is_miss(covered_gt, covered_pred) -> np.ndarray:
+    """Whole-object misses: regions covering at least :data:`MISS_COVER` of their
+    ground-truth object and less than that of their predicted blob.
+
+    >>> is_miss([1.0, 1.0, 0.3], [0.02, 0.9, 0.02]).tolist()
+    [True, False, False]
+    """
+    g = np.asarray(covered_gt, np.float64)
+    p = np.asarray(covered_pred, np.float64)
+    return (g >= MISS_COVER) & (p < MISS_COVER)
+
+
+def octave(area) -> np.ndarray:
+    """Octave of object areas (``floor(log2(area))``, the quarter-octave bin // 4).
+
+    >>> octave(np.array([1, 3, 4, 100])).tolist()
+    [0, 1, 2, 6]
+    """
+    return area_bin(area) // AREA_BINS_PER_OCTAVE
 
 
 def confidence_bin(conf: np.ndarray) -> np.ndarray:
@@ -270,7 +306,8 @@ class DatasetStats:
     items holding at least one such region); ``gt_hist`` / ``pred_hist``: ``{class: {area
     bin: objects}}``; ``gt_items`` / ``pred_items``: ``{class: items holding an object of
     it}``; ``confidence_hist``: regions per confidence bin (empty without confidences);
-    ``background``: the background class.
+    ``background``: the background class; ``missed``: ``{octave: whole-object misses}``
+    (:func:`is_miss`, by the octave of the ground-truth object's area).
 
     >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
     >>> s.class_items("class_swap", 1, 2), round(s.typical_area(1))
@@ -284,6 +321,7 @@ class DatasetStats:
     pred_items: dict[int, int]
     confidence_hist: list[int]
     background: int | None
+    missed: dict[int, int] = field(default_factory=dict)
 
     def concerned_class(self, type_: str, gt_class: int, pred_class: int) -> int:
         """The class a region is measured against: its ground-truth class, the predicted one
@@ -319,7 +357,8 @@ class DatasetStats:
                 "gt_hist": {str(c): counts(h) for c, h in sorted(self.gt_hist.items())},
                 "pred_hist": {str(c): counts(h) for c, h in sorted(self.pred_hist.items())},
                 "gt_items": counts(self.gt_items), "pred_items": counts(self.pred_items),
-                "confidence_hist": list(self.confidence_hist), "background": self.background}
+                "confidence_hist": list(self.confidence_hist), "background": self.background,
+                "missed": counts(self.missed)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DatasetStats":
@@ -332,7 +371,8 @@ class DatasetStats:
                 for side in ("gt_hist", "pred_hist")}
         items = {side: {int(c): int(n) for c, n in (d.get(side) or {}).items()} for side in ("gt_items", "pred_items")}
         return cls(pairs, hist["gt_hist"], hist["pred_hist"], items["gt_items"], items["pred_items"],
-                   list(d.get("confidence_hist") or []), d.get("background"))
+                   list(d.get("confidence_hist") or []), d.get("background"),
+                   {int(o): int(n) for o, n in (d.get("missed") or {}).items()})
 
     @classmethod
     def merge(cls, parts: list[dict[str, Any]], background: int | None) -> "DatasetStats":
@@ -349,7 +389,7 @@ class DatasetStats:
                     dst = mine.setdefault(c, {})
                     for b, v in h.items():
                         dst[b] = dst.get(b, 0) + v
-            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items)):
+            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items), (out.missed, s.missed)):
                 for c, v in theirs.items():
                     mine[c] = mine.get(c, 0) + v
             if s.confidence_hist:
@@ -372,9 +412,20 @@ class DatasetStats:
             items = max(0, items - 1)
         return items / (self.class_items(type_, gt_class, pred_class) + PRIOR_ITEMS)
 
+    def miss_rate(self, octave_: int) -> float:
+        """How often the model misses a whole ground-truth object of this area octave, not
+        counting the region scored: ``(misses - 1) / (objects + PRIOR_OBJECTS)``.
+
+        >>> s = DatasetStats({}, {1: {24: 50}, 2: {27: 40}}, {}, {}, {}, [], 0, {6: 28})
+        >>> round(s.miss_rate(6), 4)
+        0.27
+        """
+        objects = sum(n for h in self.gt_hist.values() for b, n in h.items() if b // AREA_BINS_PER_OCTAVE == octave_)
+        return max(0, self.missed.get(octave_, 0) - 1) / (objects + PRIOR_OBJECTS)
+
 
 SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor", "confidence_factor",
-                 "shape_factor", "coverage_factor", "score")
+                 "shape_factor", "coverage_factor", "miss_rate", "miss_factor", "score")
 
 
 def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int = DEFAULT_EDGE_WIDTH) -> dict[str, list]:
@@ -382,7 +433,7 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
 
     >>> s = DatasetStats({("class_swap", 1, 2): [1, 25, 1]}, {1: {18: 20}}, {}, {1: 20}, {}, [], 0)
     >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [64], "thickness": [8],
-    ...         "covered_gt": [1.0], "covered_pred": [1.0], "confidence": [None]}
+    ...         "covered_gt": [1.0], "covered_pred": [1.0], "gt_object_area": [64], "confidence": [None]}
     >>> round(score_regions(cols, s)["score"][0], 3)
     0.5
     """
@@ -418,10 +469,16 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
     by_pred = types == "missing_label"
     cov_f[by_gt] = np.asarray(cols["covered_gt"], np.float64)[by_gt]
     cov_f[by_pred] = np.asarray(cols["covered_pred"], np.float64)[by_pred]
-    score = pair_f * size_f * conf_f * shape_f * cov_f
+    miss = is_miss(cols["covered_gt"], cols["covered_pred"])
+    octs = octave(np.asarray(cols["gt_object_area"], np.float64))
+    rate_of = {o: stats.miss_rate(o) for o in set(octs[miss].tolist())}
+    miss_r = np.array([rate_of[o] if m else np.nan for o, m in zip(octs.tolist(), miss.tolist())], np.float64)
+    miss_f = np.where(miss, 1.0 / (1.0 + np.nan_to_num(miss_r) / MISS_SCALE), 1.0)
+    score = pair_f * size_f * conf_f * shape_f * cov_f * miss_f
     return {"systematic_rate": rate.tolist(), "typical_area": typical, "pair_factor": pair_f.tolist(),
             "size_factor": size_f.tolist(), "confidence_factor": conf_f.tolist(), "shape_factor": shape_f.tolist(),
-            "coverage_factor": cov_f.tolist(), "score": score.tolist()}
+            "coverage_factor": cov_f.tolist(), "miss_rate": [None if np.isnan(v) else v for v in miss_r.tolist()],
+            "miss_factor": miss_f.tolist(), "score": score.tolist()}
 
 
 def label_quality(scores: list[float]) -> float:
