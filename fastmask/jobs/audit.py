@@ -266,10 +266,13 @@ class AuditJob(Job):
         conf = [v for v in t.column("confidence").to_pylist() if v is not None]
         hist = np.bincount(S.confidence_bin(np.array(conf)), minlength=S.CONFIDENCE_BINS).tolist() if conf else []
         cov = [t.column(k).to_numpy(zero_copy_only=False) for k in ("covered_gt", "covered_pred")]
-        miss = S.is_miss(*cov) if t.num_rows else np.zeros(0, bool)
-        octs, k = np.unique(S.octave(t.column("gt_object_area").to_numpy(zero_copy_only=False)[miss]), return_counts=True)
-        missed = {str(o): n for o, n in zip(octs.tolist(), k.tolist())}
-        out["stats"] = {"pairs": pairs, **hists, **items_of, "confidence_hist": hist, "missed": missed}
+        found = {}
+        for key, which, area_col in (("missed", S.is_miss, "gt_object_area"),
+                                     ("false_blobs", S.is_false_blob, "pred_blob_area")):
+            sel = which(*cov)
+            octs, k = np.unique(S.octave(t.column(area_col).to_numpy(zero_copy_only=False)[sel]), return_counts=True)
+            found[key] = {str(o): n for o, n in zip(octs.tolist(), k.tolist())}
+        out["stats"] = {"pairs": pairs, **hists, **items_of, "confidence_hist": hist, **found}
         items = shard.items
         out["edge_noise"] = [int(sum(v or 0 for v in items.column(k).to_pylist())) for k in ("edge_noise", "edge_noise_pixels")]
         return out
@@ -398,7 +401,8 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
     for name, part in sorted(_parts(out, "regions").items()):
         t = read_part(part)
         cols = {k: t.column(k).to_pylist() for k in ("type", "gt_class", "pred_class", "area", "thickness",
-                                                     "covered_gt", "covered_pred", "gt_object_area", "confidence")}
+                                                     "covered_gt", "covered_pred", "gt_object_area", "pred_blob_area",
+                                                     "confidence")}
         scored = S.score_regions(cols, stats, edge_width=job.edge_width)
         for k in S.SCORE_COLUMNS:
             t = t.set_column(t.schema.get_field_index(k), t.schema.field(k), pa.array(scored[k], pa.float64()))

@@ -44,12 +44,15 @@ score in [0, 1], the product of six factors, each in [0, 1]:
   ``missing_label``); 1 for ``boundary_offset``;
 * ``miss_factor = 1 / (1 + miss_rate / MISS_SCALE)`` for a *whole-object miss* (a region
   covering at least half of its ground-truth object and less than half of the predicted
-  blob it lies in: the model sees the object's surroundings there), else 1.
-  ``miss_rate`` = how often the model misses objects of that size, whatever their class:
-  ``(other whole-object misses of the octave - 1) / (ground-truth objects of the octave +
-  PRIOR_OBJECTS)``, the octave being ``floor(log2(gt_object_area))``. Models miss small
-  objects: a small object the model does not see is the model's error far more often
-  than a label drawn where nothing is.
+  blob it lies in: the model sees the object's surroundings there) and, mirrored, for a
+  *whole-blob false positive* (at least half of its predicted blob, less than half of the
+  ground-truth object); else 1. ``miss_rate`` = how often the model misses objects of
+  that size (sees blobs of that size that are not there), whatever their class: ``(such
+  regions in the dataset - 1) / (ground-truth objects (predicted blobs) of the octave +
+  PRIOR_OBJECTS)``, the octave being ``floor(log2(gt_object_area))``
+  (``floor(log2(pred_blob_area))``). Models miss small objects and see small blobs that
+  are not there: such a region of a size the model often gets wrong is the model's error
+  far more often than the label's.
 
 An item's ``label_quality`` is the product of ``1 - score`` over its regions: 1 for an
 item without a scored region, near 0 when one region is almost surely a label error.
@@ -80,6 +83,9 @@ DEFAULT_SWAP_FRACTION = 0.5
 PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
 RATE_SCALE = 0.02
+#: a region covering less than this share of one side's component, and at least
+#: ``swap_fraction`` of the other's, lies inside a surrounding area (missing / spurious label)
+SURROUND_COVER = 0.2
 #: pseudo-objects added to an octave's ground-truth objects for its miss rate
 PRIOR_OBJECTS = 10
 #: the miss rate that halves a whole-object miss's score
@@ -126,6 +132,17 @@ def is_miss(covered_gt, covered_pred) -> np.ndarray:
     g = np.asarray(covered_gt, np.float64)
     p = np.asarray(covered_pred, np.float64)
     return (g >= MISS_COVER) & (p < MISS_COVER)
+
+
+def is_false_blob(covered_gt, covered_pred) -> np.ndarray:
+    """Whole-blob false positives (the mirror of :func:`is_miss`): regions covering at
+    least :data:`MISS_COVER` of their predicted blob and less than that of their
+    ground-truth object.
+
+    >>> is_false_blob([0.01, 1.0], [1.0, 1.0]).tolist()
+    [True, False]
+    """
+    return is_miss(covered_pred, covered_gt)
 
 
 def octave(area) -> np.ndarray:
@@ -226,6 +243,11 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     tcode[(gcls != bg) & (pcls != bg) & (cov_g >= swap_fraction)] = REGION_TYPES.index("class_swap")
     tcode[(gcls == bg) & (cov_p >= swap_fraction)] = REGION_TYPES.index("missing_label")
     tcode[(pcls == bg) & (cov_g >= swap_fraction)] = REGION_TYPES.index("spurious_label")
+    # around stuff (a class other than background that surrounds the object, e.g. road):
+    # a whole blob of one side inside a much larger area of the other is an unlabelled /
+    # a spurious object too, not a swap of two objects
+    tcode[(cov_p >= swap_fraction) & (cov_g < SURROUND_COVER)] = REGION_TYPES.index("missing_label")
+    tcode[(cov_g >= swap_fraction) & (cov_p < SURROUND_COVER)] = REGION_TYPES.index("spurious_label")
     tcode[edge] = REGION_TYPES.index("edge_noise")
     conf = None
     if confidence is not None:
@@ -307,7 +329,9 @@ class DatasetStats:
     bin: objects}}``; ``gt_items`` / ``pred_items``: ``{class: items holding an object of
     it}``; ``confidence_hist``: regions per confidence bin (empty without confidences);
     ``background``: the background class; ``missed``: ``{octave: whole-object misses}``
-    (:func:`is_miss`, by the octave of the ground-truth object's area).
+    (:func:`is_miss`, by the octave of the ground-truth object's area); ``false_blobs``:
+    ``{octave: whole-blob false positives}`` (:func:`is_false_blob`, by the octave of the
+    predicted blob's area).
 
     >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
     >>> s.class_items("class_swap", 1, 2), round(s.typical_area(1))
@@ -322,6 +346,7 @@ class DatasetStats:
     confidence_hist: list[int]
     background: int | None
     missed: dict[int, int] = field(default_factory=dict)
+    false_blobs: dict[int, int] = field(default_factory=dict)
 
     def concerned_class(self, type_: str, gt_class: int, pred_class: int) -> int:
         """The class a region is measured against: its ground-truth class, the predicted one
@@ -358,7 +383,7 @@ class DatasetStats:
                 "pred_hist": {str(c): counts(h) for c, h in sorted(self.pred_hist.items())},
                 "gt_items": counts(self.gt_items), "pred_items": counts(self.pred_items),
                 "confidence_hist": list(self.confidence_hist), "background": self.background,
-                "missed": counts(self.missed)}
+                "missed": counts(self.missed), "false_blobs": counts(self.false_blobs)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DatasetStats":
@@ -372,7 +397,7 @@ class DatasetStats:
         items = {side: {int(c): int(n) for c, n in (d.get(side) or {}).items()} for side in ("gt_items", "pred_items")}
         return cls(pairs, hist["gt_hist"], hist["pred_hist"], items["gt_items"], items["pred_items"],
                    list(d.get("confidence_hist") or []), d.get("background"),
-                   {int(o): int(n) for o, n in (d.get("missed") or {}).items()})
+                   *({int(o): int(n) for o, n in (d.get(k) or {}).items()} for k in ("missed", "false_blobs")))
 
     @classmethod
     def merge(cls, parts: list[dict[str, Any]], background: int | None) -> "DatasetStats":
@@ -389,7 +414,8 @@ class DatasetStats:
                     dst = mine.setdefault(c, {})
                     for b, v in h.items():
                         dst[b] = dst.get(b, 0) + v
-            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items), (out.missed, s.missed)):
+            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items), (out.missed, s.missed),
+                                 (out.false_blobs, s.false_blobs)):
                 for c, v in theirs.items():
                     mine[c] = mine.get(c, 0) + v
             if s.confidence_hist:
@@ -412,16 +438,18 @@ class DatasetStats:
             items = max(0, items - 1)
         return items / (self.class_items(type_, gt_class, pred_class) + PRIOR_ITEMS)
 
-    def miss_rate(self, octave_: int) -> float:
-        """How often the model misses a whole ground-truth object of this area octave, not
+    def miss_rate(self, octave_: int, *, false_blob: bool = False) -> float:
+        """How often the model misses a whole ground-truth object of this area octave (or,
+        ``false_blob``, sees a whole blob of it that ground truth does not hold), not
         counting the region scored: ``(misses - 1) / (objects + PRIOR_OBJECTS)``.
 
         >>> s = DatasetStats({}, {1: {24: 50}, 2: {27: 40}}, {}, {}, {}, [], 0, {6: 28})
-        >>> round(s.miss_rate(6), 4)
-        0.27
+        >>> round(s.miss_rate(6), 4), s.miss_rate(6, false_blob=True)
+        (0.27, 0.0)
         """
-        objects = sum(n for h in self.gt_hist.values() for b, n in h.items() if b // AREA_BINS_PER_OCTAVE == octave_)
-        return max(0, self.missed.get(octave_, 0) - 1) / (objects + PRIOR_OBJECTS)
+        hist, found = (self.pred_hist, self.false_blobs) if false_blob else (self.gt_hist, self.missed)
+        objects = sum(n for h in hist.values() for b, n in h.items() if b // AREA_BINS_PER_OCTAVE == octave_)
+        return max(0, found.get(octave_, 0) - 1) / (objects + PRIOR_OBJECTS)
 
 
 SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor", "confidence_factor",
@@ -433,7 +461,8 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
 
     >>> s = DatasetStats({("class_swap", 1, 2): [1, 25, 1]}, {1: {18: 20}}, {}, {1: 20}, {}, [], 0)
     >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [64], "thickness": [8],
-    ...         "covered_gt": [1.0], "covered_pred": [1.0], "gt_object_area": [64], "confidence": [None]}
+    ...         "covered_gt": [1.0], "covered_pred": [1.0], "gt_object_area": [64], "pred_blob_area": [64],
+    ...         "confidence": [None]}
     >>> round(score_regions(cols, s)["score"][0], 3)
     0.5
     """
@@ -469,10 +498,13 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
     by_pred = types == "missing_label"
     cov_f[by_gt] = np.asarray(cols["covered_gt"], np.float64)[by_gt]
     cov_f[by_pred] = np.asarray(cols["covered_pred"], np.float64)[by_pred]
-    miss = is_miss(cols["covered_gt"], cols["covered_pred"])
-    octs = octave(np.asarray(cols["gt_object_area"], np.float64))
-    rate_of = {o: stats.miss_rate(o) for o in set(octs[miss].tolist())}
-    miss_r = np.array([rate_of[o] if m else np.nan for o, m in zip(octs.tolist(), miss.tolist())], np.float64)
+    miss_r = np.full(n, np.nan)
+    for fb, which, area_col in ((False, is_miss, "gt_object_area"), (True, is_false_blob, "pred_blob_area")):
+        sel = which(cols["covered_gt"], cols["covered_pred"])
+        octs = octave(np.asarray(cols[area_col], np.float64))
+        rate_of = {o: stats.miss_rate(o, false_blob=fb) for o in set(octs[sel].tolist())}
+        miss_r[sel] = [rate_of[o] for o in octs[sel].tolist()]
+    miss = ~np.isnan(miss_r)
     miss_f = np.where(miss, 1.0 / (1.0 + np.nan_to_num(miss_r) / MISS_SCALE), 1.0)
     score = pair_f * size_f * conf_f * shape_f * cov_f * miss_f
     return {"systematic_rate": rate.tolist(), "typical_area": typical, "pair_factor": pair_f.tolist(),
