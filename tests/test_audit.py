@@ -219,7 +219,7 @@ def test_score_factors_follow_the_documented_formulas():
     s = score_regions(cols, stats)
     typical = 2 ** (36.5 / 4)
     assert s["systematic_rate"] == pytest.approx([4 / 50, 0.0])  # items with the pair but this one / (items + 10)
-    assert s["pair_factor"] == pytest.approx([1 / (1 + (4 / 50) / 0.02), 1.0])
+    assert s["pair_factor"] == pytest.approx([1 / (1 + (4 / 50) / 0.05), 1.0])
     assert s["size_factor"] == pytest.approx([min(1, np.sqrt(100 / (0.25 * typical))), np.sqrt(10 / (0.25 * typical))])
     assert s["shape_factor"] == pytest.approx([(10 - 2) / 12, (3 - 2) / 12]) and s["coverage_factor"] == pytest.approx([0.9, 0.6])
     # the second region is a whole-object miss (covers >= half of its object, < half of the predicted blob):

@@ -27,7 +27,7 @@ score in [0, 1], the product of six factors, each in [0, 1]:
 * ``pair_factor = 1 / (1 + rate / RATE_SCALE)``: ``rate`` = how often the model makes
   the same kind of disagreement (same type, same class pair) elsewhere in the dataset:
   ``(items with such a region - 1) / (items holding the class concerned + PRIOR_ITEMS)``.
-  A confusion the model makes in 2 % of the class's items halves the score: systematic
+  A confusion the model makes in 5 % of the class's items halves the score: systematic
   confusions are the model's (several regions of one item, e.g. the pieces of one
   object, count once);
 * ``size_factor = min(1, sqrt(area / (SIZE_REFERENCE * typical_area)))``, ``typical_area``
@@ -82,7 +82,7 @@ DEFAULT_SWAP_FRACTION = 0.5
 #: judged systematic from one or two of them)
 PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
-RATE_SCALE = 0.02
+RATE_SCALE = 0.05
 #: a region covering less than this share of one side's component, and at least
 #: ``swap_fraction`` of the other's, lies inside a surrounding area (missing / spurious label)
 SURROUND_COVER = 0.2
