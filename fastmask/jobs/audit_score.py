@@ -209,7 +209,7 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     """
     if gt.shape != pred.shape or gt.ndim != 2:
         raise ValueError(f"gt and pred must be 2-D maps of one shape, got {gt.shape} and {pred.shape}")
-    from ..kernels.audit import disagreement, max_square
+    from ..kernels.audit import disagreement, max_square, max_square_sums
 
     n = int(num_classes)
     g = np.ascontiguousarray(gt)
@@ -227,7 +227,15 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     if not differing:
         return ItemRegions({k: [] for k in REGION_COLUMNS}, counts, objects)
     rs = component_stats(code, connectivity, background=0)
-    thick = max_square(rs.labels, rs.count)
+    if confidence is None:
+        thick, conf = max_square(rs.labels, rs.count), None
+    else:
+        cmap = np.asarray(confidence)
+        if cmap.shape != g.shape:
+            raise ValueError(f"confidence must have the maps' shape {g.shape}, got {cmap.shape}")
+        if cmap.dtype not in (np.float32, np.float64):
+            cmap = cmap.astype(np.float64)
+        thick, sums = max_square_sums(rs.labels, rs.count, np.ascontiguousarray(cmap))
     value = rs.value.astype(np.int64) - 1
     gcls, pcls = value // n, value % n
     fr, fc = rs.first_pixel[:, 0], rs.first_pixel[:, 1]
@@ -249,10 +257,7 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     tcode[(cov_p >= swap_fraction) & (cov_g < SURROUND_COVER)] = REGION_TYPES.index("missing_label")
     tcode[(cov_g >= swap_fraction) & (cov_p < SURROUND_COVER)] = REGION_TYPES.index("spurious_label")
     tcode[edge] = REGION_TYPES.index("edge_noise")
-    conf = None
     if confidence is not None:
-        sums = np.bincount(rs.labels.reshape(-1), weights=np.asarray(confidence, np.float64).reshape(-1),
-                           minlength=rs.count + 1)[1:rs.count + 1]
         conf = sums / area
     for t, k in zip(REGION_TYPES, np.bincount(tcode, minlength=len(REGION_TYPES)).tolist()):
         counts[t] = k
