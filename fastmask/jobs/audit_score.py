@@ -12,11 +12,12 @@ Its type (:data:`REGION_TYPES`):
 * ``edge_noise``: thickness <= ``edge_width`` (default 2): a thin band along an outline;
   counted per item, never a region row, never scored;
 * ``class_swap``: both classes are objects (not background) and the region covers at
-  least ``swap_fraction`` (default 0.5) of its ground-truth object;
-* ``spurious_label``: the model sees background over at least ``swap_fraction`` of a
-  labelled object;
-* ``missing_label``: ground truth says background over at least ``swap_fraction`` of a
-  blob the model sees as an object;
+  least ``swap_fraction`` (default 0.5) of its ground-truth object (unless one below);
+* ``spurious_label``: the region covers at least ``swap_fraction`` of a labelled object
+  and the model sees background there, or a class over a much larger area (the region
+  covers less than ``SURROUND_COVER`` = 0.2 of the predicted blob: stuff around it);
+* ``missing_label``: the mirror: at least ``swap_fraction`` of a blob the model sees as
+  an object, ground truth background there or a much larger area of another class;
 * ``boundary_offset``: any other region (thicker than edge noise, a part of an object's
   edge): an outline shifted or inflated.
 
