@@ -18,31 +18,14 @@ from numba import njit
 @njit(cache=True, nogil=True)
 def max_square(labels, count):
     """Per label ``1..count``: the side of the largest square inside its region (int64[count])."""
-    H, W = labels.shape
-    out = np.zeros(count, np.int64)
-    prev = np.zeros(W, np.int64)
-    cur = np.zeros(W, np.int64)
-    for r in range(H):
-        for c in range(W):
-            lab = labels[r, c]
-            if lab <= 0 or lab > count:
-                cur[c] = 0
-                continue
-            s = 1
-            if r > 0 and c > 0 and labels[r - 1, c] == lab and labels[r, c - 1] == lab and labels[r - 1, c - 1] == lab:
-                a = prev[c]
-                b = cur[c - 1]
-                d = prev[c - 1]
-                m = a if a < b else b
-                m = m if m < d else d
-                s = m + 1
-            cur[c] = s
-            if s > out[lab - 1]:
-                out[lab - 1] = s
-        tmp = prev
-        prev = cur
-        cur = tmp
-    return out
+    return _square_pass(labels, count, np.zeros((1, 1)), False)[0]
+
+
+@njit(cache=True, nogil=True)
+def max_square_sums(labels, count, values):
+    """:func:`max_square` and, in the same pass, per label ``1..count`` the sum of ``values``
+    (a float map of the labels' shape) over its pixels: ``(int64[count], float64[count])``."""
+    return _square_pass(labels, count, values, True)
 
 
 @njit(cache=True, nogil=True)
@@ -75,3 +58,36 @@ def disagreement(gt, pred, n, has_ignore, ignore, code):
                     differing += 1
                     code[r, c] = g * n + p + 1
     return compared, differing, ignored, gt_out, pred_out
+
+
+@njit(cache=True, nogil=True)
+def _square_pass(labels, count, values, with_values):
+    """The pass behind :func:`max_square` / :func:`max_square_sums`."""
+    H, W = labels.shape
+    out = np.zeros(count, np.int64)
+    sums = np.zeros(count, np.float64)
+    prev = np.zeros(W, np.int64)
+    cur = np.zeros(W, np.int64)
+    for r in range(H):
+        for c in range(W):
+            lab = labels[r, c]
+            if lab <= 0 or lab > count:
+                cur[c] = 0
+                continue
+            if with_values:
+                sums[lab - 1] += values[r, c]
+            s = 1
+            if r > 0 and c > 0 and labels[r - 1, c] == lab and labels[r, c - 1] == lab and labels[r - 1, c - 1] == lab:
+                a = prev[c]
+                b = cur[c - 1]
+                d = prev[c - 1]
+                m = a if a < b else b
+                m = m if m < d else d
+                s = m + 1
+            cur[c] = s
+            if s > out[lab - 1]:
+                out[lab - 1] = s
+        tmp = prev
+        prev = cur
+        cur = tmp
+    return out, sums

@@ -90,6 +90,28 @@ def test_spurious_label_positive_and_negative():
     assert types == ["boundary_offset"]
 
 
+def test_missing_and_spurious_labels_inside_a_stuff_class():
+    gt = np.ones((64, 64), np.uint8)  # class 1 is a stuff class (road) around everything
+    pred = gt.copy()
+    pred[30:40, 30:40] = 2  # the model sees an object the labels left as road
+    types, r = _types(gt, pred)
+    assert types == ["missing_label"] and r.regions["covered_pred"] == [1.0] and r.regions["covered_gt"][0] < 0.2
+    types, r = _types(pred, gt)  # mirrored: an object labelled where the model sees road
+    assert types == ["spurious_label"] and r.regions["covered_gt"] == [1.0] and r.regions["covered_pred"][0] < 0.2
+    # negative: the object relabelled as another object class is a swap (it covers the whole of both)
+    other = gt.copy()
+    other[30:40, 30:40] = 3
+    types, _ = _types(other, pred)
+    assert types == ["class_swap"]
+    # negative: the surrounding area is not much larger than the object (covers >= 0.2 of it): a swap
+    gt = np.zeros((64, 64), np.uint8)
+    gt[30:40, 25:45] = 1  # 200 px of class 1
+    pred = gt.copy()
+    pred[30:40, 30:40] = 2
+    types, r = _types(gt, pred)
+    assert types == ["class_swap"] and r.regions["covered_gt"] == [0.5]
+
+
 def test_boundary_offset_positive_and_negative():
     gt = _scene()
     pred = np.zeros_like(gt)
@@ -190,17 +212,29 @@ def test_covered_fractions_use_the_objects_of_each_map():
 
 def test_score_factors_follow_the_documented_formulas():
     stats = DatasetStats({("class_swap", 1, 2): [7, 700, 5], ("class_swap", 3, 4): [1, 100, 1]},
-                         {1: {36: 90}, 3: {36: 40}}, {}, {1: 40, 3: 30}, {}, [], 0)
+                         {1: {36: 90}, 3: {36: 40, 17: 30}}, {}, {1: 40, 3: 30}, {}, [], 0, {4: 3, 9: 5})
     cols = {"type": ["class_swap", "class_swap"], "gt_class": [1, 3], "pred_class": [2, 4], "area": [100, 10],
-            "thickness": [10, 3], "covered_gt": [0.9, 0.6], "covered_pred": [1.0, 1.0], "confidence": [None, None]}
+            "thickness": [10, 3], "covered_gt": [0.9, 0.6], "covered_pred": [1.0, 0.1], "gt_object_area": [111, 16],
+            "pred_blob_area": [100, 100], "confidence": [None, None]}
     s = score_regions(cols, stats)
     typical = 2 ** (36.5 / 4)
     assert s["systematic_rate"] == pytest.approx([4 / 50, 0.0])  # items with the pair but this one / (items + 10)
-    assert s["pair_factor"] == pytest.approx([1 / (1 + (4 / 50) / 0.02), 1.0])
+    assert s["pair_factor"] == pytest.approx([1 / (1 + (4 / 50) / 0.05), 1.0])
     assert s["size_factor"] == pytest.approx([min(1, np.sqrt(100 / (0.25 * typical))), np.sqrt(10 / (0.25 * typical))])
-    assert s["shape_factor"] == pytest.approx([1.0, 0.25]) and s["coverage_factor"] == pytest.approx([0.9, 0.6])
+    assert s["shape_factor"] == pytest.approx([(10 - 2) / 12, (3 - 2) / 12]) and s["coverage_factor"] == pytest.approx([0.9, 0.6])
+    # the second region is a whole-object miss (covers >= half of its object, < half of the predicted blob):
+    # octave floor(log2(16)) = 4 holds 30 ground-truth objects (bin 17) and 3 misses, this one left out
+    assert s["miss_rate"][0] is None and s["miss_rate"][1] == pytest.approx((3 - 1) / (30 + 10))
+    assert s["miss_factor"] == pytest.approx([1.0, 1 / (1 + (2 / 40) / 0.05)])
+    # the mirror, a whole-blob false positive: by the octave of the predicted blob (floor(log2(40)) = 5)
+    # among predicted blobs; no predicted blob of that octave in the histograms: 10 pseudo-blobs only
+    stats.false_blobs = {5: 4}
+    fb = score_regions({**{k: v[:1] for k, v in cols.items()}, "covered_gt": [0.1], "covered_pred": [0.9],
+                        "pred_blob_area": [40]}, stats)
+    assert fb["miss_rate"] == pytest.approx([(4 - 1) / (0 + 10)]) and fb["miss_factor"] == pytest.approx([1 / (1 + 0.3 / 0.05)])
     assert s["score"] == pytest.approx([np.prod([s[k][i] for k in ("pair_factor", "size_factor", "confidence_factor",
-                                                                   "shape_factor", "coverage_factor")]) for i in range(2)])
+                                                                   "shape_factor", "coverage_factor", "miss_factor")])
+                                        for i in range(2)])
     assert label_quality(s["score"]) == pytest.approx((1 - s["score"][0]) * (1 - s["score"][1]))
 
 

@@ -56,7 +56,8 @@ REGIONS_SCHEMA = pa.schema(
      ("covered_pred", pa.float64()), ("thickness", pa.int64()), ("confidence", pa.float64()),
      ("systematic_rate", pa.float64()), ("typical_area", pa.float64()), ("pair_factor", pa.float64()),
      ("size_factor", pa.float64()), ("confidence_factor", pa.float64()), ("shape_factor", pa.float64()),
-     ("coverage_factor", pa.float64()), ("score", pa.float64())]
+     ("coverage_factor", pa.float64()), ("miss_rate", pa.float64()), ("miss_factor", pa.float64()),
+     ("score", pa.float64())]
 )
 OBJECTS_SCHEMA = pa.schema([("class_id", pa.int64()), ("area_bin", pa.int64()), ("gt_objects", pa.int64()),
                             ("pred_objects", pa.int64())])
@@ -264,7 +265,14 @@ class AuditJob(Job):
             items_of[side] = counts
         conf = [v for v in t.column("confidence").to_pylist() if v is not None]
         hist = np.bincount(S.confidence_bin(np.array(conf)), minlength=S.CONFIDENCE_BINS).tolist() if conf else []
-        out["stats"] = {"pairs": pairs, **hists, **items_of, "confidence_hist": hist}
+        cov = [t.column(k).to_numpy(zero_copy_only=False) for k in ("covered_gt", "covered_pred")]
+        found = {}
+        for key, which, area_col in (("missed", S.is_miss, "gt_object_area"),
+                                     ("false_blobs", S.is_false_blob, "pred_blob_area")):
+            sel = which(*cov)
+            octs, k = np.unique(S.octave(t.column(area_col).to_numpy(zero_copy_only=False)[sel]), return_counts=True)
+            found[key] = {str(o): n for o, n in zip(octs.tolist(), k.tolist())}
+        out["stats"] = {"pairs": pairs, **hists, **items_of, "confidence_hist": hist, **found}
         items = shard.items
         out["edge_noise"] = [int(sum(v or 0 for v in items.column(k).to_pylist())) for k in ("edge_noise", "edge_noise_pixels")]
         return out
@@ -393,7 +401,8 @@ def write_audit_tables(job: AuditJob, out_dir) -> dict[str, Any]:
     for name, part in sorted(_parts(out, "regions").items()):
         t = read_part(part)
         cols = {k: t.column(k).to_pylist() for k in ("type", "gt_class", "pred_class", "area", "thickness",
-                                                     "covered_gt", "covered_pred", "confidence")}
+                                                     "covered_gt", "covered_pred", "gt_object_area", "pred_blob_area",
+                                                     "confidence")}
         scored = S.score_regions(cols, stats, edge_width=job.edge_width)
         for k in S.SCORE_COLUMNS:
             t = t.set_column(t.schema.get_field_index(k), t.schema.field(k), pa.array(scored[k], pa.float64()))

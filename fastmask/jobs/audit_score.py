@@ -12,22 +12,23 @@ Its type (:data:`REGION_TYPES`):
 * ``edge_noise``: thickness <= ``edge_width`` (default 2): a thin band along an outline;
   counted per item, never a region row, never scored;
 * ``class_swap``: both classes are objects (not background) and the region covers at
-  least ``swap_fraction`` (default 0.5) of its ground-truth object;
-* ``spurious_label``: the model sees background over at least ``swap_fraction`` of a
-  labelled object;
-* ``missing_label``: ground truth says background over at least ``swap_fraction`` of a
-  blob the model sees as an object;
+  least ``swap_fraction`` (default 0.5) of its ground-truth object (unless one below);
+* ``spurious_label``: the region covers at least ``swap_fraction`` of a labelled object
+  and the model sees background there, or a class over a much larger area (the region
+  covers less than ``SURROUND_COVER`` = 0.2 of the predicted blob: stuff around it);
+* ``missing_label``: the mirror: at least ``swap_fraction`` of a blob the model sees as
+  an object, ground truth background there or a much larger area of another class;
 * ``boundary_offset``: any other region (thicker than edge noise, a part of an object's
   edge): an outline shifted or inflated.
 
 Dataset-wide (:class:`DatasetStats`, built from integer counts summed over all items, so
 the same for any shard size or worker count) and per region (:func:`score_regions`), a
-score in [0, 1], the product of five factors, each in [0, 1]:
+score in [0, 1], the product of six factors, each in [0, 1]:
 
 * ``pair_factor = 1 / (1 + rate / RATE_SCALE)``: ``rate`` = how often the model makes
   the same kind of disagreement (same type, same class pair) elsewhere in the dataset:
   ``(items with such a region - 1) / (items holding the class concerned + PRIOR_ITEMS)``.
-  A confusion the model makes in 2 % of the class's items halves the score: systematic
+  A confusion the model makes in 5 % of the class's items halves the score: systematic
   confusions are the model's (several regions of one item, e.g. the pieces of one
   object, count once);
 * ``size_factor = min(1, sqrt(area / (SIZE_REFERENCE * typical_area)))``, ``typical_area``
@@ -36,11 +37,23 @@ score in [0, 1], the product of five factors, each in [0, 1]:
   speck little;
 * ``confidence_factor``: the share of the dataset's regions whose mean confidence is
   below this region's (ties count half); 1 without ``--confidence``;
-* ``shape_factor = min(1, (thickness - edge_width) / (2 * edge_width))``: thin slivers
-  just above edge noise score little;
+* ``shape_factor = min(1, (thickness - edge_width) / (SHAPE_SCALE * edge_width))``
+  (``SHAPE_SCALE`` = 6): a region must be about seven edge widths thick to score fully;
+  slivers and thin bands just above edge noise (model outlines) score little;
 * ``coverage_factor``: the share of the object the region covers (the ground-truth
   object for ``class_swap`` / ``spurious_label``, the predicted blob for
-  ``missing_label``); 1 for ``boundary_offset``.
+  ``missing_label``); 1 for ``boundary_offset``;
+* ``miss_factor = 1 / (1 + miss_rate / MISS_SCALE)`` for a *whole-object miss* (a region
+  covering at least half of its ground-truth object and less than half of the predicted
+  blob it lies in: the model sees the object's surroundings there) and, mirrored, for a
+  *whole-blob false positive* (at least half of its predicted blob, less than half of the
+  ground-truth object); else 1. ``miss_rate`` = how often the model misses objects of
+  that size (sees blobs of that size that are not there), whatever their class: ``(such
+  regions in the dataset - 1) / (ground-truth objects (predicted blobs) of the octave +
+  PRIOR_OBJECTS)``, the octave being ``floor(log2(gt_object_area))``
+  (``floor(log2(pred_blob_area))``). Models miss small objects and see small blobs that
+  are not there: such a region of a size the model often gets wrong is the model's error
+  far more often than the label's.
 
 An item's ``label_quality`` is the product of ``1 - score`` over its regions: 1 for an
 item without a scored region, near 0 when one region is almost surely a label error.
@@ -70,7 +83,19 @@ DEFAULT_SWAP_FRACTION = 0.5
 #: judged systematic from one or two of them)
 PRIOR_ITEMS = 10
 #: the systematic rate that halves a region's score
-RATE_SCALE = 0.02
+RATE_SCALE = 0.05
+#: a region covering less than this share of one side's component, and at least
+#: ``swap_fraction`` of the other's, lies inside a surrounding area (missing / spurious label)
+SURROUND_COVER = 0.2
+#: pseudo-objects added to an octave's ground-truth objects for its miss rate
+PRIOR_OBJECTS = 10
+#: the miss rate that halves a whole-object miss's score
+MISS_SCALE = 0.05
+#: a whole-object miss covers at least this share of its ground-truth object and less
+#: than this share of the predicted blob it lies in
+MISS_COVER = 0.5
+#: a region (SHAPE_SCALE + 1) edge widths thick (or more) gets shape_factor 1
+SHAPE_SCALE = 6
 #: a region this share of the class's typical object area (or more) gets size_factor 1
 SIZE_REFERENCE = 0.25
 #: object areas are binned by a quarter octave: bin = floor(4 * log2(area))
@@ -96,6 +121,38 @@ def bin_area(b: float) -> float:
     17.4
     """
     return float(2.0 ** ((b + 0.5) / AREA_BINS_PER_OCTAVE))
+
+
+def is_miss(covered_gt, covered_pred) -> np.ndarray:
+    """Whole-object misses: regions covering at least :data:`MISS_COVER` of their
+    ground-truth object and less than that of their predicted blob.
+
+    >>> is_miss([1.0, 1.0, 0.3], [0.02, 0.9, 0.02]).tolist()
+    [True, False, False]
+    """
+    g = np.asarray(covered_gt, np.float64)
+    p = np.asarray(covered_pred, np.float64)
+    return (g >= MISS_COVER) & (p < MISS_COVER)
+
+
+def is_false_blob(covered_gt, covered_pred) -> np.ndarray:
+    """Whole-blob false positives (the mirror of :func:`is_miss`): regions covering at
+    least :data:`MISS_COVER` of their predicted blob and less than that of their
+    ground-truth object.
+
+    >>> is_false_blob([0.01, 1.0], [1.0, 1.0]).tolist()
+    [True, False]
+    """
+    return is_miss(covered_pred, covered_gt)
+
+
+def octave(area) -> np.ndarray:
+    """Octave of object areas (``floor(log2(area))``, the quarter-octave bin // 4).
+
+    >>> octave(np.array([1, 3, 4, 100])).tolist()
+    [0, 1, 2, 6]
+    """
+    return area_bin(area) // AREA_BINS_PER_OCTAVE
 
 
 def confidence_bin(conf: np.ndarray) -> np.ndarray:
@@ -153,7 +210,7 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     """
     if gt.shape != pred.shape or gt.ndim != 2:
         raise ValueError(f"gt and pred must be 2-D maps of one shape, got {gt.shape} and {pred.shape}")
-    from ..kernels.audit import disagreement, max_square
+    from ..kernels.audit import disagreement, max_square, max_square_sums
 
     n = int(num_classes)
     g = np.ascontiguousarray(gt)
@@ -171,7 +228,15 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     if not differing:
         return ItemRegions({k: [] for k in REGION_COLUMNS}, counts, objects)
     rs = component_stats(code, connectivity, background=0)
-    thick = max_square(rs.labels, rs.count)
+    if confidence is None:
+        thick, conf = max_square(rs.labels, rs.count), None
+    else:
+        cmap = np.asarray(confidence)
+        if cmap.shape != g.shape:
+            raise ValueError(f"confidence must have the maps' shape {g.shape}, got {cmap.shape}")
+        if cmap.dtype not in (np.float32, np.float64):
+            cmap = cmap.astype(np.float64)
+        thick, sums = max_square_sums(rs.labels, rs.count, np.ascontiguousarray(cmap))
     value = rs.value.astype(np.int64) - 1
     gcls, pcls = value // n, value % n
     fr, fc = rs.first_pixel[:, 0], rs.first_pixel[:, 1]
@@ -187,11 +252,13 @@ def find_regions(gt: np.ndarray, pred: np.ndarray, *, num_classes: int, ignore_v
     tcode[(gcls != bg) & (pcls != bg) & (cov_g >= swap_fraction)] = REGION_TYPES.index("class_swap")
     tcode[(gcls == bg) & (cov_p >= swap_fraction)] = REGION_TYPES.index("missing_label")
     tcode[(pcls == bg) & (cov_g >= swap_fraction)] = REGION_TYPES.index("spurious_label")
+    # around stuff (a class other than background that surrounds the object, e.g. road):
+    # a whole blob of one side inside a much larger area of the other is an unlabelled /
+    # a spurious object too, not a swap of two objects
+    tcode[(cov_p >= swap_fraction) & (cov_g < SURROUND_COVER)] = REGION_TYPES.index("missing_label")
+    tcode[(cov_g >= swap_fraction) & (cov_p < SURROUND_COVER)] = REGION_TYPES.index("spurious_label")
     tcode[edge] = REGION_TYPES.index("edge_noise")
-    conf = None
     if confidence is not None:
-        sums = np.bincount(rs.labels.reshape(-1), weights=np.asarray(confidence, np.float64).reshape(-1),
-                           minlength=rs.count + 1)[1:rs.count + 1]
         conf = sums / area
     for t, k in zip(REGION_TYPES, np.bincount(tcode, minlength=len(REGION_TYPES)).tolist()):
         counts[t] = k
@@ -267,7 +334,10 @@ class DatasetStats:
     items holding at least one such region); ``gt_hist`` / ``pred_hist``: ``{class: {area
     bin: objects}}``; ``gt_items`` / ``pred_items``: ``{class: items holding an object of
     it}``; ``confidence_hist``: regions per confidence bin (empty without confidences);
-    ``background``: the background class.
+    ``background``: the background class; ``missed``: ``{octave: whole-object misses}``
+    (:func:`is_miss`, by the octave of the ground-truth object's area); ``false_blobs``:
+    ``{octave: whole-blob false positives}`` (:func:`is_false_blob`, by the octave of the
+    predicted blob's area).
 
     >>> s = DatasetStats({("class_swap", 1, 2): [3, 300, 3]}, {1: {40: 50}}, {}, {1: 40}, {}, [], 0)
     >>> s.class_items("class_swap", 1, 2), round(s.typical_area(1))
@@ -281,6 +351,8 @@ class DatasetStats:
     pred_items: dict[int, int]
     confidence_hist: list[int]
     background: int | None
+    missed: dict[int, int] = field(default_factory=dict)
+    false_blobs: dict[int, int] = field(default_factory=dict)
 
     def concerned_class(self, type_: str, gt_class: int, pred_class: int) -> int:
         """The class a region is measured against: its ground-truth class, the predicted one
@@ -316,7 +388,8 @@ class DatasetStats:
                 "gt_hist": {str(c): counts(h) for c, h in sorted(self.gt_hist.items())},
                 "pred_hist": {str(c): counts(h) for c, h in sorted(self.pred_hist.items())},
                 "gt_items": counts(self.gt_items), "pred_items": counts(self.pred_items),
-                "confidence_hist": list(self.confidence_hist), "background": self.background}
+                "confidence_hist": list(self.confidence_hist), "background": self.background,
+                "missed": counts(self.missed), "false_blobs": counts(self.false_blobs)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DatasetStats":
@@ -329,7 +402,8 @@ class DatasetStats:
                 for side in ("gt_hist", "pred_hist")}
         items = {side: {int(c): int(n) for c, n in (d.get(side) or {}).items()} for side in ("gt_items", "pred_items")}
         return cls(pairs, hist["gt_hist"], hist["pred_hist"], items["gt_items"], items["pred_items"],
-                   list(d.get("confidence_hist") or []), d.get("background"))
+                   list(d.get("confidence_hist") or []), d.get("background"),
+                   *({int(o): int(n) for o, n in (d.get(k) or {}).items()} for k in ("missed", "false_blobs")))
 
     @classmethod
     def merge(cls, parts: list[dict[str, Any]], background: int | None) -> "DatasetStats":
@@ -346,7 +420,8 @@ class DatasetStats:
                     dst = mine.setdefault(c, {})
                     for b, v in h.items():
                         dst[b] = dst.get(b, 0) + v
-            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items)):
+            for mine, theirs in ((out.gt_items, s.gt_items), (out.pred_items, s.pred_items), (out.missed, s.missed),
+                                 (out.false_blobs, s.false_blobs)):
                 for c, v in theirs.items():
                     mine[c] = mine.get(c, 0) + v
             if s.confidence_hist:
@@ -369,19 +444,33 @@ class DatasetStats:
             items = max(0, items - 1)
         return items / (self.class_items(type_, gt_class, pred_class) + PRIOR_ITEMS)
 
+    def miss_rate(self, octave_: int, *, false_blob: bool = False) -> float:
+        """How often the model misses a whole ground-truth object of this area octave (or,
+        ``false_blob``, sees a whole blob of it that ground truth does not hold), not
+        counting the region scored: ``(misses - 1) / (objects + PRIOR_OBJECTS)``.
+
+        >>> s = DatasetStats({}, {1: {24: 50}, 2: {27: 40}}, {}, {}, {}, [], 0, {6: 28})
+        >>> round(s.miss_rate(6), 4), s.miss_rate(6, false_blob=True)
+        (0.27, 0.0)
+        """
+        hist, found = (self.pred_hist, self.false_blobs) if false_blob else (self.gt_hist, self.missed)
+        objects = sum(n for h in hist.values() for b, n in h.items() if b // AREA_BINS_PER_OCTAVE == octave_)
+        return max(0, found.get(octave_, 0) - 1) / (objects + PRIOR_OBJECTS)
+
 
 SCORE_COLUMNS = ("systematic_rate", "typical_area", "pair_factor", "size_factor", "confidence_factor",
-                 "shape_factor", "coverage_factor", "score")
+                 "shape_factor", "coverage_factor", "miss_rate", "miss_factor", "score")
 
 
 def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int = DEFAULT_EDGE_WIDTH) -> dict[str, list]:
     """The score columns (:data:`SCORE_COLUMNS`) of region rows given as columns.
 
     >>> s = DatasetStats({("class_swap", 1, 2): [1, 25, 1]}, {1: {18: 20}}, {}, {1: 20}, {}, [], 0)
-    >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [25], "thickness": [5],
-    ...         "covered_gt": [1.0], "covered_pred": [1.0], "confidence": [None]}
+    >>> cols = {"type": ["class_swap"], "gt_class": [1], "pred_class": [2], "area": [64], "thickness": [8],
+    ...         "covered_gt": [1.0], "covered_pred": [1.0], "gt_object_area": [64], "pred_blob_area": [64],
+    ...         "confidence": [None]}
     >>> round(score_regions(cols, s)["score"][0], 3)
-    0.75
+    0.5
     """
     n = len(cols["type"])
     if not n:
@@ -409,16 +498,25 @@ def score_regions(cols: dict[str, list], stats: DatasetStats, *, edge_width: int
         given = ~np.isnan(conf)
         conf_f[given] = cdf[confidence_bin(conf[given])]
     thick = np.asarray(cols["thickness"], np.float64)
-    shape_f = np.clip((thick - edge_width) / (2.0 * max(1, edge_width)), 0.0, 1.0)
+    shape_f = np.clip((thick - edge_width) / (SHAPE_SCALE * max(1, edge_width)), 0.0, 1.0)
     cov_f = np.ones(n)
     by_gt = (types == "class_swap") | (types == "spurious_label")
     by_pred = types == "missing_label"
     cov_f[by_gt] = np.asarray(cols["covered_gt"], np.float64)[by_gt]
     cov_f[by_pred] = np.asarray(cols["covered_pred"], np.float64)[by_pred]
-    score = pair_f * size_f * conf_f * shape_f * cov_f
+    miss_r = np.full(n, np.nan)
+    for fb, which, area_col in ((False, is_miss, "gt_object_area"), (True, is_false_blob, "pred_blob_area")):
+        sel = which(cols["covered_gt"], cols["covered_pred"])
+        octs = octave(np.asarray(cols[area_col], np.float64))
+        rate_of = {o: stats.miss_rate(o, false_blob=fb) for o in set(octs[sel].tolist())}
+        miss_r[sel] = [rate_of[o] for o in octs[sel].tolist()]
+    miss = ~np.isnan(miss_r)
+    miss_f = np.where(miss, 1.0 / (1.0 + np.nan_to_num(miss_r) / MISS_SCALE), 1.0)
+    score = pair_f * size_f * conf_f * shape_f * cov_f * miss_f
     return {"systematic_rate": rate.tolist(), "typical_area": typical, "pair_factor": pair_f.tolist(),
             "size_factor": size_f.tolist(), "confidence_factor": conf_f.tolist(), "shape_factor": shape_f.tolist(),
-            "coverage_factor": cov_f.tolist(), "score": score.tolist()}
+            "coverage_factor": cov_f.tolist(), "miss_rate": [None if np.isnan(v) else v for v in miss_r.tolist()],
+            "miss_factor": miss_f.tolist(), "score": score.tolist()}
 
 
 def label_quality(scores: list[float]) -> float:
