@@ -197,3 +197,38 @@ def test_no_secret_in_the_lock_or_the_report(where, s3_bucket, tmp_path, monkeyp
     files = {name: (root / name).read_bytes() for name, _ in root.find()}
     assert "run.json" in files and LOCK_FILE not in files
     assert not [name for name, data in files.items() if secret.encode() in data]
+
+
+# --------------------------------------------------------------------------- jobs of two datasets
+
+
+def test_a_resumed_evaluate_pairs_nothing_again_and_lists_neither_dataset(s3_bucket, tmp_path, counted, capsys):
+    """evaluate saves its pairs and both listings' facts in its manifest: a resumed run lists
+    neither dataset, keeps the not-scored counts and skipped report folders, and ends identical."""
+    gt = masks_at(f"{s3_bucket}/gt")
+    pred = masks_at(f"{s3_bucket}/pred", N - 2)  # two ground-truth items without a prediction
+    out = tmp_path / "report"
+    argv = ["evaluate", "--gt", gt, "--pred", pred, "--num-classes", "3", "--allow-missing", "--out", str(out),
+            "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    first_out = capsys.readouterr().out
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["listing"] == {"objects": (N + 3) + (N - 2 + 3)}  # both datasets' objects
+    assert doc["timing"]["listing_reused"] is False
+    assert doc["summary"]["not_scored"] == {"missing_prediction": 2}
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    assert doc["arguments"]["gt_layout"] == doc["arguments"]["pred_layout"] == "masks"
+    finished = local_files(out)
+
+    interrupt(out, 2)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    again_out = capsys.readouterr().out
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith((gt, pred))] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert doc["summary"]["not_scored"] == {"missing_prediction": 2}
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    assert_same(local_files(out), finished)
+    assert [ln for ln in again_out.splitlines() if ln.startswith("note: skipped")] == \
+        [ln for ln in first_out.splitlines() if ln.startswith("note: skipped")]
