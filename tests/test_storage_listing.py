@@ -232,3 +232,25 @@ def test_a_resumed_evaluate_pairs_nothing_again_and_lists_neither_dataset(s3_buc
     assert_same(local_files(out), finished)
     assert [ln for ln in again_out.splitlines() if ln.startswith("note: skipped")] == \
         [ln for ln in first_out.splitlines() if ln.startswith("note: skipped")]
+
+
+def test_a_resumed_convert_lists_nothing_and_writes_the_same_dataset(s3_bucket, tmp_path, counted, capsys):
+    url = masks_at(f"{s3_bucket}/ds")
+    out = tmp_path / "report"
+    argv = ["convert", url, "--to", "coco", "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["listing"] == {"objects": N + 3} and doc["timing"]["listing_reused"] is False
+    assert doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
+    finished = local_files(out)
+    assert any(name.startswith("dataset/") for name in finished)
+    capsys.readouterr()
+
+    interrupt(out, 3)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith(url)] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
+    assert_same(local_files(out), finished)  # the converted dataset too
