@@ -254,3 +254,30 @@ def test_a_resumed_convert_lists_nothing_and_writes_the_same_dataset(s3_bucket, 
     assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
     assert doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
     assert_same(local_files(out), finished)  # the converted dataset too
+
+
+def test_a_resumed_audit_lists_none_of_its_three_datasets(s3_bucket, tmp_path, counted, capsys):
+    """audit pairs ground truth, predictions and confidence maps once: a resumed run lists none
+    of them, and its dataset pass (which reads the run's own statistics) ends identical."""
+    gt = masks_at(f"{s3_bucket}/gt")
+    pred = masks_at(f"{s3_bucket}/pred", N - 2)
+    conf = masks_at(f"{s3_bucket}/conf")
+    out = tmp_path / "report"
+    argv = ["audit", "--gt", gt, "--pred", pred, "--confidence", f"{conf}/masks", "--num-classes", "3",
+            "--allow-missing", "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((out / "run.json").read_text())
+    # the confidence folder's listing: its masks and the report folder inside it
+    assert doc["listing"] == {"objects": (N + 3) + (N - 2 + 3) + (N + 2)}
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    finished = local_files(out)
+    capsys.readouterr()
+
+    interrupt(out, 2)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith((gt, pred, conf))] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    assert_same(local_files(out), finished)
