@@ -281,3 +281,56 @@ def test_a_resumed_audit_lists_none_of_its_three_datasets(s3_bucket, tmp_path, c
     assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
     assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
     assert_same(local_files(out), finished)
+
+
+# --------------------------------------------------------------------------- jobs of one dataset
+
+
+def test_a_resumed_instances_run_lists_nothing(s3_bucket, tmp_path, counted, capsys):
+    url = masks_at(f"{s3_bucket}/ds")
+    out = tmp_path / "report"
+    argv = ["instances", url, "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["listing"] == {"objects": N + 3} and doc["timing"]["listing_reused"] is False
+    finished = local_files(out)
+    capsys.readouterr()
+
+    interrupt(out, 3)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith(url)] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
+    assert_same(local_files(out), finished)
+
+
+def test_a_resumed_rasterize_reuses_the_parse_of_its_coco_json(s3_bucket, tmp_path, counted, capsys, monkeypatch):
+    """A COCO JSON's "listing" is its parse into the local cache: a resumed run takes the saved
+    manifest and reads the annotations from the cache the first run made (no parse again)."""
+    from fastmask.formats import _cocojson
+
+    images = [{"id": i + 1, "file_name": f"f{i}.jpg", "width": 8, "height": 8} for i in range(N)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "iscrowd": 0, "area": 9.0,
+             "bbox": [1, 1, 3, 3], "segmentation": [[1, 1, 4, 1, 4, 4, 1, 4]]} for i in range(N)]
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    url = f"{s3_bucket}/coco/instances.json"
+    Location(url).write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    parses = []
+    real_build = _cocojson._build
+    monkeypatch.setattr(_cocojson, "_build", lambda *a, **k: (parses.append(a[0]), real_build(*a, **k))[1])
+    out = tmp_path / "report"
+    argv = ["rasterize", url, "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    assert parses == [url]
+    finished = local_files(out)
+    capsys.readouterr()
+
+    interrupt(out, 3)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert parses == [url]  # the cache of the first run answered
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith(f"{s3_bucket}/coco")] == []
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert_same(local_files(out), finished)
