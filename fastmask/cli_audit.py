@@ -53,7 +53,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import _dataset_options, _deferred_listing, _open_pair, notice_cold_kernels, open_dataset_arg, report_error
+    from .cli import (_dataset_options, _deferred_listing, _open_pair, notice_cold_kernels, open_dataset_arg,
+                      report_error)
     from .engine import EngineError, run_job
     from .engine.options import EXIT_USAGE, engine_options_from_args
     from .formats import FormatError
