@@ -3,7 +3,9 @@
 A resumed run reuses the manifest saved at the start (``manifest.parquet``) with the listing
 facts saved in its schema metadata: it lists nothing of an ``s3://`` dataset (counted on the
 storage layer), its listing problems and skipped report folders still reach the report, and
-the report ends byte-identical. ``--storage-options`` given inline is ``<redacted>`` in the
+the report ends byte-identical. The same holds for every command: evaluate and audit save
+their pairs and each dataset's listing facts, convert and instances their dataset's manifest,
+rasterize of a COCO JSON reuses the first run's parse. ``--storage-options`` given inline is ``<redacted>`` in the
 lock's command line.
 """
 from __future__ import annotations
