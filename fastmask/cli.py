@@ -326,17 +326,19 @@ def run_dataset_job(args: argparse.Namespace, make_job, finish=None):
     return dataset, job, result
 
 
-def _resumed_layout(out: str, dataset: str) -> str | None:
+def _resumed_layout(out: str, dataset: str, key: str = "dataset", layout_key: str = "layout") -> str | None:
     """The layout the run in ``out`` recorded for ``dataset`` (``--resume``: no detection,
-    which may list the dataset); None when there is no such run (it then starts anew)."""
+    which may list the dataset); None when there is no such run (it then starts anew).
+    ``key`` / ``layout_key``: the arguments naming the dataset and its layout (``gt`` and
+    ``gt_layout`` for evaluate's ground truth)."""
     from .engine.sink import RUN_JSON, read_json, report_root
     from .formats._fs import norm_target
 
     try:
         doc = read_json(report_root(out) / RUN_JSON)
         recorded = doc["arguments"]
-        if recorded.get("dataset") == norm_target(dataset) and isinstance(recorded.get("layout"), str):
-            return recorded["layout"]
+        if recorded.get(key) == norm_target(dataset) and isinstance(recorded.get(layout_key), str):
+            return recorded[layout_key]
     except Exception:  # noqa: BLE001 - no readable run there: detect as usual
         pass
     return None
@@ -411,6 +413,18 @@ def _run_coverage(args: argparse.Namespace) -> int:
     return (_plots(args, result.out_dir) if args.plots else 0) or listed
 
 
+def _open_pair(args: argparse.Namespace, opts):
+    """evaluate's and audit's ``gt`` and ``pred`` datasets; on ``--resume``, with the layouts the
+    run recorded and without listing them (the saved manifest holds the pairs)."""
+    datasets = []
+    for role, masks in (("gt", args.gt_masks), ("pred", args.pred_masks)):
+        path = getattr(args, role)
+        layout = _resumed_layout(opts.out_dir, path, role, f"{role}_layout") if opts.resume else None
+        with _deferred_listing(opts.resume and layout is not None):
+            datasets.append(open_dataset_arg(path, layout=layout, labelmap=args.labelmap, masks=masks))
+    return tuple(datasets)
+
+
 def _run_evaluate(args: argparse.Namespace) -> int:
     from .engine import EngineError, run_job
     from .formats import FormatError
@@ -420,8 +434,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         opts = engine_options_from_args(args)
-        gt = open_dataset_arg(args.gt, labelmap=args.labelmap, masks=args.gt_masks)
-        pred = open_dataset_arg(args.pred, labelmap=args.labelmap, masks=args.pred_masks)
+        gt, pred = _open_pair(args, opts)
         if args.labelmap is None:
             from .formats._platforms import share_names_labelmap
 
@@ -441,7 +454,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
                           out_of_range=args.out_of_range)
         notice_cold_kernels(args.command)
         arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
-        result = run_job(job, job.manifest(), labelmap=gt.labelmap.to_json() if gt.labelmap else None,
+        # the job as the manifest source: it pairs the listings here, or (--resume) takes the saved pairs
+        result = run_job(job, job, labelmap=gt.labelmap.to_json() if gt.labelmap else None,
                          arguments=arguments, finish=lambda out: write_classes_table(job, out),
                          **opts.run_kwargs())
     except FormatError as e:

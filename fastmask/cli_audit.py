@@ -53,7 +53,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import _dataset_options, notice_cold_kernels, open_dataset_arg, report_error
+    from .cli import (_dataset_options, _deferred_listing, _open_pair, notice_cold_kernels, open_dataset_arg,
+                      report_error)
     from .engine import EngineError, run_job
     from .engine.options import EXIT_USAGE, engine_options_from_args
     from .formats import FormatError
@@ -61,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         opts = engine_options_from_args(args)
-        gt = open_dataset_arg(args.gt, labelmap=args.labelmap, masks=args.gt_masks)
-        pred = open_dataset_arg(args.pred, labelmap=args.labelmap, masks=args.pred_masks)
-        conf = open_dataset_arg(args.confidence, layout="masks") if args.confidence else None
+        gt, pred = _open_pair(args, opts)  # --resume: not listed (the saved manifest holds the pairs)
+        with _deferred_listing(opts.resume):
+            conf = open_dataset_arg(args.confidence, layout="masks") if args.confidence else None
         if args.labelmap is None:
             from .formats._platforms import share_names_labelmap
 
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                        connectivity=args.connectivity, out_of_range=args.out_of_range, edge_width=args.edge_width)
         notice_cold_kernels(args.command)
         arguments = {**job.arguments(), **_dataset_options(args, gt_masks=args.gt_masks, pred_masks=args.pred_masks)}
-        result = run_job(job, job.manifest(), labelmap=lm.to_json() if lm else None, arguments=arguments,
+        result = run_job(job, job, labelmap=lm.to_json() if lm else None, arguments=arguments,
                          finish=lambda out: write_audit_tables(job, out), **opts.run_kwargs())
     except FormatError as e:
         print(f"fastmask audit: {e.code}: {e.message}", file=sys.stderr)

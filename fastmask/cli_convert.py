@@ -54,7 +54,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cli import _dataset_options, notice_cold_kernels, open_dataset_arg, report_error
+    from .cli import (_dataset_options, _deferred_listing, _resumed_layout, notice_cold_kernels, open_dataset_arg,
+                      report_error)
     from .engine import EngineError, run_job
     from .engine.options import EXIT_USAGE, engine_options_from_args
     from .formats import FormatError
@@ -62,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         opts = engine_options_from_args(args)
-        dataset = open_dataset_arg(args.dataset, layout=args.layout, images=args.images, labelmap=args.labelmap,
-                                   masks=args.masks, labelbox_label=args.labelbox_label)
+        layout = args.layout or (_resumed_layout(opts.out_dir, args.dataset) if opts.resume else None)
+        with _deferred_listing(opts.resume):  # --resume: the saved manifest replaces the listing
+            dataset = open_dataset_arg(args.dataset, layout=layout, images=args.images, labelmap=args.labelmap,
+                                       masks=args.masks, labelbox_label=args.labelbox_label)
         job = ConvertJob(dataset, args.to, args.out, coco_encoding=args.coco_encoding, tolerance=args.tolerance,
                          connectivity=args.connectivity,
                          ignore_value=None if args.ignore_value < 0 else args.ignore_value,
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         arguments = {**job.arguments(), **_dataset_options(args, images=args.images, masks=args.masks)}
         # the dataset-wide files are part of the run: run.json says "complete" only after them
         # (a failure there is exit code 4, "failed", and --resume writes them)
-        result = run_job(job, job.manifest(), labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
+        result = run_job(job, job, labelmap=dataset.labelmap.to_json() if dataset.labelmap else None,
                          arguments=arguments, finish=lambda out: assemble(job, out), **opts.run_kwargs())
         target = result.finished
     except FormatError as e:

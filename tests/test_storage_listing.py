@@ -3,7 +3,9 @@
 A resumed run reuses the manifest saved at the start (``manifest.parquet``) with the listing
 facts saved in its schema metadata: it lists nothing of an ``s3://`` dataset (counted on the
 storage layer), its listing problems and skipped report folders still reach the report, and
-the report ends byte-identical. ``--storage-options`` given inline is ``<redacted>`` in the
+the report ends byte-identical. The same holds for every command: evaluate and audit save
+their pairs and each dataset's listing facts, convert and instances their dataset's manifest,
+rasterize of a COCO JSON reuses the first run's parse. ``--storage-options`` given inline is ``<redacted>`` in the
 lock's command line.
 """
 from __future__ import annotations
@@ -197,3 +199,140 @@ def test_no_secret_in_the_lock_or_the_report(where, s3_bucket, tmp_path, monkeyp
     files = {name: (root / name).read_bytes() for name, _ in root.find()}
     assert "run.json" in files and LOCK_FILE not in files
     assert not [name for name, data in files.items() if secret.encode() in data]
+
+
+# --------------------------------------------------------------------------- jobs of two datasets
+
+
+def test_a_resumed_evaluate_pairs_nothing_again_and_lists_neither_dataset(s3_bucket, tmp_path, counted, capsys):
+    """evaluate saves its pairs and both listings' facts in its manifest: a resumed run lists
+    neither dataset, keeps the not-scored counts and skipped report folders, and ends identical."""
+    gt = masks_at(f"{s3_bucket}/gt")
+    pred = masks_at(f"{s3_bucket}/pred", N - 2)  # two ground-truth items without a prediction
+    out = tmp_path / "report"
+    argv = ["evaluate", "--gt", gt, "--pred", pred, "--num-classes", "3", "--allow-missing", "--out", str(out),
+            "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    first_out = capsys.readouterr().out
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["listing"] == {"objects": (N + 3) + (N - 2 + 3)}  # both datasets' objects
+    assert doc["timing"]["listing_reused"] is False
+    assert doc["summary"]["not_scored"] == {"missing_prediction": 2}
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    assert doc["arguments"]["gt_layout"] == doc["arguments"]["pred_layout"] == "masks"
+    finished = local_files(out)
+
+    interrupt(out, 2)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    again_out = capsys.readouterr().out
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith((gt, pred))] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert doc["summary"]["not_scored"] == {"missing_prediction": 2}
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    assert_same(local_files(out), finished)
+    assert [ln for ln in again_out.splitlines() if ln.startswith("note: skipped")] == \
+        [ln for ln in first_out.splitlines() if ln.startswith("note: skipped")]
+
+
+def test_a_resumed_convert_lists_nothing_and_writes_the_same_dataset(s3_bucket, tmp_path, counted, capsys):
+    url = masks_at(f"{s3_bucket}/ds")
+    out = tmp_path / "report"
+    argv = ["convert", url, "--to", "coco", "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["listing"] == {"objects": N + 3} and doc["timing"]["listing_reused"] is False
+    assert doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
+    finished = local_files(out)
+    assert any(name.startswith("dataset/") for name in finished)
+    capsys.readouterr()
+
+    interrupt(out, 3)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith(url)] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
+    assert_same(local_files(out), finished)  # the converted dataset too
+
+
+def test_a_resumed_audit_lists_none_of_its_three_datasets(s3_bucket, tmp_path, counted, capsys):
+    """audit pairs ground truth, predictions and confidence maps once: a resumed run lists none
+    of them, and its dataset pass (which reads the run's own statistics) ends identical."""
+    gt = masks_at(f"{s3_bucket}/gt")
+    pred = masks_at(f"{s3_bucket}/pred", N - 2)
+    conf = masks_at(f"{s3_bucket}/conf")
+    out = tmp_path / "report"
+    argv = ["audit", "--gt", gt, "--pred", pred, "--confidence", f"{conf}/masks", "--num-classes", "3",
+            "--allow-missing", "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((out / "run.json").read_text())
+    # the confidence folder's listing: its masks and the report folder inside it
+    assert doc["listing"] == {"objects": (N + 3) + (N - 2 + 3) + (N + 2)}
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    finished = local_files(out)
+    capsys.readouterr()
+
+    interrupt(out, 2)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith((gt, pred, conf))] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert doc["summary"]["skipped_reports"] == [f"{gt}/masks/old-report", f"{pred}/masks/old-report"]
+    assert_same(local_files(out), finished)
+
+
+# --------------------------------------------------------------------------- jobs of one dataset
+
+
+def test_a_resumed_instances_run_lists_nothing(s3_bucket, tmp_path, counted, capsys):
+    url = masks_at(f"{s3_bucket}/ds")
+    out = tmp_path / "report"
+    argv = ["instances", url, "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["listing"] == {"objects": N + 3} and doc["timing"]["listing_reused"] is False
+    finished = local_files(out)
+    capsys.readouterr()
+
+    interrupt(out, 3)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith(url)] == [], counted
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["summary"]["skipped_reports"] == [f"{url}/masks/old-report"]
+    assert_same(local_files(out), finished)
+
+
+def test_a_resumed_rasterize_reuses_the_parse_of_its_coco_json(s3_bucket, tmp_path, counted, capsys, monkeypatch):
+    """A COCO JSON's "listing" is its parse into the local cache: a resumed run takes the saved
+    manifest and reads the annotations from the cache the first run made (no parse again)."""
+    from fastmask.formats import _cocojson
+
+    images = [{"id": i + 1, "file_name": f"f{i}.jpg", "width": 8, "height": 8} for i in range(N)]
+    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "iscrowd": 0, "area": 9.0,
+             "bbox": [1, 1, 3, 3], "segmentation": [[1, 1, 4, 1, 4, 4, 1, 4]]} for i in range(N)]
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    url = f"{s3_bucket}/coco/instances.json"
+    Location(url).write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    parses = []
+    real_build = _cocojson._build
+    monkeypatch.setattr(_cocojson, "_build", lambda *a, **k: (parses.append(a[0]), real_build(*a, **k))[1])
+    out = tmp_path / "report"
+    argv = ["rasterize", url, "--out", str(out), "--workers", "1", "--shard-size", "2", "--quiet"]
+    assert main(argv) == 0
+    assert parses == [url]
+    finished = local_files(out)
+    capsys.readouterr()
+
+    interrupt(out, 3)
+    counted.clear()
+    assert main([*argv, "--resume"]) == 0
+    assert parses == [url]  # the cache of the first run answered
+    assert [c for c in counted if c[0] in ("find", "iterdir") and c[1].startswith(f"{s3_bucket}/coco")] == []
+    doc = json.loads((out / "run.json").read_text())
+    assert doc["timing"]["listing_reused"] is True and doc["timing"]["skipped_shards"] == 5
+    assert_same(local_files(out), finished)

@@ -130,6 +130,18 @@ class Dataset:
         """
         self._manifest = table
 
+    def reuse_listing(self, facts: dict) -> None:
+        """Take ``facts`` (:meth:`listing` of this dataset saved by an earlier run, e.g. inside
+        the manifest of a job pairing two datasets) as what the listing saw: :meth:`listing`,
+        :meth:`problems` and :meth:`skipped_reports` answer from them without listing.
+
+        >>> import tempfile
+        >>> ds = open_dataset(tempfile.mkdtemp(), layout="masks")
+        >>> ds.reuse_listing({"objects": 3, "problems": [], "skipped_reports": ["/r"]}); ds.skipped_reports()
+        ['/r']
+        """
+        self._reused_listing = dict(facts)
+
     def listing(self) -> dict:
         """What the listing saw: ``{"objects": n, "problems": [...], "skipped_reports": [...]}``
         (from the saved manifest when it was reused). Builds the manifest first.
@@ -138,6 +150,10 @@ class Dataset:
         >>> open_dataset(tempfile.mkdtemp(), layout="masks").listing()
         {'objects': 0, 'problems': [], 'skipped_reports': []}
         """
+        reused = getattr(self, "_reused_listing", None)
+        if reused is not None and self._manifest is None:
+            return {"objects": int(reused.get("objects") or 0), "problems": list(reused.get("problems") or []),
+                    "skipped_reports": list(reused.get("skipped_reports") or [])}
         raw = (self.manifest().schema.metadata or {}).get(LISTING_KEY)
         facts = json.loads(raw) if raw else {}
         if not raw:  # a manifest saved without the facts: what this process's roots met

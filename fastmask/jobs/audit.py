@@ -43,7 +43,7 @@ from ..formats import Dataset, FormatError
 from . import audit_score as S
 from .coverage import coco_class_map
 from .evaluate import OUT_OF_RANGE_POLICIES, _COCO_LAYOUTS, _merge_scoring, _scoring_counts, pair_items
-from .listing import listing_summary
+from .listing import listing_summary, reuse_listings, store_listings
 from .schema import BBOX_FIELDS
 
 #: rows of the worst regions kept in the summary (printed, and shown first by ``fastmask report``)
@@ -117,7 +117,8 @@ class AuditJob(Job):
         self._names = dict(lm.names) if lm is not None else {}
 
     def arguments(self) -> dict[str, Any]:
-        return {"gt": self._gt.root, "pred": self._pred.root,
+        return {"gt": self._gt.root, "pred": self._pred.root, "gt_layout": self._gt.layout,
+                "pred_layout": self._pred.layout,
                 "confidence": self._conf.root if self._conf is not None else None,
                 "num_classes": self.num_classes, "ignore_value": self.ignore_value, "background": self.background,
                 "connectivity": self.connectivity, "out_of_range": self.out_of_range, "edge_width": self.edge_width,
@@ -127,7 +128,10 @@ class AuditJob(Job):
 
     def manifest(self) -> pa.Table:
         """One row per ground-truth item and per unpaired prediction (:func:`pair_items`),
-        plus the paired confidence row (``conf_row``, JSON) when a confidence folder is given."""
+        plus the paired confidence row (``conf_row``, JSON) when a confidence folder is given.
+
+        The datasets' listing facts are saved in its schema metadata (:func:`store_listings`):
+        a resumed run hands the saved manifest to :meth:`reuse_manifest` and lists none."""
         gt_coco, pred_coco = self._gt.layout in _COCO_LAYOUTS, self._pred.layout in _COCO_LAYOUTS
         gt_rows = self._gt.manifest().to_pylist()
         rows = pair_items(gt_rows, self._pred.manifest().to_pylist(),
@@ -137,7 +141,7 @@ class AuditJob(Job):
             for r in pair_items(gt_rows, self._conf.manifest().to_pylist(), gt_file_names=gt_coco):
                 if r["gt"] is not None:
                     conf[r["item_id"]] = {"row": r["pred"], "error": r["error"]}
-        return pa.table({
+        return store_listings(pa.table({
             "item_id": pa.array([r["item_id"] for r in rows], pa.string()),
             "gt_row": pa.array([None if r["gt"] is None else json.dumps(r["gt"]) for r in rows], pa.string()),
             "pred_row": pa.array([None if r["pred"] is None else json.dumps(r["pred"]) for r in rows], pa.string()),
@@ -146,7 +150,15 @@ class AuditJob(Job):
                                       pa.string()),
             "conf_row": pa.array([json.dumps(conf[r["item_id"]]) if r["item_id"] in conf and r["gt"] is not None
                                   else None for r in rows], pa.string()),
-        })
+        }), self._datasets())
+
+    def reuse_manifest(self, table: pa.Table) -> None:
+        """A resumed run's saved manifest: the pairs are not made again and the datasets take
+        their saved listing facts (the summary's listing problems and skipped reports)."""
+        reuse_listings(table, self._datasets())
+
+    def _datasets(self) -> dict:
+        return {"gt": self._gt, "pred": self._pred, "confidence": self._conf}
 
     # ------------------------------------------------------------------ per item
 

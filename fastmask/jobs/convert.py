@@ -64,6 +64,8 @@ from .schema import bbox_row
 
 FORMATS = ("masks", "voc", "coco", "coco_panoptic", "cleanzip", "nucleus", "labelbox")
 DATASET_DIR = "dataset"
+#: the columns :meth:`ConvertJob.manifest` adds to the dataset's manifest
+_ADDED_COLUMNS = ("position", "out_name", "name_clash")
 
 
 @dataclass
@@ -417,6 +419,11 @@ class ConvertJob(Job):
         names, bases = output_names(m.column("item_id").to_pylist(), files)
         m = m.append_column("out_name", pa.array(names, pa.string()))
         return m.append_column("name_clash", pa.array([n != b for n, b in zip(names, bases)], pa.bool_()))
+
+    def reuse_manifest(self, table: pa.Table) -> None:
+        """A resumed run's saved manifest: the dataset takes it back (without the columns
+        :meth:`manifest` added; its listing facts ride in the schema metadata) and is not listed."""
+        self._dataset.reuse_manifest(table.drop_columns([c for c in _ADDED_COLUMNS if c in table.column_names]))
 
     def _label(self, cat: int) -> str:
         lm = self._dataset.labelmap

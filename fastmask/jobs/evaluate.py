@@ -44,7 +44,7 @@ from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from ..formats.png import _fused_scan
 from .coverage import coco_class_map
-from .listing import listing_summary
+from .listing import listing_summary, reuse_listings, store_listings
 
 _U8 = np.dtype(np.uint8)
 _COCO_LAYOUTS = ("coco", "coco_panoptic")
@@ -203,15 +203,28 @@ class EvaluateJob(Job):
         self._fill = metrics._check_policy(empty_policy)
 
     def arguments(self) -> dict[str, Any]:
-        return {"gt": self._gt.root, "pred": self._pred.root, "num_classes": self.num_classes,
+        return {"gt": self._gt.root, "pred": self._pred.root, "gt_layout": self._gt.layout,
+                "pred_layout": self._pred.layout, "num_classes": self.num_classes,
                 "ignore_value": self.ignore_value, "empty_policy": self.empty_policy,
                 "out_of_range": self.out_of_range}
 
     def manifest(self) -> pa.Table:
-        """One row per ground-truth item and per unpaired prediction (:func:`pair_items`; rows kept as JSON)."""
+        """One row per ground-truth item and per unpaired prediction (:func:`pair_items`; rows kept as JSON).
+
+        Both datasets' listing facts are saved in its schema metadata (:func:`store_listings`):
+        a resumed run hands the saved manifest to :meth:`reuse_manifest` and lists neither."""
         gt_coco, pred_coco = self._gt.layout in _COCO_LAYOUTS, self._pred.layout in _COCO_LAYOUTS
         rows = pair_items(self._gt.manifest().to_pylist(), self._pred.manifest().to_pylist(),
                           gt_file_names=gt_coco and not pred_coco, pred_file_names=pred_coco and not gt_coco)
+        return store_listings(self._table(rows), {"gt": self._gt, "pred": self._pred})
+
+    def reuse_manifest(self, table: pa.Table) -> None:
+        """A resumed run's saved manifest: the pairs are not made again and the datasets take
+        their saved listing facts (the summary's listing problems and skipped reports)."""
+        reuse_listings(table, {"gt": self._gt, "pred": self._pred})
+
+    @staticmethod
+    def _table(rows: list[dict]) -> pa.Table:
         return pa.table({
             "item_id": pa.array([r["item_id"] for r in rows], pa.string()),
             "gt_row": pa.array([None if r["gt"] is None else json.dumps(r["gt"]) for r in rows], pa.string()),

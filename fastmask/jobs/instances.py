@@ -76,19 +76,26 @@ class InstancesJob(Job):
         self.base = base
         self.background = background
         self.ignore_value = ignore_value
-        # items whose output name another item would also get (COCO a.jpg and a.png, names
-        # differing in case): renamed as convert renames them (``__2``...), so none overwrites another
-        from .convert import output_names
-
-        m = dataset.manifest()
-        files = m.column("file_name").to_pylist() if "file_name" in m.column_names else None
-        ids = m.column("item_id").to_pylist()
-        names, bases = output_names(ids, files)
-        self._renamed = {i: n for i, n, b in zip(ids, names, bases) if n != b}
+        self._renamed: dict[str, str] | None = None  # made in prepare(), from the run's manifest
         self.max_item_memory = max_item_memory
         self.format = mask_format
         self.mask_format = mask_format if mask_format != "auto" else mask_format_for(
             dataset, base, background=background, ignore_value=ignore_value)
+
+    def prepare(self) -> None:
+        """The renamed items: those whose output name another item would also get (COCO a.jpg
+        and a.png, names differing in case), renamed as convert renames them (``__2``...) so
+        none overwrites another. Made once in the driver, after the engine gave the dataset its
+        manifest (a resumed run's saved one: no listing), and sent to the workers with the job."""
+        if self._renamed is not None:
+            return
+        from .convert import output_names
+
+        m = self._dataset.manifest()
+        files = m.column("file_name").to_pylist() if "file_name" in m.column_names else None
+        ids = m.column("item_id").to_pylist()
+        names, bases = output_names(ids, files)
+        self._renamed = {i: n for i, n, b in zip(ids, names, bases) if n != b}
 
     def arguments(self) -> dict[str, Any]:
         return {"dataset": self._dataset.root, "layout": self._dataset.layout, "connectivity": self.connectivity,

@@ -8,7 +8,11 @@ inside the dataset are skipped on purpose: a note, not a problem.
 """
 from __future__ import annotations
 
-__all__ = ["listing_summary", "print_listing", "PRINT_LIMIT"]
+import json
+
+from ..formats.layouts import LISTING_KEY
+
+__all__ = ["listing_summary", "print_listing", "PRINT_LIMIT", "store_listings", "reuse_listings"]
 
 #: problems printed one per line on stdout; the rest are counted (all are in run.json)
 PRINT_LIMIT = 5
@@ -28,6 +32,41 @@ def listing_summary(*datasets) -> dict:
                      for p in (ds.problems() if hasattr(ds, "problems") else ())]
         skipped += ds.skipped_reports() if hasattr(ds, "skipped_reports") else []
     return {"listing_problems": problems, "skipped_reports": sorted(set(skipped))}
+
+
+def store_listings(table, datasets: dict):
+    """``table`` (a job's manifest built from several datasets) with their listing facts in its
+    schema metadata: ``{"objects": total, "datasets": {role: dataset.listing()}}``, so that a
+    resumed run gives them back (:func:`reuse_listings`) instead of listing the datasets again.
+
+    >>> import tempfile, pyarrow as pa
+    >>> from fastmask.formats import open_dataset
+    >>> t = store_listings(pa.table({"item_id": ["a"]}), {"gt": open_dataset(tempfile.mkdtemp(), layout="masks")})
+    >>> json.loads(t.schema.metadata[LISTING_KEY])["datasets"]["gt"]["problems"]
+    []
+    """
+    facts = {role: ds.listing() for role, ds in datasets.items() if ds is not None}
+    doc = {"objects": sum(f["objects"] for f in facts.values()), "datasets": facts}
+    meta = dict(table.schema.metadata or {})
+    meta[LISTING_KEY] = json.dumps(doc, sort_keys=True).encode("utf-8")
+    return table.replace_schema_metadata(meta)
+
+
+def reuse_listings(table, datasets: dict) -> None:
+    """Give each dataset of ``datasets`` (role -> dataset) the listing facts that
+    :func:`store_listings` saved in ``table`` (a resumed run's saved manifest): none is listed.
+
+    >>> import tempfile, pyarrow as pa
+    >>> from fastmask.formats import open_dataset
+    >>> d = tempfile.mkdtemp(); t = store_listings(pa.table({"item_id": ["a"]}), {"gt": open_dataset(d, layout="masks")})
+    >>> again = open_dataset(d, layout="masks"); reuse_listings(t, {"gt": again}); again.listing()["objects"]
+    0
+    """
+    raw = (table.schema.metadata or {}).get(LISTING_KEY)
+    saved = (json.loads(raw) if raw else {}).get("datasets") or {}
+    for role, ds in datasets.items():
+        if ds is not None and role in saved:
+            ds.reuse_listing(saved[role])
 
 
 def print_listing(summary: dict, *, problems: bool = True, limit: int = PRINT_LIMIT) -> int:
