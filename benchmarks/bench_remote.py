@@ -8,7 +8,10 @@ user runs it (``fastmask validate DATASET --out REPORT``, default settings):
 - ``S3 (local server)``: the same masks uploaded to a moto S3 server on 127.0.0.1 (its own
   process);
 - ``S3 + latency``: the same server behind a small TCP proxy that holds every request for
-  a random 20-50 ms before forwarding it, as an object store across a network does.
+  a random 20-50 ms before forwarding it, as an object store across a network does;
+- ``HTTP URL list``: the same files served by Python's threading static file server, read
+  through a CSV URL list (``item_id,mask``), directly and behind the same latency proxy:
+  a server several times faster than the S3 emulator, so the client's side shows.
 
 Prints masks/s (median of the rounds; the wall time of the whole command, listing
 included) and the ratio to local disk. Goal: with latency, at least 0.8x the local-disk
@@ -34,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks.bench_engine import DATA, ensure_dataset
+from benchmarks.bench_engine import ensure_dataset
 
 LATENCY_MS = (20, 50)
 
@@ -136,6 +139,28 @@ def _upload(folder: Path, url: str, endpoint: str) -> None:
         fs.pipe({f"{bucket}/{prefix}/{p.name}": p.read_bytes() for p in files[i:i + 500]})
 
 
+def _start_http(folder: Path) -> tuple[subprocess.Popen, int]:
+    """Python's threading static file server on 127.0.0.1 serving ``folder``."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                             "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the HTTP server did not start")
+
+
+def _url_list(folder: Path, base: str, target: Path) -> str:
+    """A CSV URL list (``item_id,mask``) of the masks in ``folder`` served under ``base``."""
+    lines = ["item_id,mask"] + [f"{p.stem},{base}/{p.name}" for p in sorted(folder.glob("*.png"))]
+    target.write_text("\n".join(lines) + "\n")
+    return str(target)
+
+
 def _validate(dataset: str, workers: int, env: dict, out: str) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "fastmask", "validate", dataset, "--out", out, "--overwrite", "--quiet",
            "--workers", str(workers), "--fail-on", "never"]
@@ -195,11 +220,17 @@ def run(quick: bool = False) -> None:
     direct = f"http://127.0.0.1:{port}"
     proxy = LatencyProxy(port, *LATENCY_MS)
     slow = f"http://127.0.0.1:{proxy.port}"
+    http, http_port = _start_http(local)
+    http_proxy = LatencyProxy(http_port, *LATENCY_MS, seed=1)
+    fast_list = _url_list(local, f"http://127.0.0.1:{http_port}", tmp / "urls-direct.csv")
+    slow_list = _url_list(local, f"http://127.0.0.1:{http_proxy.port}", tmp / "urls-latency.csv")
     try:
         print(f"uploading {n} masks to the local S3 server...", file=sys.stderr)
         _upload(local, "s3://bench/masks", direct)
         places = [("local disk", str(local), _env(direct)), ("S3 (local server)", "s3://bench/masks", _env(direct)),
-                  (f"S3 + {LATENCY_MS[0]}-{LATENCY_MS[1]} ms latency", "s3://bench/masks", _env(slow))]
+                  (f"S3 + {LATENCY_MS[0]}-{LATENCY_MS[1]} ms latency", "s3://bench/masks", _env(slow)),
+                  ("HTTP URL list (local server)", fast_list, _env(direct)),
+                  (f"HTTP URL list + {LATENCY_MS[0]}-{LATENCY_MS[1]} ms", slow_list, _env(direct))]
         results: dict[tuple[str, int], list[float]] = {}
         for _ in range(rounds):
             for workers in (1, 2):
@@ -216,11 +247,15 @@ def run(quick: bool = False) -> None:
         ceiling = _server_ceiling(direct, "s3://bench/masks")
         print(f"the local S3 server alone (moto, same machine; s3fs GETs, 16 in flight, no decoding): "
               f"{ceiling:.0f} objects/s")
-        objects = 10_000 if quick else 100_000
+        objects = 10_000 if quick else int(os.environ.get("FASTMASK_BENCH_REMOTE_LISTING", "100000"))
+        if not objects:
+            return
         seconds = _listing(direct, objects)
         print(f"\nlisting {objects:,} objects (paged, 1,000 keys per request): {seconds:.2f} s "
               f"({objects / seconds:,.0f} objects/s)")
     finally:
         proxy.stop()
+        http_proxy.stop()
+        http.kill()
         moto.kill()
         moto.wait()
