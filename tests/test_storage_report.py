@@ -197,19 +197,22 @@ def test_a_killed_engine_run_resumes_byte_identical(s3_bucket, tmp_path):
 
 
 def test_a_cli_run_killed_mid_way_resumes_byte_identical(data, references, s3_bucket):
-    url = f"{s3_bucket}/killed"
-    argv = job_args("validate", data, url, shard=1)  # 40 shards: still running when killed
-    proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    out = Location(url)
-    deadline = time.monotonic() + 240
-    while len(done_shards(out, N)) < 3 and proc.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-    proc.stderr.close()
-    done = done_shards(out, N)
+    for attempt in range(3):  # a loaded machine may let the run finish before the kill lands: again
+        url = f"{s3_bucket}/killed-{attempt}"
+        argv = job_args("validate", data, url, shard=1)  # 40 shards: still running when killed
+        proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        out = Location(url)
+        deadline = time.monotonic() + 240
+        while len(done_shards(out, N)) < 3 and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        proc.stderr.close()
+        done = done_shards(out, N)
+        if not (proc.returncode == 0 and len(done) == N):
+            break
     assert proc.returncode == -signal.SIGKILL and 3 <= len(done) < N, (proc.returncode, len(done))
     assert cli(*argv, "--resume") == 0
     ref = references["validate"].parent / "validate-shard1"
@@ -220,19 +223,22 @@ def test_a_cli_run_killed_mid_way_resumes_byte_identical(data, references, s3_bu
 
 
 def test_ctrl_c_is_exit_3_with_the_url_in_its_line_and_resumes(data, references, s3_bucket):
-    url = f"{s3_bucket}/interrupted"
-    argv = job_args("coverage", data, url, shard=1)
-    proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
-    out = Location(url)
-    deadline = time.monotonic() + 240
-    while len(done_shards(out, N)) < 2 and proc.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)
-    code = proc.wait(timeout=120)
-    err = proc.stderr.read().decode()
-    proc.stderr.close()
+    for attempt in range(3):  # a loaded machine may let the run finish before the signal lands: again
+        url = f"{s3_bucket}/interrupted-{attempt}"
+        argv = job_args("coverage", data, url, shard=1)
+        proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        out = Location(url)
+        deadline = time.monotonic() + 240
+        while not done_shards(out, N) and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=120)
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        if not (code == 0 and len(done_shards(out, N)) == N):
+            break
     assert code == 3, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and f"finished shards are kept in {url}; rerun with --resume" in lines[0], err
