@@ -237,7 +237,8 @@ def run(quick: bool = False) -> None:
                 for name, dataset, env in places:
                     wall, doc = _validate(dataset, workers, env, str(tmp / "report"))
                     results.setdefault((name, workers), []).append(n / wall)
-        print(f"\nvalidate {n} masks of 640x480 (the whole command, median of {rounds} rounds), masks/s")
+        which = f"median of {rounds} rounds" if rounds % 2 else f"upper median of {rounds} rounds"
+        print(f"\nvalidate {n} masks of 640x480 (the whole command, {which}), masks/s")
         print(f"{'from':<34}{'workers':>8}{'masks/s':>10}{'vs local':>10}")
         for workers in (1, 2):
             base = sorted(results[("local disk", workers)])[rounds // 2]
