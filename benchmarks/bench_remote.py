@@ -50,8 +50,12 @@ def _free_port() -> int:
 
 def _start_moto() -> tuple[subprocess.Popen, int]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return _serve([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], port, "the moto S3 server")
+
+
+def _serve(argv: list[str], port: int, what: str) -> tuple[subprocess.Popen, int]:
+    """Start the server ``argv`` and wait until ``port`` on 127.0.0.1 answers."""
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.1):
@@ -59,7 +63,7 @@ def _start_moto() -> tuple[subprocess.Popen, int]:
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise RuntimeError("the moto S3 server did not start")
+    raise RuntimeError(f"{what} did not start")
 
 
 class LatencyProxy:
@@ -142,16 +146,8 @@ def _upload(folder: Path, url: str, endpoint: str) -> None:
 def _start_http(folder: Path) -> tuple[subprocess.Popen, int]:
     """Python's threading static file server on 127.0.0.1 serving ``folder``."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-                             "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the HTTP server did not start")
+    return _serve([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)],
+                  port, "the HTTP server")
 
 
 def _url_list(folder: Path, base: str, target: Path) -> str:
