@@ -512,13 +512,11 @@ def write_plots(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = 
         for chart in charts:
             (out / f"{chart.name}.png").write_bytes(render_png(chart))
         return [out / f"{chart.name}.png" for chart in charts]
-    out.mkdir(parents=True, exist_ok=True)
+    from .storage import write_local_atomic
     paths = []
     for chart in charts:
         p = out / f"{chart.name}.png"
-        tmp = out / f".{chart.name}.png.tmp"
-        tmp.write_bytes(render_png(chart))
-        os.replace(tmp, p)
+        write_local_atomic(p, render_png(chart), durable=False)  # the one local write path
         paths.append(p)
     return paths
 

@@ -851,8 +851,6 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if is_remote(path):  # object storage: one upload, visible whole or not at all
         path.write_text(page)
         return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, path)
+    from .storage import write_local_atomic
+    write_local_atomic(path, page.encode("utf-8"), durable=False)  # the one local write path
     return path
