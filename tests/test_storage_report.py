@@ -222,12 +222,19 @@ def test_a_cli_run_killed_mid_way_resumes_byte_identical(data, references, s3_bu
     assert json.loads((out / "run.json").read_bytes())["timing"]["skipped_shards"] == len(done)
 
 
+def _default_sigint() -> None:
+    # The command starts as a user's shell starts it: SIGINT at its default and not blocked,
+    # whatever an earlier in-process test (Dask clusters, executors) left in this process.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def test_ctrl_c_is_exit_3_with_the_url_in_its_line_and_resumes(data, references, s3_bucket):
     for attempt in range(3):  # a loaded machine may let the run finish before the signal lands: again
         url = f"{s3_bucket}/interrupted-{attempt}"
         argv = job_args("coverage", data, url, shard=1)
         proc = subprocess.Popen([sys.executable, "-m", "fastmask", *argv], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+                                stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_default_sigint)
         out = Location(url)
         deadline = time.monotonic() + 240
         while not done_shards(out, N) and proc.poll() is None:
