@@ -246,11 +246,12 @@ def parse_storage_options(text: str | None) -> dict:
         return {}
     raw = text
     if text.startswith("@"):
-        try:
-            with open(text[1:], encoding="utf-8") as f:
-                raw = f.read()
-        except OSError as e:
-            raise ValueError(f"--storage-options {text}: {e.strerror or e}") from None
+        from .formats.errors import FormatError
+        from .storage import Location
+        try:  # through the storage module like every other file (a local path here: no options yet)
+            raw = Location(text[1:], {}).read_text()
+        except (OSError, FormatError, UnicodeDecodeError) as e:
+            raise ValueError(f"--storage-options {text}: {getattr(e, 'message', None) or e}") from None
     try:
         value = json.loads(raw)
     except ValueError as e:
