@@ -42,7 +42,7 @@ from ..engine import ItemError, ItemResult, Job, ShardResult
 from ..formats import Dataset, FormatError
 from . import audit_score as S
 from .coverage import coco_class_map
-from .evaluate import OUT_OF_RANGE_POLICIES, _COCO_LAYOUTS, _merge_scoring, _scoring_counts, pair_items
+from .evaluate import OUT_OF_RANGE_POLICIES, _COCO_LAYOUTS, _merge_scoring, _scoring_counts, pair_items, paired_prediction
 from .listing import listing_summary, reuse_listings, store_listings
 from .schema import BBOX_FIELDS
 
@@ -163,15 +163,7 @@ class AuditJob(Job):
     # ------------------------------------------------------------------ per item
 
     def process(self, item: dict[str, Any]) -> ItemResult:
-        if item.get("pairing_error"):
-            code, message = json.loads(item["pairing_error"])
-            raise ItemError(code, message)
-        if item["gt_row"] is None:
-            raise ItemError("extra_prediction", f"{item['item_id']}: a prediction without ground truth")
-        if item["pred_row"] is None:
-            raise ItemError("missing_prediction", f"{item['item_id']}: no prediction for this ground truth")
-        pred_row = json.loads(item["pred_row"])
-        fields: dict[str, Any] = {"pred_item": pred_row.get("item_id"), "paired_by": item.get("paired_by") or "item_id"}
+        pred_row, fields = paired_prediction(item)
         try:
             return self._audit(item, pred_row, fields)
         except ItemError as e:

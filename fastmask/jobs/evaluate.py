@@ -142,6 +142,25 @@ def pair_items(gt_rows: list[dict], pred_rows: list[dict], *, gt_file_names: boo
     return out
 
 
+def paired_prediction(item: dict[str, Any]) -> tuple[dict, dict]:
+    """The prediction row of a paired manifest row and the pairing fields of its item row
+    (``pred_item``, ``paired_by``); a pairing error, an extra or a missing prediction raises
+    the item's :class:`ItemError` (shared by evaluate and audit).
+
+    >>> paired_prediction({"item_id": "a", "gt_row": "{}", "pred_row": '{"item_id": "a"}'})
+    ({'item_id': 'a'}, {'pred_item': 'a', 'paired_by': 'item_id'})
+    """
+    if item.get("pairing_error"):
+        code, message = json.loads(item["pairing_error"])
+        raise ItemError(code, message)
+    if item["gt_row"] is None:
+        raise ItemError("extra_prediction", f"{item['item_id']}: a prediction without ground truth")
+    if item["pred_row"] is None:
+        raise ItemError("missing_prediction", f"{item['item_id']}: no prediction for this ground truth")
+    pred_row = json.loads(item["pred_row"])
+    return pred_row, {"pred_item": pred_row.get("item_id"), "paired_by": item.get("paired_by") or "item_id"}
+
+
 class EvaluateJob(Job):
     """Confusion matrices and IoU / Dice of ``pred`` against ``gt`` (semantic masks or COCO)."""
 
@@ -240,15 +259,7 @@ class EvaluateJob(Job):
                 *(self._pred.prefetch(json.loads(item["pred_row"])) if item.get("pred_row") else [])]
 
     def process(self, item: dict[str, Any]) -> ItemResult:
-        if item.get("pairing_error"):
-            code, message = json.loads(item["pairing_error"])
-            raise ItemError(code, message)
-        if item["gt_row"] is None:
-            raise ItemError("extra_prediction", f"{item['item_id']}: a prediction without ground truth")
-        if item["pred_row"] is None:
-            raise ItemError("missing_prediction", f"{item['item_id']}: no prediction for this ground truth")
-        pred_row = json.loads(item["pred_row"])
-        pairing = {"pred_item": pred_row.get("item_id"), "paired_by": item.get("paired_by") or "item_id"}
+        pred_row, pairing = paired_prediction(item)
         try:
             result = self._panoptic(item) if self._categories is not None else self._semantic(item, pred_row)
         except ItemError as e:
